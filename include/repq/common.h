@@ -1,0 +1,116 @@
+/* librepq: post-training quantization and integer inference for vision transformers.
+ * Common definitions: export macro, version, status codes, contexts, options.
+ *
+ * Conventions that hold for every header of this library:
+ * - Every fallible function returns repq_status; REPQ_OK (0) is success. Results come
+ *   back through out-parameters, which are always last. On failure an out-parameter
+ *   that would receive a handle is set to NULL.
+ * - Every handle is opaque. Whoever obtains a handle from a _new/_load/_create call
+ *   frees it with the matching _free, which accepts NULL.
+ * - Buffers the caller passes in stay the caller's; the library copies what it keeps.
+ * - The human-readable message of the last failure on a handle is returned by
+ *   repq_last_error(handle). Failures of calls that create a handle are recorded on
+ *   the repq_context passed to them.
+ */
+#ifndef REPQ_COMMON_H
+#define REPQ_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(REPQ_BUILDING_LIBRARY)
+#  define REPQ_API __attribute__((visibility("default")))
+#else
+#  define REPQ_API
+#endif
+
+#define REPQ_VERSION_MAJOR 0
+#define REPQ_VERSION_MINOR 1
+#define REPQ_VERSION_PATCH 0
+/* MAJOR * 10000 + MINOR * 100 + PATCH, as returned by repq_version_number(). */
+#define REPQ_VERSION_NUMBER \
+    (REPQ_VERSION_MAJOR * 10000 + REPQ_VERSION_MINOR * 100 + REPQ_VERSION_PATCH)
+
+/* Status codes. Values are part of the ABI and are never renumbered. */
+typedef enum repq_status {
+    REPQ_OK = 0,
+    REPQ_ERR_INVALID_ARGUMENT = 1, /* NULL handle or pointer, bad size, bad option value */
+    REPQ_ERR_NOMEM = 2,            /* an allocation failed */
+    REPQ_ERR_IO = 3,               /* a file could not be opened or read */
+    REPQ_ERR_FORMAT = 4,           /* a file is malformed or inconsistent */
+    REPQ_ERR_UNSUPPORTED = 5,      /* well-formed but not supported (dtype, version, architecture) */
+    REPQ_ERR_SHAPE = 6,            /* tensor shape or dtype does not match what the call needs */
+    REPQ_ERR_STATE = 7,            /* stages called in the wrong order */
+    REPQ_ERR_NUMERIC = 8,          /* NaN or infinity in input data or weights */
+    REPQ_ERR_OVERFLOW = 9          /* a size would overflow */
+} repq_status;
+
+/* A static English name for a status ("REPQ_ERR_FORMAT: malformed file"); never NULL. */
+REPQ_API const char *repq_status_string(repq_status status);
+
+/* Run-time version, e.g. "0.1.0", and REPQ_VERSION_NUMBER of the loaded library. */
+REPQ_API const char *repq_version_string(void);
+REPQ_API int32_t repq_version_number(void);
+
+/* The message of the last failure recorded on a handle of this library (a
+ * repq_context, repq_tensor, repq_model, repq_calib, repq_qmodel, repq_session), or
+ * "" if none. The string stays valid until the next failing call on that handle or
+ * until it is freed. NULL gives "". A handle is one library object; passing any other
+ * pointer is undefined. */
+REPQ_API const char *repq_last_error(const void *handle);
+
+/* ---- Context ------------------------------------------------------------------
+ * A context carries the memory allocator and receives the error messages of calls
+ * that create handles (load, new). Handles copy what they need from the context at
+ * creation, so a context may be freed before the handles made with it.
+ * Every creating function also accepts ctx == NULL: the C allocator is used and the
+ * message of a failed creation is lost (the status still says what kind of error).
+ * A context is used by one thread at a time. */
+typedef struct repq_context repq_context;
+
+/* Allocation callbacks: alloc(user, size, alignment) returns memory aligned to
+ * `alignment` (a power of two, at most 4096) or NULL; release(user, ptr) frees it and
+ * accepts NULL. Both are called from whatever thread uses a handle. */
+typedef void *(*repq_alloc_fn)(void *user, size_t size, size_t alignment);
+typedef void (*repq_release_fn)(void *user, void *ptr);
+
+REPQ_API repq_status repq_context_new(repq_context **out_ctx);
+REPQ_API void repq_context_free(repq_context *ctx);
+/* Replace the allocator used by handles created from now on with this context.
+ * Errors: REPQ_ERR_INVALID_ARGUMENT if ctx, alloc or release is NULL. */
+REPQ_API repq_status repq_context_set_allocator(repq_context *ctx, repq_alloc_fn alloc,
+                                                repq_release_fn release, void *user);
+
+/* ---- Options ------------------------------------------------------------------
+ * A key/value bag used by the calibrator and the session, so that new settings never
+ * change a struct layout. Keys that a stage does not use are ignored by it. */
+typedef struct repq_options repq_options;
+
+typedef enum repq_option {
+    REPQ_OPT_WEIGHT_BITS = 1,      /* 2..8, default 8 */
+    REPQ_OPT_ACT_BITS = 2,         /* 2..8, default 8 */
+    REPQ_OPT_METHOD = 3,           /* repq_method, default REPQ_METHOD_REPQ */
+    REPQ_OPT_PATCH_INPUT_BITS = 4, /* bits of the patch embedding's input, default 8 */
+    REPQ_OPT_THREADS = 5           /* worker threads of a session, default 1 */
+} repq_option;
+
+typedef enum repq_method {
+    REPQ_METHOD_REPQ = 0,   /* RepQ-ViT: channel-wise post-LN, log-sqrt2 post-softmax */
+    REPQ_METHOD_MINMAX = 1  /* naive baseline: min/max ranges, layer-wise, uniform softmax */
+} repq_method;
+
+REPQ_API repq_status repq_options_new(repq_options **out_options);
+REPQ_API void repq_options_free(repq_options *options);
+/* Errors: REPQ_ERR_INVALID_ARGUMENT for an unknown key or a value out of range. */
+REPQ_API repq_status repq_options_set_int(repq_options *options, repq_option key, int64_t value);
+REPQ_API repq_status repq_options_get_int(const repq_options *options, repq_option key,
+                                          int64_t *out_value);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

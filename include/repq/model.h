@@ -1,0 +1,82 @@
+/* librepq float models and image data. */
+#ifndef REPQ_MODEL_H
+#define REPQ_MODEL_H
+
+#include "common.h"
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A float vision transformer (ViT/DeiT family, class-token pooling). Immutable after
+ * loading except for its last-error message: use one model from one thread at a time,
+ * or one model per thread. */
+typedef struct repq_model repq_model;
+
+/* Load a model from a safetensors file with timm's tensor names.
+ * `preset` names an architecture ("deit_tiny_patch16_224", "deit_small_patch16_224",
+ * "deit_base_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224"); with
+ * NULL, the architecture is read from the file's __metadata__ "architecture" entry
+ * (and the preprocessing from "preprocess", else ImageNet's defaults).
+ * The file is read completely; F32, F16 and BF16 tensors are converted to float.
+ * Errors: REPQ_ERR_IO, REPQ_ERR_FORMAT (malformed or inconsistent file, missing or
+ * misshapen tensor), REPQ_ERR_UNSUPPORTED (dtype, architecture), REPQ_ERR_NUMERIC
+ * (NaN/Inf weights), REPQ_ERR_OVERFLOW, REPQ_ERR_NOMEM. */
+REPQ_API repq_status repq_model_load(repq_context *ctx, const char *path, const char *preset,
+                                     repq_model **out_model);
+
+/* Create a model of a preset architecture with random weights (deterministic for a
+ * seed), for tests and benchmarks. `num_classes` <= 0 keeps the preset's count. */
+REPQ_API repq_status repq_model_create_random(repq_context *ctx, const char *preset,
+                                              int32_t num_classes, uint64_t seed,
+                                              repq_model **out_model);
+REPQ_API void repq_model_free(repq_model *model);
+
+/* Integer attributes of a model's architecture. Values are part of the ABI. */
+typedef enum repq_model_attr {
+    REPQ_MODEL_IMG_SIZE = 1,
+    REPQ_MODEL_PATCH_SIZE = 2,
+    REPQ_MODEL_IN_CHANS = 3,
+    REPQ_MODEL_NUM_CLASSES = 4,
+    REPQ_MODEL_EMBED_DIM = 5,
+    REPQ_MODEL_DEPTH = 6,
+    REPQ_MODEL_NUM_HEADS = 7,
+    REPQ_MODEL_MLP_HIDDEN = 8,
+    REPQ_MODEL_NUM_TOKENS = 9,
+    REPQ_MODEL_NUM_TENSORS = 10,
+    REPQ_MODEL_NUM_PARAMS = 11,
+    REPQ_MODEL_FLOPS_PER_IMAGE = 12 /* multiply-adds x 2 of the linear layers and attention */
+} repq_model_attr;
+
+REPQ_API repq_status repq_model_get_int(const repq_model *model, repq_model_attr attr,
+                                        int64_t *out_value);
+
+/* Float forward pass with OpenBLAS sgemm.
+ * `images`: U8 [N, C, H, W] raw pixels (the model's preprocessing is applied), or F32
+ * [N, C, H, W] already preprocessed. `logits`: F32 [N, num_classes], overwritten.
+ * Scratch memory is allocated per call. OpenBLAS's own thread count applies.
+ * Errors: REPQ_ERR_INVALID_ARGUMENT, REPQ_ERR_SHAPE, REPQ_ERR_NUMERIC (NaN/Inf in F32
+ * images), REPQ_ERR_NOMEM. */
+REPQ_API repq_status repq_model_forward(repq_model *model, repq_tensor *images,
+                                        repq_tensor *logits);
+
+/* Read records of the CIFAR-10 binary format (1 label byte, then 3072 bytes: the red,
+ * green and blue 32x32 planes). Reads records [offset, offset + limit), or to the end
+ * of the file when limit <= 0. Outputs: U8 [N, 3, 32, 32] images and I32 [N] labels.
+ * Errors: REPQ_ERR_IO, REPQ_ERR_FORMAT (size not a multiple of 3073, label > 255 is
+ * impossible but a label outside 0..9 is reported), REPQ_ERR_INVALID_ARGUMENT (offset
+ * past the end, negative offset), REPQ_ERR_NOMEM. */
+REPQ_API repq_status repq_cifar_load(repq_context *ctx, const char *path, int64_t offset,
+                                     int64_t limit, repq_tensor **out_images,
+                                     repq_tensor **out_labels);
+
+/* Top-1 accuracy helper: the fraction of rows of F32 `logits` [N, K] whose argmax
+ * equals the I32 `labels` [N]. */
+REPQ_API repq_status repq_top1_compute(const repq_tensor *logits, const repq_tensor *labels,
+                                       double *out_accuracy);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

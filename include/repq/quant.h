@@ -1,0 +1,111 @@
+/* librepq quantization stages: calibrate -> reparameterize -> integer inference.
+ *
+ *   repq_calib_new(model, options)       a calibrator over a float model
+ *   repq_calib_feed(calib, images)       one or more batches of calibration images
+ *   repq_calib_finish(calib, &qmodel)    searches every quantizer; the result keeps the
+ *                                        "complex" quantizers (channel-wise post-LN,
+ *                                        log-sqrt2 post-softmax)
+ *   repq_qmodel_reparameterize(q, &r)    folds them into "simple" ones (layer-wise
+ *                                        scales, log2 codes), what inference runs
+ *   repq_session_new(r, options, &s)     integer inference: repq_session_run(s, ...)
+ *
+ * Thread safety: a repq_qmodel is immutable once made and may be shared read-only by
+ * many sessions on many threads (its last-error message is only written by calls
+ * that take it as their first argument and are documented as writing it). A
+ * calibrator and a session belong to one thread at a time.
+ */
+#ifndef REPQ_QUANT_H
+#define REPQ_QUANT_H
+
+#include "common.h"
+#include "model.h"
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Observes a float model on calibration images and searches quantization parameters.
+ * It keeps a reference to the model: the model must outlive the calibrator. */
+typedef struct repq_calib repq_calib;
+
+/* A quantized model: integer weights, scales, zero points and the (possibly rewritten)
+ * float parameters of LayerNorm and biases. It does not depend on the float model or
+ * on the calibration data once made. */
+typedef struct repq_qmodel repq_qmodel;
+
+/* An integer-inference session over a reparameterized quantized model. It owns all of
+ * its scratch memory (allocated at creation) and keeps a reference to the qmodel,
+ * which must outlive it. */
+typedef struct repq_session repq_session;
+
+/* Options read: REPQ_OPT_WEIGHT_BITS, REPQ_OPT_ACT_BITS, REPQ_OPT_METHOD,
+ * REPQ_OPT_PATCH_INPUT_BITS. `options` may be NULL (W8A8, RepQ-ViT). */
+REPQ_API repq_status repq_calib_new(repq_context *ctx, repq_model *model,
+                                    const repq_options *options, repq_calib **out_calib);
+REPQ_API void repq_calib_free(repq_calib *calib);
+/* Add a batch of images (same forms as repq_model_forward accepts); they are copied.
+ * Errors: REPQ_ERR_SHAPE (wrong image size or channels), REPQ_ERR_NUMERIC,
+ * REPQ_ERR_STATE (after finish), REPQ_ERR_NOMEM. */
+REPQ_API repq_status repq_calib_feed(repq_calib *calib, repq_tensor *images);
+/* Run the calibration forward pass over every fed image and search all quantizers.
+ * Errors: REPQ_ERR_STATE (no image fed, or already finished), REPQ_ERR_NOMEM. */
+REPQ_API repq_status repq_calib_finish(repq_calib *calib, repq_qmodel **out_qmodel);
+
+REPQ_API void repq_qmodel_free(repq_qmodel *qmodel);
+
+/* Fold channel-wise post-LayerNorm quantizers into LayerNorm and the next linear
+ * layer (layer-wise result) and turn log-sqrt2 post-softmax codes into log2 codes with
+ * parity; weights are re-quantized after the rewrite. A qmodel that is already
+ * layer-wise (method minmax, or reparameterized) is copied unchanged.
+ * Errors: REPQ_ERR_INVALID_ARGUMENT, REPQ_ERR_NOMEM. */
+REPQ_API repq_status repq_qmodel_reparameterize(repq_context *ctx, const repq_qmodel *qmodel,
+                                                repq_qmodel **out_reparameterized);
+
+/* Ways of running a qmodel in float arithmetic. Values are part of the ABI. */
+typedef enum repq_forward_mode {
+    REPQ_FORWARD_FAKE_QUANT = 1, /* every quantizer applied where inference applies it */
+    REPQ_FORWARD_FLOAT = 2       /* the qmodel's float parameters, no quantizer at all */
+} repq_forward_mode;
+
+/* Float forward of a quantized model. Inputs and outputs as repq_model_forward.
+ * Allocates its scratch per call; safe to call concurrently on one qmodel (failures
+ * are reported by status only, the message is not recorded). */
+REPQ_API repq_status repq_qmodel_forward(const repq_qmodel *qmodel, repq_forward_mode mode,
+                                         repq_tensor *images, repq_tensor *logits);
+
+/* Attributes of a qmodel: the same keys as repq_model_attr plus these. */
+typedef enum repq_qmodel_attr {
+    REPQ_QMODEL_WEIGHT_BITS = 101,
+    REPQ_QMODEL_ACT_BITS = 102,
+    REPQ_QMODEL_METHOD = 103,
+    REPQ_QMODEL_REPARAMETERIZED = 104 /* 1 if layer-wise (runnable by a session) */
+} repq_qmodel_attr;
+REPQ_API repq_status repq_qmodel_get_int(const repq_qmodel *qmodel, int32_t attr,
+                                         int64_t *out_value);
+
+/* Save a reparameterized qmodel as one safetensors file (format: docs/format.md).
+ * Errors: REPQ_ERR_STATE (not reparameterized), REPQ_ERR_IO, REPQ_ERR_NOMEM. */
+REPQ_API repq_status repq_qmodel_save(repq_qmodel *qmodel, const char *path);
+/* Load a file written by repq_qmodel_save. Hostile-input safe: every size, offset and
+ * parameter is checked. Errors: REPQ_ERR_IO, REPQ_ERR_FORMAT, REPQ_ERR_UNSUPPORTED
+ * (newer format version), REPQ_ERR_OVERFLOW, REPQ_ERR_NOMEM. */
+REPQ_API repq_status repq_qmodel_load(repq_context *ctx, const char *path,
+                                      repq_qmodel **out_qmodel);
+
+/* Options read: REPQ_OPT_THREADS. `max_batch` >= 1 sizes the scratch memory: runs may
+ * use any batch up to it. Errors: REPQ_ERR_STATE (qmodel not reparameterized),
+ * REPQ_ERR_UNSUPPORTED, REPQ_ERR_NOMEM. */
+REPQ_API repq_status repq_session_new(repq_context *ctx, const repq_qmodel *qmodel,
+                                      const repq_options *options, int32_t max_batch,
+                                      repq_session **out_session);
+REPQ_API void repq_session_free(repq_session *session);
+/* Run the network with integer GEMMs and shift-based attention. Allocates nothing.
+ * Inputs and outputs as repq_model_forward, with N <= max_batch. */
+REPQ_API repq_status repq_session_run(repq_session *session, repq_tensor *images,
+                                      repq_tensor *logits);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

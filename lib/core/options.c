@@ -1,0 +1,87 @@
+#include "core/options.h"
+
+REPQ_API repq_status repq_options_new(repq_options **out_options)
+{
+    if (!out_options)
+        return REPQ_ERR_INVALID_ARGUMENT;
+    *out_options = NULL;
+    repq_allocator allocator = repq_allocator_of(NULL);
+    repq_options *o = repq_mem_alloc(&allocator, sizeof *o);
+    if (!o)
+        return REPQ_ERR_NOMEM;
+    repq_object_init(&o->base, REPQ_KIND_OPTIONS, allocator);
+    repq_options_defaults(o);
+    *out_options = o;
+    return REPQ_OK;
+}
+
+void repq_options_defaults(repq_options *o)
+{
+    o->weight_bits = 8;
+    o->act_bits = 8;
+    o->method = REPQ_METHOD_REPQ;
+    o->patch_input_bits = 8;
+    o->threads = 1;
+}
+
+REPQ_API void repq_options_free(repq_options *options)
+{
+    if (!repq_object_is(options, REPQ_KIND_OPTIONS))
+        return;
+    options->base.kind = 0;
+    repq_mem_free(&options->base.allocator, options);
+}
+
+static repq_status check_range(repq_options *o, const char *name, int64_t v, int64_t lo, int64_t hi)
+{
+    if (v < lo || v > hi)
+        return repq_fail(&o->base, REPQ_ERR_INVALID_ARGUMENT,
+                         "option %s = %lld is outside [%lld, %lld]", name, (long long)v,
+                         (long long)lo, (long long)hi);
+    return REPQ_OK;
+}
+
+REPQ_API repq_status repq_options_set_int(repq_options *o, repq_option key, int64_t value)
+{
+    if (!repq_object_is(o, REPQ_KIND_OPTIONS))
+        return REPQ_ERR_INVALID_ARGUMENT;
+    repq_status st;
+    switch (key) {
+    case REPQ_OPT_WEIGHT_BITS:
+        if ((st = check_range(o, "weight_bits", value, 2, 8)) == REPQ_OK)
+            o->weight_bits = (int32_t)value;
+        return st;
+    case REPQ_OPT_ACT_BITS:
+        if ((st = check_range(o, "act_bits", value, 2, 8)) == REPQ_OK)
+            o->act_bits = (int32_t)value;
+        return st;
+    case REPQ_OPT_METHOD:
+        if ((st = check_range(o, "method", value, REPQ_METHOD_REPQ, REPQ_METHOD_MINMAX)) == REPQ_OK)
+            o->method = (int32_t)value;
+        return st;
+    case REPQ_OPT_PATCH_INPUT_BITS:
+        if ((st = check_range(o, "patch_input_bits", value, 2, 8)) == REPQ_OK)
+            o->patch_input_bits = (int32_t)value;
+        return st;
+    case REPQ_OPT_THREADS:
+        if ((st = check_range(o, "threads", value, 1, 256)) == REPQ_OK)
+            o->threads = (int32_t)value;
+        return st;
+    }
+    return repq_fail(&o->base, REPQ_ERR_INVALID_ARGUMENT, "unknown option key %d", (int)key);
+}
+
+REPQ_API repq_status repq_options_get_int(const repq_options *o, repq_option key,
+                                          int64_t *out_value)
+{
+    if (!repq_object_is(o, REPQ_KIND_OPTIONS) || !out_value)
+        return REPQ_ERR_INVALID_ARGUMENT;
+    switch (key) {
+    case REPQ_OPT_WEIGHT_BITS: *out_value = o->weight_bits; return REPQ_OK;
+    case REPQ_OPT_ACT_BITS: *out_value = o->act_bits; return REPQ_OK;
+    case REPQ_OPT_METHOD: *out_value = o->method; return REPQ_OK;
+    case REPQ_OPT_PATCH_INPUT_BITS: *out_value = o->patch_input_bits; return REPQ_OK;
+    case REPQ_OPT_THREADS: *out_value = o->threads; return REPQ_OK;
+    }
+    return REPQ_ERR_INVALID_ARGUMENT;
+}

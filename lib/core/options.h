@@ -1,0 +1,18 @@
+/* Internal: the option bag's fields, read directly by the stages. */
+#ifndef REPQ_CORE_OPTIONS_H
+#define REPQ_CORE_OPTIONS_H
+
+#include "core/object.h"
+
+struct repq_options {
+    repq_object base;
+    int32_t weight_bits;
+    int32_t act_bits;
+    int32_t method;
+    int32_t patch_input_bits;
+    int32_t threads;
+};
+
+void repq_options_defaults(repq_options *o);
+
+#endif
