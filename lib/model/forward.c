@@ -1,0 +1,252 @@
+/* The float forward pass of a ViT, with hooks at every quantization point. */
+#include "model/vit.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+typedef struct scratch {
+    float *x, *h, *q, *k, *v, *o, *attn, *mlp, *patches, *cls;
+} scratch;
+
+static repq_status call_hook(const repq_vit_hook *hook, int32_t block, repq_qpoint point,
+                             float *x, size_t rows, size_t cols)
+{
+    return hook && hook->act ? hook->act(hook->user, block, point, x, rows, cols) : REPQ_OK;
+}
+
+/* y[m, n] = x[m, k] w[n, k]^T + b[n], or y += ... when accumulate is set. */
+static void linear(const float *x, size_t m, size_t k, const float *w, const float *b, size_t n,
+                   float *y, bool accumulate)
+{
+    for (size_t i = 0; i < m; i++) {
+        float *row = y + i * n;
+        for (size_t j = 0; j < n; j++)
+            row[j] = (accumulate ? row[j] : 0.0f) + b[j];
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)m, (blasint)n, (blasint)k, 1.0f, x,
+                (blasint)k, w, (blasint)k, 1.0f, y, (blasint)n);
+}
+
+static void layer_norm(const float *x, size_t rows, size_t d, const float *g, const float *b,
+                       float eps, float *y)
+{
+    for (size_t i = 0; i < rows; i++) {
+        const float *xr = x + i * d;
+        float *yr = y + i * d;
+        double mean = 0.0, var = 0.0;
+        for (size_t c = 0; c < d; c++)
+            mean += xr[c];
+        mean /= (double)d;
+        for (size_t c = 0; c < d; c++) {
+            double t = xr[c] - mean;
+            var += t * t;
+        }
+        var /= (double)d;
+        float inv = (float)(1.0 / sqrt(var + eps));
+        for (size_t c = 0; c < d; c++)
+            yr[c] = ((float)(xr[c] - mean) * inv) * g[c] + b[c];
+    }
+}
+
+static void gelu_erf(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+}
+
+static void softmax_rows(float *x, size_t rows, size_t n)
+{
+    for (size_t i = 0; i < rows; i++) {
+        float *r = x + i * n;
+        float m = r[0];
+        for (size_t j = 1; j < n; j++)
+            m = r[j] > m ? r[j] : m;
+        float sum = 0.0f;
+        for (size_t j = 0; j < n; j++) {
+            r[j] = expf(r[j] - m);
+            sum += r[j];
+        }
+        float inv = 1.0f / sum;
+        for (size_t j = 0; j < n; j++)
+            r[j] *= inv;
+    }
+}
+
+/* Non-overlapping P x P patches, each flattened as (channel, row, col) like the
+ * convolution weight, preprocessing U8 pixels on the way. */
+static void im2col(const repq_vit_arch *a, const void *images, bool pixels_u8, size_t n, float *out)
+{
+    size_t s = (size_t)a->img_size, ps = (size_t)a->patch_size, side = s / ps;
+    size_t ch = (size_t)a->in_chans, pd = (size_t)repq_vit_patch_dim(a);
+    for (size_t b = 0; b < n; b++)
+        for (size_t py = 0; py < side; py++)
+            for (size_t px = 0; px < side; px++) {
+                float *dst = out + ((b * side + py) * side + px) * pd;
+                for (size_t c = 0; c < ch; c++)
+                    for (size_t r = 0; r < ps; r++) {
+                        size_t src = ((b * ch + c) * s + py * ps + r) * s + px * ps;
+                        for (size_t col = 0; col < ps; col++) {
+                            float v;
+                            if (pixels_u8) {
+                                v = (float)((const uint8_t *)images)[src + col] * a->pixel_scale;
+                                v = (v - a->mean[c]) / a->std[c];
+                            } else {
+                                v = ((const float *)images)[src + col];
+                            }
+                            *dst++ = v;
+                        }
+                    }
+            }
+}
+
+static repq_status attention(const repq_vit_arch *a, const repq_vit_block *blk, int32_t bi,
+                             size_t n, scratch *s, const repq_vit_hook *hook)
+{
+    size_t t = (size_t)repq_vit_tokens(a), d = (size_t)a->embed_dim, rows = n * t;
+    size_t heads = (size_t)a->num_heads, hd = d / heads;
+    repq_status st;
+    /* qkv output columns are [3][heads][head_dim]: split into q, k, v. */
+    float *qkv = s->mlp; /* [rows, 3d] fits in the MLP buffer: hidden >= ... checked below */
+    linear(s->h, rows, d, blk->qkv_w, blk->qkv_b, 3 * d, qkv, false);
+    for (size_t r = 0; r < rows; r++) {
+        memcpy(s->q + r * d, qkv + r * 3 * d, d * sizeof(float));
+        memcpy(s->k + r * d, qkv + r * 3 * d + d, d * sizeof(float));
+        memcpy(s->v + r * d, qkv + r * 3 * d + 2 * d, d * sizeof(float));
+    }
+    if ((st = call_hook(hook, bi, REPQ_QP_Q, s->q, rows, d)) ||
+        (st = call_hook(hook, bi, REPQ_QP_K, s->k, rows, d)) ||
+        (st = call_hook(hook, bi, REPQ_QP_V, s->v, rows, d)))
+        return st;
+    float scale = 1.0f / sqrtf((float)hd);
+    for (size_t b = 0; b < n; b++)
+        for (size_t hh = 0; hh < heads; hh++) {
+            float *sc = s->attn + (b * heads + hh) * t * t;
+            const float *qh = s->q + b * t * d + hh * hd, *kh = s->k + b * t * d + hh * hd;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)t, (blasint)t, (blasint)hd,
+                        1.0f, qh, (blasint)d, kh, (blasint)d, 0.0f, sc, (blasint)t);
+            for (size_t i = 0; i < t * t; i++)
+                sc[i] *= scale;
+            softmax_rows(sc, t, t);
+        }
+    if ((st = call_hook(hook, bi, REPQ_QP_ATTN, s->attn, n * heads * t, t)))
+        return st;
+    for (size_t b = 0; b < n; b++)
+        for (size_t hh = 0; hh < heads; hh++) {
+            const float *ah = s->attn + (b * heads + hh) * t * t;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)t, (blasint)hd, (blasint)t,
+                        1.0f, ah, (blasint)t, s->v + b * t * d + hh * hd, (blasint)d, 0.0f,
+                        s->o + b * t * d + hh * hd, (blasint)d);
+        }
+    if ((st = call_hook(hook, bi, REPQ_QP_PROJ_IN, s->o, rows, d)))
+        return st;
+    linear(s->o, rows, d, blk->proj_w, blk->proj_b, d, s->x, true);
+    return REPQ_OK;
+}
+
+static repq_status block_forward(const repq_vit_arch *a, const repq_vit_block *blk, int32_t bi,
+                                 size_t n, scratch *s, const repq_vit_hook *hook)
+{
+    size_t t = (size_t)repq_vit_tokens(a), d = (size_t)a->embed_dim, rows = n * t;
+    size_t hid = (size_t)a->mlp_hidden;
+    repq_status st;
+    layer_norm(s->x, rows, d, blk->norm1_w, blk->norm1_b, a->norm_eps, s->h);
+    if ((st = call_hook(hook, bi, REPQ_QP_QKV_IN, s->h, rows, d)) ||
+        (st = attention(a, blk, bi, n, s, hook)))
+        return st;
+    layer_norm(s->x, rows, d, blk->norm2_w, blk->norm2_b, a->norm_eps, s->h);
+    if ((st = call_hook(hook, bi, REPQ_QP_FC1_IN, s->h, rows, d)))
+        return st;
+    linear(s->h, rows, d, blk->fc1_w, blk->fc1_b, hid, s->mlp, false);
+    gelu_erf(s->mlp, rows * hid);
+    if ((st = call_hook(hook, bi, REPQ_QP_FC2_IN, s->mlp, rows, hid)))
+        return st;
+    linear(s->mlp, rows, hid, blk->fc2_w, blk->fc2_b, d, s->x, true);
+    return REPQ_OK;
+}
+
+/* Scratch for a batch of n images; every product is checked since n comes from callers. */
+static repq_status scratch_alloc(repq_object *err, const repq_allocator *al, const repq_vit_arch *a,
+                                 size_t n, scratch *s, float **out_mem)
+{
+    size_t t = (size_t)repq_vit_tokens(a), d = (size_t)a->embed_dim;
+    size_t np = (size_t)repq_vit_patches(a), pd = (size_t)repq_vit_patch_dim(a);
+    size_t heads = (size_t)a->num_heads;
+    size_t hid = (size_t)a->mlp_hidden, mlp_w = hid > 3 * d ? hid : 3 * d;
+    size_t rows, nh, sz_td, sz_mlp, sz_attn, sz_patch, sz_cls, total = 0;
+    bool ok = repq_size_mul(n, t, &rows) && repq_size_mul(rows, d, &sz_td) &&
+              repq_size_mul(rows, mlp_w, &sz_mlp) && repq_size_mul(n, heads, &nh) &&
+              repq_size_mul(nh, t * t, &sz_attn) && repq_size_mul(n, np * pd, &sz_patch) &&
+              repq_size_mul(n, d, &sz_cls);
+    size_t parts[10] = {sz_td, sz_td, sz_td, sz_td, sz_td, sz_td, sz_attn, sz_mlp, sz_patch, sz_cls};
+    for (int i = 0; ok && i < 10; i++)
+        ok = repq_size_add(total, (parts[i] + 15) / 16 * 16, &total);
+    size_t bytes;
+    if (!ok || !repq_size_mul(total, sizeof(float), &bytes))
+        return repq_fail(err, REPQ_ERR_OVERFLOW, "forward: a batch of %zu images overflows the scratch size", n);
+    float *mem = repq_mem_alloc(al, bytes);
+    if (!mem)
+        return repq_fail(err, REPQ_ERR_NOMEM, "forward: cannot allocate %zu bytes of scratch", bytes);
+    float **slots[10] = {&s->x, &s->h, &s->q, &s->k, &s->v, &s->o, &s->attn, &s->mlp, &s->patches, &s->cls};
+    float *at = mem;
+    for (int i = 0; i < 10; i++) {
+        *slots[i] = at;
+        at += (parts[i] + 15) / 16 * 16;
+    }
+    *out_mem = mem;
+    return REPQ_OK;
+}
+
+repq_status repq_vit_block_apply(repq_object *err, const repq_allocator *al, const repq_vit_arch *a,
+                                 const repq_vit_block *blk, float *x, size_t n)
+{
+    scratch s;
+    float *mem;
+    repq_status st = scratch_alloc(err, al, a, n, &s, &mem);
+    if (st)
+        return st;
+    size_t bytes = n * (size_t)repq_vit_tokens(a) * (size_t)a->embed_dim * sizeof(float);
+    memcpy(s.x, x, bytes);
+    st = block_forward(a, blk, 0, n, &s, NULL);
+    memcpy(x, s.x, bytes);
+    repq_mem_free(al, mem);
+    return st;
+}
+
+repq_status repq_vit_forward(repq_object *err, const repq_allocator *al, const repq_vit_arch *a,
+                             const repq_vit_params *p, const void *images, bool pixels_u8,
+                             size_t n, const repq_vit_hook *hook, float *logits)
+{
+    size_t t = (size_t)repq_vit_tokens(a), d = (size_t)a->embed_dim;
+    size_t np = (size_t)repq_vit_patches(a), pd = (size_t)repq_vit_patch_dim(a);
+    size_t k = (size_t)a->num_classes;
+    scratch s;
+    float *mem;
+    repq_status st = scratch_alloc(err, al, a, n, &s, &mem);
+    if (st)
+        return st;
+    im2col(a, images, pixels_u8, n, s.patches);
+    if ((st = call_hook(hook, -1, REPQ_QP_PATCH_IN, s.patches, n * np, pd)))
+        goto done;
+    for (size_t b = 0; b < n; b++) {
+        float *xb = s.x + b * t * d;
+        for (size_t c = 0; c < d; c++)
+            xb[c] = p->cls_token[c] + p->pos_embed[c];
+        linear(s.patches + b * np * pd, np, pd, p->patch_w, p->patch_b, d, xb + d, false);
+        for (size_t i = d; i < t * d; i++)
+            xb[i] += p->pos_embed[i];
+    }
+    for (int32_t bi = 0; bi < a->depth; bi++)
+        if ((st = block_forward(a, &p->blocks[bi], bi, n, &s, hook)))
+            goto done;
+    /* Class-token pooling: only the class token's row reaches the head. */
+    for (size_t b = 0; b < n; b++)
+        memcpy(s.h + b * d, s.x + b * t * d, d * sizeof(float));
+    layer_norm(s.h, n, d, p->norm_w, p->norm_b, a->norm_eps, s.cls);
+    if ((st = call_hook(hook, -1, REPQ_QP_HEAD_IN, s.cls, n, d)))
+        goto done;
+    linear(s.cls, n, d, p->head_w, p->head_b, k, logits, false);
+done:
+    repq_mem_free(al, mem);
+    return st;
+}

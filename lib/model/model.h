@@ -1,0 +1,25 @@
+/* Internal: the float model handle. */
+#ifndef REPQ_MODEL_MODEL_H
+#define REPQ_MODEL_MODEL_H
+
+#include "model/vit.h"
+#include "repq/model.h"
+
+struct repq_model {
+    repq_object base;
+    repq_vit_arch arch;
+    repq_vit_params params;
+    int64_t file_tensors; /* tensors in the file it was loaded from (0 if generated) */
+};
+
+/* Check an images tensor against an architecture: U8 or F32 [N, C, H, W], finite.
+ * On success *out_n is N and *out_u8 tells the dtype. */
+repq_status repq_images_check(repq_object *err, const repq_vit_arch *a, const repq_tensor *images,
+                              size_t *out_n, bool *out_u8);
+/* Check a logits tensor: F32 [n, num_classes]. */
+repq_status repq_logits_check(repq_object *err, const repq_vit_arch *a, const repq_tensor *logits,
+                              size_t n);
+/* Value of a repq_model_attr for an architecture (REPQ_ERR_INVALID_ARGUMENT if unknown). */
+repq_status repq_vit_arch_attr(const repq_vit_arch *a, int32_t attr, int64_t *out);
+
+#endif
