@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <float.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -278,6 +279,18 @@ static void quantiles_on_permutations(void **state)
     assert_int_equal(repq_quantiles(x, N, 1, p, 6, scratch, q), REPQ_OK);
     for (int j = 0; j < 6; j++)
         assert_near(q[j], 5000.0 * p[j], 1e-3);
+    /* A middle quantile too (no longer two tails: the plain selection). */
+    const double pm[3] = {0.001, 0.5, 0.99999};
+    assert_int_equal(repq_quantiles(x, N, 1, pm, 3, scratch, q), REPQ_OK);
+    for (int j = 0; j < 3; j++)
+        assert_near(q[j], 5000.0 * pm[j], 1e-3);
+    /* Small arrays take the plain selection: 499, 498, ..., 0 gives 499 p. */
+    float small[500];
+    for (int i = 0; i < 500; i++)
+        small[i] = (float)(499 - i);
+    assert_int_equal(repq_quantiles(small, 500, 1, p, 6, scratch, q), REPQ_OK);
+    for (int j = 0; j < 6; j++)
+        assert_near(q[j], 499.0 * p[j], 1e-3);
     /* Duplicates: x[i] = floor(i / 7) over 7 * 700 values, reversed. Sorted v[k] =
      * floor(k / 7); h = 4899 p. */
     for (int i = 0; i < 4900; i++)
@@ -288,6 +301,51 @@ static void quantiles_on_permutations(void **state)
         double k = floor(h), a = floor(k / 7), b = floor((k + 1) / 7);
         assert_near(q[j], a + (h - k) * (b - a), 1e-3);
     }
+    /* One value repeated: every quantile is that value. */
+    for (int i = 0; i < N; i++)
+        x[i] = -0.75f;
+    assert_int_equal(repq_quantiles(x, N, 1, p, 6, scratch, q), REPQ_OK);
+    for (int j = 0; j < 6; j++)
+        assert_true(q[j] == -0.75f);
+}
+
+static int cmp_f(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* Selection against a full sort done here, for sizes on both sides of the tail path,
+ * data with and without many duplicates. */
+static void quantiles_match_sorted_reference(void **state)
+{
+    (void)state;
+    enum { MAXN = 70001 };
+    static float x[MAXN], sorted[MAXN], scratch[MAXN];
+    const size_t sizes[8] = {1, 2, 17, 1023, 1024, 3000, 16385, MAXN};
+    const double p[8] = {0.001, 0.999, 0.0001, 0.9999, 0.00001, 0.99999, 0.3, 0.0};
+    uint32_t r = 99u;
+    for (int dup = 0; dup < 2; dup++)
+        for (int si = 0; si < 8; si++) {
+            size_t n = sizes[si];
+            for (size_t i = 0; i < n; i++) {
+                r = r * 1664525u + 1013904223u;
+                x[i] = dup ? (float)((r >> 8) % 5u) : (float)(r >> 8) / 1048576.0f - 8.0f;
+            }
+            memcpy(sorted, x, n * sizeof *x);
+            qsort(sorted, n, sizeof *sorted, cmp_f);
+            for (int with_mid = 0; with_mid < 2; with_mid++) {
+                float q[8];
+                size_t np = with_mid ? 8 : 6;
+                assert_int_equal(repq_quantiles(x, n, 1, p, np, scratch, q), REPQ_OK);
+                for (size_t j = 0; j < np; j++) {
+                    double h = (double)(n - 1) * p[j];
+                    size_t k = (size_t)floor(h);
+                    double a = sorted[k], b = k + 1 < n ? sorted[k + 1] : sorted[k];
+                    assert_near(q[j], a + (h - (double)k) * (b - a), 1e-5);
+                }
+            }
+        }
 }
 
 /* 1000 zeros and one outlier 100 (n = 1001, h = 1000 p):
@@ -566,6 +624,7 @@ int main(void)
         cmocka_unit_test(non_finite_and_bad_arguments_are_rejected),
         cmocka_unit_test(quantiles_match_numpy_linear),
         cmocka_unit_test(quantiles_on_permutations),
+        cmocka_unit_test(quantiles_match_sorted_reference),
         cmocka_unit_test(search_keeps_outlier_when_cheaper),
         cmocka_unit_test(search_clips_outlier_when_cheaper),
         cmocka_unit_test(stride_selects_a_column),

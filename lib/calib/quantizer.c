@@ -232,6 +232,65 @@ static void multiselect(float *v, size_t lo, size_t hi, const size_t *ks, size_t
     }
 }
 
+/* Selection of the few order statistics of a large array, usually clustered at both
+ * tails (the 0.001% .. 0.1% quantiles): the values at matching ranks of a fixed sample
+ * of the data bound the two tails, one pass moves the elements below the lower bound to
+ * the front and those above the upper bound to the back, and the selection continues
+ * inside each region holding wanted indices. The partition is exact whatever the
+ * sample says, so a poor sample costs time only. Returns false (nothing done) when the
+ * wanted indices do not sit in two tails. */
+#define SAMPLE_MAX 1024
+#define TAIL_MIN_N 1024
+static bool tail_select(float *v, size_t n, const size_t *ks, size_t nk, int depth)
+{
+    size_t nlow = 0;
+    while (nlow < nk && ks[nlow] < n / 2)
+        nlow++;
+    /* m = n / 16 sample values (64..1024); a rank k of the data is near rank k m / n of
+     * the sample, and the bounds step `margin` sample ranks outward from there. */
+    const size_t m = n / 16 < SAMPLE_MAX ? n / 16 : SAMPLE_MAX, margin = m / 32 + 4;
+    float sample[SAMPLE_MAX];
+    for (size_t i = 0; i < m; i++)
+        sample[i] = v[(size_t)((double)i * (double)n / (double)m)];
+    qsort(sample, m, sizeof *sample, cmp_float);
+    float a = -INFINITY, b = INFINITY;
+    if (nlow > 0) {
+        size_t r = (size_t)((double)ks[nlow - 1] * (double)m / (double)n) + margin;
+        if (r >= m / 4)
+            return false;
+        a = sample[r];
+    }
+    if (nlow < nk) {
+        size_t r = (size_t)((double)ks[nlow] * (double)m / (double)n);
+        if (r < m - m / 4)
+            return false;
+        b = sample[r - margin];
+    }
+    /* v[0, lt) < a, v[lt, gt) in [a, b], v[gt, n) > b. */
+    size_t lt = 0, i = 0, gt = n;
+    while (i < gt) {
+        if (v[i] < a)
+            swap_f(&v[lt++], &v[i++]);
+        else if (v[i] > b)
+            swap_f(&v[i], &v[--gt]);
+        else
+            i++;
+    }
+    size_t j0 = 0, j1 = 0;
+    while (j0 < nk && ks[j0] < lt)
+        j0++;
+    j1 = j0;
+    while (j1 < nk && ks[j1] < gt)
+        j1++;
+    if (j0 > 0)
+        multiselect(v, 0, lt, ks, j0, depth);
+    if (j1 > j0)
+        multiselect(v, lt, gt, ks + j0, j1 - j0, depth);
+    if (nk > j1)
+        multiselect(v, gt, n, ks + j1, nk - j1, depth);
+    return true;
+}
+
 static int depth_limit(size_t n)
 {
     int d = 8;
@@ -267,7 +326,8 @@ static void quantiles_inplace(float *v, size_t n, const double *p, size_t np, fl
     for (size_t j = 0; j < nk; j++)
         if (u == 0 || ks[j] != ks[u - 1])
             ks[u++] = ks[j];
-    multiselect(v, 0, n, ks, u, depth_limit(n));
+    if (n < TAIL_MIN_N || !tail_select(v, n, ks, u, depth_limit(n)))
+        multiselect(v, 0, n, ks, u, depth_limit(n));
     for (size_t j = 0; j < np; j++) {
         double h = (double)(n - 1) * p[j];
         size_t i = (size_t)floor(h);
