@@ -1,0 +1,155 @@
+/* Benchmark of the u8 x s8 GEMM: GOPS per kernel level on deit_small shapes
+ * at batch 8 and a large square, against a register-resident vpdpbusd peak and
+ * single-thread OpenBLAS sgemm of the same size, all measured in this run. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cblas.h>
+#include <immintrin.h>
+
+#include "kernels/cpu.h"
+#include "kernels/gemm_s8.h"
+
+#define MIN_SECONDS 0.3
+
+void openblas_set_num_threads(int num_threads);
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* 16 independent accumulator chains (named, so they live in registers) hide
+ * the vpdpbusd latency; nothing touches memory, so this is the core's int8
+ * dot-product throughput. */
+#define PEAK_CHAINS 16
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"), noinline)) static int32_t
+vnni_peak_loop(long iters)
+{
+    const __m512i a = _mm512_set1_epi32(0x01020304), b = _mm512_set1_epi32(0x01ff01ff);
+    __m512i c0 = _mm512_set1_epi32(0), c1 = _mm512_set1_epi32(1), c2 = _mm512_set1_epi32(2),
+            c3 = _mm512_set1_epi32(3), c4 = _mm512_set1_epi32(4), c5 = _mm512_set1_epi32(5),
+            c6 = _mm512_set1_epi32(6), c7 = _mm512_set1_epi32(7), c8 = _mm512_set1_epi32(8),
+            c9 = _mm512_set1_epi32(9), c10 = _mm512_set1_epi32(10), c11 = _mm512_set1_epi32(11),
+            c12 = _mm512_set1_epi32(12), c13 = _mm512_set1_epi32(13), c14 = _mm512_set1_epi32(14),
+            c15 = _mm512_set1_epi32(15);
+    for (long it = 0; it < iters; it++) {
+#define STEP(x) x = _mm512_dpbusd_epi32(x, a, b)
+        STEP(c0); STEP(c1); STEP(c2); STEP(c3); STEP(c4); STEP(c5); STEP(c6); STEP(c7);
+        STEP(c8); STEP(c9); STEP(c10); STEP(c11); STEP(c12); STEP(c13); STEP(c14); STEP(c15);
+#undef STEP
+    }
+    __m512i s = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(c0, c1), _mm512_add_epi32(c2, c3)),
+                                 _mm512_add_epi32(_mm512_add_epi32(c4, c5), _mm512_add_epi32(c6, c7)));
+    s = _mm512_add_epi32(s, _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(c8, c9), _mm512_add_epi32(c10, c11)),
+                                             _mm512_add_epi32(_mm512_add_epi32(c12, c13), _mm512_add_epi32(c14, c15))));
+    int32_t lanes[16];
+    _mm512_storeu_si512(lanes, s);
+    return lanes[0] ^ lanes[15];
+}
+
+static double vnni_peak_gops(void)
+{
+    long iters = 1 << 16;
+    volatile int32_t sink;
+    for (;;) {
+        const double t0 = now();
+        sink = vnni_peak_loop(iters);
+        const double dt = now() - t0;
+        if (dt >= MIN_SECONDS) {
+            (void)sink;
+            return 2.0 * 64.0 * PEAK_CHAINS * (double)iters / dt * 1e-9; /* 64 MACs per instruction */
+        }
+        iters *= 2;
+    }
+}
+
+static double time_gemm(repq_kernel_level level, size_t m, size_t n, size_t k, const uint8_t *a,
+                        const void *packed, int32_t *c)
+{
+    repq_gemm_u8s8(level, m, n, k, a, k, packed, c, n); /* warm up */
+    long reps = 0;
+    const double t0 = now();
+    double dt;
+    do {
+        repq_gemm_u8s8(level, m, n, k, a, k, packed, c, n);
+        reps++;
+        dt = now() - t0;
+    } while (dt < MIN_SECONDS);
+    return 2.0 * (double)m * (double)n * (double)k * (double)reps / dt * 1e-9;
+}
+
+static double time_sgemm(size_t m, size_t n, size_t k, const float *a, const float *b, float *c)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, a, (int)k, b, (int)k,
+                0.0f, c, (int)n);
+    long reps = 0;
+    const double t0 = now();
+    double dt;
+    do {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, a, (int)k, b,
+                    (int)k, 0.0f, c, (int)n);
+        reps++;
+        dt = now() - t0;
+    } while (dt < MIN_SECONDS);
+    return 2.0 * (double)m * (double)n * (double)k * (double)reps / dt * 1e-9;
+}
+
+int main(void)
+{
+    openblas_set_num_threads(1);
+    const uint32_t mask = repq_cpu_detect();
+    const repq_kernel_level best = repq_kernel_level_best(mask);
+    printf("librepq kernels benchmark (single thread), best level: %s\n", repq_kernel_level_name(best));
+    double peak = 0.0;
+    if (best >= REPQ_LEVEL_AVX512VNNI) {
+        peak = vnni_peak_gops();
+        printf("VNNI peak (register-resident vpdpbusd, 2*64 ops/instr): %.1f GOPS\n", peak);
+    }
+    const size_t shapes[][3] = {
+        {1576, 1152, 384}, {1576, 384, 384}, {1576, 1536, 384}, {1576, 384, 1536}, {2048, 2048, 2048},
+    };
+    printf("\n| m | n | k | scalar GOPS | avx2 GOPS | vnni GOPS | vnni / peak | sgemm GFLOP/s | vnni / sgemm |\n");
+    printf("|---|---|---|---|---|---|---|---|---|\n");
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        const size_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+        uint8_t *a = malloc(m * k);
+        int8_t *b = malloc(n * k);
+        int32_t *c = malloc(m * n * sizeof *c);
+        void *packed = aligned_alloc(64, repq_gemm_u8s8_packed_size(n, k));
+        float *af = malloc(m * k * sizeof *af), *bf = malloc(n * k * sizeof *bf), *cf = malloc(m * n * sizeof *cf);
+        if (!a || !b || !c || !packed || !af || !bf || !cf) {
+            fprintf(stderr, "out of memory\n");
+            return 1;
+        }
+        for (size_t i = 0; i < m * k; i++) {
+            a[i] = (uint8_t)(i * 7 + 3);
+            af[i] = (float)a[i];
+        }
+        for (size_t i = 0; i < n * k; i++) {
+            b[i] = (int8_t)(i * 13 + 5);
+            bf[i] = (float)b[i];
+        }
+        repq_gemm_u8s8_pack(n, k, b, k, packed);
+        /* The scalar reference is slow; it is timed only on the smaller shapes. */
+        const double g_scalar = k * n <= 384 * 384 ? time_gemm(REPQ_LEVEL_SCALAR, m, n, k, a, packed, c) : 0.0;
+        const double g_avx2 = best >= REPQ_LEVEL_AVX2 ? time_gemm(REPQ_LEVEL_AVX2, m, n, k, a, packed, c) : 0.0;
+        const double g_vnni =
+            best >= REPQ_LEVEL_AVX512VNNI ? time_gemm(REPQ_LEVEL_AVX512VNNI, m, n, k, a, packed, c) : 0.0;
+        const double g_sgemm = time_sgemm(m, n, k, af, bf, cf);
+        char scalar_txt[32];
+        if (g_scalar > 0)
+            snprintf(scalar_txt, sizeof scalar_txt, "%.1f", g_scalar);
+        else
+            snprintf(scalar_txt, sizeof scalar_txt, "-");
+        printf("| %zu | %zu | %zu | %s | %.1f | %.1f | %.0f%% | %.1f | %.2fx |\n", m, n, k, scalar_txt, g_avx2,
+               g_vnni, peak > 0 ? 100.0 * g_vnni / peak : 0.0, g_sgemm, g_vnni / g_sgemm);
+        free(a); free(b); free(c); free(packed); free(af); free(bf); free(cf);
+    }
+    return 0;
+}

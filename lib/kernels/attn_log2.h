@@ -1,0 +1,40 @@
+/* Internal: attention probabilities given as log2 codes (see softmax_log2.h)
+ * times V, with shifts instead of multiplies.
+ *
+ * For output row i and column j, with c = codes[i][t] and h = ceil(c / 2):
+ *   E[i][j] = sum over t with c even, c < sentinel, h <= F of (v[t][j] - zv) * 2^(F - h)
+ *   D[i][j] = the same over odd c
+ * Terms with h > F are dropped (they weigh less than 2^-F). The real result is
+ *   s_attn * s_v * 2^-F * (E + sqrt(2) * D).
+ * Overflow bound: every token adds to E or D at most 255 * 2^F in magnitude, so
+ * sqrt(2) * tokens * 255 * 2^F < 2^31 keeps E, D and E + sqrt(2)*D in int32;
+ * repq_attn_v_frac_bits_max gives the largest such F (14 for 197 tokens).
+ */
+#ifndef REPQ_KERNELS_ATTN_LOG2_H
+#define REPQ_KERNELS_ATTN_LOG2_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/cpu.h"
+
+/* round(sqrt(2) * 2^30) */
+#define REPQ_SQRT2_Q30 1518500250
+
+/* Largest F in [0, 24] satisfying the bound above, or -1 if none does. */
+int repq_attn_v_frac_bits_max(size_t tokens);
+
+/* E and D accumulators (each rows x dim, row stride ldacc) for `rows` code rows
+ * (stride ldcodes) against v ([tokens][dim], stride ldv, zero point zv). */
+void repq_attn_v_accumulate(repq_kernel_level level, size_t rows, size_t tokens, size_t dim,
+                            const uint8_t *codes, size_t ldcodes, int32_t sentinel, const uint8_t *v,
+                            size_t ldv, int32_t zv, int frac_bits, int32_t *e, int32_t *d, size_t ldacc);
+
+/* y = E + ((D * REPQ_SQRT2_Q30 + 2^29) >> 30) (floor shift: halves round up), then
+ * out = clamp(zp + round(y * real), 0, 255) as in repq_requant_u8, with
+ * real = s_attn * s_v * 2^-F / s_out given as (mult, shift). */
+void repq_attn_v_finish(repq_kernel_level level, size_t rows, size_t dim, const int32_t *e,
+                        const int32_t *d, size_t ldacc, int32_t mult, int32_t shift, int32_t zp,
+                        uint8_t *out, size_t ldout);
+
+#endif

@@ -1,0 +1,260 @@
+/* u8 x s8 -> s32 GEMM: packing, the scalar reference, AVX2 and AVX-512 VNNI. */
+#include "kernels/gemm_s8.h"
+
+#include <string.h>
+
+#include <immintrin.h>
+
+#define GROUP 16 /* output columns per packed group */
+#define QUAD 4   /* consecutive k bytes per column in a packed block */
+#define BLOCK (GROUP * QUAD)
+
+static size_t div_up(size_t a, size_t b) { return (a + b - 1) / b; }
+
+size_t repq_gemm_u8s8_packed_size(size_t n, size_t k)
+{
+    return div_up(n, GROUP) * div_up(k, QUAD) * BLOCK;
+}
+
+void repq_gemm_u8s8_pack(size_t n, size_t k, const int8_t *b, size_t ldb, void *packed)
+{
+    const size_t kq = div_up(k, QUAD), groups = div_up(n, GROUP);
+    int8_t *out = packed;
+    memset(out, 0, groups * kq * BLOCK);
+    for (size_t j = 0; j < n; j++) {
+        const size_t g = j / GROUP, jj = j % GROUP;
+        for (size_t p = 0; p < k; p++)
+            out[(g * kq + p / QUAD) * BLOCK + jj * QUAD + p % QUAD] = b[j * ldb + p];
+    }
+}
+
+void repq_gemm_u8s8_scalar(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda,
+                           const void *packed, int32_t *c, size_t ldc)
+{
+    const size_t kq = div_up(k, QUAD);
+    const int8_t *bp = packed;
+    for (size_t i = 0; i < m; i++) {
+        for (size_t j = 0; j < n; j++) {
+            const int8_t *col = bp + (j / GROUP) * kq * BLOCK + (j % GROUP) * QUAD;
+            int32_t sum = 0;
+            for (size_t p = 0; p < k; p++)
+                sum += (int32_t)a[i * lda + p] * col[(p / QUAD) * BLOCK + p % QUAD];
+            c[i * ldc + j] = sum;
+        }
+    }
+}
+
+/* Four A bytes as one little-endian word; only `avail` of them are read so the
+ * last quad of the last row never touches memory past the matrix (the matching
+ * packed B bytes are zero, so the filler does not matter). */
+static inline int32_t load_quad(const uint8_t *p, size_t avail)
+{
+    uint32_t w = 0;
+    memcpy(&w, p, avail < QUAD ? avail : QUAD);
+    return (int32_t)w;
+}
+
+/* ---- AVX2 --------------------------------------------------------------
+ * vpmaddubsw would saturate (255*127*2 > 32767), so A and B are widened to
+ * int16 and multiplied with vpmaddwd, whose int32 pair sums are exact. Each
+ * accumulator holds 4 columns x 2 partial sums until the final horizontal add. */
+
+#define AVX2_MR 2
+
+__attribute__((target("avx2"))) static inline __m256i avx2_bcast_a(int32_t quad)
+{
+    return _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_set1_epi32(quad)));
+}
+
+/* acc[0..3] hold columns 0-3, 4-7, 8-11, 12-15 as (col, partial) pairs. */
+__attribute__((target("avx2"))) static inline void avx2_reduce_store(const __m256i acc[4], int32_t *c,
+                                                                   size_t cols)
+{
+    __m256i lo = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[0], acc[1]), 0xd8);
+    __m256i hi = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[2], acc[3]), 0xd8);
+    if (cols == GROUP) {
+        _mm256_storeu_si256((__m256i *)c, lo);
+        _mm256_storeu_si256((__m256i *)(c + 8), hi);
+    } else {
+        int32_t tmp[GROUP];
+        _mm256_storeu_si256((__m256i *)tmp, lo);
+        _mm256_storeu_si256((__m256i *)(tmp + 8), hi);
+        memcpy(c, tmp, cols * sizeof *c);
+    }
+}
+
+__attribute__((target("avx2"))) void repq_gemm_u8s8_avx2(size_t m, size_t n, size_t k,
+                                                         const uint8_t *a, size_t lda,
+                                                         const void *packed, int32_t *c, size_t ldc)
+{
+    const size_t kq = div_up(k, QUAD), groups = div_up(n, GROUP);
+    const int8_t *bp = packed;
+    for (size_t g = 0; g < groups; g++) {
+        const int8_t *bg = bp + g * kq * BLOCK;
+        const size_t cols = n - g * GROUP < GROUP ? n - g * GROUP : GROUP;
+        size_t i = 0;
+        for (; i + AVX2_MR <= m; i += AVX2_MR) {
+            const uint8_t *a0 = a + i * lda, *a1 = a0 + lda;
+            __m256i acc0[4], acc1[4];
+            for (int t = 0; t < 4; t++)
+                acc0[t] = acc1[t] = _mm256_setzero_si256();
+            for (size_t q = 0; q < kq; q++) {
+                const int8_t *blk = bg + q * BLOCK;
+                const size_t avail = k - q * QUAD;
+                const __m256i x0 = avx2_bcast_a(load_quad(a0 + q * QUAD, avail));
+                const __m256i x1 = avx2_bcast_a(load_quad(a1 + q * QUAD, avail));
+                for (int t = 0; t < 4; t++) {
+                    const __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 16 * t)));
+                    acc0[t] = _mm256_add_epi32(acc0[t], _mm256_madd_epi16(x0, w));
+                    acc1[t] = _mm256_add_epi32(acc1[t], _mm256_madd_epi16(x1, w));
+                }
+            }
+            avx2_reduce_store(acc0, c + i * ldc + g * GROUP, cols);
+            avx2_reduce_store(acc1, c + (i + 1) * ldc + g * GROUP, cols);
+        }
+        for (; i < m; i++) {
+            const uint8_t *a0 = a + i * lda;
+            __m256i acc0[4];
+            for (int t = 0; t < 4; t++)
+                acc0[t] = _mm256_setzero_si256();
+            for (size_t q = 0; q < kq; q++) {
+                const int8_t *blk = bg + q * BLOCK;
+                const __m256i x0 = avx2_bcast_a(load_quad(a0 + q * QUAD, k - q * QUAD));
+                for (int t = 0; t < 4; t++) {
+                    const __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 16 * t)));
+                    acc0[t] = _mm256_add_epi32(acc0[t], _mm256_madd_epi16(x0, w));
+                }
+            }
+            avx2_reduce_store(acc0, c + i * ldc + g * GROUP, cols);
+        }
+    }
+}
+
+/* ---- AVX-512 VNNI ------------------------------------------------------
+ * One vpdpbusd per (row, group, quad): A's quad broadcast to all 16 lanes,
+ * the packed block as the signed operand. vpdpbusd adds the four products
+ * without intermediate saturation, so the sums are exact. A register tile of
+ * VNNI_MR rows x VNNI_NG groups keeps 24 accumulators live; K is split into
+ * chunks so the B panel of one tile column stays in L1/L2 while all rows of A
+ * stream past it. */
+
+#define VNNI_MR 6
+#define VNNI_NG 4
+#define VNNI_KC 256 /* quads per K chunk: 64 KiB of B per 4-group panel */
+
+#define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+
+VNNI_TARGET static inline __attribute__((always_inline)) void
+vnni_tile(int mr, int ng, const uint8_t *a, size_t lda, size_t q0, size_t nq, size_t k,
+          const int8_t *b, size_t gstride, int32_t *c, size_t ldc, int first, __mmask16 last_mask)
+{
+    __m512i acc[VNNI_MR][VNNI_NG];
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 8
+        for (int g = 0; g < ng; g++) {
+            const __mmask16 mk = g == ng - 1 ? last_mask : (__mmask16)0xffff;
+            acc[r][g] = first ? _mm512_setzero_si512()
+                              : _mm512_maskz_loadu_epi32(mk, c + (size_t)r * ldc + (size_t)g * GROUP);
+        }
+    size_t qend = q0 + nq;
+    /* The last quad may be partial; it is done after the loop with a safe load. */
+    const size_t qfull = qend * QUAD > k ? qend - 1 : qend;
+    for (size_t q = q0; q < qfull; q++) {
+        const int8_t *blk = b + q * BLOCK;
+        __m512i w[VNNI_NG];
+#pragma GCC unroll 8
+        for (int g = 0; g < ng; g++)
+            w[g] = _mm512_loadu_si512((const void *)(blk + (size_t)g * gstride));
+#pragma GCC unroll 8
+        for (int r = 0; r < mr; r++) {
+            int32_t quad;
+            memcpy(&quad, a + (size_t)r * lda + q * QUAD, sizeof quad);
+            const __m512i x = _mm512_set1_epi32(quad);
+#pragma GCC unroll 8
+            for (int g = 0; g < ng; g++)
+                acc[r][g] = _mm512_dpbusd_epi32(acc[r][g], x, w[g]);
+        }
+    }
+    if (qfull < qend) {
+        const int8_t *blk = b + qfull * BLOCK;
+#pragma GCC unroll 8
+        for (int r = 0; r < mr; r++) {
+            const __m512i x = _mm512_set1_epi32(load_quad(a + (size_t)r * lda + qfull * QUAD, k - qfull * QUAD));
+#pragma GCC unroll 8
+            for (int g = 0; g < ng; g++)
+                acc[r][g] = _mm512_dpbusd_epi32(acc[r][g], x,
+                                                _mm512_loadu_si512((const void *)(blk + (size_t)g * gstride)));
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 8
+        for (int g = 0; g < ng; g++) {
+            const __mmask16 mk = g == ng - 1 ? last_mask : (__mmask16)0xffff;
+            _mm512_mask_storeu_epi32(c + (size_t)r * ldc + (size_t)g * GROUP, mk, acc[r][g]);
+        }
+}
+
+#define VNNI_TILE_FN(MR, NG)                                                                         \
+    VNNI_TARGET static void vnni_tile_##MR##_##NG(const uint8_t *a, size_t lda, size_t q0, size_t nq, \
+                                                  size_t k, const int8_t *b, size_t gstride, int32_t *c, \
+                                                  size_t ldc, int first, __mmask16 last_mask)        \
+    {                                                                                                \
+        vnni_tile(MR, NG, a, lda, q0, nq, k, b, gstride, c, ldc, first, last_mask);                 \
+    }
+#define VNNI_TILE_ROW(MR) VNNI_TILE_FN(MR, 1) VNNI_TILE_FN(MR, 2) VNNI_TILE_FN(MR, 3) VNNI_TILE_FN(MR, 4)
+VNNI_TILE_ROW(1)
+VNNI_TILE_ROW(2)
+VNNI_TILE_ROW(3)
+VNNI_TILE_ROW(4)
+VNNI_TILE_ROW(5)
+VNNI_TILE_ROW(6)
+
+typedef void (*vnni_tile_fn)(const uint8_t *, size_t, size_t, size_t, size_t, const int8_t *, size_t,
+                             int32_t *, size_t, int, __mmask16);
+
+#define VNNI_TILE_PTRS(MR) {vnni_tile_##MR##_1, vnni_tile_##MR##_2, vnni_tile_##MR##_3, vnni_tile_##MR##_4}
+static const vnni_tile_fn vnni_tiles[VNNI_MR][VNNI_NG] = {
+    VNNI_TILE_PTRS(1), VNNI_TILE_PTRS(2), VNNI_TILE_PTRS(3),
+    VNNI_TILE_PTRS(4), VNNI_TILE_PTRS(5), VNNI_TILE_PTRS(6),
+};
+
+VNNI_TARGET void repq_gemm_u8s8_avx512vnni(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda,
+                                           const void *packed, int32_t *c, size_t ldc)
+{
+    const size_t kq = div_up(k, QUAD), groups = div_up(n, GROUP);
+    const size_t gstride = kq * BLOCK;
+    const int8_t *bp = packed;
+    for (size_t q0 = 0; q0 < kq; q0 += VNNI_KC) {
+        const size_t nq = kq - q0 < VNNI_KC ? kq - q0 : VNNI_KC;
+        for (size_t g0 = 0; g0 < groups; g0 += VNNI_NG) {
+            const size_t ng = groups - g0 < VNNI_NG ? groups - g0 : VNNI_NG;
+            const size_t last_cols = n - (g0 + ng - 1) * GROUP;
+            const __mmask16 last_mask =
+                last_cols >= GROUP ? (__mmask16)0xffff : (__mmask16)((1u << last_cols) - 1);
+            for (size_t i = 0; i < m; i += VNNI_MR) {
+                const size_t mr = m - i < VNNI_MR ? m - i : VNNI_MR;
+                vnni_tiles[mr - 1][ng - 1](a + i * lda, lda, q0, nq, k, bp + g0 * gstride, gstride,
+                                           c + i * ldc + g0 * GROUP, ldc, q0 == 0, last_mask);
+            }
+        }
+    }
+}
+
+void repq_gemm_u8s8(repq_kernel_level level, size_t m, size_t n, size_t k, const uint8_t *a,
+                    size_t lda, const void *packed, int32_t *c, size_t ldc)
+{
+    switch (level) {
+    case REPQ_LEVEL_AMX:
+    case REPQ_LEVEL_AVX512VNNI:
+        repq_gemm_u8s8_avx512vnni(m, n, k, a, lda, packed, c, ldc);
+        return;
+    case REPQ_LEVEL_AVX2:
+        repq_gemm_u8s8_avx2(m, n, k, a, lda, packed, c, ldc);
+        return;
+    case REPQ_LEVEL_SCALAR:
+        break;
+    }
+    repq_gemm_u8s8_scalar(m, n, k, a, lda, packed, c, ldc);
+}

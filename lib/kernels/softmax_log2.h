@@ -1,0 +1,48 @@
+/* Internal: integer softmax that emits log2 codes (the attention quantizer of
+ * a log2 / "log-int-softmax" scheme).
+ *
+ * Float contract approximated: with real scores r = in_scale * x and
+ * p = softmax(r), code = round_half_even(-2 * log2(p / s)); a code >= 2^b means
+ * "zero" and is emitted as the sentinel (2^b, or 255 when b == 8); smaller codes
+ * are clamped to [0, 2^b - 1].
+ *
+ * Integer method, per row (d = max(x) - x >= 0, t = d * in_scale * log2(e), so
+ * p = 2^-t / S with S = sum 2^-t):
+ *   t   in Q16: T = min(d, dcap) * cm >> cs, capped at 512 (any larger t yields
+ *       the sentinel for every s >= 2^-64 and b <= 8).
+ *   2^-t = 2^-floor(t) * 2^-frac(t); 2^-frac is a cubic in fixed point (Q30 result,
+ *       max relative error 1.4e-4), 2^-floor(t) a right shift.
+ *   S   in Q(K), K = min(30, 31 - ceil(log2 n)), summed in uint32 (<= 2^31).
+ *   log2 S in Q16: leading-zero count for the integer part, 16 exact fraction
+ *       bits by repeated squaring of the normalized mantissa.
+ *   code = round_half_even((2*T + 2*log2 S + 2*log2 s) / 2^16), all in Q16.
+ */
+#ifndef REPQ_KERNELS_SOFTMAX_LOG2_H
+#define REPQ_KERNELS_SOFTMAX_LOG2_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/cpu.h"
+
+/* Fixed-point constants; same for every row of one attention head. */
+typedef struct repq_log2softmax_params {
+    uint32_t cm;       /* t(Q16) = d * cm * 2^-cs */
+    uint32_t cs;       /* in [1, 62] */
+    uint32_t dcap;     /* d is clamped here so that T <= 2^25 */
+    int32_t two_log2_s; /* round(2 * log2(s) * 2^16), <= 0 */
+    int32_t code_max;  /* 2^b - 1 */
+    int32_t sentinel;  /* 2^b, or 255 for b == 8 */
+} repq_log2softmax_params;
+
+/* Derive the constants. false if in_scale is not in [2^-40, 2^12], s not in
+ * [2^-64, 1], or bits not in [2, 8]. */
+bool repq_log2softmax_prepare(float in_scale, float s, int bits, repq_log2softmax_params *params);
+
+/* codes[i][j] for `rows` rows of n >= 1 (n <= 2^24) int32 scores each. Every
+ * level gives the same bits (AVX2 runs the scalar code). */
+void repq_log2softmax_rows(repq_kernel_level level, const repq_log2softmax_params *params, size_t rows,
+                           size_t n, const int32_t *x, size_t ldx, uint8_t *codes, size_t ldcodes);
+
+#endif

@@ -1,0 +1,511 @@
+/* Tests of lib/kernels: every SIMD level against the scalar reference bit for
+ * bit, the scalar references against hand-worked cases and naive loops, and the
+ * integer log2 softmax against its float contract. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <cmocka.h>
+
+#include "kernels/attn_log2.h"
+#include "kernels/cpu.h"
+#include "kernels/gemm_s8.h"
+#include "kernels/requant.h"
+#include "kernels/softmax_log2.h"
+
+static uint32_t cpu_mask;
+
+/* xorshift64*: a fixed seed per test makes failures reproducible. */
+static uint64_t rng_state;
+static void rng_seed(uint64_t s) { rng_state = s * 0x9e3779b97f4a7c15ull + 1; }
+static uint64_t rng_next(void)
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545f4914f6cdd1dull;
+}
+static int32_t rng_range(int32_t lo, int32_t hi) /* inclusive */
+{
+    return lo + (int32_t)(rng_next() % (uint64_t)((int64_t)hi - lo + 1));
+}
+static double rng_unit(void) { return (double)(rng_next() >> 11) * 0x1p-53; }
+
+static const repq_kernel_level simd_levels[] = {REPQ_LEVEL_AVX2, REPQ_LEVEL_AVX512VNNI};
+#define N_SIMD (sizeof simd_levels / sizeof simd_levels[0])
+
+static int cpu_setup(void **state)
+{
+    (void)state;
+    cpu_mask = repq_cpu_detect();
+    return 0;
+}
+
+static int level_available(repq_kernel_level level)
+{
+    return repq_kernel_level_clamp(cpu_mask, level) == level;
+}
+
+static void cpu_levels_are_ordered(void **state)
+{
+    (void)state;
+    assert_true(cpu_mask & REPQ_CPU_SCALAR);
+    const repq_kernel_level best = repq_kernel_level_best(cpu_mask);
+    assert_int_equal(repq_kernel_level_clamp(cpu_mask, REPQ_LEVEL_SCALAR), REPQ_LEVEL_SCALAR);
+    assert_int_equal(repq_kernel_level_clamp(cpu_mask, REPQ_LEVEL_AMX), best);
+    assert_int_equal(repq_kernel_level_best(REPQ_CPU_SCALAR), REPQ_LEVEL_SCALAR);
+    assert_int_equal(repq_kernel_level_best(REPQ_CPU_SCALAR | REPQ_CPU_AVX2), REPQ_LEVEL_AVX2);
+    assert_int_equal(repq_kernel_level_best(REPQ_CPU_SCALAR | REPQ_CPU_AVX2 | REPQ_CPU_AVX512VNNI),
+                     REPQ_LEVEL_AVX512VNNI);
+    assert_string_equal(repq_kernel_level_name(best), repq_kernel_level_name(best));
+    assert_string_equal(repq_kernel_level_name(REPQ_LEVEL_AVX2), "avx2");
+}
+
+/* ---- GEMM --------------------------------------------------------------- */
+
+static void *pack_weights(size_t n, size_t k, const int8_t *b, size_t ldb)
+{
+    void *p = aligned_alloc(64, repq_gemm_u8s8_packed_size(n, k));
+    assert_non_null(p);
+    repq_gemm_u8s8_pack(n, k, b, ldb, p);
+    return p;
+}
+
+static void gemm_scalar_hand_case(void **state)
+{
+    (void)state;
+    const uint8_t a[2][4] = {{1, 2, 3, 4}, {255, 0, 10, 1}};
+    const int8_t b[3][4] = {{1, -1, 2, 0}, {-128, 127, 0, 5}, {3, 3, 3, 3}};
+    /* Worked by hand: row 0: 1-2+6 = 5; -128+254+20 = 146; 3*10 = 30.
+     * row 1: 255+20 = 275; -32640+5 = -32635; 3*266 = 798. */
+    const int32_t expect[2][3] = {{5, 146, 30}, {275, -32635, 798}};
+    void *p = pack_weights(3, 4, &b[0][0], 4);
+    int32_t c[2][3];
+    repq_gemm_u8s8_scalar(2, 3, 4, &a[0][0], 4, p, &c[0][0], 3);
+    assert_memory_equal(c, expect, sizeof c);
+    for (size_t l = 0; l < N_SIMD; l++) {
+        if (!level_available(simd_levels[l]))
+            continue;
+        memset(c, 0, sizeof c);
+        repq_gemm_u8s8(simd_levels[l], 2, 3, 4, &a[0][0], 4, p, &c[0][0], 3);
+        assert_memory_equal(c, expect, sizeof c);
+    }
+    free(p);
+}
+
+static void gemm_check_shape(size_t m, size_t n, size_t k, int extremes)
+{
+    const size_t lda = k + 3, ldb = k + 1, ldc = n + 5;
+    uint8_t *a = malloc(m * lda);
+    int8_t *b = malloc(n * ldb);
+    int32_t *ref = malloc(m * ldc * sizeof *ref), *c = malloc(m * ldc * sizeof *c);
+    assert_true(a && b && ref && c);
+    for (size_t i = 0; i < m * lda; i++)
+        a[i] = extremes ? 255 : (uint8_t)rng_next();
+    for (size_t i = 0; i < n * ldb; i++)
+        b[i] = extremes ? -128 : (int8_t)rng_next();
+    void *p = pack_weights(n, k, b, ldb);
+    repq_gemm_u8s8_scalar(m, n, k, a, lda, p, ref, ldc);
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            int64_t s = 0;
+            for (size_t q = 0; q < k; q++)
+                s += (int64_t)a[i * lda + q] * b[j * ldb + q];
+            if (s != ref[i * ldc + j])
+                fail_msg("scalar gemm m=%zu n=%zu k=%zu at (%zu,%zu): %d != %lld", m, n, k, i, j,
+                         ref[i * ldc + j], (long long)s);
+        }
+    for (size_t l = 0; l < N_SIMD; l++) {
+        if (!level_available(simd_levels[l]))
+            continue;
+        for (size_t i = 0; i < m * ldc; i++)
+            c[i] = ref[i] = 0x5a5a5a5a;
+        repq_gemm_u8s8(REPQ_LEVEL_SCALAR, m, n, k, a, lda, p, ref, ldc);
+        repq_gemm_u8s8(simd_levels[l], m, n, k, a, lda, p, c, ldc);
+        /* Also compares the padding columns between n and ldc: they must be untouched. */
+        if (memcmp(c, ref, ((m - 1) * ldc + n) * sizeof *c) != 0)
+            fail_msg("%s gemm differs from scalar for m=%zu n=%zu k=%zu",
+                     repq_kernel_level_name(simd_levels[l]), m, n, k);
+    }
+    free(p);
+    free(a);
+    free(b);
+    free(ref);
+    free(c);
+}
+
+static void gemm_levels_match_scalar(void **state)
+{
+    (void)state;
+    rng_seed(1);
+    const size_t ms[] = {1, 3, 5, 17, 33, 197};
+    const size_t ns[] = {1, 3, 15, 16, 17, 65};
+    const size_t ks[] = {1, 3, 5, 16, 17, 63, 100};
+    for (size_t x = 0; x < sizeof ms / sizeof *ms; x++)
+        for (size_t y = 0; y < sizeof ns / sizeof *ns; y++)
+            for (size_t z = 0; z < sizeof ks / sizeof *ks; z++)
+                gemm_check_shape(ms[x], ns[y], ks[z], 0);
+    gemm_check_shape(13, 70, 1100, 0); /* crosses the VNNI K chunk */
+    gemm_check_shape(7, 33, 2051, 0);
+}
+
+static void gemm_extremes_do_not_overflow(void **state)
+{
+    (void)state;
+    /* 255 * -128 * 65536 = -2139095040, the most negative sum the bound allows. */
+    gemm_check_shape(2, 17, REPQ_GEMM_U8S8_MAX_K, 1);
+}
+
+/* ---- requantization ----------------------------------------------------- */
+
+static void requant_hand_cases(void **state)
+{
+    (void)state;
+    int32_t mult, shift;
+    assert_true(repq_requant_multiplier_from_float(0.5, &mult, &shift));
+    assert_int_equal(mult, 1 << 30);
+    assert_int_equal(shift, 0);
+    /* Ties go away from zero, others to nearest. */
+    assert_int_equal(repq_requant_round(3, mult, shift), 2);
+    assert_int_equal(repq_requant_round(-3, mult, shift), -2);
+    assert_int_equal(repq_requant_round(1, mult, shift), 1);
+    assert_int_equal(repq_requant_round(-1, mult, shift), -1);
+    assert_int_equal(repq_requant_round(-5, mult, shift), -3);
+    assert_true(repq_requant_multiplier_from_float(0.25, &mult, &shift));
+    assert_int_equal(shift, 1);
+    assert_int_equal(repq_requant_round(5, mult, shift), 1);   /* 1.25 */
+    assert_int_equal(repq_requant_round(-7, mult, shift), -2); /* -1.75 */
+    assert_int_equal(repq_requant_round(6, mult, shift), 2);   /* 1.5 */
+    assert_true(repq_requant_multiplier_from_float(3.0, &mult, &shift));
+    assert_int_equal(repq_requant_round(INT32_MAX, mult, shift), (int64_t)INT32_MAX * 3);
+    assert_false(repq_requant_multiplier_from_float(0.0, &mult, &shift));
+    assert_false(repq_requant_multiplier_from_float(32768.0, &mult, &shift));
+    assert_false(repq_requant_multiplier_from_float(NAN, &mult, &shift));
+
+    /* u8 with zero point 128, real 0.5: -5 -> 128 - 3; clamps at both ends; bias added first. */
+    const int32_t acc[5] = {-5, 3, 1000, -1000, 0};
+    const int32_t bias[5] = {0, 0, 0, 0, 7};
+    int32_t mults[5], shifts[5];
+    for (int j = 0; j < 5; j++)
+        assert_true(repq_requant_multiplier_from_float(0.5, &mults[j], &shifts[j]));
+    const uint8_t expect[5] = {125, 130, 255, 0, 132};
+    uint8_t out[5];
+    const repq_kernel_level levels[] = {REPQ_LEVEL_SCALAR, REPQ_LEVEL_AVX2, REPQ_LEVEL_AVX512VNNI};
+    for (size_t l = 0; l < 3; l++) {
+        if (!level_available(levels[l]))
+            continue;
+        repq_requant_u8(levels[l], 1, 5, acc, 5, bias, mults, shifts, 128, 0, 255, out, 5);
+        assert_memory_equal(out, expect, 5);
+    }
+}
+
+static void requant_multiplier_is_accurate(void **state)
+{
+    (void)state;
+    rng_seed(2);
+    for (int it = 0; it < 10000; it++) {
+        const double real = ldexp(0.5 + rng_unit() * 0.5, rng_range(-31, 15));
+        if (!(real < 32768.0))
+            continue;
+        int32_t mult, shift;
+        assert_true(repq_requant_multiplier_from_float(real, &mult, &shift));
+        assert_true(mult >= (1 << 30));
+        assert_true(shift >= REPQ_REQUANT_SHIFT_MIN && shift <= REPQ_REQUANT_SHIFT_MAX);
+        const double back = ldexp((double)mult, -(31 + shift));
+        assert_true(fabs(back - real) <= real * 0x1p-30);
+    }
+    int32_t mult, shift;
+    assert_true(repq_requant_multiplier_from_float(1e-12, &mult, &shift));
+    assert_int_equal(shift, REPQ_REQUANT_SHIFT_MAX);
+    assert_true(repq_requant_multiplier_from_float(32767.9999999, &mult, &shift));
+    assert_int_equal(shift, REPQ_REQUANT_SHIFT_MIN);
+}
+
+static void requant_levels_match_scalar(void **state)
+{
+    (void)state;
+    rng_seed(3);
+    const size_t sizes[] = {1, 3, 5, 15, 16, 17, 33, 63, 65, 100, 197};
+    for (size_t x = 0; x < sizeof sizes / sizeof *sizes; x++)
+        for (size_t y = 0; y < sizeof sizes / sizeof *sizes; y += 2) {
+            const size_t m = sizes[y], n = sizes[x], ld = n + 2;
+            int32_t *acc = malloc(m * ld * sizeof *acc), *bias = malloc(n * sizeof *bias);
+            int32_t *mult = malloc(n * sizeof *mult), *shift = malloc(n * sizeof *shift);
+            float *scale = malloc(n * sizeof *scale), *fref = malloc(m * ld * sizeof *fref),
+                  *fout = malloc(m * ld * sizeof *fout);
+            uint8_t *ref = malloc(m * ld), *out = malloc(m * ld);
+            int32_t *sref = malloc(m * sizeof *sref), *sout = malloc(m * sizeof *sout);
+            assert_true(acc && bias && mult && shift && scale && fref && fout && ref && out && sref && sout);
+            for (size_t i = 0; i < m * ld; i++)
+                acc[i] = rng_range(-(1 << 26), 1 << 26);
+            for (size_t j = 0; j < n; j++) {
+                bias[j] = rng_range(-(1 << 20), 1 << 20);
+                /* Whole range of the helper, so large products exercise the clamps too. */
+                const double real = ldexp(0.5 + rng_unit() * 0.5, rng_range(-31, 14));
+                assert_true(repq_requant_multiplier_from_float(real, &mult[j], &shift[j]));
+                scale[j] = (float)ldexp(rng_unit() + 0.1, rng_range(-20, 0));
+            }
+            if (x == 0) /* exact ties: v * 0.5 with v odd */
+                for (size_t i = 0; i < m * ld; i++)
+                    acc[i] = 2 * rng_range(-100, 100) + 1;
+            const int32_t zp = rng_range(0, 255), qmin = rng_range(0, zp), qmax = rng_range(zp, 255);
+            repq_requant_u8(REPQ_LEVEL_SCALAR, m, n, acc, ld, bias, mult, shift, zp, qmin, qmax, ref, ld);
+            repq_dequant_f32(REPQ_LEVEL_SCALAR, m, n, acc, ld, bias, scale, fref, ld);
+            const uint8_t *rows = (const uint8_t *)acc;
+            repq_row_sums_u8(REPQ_LEVEL_SCALAR, m, n * 4, rows, ld * 4, sref);
+            for (size_t i = 0; i < m; i++) {
+                int32_t s = 0;
+                for (size_t q = 0; q < n * 4; q++)
+                    s += rows[i * ld * 4 + q];
+                assert_int_equal(s, sref[i]);
+            }
+            for (size_t l = 0; l < N_SIMD; l++) {
+                if (!level_available(simd_levels[l]))
+                    continue;
+                repq_requant_u8(simd_levels[l], m, n, acc, ld, bias, mult, shift, zp, qmin, qmax, out, ld);
+                for (size_t i = 0; i < m; i++)
+                    assert_memory_equal(out + i * ld, ref + i * ld, n);
+                repq_dequant_f32(simd_levels[l], m, n, acc, ld, bias, scale, fout, ld);
+                for (size_t i = 0; i < m; i++)
+                    assert_memory_equal(fout + i * ld, fref + i * ld, n * sizeof *fout);
+                repq_row_sums_u8(simd_levels[l], m, n * 4, rows, ld * 4, sout);
+                assert_memory_equal(sout, sref, m * sizeof *sout);
+            }
+            free(acc); free(bias); free(mult); free(shift); free(scale); free(fref); free(fout);
+            free(ref); free(out); free(sref); free(sout);
+        }
+}
+
+/* ---- softmax ------------------------------------------------------------ */
+
+static void softmax_hand_cases(void **state)
+{
+    (void)state;
+    repq_log2softmax_params p;
+    assert_false(repq_log2softmax_prepare(0.1f, 1.5f, 4, &p));
+    assert_false(repq_log2softmax_prepare(0.1f, 0.5f, 9, &p));
+    assert_false(repq_log2softmax_prepare(0.0f, 0.5f, 4, &p));
+    /* One dominant score: p = 1 for it (code 0 at s = 1), the rest underflow to the sentinel. */
+    assert_true(repq_log2softmax_prepare(0.1f, 1.0f, 4, &p));
+    const int32_t dom[4] = {0, 1000, 0, -7};
+    uint8_t codes[4];
+    repq_log2softmax_rows(REPQ_LEVEL_SCALAR, &p, 1, 4, dom, 4, codes, 4);
+    const uint8_t expect_dom[4] = {16, 0, 16, 16};
+    assert_memory_equal(codes, expect_dom, 4);
+    /* Uniform row of 4: p = 1/4, -2*log2(p/s) = 4 at s = 1, 2 at s = 1/2. */
+    const int32_t flat[4] = {5, 5, 5, 5};
+    repq_log2softmax_rows(REPQ_LEVEL_SCALAR, &p, 1, 4, flat, 4, codes, 4);
+    const uint8_t four[4] = {4, 4, 4, 4};
+    assert_memory_equal(codes, four, 4);
+    assert_true(repq_log2softmax_prepare(0.1f, 0.5f, 4, &p));
+    repq_log2softmax_rows(REPQ_LEVEL_SCALAR, &p, 1, 4, flat, 4, codes, 4);
+    const uint8_t two[4] = {2, 2, 2, 2};
+    assert_memory_equal(codes, two, 4);
+    /* Real scores {0, -1}: p = {0.731, 0.269}, -2*log2(p) = {0.90, 3.79}. */
+    assert_true(repq_log2softmax_prepare(0.5f, 1.0f, 8, &p));
+    const int32_t pair[2] = {0, -2};
+    repq_log2softmax_rows(REPQ_LEVEL_SCALAR, &p, 1, 2, pair, 2, codes, 2);
+    assert_int_equal(codes[0], 1);
+    assert_int_equal(codes[1], 4);
+}
+
+static int float_code(const double *r, size_t n, size_t j, double s, int bits)
+{
+    double mx = r[0];
+    for (size_t i = 1; i < n; i++)
+        mx = r[i] > mx ? r[i] : mx;
+    double sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += exp(r[i] - mx);
+    const double pj = exp(r[j] - mx) / sum;
+    const double c = nearbyint(-2.0 * log2(pj / s)); /* default mode: half to even */
+    const int sentinel = bits == 8 ? 255 : 1 << bits;
+    if (!(c < (double)(1 << bits)))
+        return sentinel;
+    return c < 0 ? 0 : (int)c;
+}
+
+/* Measured with seed 4 over 2000 rows (93,433 entries, n from 1 to 197, b in
+ * 2..8, s in [2^-8, 1], real scores spread over +-1 to +-12): 99.997% of codes
+ * equal the float codes (99.995% of the 65,696 non-zero ones); none differs by
+ * more than 1. */
+static void softmax_follows_float_contract(void **state)
+{
+    (void)state;
+    rng_seed(4);
+    const size_t ns[] = {1, 3, 5, 15, 16, 17, 33, 63, 65, 100, 197};
+    size_t total = 0, same = 0, total_live = 0, same_live = 0;
+    int32_t x[197];
+    double r[197];
+    uint8_t codes[197];
+    for (int it = 0; it < 2000; it++) {
+        const size_t n = ns[it % (sizeof ns / sizeof *ns)];
+        const float in_scale = (float)ldexp(0.5 + rng_unit(), rng_range(-12, -4));
+        const float s = (float)ldexp(1.0, -rng_range(0, 8)) * (float)(0.6 + 0.4 * rng_unit());
+        const int bits = rng_range(2, 8);
+        /* Real score spread 1..12 so both dense and peaked rows occur. */
+        const int32_t span = (int32_t)((1.0 + 11.0 * rng_unit()) / in_scale);
+        repq_log2softmax_params p;
+        assert_true(repq_log2softmax_prepare(in_scale, s, bits, &p));
+        for (size_t j = 0; j < n; j++) {
+            x[j] = rng_range(-span, span);
+            r[j] = (double)in_scale * x[j];
+        }
+        repq_log2softmax_rows(REPQ_LEVEL_SCALAR, &p, 1, n, x, n, codes, n);
+        for (size_t j = 0; j < n; j++) {
+            const int want = float_code(r, n, j, s, bits);
+            if (abs(want - codes[j]) > 1)
+                fail_msg("n=%zu in_scale=%g s=%g b=%d j=%zu: code %d, float %d", n, (double)in_scale,
+                         (double)s, bits, j, codes[j], want);
+            total++;
+            same += want == codes[j];
+            if (want != p.sentinel) {
+                total_live++;
+                same_live += want == codes[j];
+            }
+        }
+    }
+    print_message("log2 softmax: %zu of %zu codes (%.3f%%) equal the float contract; "
+                  "%zu of %zu (%.3f%%) of the non-zero ones\n", same, total, 100.0 * (double)same / (double)total,
+                  same_live, total_live, 100.0 * (double)same_live / (double)total_live);
+    assert_true((double)same >= 0.99 * (double)total);
+}
+
+static void softmax_levels_match_scalar(void **state)
+{
+    (void)state;
+    if (!level_available(REPQ_LEVEL_AVX512VNNI))
+        skip();
+    rng_seed(5);
+    const size_t ns[] = {1, 3, 5, 15, 16, 17, 33, 63, 65, 100, 197, 1000};
+    static int32_t x[3 * 1000];
+    static uint8_t ref[3 * 1000], out[3 * 1000];
+    for (int it = 0; it < 300; it++) {
+        const size_t n = ns[it % (sizeof ns / sizeof *ns)];
+        const float in_scale = (float)ldexp(0.5 + rng_unit(), rng_range(-30, 8));
+        const float s = (float)ldexp(0.5 + 0.5 * rng_unit(), -rng_range(0, 60));
+        repq_log2softmax_params p;
+        assert_true(repq_log2softmax_prepare(in_scale, s, rng_range(2, 8), &p));
+        const int mode = it % 3;
+        for (size_t j = 0; j < 3 * n; j++)
+            x[j] = mode == 0 ? (int32_t)rng_next()                      /* full int32 range */
+                 : mode == 1 ? rng_range(-1000, 1000)
+                             : (rng_next() & 1 ? INT32_MAX : INT32_MIN); /* extreme spread */
+        repq_log2softmax_rows(REPQ_LEVEL_SCALAR, &p, 3, n, x, n, ref, n);
+        repq_log2softmax_rows(REPQ_LEVEL_AVX512VNNI, &p, 3, n, x, n, out, n);
+        assert_memory_equal(out, ref, 3 * n);
+    }
+}
+
+/* ---- attention x V ------------------------------------------------------ */
+
+static void attn_hand_case(void **state)
+{
+    (void)state;
+    /* codes 0, 1, 2 with F = 4: weights 2^4 (E), 2^3 (D), 2^3 (E); code 16 is the sentinel. */
+    const uint8_t codes[4] = {0, 1, 2, 16};
+    const uint8_t v[4][2] = {{10, 20}, {12, 18}, {14, 16}, {200, 200}};
+    /* v - 12: (-2, 8), (0, 6), (2, 4). E = (-32+16, 128+32) = (-16, 160); D = (0, 48). */
+    int32_t e[2], d[2];
+    uint8_t out[2];
+    const repq_kernel_level levels[] = {REPQ_LEVEL_SCALAR, REPQ_LEVEL_AVX2, REPQ_LEVEL_AVX512VNNI};
+    for (size_t l = 0; l < 3; l++) {
+        if (!level_available(levels[l]))
+            continue;
+        repq_attn_v_accumulate(levels[l], 1, 4, 2, codes, 4, 16, &v[0][0], 2, 12, 4, e, d, 2);
+        assert_int_equal(e[0], -16);
+        assert_int_equal(e[1], 160);
+        assert_int_equal(d[0], 0);
+        assert_int_equal(d[1], 48);
+        /* y = E + round(sqrt2 * D) = (-16, 160 + 68); times 0.25 plus zp 100 = (96, 157). */
+        int32_t mult, shift;
+        assert_true(repq_requant_multiplier_from_float(0.25, &mult, &shift));
+        repq_attn_v_finish(levels[l], 1, 2, e, d, 2, mult, shift, 100, out, 2);
+        assert_int_equal(out[0], 96);
+        assert_int_equal(out[1], 157);
+    }
+    assert_int_equal(repq_attn_v_frac_bits_max(197), 14);
+}
+
+static void attn_levels_match_scalar(void **state)
+{
+    (void)state;
+    rng_seed(6);
+    const size_t tokens_list[] = {1, 3, 17, 197};
+    const size_t dims[] = {1, 5, 16, 17, 63, 64, 65, 100};
+    for (size_t a = 0; a < sizeof tokens_list / sizeof *tokens_list; a++)
+        for (size_t b = 0; b < sizeof dims / sizeof *dims; b++) {
+            const size_t tokens = tokens_list[a], dim = dims[b], rows = 5;
+            const int bits = rng_range(2, 8);
+            const int32_t sentinel = bits == 8 ? 255 : 1 << bits;
+            const int frac = repq_attn_v_frac_bits_max(tokens);
+            const size_t ldv = dim + 3, ldacc = dim + 1;
+            uint8_t *codes = malloc(rows * tokens), *v = malloc(tokens * ldv);
+            int32_t *e0 = malloc(rows * ldacc * 4), *d0 = malloc(rows * ldacc * 4);
+            int32_t *e1 = malloc(rows * ldacc * 4), *d1 = malloc(rows * ldacc * 4);
+            uint8_t *o0 = malloc(rows * dim), *o1 = malloc(rows * dim);
+            assert_true(codes && v && e0 && d0 && e1 && d1 && o0 && o1);
+            for (size_t i = 0; i < rows * tokens; i++)
+                codes[i] = (uint8_t)rng_range(0, sentinel);
+            for (size_t i = 0; i < tokens * ldv; i++)
+                v[i] = (uint8_t)rng_next();
+            const int32_t zv = rng_range(0, 255), zp = rng_range(0, 255);
+            int32_t mult, shift;
+            assert_true(repq_requant_multiplier_from_float(ldexp(rng_unit() + 0.5, -frac - 2), &mult, &shift));
+            repq_attn_v_accumulate(REPQ_LEVEL_SCALAR, rows, tokens, dim, codes, tokens, sentinel, v, ldv, zv,
+                                   frac, e0, d0, ldacc);
+            /* Spot-check the scalar reference against the definition. */
+            for (size_t j = 0; j < dim; j++) {
+                int64_t se = 0, sd = 0;
+                for (size_t t = 0; t < tokens; t++) {
+                    const int c = codes[t], h = (c + 1) / 2;
+                    if (c >= sentinel || h > frac)
+                        continue;
+                    const int64_t term = (int64_t)(v[t * ldv + j] - zv) * (1 << (frac - h));
+                    if (c % 2)
+                        sd += term;
+                    else
+                        se += term;
+                }
+                assert_int_equal(se, e0[j]);
+                assert_int_equal(sd, d0[j]);
+            }
+            repq_attn_v_finish(REPQ_LEVEL_SCALAR, rows, dim, e0, d0, ldacc, mult, shift, zp, o0, dim);
+            for (size_t l = 0; l < N_SIMD; l++) {
+                if (!level_available(simd_levels[l]))
+                    continue;
+                repq_attn_v_accumulate(simd_levels[l], rows, tokens, dim, codes, tokens, sentinel, v, ldv, zv,
+                                       frac, e1, d1, ldacc);
+                for (size_t i = 0; i < rows; i++) {
+                    assert_memory_equal(e1 + i * ldacc, e0 + i * ldacc, dim * 4);
+                    assert_memory_equal(d1 + i * ldacc, d0 + i * ldacc, dim * 4);
+                }
+                repq_attn_v_finish(simd_levels[l], rows, dim, e0, d0, ldacc, mult, shift, zp, o1, dim);
+                assert_memory_equal(o1, o0, rows * dim);
+            }
+            free(codes); free(v); free(e0); free(d0); free(e1); free(d1); free(o0); free(o1);
+        }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(cpu_levels_are_ordered),
+        cmocka_unit_test(gemm_scalar_hand_case),
+        cmocka_unit_test(gemm_levels_match_scalar),
+        cmocka_unit_test(gemm_extremes_do_not_overflow),
+        cmocka_unit_test(requant_hand_cases),
+        cmocka_unit_test(requant_multiplier_is_accurate),
+        cmocka_unit_test(requant_levels_match_scalar),
+        cmocka_unit_test(softmax_hand_cases),
+        cmocka_unit_test(softmax_follows_float_contract),
+        cmocka_unit_test(softmax_levels_match_scalar),
+        cmocka_unit_test(attn_hand_case),
+        cmocka_unit_test(attn_levels_match_scalar),
+    };
+    return cmocka_run_group_tests(tests, cpu_setup, NULL);
+}
