@@ -1,0 +1,202 @@
+/* The calibrator: observes the float model on calibration images, as the reference
+ * does, with quantization already on, and searches every quantizer. */
+#include <string.h>
+
+#include "core/options.h"
+#include "core/tensor.h"
+#include "model/model.h"
+#include "model/qmodel.h"
+
+struct repq_calib {
+    repq_object base;
+    repq_model *model;
+    int32_t weight_bits, act_bits, patch_input_bits, method;
+    bool finished;
+    bool pixels_u8;        /* dtype of the fed images (all batches alike) */
+    size_t images;         /* fed so far */
+    size_t image_bytes;
+    uint8_t *data;         /* images * image_bytes */
+    size_t capacity;       /* bytes allocated in data */
+};
+
+REPQ_API repq_status repq_calib_new(repq_context *ctx, repq_model *model,
+                                    const repq_options *options, repq_calib **out_calib)
+{
+    repq_object *err = repq_context_object(ctx);
+    if (!out_calib)
+        return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_calib_new: out_calib is NULL");
+    *out_calib = NULL;
+    if (!repq_object_is(model, REPQ_KIND_MODEL))
+        return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_calib_new: model is not a model");
+    if (options && !repq_object_is(options, REPQ_KIND_OPTIONS))
+        return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_calib_new: options is not an options object");
+    repq_options defaults;
+    repq_options_defaults(&defaults);
+    const repq_options *o = options ? options : &defaults;
+    repq_allocator al = repq_allocator_of(ctx);
+    repq_calib *c = repq_mem_alloc(&al, sizeof *c);
+    if (!c)
+        return repq_fail(err, REPQ_ERR_NOMEM, "out of memory");
+    repq_object_init(&c->base, REPQ_KIND_CALIB, al);
+    c->model = model;
+    c->weight_bits = o->weight_bits;
+    c->act_bits = o->act_bits;
+    c->patch_input_bits = o->patch_input_bits;
+    c->method = o->method;
+    *out_calib = c;
+    return REPQ_OK;
+}
+
+REPQ_API void repq_calib_free(repq_calib *c)
+{
+    if (!repq_object_is(c, REPQ_KIND_CALIB))
+        return;
+    repq_allocator al = c->base.allocator;
+    c->base.kind = 0;
+    repq_mem_free(&al, c->data);
+    repq_mem_free(&al, c);
+}
+
+REPQ_API repq_status repq_calib_feed(repq_calib *c, repq_tensor *images)
+{
+    if (!repq_object_is(c, REPQ_KIND_CALIB))
+        return REPQ_ERR_INVALID_ARGUMENT;
+    if (c->finished)
+        return repq_fail(&c->base, REPQ_ERR_STATE, "repq_calib_feed: the calibrator is already finished");
+    size_t n;
+    bool u8;
+    repq_status st = repq_images_check(&c->base, &c->model->arch, images, &n, &u8);
+    if (st)
+        return st;
+    if (c->images > 0 && u8 != c->pixels_u8)
+        return repq_fail(&c->base, REPQ_ERR_SHAPE, "repq_calib_feed: every batch must have the same dtype");
+    size_t need;
+    if (!repq_size_add(c->images * c->image_bytes, images->nbytes, &need))
+        return repq_fail(&c->base, REPQ_ERR_OVERFLOW, "repq_calib_feed: too many images");
+    if (need > c->capacity) {
+        size_t cap = need > 2 * c->capacity ? need : 2 * c->capacity;
+        uint8_t *grown = repq_mem_alloc(&c->base.allocator, cap);
+        if (!grown)
+            return repq_fail(&c->base, REPQ_ERR_NOMEM, "repq_calib_feed: cannot hold %zu bytes of images", cap);
+        if (c->data)
+            memcpy(grown, c->data, c->images * c->image_bytes);
+        repq_mem_free(&c->base.allocator, c->data);
+        c->data = grown;
+        c->capacity = cap;
+    }
+    c->image_bytes = images->nbytes / n;
+    memcpy(c->data + c->images * c->image_bytes, images->data, images->nbytes);
+    c->images += n;
+    c->pixels_u8 = u8;
+    return REPQ_OK;
+}
+
+typedef struct observer {
+    repq_object *err;
+    repq_qmodel *q;
+    float *scratch;
+} observer;
+
+/* The reference's choice of quantizer for each point (reference.md), or the naive
+ * baseline's: layer-wise min/max everywhere, uniform after softmax. */
+static repq_status search_point(observer *ob, repq_act_quant *aq, repq_qpoint point, float *x,
+                                size_t rows, size_t cols)
+{
+    repq_qmodel *q = ob->q;
+    int32_t bits = point == REPQ_QP_PATCH_IN ? q->patch_input_bits : q->act_bits;
+    size_t n = rows * cols;
+    if (q->method == REPQ_METHOD_MINMAX) {
+        aq->kind = REPQ_AQ_UNIFORM;
+        return repq_quant_minmax(x, n, 1, bits, &aq->uniform, NULL);
+    }
+    if (point == REPQ_QP_ATTN) {
+        aq->kind = REPQ_AQ_LOG_SQRT2;
+        return repq_logq_search(x, n, 1, bits, REPQ_LOG_SQRT2, ob->scratch, &aq->log, NULL);
+    }
+    if (point == REPQ_QP_QKV_IN || point == REPQ_QP_FC1_IN) {
+        aq->kind = REPQ_AQ_UNIFORM_CHANNEL;
+        if (repq_act_quant_set_channels(&q->base.allocator, aq, (int32_t)cols) != REPQ_OK)
+            return REPQ_ERR_NOMEM;
+        return repq_quant_search_cols(x, rows, cols, bits, REPQ_RANGE_PERCENTILE, ob->scratch,
+                                      aq->per_channel);
+    }
+    aq->kind = REPQ_AQ_UNIFORM;
+    return repq_quant_search(x, n, 1, bits, ob->scratch, &aq->uniform, NULL);
+}
+
+static repq_status observe(void *user, int32_t block, repq_qpoint point, float *x, size_t rows,
+                           size_t cols)
+{
+    observer *ob = user;
+    repq_act_quant *aq = &ob->q->acts[repq_qmodel_act_index(&ob->q->arch, block, point)];
+    /* Each quantizer is searched the first time data reaches it, then applied, so later
+     * layers calibrate on the outputs of already quantized ones. */
+    if (aq->kind == REPQ_AQ_NONE) {
+        repq_status st = search_point(ob, aq, point, x, rows, cols);
+        if (st)
+            return repq_fail(ob->err, st, "calibration: searching the quantizer of point %d in block %d failed",
+                             (int)point, (int)block);
+    }
+    return repq_act_quant_apply(aq, x, rows, cols);
+}
+
+/* Largest activation the forward hands to a hook, for one shared search scratch. */
+static size_t largest_activation(const repq_vit_arch *a, size_t n)
+{
+    size_t t = (size_t)repq_vit_tokens(a), d = (size_t)a->embed_dim, h = (size_t)a->mlp_hidden;
+    size_t sizes[3] = {n * t * h, n * (size_t)a->num_heads * t * t,
+                       n * (size_t)repq_vit_patches(a) * (size_t)repq_vit_patch_dim(a)};
+    size_t m = n * t * d;
+    for (int i = 0; i < 3; i++)
+        m = sizes[i] > m ? sizes[i] : m;
+    return m;
+}
+
+REPQ_API repq_status repq_calib_finish(repq_calib *c, repq_qmodel **out_qmodel)
+{
+    if (!repq_object_is(c, REPQ_KIND_CALIB))
+        return REPQ_ERR_INVALID_ARGUMENT;
+    if (!out_qmodel)
+        return repq_fail(&c->base, REPQ_ERR_INVALID_ARGUMENT, "repq_calib_finish: out_qmodel is NULL");
+    *out_qmodel = NULL;
+    if (c->finished)
+        return repq_fail(&c->base, REPQ_ERR_STATE, "repq_calib_finish: already finished");
+    if (c->images == 0)
+        return repq_fail(&c->base, REPQ_ERR_STATE, "repq_calib_finish: no calibration image was fed");
+    const repq_allocator *al = &c->base.allocator;
+    const repq_vit_arch *a = &c->model->arch;
+    repq_qmodel *q;
+    repq_status st = repq_qmodel_alloc(&c->base, al, a, &q);
+    if (st)
+        return st;
+    q->weight_bits = c->weight_bits;
+    q->act_bits = c->act_bits;
+    q->patch_input_bits = c->patch_input_bits;
+    q->method = c->method;
+    q->has_float_weights = 1;
+    q->reparameterized = c->method == REPQ_METHOD_MINMAX;
+    memcpy(q->float_params.arena, c->model->params.arena, q->float_params.arena_floats * sizeof(float));
+    st = repq_qmodel_quantize_weights(&c->base, q, false);
+    float *logits = NULL;
+    observer ob = {&c->base, q, NULL};
+    size_t scratch_floats = largest_activation(a, c->images);
+    if (st == REPQ_OK) {
+        ob.scratch = repq_mem_alloc(al, scratch_floats * sizeof(float));
+        logits = repq_mem_alloc(al, c->images * (size_t)a->num_classes * sizeof(float));
+        if (!ob.scratch || !logits)
+            st = repq_fail(&c->base, REPQ_ERR_NOMEM, "calibration: out of memory");
+    }
+    repq_vit_hook hook = {observe, &ob};
+    if (st == REPQ_OK)
+        st = repq_vit_forward(&c->base, al, a, &q->fq_params, c->data, c->pixels_u8, c->images, &hook,
+                              logits);
+    repq_mem_free(al, ob.scratch);
+    repq_mem_free(al, logits);
+    if (st) {
+        repq_qmodel_free(q);
+        return st;
+    }
+    c->finished = true;
+    *out_qmodel = q;
+    return REPQ_OK;
+}

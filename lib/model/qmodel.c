@@ -1,0 +1,231 @@
+/* The quantized model's storage: allocation, copies, weight quantization. */
+#include "model/qmodel.h"
+#include "model/model.h"
+
+#include <string.h>
+
+float *repq_vit_linear_weight(const repq_vit_arch *a, const repq_vit_params *p, int32_t id,
+                              int32_t *out_rows, int32_t *out_cols)
+{
+    int32_t d = a->embed_dim, h = a->mlp_hidden;
+    if (id == 0) {
+        *out_rows = d;
+        *out_cols = repq_vit_patch_dim(a);
+        return p->patch_w;
+    }
+    if (id == 4 * a->depth + 1) {
+        *out_rows = a->num_classes;
+        *out_cols = d;
+        return p->head_w;
+    }
+    const repq_vit_block *b = &p->blocks[(id - 1) / 4];
+    switch ((id - 1) % 4) {
+    case 0: *out_rows = 3 * d; *out_cols = d; return b->qkv_w;
+    case 1: *out_rows = d; *out_cols = d; return b->proj_w;
+    case 2: *out_rows = h; *out_cols = d; return b->fc1_w;
+    default: *out_rows = d; *out_cols = h; return b->fc2_w;
+    }
+}
+
+static void release_acts(const repq_allocator *al, repq_act_quant *acts, size_t n)
+{
+    if (!acts)
+        return;
+    for (size_t i = 0; i < n; i++)
+        repq_mem_free(al, acts[i].per_channel);
+    repq_mem_free(al, acts);
+}
+
+static size_t act_count(const repq_vit_arch *a)
+{
+    return (size_t)(a->depth + 1) * REPQ_QP_COUNT;
+}
+
+REPQ_API void repq_qmodel_free(repq_qmodel *q)
+{
+    if (!repq_object_is(q, REPQ_KIND_QMODEL))
+        return;
+    repq_allocator al = q->base.allocator;
+    q->base.kind = 0;
+    repq_vit_params_release(&al, &q->float_params);
+    repq_vit_params_release(&al, &q->fq_params);
+    repq_mem_free(&al, q->linear);
+    repq_mem_free(&al, q->code_arena);
+    repq_mem_free(&al, q->wq_arena);
+    release_acts(&al, q->acts, act_count(&q->arch));
+    repq_mem_free(&al, q);
+}
+
+repq_status repq_qmodel_alloc(repq_object *err, const repq_allocator *al, const repq_vit_arch *a,
+                              repq_qmodel **out)
+{
+    *out = NULL;
+    repq_qmodel *q = repq_mem_alloc(al, sizeof *q);
+    if (!q)
+        return repq_fail(err, REPQ_ERR_NOMEM, "out of memory for a quantized model");
+    repq_object_init(&q->base, REPQ_KIND_QMODEL, *al);
+    q->arch = *a;
+    q->num_linear = 4 * a->depth + 2;
+    repq_status st = repq_vit_params_alloc(err, al, a, &q->float_params);
+    if (st == REPQ_OK)
+        st = repq_vit_params_alloc(err, al, a, &q->fq_params);
+    size_t codes = 0, channels = 0;
+    if (st == REPQ_OK) {
+        q->linear = repq_mem_alloc(al, (size_t)q->num_linear * sizeof *q->linear);
+        q->acts = repq_mem_alloc(al, act_count(a) * sizeof *q->acts);
+        for (int32_t id = 0; id < q->num_linear; id++) {
+            int32_t r, c;
+            repq_vit_linear_weight(a, &q->float_params, id, &r, &c);
+            codes += (size_t)r * (size_t)c;
+            channels += (size_t)r;
+        }
+        q->code_arena = repq_mem_alloc(al, codes);
+        q->wq_arena = repq_mem_alloc(al, channels * sizeof *q->wq_arena);
+        if (!q->linear || !q->acts || !q->code_arena || !q->wq_arena)
+            st = repq_fail(err, REPQ_ERR_NOMEM, "out of memory for a quantized model");
+    }
+    if (st) {
+        repq_qmodel_free(q);
+        return st;
+    }
+    uint8_t *code_at = q->code_arena;
+    repq_quant_params *wq_at = q->wq_arena;
+    for (int32_t id = 0; id < q->num_linear; id++) {
+        repq_qlinear *l = &q->linear[id];
+        repq_vit_linear_weight(a, &q->float_params, id, &l->out, &l->in);
+        l->codes = code_at;
+        l->wq = wq_at;
+        code_at += (size_t)l->out * (size_t)l->in;
+        wq_at += l->out;
+    }
+    *out = q;
+    return REPQ_OK;
+}
+
+repq_status repq_act_quant_set_channels(const repq_allocator *al, repq_act_quant *q, int32_t channels)
+{
+    repq_mem_free(al, q->per_channel);
+    q->per_channel = repq_mem_alloc(al, (size_t)channels * sizeof *q->per_channel);
+    q->channels = q->per_channel ? channels : 0;
+    return q->per_channel ? REPQ_OK : REPQ_ERR_NOMEM;
+}
+
+repq_status repq_qmodel_clone(repq_object *err, const repq_allocator *al, const repq_qmodel *src,
+                              repq_qmodel **out)
+{
+    repq_qmodel *q;
+    repq_status st = repq_qmodel_alloc(err, al, &src->arch, &q);
+    if (st)
+        return st;
+    q->weight_bits = src->weight_bits;
+    q->act_bits = src->act_bits;
+    q->patch_input_bits = src->patch_input_bits;
+    q->method = src->method;
+    q->reparameterized = src->reparameterized;
+    q->has_float_weights = src->has_float_weights;
+    memcpy(q->float_params.arena, src->float_params.arena, src->float_params.arena_floats * sizeof(float));
+    memcpy(q->fq_params.arena, src->fq_params.arena, src->fq_params.arena_floats * sizeof(float));
+    size_t codes = (size_t)(q->linear[q->num_linear - 1].codes - q->code_arena) +
+                   (size_t)q->linear[q->num_linear - 1].out * (size_t)q->linear[q->num_linear - 1].in;
+    size_t channels = (size_t)(q->linear[q->num_linear - 1].wq - q->wq_arena) +
+                      (size_t)q->linear[q->num_linear - 1].out;
+    memcpy(q->code_arena, src->code_arena, codes);
+    memcpy(q->wq_arena, src->wq_arena, channels * sizeof *q->wq_arena);
+    for (size_t i = 0; i < act_count(&src->arch); i++) {
+        const repq_act_quant *s = &src->acts[i];
+        repq_act_quant *d = &q->acts[i];
+        *d = *s;
+        d->per_channel = NULL;
+        d->channels = 0;
+        if (s->channels > 0) {
+            if (repq_act_quant_set_channels(al, d, s->channels) != REPQ_OK) {
+                repq_qmodel_free(q);
+                return repq_fail(err, REPQ_ERR_NOMEM, "out of memory copying a quantized model");
+            }
+            memcpy(d->per_channel, s->per_channel, (size_t)s->channels * sizeof *s->per_channel);
+        }
+    }
+    *out = q;
+    return REPQ_OK;
+}
+
+void repq_qmodel_rebuild_fq(repq_qmodel *q)
+{
+    memcpy(q->fq_params.arena, q->float_params.arena, q->float_params.arena_floats * sizeof(float));
+    for (int32_t id = 0; id < q->num_linear; id++) {
+        const repq_qlinear *l = &q->linear[id];
+        int32_t r, c;
+        float *w = repq_vit_linear_weight(&q->arch, &q->fq_params, id, &r, &c);
+        for (int32_t o = 0; o < l->out; o++)
+            repq_quant_dequantize(&l->wq[o], l->codes + (size_t)o * (size_t)l->in, (size_t)l->in,
+                                  w + (size_t)o * (size_t)l->in);
+    }
+}
+
+repq_status repq_qmodel_quantize_weights(repq_object *err, repq_qmodel *q, bool post_ln_only)
+{
+    const repq_allocator *al = &q->base.allocator;
+    int32_t max_in = 0;
+    for (int32_t id = 0; id < q->num_linear; id++)
+        max_in = q->linear[id].in > max_in ? q->linear[id].in : max_in;
+    float *scratch = repq_mem_alloc(al, (size_t)max_in * sizeof(float));
+    if (!scratch)
+        return repq_fail(err, REPQ_ERR_NOMEM, "out of memory for the weight search");
+    repq_range_method range = q->method == REPQ_METHOD_MINMAX ? REPQ_RANGE_MINMAX : REPQ_RANGE_PERCENTILE;
+    repq_status st = REPQ_OK;
+    for (int32_t id = 0; id < q->num_linear && st == REPQ_OK; id++) {
+        bool post_ln = id > 0 && id < q->num_linear - 1 && (id - 1) % 4 % 2 == 0;
+        if (post_ln_only && !post_ln)
+            continue;
+        repq_qlinear *l = &q->linear[id];
+        int32_t r, c;
+        const float *w = repq_vit_linear_weight(&q->arch, &q->float_params, id, &r, &c);
+        st = repq_quant_search_rows(w, (size_t)r, (size_t)c, q->weight_bits, range, scratch, l->wq);
+        for (int32_t o = 0; o < r && st == REPQ_OK; o++)
+            st = repq_quant_quantize(&l->wq[o], w + (size_t)o * (size_t)c, (size_t)c,
+                                     l->codes + (size_t)o * (size_t)c);
+        if (st)
+            st = repq_fail(err, st, "quantizing the weights of linear layer %d failed", (int)id);
+    }
+    repq_mem_free(al, scratch);
+    if (st == REPQ_OK)
+        repq_qmodel_rebuild_fq(q);
+    return st;
+}
+
+repq_status repq_act_quant_apply(const repq_act_quant *q, float *x, size_t rows, size_t cols)
+{
+    switch (q->kind) {
+    case REPQ_AQ_NONE:
+        return REPQ_OK;
+    case REPQ_AQ_UNIFORM:
+        return repq_quant_fake(&q->uniform, x, rows * cols);
+    case REPQ_AQ_UNIFORM_CHANNEL:
+        if ((size_t)q->channels != cols)
+            return REPQ_ERR_SHAPE;
+        for (size_t r = 0; r < rows; r++)
+            for (size_t c = 0; c < cols; c++) {
+                repq_status st = repq_quant_fake(&q->per_channel[c], x + r * cols + c, 1);
+                if (st)
+                    return st;
+            }
+        return REPQ_OK;
+    case REPQ_AQ_LOG_SQRT2:
+    case REPQ_AQ_LOG2_PARITY:
+        return repq_logq_fake(&q->log, x, rows * cols);
+    }
+    return REPQ_ERR_FORMAT;
+}
+
+REPQ_API repq_status repq_qmodel_get_int(const repq_qmodel *q, int32_t attr, int64_t *out_value)
+{
+    if (!repq_object_is(q, REPQ_KIND_QMODEL) || !out_value)
+        return REPQ_ERR_INVALID_ARGUMENT;
+    switch (attr) {
+    case REPQ_QMODEL_WEIGHT_BITS: *out_value = q->weight_bits; return REPQ_OK;
+    case REPQ_QMODEL_ACT_BITS: *out_value = q->act_bits; return REPQ_OK;
+    case REPQ_QMODEL_METHOD: *out_value = q->method; return REPQ_OK;
+    case REPQ_QMODEL_REPARAMETERIZED: *out_value = q->reparameterized; return REPQ_OK;
+    }
+    return repq_vit_arch_attr(&q->arch, attr, out_value);
+}

@@ -1,0 +1,82 @@
+/* Internal: the quantized model. It holds integer weight codes with their per-output-
+ * channel quantizers, the activation quantizers of every quantization point, and two
+ * float parameter sets: `float_params` (LayerNorm, biases and weights as rewritten by
+ * reparameterization, unquantized) and `fq_params` (the same with every linear weight
+ * replaced by its dequantized codes), which the fake-quant forward runs. */
+#ifndef REPQ_MODEL_QMODEL_H
+#define REPQ_MODEL_QMODEL_H
+
+#include "calib/quantizer.h"
+#include "model/vit.h"
+#include "repq/quant.h"
+
+/* Kinds of activation quantizer. Stored in files: never renumber. */
+typedef enum repq_aq_kind {
+    REPQ_AQ_NONE = 0,
+    REPQ_AQ_UNIFORM = 1,         /* layer-wise (s, z) */
+    REPQ_AQ_UNIFORM_CHANNEL = 2, /* one (s, z) per channel (column) */
+    REPQ_AQ_LOG_SQRT2 = 3,       /* post-softmax, base sqrt2 */
+    REPQ_AQ_LOG2_PARITY = 4      /* the same codes read as 2^-ceil(c/2) (1 + parity (sqrt2-1)) */
+} repq_aq_kind;
+
+typedef struct repq_act_quant {
+    int32_t kind;
+    repq_quant_params uniform;
+    repq_logq_params log;
+    int32_t channels;             /* entries of per_channel (UNIFORM_CHANNEL) */
+    repq_quant_params *per_channel;
+} repq_act_quant;
+
+/* One linear layer's quantized weight. */
+typedef struct repq_qlinear {
+    int32_t out, in;
+    uint8_t *codes;        /* [out, in], into the qmodel's code arena */
+    repq_quant_params *wq; /* [out], into the qmodel's quantizer arena */
+} repq_qlinear;
+
+struct repq_qmodel {
+    repq_object base;
+    repq_vit_arch arch;
+    int32_t weight_bits, act_bits, patch_input_bits, method;
+    int32_t reparameterized;
+    int32_t has_float_weights; /* 0 after loading from a file: float_params weights = fq */
+    repq_vit_params float_params;
+    repq_vit_params fq_params;
+    int32_t num_linear;        /* 4 * depth + 2: patch, blocks' qkv/proj/fc1/fc2, head */
+    repq_qlinear *linear;
+    uint8_t *code_arena;
+    repq_quant_params *wq_arena;
+    repq_act_quant *acts;      /* [(depth + 1) * REPQ_QP_COUNT] */
+};
+
+/* Linear layer ids: 0 patch embedding, 1 + 4 b + {0 qkv, 1 proj, 2 fc1, 3 fc2}, last head. */
+static inline int32_t repq_qmodel_linear_id(int32_t block, int32_t which) { return 1 + 4 * block + which; }
+/* The weight of linear layer `id` within a parameter set, with its shape. */
+float *repq_vit_linear_weight(const repq_vit_arch *a, const repq_vit_params *p, int32_t id,
+                              int32_t *out_rows, int32_t *out_cols);
+/* Index of a quantization point in qmodel->acts (block -1 for patch input and head input). */
+static inline size_t repq_qmodel_act_index(const repq_vit_arch *a, int32_t block, repq_qpoint pt)
+{
+    return (size_t)(block < 0 ? a->depth : block) * REPQ_QP_COUNT + (size_t)pt;
+}
+
+/* A new qmodel with parameter sets, weight arenas and quantizer table allocated
+ * (zero: every activation quantizer NONE). */
+repq_status repq_qmodel_alloc(repq_object *err, const repq_allocator *al, const repq_vit_arch *a,
+                              repq_qmodel **out);
+/* A deep copy. */
+repq_status repq_qmodel_clone(repq_object *err, const repq_allocator *al, const repq_qmodel *src,
+                              repq_qmodel **out);
+/* Give one activation quantizer `channels` per-channel entries (replacing any). */
+repq_status repq_act_quant_set_channels(const repq_allocator *al, repq_act_quant *q, int32_t channels);
+/* Search per-output-channel quantizers of every linear weight of float_params at
+ * weight_bits and store the codes (method picks percentile or min/max ranges), then
+ * rebuild fq_params. With `post_ln_only`, only the layers that follow a LayerNorm
+ * (qkv and fc1, whose weights reparameterization rewrites) are searched again. */
+repq_status repq_qmodel_quantize_weights(repq_object *err, repq_qmodel *q, bool post_ln_only);
+/* fq_params <- float_params with every linear weight replaced by its dequantized codes. */
+void repq_qmodel_rebuild_fq(repq_qmodel *q);
+/* Apply an activation quantizer in place to x [rows, cols] (fake quantization). */
+repq_status repq_act_quant_apply(const repq_act_quant *q, float *x, size_t rows, size_t cols);
+
+#endif

@@ -1,0 +1,102 @@
+/* Scale reparameterization (method.md section 2): channel-wise post-LayerNorm
+ * quantizers become layer-wise by rewriting LayerNorm's affine parameters and the next
+ * linear layer; log-sqrt2 post-softmax codes are read as log2 codes with a parity. */
+#include <math.h>
+#include <string.h>
+
+#include "model/qmodel.h"
+
+/* Fold the channel-wise quantizer `aq` of the input of linear layer `id` into the
+ * LayerNorm (gamma, beta) before it. */
+static repq_status fold_layer_norm(repq_object *err, repq_qmodel *q, repq_act_quant *aq, float *gamma,
+                                   float *beta, int32_t id)
+{
+    const repq_allocator *al = &q->base.allocator;
+    int32_t rows, cols;
+    float *w = repq_vit_linear_weight(&q->arch, &q->float_params, id, &rows, &cols);
+    /* The bias of qkv or fc1 sits right after its weight in the arena. */
+    float *bias = w + (size_t)rows * (size_t)cols;
+    if (aq->kind != REPQ_AQ_UNIFORM_CHANNEL || aq->channels != cols)
+        return repq_fail(err, REPQ_ERR_STATE, "reparameterize: layer %d has no channel-wise input quantizer", (int)id);
+    double mean_s = 0.0, mean_z = 0.0;
+    for (int32_t c = 0; c < cols; c++) {
+        mean_s += aq->per_channel[c].scale;
+        mean_z += aq->per_channel[c].zero_point;
+    }
+    float s_t = (float)(mean_s / cols);
+    /* An integer zero point for inference; the rounding goes into b exactly. */
+    int32_t z_t = (int32_t)lrint(mean_z / cols);
+    double *b = repq_mem_alloc(al, (size_t)cols * sizeof *b);
+    if (!b)
+        return repq_fail(err, REPQ_ERR_NOMEM, "reparameterize: out of memory");
+    for (int32_t c = 0; c < cols; c++) {
+        double r = (double)aq->per_channel[c].scale / s_t;
+        b[c] = (double)s_t * (double)(z_t - aq->per_channel[c].zero_point);
+        gamma[c] = (float)(gamma[c] / r);
+        beta[c] = (float)(beta[c] / r - b[c]);
+        for (int32_t o = 0; o < rows; o++)
+            w[(size_t)o * (size_t)cols + (size_t)c] = (float)(w[(size_t)o * (size_t)cols + (size_t)c] * r);
+    }
+    for (int32_t o = 0; o < rows; o++) {
+        double acc = bias[o];
+        for (int32_t c = 0; c < cols; c++)
+            acc += (double)w[(size_t)o * (size_t)cols + (size_t)c] * b[c];
+        bias[o] = (float)acc;
+    }
+    repq_mem_free(al, b);
+    int32_t bits = aq->per_channel[0].bits;
+    repq_mem_free(al, aq->per_channel);
+    aq->per_channel = NULL;
+    aq->channels = 0;
+    aq->kind = REPQ_AQ_UNIFORM;
+    aq->uniform = (repq_quant_params){s_t, z_t, bits};
+    return repq_quant_params_check(&aq->uniform) == REPQ_OK
+               ? REPQ_OK
+               : repq_fail(err, REPQ_ERR_NUMERIC, "reparameterize: layer %d gives an unusable scale", (int)id);
+}
+
+REPQ_API repq_status repq_qmodel_reparameterize(repq_context *ctx, const repq_qmodel *src,
+                                                repq_qmodel **out)
+{
+    repq_object *err = repq_context_object(ctx);
+    if (!out)
+        return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_qmodel_reparameterize: out is NULL");
+    *out = NULL;
+    if (!repq_object_is(src, REPQ_KIND_QMODEL))
+        return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_qmodel_reparameterize: not a qmodel");
+    repq_allocator al = repq_allocator_of(ctx);
+    repq_qmodel *q;
+    repq_status st = repq_qmodel_clone(err, &al, src, &q);
+    if (st || src->reparameterized) {
+        *out = q;
+        return st;
+    }
+    if (!src->has_float_weights) {
+        repq_qmodel_free(q);
+        return repq_fail(err, REPQ_ERR_STATE, "repq_qmodel_reparameterize: the float weights are not available");
+    }
+    const repq_vit_arch *a = &q->arch;
+    for (int32_t bi = 0; bi < a->depth && st == REPQ_OK; bi++) {
+        repq_vit_block *blk = &q->float_params.blocks[bi];
+        repq_act_quant *qkv_in = &q->acts[repq_qmodel_act_index(a, bi, REPQ_QP_QKV_IN)];
+        repq_act_quant *fc1_in = &q->acts[repq_qmodel_act_index(a, bi, REPQ_QP_FC1_IN)];
+        st = fold_layer_norm(err, q, qkv_in, blk->norm1_w, blk->norm1_b, repq_qmodel_linear_id(bi, 0));
+        if (st == REPQ_OK)
+            st = fold_layer_norm(err, q, fc1_in, blk->norm2_w, blk->norm2_b, repq_qmodel_linear_id(bi, 2));
+        /* The codes are the same; inference reads them as shifts plus a parity. */
+        repq_act_quant *attn = &q->acts[repq_qmodel_act_index(a, bi, REPQ_QP_ATTN)];
+        if (attn->kind == REPQ_AQ_LOG_SQRT2)
+            attn->kind = REPQ_AQ_LOG2_PARITY;
+    }
+    /* The rewritten weights get fresh per-output-channel quantizers, as in the
+     * reference's second pass (the search needs no data). */
+    if (st == REPQ_OK)
+        st = repq_qmodel_quantize_weights(err, q, true);
+    if (st) {
+        repq_qmodel_free(q);
+        return st;
+    }
+    q->reparameterized = 1;
+    *out = q;
+    return REPQ_OK;
+}
