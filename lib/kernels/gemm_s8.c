@@ -196,6 +196,72 @@ vnni_tile(int mr, int ng, const uint8_t *a, size_t lda, size_t q0, size_t nq, si
         }
 }
 
+/* The full 6x4 tile with the 24 accumulators as named variables: GCC does not
+ * scalarize a 24-register array and would otherwise keep it on the stack. */
+#define ACC_ROW(r) __m512i r##_0, r##_1, r##_2, r##_3
+#define FOR_ROWS(X) X(a0, 0) X(a1, 1) X(a2, 2) X(a3, 3) X(a4, 4) X(a5, 5)
+VNNI_TARGET static void vnni_tile_full(const uint8_t *a, size_t lda, size_t q0, size_t nq, size_t k,
+                                       const int8_t *b, size_t gstride, int32_t *c, size_t ldc, int first,
+                                       __mmask16 last_mask)
+{
+    ACC_ROW(a0); ACC_ROW(a1); ACC_ROW(a2); ACC_ROW(a3); ACC_ROW(a4); ACC_ROW(a5);
+#define INIT(r, i)                                                                          \
+    r##_0 = first ? _mm512_setzero_si512() : _mm512_loadu_si512(c + (i) * ldc);              \
+    r##_1 = first ? _mm512_setzero_si512() : _mm512_loadu_si512(c + (i) * ldc + 16);         \
+    r##_2 = first ? _mm512_setzero_si512() : _mm512_loadu_si512(c + (i) * ldc + 32);         \
+    r##_3 = first ? _mm512_setzero_si512() : _mm512_maskz_loadu_epi32(last_mask, c + (i) * ldc + 48);
+    FOR_ROWS(INIT)
+#undef INIT
+    const size_t qend = q0 + nq;
+    const size_t qfull = qend * QUAD > k ? qend - 1 : qend;
+    const uint8_t *ap = a + q0 * QUAD;
+    for (size_t q = q0; q < qfull; q++, ap += QUAD) {
+        const int8_t *blk = b + q * BLOCK;
+        const __m512i w0 = _mm512_loadu_si512((const void *)blk);
+        const __m512i w1 = _mm512_loadu_si512((const void *)(blk + gstride));
+        const __m512i w2 = _mm512_loadu_si512((const void *)(blk + 2 * gstride));
+        const __m512i w3 = _mm512_loadu_si512((const void *)(blk + 3 * gstride));
+#define STEP(r, i)                                                        \
+    {                                                                     \
+        int32_t quad;                                                     \
+        memcpy(&quad, ap + (i) * lda, sizeof quad);                       \
+        const __m512i x = _mm512_set1_epi32(quad);                        \
+        r##_0 = _mm512_dpbusd_epi32(r##_0, x, w0);                        \
+        r##_1 = _mm512_dpbusd_epi32(r##_1, x, w1);                        \
+        r##_2 = _mm512_dpbusd_epi32(r##_2, x, w2);                        \
+        r##_3 = _mm512_dpbusd_epi32(r##_3, x, w3);                        \
+    }
+        FOR_ROWS(STEP)
+#undef STEP
+    }
+    if (qfull < qend) {
+        const int8_t *blk = b + qfull * BLOCK;
+        const __m512i w0 = _mm512_loadu_si512((const void *)blk);
+        const __m512i w1 = _mm512_loadu_si512((const void *)(blk + gstride));
+        const __m512i w2 = _mm512_loadu_si512((const void *)(blk + 2 * gstride));
+        const __m512i w3 = _mm512_loadu_si512((const void *)(blk + 3 * gstride));
+#define STEP(r, i)                                                                         \
+    {                                                                                      \
+        const __m512i x = _mm512_set1_epi32(load_quad(a + (i) * lda + qfull * QUAD, k - qfull * QUAD)); \
+        r##_0 = _mm512_dpbusd_epi32(r##_0, x, w0);                                         \
+        r##_1 = _mm512_dpbusd_epi32(r##_1, x, w1);                                         \
+        r##_2 = _mm512_dpbusd_epi32(r##_2, x, w2);                                         \
+        r##_3 = _mm512_dpbusd_epi32(r##_3, x, w3);                                         \
+    }
+        FOR_ROWS(STEP)
+#undef STEP
+    }
+#define STORE(r, i)                                                     \
+    _mm512_storeu_si512(c + (i) * ldc, r##_0);                          \
+    _mm512_storeu_si512(c + (i) * ldc + 16, r##_1);                     \
+    _mm512_storeu_si512(c + (i) * ldc + 32, r##_2);                     \
+    _mm512_mask_storeu_epi32(c + (i) * ldc + 48, last_mask, r##_3);
+    FOR_ROWS(STORE)
+#undef STORE
+}
+#undef ACC_ROW
+#undef FOR_ROWS
+
 #define VNNI_TILE_FN(MR, NG)                                                                         \
     VNNI_TARGET static void vnni_tile_##MR##_##NG(const uint8_t *a, size_t lda, size_t q0, size_t nq, \
                                                   size_t k, const int8_t *b, size_t gstride, int32_t *c, \
@@ -235,7 +301,8 @@ VNNI_TARGET void repq_gemm_u8s8_avx512vnni(size_t m, size_t n, size_t k, const u
                 last_cols >= GROUP ? (__mmask16)0xffff : (__mmask16)((1u << last_cols) - 1);
             for (size_t i = 0; i < m; i += VNNI_MR) {
                 const size_t mr = m - i < VNNI_MR ? m - i : VNNI_MR;
-                vnni_tiles[mr - 1][ng - 1](a + i * lda, lda, q0, nq, k, bp + g0 * gstride, gstride,
+                const vnni_tile_fn fn = mr == VNNI_MR && ng == VNNI_NG ? vnni_tile_full : vnni_tiles[mr - 1][ng - 1];
+                fn(a + i * lda, lda, q0, nq, k, bp + g0 * gstride, gstride,
                                            c + i * ldc + g0 * GROUP, ldc, q0 == 0, last_mask);
             }
         }
