@@ -1,0 +1,167 @@
+/* Accuracy suite: the bundled CIFAR-10 ViT calibrated on 32 training images and
+ * evaluated on the 5,000 bundled test images, fp32 and W8A8/W6A6/W4A4 with RepQ-ViT and
+ * the min/max baseline. Prints the table that docs/accuracy.md reports. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <cmocka.h>
+
+#include "model/qmodel.h"
+#include "repq/repq.h"
+
+#define MODEL_PATH REPQ_TEST_DATA "/vit_tiny_cifar10.safetensors"
+#define CALIB_IMAGES REPQ_TEST_DATA "/cifar10_calib.bin"
+#define TEST_IMAGES REPQ_TEST_DATA "/cifar10_test_dev.bin"
+#define N_CALIB 32
+
+typedef struct suite {
+    repq_model *model;
+    repq_tensor *calib, *calib_labels, *test, *labels, *logits;
+    int64_t n;
+    double fp32;
+} suite;
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int setup(void **state)
+{
+    static suite s;
+    if (repq_model_load(NULL, MODEL_PATH, NULL, &s.model) ||
+        repq_cifar_load(NULL, CALIB_IMAGES, 0, N_CALIB, &s.calib, &s.calib_labels) ||
+        repq_cifar_load(NULL, TEST_IMAGES, 0, 0, &s.test, &s.labels) ||
+        repq_tensor_describe(s.labels, NULL, NULL, &s.n, 1))
+        return -1;
+    int64_t shape[2] = {s.n, 10};
+    if (repq_tensor_new(NULL, REPQ_DTYPE_F32, 2, shape, NULL, &s.logits))
+        return -1;
+    *state = &s;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    suite *s = *state;
+    repq_model_free(s->model);
+    repq_tensor_free(s->calib);
+    repq_tensor_free(s->calib_labels);
+    repq_tensor_free(s->test);
+    repq_tensor_free(s->labels);
+    repq_tensor_free(s->logits);
+    return 0;
+}
+
+static void fp32_matches_reference_accuracy(void **state)
+{
+    suite *s = *state;
+    assert_int_equal(repq_model_forward(s->model, s->test, s->logits), REPQ_OK);
+    assert_int_equal(repq_top1_compute(s->logits, s->labels, &s->fp32), REPQ_OK);
+    print_message("| fp32 | %.2f |\n", 100 * s->fp32);
+    /* models/README.md: 79.94 on these 5,000 images (PyTorch, GPU). */
+    assert_true(fabs(100 * s->fp32 - 79.94) <= 0.1);
+}
+
+/* Calibrate, reparameterize and evaluate the fake-quant model. */
+static double quantized_top1(suite *s, int bits, int method, repq_qmodel **out_channelwise,
+                             repq_qmodel **out_layerwise)
+{
+    repq_options *o;
+    repq_calib *c;
+    repq_qmodel *q, *r;
+    assert_int_equal(repq_options_new(&o), REPQ_OK);
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_WEIGHT_BITS, bits), REPQ_OK);
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_ACT_BITS, bits), REPQ_OK);
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_METHOD, method), REPQ_OK);
+    assert_int_equal(repq_calib_new(NULL, s->model, o, &c), REPQ_OK);
+    assert_int_equal(repq_calib_feed(c, s->calib), REPQ_OK);
+    double t0 = now();
+    assert_int_equal(repq_calib_finish(c, &q), REPQ_OK);
+    assert_int_equal(repq_qmodel_reparameterize(NULL, q, &r), REPQ_OK);
+    double secs = now() - t0;
+    double top1;
+    assert_int_equal(repq_qmodel_forward(r, REPQ_FORWARD_FAKE_QUANT, s->test, s->logits), REPQ_OK);
+    assert_int_equal(repq_top1_compute(s->logits, s->labels, &top1), REPQ_OK);
+    print_message("| W%dA%d | %s | %.2f | calibration + reparameterization %.2f s |\n", bits, bits,
+                  method == REPQ_METHOD_REPQ ? "repq" : "minmax", 100 * top1, secs);
+    repq_calib_free(c);
+    repq_options_free(o);
+    if (out_channelwise)
+        *out_channelwise = q;
+    else
+        repq_qmodel_free(q);
+    if (out_layerwise)
+        *out_layerwise = r;
+    else
+        repq_qmodel_free(r);
+    return top1;
+}
+
+static void w8a8_and_w6a6_stay_near_fp32(void **state)
+{
+    suite *s = *state;
+    double fp32 = 0.7994; /* measured by the first test when it ran; the reference value otherwise */
+    if (s->fp32 > 0)
+        fp32 = s->fp32;
+    double w8 = quantized_top1(s, 8, REPQ_METHOD_REPQ, NULL, NULL);
+    double w6 = quantized_top1(s, 6, REPQ_METHOD_REPQ, NULL, NULL);
+    assert_true(100 * (fp32 - w8) <= 0.3);
+    assert_true(100 * (fp32 - w6) <= 0.3);
+}
+
+static int argmax(const float *row, int k)
+{
+    int best = 0;
+    for (int j = 1; j < k; j++)
+        best = row[j] > row[best] ? j : best;
+    return best;
+}
+
+static void w4a4_beats_reference_and_baseline(void **state)
+{
+    suite *s = *state;
+    repq_qmodel *q, *r;
+    double repq = quantized_top1(s, 4, REPQ_METHOD_REPQ, &q, &r);
+    double minmax = quantized_top1(s, 4, REPQ_METHOD_MINMAX, NULL, NULL);
+    /* The public RepQ-ViT reference reaches 79.12 here; min/max is the naive baseline. */
+    assert_true(100 * repq >= 79.12);
+    assert_true(100 * (repq - minmax) >= 1.0);
+
+    /* Reparameterization with the weights held fixed (float) must keep predictions:
+     * method.md 2.1 is an identity for the activation quantizers. */
+    memcpy(q->fq_params.arena, q->float_params.arena, q->float_params.arena_floats * sizeof(float));
+    memcpy(r->fq_params.arena, r->float_params.arena, r->float_params.arena_floats * sizeof(float));
+    size_t n = (size_t)s->n;
+    static float before[5000 * 10], after[5000 * 10];
+    assert_true(n <= 5000);
+    assert_int_equal(repq_qmodel_forward(q, REPQ_FORWARD_FAKE_QUANT, s->test, s->logits), REPQ_OK);
+    assert_int_equal(repq_tensor_read(s->logits, before, n * 10 * sizeof(float)), REPQ_OK);
+    assert_int_equal(repq_qmodel_forward(r, REPQ_FORWARD_FAKE_QUANT, s->test, s->logits), REPQ_OK);
+    assert_int_equal(repq_tensor_read(s->logits, after, n * 10 * sizeof(float)), REPQ_OK);
+    size_t same = 0;
+    for (size_t i = 0; i < n; i++)
+        same += argmax(before + i * 10, 10) == argmax(after + i * 10, 10);
+    print_message("A4, float weights: channel-wise vs reparameterized predictions identical on %.2f%% of %zu images\n",
+                  100.0 * (double)same / (double)n, n);
+    assert_true((double)same >= 0.999 * (double)n);
+    repq_qmodel_free(q);
+    repq_qmodel_free(r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(fp32_matches_reference_accuracy),
+        cmocka_unit_test(w8a8_and_w6a6_stay_near_fp32),
+        cmocka_unit_test(w4a4_beats_reference_and_baseline),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,211 @@
+/* Tests of lib/calib's calibrator: stage order, bad input, and that every quantization
+ * point gets the quantizer the method prescribes. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "model/qmodel.h"
+#include "repq/repq.h"
+
+#define MODEL_PATH REPQ_TEST_DATA "/vit_tiny_cifar10.safetensors"
+#define CALIB_IMAGES REPQ_TEST_DATA "/cifar10_calib.bin"
+
+typedef struct fixture {
+    repq_context *ctx;
+    repq_model *model;
+    repq_tensor *images, *labels;
+} fixture;
+
+static int setup(void **state)
+{
+    static fixture f;
+    if (repq_context_new(&f.ctx) || repq_model_load(f.ctx, MODEL_PATH, NULL, &f.model) ||
+        repq_cifar_load(f.ctx, CALIB_IMAGES, 0, 8, &f.images, &f.labels))
+        return -1;
+    *state = &f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    repq_tensor_free(f->images);
+    repq_tensor_free(f->labels);
+    repq_model_free(f->model);
+    repq_context_free(f->ctx);
+    return 0;
+}
+
+static repq_options *options(int wbits, int abits, int method)
+{
+    repq_options *o;
+    assert_int_equal(repq_options_new(&o), REPQ_OK);
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_WEIGHT_BITS, wbits), REPQ_OK);
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_ACT_BITS, abits), REPQ_OK);
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_METHOD, method), REPQ_OK);
+    return o;
+}
+
+static void stages_out_of_order_are_refused(void **state)
+{
+    fixture *f = *state;
+    repq_calib *c;
+    repq_qmodel *q = (repq_qmodel *)1;
+    assert_int_equal(repq_calib_new(f->ctx, f->model, NULL, &c), REPQ_OK);
+    assert_int_equal(repq_calib_finish(c, &q), REPQ_ERR_STATE);
+    assert_null(q);
+    assert_non_null(strstr(repq_last_error(c), "no calibration image"));
+    assert_int_equal(repq_calib_feed(c, f->images), REPQ_OK);
+    assert_int_equal(repq_calib_finish(c, &q), REPQ_OK);
+    assert_int_equal(repq_calib_feed(c, f->images), REPQ_ERR_STATE);
+    repq_qmodel *again;
+    assert_int_equal(repq_calib_finish(c, &again), REPQ_ERR_STATE);
+    assert_non_null(strstr(repq_last_error(c), "already finished"));
+    repq_qmodel_free(q);
+    repq_calib_free(c);
+}
+
+static void bad_arguments_are_refused(void **state)
+{
+    fixture *f = *state;
+    repq_calib *c = (repq_calib *)1;
+    assert_int_equal(repq_calib_new(f->ctx, NULL, NULL, &c), REPQ_ERR_INVALID_ARGUMENT);
+    assert_null(c);
+    assert_int_equal(repq_calib_new(f->ctx, (repq_model *)f->images, NULL, &c), REPQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(repq_calib_new(f->ctx, f->model, (repq_options *)f->images, &c), REPQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(repq_calib_new(f->ctx, f->model, NULL, NULL), REPQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(repq_calib_new(f->ctx, f->model, NULL, &c), REPQ_OK);
+    int64_t wrong[4] = {2, 3, 224, 224}, flat[2] = {2, 3072};
+    repq_tensor *big, *two_d, *nan_img;
+    assert_int_equal(repq_tensor_new(NULL, REPQ_DTYPE_U8, 4, wrong, NULL, &big), REPQ_OK);
+    assert_int_equal(repq_tensor_new(NULL, REPQ_DTYPE_U8, 2, flat, NULL, &two_d), REPQ_OK);
+    int64_t one[4] = {1, 3, 32, 32};
+    float pixels[3 * 32 * 32] = {0};
+    pixels[77] = INFINITY;
+    assert_int_equal(repq_tensor_new(NULL, REPQ_DTYPE_F32, 4, one, pixels, &nan_img), REPQ_OK);
+    assert_int_equal(repq_calib_feed(c, big), REPQ_ERR_SHAPE);
+    assert_non_null(strstr(repq_last_error(c), "[N, 3, 32, 32]"));
+    assert_int_equal(repq_calib_feed(c, two_d), REPQ_ERR_SHAPE);
+    assert_int_equal(repq_calib_feed(c, nan_img), REPQ_ERR_NUMERIC);
+    assert_int_equal(repq_calib_feed(c, NULL), REPQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(repq_calib_feed(NULL, f->images), REPQ_ERR_INVALID_ARGUMENT);
+    /* Mixing pixel batches with preprocessed batches would mix two input scales. */
+    assert_int_equal(repq_calib_feed(c, f->images), REPQ_OK);
+    pixels[77] = 0.0f;
+    assert_int_equal(repq_tensor_write(nan_img, pixels, sizeof pixels), REPQ_OK);
+    assert_int_equal(repq_calib_feed(c, nan_img), REPQ_ERR_SHAPE);
+    repq_tensor_free(big);
+    repq_tensor_free(two_d);
+    repq_tensor_free(nan_img);
+    repq_calib_free(c);
+    repq_calib_free(NULL);
+}
+
+static repq_qmodel *calibrate(fixture *f, int wbits, int abits, int method)
+{
+    repq_options *o = options(wbits, abits, method);
+    repq_calib *c;
+    repq_qmodel *q;
+    assert_int_equal(repq_calib_new(f->ctx, f->model, o, &c), REPQ_OK);
+    /* Two batches: the calibrator must see them as one calibration set. */
+    assert_int_equal(repq_calib_feed(c, f->images), REPQ_OK);
+    assert_int_equal(repq_calib_feed(c, f->images), REPQ_OK);
+    assert_int_equal(repq_calib_finish(c, &q), REPQ_OK);
+    repq_calib_free(c);
+    repq_options_free(o);
+    return q;
+}
+
+static void repq_method_places_its_quantizers(void **state)
+{
+    fixture *f = *state;
+    repq_qmodel *q = calibrate(f, 4, 6, REPQ_METHOD_REPQ);
+    const repq_vit_arch *a = &q->arch;
+    int64_t v;
+    assert_int_equal(repq_qmodel_get_int(q, REPQ_QMODEL_REPARAMETERIZED, &v), REPQ_OK);
+    assert_int_equal(v, 0);
+    assert_int_equal(repq_qmodel_get_int(q, REPQ_QMODEL_WEIGHT_BITS, &v), REPQ_OK);
+    assert_int_equal(v, 4);
+    for (int32_t b = 0; b < a->depth; b++)
+        for (int p = REPQ_QP_QKV_IN; p <= REPQ_QP_FC2_IN; p++) {
+            const repq_act_quant *aq = &q->acts[repq_qmodel_act_index(a, b, (repq_qpoint)p)];
+            if (p == REPQ_QP_QKV_IN || p == REPQ_QP_FC1_IN) {
+                assert_int_equal(aq->kind, REPQ_AQ_UNIFORM_CHANNEL);
+                assert_int_equal(aq->channels, a->embed_dim);
+                for (int c = 0; c < aq->channels; c++) {
+                    assert_int_equal(aq->per_channel[c].bits, 6);
+                    assert_int_equal(repq_quant_params_check(&aq->per_channel[c]), REPQ_OK);
+                }
+            } else if (p == REPQ_QP_ATTN) {
+                assert_int_equal(aq->kind, REPQ_AQ_LOG_SQRT2);
+                assert_int_equal(aq->log.bits, 6);
+                /* Softmax outputs are probabilities: the scale cannot exceed 1. */
+                assert_true(aq->log.scale > 0.0f && aq->log.scale <= 1.0f);
+            } else {
+                assert_int_equal(aq->kind, REPQ_AQ_UNIFORM);
+                assert_int_equal(aq->uniform.bits, 6);
+            }
+        }
+    const repq_act_quant *patch = &q->acts[repq_qmodel_act_index(a, -1, REPQ_QP_PATCH_IN)];
+    assert_int_equal(patch->kind, REPQ_AQ_UNIFORM);
+    assert_int_equal(patch->uniform.bits, 8);
+    assert_int_equal(q->acts[repq_qmodel_act_index(a, -1, REPQ_QP_HEAD_IN)].kind, REPQ_AQ_UNIFORM);
+    /* Every weight code is a 4-bit code and dequantizes into fq_params. */
+    for (int32_t id = 0; id < q->num_linear; id++) {
+        const repq_qlinear *l = &q->linear[id];
+        for (size_t i = 0; i < (size_t)l->out * (size_t)l->in; i++)
+            assert_true(l->codes[i] < 16);
+    }
+    repq_qmodel_free(q);
+}
+
+static void minmax_method_is_layer_wise_everywhere(void **state)
+{
+    fixture *f = *state;
+    repq_qmodel *q = calibrate(f, 8, 8, REPQ_METHOD_MINMAX);
+    const repq_vit_arch *a = &q->arch;
+    for (size_t i = 0; i < (size_t)(a->depth + 1) * REPQ_QP_COUNT; i++) {
+        size_t p = i % REPQ_QP_COUNT;
+        bool used = i / REPQ_QP_COUNT < (size_t)a->depth ? (p != REPQ_QP_PATCH_IN && p != REPQ_QP_HEAD_IN)
+                                                         : (p == REPQ_QP_PATCH_IN || p == REPQ_QP_HEAD_IN);
+        assert_int_equal(q->acts[i].kind, used ? REPQ_AQ_UNIFORM : REPQ_AQ_NONE);
+    }
+    int64_t v;
+    assert_int_equal(repq_qmodel_get_int(q, REPQ_QMODEL_REPARAMETERIZED, &v), REPQ_OK);
+    assert_int_equal(v, 1);
+    repq_qmodel_free(q);
+}
+
+/* A 2-bit model still runs and gives finite logits (no scale collapses to 0 or inf). */
+static void lowest_bit_width_stays_finite(void **state)
+{
+    fixture *f = *state;
+    repq_qmodel *q = calibrate(f, 2, 2, REPQ_METHOD_REPQ);
+    int64_t shape[2] = {8, 10};
+    repq_tensor *logits;
+    assert_int_equal(repq_tensor_new(NULL, REPQ_DTYPE_F32, 2, shape, NULL, &logits), REPQ_OK);
+    assert_int_equal(repq_qmodel_forward(q, REPQ_FORWARD_FAKE_QUANT, f->images, logits), REPQ_OK);
+    float out[80];
+    assert_int_equal(repq_tensor_read(logits, out, sizeof out), REPQ_OK);
+    for (int i = 0; i < 80; i++)
+        assert_true(isfinite(out[i]));
+    repq_tensor_free(logits);
+    repq_qmodel_free(q);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(stages_out_of_order_are_refused),
+        cmocka_unit_test(bad_arguments_are_refused),
+        cmocka_unit_test(repq_method_places_its_quantizers),
+        cmocka_unit_test(minmax_method_is_layer_wise_everywhere),
+        cmocka_unit_test(lowest_bit_width_stays_finite),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
