@@ -1,0 +1,705 @@
+/* The quantized-model file (docs/format.md): one safetensors file holding the integer
+ * weight codes with their per-output-channel quantizers, the rewritten float
+ * parameters that are not linear weights, and JSON metadata describing the
+ * architecture and every activation quantizer. Saving writes only reparameterized
+ * qmodels; loading treats the file as hostile: every field, shape, code and scale is
+ * checked before the qmodel is handed out. */
+#include <float.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "io/safetensors.h"
+#include "model/qmodel.h"
+
+#define QMODEL_FORMAT "repq.qmodel"
+#define QMODEL_FORMAT_MAJOR 1
+#define QMODEL_FORMAT_VERSION "1"
+
+/* Internal entry point shared by repq_qmodel_load, the tests and the fuzz target: parse
+ * a whole file image held in memory (borrowed, not kept). */
+repq_status repq_qmodel_parse_memory(repq_object *err, const repq_allocator *al, const uint8_t *bytes,
+                                     size_t size, repq_qmodel **out);
+
+/* ---- What a file holds -------------------------------------------------------------- */
+
+/* The timm name of the weight of linear layer `id` (without ".weight"). */
+static void linear_base_name(const repq_vit_arch *a, int32_t id, char *buf, size_t cap)
+{
+    static const char *const parts[4] = {"attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"};
+    if (id == 0)
+        snprintf(buf, cap, "patch_embed.proj");
+    else if (id == 4 * a->depth + 1)
+        snprintf(buf, cap, "head");
+    else
+        snprintf(buf, cap, "blocks.%d.%s", (int)((id - 1) / 4), parts[(id - 1) % 4]);
+}
+
+/* A float tensor of the file: a parameter that is not a linear weight. */
+typedef struct float_entry {
+    char name[64];
+    float *data; /* into the parameter set, NULL when none was given */
+    int32_t ndim;
+    int64_t shape[3];
+} float_entry;
+
+static void entry_set(float_entry *e, float *data, int32_t ndim, int64_t d0, int64_t d1, int64_t d2)
+{
+    e->data = data;
+    e->ndim = ndim;
+    e->shape[0] = d0;
+    e->shape[1] = d1;
+    e->shape[2] = d2;
+}
+
+/* Entry `i` in file order (6 top-level tensors, then 8 per block); false past the end.
+ * `p` may be NULL (names and shapes only). */
+static bool float_entry_at(const repq_vit_arch *a, const repq_vit_params *p, size_t i, float_entry *e)
+{
+    int64_t d = a->embed_dim, h = a->mlp_hidden, t = repq_vit_tokens(a), k = a->num_classes;
+    static const char *const top[6] = {"patch_embed.proj.bias", "cls_token", "pos_embed",
+                                       "norm.weight",           "norm.bias", "head.bias"};
+    if (i < 6) {
+        snprintf(e->name, sizeof e->name, "%s", top[i]);
+        switch (i) {
+        case 0: entry_set(e, p ? p->patch_b : NULL, 1, d, 0, 0); break;
+        case 1: entry_set(e, p ? p->cls_token : NULL, 3, 1, 1, d); break;
+        case 2: entry_set(e, p ? p->pos_embed : NULL, 3, 1, t, d); break;
+        case 3: entry_set(e, p ? p->norm_w : NULL, 1, d, 0, 0); break;
+        case 4: entry_set(e, p ? p->norm_b : NULL, 1, d, 0, 0); break;
+        default: entry_set(e, p ? p->head_b : NULL, 1, k, 0, 0); break;
+        }
+        return true;
+    }
+    i -= 6;
+    size_t bi = i / 8;
+    if (bi >= (size_t)a->depth)
+        return false;
+    static const char *const parts[8] = {"norm1.weight",   "norm1.bias",  "attn.qkv.bias", "attn.proj.bias",
+                                         "norm2.weight",   "norm2.bias",  "mlp.fc1.bias",  "mlp.fc2.bias"};
+    snprintf(e->name, sizeof e->name, "blocks.%zu.%s", bi, parts[i % 8]);
+    const repq_vit_block *b = p ? &p->blocks[bi] : NULL;
+    switch (i % 8) {
+    case 0: entry_set(e, b ? b->norm1_w : NULL, 1, d, 0, 0); break;
+    case 1: entry_set(e, b ? b->norm1_b : NULL, 1, d, 0, 0); break;
+    case 2: entry_set(e, b ? b->qkv_b : NULL, 1, 3 * d, 0, 0); break;
+    case 3: entry_set(e, b ? b->proj_b : NULL, 1, d, 0, 0); break;
+    case 4: entry_set(e, b ? b->norm2_w : NULL, 1, d, 0, 0); break;
+    case 5: entry_set(e, b ? b->norm2_b : NULL, 1, d, 0, 0); break;
+    case 6: entry_set(e, b ? b->fc1_b : NULL, 1, h, 0, 0); break;
+    default: entry_set(e, b ? b->fc2_b : NULL, 1, d, 0, 0); break;
+    }
+    return true;
+}
+
+/* The [out, in] shape of linear layer `id` (as repq_vit_linear_weight, without params). */
+static void linear_shape(const repq_vit_arch *a, int32_t id, int32_t *out, int32_t *in)
+{
+    int32_t d = a->embed_dim, h = a->mlp_hidden;
+    if (id == 0) {
+        *out = d;
+        *in = repq_vit_patch_dim(a);
+    } else if (id == 4 * a->depth + 1) {
+        *out = a->num_classes;
+        *in = d;
+    } else {
+        static const int32_t kind_out[4] = {3, 1, -1, 1};
+        int32_t k = (id - 1) % 4;
+        *out = k == 2 ? h : kind_out[k] * d;
+        *in = k == 3 ? h : d;
+    }
+}
+
+static int64_t packed_cols(int32_t bits, int32_t in)
+{
+    return bits <= 4 ? ((int64_t)in + 1) / 2 : in;
+}
+
+/* ---- Activation quantizers: which kind sits where ------------------------------------- */
+
+static size_t act_count(const repq_vit_arch *a)
+{
+    return (size_t)(a->depth + 1) * REPQ_QP_COUNT;
+}
+
+/* Check quantizer `i` of a qmodel's table (or of a file about to become one): the kind
+ * the point allows, bits agreeing with the header, usable parameters. Failures are
+ * reported with `code` (REPQ_ERR_FORMAT when loading, REPQ_ERR_STATE when saving). */
+static repq_status check_act(repq_object *err, repq_status code, const repq_vit_arch *a, int32_t act_bits,
+                             int32_t patch_input_bits, size_t i, const repq_act_quant *aq)
+{
+    int32_t block = (int32_t)(i / REPQ_QP_COUNT);
+    repq_qpoint pt = (repq_qpoint)(i % REPQ_QP_COUNT);
+    bool once = pt == REPQ_QP_PATCH_IN || pt == REPQ_QP_HEAD_IN;
+    bool used = (block == a->depth) == once;
+    if (!used) {
+        if (aq->kind != REPQ_AQ_NONE)
+            return repq_fail(err, code, "quant: activation %zu (block %d, point %d) is not a quantization point "
+                             "but has kind %d", i, (int)block, (int)pt, (int)aq->kind);
+        return REPQ_OK;
+    }
+    int32_t bits = pt == REPQ_QP_PATCH_IN ? patch_input_bits : act_bits;
+    if (aq->kind == REPQ_AQ_UNIFORM) {
+        const repq_quant_params *u = &aq->uniform;
+        if (repq_quant_params_check(u) != REPQ_OK)
+            return repq_fail(err, code, "quant: activation %zu has unusable uniform parameters "
+                             "(scale %g, zero point %d, bits %d)", i, (double)u->scale, (int)u->zero_point,
+                             (int)u->bits);
+        if (u->bits != bits)
+            return repq_fail(err, code, "quant: activation %zu has %d bits, the header says %d", i,
+                             (int)u->bits, (int)bits);
+        /* Every level s (q - z) must be a finite float. */
+        double reach = fabs((double)u->zero_point) + (double)((1 << u->bits) - 1);
+        if (!((double)u->scale * reach <= (double)FLT_MAX))
+            return repq_fail(err, code, "quant: activation %zu: scale %g overflows its levels", i,
+                             (double)u->scale);
+        return REPQ_OK;
+    }
+    if (aq->kind == REPQ_AQ_LOG2_PARITY && pt == REPQ_QP_ATTN) {
+        const repq_logq_params *l = &aq->log;
+        if (repq_logq_params_check(l) != REPQ_OK || l->base != REPQ_LOG_SQRT2)
+            return repq_fail(err, code, "quant: activation %zu has unusable log2-parity parameters "
+                             "(scale %g, bits %d, base %d)", i, (double)l->scale, (int)l->bits, (int)l->base);
+        if (l->bits != bits)
+            return repq_fail(err, code, "quant: activation %zu has %d bits, the header says %d", i,
+                             (int)l->bits, (int)bits);
+        return REPQ_OK;
+    }
+    return repq_fail(err, code, "quant: activation %zu (block %d, point %d) has kind %d, which a "
+                     "reparameterized model cannot have there", i, (int)block, (int)pt, (int)aq->kind);
+}
+
+static bool bits_ok(int32_t b)
+{
+    return b >= REPQ_QUANT_MIN_BITS && b <= REPQ_QUANT_MAX_BITS;
+}
+
+/* ---- Saving -------------------------------------------------------------------------- */
+
+static bool put(json_t *o, const char *key, json_t *v)
+{
+    return json_object_set_new(o, key, v) == 0;
+}
+
+static json_t *float3(const float *v)
+{
+    json_t *arr = json_array();
+    for (int c = 0; arr && c < 3; c++)
+        if (json_array_append_new(arr, json_real((double)v[c])) != 0) {
+            json_decref(arr);
+            return NULL;
+        }
+    return arr;
+}
+
+/* An mlp_ratio r with r * embed_dim == mlp_hidden exactly in double, as the reader
+ * computes it (hidden / dim itself may miss by one rounding). */
+static bool exact_mlp_ratio(const repq_vit_arch *a, double *out)
+{
+    double want = (double)a->mlp_hidden, r = want / (double)a->embed_dim;
+    double up = r, down = r;
+    for (int i = 0; i < 8; i++) {
+        if (up * (double)a->embed_dim == want) {
+            *out = up;
+            return true;
+        }
+        if (down * (double)a->embed_dim == want) {
+            *out = down;
+            return true;
+        }
+        up = nextafter(up, INFINITY);
+        down = nextafter(down, 0.0);
+    }
+    return false;
+}
+
+/* The three JSON metadata strings (jansson-allocated, free with free()). */
+static repq_status metadata_json(repq_object *err, const repq_qmodel *q, char **arch, char **pre, char **quant)
+{
+    const repq_vit_arch *a = &q->arch;
+    *arch = *pre = *quant = NULL;
+    double ratio;
+    if (!exact_mlp_ratio(a, &ratio))
+        return repq_fail(err, REPQ_ERR_UNSUPPORTED, "save: mlp_hidden %d is not expressible as a ratio of embed_dim %d",
+                         (int)a->mlp_hidden, (int)a->embed_dim);
+    json_t *ja = json_object(), *jp = json_object(), *jq = json_object(), *acts = json_array();
+    bool ok = ja && jp && jq && acts;
+    if (ok)
+        ok = put(ja, "img_size", json_integer(a->img_size)) && put(ja, "patch_size", json_integer(a->patch_size)) &&
+             put(ja, "in_chans", json_integer(a->in_chans)) &&
+             put(ja, "num_classes", json_integer(a->num_classes)) &&
+             put(ja, "embed_dim", json_integer(a->embed_dim)) && put(ja, "depth", json_integer(a->depth)) &&
+             put(ja, "num_heads", json_integer(a->num_heads)) && put(ja, "mlp_ratio", json_real(ratio)) &&
+             put(ja, "mlp_hidden", json_integer(a->mlp_hidden)) &&
+             put(ja, "norm_eps", json_real((double)a->norm_eps)) && put(ja, "qkv_bias", json_true()) &&
+             put(ja, "class_token", json_true()) && put(ja, "global_pool", json_string("token")) &&
+             put(ja, "act", json_string("gelu_erf")) && put(jp, "mean", float3(a->mean)) &&
+             put(jp, "std", float3(a->std)) && put(jp, "scale", json_real((double)a->pixel_scale)) &&
+             put(jq, "weight_bits", json_integer(q->weight_bits)) && put(jq, "act_bits", json_integer(q->act_bits)) &&
+             put(jq, "patch_input_bits", json_integer(q->patch_input_bits)) &&
+             put(jq, "method", json_integer(q->method));
+    for (size_t i = 0; ok && i < act_count(a); i++) {
+        const repq_act_quant *aq = &q->acts[i];
+        json_t *e = json_object();
+        ok = e && put(e, "kind", json_integer(aq->kind));
+        if (ok && aq->kind == REPQ_AQ_UNIFORM)
+            ok = put(e, "scale", json_real((double)aq->uniform.scale)) &&
+                 put(e, "zero_point", json_integer(aq->uniform.zero_point)) &&
+                 put(e, "bits", json_integer(aq->uniform.bits));
+        else if (ok && aq->kind == REPQ_AQ_LOG2_PARITY)
+            ok = put(e, "scale", json_real((double)aq->log.scale)) && put(e, "bits", json_integer(aq->log.bits)) &&
+                 put(e, "base", json_integer(aq->log.base));
+        ok = json_array_append_new(acts, e) == 0 && ok;
+    }
+    if (ok) {
+        ok = put(jq, "activations", acts);
+        acts = NULL;
+    }
+    if (ok) {
+        size_t flags = JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17);
+        *arch = json_dumps(ja, flags);
+        *pre = json_dumps(jp, flags);
+        *quant = json_dumps(jq, flags);
+        ok = *arch && *pre && *quant;
+    }
+    json_decref(ja);
+    json_decref(jp);
+    json_decref(jq);
+    json_decref(acts);
+    if (!ok) {
+        free(*arch);
+        free(*pre);
+        free(*quant);
+        *arch = *pre = *quant = NULL;
+        return repq_fail(err, REPQ_ERR_NOMEM, "save: out of memory building the metadata");
+    }
+    return REPQ_OK;
+}
+
+/* Per-layer staging of what is not stored as-is in the qmodel: scales, zero points and
+ * (at 4 bits or fewer) packed codes. */
+static size_t staging_bytes(const repq_qmodel *q)
+{
+    size_t total = 0;
+    for (int32_t id = 0; id < q->num_linear; id++) {
+        const repq_qlinear *l = &q->linear[id];
+        total += (size_t)l->out * 8;
+        if (q->weight_bits <= 4)
+            total += (size_t)l->out * (size_t)packed_cols(q->weight_bits, l->in);
+    }
+    return total;
+}
+
+static repq_status add_tensors(repq_st_writer *w, const repq_qmodel *q, uint8_t *stage)
+{
+    repq_status st = REPQ_OK;
+    char base[64], name[96];
+    for (int32_t id = 0; id < q->num_linear && st == REPQ_OK; id++) {
+        const repq_qlinear *l = &q->linear[id];
+        linear_base_name(&q->arch, id, base, sizeof base);
+        float *scales = (float *)(void *)stage;
+        int32_t *zps = (int32_t *)(void *)(stage + (size_t)l->out * 4);
+        stage += (size_t)l->out * 8;
+        for (int32_t o = 0; o < l->out; o++) {
+            scales[o] = l->wq[o].scale;
+            zps[o] = l->wq[o].zero_point;
+        }
+        int64_t cols = packed_cols(q->weight_bits, l->in);
+        const uint8_t *codes = l->codes;
+        if (q->weight_bits <= 4) {
+            uint8_t *packed = stage;
+            stage += (size_t)l->out * (size_t)cols;
+            for (int32_t o = 0; o < l->out; o++) {
+                const uint8_t *src = l->codes + (size_t)o * (size_t)l->in;
+                uint8_t *dst = packed + (size_t)o * (size_t)cols;
+                for (int64_t j = 0; j < cols; j++) {
+                    uint8_t lo = src[2 * j];
+                    uint8_t hi = 2 * j + 1 < l->in ? src[2 * j + 1] : 0;
+                    dst[j] = (uint8_t)(lo | (hi << 4));
+                }
+            }
+            codes = packed;
+        }
+        int64_t cshape[2] = {l->out, cols}, vshape[1] = {l->out};
+        snprintf(name, sizeof name, "%s.weight.codes", base);
+        st = repq_st_writer_add(w, name, REPQ_ST_U8, 2, cshape, codes, (size_t)l->out * (size_t)cols);
+        snprintf(name, sizeof name, "%s.weight.scales", base);
+        if (st == REPQ_OK)
+            st = repq_st_writer_add(w, name, REPQ_ST_F32, 1, vshape, scales, (size_t)l->out * 4);
+        snprintf(name, sizeof name, "%s.weight.zero_points", base);
+        if (st == REPQ_OK)
+            st = repq_st_writer_add(w, name, REPQ_ST_I32, 1, vshape, zps, (size_t)l->out * 4);
+    }
+    float_entry e;
+    for (size_t i = 0; st == REPQ_OK && float_entry_at(&q->arch, &q->float_params, i, &e); i++) {
+        size_t n = 1;
+        for (int32_t k = 0; k < e.ndim; k++)
+            n *= (size_t)e.shape[k];
+        st = repq_st_writer_add(w, e.name, REPQ_ST_F32, e.ndim, e.shape, e.data, n * sizeof(float));
+    }
+    return st;
+}
+
+REPQ_API repq_status repq_qmodel_save(repq_qmodel *q, const char *path)
+{
+    if (!repq_object_is(q, REPQ_KIND_QMODEL))
+        return REPQ_ERR_INVALID_ARGUMENT;
+    repq_object *err = &q->base;
+    if (!path)
+        return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_qmodel_save: path is NULL");
+    if (q->reparameterized != 1)
+        return repq_fail(err, REPQ_ERR_STATE,
+                         "repq_qmodel_save: only a reparameterized qmodel can be saved (call "
+                         "repq_qmodel_reparameterize first)");
+    if (!bits_ok(q->weight_bits) || !bits_ok(q->act_bits) || !bits_ok(q->patch_input_bits))
+        return repq_fail(err, REPQ_ERR_STATE, "repq_qmodel_save: bits out of range");
+    /* Never write a file the loader would refuse. */
+    repq_status st = REPQ_OK;
+    for (size_t i = 0; i < act_count(&q->arch) && st == REPQ_OK; i++)
+        st = check_act(err, REPQ_ERR_STATE, &q->arch, q->act_bits, q->patch_input_bits, i, &q->acts[i]);
+    for (int32_t id = 0; id < q->num_linear && st == REPQ_OK; id++)
+        for (int32_t o = 0; o < q->linear[id].out && st == REPQ_OK; o++)
+            if (repq_quant_params_check(&q->linear[id].wq[o]) != REPQ_OK ||
+                q->linear[id].wq[o].bits != q->weight_bits)
+                st = repq_fail(err, REPQ_ERR_STATE, "repq_qmodel_save: linear layer %d channel %d has "
+                               "unusable weight quantizer", (int)id, (int)o);
+    if (st)
+        return st;
+    char *arch = NULL, *pre = NULL, *quant = NULL;
+    if ((st = metadata_json(err, q, &arch, &pre, &quant)))
+        return st;
+    const repq_allocator *al = &q->base.allocator;
+    uint8_t *stage = repq_mem_alloc(al, staging_bytes(q));
+    repq_st_writer *w = NULL;
+    if (!stage)
+        st = repq_fail(err, REPQ_ERR_NOMEM, "repq_qmodel_save: out of memory");
+    if (st == REPQ_OK)
+        st = repq_st_writer_new(err, al, &w);
+    if (st == REPQ_OK)
+        st = add_tensors(w, q, stage);
+    if (st == REPQ_OK)
+        st = repq_st_writer_set_metadata(w, "format", QMODEL_FORMAT);
+    if (st == REPQ_OK)
+        st = repq_st_writer_set_metadata(w, "format_version", QMODEL_FORMAT_VERSION);
+    if (st == REPQ_OK)
+        st = repq_st_writer_set_metadata(w, "architecture", arch);
+    if (st == REPQ_OK)
+        st = repq_st_writer_set_metadata(w, "preprocess", pre);
+    if (st == REPQ_OK)
+        st = repq_st_writer_set_metadata(w, "quant", quant);
+    if (st == REPQ_OK)
+        st = repq_st_writer_write(w, path);
+    repq_st_writer_free(w);
+    repq_mem_free(al, stage);
+    free(arch);
+    free(pre);
+    free(quant);
+    return st;
+}
+
+/* ---- Loading ------------------------------------------------------------------------- */
+
+/* "1" or "1.<minor>": the major version, or -1 if the string is not a version. */
+static long parse_major(const char *s)
+{
+    long major = 0;
+    size_t i = 0;
+    for (; s[i] >= '0' && s[i] <= '9'; i++) {
+        if (i >= 6)
+            return -1;
+        major = major * 10 + (s[i] - '0');
+    }
+    if (i == 0)
+        return -1;
+    if (s[i] == '.') {
+        size_t j = i + 1;
+        for (; s[j] >= '0' && s[j] <= '9'; j++)
+            ;
+        if (j == i + 1)
+            return -1;
+        i = j;
+    }
+    return s[i] == '\0' ? major : -1;
+}
+
+static repq_status json_int(repq_object *err, json_t *obj, const char *what, const char *key, int64_t lo,
+                            int64_t hi, int32_t *out)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v)
+        return repq_fail(err, REPQ_ERR_FORMAT, "quant: %s has no '%s'", what, key);
+    if (!json_is_integer(v))
+        return repq_fail(err, REPQ_ERR_FORMAT, "quant: %s: '%s' is not an integer", what, key);
+    json_int_t x = json_integer_value(v);
+    if (x < lo || x > hi)
+        return repq_fail(err, REPQ_ERR_FORMAT, "quant: %s: %s = %lld is outside [%lld, %lld]", what, key,
+                         (long long)x, (long long)lo, (long long)hi);
+    *out = (int32_t)x;
+    return REPQ_OK;
+}
+
+static repq_status json_scale(repq_object *err, json_t *obj, const char *what, float *out)
+{
+    json_t *v = json_object_get(obj, "scale");
+    if (!v || !json_is_number(v))
+        return repq_fail(err, REPQ_ERR_FORMAT, "quant: %s: 'scale' is missing or not a number", what);
+    double d = json_number_value(v);
+    if (!(d > 0.0 && d <= (double)FLT_MAX))
+        return repq_fail(err, REPQ_ERR_FORMAT, "quant: %s: scale %g is not a positive float", what, d);
+    *out = (float)d;
+    return REPQ_OK;
+}
+
+/* The header fields and activation quantizers of the "quant" metadata into q. */
+typedef struct quant_header {
+    int32_t weight_bits, act_bits, patch_input_bits, method;
+} quant_header;
+
+static repq_status parse_quant_header(repq_object *err, json_t *root, quant_header *h)
+{
+    if (!json_is_object(root))
+        return repq_fail(err, REPQ_ERR_FORMAT, "quant metadata is not a JSON object");
+    repq_status st;
+    if ((st = json_int(err, root, "header", "weight_bits", REPQ_QUANT_MIN_BITS, REPQ_QUANT_MAX_BITS, &h->weight_bits)) ||
+        (st = json_int(err, root, "header", "act_bits", REPQ_QUANT_MIN_BITS, REPQ_QUANT_MAX_BITS, &h->act_bits)) ||
+        (st = json_int(err, root, "header", "patch_input_bits", REPQ_QUANT_MIN_BITS, REPQ_QUANT_MAX_BITS,
+                       &h->patch_input_bits)) ||
+        (st = json_int(err, root, "header", "method", REPQ_METHOD_REPQ, REPQ_METHOD_MINMAX, &h->method)))
+        return st;
+    return REPQ_OK;
+}
+
+static repq_status parse_acts(repq_object *err, json_t *root, const repq_vit_arch *a, const quant_header *h,
+                              repq_act_quant *acts)
+{
+    json_t *arr = json_object_get(root, "activations");
+    if (!json_is_array(arr) || json_array_size(arr) != act_count(a))
+        return repq_fail(err, REPQ_ERR_FORMAT, "quant: 'activations' is not an array of %zu entries", act_count(a));
+    for (size_t i = 0; i < act_count(a); i++) {
+        json_t *e = json_array_get(arr, i);
+        char what[40];
+        snprintf(what, sizeof what, "activation %zu", i);
+        if (!json_is_object(e))
+            return repq_fail(err, REPQ_ERR_FORMAT, "quant: %s is not an object", what);
+        repq_act_quant *aq = &acts[i];
+        repq_status st = json_int(err, e, what, "kind", REPQ_AQ_NONE, REPQ_AQ_LOG2_PARITY, &aq->kind);
+        if (st)
+            return st;
+        if (aq->kind == REPQ_AQ_UNIFORM) {
+            if ((st = json_scale(err, e, what, &aq->uniform.scale)) ||
+                (st = json_int(err, e, what, "zero_point", -REPQ_QUANT_ZERO_POINT_MAX, REPQ_QUANT_ZERO_POINT_MAX,
+                               &aq->uniform.zero_point)) ||
+                (st = json_int(err, e, what, "bits", REPQ_QUANT_MIN_BITS, REPQ_QUANT_MAX_BITS, &aq->uniform.bits)))
+                return st;
+        } else if (aq->kind == REPQ_AQ_LOG2_PARITY) {
+            int32_t base;
+            if ((st = json_scale(err, e, what, &aq->log.scale)) ||
+                (st = json_int(err, e, what, "bits", REPQ_QUANT_MIN_BITS, REPQ_QUANT_MAX_BITS, &aq->log.bits)) ||
+                (st = json_int(err, e, what, "base", REPQ_LOG_SQRT2, REPQ_LOG_SQRT2, &base)))
+                return st;
+            aq->log.base = (repq_log_base)base;
+        }
+        if ((st = check_act(err, REPQ_ERR_FORMAT, a, h->act_bits, h->patch_input_bits, i, aq)))
+            return st;
+    }
+    return REPQ_OK;
+}
+
+static const repq_st_tensor *expect(repq_object *err, repq_status *st, const repq_st_file *f, const char *name,
+                                    repq_st_dtype dtype, int32_t ndim, const int64_t *shape)
+{
+    const repq_st_tensor *t = repq_st_find(f, name);
+    if (!t) {
+        *st = repq_fail(err, REPQ_ERR_FORMAT, "tensor '%s' is missing from the file", name);
+        return NULL;
+    }
+    bool same = t->dtype == dtype && t->ndim == ndim;
+    for (int32_t i = 0; same && i < ndim; i++)
+        same = t->shape[i] == shape[i];
+    if (!same) {
+        char want[96];
+        int at = snprintf(want, sizeof want, "%s [", repq_st_dtype_name(dtype));
+        for (int32_t i = 0; i < ndim && at > 0 && (size_t)at < sizeof want; i++)
+            at += snprintf(want + at, sizeof want - (size_t)at, i ? ", %lld" : "%lld", (long long)shape[i]);
+        *st = repq_fail(err, REPQ_ERR_FORMAT, "tensor '%s' is not %s]", name, want);
+        return NULL;
+    }
+    *st = REPQ_OK;
+    return t;
+}
+
+/* Check (q == NULL) or check and copy (q != NULL) every tensor of the file. The
+ * check-only pass runs before anything is allocated, so a small file cannot make the
+ * loader allocate a large model. */
+static repq_status read_tensors(repq_object *err, const repq_st_file *f, const repq_vit_arch *a,
+                                int32_t weight_bits, repq_qmodel *q)
+{
+    repq_status st = REPQ_OK;
+    char base[64], name[96];
+    int32_t num_linear = 4 * a->depth + 2;
+    for (int32_t id = 0; id < num_linear; id++) {
+        int32_t out, in;
+        linear_shape(a, id, &out, &in);
+        linear_base_name(a, id, base, sizeof base);
+        int64_t cols = packed_cols(weight_bits, in);
+        int64_t cshape[2] = {out, cols}, vshape[1] = {out};
+        snprintf(name, sizeof name, "%s.weight.codes", base);
+        const repq_st_tensor *tc = expect(err, &st, f, name, REPQ_ST_U8, 2, cshape);
+        if (!tc)
+            return st;
+        snprintf(name, sizeof name, "%s.weight.scales", base);
+        const repq_st_tensor *ts = expect(err, &st, f, name, REPQ_ST_F32, 1, vshape);
+        if (!ts)
+            return st;
+        snprintf(name, sizeof name, "%s.weight.zero_points", base);
+        const repq_st_tensor *tz = expect(err, &st, f, name, REPQ_ST_I32, 1, vshape);
+        if (!tz)
+            return st;
+        if (!q)
+            continue;
+        repq_qlinear *l = &q->linear[id];
+        uint32_t limit = 1u << weight_bits;
+        for (int32_t o = 0; o < out; o++) {
+            repq_quant_params *p = &l->wq[o];
+            memcpy(&p->scale, ts->data + (size_t)o * 4, 4);
+            memcpy(&p->zero_point, tz->data + (size_t)o * 4, 4);
+            p->bits = weight_bits;
+            if (repq_quant_params_check(p) != REPQ_OK)
+                return repq_fail(err, REPQ_ERR_FORMAT, "tensors '%s.weight.scales/zero_points': channel %d has an "
+                                 "unusable quantizer (scale %g, zero point %d)", base, (int)o, (double)p->scale,
+                                 (int)p->zero_point);
+            double reach = fabs((double)p->zero_point) + (double)(limit - 1);
+            if (!((double)p->scale * reach <= (double)FLT_MAX))
+                return repq_fail(err, REPQ_ERR_FORMAT, "tensor '%s.weight.scales': channel %d: scale %g overflows",
+                                 base, (int)o, (double)p->scale);
+            const uint8_t *src = tc->data + (size_t)o * (size_t)cols;
+            uint8_t *dst = l->codes + (size_t)o * (size_t)in;
+            if (weight_bits <= 4) {
+                for (int64_t j = 0; j < cols; j++) {
+                    uint8_t lo = src[j] & 15u, hi = (uint8_t)(src[j] >> 4);
+                    dst[2 * j] = lo;
+                    if (2 * j + 1 < in)
+                        dst[2 * j + 1] = hi;
+                    else if (hi != 0)
+                        return repq_fail(err, REPQ_ERR_FORMAT, "tensor '%s.weight.codes': row %d: the padding "
+                                         "nibble is not zero", base, (int)o);
+                }
+            } else {
+                memcpy(dst, src, (size_t)in);
+            }
+            for (int32_t j = 0; j < in; j++)
+                if (dst[j] >= limit)
+                    return repq_fail(err, REPQ_ERR_FORMAT, "tensor '%s.weight.codes': code %d at [%d, %d] is not "
+                                     "below 2^%d", base, (int)dst[j], (int)o, (int)j, (int)weight_bits);
+        }
+    }
+    float_entry e;
+    for (size_t i = 0; float_entry_at(a, q ? &q->float_params : NULL, i, &e); i++) {
+        const repq_st_tensor *t = expect(err, &st, f, e.name, REPQ_ST_F32, e.ndim, e.shape);
+        if (!t)
+            return st;
+        if (!q)
+            continue;
+        memcpy(e.data, t->data, t->nbytes);
+        for (size_t k = 0; k < t->numel; k++)
+            if (!isfinite(e.data[k]))
+                return repq_fail(err, REPQ_ERR_FORMAT, "tensor '%s' holds NaN or infinity at element %zu", e.name, k);
+    }
+    return REPQ_OK;
+}
+
+static repq_status parse_file(repq_object *err, const repq_allocator *al, const repq_st_file *f,
+                              repq_qmodel **out)
+{
+    const char *format = repq_st_metadata(f, "format");
+    if (!format || strcmp(format, QMODEL_FORMAT) != 0)
+        return repq_fail(err, REPQ_ERR_FORMAT, "not a repq quantized model: metadata 'format' is %s%s%s (want \"%s\")",
+                         format ? "\"" : "", format ? format : "missing", format ? "\"" : "", QMODEL_FORMAT);
+    const char *version = repq_st_metadata(f, "format_version");
+    long major = version ? parse_major(version) : -1;
+    if (major < 1)
+        return repq_fail(err, REPQ_ERR_FORMAT, "metadata 'format_version' is missing or not a version number");
+    if (major > QMODEL_FORMAT_MAJOR)
+        return repq_fail(err, REPQ_ERR_UNSUPPORTED, "format_version %s is newer than this library reads (%d)",
+                         version, QMODEL_FORMAT_MAJOR);
+    repq_vit_arch a;
+    repq_status st = repq_vit_arch_from_json(err, repq_st_metadata(f, "architecture"),
+                                             repq_st_metadata(f, "preprocess"), &a);
+    if (st)
+        return st;
+    const char *quant = repq_st_metadata(f, "quant");
+    if (!quant)
+        return repq_fail(err, REPQ_ERR_FORMAT, "metadata 'quant' is missing");
+    {
+        /* mlp_hidden is written beside mlp_ratio; when present the two must agree. */
+        json_t *root = json_loads(repq_st_metadata(f, "architecture"), 0, NULL);
+        json_t *hid = root ? json_object_get(root, "mlp_hidden") : NULL;
+        bool bad = hid && (!json_is_integer(hid) || json_integer_value(hid) != a.mlp_hidden);
+        json_decref(root);
+        if (bad)
+            return repq_fail(err, REPQ_ERR_FORMAT, "architecture: mlp_hidden disagrees with mlp_ratio");
+    }
+    json_error_t jerr;
+    json_t *root = json_loads(quant, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return repq_fail(err, REPQ_ERR_FORMAT, "quant metadata is not valid JSON: %s (line %d, column %d)", jerr.text,
+                         jerr.line, jerr.column);
+    quant_header h;
+    st = parse_quant_header(err, root, &h);
+    if (st == REPQ_OK)
+        st = read_tensors(err, f, &a, h.weight_bits, NULL);
+    repq_qmodel *q = NULL;
+    if (st == REPQ_OK)
+        st = repq_qmodel_alloc(err, al, &a, &q);
+    if (st == REPQ_OK) {
+        q->weight_bits = h.weight_bits;
+        q->act_bits = h.act_bits;
+        q->patch_input_bits = h.patch_input_bits;
+        q->method = h.method;
+        st = parse_acts(err, root, &a, &h, q->acts);
+    }
+    json_decref(root);
+    if (st == REPQ_OK)
+        st = read_tensors(err, f, &a, h.weight_bits, q);
+    if (st == REPQ_OK) {
+        repq_qmodel_rebuild_fq(q);
+        /* The float weights are not stored: both sets hold the dequantized codes. */
+        memcpy(q->float_params.arena, q->fq_params.arena, q->fq_params.arena_floats * sizeof(float));
+        q->has_float_weights = 0;
+        q->reparameterized = 1;
+        *out = q;
+        return REPQ_OK;
+    }
+    repq_qmodel_free(q);
+    return st;
+}
+
+repq_status repq_qmodel_parse_memory(repq_object *err, const repq_allocator *al, const uint8_t *bytes,
+                                     size_t size, repq_qmodel **out)
+{
+    *out = NULL;
+    repq_st_file *f = NULL;
+    repq_status st = repq_st_parse(err, al, bytes, size, &f);
+    if (st == REPQ_OK)
+        st = parse_file(err, al, f, out);
+    repq_st_close(f);
+    return st;
+}
+
+REPQ_API repq_status repq_qmodel_load(repq_context *ctx, const char *path, repq_qmodel **out_qmodel)
+{
+    repq_object *err = repq_context_object(ctx);
+    if (!out_qmodel)
+        return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_qmodel_load: out_qmodel is NULL");
+    *out_qmodel = NULL;
+    if (!path)
+        return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_qmodel_load: path is NULL");
+    repq_allocator al = repq_allocator_of(ctx);
+    repq_st_file *f = NULL;
+    repq_status st = repq_st_open(err, &al, path, &f);
+    if (st == REPQ_OK)
+        st = parse_file(err, &al, f, out_qmodel);
+    repq_st_close(f);
+    return st;
+}
