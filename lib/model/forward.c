@@ -3,6 +3,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 typedef struct scratch {
@@ -15,60 +16,185 @@ static repq_status call_hook(const repq_vit_hook *hook, int32_t block, repq_qpoi
     return hook && hook->act ? hook->act(hook->user, block, point, x, rows, cols) : REPQ_OK;
 }
 
-/* y[m, n] = x[m, k] w[n, k]^T + b[n], or y += ... when accumulate is set. */
-static void linear(const float *x, size_t m, size_t k, const float *w, const float *b, size_t n,
-                   float *y, bool accumulate)
+/* The element-wise loops below are plain C written for the compiler's vectorizer: no
+ * calls into libm, no data-dependent branches (selects instead), and reductions over
+ * explicit lanes so that the summation order is fixed and needs no -ffast-math. With
+ * gcc on x86-64 glibc each such function is cloned for AVX-512, AVX2 and the baseline
+ * and the clone is picked at load time; vectorization is asked for per function since
+ * gcc's -O2 cost model skips loops of unknown trip count. Elsewhere they are plain
+ * functions. The clones give the same results: ISO C mode leaves FMA contraction off
+ * and the lane order does not depend on the vector width. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) && \
+    defined(__has_attribute)
+#if __has_attribute(target_clones) && __has_attribute(optimize)
+#define VECTORIZED                                                                         \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"),            \
+                   optimize("tree-vectorize", "vect-cost-model=dynamic")))
+#endif
+#endif
+#ifndef VECTORIZED
+#define VECTORIZED
+#endif
+
+/* Independent partial sums of a reduction; 16 fills one AVX-512 register. */
+#define LANES 16
+
+/* exp(x) for x <= 88 with relative error below 4e-7; 0 for x < -87.33 (where expf
+ * would go subnormal). x = n ln2 + r with n = round(x / ln2) and |r| <= ln2 / 2, so
+ * exp(x) = 2^n exp(r); ln2 is split in two (Cody and Waite) so that r is exact to
+ * float precision, and exp(r) is its degree-7 Taylor polynomial (truncation error
+ * below 1e-8 on that interval). 2^n is built in the exponent field. */
+static inline float exp_approx(float x)
+{
+    const float lo = -87.33654f, hi = 88.0f, round_magic = 12582912.0f; /* 1.5 * 2^23 */
+    float xc = x < lo ? lo : x;
+    xc = xc > hi ? hi : xc;
+    /* Adding 1.5 * 2^23 rounds to an integer held in the low mantissa bits. */
+    float t = xc * 1.44269504088896341f + round_magic;
+    float n = t - round_magic;
+    int32_t bits;
+    memcpy(&bits, &t, sizeof bits);
+    bits = (bits - 0x4b400000 + 127) * (1 << 23); /* n + 127 is in [1, 254] */
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    return x < lo ? 0.0f : p * scale;
+}
+
+/* GELU with the exact erf, through erfc(z) = exp(-z^2) Q(t), t = 1 / (1 + 0.4 z), z >= 0,
+ * where Q is a degree-8 polynomial fitted here to a relative error of 1.3e-8 on
+ * [0, 6] (erfc(6) = 2e-17; past that exp(-z^2) takes it to 0). Negative inputs use
+ * 1 + erf(-z) = erfc(z) directly, so the small tail of GELU keeps its relative
+ * accuracy instead of cancelling against 1. */
+static inline float gelu_one(float x)
+{
+    float z = fabsf(x) * 0.70710678118654752f;
+    float t = 1.0f / (1.0f + 0.4f * z);
+    float q = 0.08467032771701788f;
+    q = q * t - 0.44902833687390276f;
+    q = q * t + 0.8071263623290387f;
+    q = q * t - 0.5287060290108232f;
+    q = q * t + 0.5279574393340273f;
+    q = q * t + 0.08236901611811902f;
+    q = q * t + 0.25319514052047687f;
+    q = q * t + 0.22222790034520473f;
+    q = q * t + 0.00018816854908172318f;
+    float erfc_z = q * exp_approx(-z * z);
+    return 0.5f * x * (x < 0.0f ? erfc_z : 2.0f - erfc_z);
+}
+
+VECTORIZED static void gelu_erf(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = gelu_one(x[i]);
+}
+
+/* y[i, :] = b, or y[i, :] += b when accumulate is set. */
+VECTORIZED static void bias_rows(float *y, size_t m, size_t n, const float *b, bool accumulate)
 {
     for (size_t i = 0; i < m; i++) {
         float *row = y + i * n;
-        for (size_t j = 0; j < n; j++)
-            row[j] = (accumulate ? row[j] : 0.0f) + b[j];
+        if (accumulate)
+            for (size_t j = 0; j < n; j++)
+                row[j] += b[j];
+        else
+            for (size_t j = 0; j < n; j++)
+                row[j] = b[j];
     }
+}
+
+VECTORIZED static void add_inplace(float *y, const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] += x[i];
+}
+
+/* y[m, n] = x[m, k] w[n, k]^T + b[n], or y += ... when accumulate is set. The bias
+ * goes in first so that sgemm's beta = 1 costs no separate pass. */
+static void linear(const float *x, size_t m, size_t k, const float *w, const float *b, size_t n,
+                   float *y, bool accumulate)
+{
+    bias_rows(y, m, n, b, accumulate);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)m, (blasint)n, (blasint)k, 1.0f, x,
                 (blasint)k, w, (blasint)k, 1.0f, y, (blasint)n);
 }
 
-static void layer_norm(const float *x, size_t rows, size_t d, const float *g, const float *b,
-                       float eps, float *y)
+/* Sum in LANES fixed partial sums, combined pairwise: the order is the same whatever
+ * the vector width. */
+static inline float lanes_total(float acc[LANES])
+{
+    for (size_t w = LANES / 2; w > 0; w /= 2)
+        for (size_t l = 0; l < w; l++)
+            acc[l] += acc[l + w];
+    return acc[0];
+}
+
+/* Two passes in float: the mean, then the mean squared deviation, which cannot cancel
+ * catastrophically the way E[x^2] - E[x]^2 can. */
+VECTORIZED static void layer_norm(const float *x, size_t rows, size_t d, const float *g,
+                                  const float *b, float eps, float *y)
 {
     for (size_t i = 0; i < rows; i++) {
         const float *xr = x + i * d;
         float *yr = y + i * d;
-        double mean = 0.0, var = 0.0;
-        for (size_t c = 0; c < d; c++)
-            mean += xr[c];
-        mean /= (double)d;
-        for (size_t c = 0; c < d; c++) {
-            double t = xr[c] - mean;
-            var += t * t;
+        float acc[LANES] = {0};
+        size_t c = 0;
+        for (; c + LANES <= d; c += LANES)
+            for (size_t l = 0; l < LANES; l++)
+                acc[l] += xr[c + l];
+        for (size_t l = 0; c < d; c++, l++)
+            acc[l] += xr[c];
+        float mean = lanes_total(acc) / (float)d;
+        float sq[LANES] = {0};
+        for (c = 0; c + LANES <= d; c += LANES)
+            for (size_t l = 0; l < LANES; l++) {
+                float t = xr[c + l] - mean;
+                sq[l] += t * t;
+            }
+        for (size_t l = 0; c < d; c++, l++) {
+            float t = xr[c] - mean;
+            sq[l] += t * t;
         }
-        var /= (double)d;
-        float inv = (float)(1.0 / sqrt(var + eps));
-        for (size_t c = 0; c < d; c++)
-            yr[c] = ((float)(xr[c] - mean) * inv) * g[c] + b[c];
+        float inv = 1.0f / sqrtf(lanes_total(sq) / (float)d + eps);
+        for (c = 0; c < d; c++)
+            yr[c] = ((xr[c] - mean) * inv) * g[c] + b[c];
     }
 }
 
-static void gelu_erf(float *x, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
-}
-
-static void softmax_rows(float *x, size_t rows, size_t n)
+VECTORIZED static void softmax_rows(float *x, size_t rows, size_t n)
 {
     for (size_t i = 0; i < rows; i++) {
         float *r = x + i * n;
-        float m = r[0];
-        for (size_t j = 1; j < n; j++)
-            m = r[j] > m ? r[j] : m;
-        float sum = 0.0f;
-        for (size_t j = 0; j < n; j++) {
-            r[j] = expf(r[j] - m);
-            sum += r[j];
-        }
-        float inv = 1.0f / sum;
-        for (size_t j = 0; j < n; j++)
+        float mx[LANES];
+        for (size_t l = 0; l < LANES; l++)
+            mx[l] = r[0];
+        size_t j = 0;
+        for (; j + LANES <= n; j += LANES)
+            for (size_t l = 0; l < LANES; l++)
+                mx[l] = r[j + l] > mx[l] ? r[j + l] : mx[l];
+        for (size_t l = 0; j < n; j++, l++)
+            mx[l] = r[j] > mx[l] ? r[j] : mx[l];
+        float m = mx[0];
+        for (size_t l = 1; l < LANES; l++)
+            m = mx[l] > m ? mx[l] : m;
+        for (j = 0; j < n; j++)
+            r[j] = exp_approx(r[j] - m);
+        float acc[LANES] = {0};
+        for (j = 0; j + LANES <= n; j += LANES)
+            for (size_t l = 0; l < LANES; l++)
+                acc[l] += r[j + l];
+        for (size_t l = 0; j < n; j++, l++)
+            acc[l] += r[j];
+        float inv = 1.0f / lanes_total(acc);
+        for (j = 0; j < n; j++)
             r[j] *= inv;
     }
 }
@@ -106,27 +232,23 @@ static repq_status attention(const repq_vit_arch *a, const repq_vit_block *blk, 
     size_t t = (size_t)repq_vit_tokens(a), d = (size_t)a->embed_dim, rows = n * t;
     size_t heads = (size_t)a->num_heads, hd = d / heads;
     repq_status st;
-    /* qkv output columns are [3][heads][head_dim]: split into q, k, v. */
-    float *qkv = s->mlp; /* [rows, 3d] fits in the MLP buffer: hidden >= ... checked below */
-    linear(s->h, rows, d, blk->qkv_w, blk->qkv_b, 3 * d, qkv, false);
-    for (size_t r = 0; r < rows; r++) {
-        memcpy(s->q + r * d, qkv + r * 3 * d, d * sizeof(float));
-        memcpy(s->k + r * d, qkv + r * 3 * d + d, d * sizeof(float));
-        memcpy(s->v + r * d, qkv + r * 3 * d + 2 * d, d * sizeof(float));
-    }
+    /* qkv's output columns are [3][heads][head_dim], so its weight rows split into three
+     * contiguous [d, d] blocks: three products write q, k and v in place, no split copy. */
+    float *dst[3] = {s->q, s->k, s->v};
+    for (size_t part = 0; part < 3; part++)
+        linear(s->h, rows, d, blk->qkv_w + part * d * d, blk->qkv_b + part * d, d, dst[part], false);
     if ((st = call_hook(hook, bi, REPQ_QP_Q, s->q, rows, d)) ||
         (st = call_hook(hook, bi, REPQ_QP_K, s->k, rows, d)) ||
         (st = call_hook(hook, bi, REPQ_QP_V, s->v, rows, d)))
         return st;
+    /* The 1 / sqrt(head_dim) scale rides on sgemm's alpha. */
     float scale = 1.0f / sqrtf((float)hd);
     for (size_t b = 0; b < n; b++)
         for (size_t hh = 0; hh < heads; hh++) {
             float *sc = s->attn + (b * heads + hh) * t * t;
             const float *qh = s->q + b * t * d + hh * hd, *kh = s->k + b * t * d + hh * hd;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)t, (blasint)t, (blasint)hd,
-                        1.0f, qh, (blasint)d, kh, (blasint)d, 0.0f, sc, (blasint)t);
-            for (size_t i = 0; i < t * t; i++)
-                sc[i] *= scale;
+                        scale, qh, (blasint)d, kh, (blasint)d, 0.0f, sc, (blasint)t);
             softmax_rows(sc, t, t);
         }
     if ((st = call_hook(hook, bi, REPQ_QP_ATTN, s->attn, n * heads * t, t)))
@@ -172,10 +294,10 @@ static repq_status scratch_alloc(repq_object *err, const repq_allocator *al, con
     size_t t = (size_t)repq_vit_tokens(a), d = (size_t)a->embed_dim;
     size_t np = (size_t)repq_vit_patches(a), pd = (size_t)repq_vit_patch_dim(a);
     size_t heads = (size_t)a->num_heads;
-    size_t hid = (size_t)a->mlp_hidden, mlp_w = hid > 3 * d ? hid : 3 * d;
+    size_t hid = (size_t)a->mlp_hidden;
     size_t rows, nh, sz_td, sz_mlp, sz_attn, sz_patch, sz_cls, total = 0;
     bool ok = repq_size_mul(n, t, &rows) && repq_size_mul(rows, d, &sz_td) &&
-              repq_size_mul(rows, mlp_w, &sz_mlp) && repq_size_mul(n, heads, &nh) &&
+              repq_size_mul(rows, hid, &sz_mlp) && repq_size_mul(n, heads, &nh) &&
               repq_size_mul(nh, t * t, &sz_attn) && repq_size_mul(n, np * pd, &sz_patch) &&
               repq_size_mul(n, d, &sz_cls);
     size_t parts[10] = {sz_td, sz_td, sz_td, sz_td, sz_td, sz_td, sz_attn, sz_mlp, sz_patch, sz_cls};
@@ -233,8 +355,7 @@ repq_status repq_vit_forward(repq_object *err, const repq_allocator *al, const r
         for (size_t c = 0; c < d; c++)
             xb[c] = p->cls_token[c] + p->pos_embed[c];
         linear(s.patches + b * np * pd, np, pd, p->patch_w, p->patch_b, d, xb + d, false);
-        for (size_t i = d; i < t * d; i++)
-            xb[i] += p->pos_embed[i];
+        add_inplace(xb + d, p->pos_embed + d, (t - 1) * d);
     }
     for (int32_t bi = 0; bi < a->depth; bi++)
         if ((st = block_forward(a, &p->blocks[bi], bi, n, &s, hook)))
