@@ -48,6 +48,11 @@ REPQ_API void repq_calib_free(repq_calib *calib);
  * Errors: REPQ_ERR_SHAPE (wrong image size or channels), REPQ_ERR_NUMERIC,
  * REPQ_ERR_STATE (after finish), REPQ_ERR_NOMEM. */
 REPQ_API repq_status repq_calib_feed(repq_calib *calib, repq_tensor *images);
+/* Progress of repq_calib_finish: called with done = 0..total steps (one per
+ * transformer block plus one for the weights) from the thread calling finish. */
+typedef void (*repq_progress_fn)(void *user, int32_t done, int32_t total);
+/* Set (or clear, with fn == NULL) the progress callback. */
+REPQ_API repq_status repq_calib_set_progress(repq_calib *calib, repq_progress_fn fn, void *user);
 /* Run the calibration forward pass over every fed image and search all quantizers.
  * Errors: REPQ_ERR_STATE (no image fed, or already finished), REPQ_ERR_NOMEM. */
 REPQ_API repq_status repq_calib_finish(repq_calib *calib, repq_qmodel **out_qmodel);

@@ -17,7 +17,24 @@ struct repq_calib {
     size_t image_bytes;
     uint8_t *data;         /* images * image_bytes */
     size_t capacity;       /* bytes allocated in data */
+    repq_progress_fn progress;
+    void *progress_user;
 };
+
+REPQ_API repq_status repq_calib_set_progress(repq_calib *c, repq_progress_fn fn, void *user)
+{
+    if (!repq_object_is(c, REPQ_KIND_CALIB))
+        return REPQ_ERR_INVALID_ARGUMENT;
+    c->progress = fn;
+    c->progress_user = user;
+    return REPQ_OK;
+}
+
+static void report(const repq_calib *c, int32_t done)
+{
+    if (c->progress)
+        c->progress(c->progress_user, done, c->model->arch.depth + 1);
+}
 
 REPQ_API repq_status repq_calib_new(repq_context *ctx, repq_model *model,
                                     const repq_options *options, repq_calib **out_calib)
@@ -92,6 +109,7 @@ REPQ_API repq_status repq_calib_feed(repq_calib *c, repq_tensor *images)
 }
 
 typedef struct observer {
+    const repq_calib *calib;
     repq_object *err;
     repq_qmodel *q;
     float *scratch;
@@ -137,7 +155,10 @@ static repq_status observe(void *user, int32_t block, repq_qpoint point, float *
             return repq_fail(ob->err, st, "calibration: searching the quantizer of point %d in block %d failed",
                              (int)point, (int)block);
     }
-    return repq_act_quant_apply(aq, x, rows, cols);
+    repq_status st = repq_act_quant_apply(aq, x, rows, cols);
+    if (point == REPQ_QP_FC2_IN && st == REPQ_OK)
+        report(ob->calib, block + 2);
+    return st;
 }
 
 /* Largest activation the forward hands to a hook, for one shared search scratch. */
@@ -176,9 +197,12 @@ REPQ_API repq_status repq_calib_finish(repq_calib *c, repq_qmodel **out_qmodel)
     q->has_float_weights = 1;
     q->reparameterized = c->method == REPQ_METHOD_MINMAX;
     memcpy(q->float_params.arena, c->model->params.arena, q->float_params.arena_floats * sizeof(float));
+    report(c, 0);
     st = repq_qmodel_quantize_weights(&c->base, q, false);
+    if (st == REPQ_OK)
+        report(c, 1);
     float *logits = NULL;
-    observer ob = {&c->base, q, NULL};
+    observer ob = {c, &c->base, q, NULL};
     size_t scratch_floats = largest_activation(a, c->images);
     if (st == REPQ_OK) {
         ob.scratch = repq_mem_alloc(al, scratch_floats * sizeof(float));

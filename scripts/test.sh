@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Builds librepq and runs every test: the unit suites and the accuracy suite in the
+# normal build, the unit suites again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# Ends with one line "N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh || { echo "0 passed, 1 failed"; exit 1; }
+
+passed=0
+failed=0
+count() { # meson test log dir -> adds its results
+    local log=$1/meson-logs/testlog.json
+    [ -f "$log" ] || { failed=$((failed + 1)); return; }
+    local ok bad
+    ok=$(grep -c '"result": "OK"' "$log" || true)
+    bad=$(grep -c '"result": "\(FAIL\|TIMEOUT\|ERROR\|UNEXPECTEDPASS\)"' "$log" || true)
+    passed=$((passed + ok))
+    failed=$((failed + bad))
+}
+
+echo "== unit and accuracy suites"
+meson test -C build --print-errorlogs --suite unit --suite accuracy --suite install
+count build
+
+echo "== unit suites under AddressSanitizer and UndefinedBehaviorSanitizer"
+if [ ! -f build-asan/build.ninja ]; then
+    meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbenchmarks=false >/dev/null
+fi
+if ninja -C build-asan >/dev/null; then
+    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
+        meson test -C build-asan --print-errorlogs --suite unit
+    count build-asan
+else
+    echo "sanitizer build failed"
+    failed=$((failed + 1))
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
