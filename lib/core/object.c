@@ -156,9 +156,13 @@ REPQ_API const char *repq_status_string(repq_status status)
     return "unknown repq_status";
 }
 
+#define REPQ_STRINGIFY_(x) #x
+#define REPQ_STRINGIFY(x) REPQ_STRINGIFY_(x)
+
 REPQ_API const char *repq_version_string(void)
 {
-    return "0.1.0";
+    return REPQ_STRINGIFY(REPQ_VERSION_MAJOR) "." REPQ_STRINGIFY(REPQ_VERSION_MINOR) "." REPQ_STRINGIFY(
+        REPQ_VERSION_PATCH);
 }
 
 REPQ_API int32_t repq_version_number(void)
