@@ -123,22 +123,35 @@ static size_t act_count(const repq_vit_arch *a)
     return (size_t)(a->depth + 1) * REPQ_QP_COUNT;
 }
 
-/* Check quantizer `i` of a qmodel's table (or of a file about to become one): the kind
- * the point allows, bits agreeing with the header, usable parameters. Failures are
- * reported with `code` (REPQ_ERR_FORMAT when loading, REPQ_ERR_STATE when saving). */
-static repq_status check_act(repq_object *err, repq_status code, const repq_vit_arch *a, int32_t act_bits,
-                             int32_t patch_input_bits, size_t i, const repq_act_quant *aq)
+/* Whether `kind` may sit at quantizer `i`: the once-only points (patch input, head
+ * input) live in the last row, every other point in the block rows; a point that is
+ * used has a uniform quantizer, or at the attention probabilities a log2-parity one,
+ * and every unused slot is NONE. Failures are reported with `code` (REPQ_ERR_FORMAT
+ * when loading, REPQ_ERR_STATE when saving). */
+static repq_status check_kind(repq_object *err, repq_status code, const repq_vit_arch *a, size_t i, int32_t kind)
 {
     int32_t block = (int32_t)(i / REPQ_QP_COUNT);
     repq_qpoint pt = (repq_qpoint)(i % REPQ_QP_COUNT);
     bool once = pt == REPQ_QP_PATCH_IN || pt == REPQ_QP_HEAD_IN;
     bool used = (block == a->depth) == once;
     if (!used) {
-        if (aq->kind != REPQ_AQ_NONE)
+        if (kind != REPQ_AQ_NONE)
             return repq_fail(err, code, "quant: activation %zu (block %d, point %d) is not a quantization point "
-                             "but has kind %d", i, (int)block, (int)pt, (int)aq->kind);
+                             "but has kind %d", i, (int)block, (int)pt, (int)kind);
         return REPQ_OK;
     }
+    if (kind == REPQ_AQ_UNIFORM || (kind == REPQ_AQ_LOG2_PARITY && pt == REPQ_QP_ATTN))
+        return REPQ_OK;
+    return repq_fail(err, code, "quant: activation %zu (block %d, point %d) has kind %d, which a "
+                     "reparameterized model cannot have there", i, (int)block, (int)pt, (int)kind);
+}
+
+/* Check the parameters of quantizer `i` (its kind already checked): bits agreeing
+ * with the header, usable scale and zero point, finite levels. */
+static repq_status check_params(repq_object *err, repq_status code, int32_t act_bits, int32_t patch_input_bits,
+                                size_t i, const repq_act_quant *aq)
+{
+    repq_qpoint pt = (repq_qpoint)(i % REPQ_QP_COUNT);
     int32_t bits = pt == REPQ_QP_PATCH_IN ? patch_input_bits : act_bits;
     if (aq->kind == REPQ_AQ_UNIFORM) {
         const repq_quant_params *u = &aq->uniform;
@@ -154,9 +167,7 @@ static repq_status check_act(repq_object *err, repq_status code, const repq_vit_
         if (!((double)u->scale * reach <= (double)FLT_MAX))
             return repq_fail(err, code, "quant: activation %zu: scale %g overflows its levels", i,
                              (double)u->scale);
-        return REPQ_OK;
-    }
-    if (aq->kind == REPQ_AQ_LOG2_PARITY && pt == REPQ_QP_ATTN) {
+    } else if (aq->kind == REPQ_AQ_LOG2_PARITY) {
         const repq_logq_params *l = &aq->log;
         if (repq_logq_params_check(l) != REPQ_OK || l->base != REPQ_LOG_SQRT2)
             return repq_fail(err, code, "quant: activation %zu has unusable log2-parity parameters "
@@ -164,10 +175,15 @@ static repq_status check_act(repq_object *err, repq_status code, const repq_vit_
         if (l->bits != bits)
             return repq_fail(err, code, "quant: activation %zu has %d bits, the header says %d", i,
                              (int)l->bits, (int)bits);
-        return REPQ_OK;
     }
-    return repq_fail(err, code, "quant: activation %zu (block %d, point %d) has kind %d, which a "
-                     "reparameterized model cannot have there", i, (int)block, (int)pt, (int)aq->kind);
+    return REPQ_OK;
+}
+
+static repq_status check_act(repq_object *err, repq_status code, const repq_vit_arch *a, int32_t act_bits,
+                             int32_t patch_input_bits, size_t i, const repq_act_quant *aq)
+{
+    repq_status st = check_kind(err, code, a, i, aq->kind);
+    return st ? st : check_params(err, code, act_bits, patch_input_bits, i, aq);
 }
 
 static bool bits_ok(int32_t b)
@@ -484,7 +500,7 @@ static repq_status parse_acts(repq_object *err, json_t *root, const repq_vit_arc
             return repq_fail(err, REPQ_ERR_FORMAT, "quant: %s is not an object", what);
         repq_act_quant *aq = &acts[i];
         repq_status st = json_int(err, e, what, "kind", REPQ_AQ_NONE, REPQ_AQ_LOG2_PARITY, &aq->kind);
-        if (st)
+        if (st || (st = check_kind(err, REPQ_ERR_FORMAT, a, i, aq->kind)))
             return st;
         if (aq->kind == REPQ_AQ_UNIFORM) {
             if ((st = json_scale(err, e, what, &aq->uniform.scale)) ||
@@ -500,7 +516,7 @@ static repq_status parse_acts(repq_object *err, json_t *root, const repq_vit_arc
                 return st;
             aq->log.base = (repq_log_base)base;
         }
-        if ((st = check_act(err, REPQ_ERR_FORMAT, a, h->act_bits, h->patch_input_bits, i, aq)))
+        if ((st = check_params(err, REPQ_ERR_FORMAT, h->act_bits, h->patch_input_bits, i, aq)))
             return st;
     }
     return REPQ_OK;

@@ -1,0 +1,735 @@
+/* Tests of lib/io/qmodel_file.c: saving and loading quantized models. A round trip
+ * gives bit-identical fake-quant logits; hostile files (edited fields, truncations,
+ * failing allocations) are refused cleanly with the right status. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "io/safetensors.h"
+#include "model/qmodel.h"
+#include "repq/repq.h"
+
+/* Internal, defined in lib/io/qmodel_file.c. */
+repq_status repq_qmodel_parse_memory(repq_object *err, const repq_allocator *al, const uint8_t *bytes,
+                                     size_t size, repq_qmodel **out);
+
+#define MODEL_PATH REPQ_TEST_DATA "/vit_tiny_cifar10.safetensors"
+#define CALIB_IMAGES REPQ_TEST_DATA "/cifar10_calib.bin"
+#define TEST_IMAGES REPQ_TEST_DATA "/cifar10_test_dev.bin"
+#define N_CALIB 8
+#define N_TEST 16
+
+/* The tiny architecture: 6x6 images in 3x3 patches (patch dim 27, odd, so 4-bit rows
+ * end on a padding nibble), 8 channels, one block of 2 heads, 3 classes. */
+#define TINY_IMG 6
+#define TINY_PATCH 3
+#define TINY_DIM 8
+#define TINY_HIDDEN 32
+#define TINY_CLASSES 3
+#define TINY_TOKENS 5
+#define TINY_IMAGES 6
+
+typedef struct fixture {
+    char dir[64];
+    repq_model *model;
+    repq_qmodel *q8, *q4, *channelwise;
+    repq_qmodel *tiny4, *tiny6;
+    repq_tensor *test, *test_labels, *tiny_images;
+    char q8_path[96], q4_path[96], tiny4_path[96], tiny6_path[96], tiny_float_path[96];
+} fixture;
+
+static fixture fx;
+
+/* ---- Helpers ------------------------------------------------------------------------ */
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static float rnd(float amp)
+{
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return amp * ((float)(rng_state >> 40) / (float)(1u << 24) * 2.0f - 1.0f);
+}
+
+/* A small random float model in timm's naming, written with the safetensors writer. */
+static repq_status write_tiny_float_model(const char *path)
+{
+    const int64_t d = TINY_DIM, h = TINY_HIDDEN, k = TINY_CLASSES, t = TINY_TOKENS, p = TINY_PATCH;
+    struct spec { const char *name; int32_t ndim; int64_t shape[4]; float base, amp; } specs[] = {
+        {"patch_embed.proj.weight", 4, {d, 3, p, p}, 0, 0.3f}, {"patch_embed.proj.bias", 1, {d}, 0, 0.1f},
+        {"cls_token", 3, {1, 1, d}, 0, 0.5f}, {"pos_embed", 3, {1, t, d}, 0, 0.5f},
+        {"blocks.0.norm1.weight", 1, {d}, 1, 0.2f}, {"blocks.0.norm1.bias", 1, {d}, 0, 0.2f},
+        {"blocks.0.attn.qkv.weight", 2, {3 * d, d}, 0, 0.4f}, {"blocks.0.attn.qkv.bias", 1, {3 * d}, 0, 0.1f},
+        {"blocks.0.attn.proj.weight", 2, {d, d}, 0, 0.4f}, {"blocks.0.attn.proj.bias", 1, {d}, 0, 0.1f},
+        {"blocks.0.norm2.weight", 1, {d}, 1, 0.2f}, {"blocks.0.norm2.bias", 1, {d}, 0, 0.2f},
+        {"blocks.0.mlp.fc1.weight", 2, {h, d}, 0, 0.4f}, {"blocks.0.mlp.fc1.bias", 1, {h}, 0, 0.1f},
+        {"blocks.0.mlp.fc2.weight", 2, {d, h}, 0, 0.2f}, {"blocks.0.mlp.fc2.bias", 1, {d}, 0, 0.1f},
+        {"norm.weight", 1, {d}, 1, 0.2f}, {"norm.bias", 1, {d}, 0, 0.2f},
+        {"head.weight", 2, {k, d}, 0, 0.5f}, {"head.bias", 1, {k}, 0, 0.1f},
+    };
+    enum { N = sizeof specs / sizeof specs[0] };
+    static float storage[4096];
+    size_t used = 0;
+    repq_allocator al = repq_allocator_of(NULL);
+    repq_st_writer *w;
+    repq_status st = repq_st_writer_new(NULL, &al, &w);
+    for (size_t i = 0; i < N && st == REPQ_OK; i++) {
+        size_t n = 1;
+        for (int32_t j = 0; j < specs[i].ndim; j++)
+            n *= (size_t)specs[i].shape[j];
+        assert_true(used + n <= sizeof storage / sizeof storage[0]);
+        for (size_t j = 0; j < n; j++)
+            storage[used + j] = specs[i].base + rnd(specs[i].amp);
+        st = repq_st_writer_add(w, specs[i].name, REPQ_ST_F32, specs[i].ndim, specs[i].shape, storage + used,
+                                n * sizeof(float));
+        used += n;
+    }
+    if (st == REPQ_OK)
+        st = repq_st_writer_set_metadata(w, "architecture",
+                                         "{\"img_size\": 6, \"patch_size\": 3, \"in_chans\": 3, \"num_classes\": 3, "
+                                         "\"embed_dim\": 8, \"depth\": 1, \"num_heads\": 2, \"mlp_ratio\": 4.0, "
+                                         "\"norm_eps\": 1e-6}");
+    if (st == REPQ_OK)
+        st = repq_st_writer_set_metadata(w, "preprocess",
+                                         "{\"mean\": [0.5, 0.4, 0.3], \"std\": [0.25, 0.2, 0.3], \"scale\": 0.00392156862745098}");
+    if (st == REPQ_OK)
+        st = repq_st_writer_write(w, path);
+    repq_st_writer_free(w);
+    return st;
+}
+
+static repq_status quantize(repq_model *m, repq_tensor *images, int wbits, int abits, repq_qmodel **chan,
+                            repq_qmodel **out)
+{
+    repq_options *o = NULL;
+    repq_calib *c = NULL;
+    repq_qmodel *cw = NULL;
+    repq_status st;
+    if ((st = repq_options_new(&o)) || (st = repq_options_set_int(o, REPQ_OPT_WEIGHT_BITS, wbits)) ||
+        (st = repq_options_set_int(o, REPQ_OPT_ACT_BITS, abits)) || (st = repq_calib_new(NULL, m, o, &c)) ||
+        (st = repq_calib_feed(c, images)) || (st = repq_calib_finish(c, &cw)) ||
+        (st = repq_qmodel_reparameterize(NULL, cw, out))) {
+    }
+    repq_calib_free(c);
+    repq_options_free(o);
+    if (chan)
+        *chan = cw;
+    else
+        repq_qmodel_free(cw);
+    return st;
+}
+
+static int setup(void **state)
+{
+    fixture *f = &fx;
+    snprintf(f->dir, sizeof f->dir, "/tmp/repq_qmodel_file_XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    snprintf(f->q8_path, sizeof f->q8_path, "%.60s/w8a8.safetensors", f->dir);
+    snprintf(f->q4_path, sizeof f->q4_path, "%.60s/w4a4.safetensors", f->dir);
+    snprintf(f->tiny4_path, sizeof f->tiny4_path, "%.60s/tiny4.safetensors", f->dir);
+    snprintf(f->tiny6_path, sizeof f->tiny6_path, "%.60s/tiny6.safetensors", f->dir);
+    snprintf(f->tiny_float_path, sizeof f->tiny_float_path, "%.60s/tiny_float.safetensors", f->dir);
+    repq_tensor *calib, *calib_labels;
+    if (repq_model_load(NULL, MODEL_PATH, NULL, &f->model) ||
+        repq_cifar_load(NULL, CALIB_IMAGES, 0, N_CALIB, &calib, &calib_labels) ||
+        repq_cifar_load(NULL, TEST_IMAGES, 0, N_TEST, &f->test, &f->test_labels))
+        return -1;
+    repq_status st = quantize(f->model, calib, 8, 8, &f->channelwise, &f->q8);
+    if (st == REPQ_OK)
+        st = quantize(f->model, calib, 4, 4, NULL, &f->q4);
+    repq_tensor_free(calib);
+    repq_tensor_free(calib_labels);
+    if (st)
+        return -1;
+    /* The tiny model, calibrated on random pixels. */
+    static uint8_t pixels[TINY_IMAGES * 3 * TINY_IMG * TINY_IMG];
+    for (size_t i = 0; i < sizeof pixels; i++)
+        pixels[i] = (uint8_t)(127.5f + rnd(127.0f));
+    int64_t ishape[4] = {TINY_IMAGES, 3, TINY_IMG, TINY_IMG};
+    repq_model *tiny;
+    if (write_tiny_float_model(f->tiny_float_path) ||
+        repq_tensor_new(NULL, REPQ_DTYPE_U8, 4, ishape, pixels, &f->tiny_images) ||
+        repq_model_load(NULL, f->tiny_float_path, NULL, &tiny))
+        return -1;
+    st = quantize(tiny, f->tiny_images, 4, 4, NULL, &f->tiny4);
+    if (st == REPQ_OK)
+        st = quantize(tiny, f->tiny_images, 6, 8, NULL, &f->tiny6);
+    repq_model_free(tiny);
+    if (st || repq_qmodel_save(f->tiny4, f->tiny4_path) || repq_qmodel_save(f->tiny6, f->tiny6_path))
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    repq_qmodel_free(f->q8);
+    repq_qmodel_free(f->q4);
+    repq_qmodel_free(f->channelwise);
+    repq_qmodel_free(f->tiny4);
+    repq_qmodel_free(f->tiny6);
+    repq_model_free(f->model);
+    repq_tensor_free(f->test);
+    repq_tensor_free(f->test_labels);
+    repq_tensor_free(f->tiny_images);
+    const char *paths[] = {f->q8_path, f->q4_path, f->tiny4_path, f->tiny6_path, f->tiny_float_path};
+    for (size_t i = 0; i < 5; i++)
+        unlink(paths[i]);
+    rmdir(f->dir);
+    return 0;
+}
+
+static uint8_t *read_all(const char *path, size_t *size)
+{
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+    long n = ftell(fp);
+    assert_true(n > 0);
+    rewind(fp);
+    uint8_t *buf = malloc((size_t)n);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
+    fclose(fp);
+    *size = (size_t)n;
+    return buf;
+}
+
+/* Fake-quant logits of both qmodels on `images` must be bit-identical. */
+static void assert_same_logits(const repq_qmodel *a, const repq_qmodel *b, repq_tensor *images, int64_t n,
+                               int64_t classes)
+{
+    int64_t shape[2] = {n, classes};
+    repq_tensor *la, *lb;
+    assert_int_equal(repq_tensor_new(NULL, REPQ_DTYPE_F32, 2, shape, NULL, &la), REPQ_OK);
+    assert_int_equal(repq_tensor_new(NULL, REPQ_DTYPE_F32, 2, shape, NULL, &lb), REPQ_OK);
+    assert_int_equal(repq_qmodel_forward(a, REPQ_FORWARD_FAKE_QUANT, images, la), REPQ_OK);
+    assert_int_equal(repq_qmodel_forward(b, REPQ_FORWARD_FAKE_QUANT, images, lb), REPQ_OK);
+    size_t bytes = (size_t)(n * classes) * sizeof(float);
+    float *xa = malloc(bytes), *xb = malloc(bytes);
+    assert_non_null(xa);
+    assert_non_null(xb);
+    assert_int_equal(repq_tensor_read(la, xa, bytes), REPQ_OK);
+    assert_int_equal(repq_tensor_read(lb, xb, bytes), REPQ_OK);
+    for (size_t i = 0; i < (size_t)(n * classes); i++)
+        assert_true(isfinite(xa[i]));
+    assert_memory_equal(xa, xb, bytes);
+    free(xa);
+    free(xb);
+    repq_tensor_free(la);
+    repq_tensor_free(lb);
+}
+
+static void round_trip(const repq_qmodel *q, const char *path, repq_tensor *images, int64_t n)
+{
+    int64_t wbits, abits, classes, reparam, depth;
+    assert_int_equal(repq_qmodel_save((repq_qmodel *)q, path), REPQ_OK);
+    repq_context *ctx;
+    assert_int_equal(repq_context_new(&ctx), REPQ_OK);
+    repq_qmodel *l = NULL;
+    repq_status st = repq_qmodel_load(ctx, path, &l);
+    if (st)
+        fprintf(stderr, "load: %s\n", repq_last_error(ctx));
+    assert_int_equal(st, REPQ_OK);
+    assert_int_equal(repq_qmodel_get_int(l, REPQ_QMODEL_WEIGHT_BITS, &wbits), REPQ_OK);
+    assert_int_equal(repq_qmodel_get_int(l, REPQ_QMODEL_ACT_BITS, &abits), REPQ_OK);
+    assert_int_equal(repq_qmodel_get_int(l, REPQ_QMODEL_REPARAMETERIZED, &reparam), REPQ_OK);
+    assert_int_equal(repq_qmodel_get_int(l, REPQ_MODEL_NUM_CLASSES, &classes), REPQ_OK);
+    assert_int_equal(repq_qmodel_get_int(l, REPQ_MODEL_DEPTH, &depth), REPQ_OK);
+    assert_int_equal(wbits, q->weight_bits);
+    assert_int_equal(abits, q->act_bits);
+    assert_int_equal(reparam, 1);
+    assert_int_equal(depth, q->arch.depth);
+    assert_memory_equal(&l->arch, &q->arch, sizeof q->arch);
+    /* The float weights are not stored, so only the fake-quant forward is available. */
+    int64_t shape[2] = {n, classes};
+    repq_tensor *lg;
+    assert_int_equal(repq_tensor_new(NULL, REPQ_DTYPE_F32, 2, shape, NULL, &lg), REPQ_OK);
+    assert_int_equal(repq_qmodel_forward(l, REPQ_FORWARD_FLOAT, images, lg), REPQ_ERR_STATE);
+    repq_tensor_free(lg);
+    assert_same_logits(q, l, images, n, classes);
+    /* Saving the loaded model gives the same bytes. */
+    char again[128];
+    snprintf(again, sizeof again, "%s.again", path);
+    assert_int_equal(repq_qmodel_save(l, again), REPQ_OK);
+    size_t s1, s2;
+    uint8_t *b1 = read_all(path, &s1), *b2 = read_all(again, &s2);
+    assert_int_equal(s1, s2);
+    assert_memory_equal(b1, b2, s1);
+    free(b1);
+    free(b2);
+    unlink(again);
+    repq_qmodel_free(l);
+    repq_context_free(ctx);
+}
+
+/* ---- Round trips ---------------------------------------------------------------------- */
+
+static void round_trip_w8a8_is_bit_identical(void **state)
+{
+    fixture *f = *state;
+    round_trip(f->q8, f->q8_path, f->test, N_TEST);
+}
+
+static void round_trip_w4a4_is_bit_identical_and_packed(void **state)
+{
+    fixture *f = *state;
+    round_trip(f->q4, f->q4_path, f->test, N_TEST);
+    size_t s8, s4;
+    free(read_all(f->q8_path, &s8));
+    free(read_all(f->q4_path, &s4));
+    /* Two codes per byte: the 4-bit file is about half the size (weights dominate). */
+    assert_true(s4 < s8 * 6 / 10);
+}
+
+static void round_trip_tiny_models(void **state)
+{
+    fixture *f = *state;
+    round_trip(f->tiny4, f->tiny4_path, f->tiny_images, TINY_IMAGES);
+    round_trip(f->tiny6, f->tiny6_path, f->tiny_images, TINY_IMAGES);
+    size_t size;
+    free(read_all(f->tiny4_path, &size));
+    assert_true(size < 8192); /* small enough for the fuzz corpus */
+}
+
+static void save_refuses_a_model_that_is_not_reparameterized(void **state)
+{
+    fixture *f = *state;
+    char path[128];
+    snprintf(path, sizeof path, "%s/never.safetensors", f->dir);
+    assert_int_equal(repq_qmodel_save(f->channelwise, path), REPQ_ERR_STATE);
+    assert_non_null(strstr(repq_last_error(f->channelwise), "reparameterized"));
+    assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal(repq_qmodel_save(NULL, path), REPQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(repq_qmodel_save(f->q8, NULL), REPQ_ERR_INVALID_ARGUMENT);
+}
+
+/* ---- Hostile files: edits of a valid file ---------------------------------------------- */
+
+typedef struct edit {
+    const char *tensor;                       /* tensor to change (NULL: none) */
+    bool drop;                                /* leave it out */
+    void (*patch)(uint8_t *bytes, size_t n);  /* rewrite its bytes */
+    repq_st_dtype dtype;                      /* with ndim > 0: replace dtype and shape */
+    int32_t ndim;
+    int64_t shape[2];
+    const char *key, *value;                  /* metadata entry to replace (value NULL: drop) */
+} edit;
+
+static const char *const meta_keys[] = {"format", "format_version", "architecture", "preprocess", "quant"};
+
+/* Write `src` with one edit applied to `dst`. */
+static void write_edited(const char *src, const char *dst, const edit *e)
+{
+    repq_allocator al = repq_allocator_of(NULL);
+    repq_st_file *f;
+    assert_int_equal(repq_st_open(NULL, &al, src, &f), REPQ_OK);
+    repq_st_writer *w;
+    assert_int_equal(repq_st_writer_new(NULL, &al, &w), REPQ_OK);
+    uint8_t *copy = NULL;
+    for (size_t i = 0; i < repq_st_count(f); i++) {
+        const repq_st_tensor *t = repq_st_tensor_at(f, i);
+        if (e->tensor && strcmp(t->name, e->tensor) == 0) {
+            if (e->drop)
+                continue;
+            if (e->ndim > 0) {
+                size_t n = repq_st_dtype_size(e->dtype);
+                for (int32_t k = 0; k < e->ndim; k++)
+                    n *= (size_t)e->shape[k];
+                copy = calloc(1, n + 1);
+                memcpy(copy, t->data, n < t->nbytes ? n : t->nbytes);
+                assert_int_equal(repq_st_writer_add(w, t->name, e->dtype, e->ndim, e->shape, copy, n), REPQ_OK);
+                continue;
+            }
+            copy = malloc(t->nbytes + 1);
+            memcpy(copy, t->data, t->nbytes);
+            e->patch(copy, t->nbytes);
+            assert_int_equal(repq_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, copy, t->nbytes), REPQ_OK);
+            continue;
+        }
+        assert_int_equal(repq_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data, t->nbytes), REPQ_OK);
+    }
+    for (size_t i = 0; i < sizeof meta_keys / sizeof meta_keys[0]; i++) {
+        const char *v = repq_st_metadata(f, meta_keys[i]);
+        if (e->key && strcmp(e->key, meta_keys[i]) == 0)
+            v = e->value;
+        if (v)
+            assert_int_equal(repq_st_writer_set_metadata(w, meta_keys[i], v), REPQ_OK);
+    }
+    assert_int_equal(repq_st_writer_write(w, dst), REPQ_OK);
+    repq_st_writer_free(w);
+    free(copy);
+    repq_st_close(f);
+}
+
+/* Load `src` with the edit applied; the status, with a message naming `needle`. */
+static repq_status load_edited(const char *src, const edit *e, const char *needle)
+{
+    char dst[128];
+    snprintf(dst, sizeof dst, "%s/edited.safetensors", fx.dir);
+    write_edited(src, dst, e);
+    repq_context *ctx;
+    assert_int_equal(repq_context_new(&ctx), REPQ_OK);
+    repq_qmodel *q = (repq_qmodel *)&q;
+    repq_status st = repq_qmodel_load(ctx, dst, &q);
+    if (st != REPQ_OK) {
+        assert_null(q);
+        if (needle && !strstr(repq_last_error(ctx), needle))
+            fail_msg("message '%s' does not mention '%s'", repq_last_error(ctx), needle);
+    }
+    repq_qmodel_free(q);
+    repq_context_free(ctx);
+    unlink(dst);
+    return st;
+}
+
+/* The "quant" metadata of `path` with field `key` of activation `index` (or of the
+ * header for index < 0) set to `value` (NULL: removed). Free with free(). */
+static char *quant_with(const char *path, int index, const char *key, json_t *value)
+{
+    repq_allocator al = repq_allocator_of(NULL);
+    repq_st_file *f;
+    assert_int_equal(repq_st_open(NULL, &al, path, &f), REPQ_OK);
+    json_t *root = json_loads(repq_st_metadata(f, "quant"), 0, NULL);
+    assert_non_null(root);
+    json_t *obj = index < 0 ? root : json_array_get(json_object_get(root, "activations"), (size_t)index);
+    assert_non_null(obj);
+    if (value)
+        json_object_set_new(obj, key, value);
+    else
+        json_object_del(obj, key);
+    char *s = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    repq_st_close(f);
+    return s;
+}
+
+static repq_status load_quant_edit(const char *path, int index, const char *key, json_t *value, const char *needle)
+{
+    char *q = quant_with(path, index, key, value);
+    edit e = {.key = "quant", .value = q};
+    repq_status st = load_edited(path, &e, needle);
+    free(q);
+    return st;
+}
+
+static void unchanged_copy_loads(void **state)
+{
+    fixture *f = *state;
+    edit e = {0};
+    assert_int_equal(load_edited(f->tiny4_path, &e, NULL), REPQ_OK);
+    assert_int_equal(load_edited(f->tiny6_path, &e, NULL), REPQ_OK);
+}
+
+static void newer_format_version_is_unsupported(void **state)
+{
+    fixture *f = *state;
+    edit e = {.key = "format_version", .value = "2"};
+    assert_int_equal(load_edited(f->tiny4_path, &e, "2"), REPQ_ERR_UNSUPPORTED);
+    e.value = "1.7"; /* a newer minor version of the same major is read */
+    assert_int_equal(load_edited(f->tiny4_path, &e, NULL), REPQ_OK);
+    const char *bad[] = {"", "one", "0", "1.", "-1", "1.2.3", "99999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        e.value = bad[i];
+        assert_int_equal(load_edited(f->tiny4_path, &e, "format_version"), REPQ_ERR_FORMAT);
+    }
+    e.value = NULL;
+    assert_int_equal(load_edited(f->tiny4_path, &e, "format_version"), REPQ_ERR_FORMAT);
+}
+
+static void wrong_metadata_is_refused(void **state)
+{
+    fixture *f = *state;
+    edit e = {.key = "format", .value = "timm.vision_transformer"};
+    assert_int_equal(load_edited(f->tiny4_path, &e, "format"), REPQ_ERR_FORMAT);
+    e.value = NULL;
+    assert_int_equal(load_edited(f->tiny4_path, &e, "format"), REPQ_ERR_FORMAT);
+    e = (edit){.key = "quant", .value = NULL};
+    assert_int_equal(load_edited(f->tiny4_path, &e, "quant"), REPQ_ERR_FORMAT);
+    e.value = "{not json";
+    assert_int_equal(load_edited(f->tiny4_path, &e, "quant"), REPQ_ERR_FORMAT);
+    e.value = "[1, 2]";
+    assert_int_equal(load_edited(f->tiny4_path, &e, "quant"), REPQ_ERR_FORMAT);
+    e = (edit){.key = "architecture", .value = NULL};
+    assert_int_equal(load_edited(f->tiny4_path, &e, "architecture"), REPQ_ERR_FORMAT);
+    /* A different (valid) architecture: the tensors no longer fit it. */
+    e.value = "{\"img_size\": 6, \"patch_size\": 3, \"num_classes\": 4, \"embed_dim\": 8, \"depth\": 1, "
+              "\"num_heads\": 2}";
+    assert_int_equal(load_edited(f->tiny4_path, &e, "head"), REPQ_ERR_FORMAT);
+    e.value = "{\"img_size\": 6, \"patch_size\": 3, \"num_classes\": 3, \"embed_dim\": 8, \"depth\": 1, "
+              "\"num_heads\": 2, \"mlp_ratio\": 4.0, \"mlp_hidden\": 16}";
+    assert_int_equal(load_edited(f->tiny4_path, &e, "mlp_hidden"), REPQ_ERR_FORMAT);
+    /* Absurd sizes are refused before anything is allocated. */
+    e.value = "{\"img_size\": 4096, \"patch_size\": 32, \"num_classes\": 100000, \"embed_dim\": 8192, "
+              "\"depth\": 256, \"num_heads\": 256, \"mlp_ratio\": 8.0}";
+    assert_int_equal(load_edited(f->tiny4_path, &e, NULL), REPQ_ERR_FORMAT);
+    e.value = "{\"img_size\": 6, \"patch_size\": 3, \"num_classes\": 3, \"embed_dim\": 8, \"depth\": 1000, "
+              "\"num_heads\": 2}";
+    assert_int_equal(load_edited(f->tiny4_path, &e, "depth"), REPQ_ERR_UNSUPPORTED);
+}
+
+static void missing_or_misshapen_tensors_are_refused(void **state)
+{
+    fixture *f = *state;
+    edit e = {.tensor = "blocks.0.attn.qkv.weight.codes", .drop = true};
+    assert_int_equal(load_edited(f->tiny4_path, &e, "blocks.0.attn.qkv.weight.codes"), REPQ_ERR_FORMAT);
+    e = (edit){.tensor = "blocks.0.norm2.bias", .drop = true};
+    assert_int_equal(load_edited(f->tiny4_path, &e, "blocks.0.norm2.bias"), REPQ_ERR_FORMAT);
+    e = (edit){.tensor = "head.weight.zero_points", .drop = true};
+    assert_int_equal(load_edited(f->tiny6_path, &e, "head.weight.zero_points"), REPQ_ERR_FORMAT);
+    /* Wrong shapes: a 4-bit file's codes unpacked, an extra class, a transposed matrix. */
+    e = (edit){.tensor = "head.weight.codes", .dtype = REPQ_ST_U8, .ndim = 2, .shape = {TINY_CLASSES, TINY_DIM}};
+    assert_int_equal(load_edited(f->tiny4_path, &e, "head.weight.codes"), REPQ_ERR_FORMAT);
+    e = (edit){.tensor = "head.bias", .dtype = REPQ_ST_F32, .ndim = 1, .shape = {TINY_CLASSES + 1}};
+    assert_int_equal(load_edited(f->tiny4_path, &e, "head.bias"), REPQ_ERR_FORMAT);
+    e = (edit){.tensor = "blocks.0.mlp.fc1.weight.codes", .dtype = REPQ_ST_U8, .ndim = 2,
+               .shape = {TINY_DIM, TINY_HIDDEN}};
+    assert_int_equal(load_edited(f->tiny6_path, &e, "blocks.0.mlp.fc1.weight.codes"), REPQ_ERR_FORMAT);
+    e = (edit){.tensor = "pos_embed", .dtype = REPQ_ST_F32, .ndim = 2, .shape = {TINY_TOKENS, TINY_DIM}};
+    assert_int_equal(load_edited(f->tiny6_path, &e, "pos_embed"), REPQ_ERR_FORMAT);
+    /* Wrong dtypes. */
+    e = (edit){.tensor = "head.weight.scales", .dtype = REPQ_ST_I32, .ndim = 1, .shape = {TINY_CLASSES}};
+    assert_int_equal(load_edited(f->tiny6_path, &e, "head.weight.scales"), REPQ_ERR_FORMAT);
+    e = (edit){.tensor = "norm.weight", .dtype = REPQ_ST_F16, .ndim = 1, .shape = {TINY_DIM}};
+    assert_int_equal(load_edited(f->tiny6_path, &e, "norm.weight"), REPQ_ERR_FORMAT);
+}
+
+static void code_over_bits(uint8_t *b, size_t n) { (void)n; b[3] = 64; }     /* 6-bit codes: < 64 */
+static void padding_nibble(uint8_t *b, size_t n) { (void)n; b[13] |= 0x10; } /* 27 codes: 14 bytes/row */
+static void nan_first(uint8_t *b, size_t n) { (void)n; float x = NAN; memcpy(b, &x, 4); }
+static void inf_last(uint8_t *b, size_t n) { float x = -INFINITY; memcpy(b + n - 4, &x, 4); }
+static void negative_first(uint8_t *b, size_t n) { (void)n; float x = -0.01f; memcpy(b, &x, 4); }
+static void zero_first(uint8_t *b, size_t n) { (void)n; memset(b, 0, 4); }
+static void huge_first(uint8_t *b, size_t n) { (void)n; float x = 3e38f; memcpy(b, &x, 4); }
+static void zp_huge(uint8_t *b, size_t n) { (void)n; int32_t z = (1 << 23) + 1; memcpy(b, &z, 4); }
+
+static void bad_codes_and_values_are_refused(void **state)
+{
+    fixture *f = *state;
+    edit e = {.tensor = "blocks.0.mlp.fc2.weight.codes", .patch = code_over_bits};
+    assert_int_equal(load_edited(f->tiny6_path, &e, "code 64"), REPQ_ERR_FORMAT);
+    e = (edit){.tensor = "patch_embed.proj.weight.codes", .patch = padding_nibble};
+    assert_int_equal(load_edited(f->tiny4_path, &e, "padding"), REPQ_ERR_FORMAT);
+    e = (edit){.tensor = "blocks.0.attn.proj.weight.scales", .patch = nan_first};
+    assert_int_equal(load_edited(f->tiny4_path, &e, "blocks.0.attn.proj"), REPQ_ERR_FORMAT);
+    e.patch = negative_first;
+    assert_int_equal(load_edited(f->tiny4_path, &e, "blocks.0.attn.proj"), REPQ_ERR_FORMAT);
+    e.patch = zero_first;
+    assert_int_equal(load_edited(f->tiny4_path, &e, "blocks.0.attn.proj"), REPQ_ERR_FORMAT);
+    e.patch = huge_first; /* finite, but its levels overflow */
+    assert_int_equal(load_edited(f->tiny4_path, &e, "blocks.0.attn.proj"), REPQ_ERR_FORMAT);
+    e = (edit){.tensor = "head.weight.zero_points", .patch = zp_huge};
+    assert_int_equal(load_edited(f->tiny6_path, &e, "head"), REPQ_ERR_FORMAT);
+    e = (edit){.tensor = "pos_embed", .patch = nan_first};
+    assert_int_equal(load_edited(f->tiny6_path, &e, "pos_embed"), REPQ_ERR_FORMAT);
+    e = (edit){.tensor = "blocks.0.norm1.weight", .patch = inf_last};
+    assert_int_equal(load_edited(f->tiny6_path, &e, "blocks.0.norm1.weight"), REPQ_ERR_FORMAT);
+}
+
+/* Activation indices of the tiny model (depth 1): block 0 then the once-only row. */
+#define ACT(block, point) ((block) * REPQ_QP_COUNT + (point))
+
+static void bad_quantizers_are_refused(void **state)
+{
+    fixture *f = *state;
+    const char *p = f->tiny4_path;
+    /* Kinds against their points. */
+    assert_int_equal(load_quant_edit(p, ACT(0, REPQ_QP_QKV_IN), "kind", json_integer(REPQ_AQ_UNIFORM_CHANNEL),
+                                     "kind 2"), REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, ACT(0, REPQ_QP_ATTN), "kind", json_integer(REPQ_AQ_LOG_SQRT2), "kind 3"),
+                     REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, ACT(0, REPQ_QP_Q), "kind", json_integer(REPQ_AQ_LOG2_PARITY), "kind 4"),
+                     REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, ACT(0, REPQ_QP_PROJ_IN), "kind", json_integer(REPQ_AQ_NONE), "kind 0"),
+                     REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, ACT(0, REPQ_QP_PATCH_IN), "kind", json_integer(REPQ_AQ_UNIFORM),
+                                     "not a quantization point"), REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, ACT(1, REPQ_QP_FC1_IN), "kind", json_integer(REPQ_AQ_UNIFORM), NULL),
+                     REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, ACT(0, REPQ_QP_K), "kind", json_integer(99), "kind"), REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, ACT(0, REPQ_QP_K), "kind", json_string("uniform"), "kind"), REPQ_ERR_FORMAT);
+    /* Bits: out of range, or disagreeing with the header. */
+    assert_int_equal(load_quant_edit(p, ACT(0, REPQ_QP_V), "bits", json_integer(9), "bits"), REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, ACT(0, REPQ_QP_V), "bits", json_integer(1), "bits"), REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, ACT(0, REPQ_QP_V), "bits", json_integer(8), "header"), REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, ACT(0, REPQ_QP_ATTN), "bits", json_integer(9), "bits"), REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, -1, "weight_bits", json_integer(9), "weight_bits"), REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, -1, "act_bits", json_integer(9), "act_bits"), REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, -1, "act_bits", json_integer(5), "header"), REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, -1, "patch_input_bits", NULL, "patch_input_bits"), REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, -1, "method", json_integer(7), "method"), REPQ_ERR_FORMAT);
+    /* A 4-bit file's packed codes read as 8-bit: shapes no longer match. */
+    assert_int_equal(load_quant_edit(p, -1, "weight_bits", json_integer(8), "codes"), REPQ_ERR_FORMAT);
+    /* 6-bit codes (up to 63) read as 5-bit ones. */
+    assert_int_equal(load_quant_edit(f->tiny6_path, -1, "weight_bits", json_integer(5), "code"), REPQ_ERR_FORMAT);
+    /* Scales and zero points. */
+    assert_int_equal(load_quant_edit(p, ACT(0, REPQ_QP_Q), "scale", json_real(-0.5), "scale"), REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, ACT(0, REPQ_QP_Q), "scale", json_real(0.0), "scale"), REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, ACT(0, REPQ_QP_Q), "scale", json_real(1e-40), NULL), REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, ACT(0, REPQ_QP_Q), "scale", json_real(1e300), "scale"), REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, ACT(0, REPQ_QP_Q), "scale", json_real(3e38), "overflows"), REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, ACT(0, REPQ_QP_Q), "scale", json_string("NaN"), "scale"), REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, ACT(0, REPQ_QP_ATTN), "scale", NULL, "scale"), REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, ACT(0, REPQ_QP_Q), "zero_point", json_integer(1 << 24), "zero_point"),
+                     REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, ACT(0, REPQ_QP_Q), "zero_point", json_real(1.5), "zero_point"),
+                     REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, ACT(0, REPQ_QP_ATTN), "base", json_integer(REPQ_LOG_2), "base"),
+                     REPQ_ERR_FORMAT);
+    /* The table itself. */
+    assert_int_equal(load_quant_edit(p, -1, "activations", json_array(), "activations"), REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, -1, "activations", NULL, "activations"), REPQ_ERR_FORMAT);
+}
+
+static void float_model_file_is_refused(void **state)
+{
+    fixture *f = *state;
+    repq_context *ctx;
+    assert_int_equal(repq_context_new(&ctx), REPQ_OK);
+    repq_qmodel *q = (repq_qmodel *)&q;
+    assert_int_equal(repq_qmodel_load(ctx, MODEL_PATH, &q), REPQ_ERR_FORMAT);
+    assert_null(q);
+    assert_non_null(strstr(repq_last_error(ctx), "timm.vision_transformer"));
+    assert_int_equal(repq_qmodel_load(ctx, f->tiny_float_path, &q), REPQ_ERR_FORMAT);
+    assert_non_null(strstr(repq_last_error(ctx), "format"));
+    assert_int_equal(repq_qmodel_load(ctx, TEST_IMAGES, &q), REPQ_ERR_FORMAT);
+    char missing[128];
+    snprintf(missing, sizeof missing, "%s/does-not-exist", f->dir);
+    assert_int_equal(repq_qmodel_load(ctx, missing, &q), REPQ_ERR_IO);
+    assert_int_equal(repq_qmodel_load(ctx, f->dir, &q), REPQ_ERR_IO);
+    assert_int_equal(repq_qmodel_load(ctx, NULL, &q), REPQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(repq_qmodel_load(ctx, f->tiny4_path, NULL), REPQ_ERR_INVALID_ARGUMENT);
+    /* A NULL context works too (the message is lost). */
+    assert_int_equal(repq_qmodel_load(NULL, MODEL_PATH, &q), REPQ_ERR_FORMAT);
+    repq_context_free(ctx);
+}
+
+/* Every proper prefix of a valid file is refused, from an exact-size buffer (so that
+ * AddressSanitizer sees any read past the end). */
+static void every_truncation_fails_cleanly(void **state)
+{
+    fixture *f = *state;
+    const char *paths[2] = {f->tiny4_path, f->tiny6_path};
+    repq_allocator al = repq_allocator_of(NULL);
+    for (int k = 0; k < 2; k++) {
+        size_t size;
+        uint8_t *whole = read_all(paths[k], &size);
+        for (size_t len = 0; len < size; len++) {
+            uint8_t *prefix = malloc(len ? len : 1);
+            memcpy(prefix, whole, len);
+            repq_object err = {0};
+            repq_qmodel *q = (repq_qmodel *)&q;
+            repq_status st = repq_qmodel_parse_memory(&err, &al, prefix, len, &q);
+            if (st == REPQ_OK)
+                fail_msg("a prefix of %zu of %zu bytes loaded", len, size);
+            assert_null(q);
+            assert_true(err.error[0] != '\0');
+            free(prefix);
+        }
+        repq_object err = {0};
+        repq_qmodel *q;
+        assert_int_equal(repq_qmodel_parse_memory(&err, &al, whole, size, &q), REPQ_OK);
+        repq_qmodel_free(q);
+        free(whole);
+    }
+}
+
+/* ---- Allocation failures ---------------------------------------------------------------- */
+
+/* An allocator that fails its `fail_at`-th call (1-based; 0: never) and counts live blocks. */
+typedef struct failing_alloc {
+    int calls, fail_at, live;
+} failing_alloc;
+
+static void *failing_alloc_fn(void *user, size_t size, size_t align)
+{
+    failing_alloc *fa = user;
+    if (++fa->calls == fa->fail_at)
+        return NULL;
+    void *p = aligned_alloc(align, (size + align - 1) / align * align);
+    if (p)
+        fa->live++;
+    return p;
+}
+
+static void failing_release_fn(void *user, void *ptr)
+{
+    failing_alloc *fa = user;
+    if (ptr)
+        fa->live--;
+    free(ptr);
+}
+
+static void load_allocation_failures_are_clean(void **state)
+{
+    fixture *f = *state;
+    bool loaded = false;
+    for (int n = 1; n < 1000 && !loaded; n++) {
+        failing_alloc fa = {0, n, 0};
+        repq_context *ctx;
+        assert_int_equal(repq_context_new(&ctx), REPQ_OK);
+        assert_int_equal(repq_context_set_allocator(ctx, failing_alloc_fn, failing_release_fn, &fa), REPQ_OK);
+        repq_qmodel *q = (repq_qmodel *)&q;
+        repq_status st = repq_qmodel_load(ctx, f->tiny4_path, &q);
+        if (st == REPQ_OK) {
+            loaded = true;
+            assert_true(fa.calls < n); /* no allocation failed */
+            fa.fail_at = 0;
+            assert_same_logits(f->tiny4, q, f->tiny_images, TINY_IMAGES, TINY_CLASSES);
+            /* Saving with the same allocator, failing in turn at each of its calls. */
+            char path[128];
+            snprintf(path, sizeof path, "%s/nomem.safetensors", f->dir);
+            bool saved = false;
+            for (int m = 1; m < 1000 && !saved; m++) {
+                fa.calls = 0;
+                fa.fail_at = m;
+                int live = fa.live;
+                st = repq_qmodel_save(q, path);
+                saved = st == REPQ_OK;
+                if (!saved) {
+                    assert_int_equal(st, REPQ_ERR_NOMEM);
+                    assert_int_equal(access(path, F_OK), -1);
+                }
+                assert_int_equal(fa.live, live);
+            }
+            assert_true(saved);
+            unlink(path);
+            repq_qmodel_free(q);
+        } else {
+            assert_int_equal(st, REPQ_ERR_NOMEM);
+            assert_null(q);
+            assert_true(repq_last_error(ctx)[0] != '\0');
+        }
+        assert_int_equal(fa.live, 0);
+        repq_context_free(ctx);
+    }
+    assert_true(loaded);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(round_trip_w8a8_is_bit_identical),
+        cmocka_unit_test(round_trip_w4a4_is_bit_identical_and_packed),
+        cmocka_unit_test(round_trip_tiny_models),
+        cmocka_unit_test(save_refuses_a_model_that_is_not_reparameterized),
+        cmocka_unit_test(unchanged_copy_loads),
+        cmocka_unit_test(newer_format_version_is_unsupported),
+        cmocka_unit_test(wrong_metadata_is_refused),
+        cmocka_unit_test(missing_or_misshapen_tensors_are_refused),
+        cmocka_unit_test(bad_codes_and_values_are_refused),
+        cmocka_unit_test(bad_quantizers_are_refused),
+        cmocka_unit_test(float_model_file_is_refused),
+        cmocka_unit_test(every_truncation_fails_cleanly),
+        cmocka_unit_test(load_allocation_failures_are_clean),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
