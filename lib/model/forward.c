@@ -295,7 +295,7 @@ static repq_status scratch_alloc(repq_object *err, const repq_allocator *al, con
     size_t np = (size_t)repq_vit_patches(a), pd = (size_t)repq_vit_patch_dim(a);
     size_t heads = (size_t)a->num_heads;
     size_t hid = (size_t)a->mlp_hidden;
-    size_t rows, nh, sz_td, sz_mlp, sz_attn, sz_patch, sz_cls, total = 0;
+    size_t rows = 0, nh = 0, sz_td = 0, sz_mlp = 0, sz_attn = 0, sz_patch = 0, sz_cls = 0, total = 0;
     bool ok = repq_size_mul(n, t, &rows) && repq_size_mul(rows, d, &sz_td) &&
               repq_size_mul(rows, hid, &sz_mlp) && repq_size_mul(n, heads, &nh) &&
               repq_size_mul(nh, t * t, &sz_attn) && repq_size_mul(n, np * pd, &sz_patch) &&
