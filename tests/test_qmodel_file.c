@@ -41,9 +41,9 @@ typedef struct fixture {
     char dir[64];
     repq_model *model;
     repq_qmodel *q8, *q4, *channelwise;
-    repq_qmodel *tiny4, *tiny6;
+    repq_qmodel *tiny4, *tiny6, *tinymm;
     repq_tensor *test, *test_labels, *tiny_images;
-    char q8_path[96], q4_path[96], tiny4_path[96], tiny6_path[96], tiny_float_path[96];
+    char q8_path[96], q4_path[96], tiny4_path[96], tiny6_path[96], tinymm_path[96], tiny_float_path[96];
 } fixture;
 
 static fixture fx;
@@ -104,15 +104,16 @@ static repq_status write_tiny_float_model(const char *path)
     return st;
 }
 
-static repq_status quantize(repq_model *m, repq_tensor *images, int wbits, int abits, repq_qmodel **chan,
-                            repq_qmodel **out)
+static repq_status quantize_method(repq_model *m, repq_tensor *images, int wbits, int abits, int method,
+                                   repq_qmodel **chan, repq_qmodel **out)
 {
     repq_options *o = NULL;
     repq_calib *c = NULL;
     repq_qmodel *cw = NULL;
     repq_status st;
     if ((st = repq_options_new(&o)) || (st = repq_options_set_int(o, REPQ_OPT_WEIGHT_BITS, wbits)) ||
-        (st = repq_options_set_int(o, REPQ_OPT_ACT_BITS, abits)) || (st = repq_calib_new(NULL, m, o, &c)) ||
+        (st = repq_options_set_int(o, REPQ_OPT_ACT_BITS, abits)) ||
+        (st = repq_options_set_int(o, REPQ_OPT_METHOD, method)) || (st = repq_calib_new(NULL, m, o, &c)) ||
         (st = repq_calib_feed(c, images)) || (st = repq_calib_finish(c, &cw)) ||
         (st = repq_qmodel_reparameterize(NULL, cw, out))) {
     }
@@ -125,6 +126,31 @@ static repq_status quantize(repq_model *m, repq_tensor *images, int wbits, int a
     return st;
 }
 
+static repq_status quantize(repq_model *m, repq_tensor *images, int wbits, int abits, repq_qmodel **chan,
+                            repq_qmodel **out)
+{
+    return quantize_method(m, images, wbits, abits, REPQ_METHOD_REPQ, chan, out);
+}
+
+/* With REPQ_WRITE_CORPUS set to a folder, the tiny files are copied there (the seeds
+ * of tests/fuzz/corpus/qmodel). */
+static void copy_to_corpus(const char *path, const char *name)
+{
+    const char *dir = getenv("REPQ_WRITE_CORPUS");
+    if (!dir)
+        return;
+    char dst[256];
+    snprintf(dst, sizeof dst, "%s/%s", dir, name);
+    FILE *in = fopen(path, "rb"), *out = fopen(dst, "wb");
+    int c;
+    while (in && out && (c = fgetc(in)) != EOF)
+        fputc(c, out);
+    if (in)
+        fclose(in);
+    if (out)
+        fclose(out);
+}
+
 static int setup(void **state)
 {
     fixture *f = &fx;
@@ -135,6 +161,7 @@ static int setup(void **state)
     snprintf(f->q4_path, sizeof f->q4_path, "%.60s/w4a4.safetensors", f->dir);
     snprintf(f->tiny4_path, sizeof f->tiny4_path, "%.60s/tiny4.safetensors", f->dir);
     snprintf(f->tiny6_path, sizeof f->tiny6_path, "%.60s/tiny6.safetensors", f->dir);
+    snprintf(f->tinymm_path, sizeof f->tinymm_path, "%.60s/tinymm.safetensors", f->dir);
     snprintf(f->tiny_float_path, sizeof f->tiny_float_path, "%.60s/tiny_float.safetensors", f->dir);
     repq_tensor *calib, *calib_labels;
     if (repq_model_load(NULL, MODEL_PATH, NULL, &f->model) ||
@@ -161,9 +188,15 @@ static int setup(void **state)
     st = quantize(tiny, f->tiny_images, 4, 4, NULL, &f->tiny4);
     if (st == REPQ_OK)
         st = quantize(tiny, f->tiny_images, 6, 8, NULL, &f->tiny6);
+    if (st == REPQ_OK)
+        st = quantize_method(tiny, f->tiny_images, 8, 8, REPQ_METHOD_MINMAX, NULL, &f->tinymm);
     repq_model_free(tiny);
-    if (st || repq_qmodel_save(f->tiny4, f->tiny4_path) || repq_qmodel_save(f->tiny6, f->tiny6_path))
+    if (st || repq_qmodel_save(f->tiny4, f->tiny4_path) || repq_qmodel_save(f->tiny6, f->tiny6_path) ||
+        repq_qmodel_save(f->tinymm, f->tinymm_path))
         return -1;
+    copy_to_corpus(f->tiny4_path, "tiny_w4a4.safetensors");
+    copy_to_corpus(f->tiny6_path, "tiny_w6a8.safetensors");
+    copy_to_corpus(f->tinymm_path, "tiny_minmax_w8a8.safetensors");
     *state = f;
     return 0;
 }
@@ -176,12 +209,13 @@ static int teardown(void **state)
     repq_qmodel_free(f->channelwise);
     repq_qmodel_free(f->tiny4);
     repq_qmodel_free(f->tiny6);
+    repq_qmodel_free(f->tinymm);
     repq_model_free(f->model);
     repq_tensor_free(f->test);
     repq_tensor_free(f->test_labels);
     repq_tensor_free(f->tiny_images);
-    const char *paths[] = {f->q8_path, f->q4_path, f->tiny4_path, f->tiny6_path, f->tiny_float_path};
-    for (size_t i = 0; i < 5; i++)
+    const char *paths[] = {f->q8_path, f->q4_path, f->tiny4_path, f->tiny6_path, f->tinymm_path, f->tiny_float_path};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
         unlink(paths[i]);
     rmdir(f->dir);
     return 0;
@@ -295,9 +329,15 @@ static void round_trip_tiny_models(void **state)
     fixture *f = *state;
     round_trip(f->tiny4, f->tiny4_path, f->tiny_images, TINY_IMAGES);
     round_trip(f->tiny6, f->tiny6_path, f->tiny_images, TINY_IMAGES);
-    size_t size;
-    free(read_all(f->tiny4_path, &size));
-    assert_true(size < 8192); /* small enough for the fuzz corpus */
+    /* The min/max baseline: uniform quantization of the attention probabilities. */
+    assert_int_equal(f->tinymm->acts[REPQ_QP_ATTN].kind, REPQ_AQ_UNIFORM);
+    round_trip(f->tinymm, f->tinymm_path, f->tiny_images, TINY_IMAGES);
+    const char *paths[3] = {f->tiny4_path, f->tiny6_path, f->tinymm_path};
+    for (int i = 0; i < 3; i++) {
+        size_t size;
+        free(read_all(paths[i], &size));
+        assert_true(size < 8192); /* small enough for the fuzz corpus */
+    }
 }
 
 static void save_refuses_a_model_that_is_not_reparameterized(void **state)

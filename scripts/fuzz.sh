@@ -1,0 +1,53 @@
+#!/bin/sh
+# Run every libFuzzer target for N seconds each (default 60) and print how many inputs
+# each executed. Each target starts from its committed seed corpus, copied to a
+# temporary folder so that the corpus in the tree stays small; crashing inputs are
+# kept in that folder and named in the output. Exits non-zero if any target crashed.
+#
+#   scripts/fuzz.sh [seconds] [target...]     targets: safetensors qmodel cifar arch
+#   FUZZ_BUILD_DIR=build-fuzz (default)       configured here if it does not exist:
+#     CC=clang meson setup $FUZZ_BUILD_DIR -Dfuzzing=true -Dtests=false -Dbenchmarks=false \
+#       -Db_sanitize=address,undefined -Db_lundef=false \
+#       "-Dc_args=['-fsanitize=fuzzer-no-link','-fno-sanitize-recover=all']"
+#   (fuzzer-no-link instruments the library for coverage, no-recover turns UBSan
+#   reports into crashes; only the fuzz executables link libFuzzer itself).
+set -eu
+
+seconds=${1:-60}
+[ $# -gt 0 ] && shift
+targets=${*:-safetensors qmodel cifar arch}
+src=$(cd "$(dirname "$0")/.." && pwd)
+build=${FUZZ_BUILD_DIR:-build-fuzz}
+case $build in /*) ;; *) build=$src/$build ;; esac
+
+if [ ! -f "$build/build.ninja" ]; then
+    CC=clang meson setup "$build" "$src" -Dfuzzing=true -Dtests=false -Dbenchmarks=false \
+        -Db_sanitize=address,undefined -Db_lundef=false \
+        "-Dc_args=['-fsanitize=fuzzer-no-link','-fno-sanitize-recover=all']"
+fi
+ninja -C "$build" $(for t in $targets; do printf 'tests/fuzz/fuzz_%s ' "$t"; done) >/dev/null
+
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+export ASAN_OPTIONS=detect_leaks=1
+work=$(mktemp -d /tmp/repq_fuzz.XXXXXX)
+status=0
+printf '%-12s %10s %8s  %s\n' target execs seconds result
+for t in $targets; do
+    corpus=$work/$t
+    mkdir -p "$corpus" "$work/$t-artifacts"
+    cp "$src/tests/fuzz/corpus/$t"/* "$corpus"/ 2>/dev/null || true
+    log=$work/$t.log
+    if "$build/tests/fuzz/fuzz_$t" -max_total_time="$seconds" -print_final_stats=1 -timeout=10 \
+        -rss_limit_mb=2048 -artifact_prefix="$work/$t-artifacts/" "$corpus" >"$log" 2>&1; then
+        result=ok
+    else
+        result="CRASH (see $log, inputs in $work/$t-artifacts/)"
+        status=1
+    fi
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
+    printf '%-12s %10s %8s  %s\n' "$t" "${execs:-?}" "$seconds" "$result"
+done
+if [ $status -eq 0 ]; then
+    rm -rf "$work"
+fi
+exit $status

@@ -1,0 +1,51 @@
+/* libFuzzer entry point for the architecture metadata parser.
+ *
+ * The input is split at its first NUL byte: the text before it is the "architecture"
+ * JSON, the text after it (if there is a NUL) the "preprocess" JSON, as
+ * repq_vit_arch_from_json receives them from a file. An accepted architecture must
+ * satisfy every invariant the rest of the library relies on.
+ * Build: meson setup build-fuzz -Dfuzzing=true (see scripts/fuzz.sh).
+ * Seeds: tests/fuzz/corpus/arch/. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/vit.h"
+
+static void check(int cond)
+{
+    if (!cond)
+        __builtin_trap();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char *arch = malloc(size + 1);
+    check(arch != NULL);
+    memcpy(arch, data, size);
+    arch[size] = '\0';
+    size_t split = strlen(arch);
+    const char *pre = split < size ? arch + split + 1 : NULL;
+    repq_object err = {0};
+    repq_vit_arch a;
+    repq_status st = repq_vit_arch_from_json(&err, arch, pre, &a);
+    if (st != REPQ_OK) {
+        check(err.error[0] != '\0');
+        check(st == REPQ_ERR_FORMAT || st == REPQ_ERR_UNSUPPORTED);
+    } else {
+        check(a.img_size >= 1 && a.patch_size >= 1 && a.img_size % a.patch_size == 0);
+        check(a.in_chans == 3 && a.num_classes >= 1 && a.depth >= 1);
+        check(a.embed_dim >= 1 && a.num_heads >= 1 && a.embed_dim % a.num_heads == 0);
+        check(repq_vit_tokens(&a) <= 16385);
+        check(a.mlp_hidden >= 1 && a.mlp_hidden <= 65536);
+        check(a.norm_eps > 0.0f && a.norm_eps < 1.0f);
+        check(a.pixel_scale > 0.0f && isfinite(a.pixel_scale));
+        for (int c = 0; c < 3; c++)
+            check(isfinite(a.mean[c]) && a.std[c] > 0.0f && isfinite(a.std[c]));
+        size_t floats;
+        check(repq_vit_param_count(&a, &floats));
+    }
+    free(arch);
+    return 0;
+}
