@@ -507,6 +507,16 @@ static void wrong_metadata_is_refused(void **state)
     e.value = "{\"img_size\": 6, \"patch_size\": 3, \"num_classes\": 3, \"embed_dim\": 8, \"depth\": 1, "
               "\"num_heads\": 2, \"mlp_ratio\": 4.0, \"mlp_hidden\": 16}";
     assert_int_equal(load_edited(f->tiny4_path, &e, "mlp_hidden"), REPQ_ERR_FORMAT);
+    /* Values in range as doubles that narrow to unusable floats (found by fuzz_arch:
+     * norm_eps 1e-70 became 0). */
+    e.value = "{\"img_size\": 6, \"patch_size\": 3, \"num_classes\": 3, \"embed_dim\": 8, \"depth\": 1, "
+              "\"num_heads\": 2, \"norm_eps\": 9.99999997e-70}";
+    assert_int_equal(load_edited(f->tiny4_path, &e, "norm_eps"), REPQ_ERR_FORMAT);
+    e = (edit){.key = "preprocess", .value = "{\"mean\": [0, 0, 0], \"std\": [1, 1e-45, 1], \"scale\": 1}"};
+    assert_int_equal(load_edited(f->tiny4_path, &e, "std"), REPQ_ERR_FORMAT);
+    e.value = "{\"mean\": [0, 0, 0], \"std\": [1, 1, 1], \"scale\": 1e-42}";
+    assert_int_equal(load_edited(f->tiny4_path, &e, "scale"), REPQ_ERR_FORMAT);
+    e = (edit){.key = "architecture"};
     /* Absurd sizes are refused before anything is allocated. */
     e.value = "{\"img_size\": 4096, \"patch_size\": 32, \"num_classes\": 100000, \"embed_dim\": 8192, "
               "\"depth\": 256, \"num_heads\": 256, \"mlp_ratio\": 8.0}";

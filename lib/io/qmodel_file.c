@@ -644,6 +644,14 @@ static repq_status parse_file(repq_object *err, const repq_allocator *al, const 
                                              repq_st_metadata(f, "preprocess"), &a);
     if (st)
         return st;
+    /* The architecture parser range-checks in double; what the model runs with is the
+     * narrowed float, which must still be a usable (normal, finite) value. */
+    bool floats_ok = isnormal(a.norm_eps) && isnormal(a.pixel_scale);
+    for (int c = 0; c < 3; c++)
+        floats_ok = floats_ok && isfinite(a.mean[c]) && isnormal(a.std[c]) && a.std[c] > 0.0f;
+    if (!floats_ok)
+        return repq_fail(err, REPQ_ERR_FORMAT, "architecture: norm_eps, preprocess scale, mean or std is not "
+                         "a usable float (zero, subnormal or out of float range once narrowed)");
     const char *quant = repq_st_metadata(f, "quant");
     if (!quant)
         return repq_fail(err, REPQ_ERR_FORMAT, "metadata 'quant' is missing");
