@@ -1,0 +1,794 @@
+/* Integer inference: a session runs a reparameterized qmodel with u8 x s8 GEMMs,
+ * an integer log2 softmax and shift-based attention; LayerNorm, GELU and the residual
+ * stream stay in float per token. The graph is the float forward's (forward.c) with
+ * every activation quantizer applied where the fake-quant forward applies it.
+ * See docs/inference.md. */
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/object.h"
+#include "core/options.h"
+#include "core/tensor.h"
+#include "infer/float_ops.h"
+#include "infer/session.h"
+#include "kernels/attn_log2.h"
+#include "kernels/gemm_s8.h"
+#include "kernels/quantize_f32.h"
+#include "kernels/requant.h"
+#include "kernels/softmax_log2.h"
+#include "model/model.h"
+#include "model/qmodel.h"
+
+/* Rows of one pass of a worker through a linear layer (a multiple of the GEMM's
+ * 6-row tile): the int32 and float scratch of one pass stay in L2. */
+#define ROW_BLOCK 96
+
+/* A uniform activation quantizer. */
+typedef struct aq {
+    float s;
+    int32_t z, bits;
+} aq;
+
+/* A linear layer over u8 codes of one input quantizer (see quantize_f32.h). */
+typedef struct qlin {
+    size_t n, k;
+    void *packed;
+    int32_t *colmul, *colconst;
+    float *scale;
+    const float *bias; /* the qmodel's fq_params (read-only, shared) */
+} qlin;
+
+typedef struct qblock {
+    const repq_vit_block *p; /* LayerNorm parameters from the qmodel's fq_params */
+    aq qkv_in, q, k, v, proj_in, fc1_in, fc2_in;
+    qlin lq, lk, lv, proj, fc1, fc2;
+    /* q k^T: k codes become s8 by subtracting koff; colmul = koff - z_k. */
+    int32_t koff, qk_colmul, qk_const; /* qk_const = -hd * z_q * qk_colmul */
+    repq_log2softmax_params sm;
+    int frac_bits;
+    int32_t av_mult, av_shift;
+} qblock;
+
+typedef struct wscratch {
+    uint8_t *a;      /* [ROW_BLOCK, max in] codes */
+    int32_t *acc;    /* [ROW_BLOCK, max out] */
+    float *f;        /* [ROW_BLOCK, max(in, out)] */
+    int32_t *rowsum; /* [ROW_BLOCK] */
+    int8_t *ks8;     /* [T, hd] */
+    void *kpack;
+    int32_t *sc;     /* [T, T] */
+    uint8_t *codes;  /* [T, T] */
+    int32_t *e, *d;  /* [T, hd] */
+    int32_t *rq, *colmul, *colconst; /* [T] */
+} wscratch;
+
+typedef void (*task_fn)(repq_session *s, int worker, int workers, const void *arg);
+
+typedef struct pool {
+    pthread_t *threads;
+    int helpers; /* threads - 1 */
+    int started;
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    uint64_t generation;
+    int pending, quit;
+    task_fn fn;
+    const void *arg;
+} pool;
+
+typedef struct helper_arg {
+    repq_session *s;
+    int worker;
+} helper_arg;
+
+struct repq_session {
+    repq_object base;
+    const repq_qmodel *q;
+    repq_vit_arch arch;
+    repq_kernel_level level, best;
+    int32_t max_batch, threads;
+    size_t t, dim, heads, hd, hidden, np, pd, classes;
+    aq patch_in, head_in;
+    qlin patch, head;
+    qblock *blocks;
+    uint8_t *pixel_codes; /* [C][256]: U8 pixel -> PATCH_IN code */
+    float *x;             /* [max_batch * T, D] residual stream */
+    uint8_t *qc, *kc, *vc, *oc;
+    wscratch *ws;
+    helper_arg *hargs;
+    pool pool;
+    void *chain; /* every allocation, for free */
+    /* The current run. */
+    size_t n;
+    const void *images;
+    bool u8;
+    float *logits;
+    bool profiling;
+    double prof[REPQ_STAGE_COUNT];
+};
+
+/* ---- memory ---------------------------------------------------------------------- */
+
+static void *salloc(repq_session *s, size_t count, size_t size)
+{
+    size_t bytes, total;
+    if (!repq_size_mul(count, size, &bytes) || !repq_size_add(bytes, REPQ_ALIGNMENT, &total))
+        return NULL;
+    uint8_t *p = repq_mem_alloc(&s->base.allocator, total);
+    if (!p)
+        return NULL;
+    memcpy(p, &s->chain, sizeof(void *));
+    s->chain = p;
+    return p + REPQ_ALIGNMENT;
+}
+
+static void sfree_all(repq_session *s)
+{
+    while (s->chain) {
+        void *next;
+        memcpy(&next, s->chain, sizeof(void *));
+        repq_mem_free(&s->base.allocator, s->chain);
+        s->chain = next;
+    }
+}
+
+/* ---- timers ---------------------------------------------------------------------- */
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Only worker 0 (the calling thread) records. */
+static inline double tick(const repq_session *s, int worker)
+{
+    return s->profiling && worker == 0 ? now_seconds() : 0.0;
+}
+static inline void tock(repq_session *s, int worker, repq_session_stage st, double *t0)
+{
+    if (s->profiling && worker == 0) {
+        double t = now_seconds();
+        s->prof[st] += t - *t0;
+        *t0 = t;
+    }
+}
+
+/* ---- thread pool ----------------------------------------------------------------- */
+
+static void *helper_main(void *p)
+{
+    helper_arg *ha = p;
+    repq_session *s = ha->s;
+    pool *pl = &s->pool;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&pl->mu);
+    for (;;) {
+        while (pl->generation == seen && !pl->quit)
+            pthread_cond_wait(&pl->go, &pl->mu);
+        if (pl->quit)
+            break;
+        seen = pl->generation;
+        task_fn fn = pl->fn;
+        const void *arg = pl->arg;
+        pthread_mutex_unlock(&pl->mu);
+        fn(s, ha->worker, s->threads, arg);
+        pthread_mutex_lock(&pl->mu);
+        if (--pl->pending == 0)
+            pthread_cond_signal(&pl->done);
+    }
+    pthread_mutex_unlock(&pl->mu);
+    return NULL;
+}
+
+static void parallel(repq_session *s, task_fn fn, const void *arg)
+{
+    pool *pl = &s->pool;
+    if (pl->helpers == 0) {
+        fn(s, 0, 1, arg);
+        return;
+    }
+    pthread_mutex_lock(&pl->mu);
+    pl->fn = fn;
+    pl->arg = arg;
+    pl->pending = pl->helpers;
+    pl->generation++;
+    pthread_cond_broadcast(&pl->go);
+    pthread_mutex_unlock(&pl->mu);
+    fn(s, 0, s->threads, arg);
+    pthread_mutex_lock(&pl->mu);
+    while (pl->pending > 0)
+        pthread_cond_wait(&pl->done, &pl->mu);
+    pthread_mutex_unlock(&pl->mu);
+}
+
+static void pool_stop(repq_session *s)
+{
+    pool *pl = &s->pool;
+    if (pl->helpers == 0)
+        return;
+    pthread_mutex_lock(&pl->mu);
+    pl->quit = 1;
+    pthread_cond_broadcast(&pl->go);
+    pthread_mutex_unlock(&pl->mu);
+    for (int i = 0; i < pl->started; i++)
+        pthread_join(pl->threads[i], NULL);
+    pthread_cond_destroy(&pl->go);
+    pthread_cond_destroy(&pl->done);
+    pthread_mutex_destroy(&pl->mu);
+    pl->helpers = 0;
+}
+
+static repq_status pool_start(repq_session *s, repq_object *err)
+{
+    pool *pl = &s->pool;
+    int helpers = s->threads - 1;
+    if (helpers == 0)
+        return REPQ_OK;
+    pl->threads = salloc(s, (size_t)helpers, sizeof(pthread_t));
+    s->hargs = salloc(s, (size_t)helpers, sizeof(helper_arg));
+    if (!pl->threads || !s->hargs)
+        return repq_fail(err, REPQ_ERR_NOMEM, "repq_session_new: cannot allocate the thread pool");
+    if (pthread_mutex_init(&pl->mu, NULL))
+        return repq_fail(err, REPQ_ERR_NOMEM, "repq_session_new: cannot create a mutex");
+    if (pthread_cond_init(&pl->go, NULL)) {
+        pthread_mutex_destroy(&pl->mu);
+        return repq_fail(err, REPQ_ERR_NOMEM, "repq_session_new: cannot create a condition variable");
+    }
+    if (pthread_cond_init(&pl->done, NULL)) {
+        pthread_cond_destroy(&pl->go);
+        pthread_mutex_destroy(&pl->mu);
+        return repq_fail(err, REPQ_ERR_NOMEM, "repq_session_new: cannot create a condition variable");
+    }
+    pl->helpers = helpers;
+    for (int i = 0; i < helpers; i++) {
+        s->hargs[i].s = s;
+        s->hargs[i].worker = i + 1;
+        if (pthread_create(&pl->threads[i], NULL, helper_main, &s->hargs[i])) {
+            pool_stop(s);
+            return repq_fail(err, REPQ_ERR_NOMEM, "repq_session_new: cannot start worker thread %d", i + 1);
+        }
+        pl->started++;
+    }
+    return REPQ_OK;
+}
+
+/* ---- creation: quantizers and layers ---------------------------------------------- */
+
+static repq_status get_uniform(repq_session *s, repq_object *err, int32_t block, repq_qpoint pt, aq *out)
+{
+    const repq_act_quant *a = &s->q->acts[repq_qmodel_act_index(&s->arch, block, pt)];
+    if (a->kind != REPQ_AQ_UNIFORM || repq_quant_params_check(&a->uniform))
+        return repq_fail(err, REPQ_ERR_UNSUPPORTED,
+                         "repq_session_new: quantization point %d of block %d is not a valid layer-wise "
+                         "uniform quantizer (kind %d)", (int)pt, (int)block, (int)a->kind);
+    out->s = a->uniform.scale;
+    out->z = a->uniform.zero_point;
+    out->bits = a->uniform.bits;
+    return REPQ_OK;
+}
+
+/* Largest |sum_p (a_p - za)(w_p - zw)| and of every partial sum the epilogue forms,
+ * for k terms, codes a in [0, amax], s8 weights in [wlo, whi] with colmul m and
+ * colconst c: the caller refuses the layer when this reaches 2^31. */
+static double sum_bound(size_t k, int32_t amax, int32_t wlo, int32_t whi, int32_t za, int64_t m, int64_t c)
+{
+    double wabs = fmax(fabs((double)wlo), fabs((double)whi));
+    double acc = (double)k * amax * wabs;
+    double mr = fabs((double)m) * (double)k * amax;
+    return acc + mr + fabs((double)c);
+}
+
+#define INT32_LIMIT 2147483647.0
+
+/* Pack rows [row0, row0 + n) of linear layer `id` (its codes and per-output-channel
+ * quantizers) for inputs quantized by `in`; bias from fq_params. */
+static repq_status qlin_init(repq_session *s, repq_object *err, int32_t id, size_t row0, size_t n,
+                             const aq *in, const float *bias, int8_t *tmp, qlin *out)
+{
+    const repq_qlinear *l = &s->q->linear[id];
+    size_t k = (size_t)l->in;
+    if (k > REPQ_GEMM_U8S8_MAX_K)
+        return repq_fail(err, REPQ_ERR_UNSUPPORTED, "repq_session_new: layer %d has %zu inputs (max %d)",
+                         (int)id, k, REPQ_GEMM_U8S8_MAX_K);
+    out->n = n;
+    out->k = k;
+    out->bias = bias;
+    out->packed = salloc(s, repq_gemm_u8s8_packed_size(n, k), 1);
+    out->colmul = salloc(s, n, sizeof(int32_t));
+    out->colconst = salloc(s, n, sizeof(int32_t));
+    out->scale = salloc(s, n, sizeof(float));
+    if (!out->packed || !out->colmul || !out->colconst || !out->scale)
+        return repq_fail(err, REPQ_ERR_NOMEM, "repq_session_new: cannot allocate layer %d", (int)id);
+    const int32_t amax = (1 << in->bits) - 1;
+    for (size_t j = 0; j < n; j++) {
+        const repq_quant_params *wq = &l->wq[row0 + j];
+        if (repq_quant_params_check(wq))
+            return repq_fail(err, REPQ_ERR_UNSUPPORTED, "repq_session_new: bad weight quantizer, layer %d row %zu",
+                             (int)id, row0 + j);
+        const int32_t off = wq->bits == 8 ? 128 : 0;
+        const uint8_t *w = l->codes + (row0 + j) * k;
+        int64_t colsum = 0;
+        for (size_t p = 0; p < k; p++) {
+            tmp[j * k + p] = (int8_t)((int32_t)w[p] - off);
+            colsum += tmp[j * k + p];
+        }
+        const int64_t m = (int64_t)off - wq->zero_point;
+        const int64_t c = -(int64_t)in->z * colsum - (int64_t)k * in->z * m;
+        const int32_t wlo = -off, whi = (1 << wq->bits) - 1 - off;
+        /* The true sum is bounded through |a - za| and |w - zw| as well. */
+        double amax_c = fmax(fabs((double)in->z), fabs((double)(amax - in->z)));
+        double wmax_c = fmax(fabs((double)wq->zero_point), fabs((double)((1 << wq->bits) - 1 - wq->zero_point)));
+        if (sum_bound(k, amax, wlo, whi, in->z, m, c) >= INT32_LIMIT ||
+            (double)k * amax_c * wmax_c >= INT32_LIMIT)
+            return repq_fail(err, REPQ_ERR_UNSUPPORTED,
+                             "repq_session_new: layer %d output %zu could overflow int32 (zero points %d, %d)",
+                             (int)id, row0 + j, (int)in->z, (int)wq->zero_point);
+        out->colmul[j] = (int32_t)m;
+        out->colconst[j] = (int32_t)c;
+        out->scale[j] = in->s * wq->scale;
+    }
+    repq_gemm_u8s8_pack(n, k, tmp, k, out->packed);
+    return REPQ_OK;
+}
+
+static repq_status block_init(repq_session *s, repq_object *err, int32_t bi, int8_t *tmp)
+{
+    qblock *b = &s->blocks[bi];
+    const repq_vit_block *p = &s->q->fq_params.blocks[bi];
+    const size_t d = s->dim;
+    repq_status st;
+    b->p = p;
+    if ((st = get_uniform(s, err, bi, REPQ_QP_QKV_IN, &b->qkv_in)) ||
+        (st = get_uniform(s, err, bi, REPQ_QP_Q, &b->q)) || (st = get_uniform(s, err, bi, REPQ_QP_K, &b->k)) ||
+        (st = get_uniform(s, err, bi, REPQ_QP_V, &b->v)) ||
+        (st = get_uniform(s, err, bi, REPQ_QP_PROJ_IN, &b->proj_in)) ||
+        (st = get_uniform(s, err, bi, REPQ_QP_FC1_IN, &b->fc1_in)) ||
+        (st = get_uniform(s, err, bi, REPQ_QP_FC2_IN, &b->fc2_in)))
+        return st;
+    const int32_t qkv = repq_qmodel_linear_id(bi, 0);
+    if ((st = qlin_init(s, err, qkv, 0, d, &b->qkv_in, p->qkv_b, tmp, &b->lq)) ||
+        (st = qlin_init(s, err, qkv, d, d, &b->qkv_in, p->qkv_b + d, tmp, &b->lk)) ||
+        (st = qlin_init(s, err, qkv, 2 * d, d, &b->qkv_in, p->qkv_b + 2 * d, tmp, &b->lv)) ||
+        (st = qlin_init(s, err, repq_qmodel_linear_id(bi, 1), 0, d, &b->proj_in, p->proj_b, tmp, &b->proj)) ||
+        (st = qlin_init(s, err, repq_qmodel_linear_id(bi, 2), 0, s->hidden, &b->fc1_in, p->fc1_b, tmp, &b->fc1)) ||
+        (st = qlin_init(s, err, repq_qmodel_linear_id(bi, 3), 0, d, &b->fc2_in, p->fc2_b, tmp, &b->fc2)))
+        return st;
+
+    /* q k^T over head_dim terms: q codes against k codes made s8. */
+    const int32_t hd = (int32_t)s->hd;
+    b->koff = b->k.bits == 8 ? 128 : 0;
+    const int64_t m = (int64_t)b->koff - b->k.z;
+    const int64_t cmax = (int64_t)llabs(b->q.z) * hd * 255 + (int64_t)hd * llabs(b->q.z) * llabs(m);
+    double qa = fmax(fabs((double)b->q.z), fabs((double)((1 << b->q.bits) - 1 - b->q.z)));
+    double ka = fmax(fabs((double)b->k.z), fabs((double)((1 << b->k.bits) - 1 - b->k.z)));
+    if (sum_bound(s->hd, (1 << b->q.bits) - 1, -128, 255, b->q.z, m, cmax) >= INT32_LIMIT ||
+        (double)hd * qa * ka >= INT32_LIMIT)
+        return repq_fail(err, REPQ_ERR_UNSUPPORTED, "repq_session_new: block %d: q k^T could overflow int32 "
+                         "(zero points %d, %d)", (int)bi, (int)b->q.z, (int)b->k.z);
+    b->qk_colmul = (int32_t)m;
+    b->qk_const = (int32_t)(-(int64_t)hd * b->q.z * m);
+
+    const repq_act_quant *at = &s->q->acts[repq_qmodel_act_index(&s->arch, bi, REPQ_QP_ATTN)];
+    if (at->kind != REPQ_AQ_LOG2_PARITY || at->log.base != REPQ_LOG_SQRT2 || repq_logq_params_check(&at->log))
+        return repq_fail(err, REPQ_ERR_UNSUPPORTED,
+                         "repq_session_new: block %d: the attention quantizer is not log2-with-parity (kind %d); "
+                         "integer inference needs method repq", (int)bi, (int)at->kind);
+    const double in_scale = (double)b->q.s * (double)b->k.s / sqrt((double)hd);
+    if (!repq_log2softmax_prepare((float)in_scale, at->log.scale, at->log.bits, &b->sm))
+        return repq_fail(err, REPQ_ERR_UNSUPPORTED,
+                         "repq_session_new: block %d: softmax constants out of range (score scale %g, "
+                         "attention scale %g, %d bits)", (int)bi, in_scale, (double)at->log.scale, (int)at->log.bits);
+    /* Attention x V: |v - zv| may exceed 255 when zv is outside the code range, so the
+     * fraction bits are chosen for the actual bound. */
+    const double vabs = fmax(fabs((double)b->v.z), fabs((double)((1 << b->v.bits) - 1 - b->v.z)));
+    int f = repq_attn_v_frac_bits_max(s->t);
+    while (f >= 0 && 1.4142135623730951 * (double)s->t * vabs * ldexp(1.0, f) >= INT32_LIMIT)
+        f--;
+    if (f < 0)
+        return repq_fail(err, REPQ_ERR_UNSUPPORTED, "repq_session_new: block %d: attention x V cannot be "
+                         "accumulated in int32 (v zero point %d)", (int)bi, (int)b->v.z);
+    b->frac_bits = f;
+    const double real = (double)at->log.scale * (double)b->v.s * ldexp(1.0, -f) / (double)b->proj_in.s;
+    if (!repq_requant_multiplier_from_float(real, &b->av_mult, &b->av_shift))
+        return repq_fail(err, REPQ_ERR_UNSUPPORTED, "repq_session_new: block %d: attention requantization "
+                         "factor %g is out of range", (int)bi, real);
+    return REPQ_OK;
+}
+
+static repq_status scratch_init(repq_session *s, repq_object *err)
+{
+    size_t rows = (size_t)s->max_batch * s->t, d = s->dim;
+    size_t max_in = s->pd > s->hidden ? s->pd : s->hidden;
+    max_in = max_in > d ? max_in : d;
+    size_t max_out = s->hidden > d ? s->hidden : d;
+    max_out = max_out > s->classes ? max_out : s->classes;
+    size_t max_f = max_in > max_out ? max_in : max_out;
+    size_t td;
+    if (!repq_size_mul(rows, d, &td))
+        return repq_fail(err, REPQ_ERR_OVERFLOW, "repq_session_new: max_batch %d is too large", (int)s->max_batch);
+    s->x = salloc(s, td, sizeof(float));
+    s->qc = salloc(s, td, 1);
+    s->kc = salloc(s, td, 1);
+    s->vc = salloc(s, td, 1);
+    s->oc = salloc(s, td, 1);
+    s->ws = salloc(s, (size_t)s->threads, sizeof(wscratch));
+    if (!s->x || !s->qc || !s->kc || !s->vc || !s->oc || !s->ws)
+        return repq_fail(err, REPQ_ERR_NOMEM, "repq_session_new: cannot allocate activations for %d images",
+                         (int)s->max_batch);
+    const size_t t = s->t, hd = s->hd;
+    for (int w = 0; w < s->threads; w++) {
+        wscratch *x = &s->ws[w];
+        x->a = salloc(s, ROW_BLOCK * max_in, 1);
+        x->acc = salloc(s, ROW_BLOCK * max_out, sizeof(int32_t));
+        x->f = salloc(s, ROW_BLOCK * max_f, sizeof(float));
+        x->rowsum = salloc(s, ROW_BLOCK, sizeof(int32_t));
+        x->ks8 = salloc(s, t * hd, 1);
+        x->kpack = salloc(s, repq_gemm_u8s8_packed_size(t, hd), 1);
+        x->sc = salloc(s, t * t, sizeof(int32_t));
+        x->codes = salloc(s, t * t, 1);
+        x->e = salloc(s, t * hd, sizeof(int32_t));
+        x->d = salloc(s, t * hd, sizeof(int32_t));
+        x->rq = salloc(s, t, sizeof(int32_t));
+        x->colmul = salloc(s, t, sizeof(int32_t));
+        x->colconst = salloc(s, t, sizeof(int32_t));
+        if (!x->a || !x->acc || !x->f || !x->rowsum || !x->ks8 || !x->kpack || !x->sc || !x->codes || !x->e ||
+            !x->d || !x->rq || !x->colmul || !x->colconst)
+            return repq_fail(err, REPQ_ERR_NOMEM, "repq_session_new: cannot allocate worker scratch");
+    }
+    return REPQ_OK;
+}
+
+REPQ_API repq_status repq_session_new(repq_context *ctx, const repq_qmodel *q, const repq_options *options,
+                                      int32_t max_batch, repq_session **out_session)
+{
+    repq_object *err = repq_context_object(ctx);
+    if (out_session)
+        *out_session = NULL;
+    if (!out_session || !repq_object_is(q, REPQ_KIND_QMODEL))
+        return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_session_new: NULL or invalid qmodel or out pointer");
+    if (options && !repq_object_is(options, REPQ_KIND_OPTIONS))
+        return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_session_new: invalid options handle");
+    if (max_batch < 1)
+        return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_session_new: max_batch %d must be >= 1", (int)max_batch);
+    if (!q->reparameterized)
+        return repq_fail(err, REPQ_ERR_STATE,
+                         "repq_session_new: the qmodel is not reparameterized (call repq_qmodel_reparameterize)");
+    const int32_t threads = options ? options->threads : 1;
+    if (threads < 1)
+        return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_session_new: threads %d must be >= 1", (int)threads);
+    const repq_vit_arch *a = &q->arch;
+    if (a->embed_dim % a->num_heads)
+        return repq_fail(err, REPQ_ERR_UNSUPPORTED, "repq_session_new: embed_dim is not a multiple of num_heads");
+
+    repq_allocator al = repq_allocator_of(ctx);
+    repq_session *s = repq_mem_alloc(&al, sizeof *s);
+    if (!s)
+        return repq_fail(err, REPQ_ERR_NOMEM, "repq_session_new: cannot allocate the session");
+    repq_object_init(&s->base, REPQ_KIND_SESSION, al);
+    s->q = q;
+    s->arch = *a;
+    s->best = repq_kernel_level_best(repq_cpu_detect());
+    s->level = s->best;
+    s->max_batch = max_batch;
+    s->threads = threads;
+    s->t = (size_t)repq_vit_tokens(a);
+    s->dim = (size_t)a->embed_dim;
+    s->heads = (size_t)a->num_heads;
+    s->hd = s->dim / s->heads;
+    s->hidden = (size_t)a->mlp_hidden;
+    s->np = (size_t)repq_vit_patches(a);
+    s->pd = (size_t)repq_vit_patch_dim(a);
+    s->classes = (size_t)a->num_classes;
+
+    repq_status st = REPQ_OK;
+    size_t max_w = 0;
+    for (int32_t i = 0; i < q->num_linear; i++) {
+        size_t sz = (size_t)q->linear[i].out * (size_t)q->linear[i].in;
+        max_w = sz > max_w ? sz : max_w;
+    }
+    int8_t *tmp = repq_mem_alloc(&al, max_w);
+    s->blocks = salloc(s, (size_t)a->depth, sizeof(qblock));
+    s->pixel_codes = salloc(s, (size_t)a->in_chans * 256, 1);
+    if (!tmp || !s->blocks || !s->pixel_codes)
+        st = repq_fail(err, REPQ_ERR_NOMEM, "repq_session_new: cannot allocate layer tables");
+    if (!st && !(st = get_uniform(s, err, -1, REPQ_QP_PATCH_IN, &s->patch_in)) &&
+        !(st = get_uniform(s, err, -1, REPQ_QP_HEAD_IN, &s->head_in)) &&
+        !(st = qlin_init(s, err, 0, 0, s->dim, &s->patch_in, q->fq_params.patch_b, tmp, &s->patch)))
+        st = qlin_init(s, err, q->num_linear - 1, 0, s->classes, &s->head_in, q->fq_params.head_b, tmp, &s->head);
+    for (int32_t bi = 0; !st && bi < a->depth; bi++)
+        st = block_init(s, err, bi, tmp);
+    repq_mem_free(&al, tmp);
+    if (!st) {
+        /* U8 pixels: the code of every value per channel, computed as the float
+         * forward preprocesses and the quantizer rounds. */
+        float v[256];
+        for (int32_t c = 0; c < a->in_chans; c++) {
+            for (int i = 0; i < 256; i++) {
+                v[i] = (float)i * a->pixel_scale;
+                v[i] = (v[i] - a->mean[c]) / a->std[c];
+            }
+            repq_quantize_f32_u8(REPQ_LEVEL_SCALAR, 256, v, s->patch_in.s, s->patch_in.z, s->patch_in.bits,
+                                 s->pixel_codes + (size_t)c * 256);
+        }
+        st = scratch_init(s, err);
+    }
+    if (!st)
+        st = pool_start(s, err);
+    if (st) {
+        repq_session_free(s);
+        return st;
+    }
+    *out_session = s;
+    return REPQ_OK;
+}
+
+REPQ_API void repq_session_free(repq_session *s)
+{
+    if (!repq_object_is(s, REPQ_KIND_SESSION))
+        return;
+    pool_stop(s);
+    sfree_all(s);
+    repq_allocator al = s->base.allocator;
+    s->base.kind = 0;
+    repq_mem_free(&al, s);
+}
+
+repq_kernel_level repq_session_set_level(repq_session *s, repq_kernel_level level)
+{
+    s->level = level < s->best ? level : s->best;
+    return s->level;
+}
+
+void repq_session_profile(repq_session *s, bool enable)
+{
+    s->profiling = enable;
+    for (int i = 0; i < REPQ_STAGE_COUNT; i++)
+        s->prof[i] = 0;
+}
+
+void repq_session_profile_read(const repq_session *s, double out[REPQ_STAGE_COUNT])
+{
+    for (int i = 0; i < REPQ_STAGE_COUNT; i++)
+        out[i] = s->prof[i];
+}
+
+/* ---- run: stages ------------------------------------------------------------------ */
+
+static inline void split(size_t total, int worker, int workers, size_t *lo, size_t *hi)
+{
+    *lo = total * (size_t)worker / (size_t)workers;
+    *hi = total * (size_t)(worker + 1) / (size_t)workers;
+}
+
+/* acc = a * W^T for m rows of codes a (stride lda), with row sums. */
+static void gemm_rows(repq_session *s, int worker, const qlin *l, size_t m, const uint8_t *a, size_t lda,
+                      wscratch *w, double *t0)
+{
+    repq_row_sums_u8(s->level, m, l->k, a, lda, w->rowsum);
+    repq_gemm_u8s8(s->level, m, l->n, l->k, a, lda, l->packed, w->acc, l->n);
+    tock(s, worker, REPQ_STAGE_GEMM, t0);
+}
+
+static void out_f32(repq_session *s, int worker, const qlin *l, size_t m, wscratch *w, bool accumulate,
+                    float *out, size_t ldout, double *t0)
+{
+    repq_gemm_out_f32(s->level, m, l->n, w->acc, l->n, w->rowsum, l->colmul, l->colconst, l->scale, l->bias,
+                      accumulate, out, ldout);
+    tock(s, worker, REPQ_STAGE_EPILOGUE, t0);
+}
+
+static void out_u8(repq_session *s, int worker, const qlin *l, const aq *o, size_t m, wscratch *w, uint8_t *out,
+                   size_t ldout, double *t0)
+{
+    repq_gemm_out_u8(s->level, m, l->n, w->acc, l->n, w->rowsum, l->colmul, l->colconst, l->scale, l->bias, o->s,
+                     o->z, o->bits, out, ldout);
+    tock(s, worker, REPQ_STAGE_EPILOGUE, t0);
+}
+
+/* Patch embedding of patch rows: codes (lookup for U8 pixels, quantizer for floats),
+ * GEMM, bias, then the position embedding into the token rows of x. */
+static void patch_task(repq_session *s, int worker, int workers, const void *arg)
+{
+    (void)arg;
+    const repq_vit_arch *a = &s->arch;
+    const size_t ps = (size_t)a->patch_size, side = (size_t)a->img_size / ps, img = (size_t)a->img_size;
+    const size_t ch = (size_t)a->in_chans, d = s->dim, pd = s->pd, np = s->np, t = s->t;
+    const float *pos = s->q->fq_params.pos_embed;
+    wscratch *w = &s->ws[worker];
+    size_t lo, hi;
+    split(s->n * np, worker, workers, &lo, &hi);
+    double t0 = tick(s, worker);
+    for (size_t r0 = lo; r0 < hi; r0 += ROW_BLOCK) {
+        const size_t m = hi - r0 < ROW_BLOCK ? hi - r0 : ROW_BLOCK;
+        for (size_t i = 0; i < m; i++) {
+            const size_t r = r0 + i, b = r / np, py = (r % np) / side, px = r % side;
+            uint8_t *dst = w->a + i * pd;
+            float *fd = w->f + i * pd;
+            for (size_t c = 0; c < ch; c++)
+                for (size_t y = 0; y < ps; y++) {
+                    const size_t src = ((b * ch + c) * img + py * ps + y) * img + px * ps;
+                    if (s->u8) {
+                        const uint8_t *pix = (const uint8_t *)s->images + src;
+                        const uint8_t *lut = s->pixel_codes + c * 256;
+                        for (size_t xx = 0; xx < ps; xx++)
+                            *dst++ = lut[pix[xx]];
+                    } else {
+                        memcpy(fd, (const float *)s->images + src, ps * sizeof(float));
+                        fd += ps;
+                    }
+                }
+            if (!s->u8)
+                repq_quantize_f32_u8(s->level, pd, w->f + i * pd, s->patch_in.s, s->patch_in.z, s->patch_in.bits,
+                                     w->a + i * pd);
+        }
+        tock(s, worker, REPQ_STAGE_FLOAT, &t0);
+        gemm_rows(s, worker, &s->patch, m, w->a, pd, w, &t0);
+        out_f32(s, worker, &s->patch, m, w, false, w->f, d, &t0);
+        for (size_t i = 0; i < m; i++) {
+            const size_t r = r0 + i, b = r / np, p = r % np;
+            float *xr = s->x + (b * t + 1 + p) * d;
+            const float *fr = w->f + i * d, *pr = pos + (1 + p) * d;
+            for (size_t c = 0; c < d; c++)
+                xr[c] = fr[c] + pr[c];
+        }
+        tock(s, worker, REPQ_STAGE_FLOAT, &t0);
+    }
+}
+
+/* LayerNorm 1 of block bi and q, k, v codes for token rows [r0, r0 + m). */
+static void pre_attention(repq_session *s, int worker, const qblock *b, size_t r0, size_t m, wscratch *w,
+                          double *t0)
+{
+    const size_t d = s->dim;
+    repq_infer_layer_norm(s->x + r0 * d, m, d, b->p->norm1_w, b->p->norm1_b, s->arch.norm_eps, w->f);
+    repq_quantize_f32_u8(s->level, m * d, w->f, b->qkv_in.s, b->qkv_in.z, b->qkv_in.bits, w->a);
+    tock(s, worker, REPQ_STAGE_FLOAT, t0);
+    gemm_rows(s, worker, &b->lq, m, w->a, d, w, t0);
+    out_u8(s, worker, &b->lq, &b->q, m, w, s->qc + r0 * d, d, t0);
+    repq_gemm_u8s8(s->level, m, d, d, w->a, d, b->lk.packed, w->acc, d);
+    tock(s, worker, REPQ_STAGE_GEMM, t0);
+    out_u8(s, worker, &b->lk, &b->k, m, w, s->kc + r0 * d, d, t0);
+    repq_gemm_u8s8(s->level, m, d, d, w->a, d, b->lv.packed, w->acc, d);
+    tock(s, worker, REPQ_STAGE_GEMM, t0);
+    out_u8(s, worker, &b->lv, &b->v, m, w, s->vc + r0 * d, d, t0);
+}
+
+/* proj + residual, LayerNorm 2, fc1, GELU, fc2 + residual for token rows. */
+static void post_attention(repq_session *s, int worker, const qblock *b, size_t r0, size_t m, wscratch *w,
+                           double *t0)
+{
+    const size_t d = s->dim, hid = s->hidden;
+    gemm_rows(s, worker, &b->proj, m, s->oc + r0 * d, d, w, t0);
+    out_f32(s, worker, &b->proj, m, w, true, s->x + r0 * d, d, t0);
+    repq_infer_layer_norm(s->x + r0 * d, m, d, b->p->norm2_w, b->p->norm2_b, s->arch.norm_eps, w->f);
+    repq_quantize_f32_u8(s->level, m * d, w->f, b->fc1_in.s, b->fc1_in.z, b->fc1_in.bits, w->a);
+    tock(s, worker, REPQ_STAGE_FLOAT, t0);
+    gemm_rows(s, worker, &b->fc1, m, w->a, d, w, t0);
+    out_f32(s, worker, &b->fc1, m, w, false, w->f, hid, t0);
+    repq_infer_gelu(w->f, m * hid);
+    repq_quantize_f32_u8(s->level, m * hid, w->f, b->fc2_in.s, b->fc2_in.z, b->fc2_in.bits, w->a);
+    tock(s, worker, REPQ_STAGE_FLOAT, t0);
+    gemm_rows(s, worker, &b->fc2, m, w->a, hid, w, t0);
+    out_f32(s, worker, &b->fc2, m, w, true, s->x + r0 * d, d, t0);
+}
+
+typedef struct rows_arg {
+    int32_t post_block; /* -1: none */
+    int32_t pre_block;  /* -1: none */
+} rows_arg;
+
+static void rows_task(repq_session *s, int worker, int workers, const void *arg)
+{
+    const rows_arg *ra = arg;
+    wscratch *w = &s->ws[worker];
+    size_t lo, hi;
+    split(s->n * s->t, worker, workers, &lo, &hi);
+    double t0 = tick(s, worker);
+    for (size_t r0 = lo; r0 < hi; r0 += ROW_BLOCK) {
+        const size_t m = hi - r0 < ROW_BLOCK ? hi - r0 : ROW_BLOCK;
+        if (ra->post_block >= 0)
+            post_attention(s, worker, &s->blocks[ra->post_block], r0, m, w, &t0);
+        if (ra->pre_block >= 0)
+            pre_attention(s, worker, &s->blocks[ra->pre_block], r0, m, w, &t0);
+    }
+}
+
+/* Attention of (image, head) pairs: exact integer scores, log2 softmax codes, shifts
+ * times v, requantized to the proj input's codes. */
+static void attn_task(repq_session *s, int worker, int workers, const void *arg)
+{
+    const qblock *b = arg;
+    const size_t t = s->t, d = s->dim, hd = s->hd;
+    const repq_kernel_level lv = s->level;
+    wscratch *w = &s->ws[worker];
+    size_t lo, hi;
+    split(s->n * s->heads, worker, workers, &lo, &hi);
+    double t0 = tick(s, worker);
+    const int32_t pmax = (1 << b->proj_in.bits) - 1;
+    for (size_t item = lo; item < hi; item++) {
+        const size_t img = item / s->heads, h = item % s->heads, base = img * t * d + h * hd;
+        const uint8_t *qh = s->qc + base, *kh = s->kc + base, *vh = s->vc + base;
+        for (size_t j = 0; j < t; j++)
+            for (size_t p = 0; p < hd; p++)
+                w->ks8[j * hd + p] = (int8_t)((int32_t)kh[j * d + p] - b->koff);
+        repq_gemm_u8s8_pack(t, hd, w->ks8, hd, w->kpack);
+        repq_row_sums_u8(lv, t, hd, qh, d, w->rq);
+        repq_row_sums_u8(lv, t, hd, kh, d, w->colconst);
+        for (size_t j = 0; j < t; j++) {
+            const int32_t colsum = w->colconst[j] - b->koff * (int32_t)hd;
+            w->colconst[j] = -b->q.z * colsum + b->qk_const;
+            w->colmul[j] = b->qk_colmul;
+        }
+        repq_gemm_u8s8(lv, t, t, hd, qh, d, w->kpack, w->sc, t);
+        repq_gemm_correct_s32(lv, t, t, w->sc, t, w->rq, w->colmul, w->colconst);
+        repq_log2softmax_rows(lv, &b->sm, t, t, w->sc, t, w->codes, t);
+        repq_attn_v_accumulate(lv, t, t, hd, w->codes, t, b->sm.sentinel, vh, d, b->v.z, b->frac_bits, w->e, w->d,
+                               hd);
+        uint8_t *out = s->oc + base;
+        repq_attn_v_finish(lv, t, hd, w->e, w->d, hd, b->av_mult, b->av_shift, b->proj_in.z, out, d);
+        if (pmax < 255)
+            for (size_t i = 0; i < t; i++)
+                for (size_t j = 0; j < hd; j++)
+                    out[i * d + j] = out[i * d + j] > pmax ? (uint8_t)pmax : out[i * d + j];
+    }
+    tock(s, worker, REPQ_STAGE_ATTENTION, &t0);
+}
+
+/* Final LayerNorm of the class tokens, head codes, logits (on the calling thread). */
+static void head_stage(repq_session *s)
+{
+    const size_t d = s->dim, k = s->classes;
+    const repq_vit_params *p = &s->q->fq_params;
+    wscratch *w = &s->ws[0];
+    double t0 = tick(s, 0);
+    for (size_t i0 = 0; i0 < s->n; i0 += ROW_BLOCK) {
+        const size_t m = s->n - i0 < ROW_BLOCK ? s->n - i0 : ROW_BLOCK;
+        for (size_t i = 0; i < m; i++)
+            repq_infer_layer_norm(s->x + (i0 + i) * s->t * d, 1, d, p->norm_w, p->norm_b, s->arch.norm_eps,
+                                  w->f + i * d);
+        repq_quantize_f32_u8(s->level, m * d, w->f, s->head_in.s, s->head_in.z, s->head_in.bits, w->a);
+        tock(s, 0, REPQ_STAGE_FLOAT, &t0);
+        gemm_rows(s, 0, &s->head, m, w->a, d, w, &t0);
+        out_f32(s, 0, &s->head, m, w, false, s->logits + i0 * k, k, &t0);
+    }
+}
+
+REPQ_API repq_status repq_session_run(repq_session *s, repq_tensor *images, repq_tensor *logits)
+{
+    if (!repq_object_is(s, REPQ_KIND_SESSION))
+        return REPQ_ERR_INVALID_ARGUMENT;
+    repq_clear_error(&s->base);
+    size_t n;
+    bool u8;
+    repq_status st = repq_images_check(&s->base, &s->arch, images, &n, &u8);
+    if (st || (st = repq_logits_check(&s->base, &s->arch, logits, n)))
+        return st;
+    if (n > (size_t)s->max_batch)
+        return repq_fail(&s->base, REPQ_ERR_SHAPE, "repq_session_run: batch of %zu images exceeds max_batch %d", n,
+                         (int)s->max_batch);
+    s->n = n;
+    s->images = images->data;
+    s->u8 = u8;
+    s->logits = logits->data;
+    const size_t d = s->dim, t = s->t;
+    const repq_vit_params *p = &s->q->fq_params;
+    for (size_t b = 0; b < n; b++)
+        for (size_t c = 0; c < d; c++)
+            s->x[b * t * d + c] = p->cls_token[c] + p->pos_embed[c];
+    parallel(s, patch_task, NULL);
+    const int32_t depth = s->arch.depth;
+    rows_arg ra = {-1, 0};
+    parallel(s, rows_task, &ra);
+    for (int32_t bi = 0; bi < depth; bi++) {
+        parallel(s, attn_task, &s->blocks[bi]);
+        rows_arg rb = {bi, bi + 1 < depth ? bi + 1 : -1};
+        parallel(s, rows_task, &rb);
+    }
+    head_stage(s);
+    return REPQ_OK;
+}

@@ -1,0 +1,201 @@
+/* Float -> uint8 quantization and GEMM epilogues: scalar references and AVX-512
+ * versions that reproduce them bit for bit (same float operations in the same order:
+ * a correctly rounded division, round-half-even, a product then a sum). */
+#include "kernels/quantize_f32.h"
+
+#include <math.h>
+
+#include <immintrin.h>
+
+#define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
+
+static inline uint8_t quant_one(float x, float s, float zf, float qmax)
+{
+    float t = rintf(x / s) + zf;
+    return (uint8_t)fminf(fmaxf(t, 0.0f), qmax);
+}
+
+static inline int32_t exact_one(int32_t acc, int32_t rowsum, int32_t colmul, int32_t colconst)
+{
+    return acc + colmul * rowsum + colconst;
+}
+
+/* ---- scalar references ------------------------------------------------------ */
+
+static void quantize_scalar(size_t n, const float *x, float s, float zf, float qmax, uint8_t *codes)
+{
+    for (size_t i = 0; i < n; i++)
+        codes[i] = quant_one(x[i], s, zf, qmax);
+}
+
+static void correct_scalar(size_t m, size_t n, int32_t *acc, size_t ldacc, const int32_t *rowsum,
+                           const int32_t *colmul, const int32_t *colconst)
+{
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++)
+            acc[i * ldacc + j] = exact_one(acc[i * ldacc + j], rowsum[i], colmul[j], colconst[j]);
+}
+
+static void out_f32_scalar(size_t m, size_t n, const int32_t *acc, size_t ldacc, const int32_t *rowsum,
+                           const int32_t *colmul, const int32_t *colconst, const float *scale,
+                           const float *bias, bool accumulate, float *out, size_t ldout)
+{
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            float p = (float)exact_one(acc[i * ldacc + j], rowsum[i], colmul[j], colconst[j]) * scale[j];
+            float y = p + (bias ? bias[j] : 0.0f);
+            if (accumulate)
+                out[i * ldout + j] += y;
+            else
+                out[i * ldout + j] = y;
+        }
+}
+
+static void out_u8_scalar(size_t m, size_t n, const int32_t *acc, size_t ldacc, const int32_t *rowsum,
+                          const int32_t *colmul, const int32_t *colconst, const float *scale,
+                          const float *bias, float qs, float zf, float qmax, uint8_t *out, size_t ldout)
+{
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            float p = (float)exact_one(acc[i * ldacc + j], rowsum[i], colmul[j], colconst[j]) * scale[j];
+            float y = p + (bias ? bias[j] : 0.0f);
+            out[i * ldout + j] = quant_one(y, qs, zf, qmax);
+        }
+}
+
+/* ---- AVX-512 ------------------------------------------------------------------- */
+
+static inline __mmask16 tail_mask(size_t left)
+{
+    return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+}
+
+/* max(t, 0) returns its second operand when t is NaN, like fmaxf(NaN, 0) = 0. */
+AVX512_TARGET static inline __m512i quant_vec(__m512 x, __m512 s, __m512 zf, __m512 qmax)
+{
+    __m512 t = _mm512_roundscale_ps(_mm512_div_ps(x, s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    t = _mm512_add_ps(t, zf);
+    t = _mm512_min_ps(_mm512_max_ps(t, _mm512_setzero_ps()), qmax);
+    return _mm512_cvttps_epi32(t);
+}
+
+AVX512_TARGET static void quantize_avx512(size_t n, const float *x, float s, float zf, float qmax,
+                                          uint8_t *codes)
+{
+    const __m512 vs = _mm512_set1_ps(s), vz = _mm512_set1_ps(zf), vq = _mm512_set1_ps(qmax);
+    for (size_t i = 0; i < n; i += 16) {
+        const __mmask16 mk = tail_mask(n - i);
+        const __m512i c = quant_vec(_mm512_maskz_loadu_ps(mk, x + i), vs, vz, vq);
+        _mm512_mask_cvtepi32_storeu_epi8(codes + i, mk, c);
+    }
+}
+
+AVX512_TARGET static inline __m512i exact_vec(const int32_t *acc, __m512i rs, const int32_t *colmul,
+                                              const int32_t *colconst, __mmask16 mk)
+{
+    __m512i v = _mm512_maskz_loadu_epi32(mk, acc);
+    v = _mm512_add_epi32(v, _mm512_mullo_epi32(_mm512_maskz_loadu_epi32(mk, colmul), rs));
+    return _mm512_add_epi32(v, _mm512_maskz_loadu_epi32(mk, colconst));
+}
+
+AVX512_TARGET static void correct_avx512(size_t m, size_t n, int32_t *acc, size_t ldacc,
+                                         const int32_t *rowsum, const int32_t *colmul,
+                                         const int32_t *colconst)
+{
+    for (size_t i = 0; i < m; i++) {
+        const __m512i rs = _mm512_set1_epi32(rowsum[i]);
+        int32_t *row = acc + i * ldacc;
+        for (size_t j = 0; j < n; j += 16) {
+            const __mmask16 mk = tail_mask(n - j);
+            _mm512_mask_storeu_epi32(row + j, mk, exact_vec(row + j, rs, colmul + j, colconst + j, mk));
+        }
+    }
+}
+
+AVX512_TARGET static inline __m512 y_vec(const int32_t *acc, __m512i rs, const int32_t *colmul,
+                                         const int32_t *colconst, const float *scale, const float *bias,
+                                         __mmask16 mk)
+{
+    const __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(exact_vec(acc, rs, colmul, colconst, mk)),
+                                   _mm512_maskz_loadu_ps(mk, scale));
+    return _mm512_add_ps(p, bias ? _mm512_maskz_loadu_ps(mk, bias) : _mm512_setzero_ps());
+}
+
+AVX512_TARGET static void out_f32_avx512(size_t m, size_t n, const int32_t *acc, size_t ldacc,
+                                         const int32_t *rowsum, const int32_t *colmul,
+                                         const int32_t *colconst, const float *scale, const float *bias,
+                                         bool accumulate, float *out, size_t ldout)
+{
+    for (size_t i = 0; i < m; i++) {
+        const __m512i rs = _mm512_set1_epi32(rowsum[i]);
+        for (size_t j = 0; j < n; j += 16) {
+            const __mmask16 mk = tail_mask(n - j);
+            __m512 y = y_vec(acc + i * ldacc + j, rs, colmul + j, colconst + j, scale + j,
+                             bias ? bias + j : NULL, mk);
+            float *o = out + i * ldout + j;
+            if (accumulate)
+                y = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, o), y);
+            _mm512_mask_storeu_ps(o, mk, y);
+        }
+    }
+}
+
+AVX512_TARGET static void out_u8_avx512(size_t m, size_t n, const int32_t *acc, size_t ldacc,
+                                        const int32_t *rowsum, const int32_t *colmul,
+                                        const int32_t *colconst, const float *scale, const float *bias,
+                                        float qs, float zf, float qmax, uint8_t *out, size_t ldout)
+{
+    const __m512 vs = _mm512_set1_ps(qs), vz = _mm512_set1_ps(zf), vq = _mm512_set1_ps(qmax);
+    for (size_t i = 0; i < m; i++) {
+        const __m512i rs = _mm512_set1_epi32(rowsum[i]);
+        for (size_t j = 0; j < n; j += 16) {
+            const __mmask16 mk = tail_mask(n - j);
+            const __m512 y = y_vec(acc + i * ldacc + j, rs, colmul + j, colconst + j, scale + j,
+                                   bias ? bias + j : NULL, mk);
+            _mm512_mask_cvtepi32_storeu_epi8(out + i * ldout + j, mk, quant_vec(y, vs, vz, vq));
+        }
+    }
+}
+
+/* ---- dispatch ------------------------------------------------------------------ */
+
+void repq_quantize_f32_u8(repq_kernel_level level, size_t n, const float *x, float scale, int32_t zp,
+                          int32_t bits, uint8_t *codes)
+{
+    const float zf = (float)zp, qmax = (float)((1 << bits) - 1);
+    if (level >= REPQ_LEVEL_AVX512VNNI)
+        quantize_avx512(n, x, scale, zf, qmax, codes);
+    else
+        quantize_scalar(n, x, scale, zf, qmax, codes);
+}
+
+void repq_gemm_correct_s32(repq_kernel_level level, size_t m, size_t n, int32_t *acc, size_t ldacc,
+                           const int32_t *rowsum, const int32_t *colmul, const int32_t *colconst)
+{
+    if (level >= REPQ_LEVEL_AVX512VNNI)
+        correct_avx512(m, n, acc, ldacc, rowsum, colmul, colconst);
+    else
+        correct_scalar(m, n, acc, ldacc, rowsum, colmul, colconst);
+}
+
+void repq_gemm_out_f32(repq_kernel_level level, size_t m, size_t n, const int32_t *acc, size_t ldacc,
+                       const int32_t *rowsum, const int32_t *colmul, const int32_t *colconst,
+                       const float *scale, const float *bias, bool accumulate, float *out, size_t ldout)
+{
+    if (level >= REPQ_LEVEL_AVX512VNNI)
+        out_f32_avx512(m, n, acc, ldacc, rowsum, colmul, colconst, scale, bias, accumulate, out, ldout);
+    else
+        out_f32_scalar(m, n, acc, ldacc, rowsum, colmul, colconst, scale, bias, accumulate, out, ldout);
+}
+
+void repq_gemm_out_u8(repq_kernel_level level, size_t m, size_t n, const int32_t *acc, size_t ldacc,
+                      const int32_t *rowsum, const int32_t *colmul, const int32_t *colconst,
+                      const float *scale, const float *bias, float qscale, int32_t qzp, int32_t bits,
+                      uint8_t *out, size_t ldout)
+{
+    const float zf = (float)qzp, qmax = (float)((1 << bits) - 1);
+    if (level >= REPQ_LEVEL_AVX512VNNI)
+        out_u8_avx512(m, n, acc, ldacc, rowsum, colmul, colconst, scale, bias, qscale, zf, qmax, out, ldout);
+    else
+        out_u8_scalar(m, n, acc, ldacc, rowsum, colmul, colconst, scale, bias, qscale, zf, qmax, out, ldout);
+}

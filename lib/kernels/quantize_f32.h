@@ -1,0 +1,47 @@
+/* Internal: float -> uint8 quantization and the epilogue of a zero-point-corrected
+ * integer GEMM (exact int32 sums, then float, then optionally codes again).
+ *
+ * Quantization follows repq_quant_quantize to the bit:
+ *     code = clamp(rint(x / s) + z, 0, 2^b - 1)
+ * with x / s one float division, rint round-half-even, the add and the clamp in float
+ * (NaN gives 0, infinities the clamp ends). z may be any integer with |z| <= 2^23.
+ *
+ * GEMM epilogue. With C = A * B^T from repq_gemm_u8s8 over s8 weights B = W - off
+ * and the true sum V = sum_p (A[i][p] - za) (W[j][p] - zw[j]),
+ *     V[i][j] = C[i][j] + colmul[j] * rowsum[i] + colconst[j]
+ * where rowsum[i] = sum_p A[i][p], colmul[j] = off - zw[j] and
+ * colconst[j] = -za * sum_p B[j][p] - k * za * colmul[j]. Every term and V itself
+ * must fit in int32 (the caller checks this once). Then
+ *     y = (float)V * scale[j] + bias[j]      (a product and a sum, no fused multiply-add)
+ * Every level returns the same bits as the scalar reference; the AVX2 level runs the
+ * scalar code.
+ */
+#ifndef REPQ_KERNELS_QUANTIZE_F32_H
+#define REPQ_KERNELS_QUANTIZE_F32_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/cpu.h"
+
+/* codes[i] for i < n. bits in [1, 8]. */
+void repq_quantize_f32_u8(repq_kernel_level level, size_t n, const float *x, float scale, int32_t zp,
+                          int32_t bits, uint8_t *codes);
+
+/* acc[i][j] <- V[i][j] in place (m rows, n columns, row stride ldacc). */
+void repq_gemm_correct_s32(repq_kernel_level level, size_t m, size_t n, int32_t *acc, size_t ldacc,
+                           const int32_t *rowsum, const int32_t *colmul, const int32_t *colconst);
+
+/* out[i][j] = y, or out[i][j] += y when accumulate is set. bias may be NULL (zero). */
+void repq_gemm_out_f32(repq_kernel_level level, size_t m, size_t n, const int32_t *acc, size_t ldacc,
+                       const int32_t *rowsum, const int32_t *colmul, const int32_t *colconst,
+                       const float *scale, const float *bias, bool accumulate, float *out, size_t ldout);
+
+/* out[i][j] = the code of y under (qscale, qzp, bits), as repq_quantize_f32_u8. */
+void repq_gemm_out_u8(repq_kernel_level level, size_t m, size_t n, const int32_t *acc, size_t ldacc,
+                      const int32_t *rowsum, const int32_t *colmul, const int32_t *colconst,
+                      const float *scale, const float *bias, float qscale, int32_t qzp, int32_t bits,
+                      uint8_t *out, size_t ldout);
+
+#endif

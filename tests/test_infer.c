@@ -1,0 +1,434 @@
+/* Tests of lib/infer: the integer session agrees with the fake-quant forward on the
+ * bundled model, gives the same bits at every kernel level and thread count, never
+ * allocates while running, rejects bad input with a message, and serves many threads
+ * from one shared qmodel. */
+#include <math.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "core/tensor.h"
+#include "infer/session.h"
+#include "kernels/cpu.h"
+#include "model/qmodel.h"
+#include "repq/repq.h"
+
+#define MODEL_PATH REPQ_TEST_DATA "/vit_tiny_cifar10.safetensors"
+#define CALIB_IMAGES REPQ_TEST_DATA "/cifar10_calib.bin"
+#define TEST_IMAGES REPQ_TEST_DATA "/cifar10_test_dev.bin"
+#define N_AGREE 1000
+#define N_SMALL 16
+#define BATCH 100
+#define CLASSES 10
+
+typedef struct fixture {
+    repq_model *model;
+    repq_qmodel *w8a8, *w4a4, *raw; /* raw: W8A8 before reparameterization */
+    repq_tensor *images, *labels;   /* N_AGREE test images */
+    repq_tensor *small;             /* the first N_SMALL of them */
+} fixture;
+
+static repq_status quantize(repq_model *m, repq_tensor *calib, int bits, repq_qmodel **raw, repq_qmodel **out)
+{
+    repq_options *o;
+    repq_calib *c;
+    repq_qmodel *q;
+    repq_status st;
+    if ((st = repq_options_new(&o)) || (st = repq_options_set_int(o, REPQ_OPT_WEIGHT_BITS, bits)) ||
+        (st = repq_options_set_int(o, REPQ_OPT_ACT_BITS, bits)) || (st = repq_calib_new(NULL, m, o, &c)))
+        return st;
+    if (!(st = repq_calib_feed(c, calib)) && !(st = repq_calib_finish(c, &q))) {
+        st = repq_qmodel_reparameterize(NULL, q, out);
+        if (raw)
+            *raw = q;
+        else
+            repq_qmodel_free(q);
+    }
+    repq_calib_free(c);
+    repq_options_free(o);
+    return st;
+}
+
+static int setup(void **state)
+{
+    static fixture f;
+    repq_tensor *calib, *calib_labels, *l2;
+    if (repq_model_load(NULL, MODEL_PATH, NULL, &f.model) ||
+        repq_cifar_load(NULL, CALIB_IMAGES, 0, 32, &calib, &calib_labels) ||
+        repq_cifar_load(NULL, TEST_IMAGES, 0, N_AGREE, &f.images, &f.labels) ||
+        repq_cifar_load(NULL, TEST_IMAGES, 0, N_SMALL, &f.small, &l2))
+        return -1;
+    if (quantize(f.model, calib, 8, &f.raw, &f.w8a8) || quantize(f.model, calib, 4, NULL, &f.w4a4))
+        return -1;
+    repq_tensor_free(calib);
+    repq_tensor_free(calib_labels);
+    repq_tensor_free(l2);
+    *state = &f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    repq_qmodel_free(f->w8a8);
+    repq_qmodel_free(f->w4a4);
+    repq_qmodel_free(f->raw);
+    repq_model_free(f->model);
+    repq_tensor_free(f->images);
+    repq_tensor_free(f->labels);
+    repq_tensor_free(f->small);
+    return 0;
+}
+
+static repq_tensor *logits_new(size_t n)
+{
+    int64_t shape[2] = {(int64_t)n, CLASSES};
+    repq_tensor *t;
+    assert_int_equal(repq_tensor_new(NULL, REPQ_DTYPE_F32, 2, shape, NULL, &t), REPQ_OK);
+    return t;
+}
+
+/* Images [i0, i0 + n) of a U8 image tensor as a new tensor. */
+static repq_tensor *slice(const repq_tensor *images, size_t i0, size_t n)
+{
+    size_t per = images->nbytes / (size_t)images->shape[0];
+    int64_t shape[4] = {(int64_t)n, images->shape[1], images->shape[2], images->shape[3]};
+    repq_tensor *t;
+    assert_int_equal(repq_tensor_new(NULL, images->dtype, 4, shape, (const uint8_t *)images->data + i0 * per, &t),
+                     REPQ_OK);
+    return t;
+}
+
+static size_t argmax(const float *r)
+{
+    size_t best = 0;
+    for (size_t j = 1; j < CLASSES; j++)
+        if (r[j] > r[best])
+            best = j;
+    return best;
+}
+
+/* Session logits of `images` in batches of BATCH. */
+static void session_logits(const repq_qmodel *q, int threads, repq_kernel_level level, const repq_tensor *images,
+                           float *out)
+{
+    repq_options *o;
+    repq_session *s;
+    size_t n = (size_t)images->shape[0];
+    assert_int_equal(repq_options_new(&o), REPQ_OK);
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_THREADS, threads), REPQ_OK);
+    assert_int_equal(repq_session_new(NULL, q, o, BATCH, &s), REPQ_OK);
+    repq_session_set_level(s, level);
+    for (size_t i = 0; i < n; i += BATCH) {
+        size_t c = n - i < BATCH ? n - i : BATCH;
+        repq_tensor *x = slice(images, i, c), *y = logits_new(c);
+        repq_status st = repq_session_run(s, x, y);
+        if (st)
+            fail_msg("run: %s", repq_last_error(s));
+        assert_int_equal(repq_tensor_read(y, out + i * CLASSES, c * CLASSES * sizeof(float)), REPQ_OK);
+        repq_tensor_free(x);
+        repq_tensor_free(y);
+    }
+    repq_session_free(s);
+    repq_options_free(o);
+}
+
+/* Same top-1 as the fake-quant forward on at least min_agree percent of the images,
+ * accuracy within 0.2 points. The two differ by float rounding (exact integer sums
+ * against OpenBLAS's float sums, and the integer softmax's 1.4e-4 relative error), and
+ * a quantized network turns such differences into flipped codes: changing every
+ * linear layer's scale by one ulp in the session alone moves 0.4% (W8A8) and 0.3%
+ * (W4A4) of the top-1 answers. See docs/inference.md. */
+static void agreement(fixture *f, const repq_qmodel *q, const char *name, double min_agree)
+{
+    static float a[N_AGREE * CLASSES], b[N_AGREE * CLASSES];
+    repq_tensor *y = logits_new(N_AGREE);
+    assert_int_equal(repq_qmodel_forward(q, REPQ_FORWARD_FAKE_QUANT, f->images, y), REPQ_OK);
+    assert_int_equal(repq_tensor_read(y, a, sizeof a), REPQ_OK);
+    repq_tensor_free(y);
+    session_logits(q, 2, repq_kernel_level_best(repq_cpu_detect()), f->images, b);
+    const int32_t *lab = f->labels->data;
+    size_t same = 0, ok_fake = 0, ok_int = 0;
+    double err = 0, ref = 0, worst = 0;
+    for (size_t i = 0; i < N_AGREE; i++) {
+        size_t pa = argmax(a + i * CLASSES), pb = argmax(b + i * CLASSES);
+        same += pa == pb;
+        ok_fake += (int32_t)pa == lab[i];
+        ok_int += (int32_t)pb == lab[i];
+        for (size_t j = 0; j < CLASSES; j++) {
+            double e = (double)a[i * CLASSES + j] - b[i * CLASSES + j];
+            err += e * e;
+            ref += (double)a[i * CLASSES + j] * a[i * CLASSES + j];
+            worst = fmax(worst, fabs(e));
+        }
+    }
+    double agree = 100.0 * (double)same / N_AGREE;
+    double acc_f = 100.0 * (double)ok_fake / N_AGREE, acc_i = 100.0 * (double)ok_int / N_AGREE;
+    printf("[ %s ] %d images: same top-1 %.1f%%, accuracy fake-quant %.1f%% integer %.1f%%, "
+           "logit rel. rms diff %.4f, max abs diff %.3f\n",
+           name, N_AGREE, agree, acc_f, acc_i, sqrt(err / ref), worst);
+    assert_true(agree >= min_agree);
+    assert_true(fabs(acc_f - acc_i) <= 0.2 + 1e-9);
+}
+
+static void agrees_with_fake_quant_w8a8(void **state)
+{
+    fixture *f = *state;
+    agreement(f, f->w8a8, "W8A8", 99.0);
+}
+
+static void agrees_with_fake_quant_w4a4(void **state)
+{
+    fixture *f = *state;
+    agreement(f, f->w4a4, "W4A4", 97.0);
+}
+
+static void every_level_gives_the_same_bits(void **state)
+{
+    fixture *f = *state;
+    static float ref[N_SMALL * CLASSES], got[N_SMALL * CLASSES];
+    repq_kernel_level best = repq_kernel_level_best(repq_cpu_detect());
+    const repq_qmodel *qs[2] = {f->w8a8, f->w4a4};
+    for (int m = 0; m < 2; m++) {
+        session_logits(qs[m], 1, REPQ_LEVEL_SCALAR, f->small, ref);
+        for (int lv = REPQ_LEVEL_AVX2; lv <= (int)best; lv++) {
+            session_logits(qs[m], 1, (repq_kernel_level)lv, f->small, got);
+            if (memcmp(ref, got, sizeof ref))
+                fail_msg("level %s differs from scalar", repq_kernel_level_name((repq_kernel_level)lv));
+        }
+    }
+}
+
+static void threads_give_the_same_bits(void **state)
+{
+    fixture *f = *state;
+    static float one[N_SMALL * CLASSES], two[N_SMALL * CLASSES], three[N_SMALL * CLASSES];
+    repq_kernel_level best = repq_kernel_level_best(repq_cpu_detect());
+    session_logits(f->w4a4, 1, best, f->small, one);
+    session_logits(f->w4a4, 2, best, f->small, two);
+    session_logits(f->w4a4, 3, best, f->small, three);
+    assert_memory_equal(one, two, sizeof one);
+    assert_memory_equal(one, three, sizeof one);
+}
+
+/* F32 preprocessed images give the same logits as the U8 pixels they come from. */
+static void float_images_match_pixels(void **state)
+{
+    fixture *f = *state;
+    const repq_vit_arch *a = &f->w8a8->arch;
+    size_t n = N_SMALL, ch = (size_t)a->in_chans, hw = (size_t)a->img_size * (size_t)a->img_size;
+    float *px = malloc(n * ch * hw * sizeof(float));
+    assert_non_null(px);
+    const uint8_t *u = f->small->data;
+    for (size_t b = 0; b < n; b++)
+        for (size_t c = 0; c < ch; c++)
+            for (size_t i = 0; i < hw; i++) {
+                float v = (float)u[(b * ch + c) * hw + i] * a->pixel_scale;
+                px[(b * ch + c) * hw + i] = (v - a->mean[c]) / a->std[c];
+            }
+    int64_t shape[4] = {(int64_t)n, (int64_t)ch, a->img_size, a->img_size};
+    repq_tensor *x;
+    assert_int_equal(repq_tensor_new(NULL, REPQ_DTYPE_F32, 4, shape, px, &x), REPQ_OK);
+    static float from_u8[N_SMALL * CLASSES], from_f32[N_SMALL * CLASSES];
+    repq_kernel_level best = repq_kernel_level_best(repq_cpu_detect());
+    session_logits(f->w8a8, 1, best, f->small, from_u8);
+    session_logits(f->w8a8, 1, best, x, from_f32);
+    assert_memory_equal(from_u8, from_f32, sizeof from_u8);
+    repq_tensor_free(x);
+    free(px);
+}
+
+/* ---- no allocation while running ------------------------------------------------- */
+
+static size_t alloc_calls;
+
+static void *counting_alloc(void *user, size_t size, size_t alignment)
+{
+    (void)user;
+    alloc_calls++;
+    return aligned_alloc(alignment, (size + alignment - 1) / alignment * alignment);
+}
+
+static void counting_release(void *user, void *p)
+{
+    (void)user;
+    free(p);
+}
+
+static void run_allocates_nothing(void **state)
+{
+    fixture *f = *state;
+    repq_context *ctx;
+    repq_session *s;
+    repq_options *o;
+    assert_int_equal(repq_context_new(&ctx), REPQ_OK);
+    assert_int_equal(repq_context_set_allocator(ctx, counting_alloc, counting_release, NULL), REPQ_OK);
+    assert_int_equal(repq_options_new(&o), REPQ_OK);
+    for (int threads = 1; threads <= 2; threads++) {
+        assert_int_equal(repq_options_set_int(o, REPQ_OPT_THREADS, threads), REPQ_OK);
+        assert_int_equal(repq_session_new(ctx, f->w8a8, o, N_SMALL, &s), REPQ_OK);
+        repq_tensor *y = logits_new(N_SMALL), *x4 = slice(f->small, 0, 4), *y4 = logits_new(4);
+        size_t before = alloc_calls;
+        for (int r = 0; r < 3; r++) {
+            assert_int_equal(repq_session_run(s, f->small, y), REPQ_OK);
+            assert_int_equal(repq_session_run(s, x4, y4), REPQ_OK);
+        }
+        assert_int_equal(alloc_calls, before);
+        assert_true(before > 0);
+        repq_tensor_free(y);
+        repq_tensor_free(x4);
+        repq_tensor_free(y4);
+        repq_session_free(s);
+    }
+    repq_options_free(o);
+    repq_context_free(ctx);
+}
+
+/* ---- errors ---------------------------------------------------------------------- */
+
+static void bad_input_is_rejected(void **state)
+{
+    fixture *f = *state;
+    repq_context *ctx;
+    repq_session *s = (repq_session *)1;
+    assert_int_equal(repq_context_new(&ctx), REPQ_OK);
+    assert_int_equal(repq_session_new(ctx, NULL, NULL, 4, &s), REPQ_ERR_INVALID_ARGUMENT);
+    assert_null(s);
+    assert_int_equal(repq_session_new(ctx, f->w8a8, NULL, 4, NULL), REPQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(repq_session_new(ctx, f->w8a8, NULL, 0, &s), REPQ_ERR_INVALID_ARGUMENT);
+    assert_true(strlen(repq_last_error(ctx)) > 0);
+    assert_int_equal(repq_session_new(ctx, f->raw, NULL, 4, &s), REPQ_ERR_STATE);
+    assert_non_null(strstr(repq_last_error(ctx), "reparameterize"));
+    assert_null(s);
+
+    assert_int_equal(repq_session_new(ctx, f->w8a8, NULL, 4, &s), REPQ_OK);
+    repq_tensor *y4 = logits_new(4), *y16 = logits_new(N_SMALL), *y3 = logits_new(3);
+    repq_tensor *x4 = slice(f->small, 0, 4);
+    assert_int_equal(repq_session_run(NULL, x4, y4), REPQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(repq_session_run(s, NULL, y4), REPQ_ERR_INVALID_ARGUMENT);
+    assert_true(strlen(repq_last_error(s)) > 0);
+    assert_int_equal(repq_session_run(s, x4, NULL), REPQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(repq_session_run(s, x4, y3), REPQ_ERR_SHAPE);
+    assert_true(strlen(repq_last_error(s)) > 0);
+    /* N > max_batch */
+    assert_int_equal(repq_session_run(s, f->small, y16), REPQ_ERR_SHAPE);
+    assert_non_null(strstr(repq_last_error(s), "max_batch"));
+    /* wrong image size */
+    int64_t bad[4] = {1, 3, 16, 16};
+    repq_tensor *xb, *y1 = logits_new(1);
+    assert_int_equal(repq_tensor_new(NULL, REPQ_DTYPE_U8, 4, bad, NULL, &xb), REPQ_OK);
+    assert_int_equal(repq_session_run(s, xb, y1), REPQ_ERR_SHAPE);
+    repq_tensor_free(xb);
+    /* NaN in F32 images */
+    int64_t good[4] = {1, 3, 32, 32};
+    static float px[3 * 32 * 32];
+    px[100] = NAN;
+    assert_int_equal(repq_tensor_new(NULL, REPQ_DTYPE_F32, 4, good, px, &xb), REPQ_OK);
+    assert_int_equal(repq_session_run(s, xb, y1), REPQ_ERR_NUMERIC);
+    assert_true(strlen(repq_last_error(s)) > 0);
+    repq_tensor_free(xb);
+    /* Still works afterwards. */
+    assert_int_equal(repq_session_run(s, x4, y4), REPQ_OK);
+    repq_tensor_free(x4);
+    repq_tensor_free(y1);
+    repq_tensor_free(y3);
+    repq_tensor_free(y4);
+    repq_tensor_free(y16);
+    repq_session_free(s);
+    repq_session_free(NULL);
+    repq_context_free(ctx);
+}
+
+/* A qmodel saved and loaded again runs to the same logits. */
+static void loaded_qmodel_runs(void **state)
+{
+    fixture *f = *state;
+    char path[] = "/tmp/repq_test_infer_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    repq_qmodel *l;
+    assert_int_equal(repq_qmodel_save(f->w8a8, path), REPQ_OK);
+    assert_int_equal(repq_qmodel_load(NULL, path, &l), REPQ_OK);
+    remove(path);
+    static float a[N_SMALL * CLASSES], b[N_SMALL * CLASSES];
+    repq_kernel_level best = repq_kernel_level_best(repq_cpu_detect());
+    session_logits(f->w8a8, 1, best, f->small, a);
+    session_logits(l, 1, best, f->small, b);
+    assert_memory_equal(a, b, sizeof a);
+    repq_qmodel_free(l);
+}
+
+/* ---- many threads, one qmodel ----------------------------------------------------- */
+
+#define N_THREADS 8
+
+typedef struct thread_job {
+    const repq_qmodel *q;
+    const repq_tensor *images;
+    float out[N_SMALL * CLASSES];
+    repq_status st;
+} thread_job;
+
+static void *thread_main(void *p)
+{
+    thread_job *j = p;
+    repq_session *s;
+    repq_tensor *y;
+    int64_t shape[2] = {N_SMALL, CLASSES};
+    j->st = repq_session_new(NULL, j->q, NULL, N_SMALL, &s);
+    if (j->st)
+        return NULL;
+    if (!(j->st = repq_tensor_new(NULL, REPQ_DTYPE_F32, 2, shape, NULL, &y))) {
+        for (int r = 0; r < 2 && !j->st; r++)
+            j->st = repq_session_run(s, (repq_tensor *)j->images, y);
+        if (!j->st)
+            j->st = repq_tensor_read(y, j->out, sizeof j->out);
+        repq_tensor_free(y);
+    }
+    repq_session_free(s);
+    return NULL;
+}
+
+static void sessions_share_one_qmodel(void **state)
+{
+    fixture *f = *state;
+    static float ref[N_SMALL * CLASSES];
+    static thread_job jobs[N_THREADS];
+    pthread_t th[N_THREADS];
+    session_logits(f->w8a8, 1, repq_kernel_level_best(repq_cpu_detect()), f->small, ref);
+    for (int i = 0; i < N_THREADS; i++) {
+        jobs[i].q = f->w8a8;
+        jobs[i].images = f->small;
+        assert_int_equal(pthread_create(&th[i], NULL, thread_main, &jobs[i]), 0);
+    }
+    for (int i = 0; i < N_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(jobs[i].st, REPQ_OK);
+        assert_memory_equal(jobs[i].out, ref, sizeof ref);
+    }
+}
+
+int repq_test_kernels_extra(void);
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(bad_input_is_rejected),
+        cmocka_unit_test(run_allocates_nothing),
+        cmocka_unit_test(every_level_gives_the_same_bits),
+        cmocka_unit_test(threads_give_the_same_bits),
+        cmocka_unit_test(float_images_match_pixels),
+        cmocka_unit_test(sessions_share_one_qmodel),
+        cmocka_unit_test(loaded_qmodel_runs),
+        cmocka_unit_test(agrees_with_fake_quant_w8a8),
+        cmocka_unit_test(agrees_with_fake_quant_w4a4),
+    };
+    int failed = repq_test_kernels_extra();
+    return failed + cmocka_run_group_tests(tests, setup, teardown);
+}

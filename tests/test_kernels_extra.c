@@ -1,0 +1,127 @@
+/* Tests of the kernels added for integer inference (lib/kernels/quantize_f32.h):
+ * every level returns the scalar reference's bits, and the reference follows
+ * repq_quant_quantize and exact integer arithmetic. Linked into test_infer. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "calib/quantizer.h"
+#include "kernels/cpu.h"
+#include "kernels/quantize_f32.h"
+
+int repq_test_kernels_extra(void);
+
+static uint64_t rng = 0x9e3779b97f4a7c15u;
+static uint32_t next_u32(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 11);
+}
+static float next_float(float lo, float hi) { return lo + (hi - lo) * (float)(next_u32() & 0xffffff) / 16777216.0f; }
+
+static void quantize_matches_quantizer(void **state)
+{
+    (void)state;
+    repq_kernel_level best = repq_kernel_level_best(repq_cpu_detect());
+    enum { N = 1037 };
+    static float x[N];
+    static uint8_t ref[N], got[N];
+    for (int trial = 0; trial < 200; trial++) {
+        repq_quant_params p = {next_float(1e-3f, 0.5f), (int32_t)(next_u32() % 601) - 300,
+                               2 + (int32_t)(next_u32() % 7)};
+        if (trial % 7 == 0)
+            p.zero_point = (int32_t)(next_u32() % (2 * REPQ_QUANT_ZERO_POINT_MAX)) - REPQ_QUANT_ZERO_POINT_MAX;
+        size_t n = 1 + next_u32() % N;
+        for (size_t i = 0; i < n; i++) {
+            x[i] = next_float(-200.0f, 200.0f) * p.scale;
+            if (i % 5 == 0) /* exact ties of x / s */
+                x[i] = ((float)((int32_t)(next_u32() % 400) - 200) + 0.5f) * p.scale;
+        }
+        x[0] = NAN;
+        if (n > 2) {
+            x[1] = INFINITY;
+            x[2] = -INFINITY;
+        }
+        assert_int_equal(repq_quant_quantize(&p, x, n, ref), n > 0 ? REPQ_ERR_NUMERIC : REPQ_OK);
+        for (int lv = REPQ_LEVEL_SCALAR; lv <= (int)best; lv++) {
+            memset(got, 0xa5, sizeof got);
+            repq_quantize_f32_u8((repq_kernel_level)lv, n, x, p.scale, p.zero_point, p.bits, got);
+            assert_memory_equal(ref, got, n);
+            assert_int_equal(got[n], 0xa5);
+        }
+    }
+}
+
+static void epilogues_are_exact_and_agree(void **state)
+{
+    (void)state;
+    repq_kernel_level best = repq_kernel_level_best(repq_cpu_detect());
+    enum { M = 13, NC = 53, LD = 61 };
+    static int32_t acc[M * LD], rowsum[M], colmul[NC], colconst[NC], fixed[M * LD], got_i[M * LD];
+    static float scale[NC], bias[NC], ref_f[M * LD], got_f[M * LD];
+    static uint8_t ref_u[M * LD], got_u[M * LD];
+    for (int trial = 0; trial < 50; trial++) {
+        size_t m = 1 + next_u32() % M, n = 1 + next_u32() % NC;
+        for (size_t i = 0; i < m * LD; i++)
+            acc[i] = (int32_t)(next_u32() % 2000001) - 1000000;
+        for (size_t i = 0; i < m; i++)
+            rowsum[i] = (int32_t)(next_u32() % 100000);
+        for (size_t j = 0; j < n; j++) {
+            colmul[j] = (int32_t)(next_u32() % 513) - 256;
+            colconst[j] = (int32_t)(next_u32() % 20000001) - 10000000;
+            scale[j] = next_float(1e-6f, 1e-4f);
+            bias[j] = next_float(-3.0f, 3.0f);
+        }
+        memcpy(fixed, acc, sizeof acc);
+        repq_gemm_correct_s32(REPQ_LEVEL_SCALAR, m, n, fixed, LD, rowsum, colmul, colconst);
+        for (size_t i = 0; i < m; i++)
+            for (size_t j = 0; j < n; j++)
+                assert_int_equal(fixed[i * LD + j],
+                                 (int64_t)acc[i * LD + j] + (int64_t)colmul[j] * rowsum[i] + colconst[j]);
+        for (size_t i = 0; i < m * LD; i++)
+            ref_f[i] = (float)i;
+        repq_gemm_out_f32(REPQ_LEVEL_SCALAR, m, n, acc, LD, rowsum, colmul, colconst, scale, bias, trial & 1,
+                          ref_f, LD);
+        repq_gemm_out_u8(REPQ_LEVEL_SCALAR, m, n, acc, LD, rowsum, colmul, colconst, scale, bias, 0.05f, 7, 8,
+                         ref_u, LD);
+        /* The u8 epilogue is the f32 one followed by the quantizer. */
+        static float y[M * LD];
+        repq_gemm_out_f32(REPQ_LEVEL_SCALAR, m, n, acc, LD, rowsum, colmul, colconst, scale, bias, false, y, LD);
+        repq_quant_params qp = {0.05f, 7, 8};
+        for (size_t i = 0; i < m; i++) {
+            uint8_t c[NC];
+            repq_quant_quantize(&qp, y + i * LD, n, c);
+            assert_memory_equal(c, ref_u + i * LD, n);
+        }
+        for (int lv = REPQ_LEVEL_AVX2; lv <= (int)best; lv++) {
+            memcpy(got_i, acc, sizeof acc);
+            repq_gemm_correct_s32((repq_kernel_level)lv, m, n, got_i, LD, rowsum, colmul, colconst);
+            assert_memory_equal(got_i, fixed, sizeof fixed);
+            for (size_t i = 0; i < m * LD; i++)
+                got_f[i] = (float)i;
+            repq_gemm_out_f32((repq_kernel_level)lv, m, n, acc, LD, rowsum, colmul, colconst, scale, bias, trial & 1,
+                              got_f, LD);
+            assert_memory_equal(got_f, ref_f, m * LD * sizeof(float));
+            memcpy(got_u, ref_u, sizeof got_u);
+            repq_gemm_out_u8((repq_kernel_level)lv, m, n, acc, LD, rowsum, colmul, colconst, scale, bias, 0.05f, 7, 8,
+                             got_u, LD);
+            assert_memory_equal(got_u, ref_u, sizeof got_u);
+        }
+    }
+}
+
+int repq_test_kernels_extra(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(quantize_matches_quantizer),
+        cmocka_unit_test(epilogues_are_exact_and_agree),
+    };
+    return cmocka_run_group_tests_name("kernels_extra", tests, NULL, NULL);
+}
