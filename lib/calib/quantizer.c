@@ -1,5 +1,6 @@
 /* Quantizers used during calibration and their range searches (see quantizer.h). */
 #include "calib/quantizer.h"
+#include "core/vectorize.h"
 
 #include <float.h>
 #include <math.h>
@@ -72,14 +73,16 @@ repq_status repq_quant_params_from_range(float lo, float hi, int32_t bits, repq_
     return REPQ_OK;
 }
 
-/* The clamped code of x as a float (exact integer in [0, qmax]); NaN gives 0. */
+/* The clamped code of x as a float (exact integer in [0, qmax]); NaN gives 0.
+ * Comparisons rather than fminf/fmaxf, which gcc cannot inline without -ffinite-math. */
 static inline float uniform_code(float x, float s, float zf, float qmax)
 {
     float t = rintf(x / s) + zf;
-    return fminf(fmaxf(t, 0.0f), qmax);
+    t = t > 0.0f ? t : 0.0f; /* also maps NaN to 0 */
+    return t < qmax ? t : qmax;
 }
 
-repq_status repq_quant_quantize(const repq_quant_params *p, const float *x, size_t n, uint8_t *codes)
+VECTORIZED repq_status repq_quant_quantize(const repq_quant_params *p, const float *x, size_t n, uint8_t *codes)
 {
     repq_status st = repq_quant_params_check(p);
     if (st != REPQ_OK)
@@ -111,7 +114,7 @@ repq_status repq_quant_dequantize(const repq_quant_params *p, const uint8_t *cod
     return REPQ_OK;
 }
 
-repq_status repq_quant_fake(const repq_quant_params *p, float *x, size_t n)
+VECTORIZED repq_status repq_quant_fake(const repq_quant_params *p, float *x, size_t n)
 {
     repq_status st = repq_quant_params_check(p);
     if (st != REPQ_OK)

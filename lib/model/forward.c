@@ -24,17 +24,7 @@ static repq_status call_hook(const repq_vit_hook *hook, int32_t block, repq_qpoi
  * gcc's -O2 cost model skips loops of unknown trip count. Elsewhere they are plain
  * functions. The clones give the same results: ISO C mode leaves FMA contraction off
  * and the lane order does not depend on the vector width. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) && \
-    defined(__has_attribute)
-#if __has_attribute(target_clones) && __has_attribute(optimize)
-#define VECTORIZED                                                                         \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"),            \
-                   optimize("tree-vectorize", "vect-cost-model=dynamic")))
-#endif
-#endif
-#ifndef VECTORIZED
-#define VECTORIZED
-#endif
+#include "core/vectorize.h"
 
 /* Independent partial sums of a reduction; 16 fills one AVX-512 register. */
 #define LANES 16
