@@ -119,55 +119,170 @@ static int cmd_info(repq_context *ctx, const args *a)
     return 0;
 }
 
+static void progress_bar(void *user, int32_t done, int32_t total)
+{
+    (void)user;
+    int width = 30, filled = total > 0 ? (int)((int64_t)width * done / total) : width;
+    fprintf(stderr, "\rcalibrating [%.*s%*s] %d/%d", filled, "##############################",
+            width - filled, "", (int)done, (int)total);
+    if (done == total)
+        fputc('\n', stderr);
+}
+
+static double now_ms(void) { return 1e3 * now_seconds(); }
+
+static int cmd_quantize(repq_context *ctx, const args *a)
+{
+    if (!a->positional || !a->calib || !a->out)
+        return usage();
+    int method = REPQ_METHOD_REPQ;
+    if (a->method && strcmp(a->method, "minmax") == 0)
+        method = REPQ_METHOD_MINMAX;
+    else if (a->method && strcmp(a->method, "repq") != 0)
+        return fprintf(stderr, "repq: --method is repq or minmax\n"), 2;
+    repq_model *m = NULL;
+    repq_tensor *images = NULL, *labels = NULL;
+    repq_options *o = NULL;
+    repq_calib *c = NULL;
+    repq_qmodel *q = NULL, *r = NULL;
+    int rc = 1;
+    repq_status st;
+    if ((st = repq_model_load(ctx, a->positional, NULL, &m))) {
+        rc = fail("loading the model", st, ctx);
+        goto out;
+    }
+    if ((st = repq_cifar_load(ctx, a->calib, a->calib_offset, a->calib_images, &images, &labels))) {
+        rc = fail("reading the calibration images", st, ctx);
+        goto out;
+    }
+    if ((st = repq_options_new(&o)) || (st = repq_options_set_int(o, REPQ_OPT_WEIGHT_BITS, a->wbits)) ||
+        (st = repq_options_set_int(o, REPQ_OPT_ACT_BITS, a->abits)) ||
+        (st = repq_options_set_int(o, REPQ_OPT_METHOD, method))) {
+        rc = fail("setting options", st, o);
+        goto out;
+    }
+    if ((st = repq_calib_new(ctx, m, o, &c))) {
+        rc = fail("creating the calibrator", st, ctx);
+        goto out;
+    }
+    if (isatty(fileno(stderr)))
+        repq_calib_set_progress(c, progress_bar, NULL);
+    double t0 = now_ms();
+    if ((st = repq_calib_feed(c, images)) || (st = repq_calib_finish(c, &q))) {
+        rc = fail("calibrating", st, c);
+        goto out;
+    }
+    double t1 = now_ms();
+    if ((st = repq_qmodel_reparameterize(ctx, q, &r))) {
+        rc = fail("reparameterizing", st, ctx);
+        goto out;
+    }
+    double t2 = now_ms();
+    if ((st = repq_qmodel_save(r, a->out))) {
+        rc = fail("saving", st, r);
+        goto out;
+    }
+    int64_t n = 0;
+    repq_tensor_describe(labels, NULL, NULL, &n, 1);
+    printf("quantized W%lldA%lld (%s) on %lld calibration images: calibration %.0f ms, "
+           "reparameterization %.0f ms -> %s\n",
+           a->wbits, a->abits, method == REPQ_METHOD_REPQ ? "repq" : "minmax", (long long)n, t1 - t0,
+           t2 - t1, a->out);
+    rc = 0;
+out:
+    repq_qmodel_free(q);
+    repq_qmodel_free(r);
+    repq_calib_free(c);
+    repq_options_free(o);
+    repq_tensor_free(images);
+    repq_tensor_free(labels);
+    repq_model_free(m);
+    return rc;
+}
+
+/* Runs the model the mode names over all images, reporting any failure itself. */
+static repq_status run_mode(repq_context *ctx, const args *a, const char *mode, repq_tensor *images,
+                            repq_tensor **out_logits, double *out_seconds)
+{
+    repq_model *m = NULL;
+    repq_qmodel *q = NULL;
+    repq_session *s = NULL;
+    repq_options *o = NULL;
+    repq_status st;
+    int64_t n = 0, classes = 0;
+    repq_tensor_describe(images, NULL, NULL, &n, 1);
+    if (strcmp(mode, "fp32") == 0) {
+        if ((st = repq_model_load(ctx, a->positional, NULL, &m))) {
+            fail("loading the model", st, ctx);
+            goto out;
+        }
+        repq_model_get_int(m, REPQ_MODEL_NUM_CLASSES, &classes);
+    } else {
+        if ((st = repq_qmodel_load(ctx, a->positional, &q))) {
+            fail("loading the quantized model", st, ctx);
+            goto out;
+        }
+        repq_qmodel_get_int(q, REPQ_MODEL_NUM_CLASSES, &classes);
+    }
+    int64_t shape[2] = {n, classes};
+    if ((st = repq_tensor_new(ctx, REPQ_DTYPE_F32, 2, shape, NULL, out_logits))) {
+        fail("allocating logits", st, ctx);
+        goto out;
+    }
+    if (strcmp(mode, "int") == 0) {
+        if ((st = repq_options_new(&o)) || (st = repq_options_set_int(o, REPQ_OPT_THREADS, a->threads))) {
+            fail("setting options", st, o);
+            goto out;
+        }
+        if ((st = repq_session_new(ctx, q, o, (int32_t)n, &s))) {
+            fail("creating the session", st, ctx);
+            goto out;
+        }
+    }
+    double t0 = now_seconds();
+    if (m && (st = repq_model_forward(m, images, *out_logits)))
+        fail("running the model", st, m);
+    else if (s && (st = repq_session_run(s, images, *out_logits)))
+        fail("running the session", st, s);
+    else if (q && !s && (st = repq_qmodel_forward(q, REPQ_FORWARD_FAKE_QUANT, images, *out_logits)))
+        fail("running the fake-quant model", st, q);
+    *out_seconds = now_seconds() - t0;
+out:
+    repq_session_free(s);
+    repq_options_free(o);
+    repq_qmodel_free(q);
+    repq_model_free(m);
+    return st;
+}
+
 static int cmd_eval(repq_context *ctx, const args *a)
 {
     if (!a->positional || !a->data)
         return usage();
     const char *mode = a->mode ? a->mode : "fp32";
+    if (strcmp(mode, "fp32") != 0 && strcmp(mode, "fake") != 0 && strcmp(mode, "int") != 0)
+        return fprintf(stderr, "repq: --mode is fp32, fake or int\n"), 2;
     repq_tensor *images = NULL, *labels = NULL, *logits = NULL;
-    repq_model *m = NULL;
     repq_status st = repq_cifar_load(ctx, a->data, a->offset, a->limit, &images, &labels);
     if (st)
         return fail("reading the images", st, ctx);
-    int rc = 1;
-    int64_t n, classes = 0;
+    int64_t n = 0;
     repq_tensor_describe(labels, NULL, NULL, &n, 1);
-    if (strcmp(mode, "fp32") != 0) {
-        fprintf(stderr, "repq: --mode %s needs a quantized model (not yet available)\n", mode);
-        goto out;
+    double secs = 0.0, top1 = 0.0;
+    st = run_mode(ctx, a, mode, images, &logits, &secs);
+    if (st == REPQ_OK) {
+        repq_top1_compute(logits, labels, &top1);
+        printf("mode %s: top-1 %.2f%% on %lld images, %.1f images/s\n", mode, 100.0 * top1, (long long)n,
+               (double)n / secs);
+        if (a->json)
+            printf("{\"mode\": \"%s\", \"top1\": %.6f, \"images\": %lld, \"seconds\": %.6f, "
+                   "\"images_per_s\": %.3f}\n",
+                   mode, top1, (long long)n, secs, (double)n / secs);
     }
-    if ((st = repq_model_load(ctx, a->positional, NULL, &m))) {
-        rc = fail("loading the model", st, ctx);
-        goto out;
-    }
-    repq_model_get_int(m, REPQ_MODEL_NUM_CLASSES, &classes);
-    int64_t shape[2] = {n, classes};
-    if ((st = repq_tensor_new(ctx, REPQ_DTYPE_F32, 2, shape, NULL, &logits))) {
-        rc = fail("allocating logits", st, ctx);
-        goto out;
-    }
-    double t0 = now_seconds();
-    st = repq_model_forward(m, images, logits);
-    double secs = now_seconds() - t0;
-    if (st) {
-        rc = fail("running the model", st, m);
-        goto out;
-    }
-    double top1;
-    repq_top1_compute(logits, labels, &top1);
-    printf("mode %s: top-1 %.2f%% on %lld images, %.1f images/s\n", mode, 100.0 * top1,
-           (long long)n, (double)n / secs);
-    if (a->json)
-        printf("{\"mode\": \"%s\", \"top1\": %.6f, \"images\": %lld, \"seconds\": %.6f, "
-               "\"images_per_s\": %.3f}\n",
-               mode, top1, (long long)n, secs, (double)n / secs);
-    rc = 0;
-out:
     repq_tensor_free(images);
     repq_tensor_free(labels);
     repq_tensor_free(logits);
-    repq_model_free(m);
-    return rc;
+    return st ? 1 : 0;
 }
 
 int main(int argc, char **argv)
@@ -185,6 +300,8 @@ int main(int argc, char **argv)
         rc = cmd_info(ctx, &a);
     else if (strcmp(argv[1], "eval") == 0)
         rc = cmd_eval(ctx, &a);
+    else if (strcmp(argv[1], "quantize") == 0)
+        rc = cmd_quantize(ctx, &a);
     else
         rc = usage();
     repq_context_free(ctx);

@@ -1,0 +1,174 @@
+/* Allocation-failure injection: the N-th allocation of a whole load -> calibrate ->
+ * reparameterize -> save -> load -> session -> run cycle fails, for every N until the
+ * stage it falls in succeeds. Each failure must come back as REPQ_ERR_NOMEM with nothing leaked
+ * (the counting allocator checks that every block was released; ASan checks the rest). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "repq/repq.h"
+
+#define MODEL_PATH REPQ_TEST_DATA "/vit_tiny_cifar10.safetensors"
+#define CALIB_IMAGES REPQ_TEST_DATA "/cifar10_calib.bin"
+
+typedef struct counting {
+    long calls;      /* allocations attempted */
+    long fail_at;    /* the attempt that fails (1-based), 0 for none */
+    long live;       /* blocks not yet released */
+} counting;
+
+static void *counting_alloc(void *user, size_t size, size_t alignment)
+{
+    counting *c = user;
+    if (++c->calls == c->fail_at)
+        return NULL;
+    size_t rounded = (size + alignment - 1) / alignment * alignment;
+    void *p = aligned_alloc(alignment, rounded);
+    if (p)
+        c->live++;
+    return p;
+}
+
+static void counting_release(void *user, void *ptr)
+{
+    counting *c = user;
+    if (ptr) {
+        c->live--;
+        free(ptr);
+    }
+}
+
+/* The cycle, split into stages so that each failure loop repeats only its own stage;
+ * the objects a stage needs come from the stages before it, made without injection. */
+typedef struct prepared {
+    repq_model *model;
+    repq_tensor *images, *labels, *logits;
+    repq_qmodel *channelwise, *layerwise, *loaded;
+    char saved[32];
+} prepared;
+
+typedef repq_status (*stage_fn)(repq_context *ctx, prepared *p);
+
+static repq_status stage_load(repq_context *ctx, prepared *p)
+{
+    repq_model *m = NULL;
+    repq_tensor *images = NULL, *labels = NULL;
+    repq_status st;
+    if (!(st = repq_model_load(ctx, MODEL_PATH, NULL, &m)))
+        st = repq_cifar_load(ctx, CALIB_IMAGES, 0, 2, &images, &labels);
+    repq_model_free(m);
+    repq_tensor_free(images);
+    repq_tensor_free(labels);
+    return st;
+}
+
+static repq_status stage_calibrate(repq_context *ctx, prepared *p)
+{
+    repq_calib *c = NULL;
+    repq_options *o = NULL;
+    repq_qmodel *q = NULL, *r = NULL;
+    repq_status st;
+    if (!(st = repq_options_new(&o)) && !(st = repq_options_set_int(o, REPQ_OPT_WEIGHT_BITS, 4)) &&
+        !(st = repq_calib_new(ctx, p->model, o, &c)) && !(st = repq_calib_feed(c, p->images)) &&
+        !(st = repq_calib_finish(c, &q)))
+        st = repq_qmodel_reparameterize(ctx, q, &r);
+    repq_qmodel_free(q);
+    repq_qmodel_free(r);
+    repq_calib_free(c);
+    repq_options_free(o);
+    return st;
+}
+
+static repq_status stage_save_load(repq_context *ctx, prepared *p)
+{
+    repq_qmodel *q = NULL;
+    repq_status st = repq_qmodel_save(p->layerwise, p->saved);
+    if (!st)
+        st = repq_qmodel_load(ctx, p->saved, &q);
+    repq_qmodel_free(q);
+    return st;
+}
+
+static repq_status stage_run(repq_context *ctx, prepared *p)
+{
+    repq_session *s = NULL;
+    repq_tensor *logits = NULL;
+    int64_t shape[2] = {2, 10};
+    repq_status st;
+    if (!(st = repq_tensor_new(ctx, REPQ_DTYPE_F32, 2, shape, NULL, &logits)) &&
+        !(st = repq_session_new(ctx, p->loaded, NULL, 2, &s)))
+        st = repq_session_run(s, p->images, logits);
+    repq_session_free(s);
+    repq_tensor_free(logits);
+    return st;
+}
+
+/* Fails allocation 1, 2, ... of the stage until it succeeds without a failure. */
+static long inject(const char *name, stage_fn stage, prepared *p)
+{
+    long n;
+    for (n = 1;; n++) {
+        counting c = {0, n, 0};
+        repq_context *ctx;
+        assert_int_equal(repq_context_new(&ctx), REPQ_OK);
+        assert_int_equal(repq_context_set_allocator(ctx, counting_alloc, counting_release, &c), REPQ_OK);
+        repq_status st = stage(ctx, p);
+        repq_context_free(ctx);
+        if (c.live != 0)
+            fail_msg("%s: allocation %ld failing leaked %ld blocks (status %d)", name, n, c.live, st);
+        if (st == REPQ_OK) {
+            assert_true(c.calls < n); /* no allocation failed: the stage is complete */
+            break;
+        }
+        if (st != REPQ_ERR_NOMEM)
+            fail_msg("%s: allocation %ld failing gave %s, not REPQ_ERR_NOMEM", name, n, repq_status_string(st));
+    }
+    print_message("%-22s %4ld allocations, each failure reported cleanly\n", name, n - 1);
+    return n - 1;
+}
+
+static void every_allocation_failure_is_reported_and_clean(void **state)
+{
+    (void)state;
+    prepared p;
+    memset(&p, 0, sizeof p);
+    snprintf(p.saved, sizeof p.saved, "/tmp/repq_alloc_XXXXXX");
+    int fd = mkstemp(p.saved);
+    assert_true(fd >= 0);
+    close(fd);
+    repq_calib *c;
+    assert_int_equal(repq_model_load(NULL, MODEL_PATH, NULL, &p.model), REPQ_OK);
+    assert_int_equal(repq_cifar_load(NULL, CALIB_IMAGES, 0, 2, &p.images, &p.labels), REPQ_OK);
+    assert_int_equal(repq_calib_new(NULL, p.model, NULL, &c), REPQ_OK);
+    assert_int_equal(repq_calib_feed(c, p.images), REPQ_OK);
+    assert_int_equal(repq_calib_finish(c, &p.channelwise), REPQ_OK);
+    assert_int_equal(repq_qmodel_reparameterize(NULL, p.channelwise, &p.layerwise), REPQ_OK);
+    assert_int_equal(repq_qmodel_save(p.layerwise, p.saved), REPQ_OK);
+    assert_int_equal(repq_qmodel_load(NULL, p.saved, &p.loaded), REPQ_OK);
+    long total = inject("load model and images", stage_load, &p) +
+                 inject("calibrate, reparameterize", stage_calibrate, &p) +
+                 inject("save and load qmodel", stage_save_load, &p) + inject("session and run", stage_run, &p);
+    assert_true(total > 10);
+    repq_calib_free(c);
+    repq_qmodel_free(p.channelwise);
+    repq_qmodel_free(p.layerwise);
+    repq_qmodel_free(p.loaded);
+    repq_tensor_free(p.images);
+    repq_tensor_free(p.labels);
+    repq_model_free(p.model);
+    unlink(p.saved);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(every_allocation_failure_is_reported_and_clean),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
