@@ -1,0 +1,157 @@
+/* Integer inference against the OpenBLAS fp32 forward, measured in the same run:
+ * images/s of a session (int8 GEMMs, log2 softmax, shift attention) and of
+ * repq_model_forward, for deit_tiny, deit_small (random weights, calibrated on a few
+ * random images) and the bundled CIFAR model, batch 1 and 8, threads 1 and 2; then a
+ * per-stage time breakdown of deit_small at batch 8, one thread. */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "infer/session.h"
+#include "kernels/cpu.h"
+#include "repq/repq.h"
+
+extern void openblas_set_num_threads(int);
+
+#define MIN_SECONDS 0.6
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static repq_tensor *random_images(int n, int side, uint64_t seed)
+{
+    int64_t shape[4] = {n, 3, side, side};
+    size_t count = (size_t)n * 3 * (size_t)side * (size_t)side;
+    uint8_t *px = malloc(count);
+    for (size_t i = 0; i < count; i++) {
+        seed = seed * 6364136223846793005u + 1442695040888963407u;
+        px[i] = (uint8_t)(seed >> 56);
+    }
+    repq_tensor *t = NULL;
+    repq_tensor_new(NULL, REPQ_DTYPE_U8, 4, shape, px, &t);
+    free(px);
+    return t;
+}
+
+static repq_tensor *logits_for(int n, int classes)
+{
+    int64_t shape[2] = {n, classes};
+    repq_tensor *t = NULL;
+    repq_tensor_new(NULL, REPQ_DTYPE_F32, 2, shape, NULL, &t);
+    return t;
+}
+
+/* Images per second of fn over repeated calls for at least MIN_SECONDS. */
+typedef int (*run_fn)(void *ctx, repq_tensor *x, repq_tensor *y);
+static double rate(run_fn fn, void *ctx, repq_tensor *x, repq_tensor *y, int n)
+{
+    if (fn(ctx, x, y))
+        return 0.0;
+    int reps = 0;
+    double t0 = now(), t;
+    do {
+        fn(ctx, x, y);
+        reps++;
+        t = now() - t0;
+    } while (t < MIN_SECONDS);
+    return (double)reps * n / t;
+}
+
+static int run_fp32(void *ctx, repq_tensor *x, repq_tensor *y) { return repq_model_forward(ctx, x, y); }
+static int run_int(void *ctx, repq_tensor *x, repq_tensor *y) { return repq_session_run(ctx, x, y); }
+
+static repq_qmodel *quantize(repq_model *m, repq_tensor *calib)
+{
+    repq_calib *c;
+    repq_qmodel *q, *r = NULL;
+    if (repq_calib_new(NULL, m, NULL, &c) || repq_calib_feed(c, calib) || repq_calib_finish(c, &q))
+        return NULL;
+    repq_qmodel_reparameterize(NULL, q, &r);
+    repq_qmodel_free(q);
+    repq_calib_free(c);
+    return r;
+}
+
+int main(void)
+{
+    const char *names[3] = {"deit_tiny_patch16_224", "deit_small_patch16_224", "vit_tiny_cifar10"};
+    repq_kernel_level level = repq_kernel_level_best(repq_cpu_detect());
+    printf("# int8 session vs OpenBLAS fp32 forward, W8A8 RepQ-ViT, kernel level %s\n",
+           repq_kernel_level_name(level));
+    printf("| model | batch | threads | fp32 img/s | int8 img/s | int8 / fp32 |\n|---|---|---|---|---|---|\n");
+    for (int mi = 0; mi < 3; mi++) {
+        repq_model *m = NULL;
+        repq_status st = mi < 2 ? repq_model_create_random(NULL, names[mi], 0, 42, &m)
+                                : repq_model_load(NULL, REPQ_DATA_DIR "/vit_tiny_cifar10.safetensors", NULL, &m);
+        if (st) {
+            printf("| %s | skipped: %s |\n", names[mi], repq_status_string(st));
+            continue;
+        }
+        int64_t side, classes;
+        repq_model_get_int(m, REPQ_MODEL_IMG_SIZE, &side);
+        repq_model_get_int(m, REPQ_MODEL_NUM_CLASSES, &classes);
+        repq_tensor *calib = random_images(4, (int)side, 7);
+        repq_qmodel *q = quantize(m, calib);
+        repq_tensor_free(calib);
+        if (!q) {
+            printf("| %s | calibration failed |\n", names[mi]);
+            repq_model_free(m);
+            continue;
+        }
+        for (int threads = 1; threads <= 2; threads++) {
+            repq_options *o;
+            repq_session *s;
+            repq_options_new(&o);
+            repq_options_set_int(o, REPQ_OPT_THREADS, threads);
+            if (repq_session_new(NULL, q, o, 8, &s)) {
+                printf("| %s | session failed |\n", names[mi]);
+                repq_options_free(o);
+                continue;
+            }
+            openblas_set_num_threads(threads);
+            for (int batch = 1; batch <= 8; batch += 7) {
+                repq_tensor *x = random_images(batch, (int)side, 11), *y = logits_for(batch, (int)classes);
+                double f = rate(run_fp32, m, x, y, batch);
+                double i = rate(run_int, s, x, y, batch);
+                printf("| %s | %d | %d | %.1f | %.1f | %.2fx |\n", names[mi], batch, threads, f, i, i / f);
+                fflush(stdout);
+                repq_tensor_free(x);
+                repq_tensor_free(y);
+            }
+            if (mi == 1 && threads == 1) {
+                repq_tensor *x = random_images(8, (int)side, 11), *y = logits_for(8, (int)classes);
+                repq_session_profile(s, true);
+                int reps = 0;
+                double t0 = now();
+                while (now() - t0 < MIN_SECONDS) {
+                    repq_session_run(s, x, y);
+                    reps++;
+                }
+                double total = now() - t0, parts[REPQ_STAGE_COUNT];
+                repq_session_profile_read(s, parts);
+                repq_session_profile(s, false);
+                const char *stage[REPQ_STAGE_COUNT] = {"linear GEMMs + row sums", "GEMM epilogues (to float / codes)",
+                                                       "attention (q k^T, log2 softmax, x V)",
+                                                       "float: LayerNorm, GELU, quantize, patches"};
+                printf("\n# deit_small batch 8, 1 thread: %.2f ms per batch\n| stage | ms | share |\n|---|---|---|\n",
+                       1e3 * total / reps);
+                for (int k = 0; k < REPQ_STAGE_COUNT; k++)
+                    printf("| %s | %.2f | %.1f%% |\n", stage[k], 1e3 * parts[k] / reps, 100 * parts[k] / total);
+                printf("\n");
+                repq_tensor_free(x);
+                repq_tensor_free(y);
+            }
+            repq_session_free(s);
+            repq_options_free(o);
+        }
+        repq_qmodel_free(q);
+        repq_model_free(m);
+    }
+    return 0;
+}
