@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds librepq and runs every test: the unit suites and the accuracy suite in the
-# normal build, the unit suites again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# normal build, the unit suites again under AddressSanitizer + UndefinedBehaviorSanitizer,
+# and every libFuzzer target for a short run.
 # Ends with one line "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +34,19 @@ if ninja -C build-asan >/dev/null; then
 else
     echo "sanitizer build failed"
     failed=$((failed + 1))
+fi
+
+fuzz_seconds=${FUZZ_SECONDS:-30}
+echo "== libFuzzer targets, $fuzz_seconds s each (longer runs: scripts/fuzz.sh SECONDS)"
+fuzz_out=$(sh scripts/fuzz.sh "$fuzz_seconds" 2>&1)
+fuzz_status=$?
+echo "$fuzz_out"
+fuzz_ok=$(printf '%s\n' "$fuzz_out" | grep -cE '^[a-z]+ +[0-9?]+ +[0-9]+ +ok$' || true)
+fuzz_bad=$(printf '%s\n' "$fuzz_out" | grep -c 'CRASH' || true)
+passed=$((passed + fuzz_ok))
+failed=$((failed + fuzz_bad))
+if [ "$fuzz_status" -ne 0 ] && [ "$fuzz_bad" -eq 0 ]; then
+    failed=$((failed + 1)) # the fuzz build itself failed
 fi
 
 echo "$passed passed, $failed failed"
