@@ -5,6 +5,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cblas.h>
+
 #include "repq/repq.h"
 
 static double now_seconds(void)
@@ -285,6 +287,123 @@ static int cmd_eval(repq_context *ctx, const args *a)
     return st ? 1 : 0;
 }
 
+/* Deterministic pseudo-random pixels for benchmarks (the speed does not depend on them). */
+static void fill_pixels(uint8_t *p, size_t n, uint32_t seed)
+{
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        p[i] = (uint8_t)(seed >> 24);
+    }
+}
+
+/* Runs `run` for at least a second (and twice); returns images/s. */
+static repq_status time_runs(repq_status (*run)(void *, repq_tensor *, repq_tensor *), void *h,
+                             repq_tensor *images, repq_tensor *logits, int64_t batch, double *out_ips)
+{
+    repq_status st = run(h, images, logits); /* warm-up */
+    if (st)
+        return st;
+    double t0 = now_seconds(), elapsed;
+    long runs = 0;
+    do {
+        if ((st = run(h, images, logits)))
+            return st;
+        runs++;
+        elapsed = now_seconds() - t0;
+    } while (elapsed < 1.0 || runs < 2);
+    *out_ips = (double)(runs * batch) / elapsed;
+    return REPQ_OK;
+}
+
+static repq_status run_float(void *h, repq_tensor *images, repq_tensor *logits)
+{
+    return repq_model_forward(h, images, logits);
+}
+
+static repq_status run_int(void *h, repq_tensor *images, repq_tensor *logits)
+{
+    return repq_session_run(h, images, logits);
+}
+
+static int cmd_bench(repq_context *ctx, const args *a)
+{
+    const char *arch = a->arch ? a->arch : "deit_small_patch16_224";
+    if (a->batch < 1 || a->batch > 1024 || a->threads < 1 || a->threads > 256)
+        return fprintf(stderr, "repq: --batch must be in 1..1024 and --threads in 1..256\n"), 2;
+    repq_model *m = NULL;
+    repq_options *o = NULL;
+    repq_calib *c = NULL;
+    repq_qmodel *q = NULL, *r = NULL;
+    repq_session *s = NULL;
+    repq_tensor *images = NULL, *logits = NULL;
+    repq_status st;
+    int rc = 1;
+    st = a->model ? repq_model_load(ctx, a->model, NULL, &m) : repq_model_create_random(ctx, arch, 0, 1, &m);
+    if (st) {
+        rc = fail("creating the model", st, ctx);
+        goto out;
+    }
+    int64_t size = 0, chans = 0, classes = 0;
+    repq_model_get_int(m, REPQ_MODEL_IMG_SIZE, &size);
+    repq_model_get_int(m, REPQ_MODEL_IN_CHANS, &chans);
+    repq_model_get_int(m, REPQ_MODEL_NUM_CLASSES, &classes);
+    int64_t ishape[4] = {a->batch, chans, size, size}, lshape[2] = {a->batch, classes};
+    if ((st = repq_tensor_new(ctx, REPQ_DTYPE_U8, 4, ishape, NULL, &images)) ||
+        (st = repq_tensor_new(ctx, REPQ_DTYPE_F32, 2, lshape, NULL, &logits))) {
+        rc = fail("allocating tensors", st, ctx);
+        goto out;
+    }
+    size_t nbytes = 0;
+    repq_tensor_nbytes(images, &nbytes);
+    uint8_t *pixels = malloc(nbytes);
+    if (!pixels)
+        goto out;
+    fill_pixels(pixels, nbytes, 7);
+    repq_tensor_write(images, pixels, nbytes);
+    free(pixels);
+    if ((st = repq_options_new(&o)) || (st = repq_options_set_int(o, REPQ_OPT_WEIGHT_BITS, a->wbits)) ||
+        (st = repq_options_set_int(o, REPQ_OPT_ACT_BITS, a->abits)) ||
+        (st = repq_options_set_int(o, REPQ_OPT_THREADS, a->threads))) {
+        rc = fail("setting options", st, o);
+        goto out;
+    }
+    if ((st = repq_calib_new(ctx, m, o, &c)) || (st = repq_calib_feed(c, images)) ||
+        (st = repq_calib_finish(c, &q)) || (st = repq_qmodel_reparameterize(ctx, q, &r)) ||
+        (st = repq_session_new(ctx, r, o, (int32_t)a->batch, &s))) {
+        rc = fail("quantizing", st, c && !q ? (const void *)c : (const void *)ctx);
+        goto out;
+    }
+    openblas_set_num_threads((int)a->threads);
+    double fp32 = 0, int8 = 0;
+    if ((st = time_runs(run_float, m, images, logits, a->batch, &fp32))) {
+        rc = fail("running fp32", st, m);
+        goto out;
+    }
+    if ((st = time_runs(run_int, s, images, logits, a->batch, &int8))) {
+        rc = fail("running int", st, s);
+        goto out;
+    }
+    const char *name = a->model ? a->model : arch;
+    printf("%-28s %5s %7s %14s %14s %8s\n", "model", "batch", "threads", "fp32 images/s", "int images/s",
+           "ratio");
+    printf("%-28s %5lld %7lld %14.1f %14.1f %7.2fx\n", name, a->batch, a->threads, fp32, int8, int8 / fp32);
+    if (a->json)
+        printf("{\"model\": \"%s\", \"batch\": %lld, \"threads\": %lld, \"wbits\": %lld, \"abits\": %lld, "
+               "\"fp32_images_per_s\": %.3f, \"int_images_per_s\": %.3f, \"ratio\": %.4f}\n",
+               name, a->batch, a->threads, a->wbits, a->abits, fp32, int8, int8 / fp32);
+    rc = 0;
+out:
+    repq_session_free(s);
+    repq_qmodel_free(r);
+    repq_qmodel_free(q);
+    repq_calib_free(c);
+    repq_options_free(o);
+    repq_tensor_free(images);
+    repq_tensor_free(logits);
+    repq_model_free(m);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
@@ -302,6 +421,8 @@ int main(int argc, char **argv)
         rc = cmd_eval(ctx, &a);
     else if (strcmp(argv[1], "quantize") == 0)
         rc = cmd_quantize(ctx, &a);
+    else if (strcmp(argv[1], "bench") == 0)
+        rc = cmd_bench(ctx, &a);
     else
         rc = usage();
     repq_context_free(ctx);
