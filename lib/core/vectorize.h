@@ -6,8 +6,10 @@
 #ifndef REPQ_CORE_VECTORIZE_H
 #define REPQ_CORE_VECTORIZE_H
 
+/* ThreadSanitizer instruments the ifunc resolvers, which run before its runtime is
+ * initialized: no clones in TSan builds. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) && \
-    defined(__has_attribute)
+    defined(__has_attribute) && !defined(__SANITIZE_THREAD__)
 #if __has_attribute(target_clones) && __has_attribute(optimize)
 #define VECTORIZED                                                                         \
     __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"),            \

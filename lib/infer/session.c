@@ -12,7 +12,7 @@
 #include "core/object.h"
 #include "core/options.h"
 #include "core/tensor.h"
-#include "infer/float_ops.h"
+#include "model/float_ops.h"
 #include "infer/session.h"
 #include "kernels/attn_log2.h"
 #include "kernels/gemm_s8.h"
@@ -645,7 +645,7 @@ static void pre_attention(repq_session *s, int worker, const qblock *b, size_t r
                           double *t0)
 {
     const size_t d = s->dim;
-    repq_infer_layer_norm(s->x + r0 * d, m, d, b->p->norm1_w, b->p->norm1_b, s->arch.norm_eps, w->f);
+    repq_float_layer_norm(s->x + r0 * d, m, d, b->p->norm1_w, b->p->norm1_b, s->arch.norm_eps, w->f);
     repq_quantize_f32_u8(s->level, m * d, w->f, b->qkv_in.s, b->qkv_in.z, b->qkv_in.bits, w->a);
     tock(s, worker, REPQ_STAGE_FLOAT, t0);
     gemm_rows(s, worker, &b->lq, m, w->a, d, w, t0);
@@ -665,12 +665,12 @@ static void post_attention(repq_session *s, int worker, const qblock *b, size_t 
     const size_t d = s->dim, hid = s->hidden;
     gemm_rows(s, worker, &b->proj, m, s->oc + r0 * d, d, w, t0);
     out_f32(s, worker, &b->proj, m, w, true, s->x + r0 * d, d, t0);
-    repq_infer_layer_norm(s->x + r0 * d, m, d, b->p->norm2_w, b->p->norm2_b, s->arch.norm_eps, w->f);
+    repq_float_layer_norm(s->x + r0 * d, m, d, b->p->norm2_w, b->p->norm2_b, s->arch.norm_eps, w->f);
     repq_quantize_f32_u8(s->level, m * d, w->f, b->fc1_in.s, b->fc1_in.z, b->fc1_in.bits, w->a);
     tock(s, worker, REPQ_STAGE_FLOAT, t0);
     gemm_rows(s, worker, &b->fc1, m, w->a, d, w, t0);
     out_f32(s, worker, &b->fc1, m, w, false, w->f, hid, t0);
-    repq_infer_gelu(w->f, m * hid);
+    repq_float_gelu(w->f, m * hid);
     repq_quantize_f32_u8(s->level, m * hid, w->f, b->fc2_in.s, b->fc2_in.z, b->fc2_in.bits, w->a);
     tock(s, worker, REPQ_STAGE_FLOAT, t0);
     gemm_rows(s, worker, &b->fc2, m, w->a, hid, w, t0);
@@ -749,7 +749,7 @@ static void head_stage(repq_session *s)
     for (size_t i0 = 0; i0 < s->n; i0 += ROW_BLOCK) {
         const size_t m = s->n - i0 < ROW_BLOCK ? s->n - i0 : ROW_BLOCK;
         for (size_t i = 0; i < m; i++)
-            repq_infer_layer_norm(s->x + (i0 + i) * s->t * d, 1, d, p->norm_w, p->norm_b, s->arch.norm_eps,
+            repq_float_layer_norm(s->x + (i0 + i) * s->t * d, 1, d, p->norm_w, p->norm_b, s->arch.norm_eps,
                                   w->f + i * d);
         repq_quantize_f32_u8(s->level, m * d, w->f, s->head_in.s, s->head_in.z, s->head_in.bits, w->a);
         tock(s, 0, REPQ_STAGE_FLOAT, &t0);

@@ -6,6 +6,9 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/vectorize.h"
+#include "model/float_ops.h"
+
 typedef struct scratch {
     float *x, *h, *q, *k, *v, *o, *attn, *mlp, *patches, *cls;
 } scratch;
@@ -24,68 +27,7 @@ static repq_status call_hook(const repq_vit_hook *hook, int32_t block, repq_qpoi
  * gcc's -O2 cost model skips loops of unknown trip count. Elsewhere they are plain
  * functions. The clones give the same results: ISO C mode leaves FMA contraction off
  * and the lane order does not depend on the vector width. */
-#include "core/vectorize.h"
-
-/* Independent partial sums of a reduction; 16 fills one AVX-512 register. */
-#define LANES 16
-
-/* exp(x) for x <= 88 with relative error below 4e-7; 0 for x < -87.33 (where expf
- * would go subnormal). x = n ln2 + r with n = round(x / ln2) and |r| <= ln2 / 2, so
- * exp(x) = 2^n exp(r); ln2 is split in two (Cody and Waite) so that r is exact to
- * float precision, and exp(r) is its degree-7 Taylor polynomial (truncation error
- * below 1e-8 on that interval). 2^n is built in the exponent field. */
-static inline float exp_approx(float x)
-{
-    const float lo = -87.33654f, hi = 88.0f, round_magic = 12582912.0f; /* 1.5 * 2^23 */
-    float xc = x < lo ? lo : x;
-    xc = xc > hi ? hi : xc;
-    /* Adding 1.5 * 2^23 rounds to an integer held in the low mantissa bits. */
-    float t = xc * 1.44269504088896341f + round_magic;
-    float n = t - round_magic;
-    int32_t bits;
-    memcpy(&bits, &t, sizeof bits);
-    bits = (bits - 0x4b400000 + 127) * (1 << 23); /* n + 127 is in [1, 254] */
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    return x < lo ? 0.0f : p * scale;
-}
-
-/* GELU with the exact erf, through erfc(z) = exp(-z^2) Q(t), t = 1 / (1 + 0.4 z), z >= 0,
- * where Q is a degree-8 polynomial fitted here to a relative error of 1.3e-8 on
- * [0, 6] (erfc(6) = 2e-17; past that exp(-z^2) takes it to 0). Negative inputs use
- * 1 + erf(-z) = erfc(z) directly, so the small tail of GELU keeps its relative
- * accuracy instead of cancelling against 1. */
-static inline float gelu_one(float x)
-{
-    float z = fabsf(x) * 0.70710678118654752f;
-    float t = 1.0f / (1.0f + 0.4f * z);
-    float q = 0.08467032771701788f;
-    q = q * t - 0.44902833687390276f;
-    q = q * t + 0.8071263623290387f;
-    q = q * t - 0.5287060290108232f;
-    q = q * t + 0.5279574393340273f;
-    q = q * t + 0.08236901611811902f;
-    q = q * t + 0.25319514052047687f;
-    q = q * t + 0.22222790034520473f;
-    q = q * t + 0.00018816854908172318f;
-    float erfc_z = q * exp_approx(-z * z);
-    return 0.5f * x * (x < 0.0f ? erfc_z : 2.0f - erfc_z);
-}
-
-VECTORIZED static void gelu_erf(float *x, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        x[i] = gelu_one(x[i]);
-}
+#define LANES REPQ_LANES
 
 /* y[i, :] = b, or y[i, :] += b when accumulate is set. */
 VECTORIZED static void bias_rows(float *y, size_t m, size_t n, const float *b, bool accumulate)
@@ -117,48 +59,6 @@ static void linear(const float *x, size_t m, size_t k, const float *w, const flo
                 (blasint)k, w, (blasint)k, 1.0f, y, (blasint)n);
 }
 
-/* Sum in LANES fixed partial sums, combined pairwise: the order is the same whatever
- * the vector width. */
-static inline float lanes_total(float acc[LANES])
-{
-    for (size_t w = LANES / 2; w > 0; w /= 2)
-        for (size_t l = 0; l < w; l++)
-            acc[l] += acc[l + w];
-    return acc[0];
-}
-
-/* Two passes in float: the mean, then the mean squared deviation, which cannot cancel
- * catastrophically the way E[x^2] - E[x]^2 can. */
-VECTORIZED static void layer_norm(const float *x, size_t rows, size_t d, const float *g,
-                                  const float *b, float eps, float *y)
-{
-    for (size_t i = 0; i < rows; i++) {
-        const float *xr = x + i * d;
-        float *yr = y + i * d;
-        float acc[LANES] = {0};
-        size_t c = 0;
-        for (; c + LANES <= d; c += LANES)
-            for (size_t l = 0; l < LANES; l++)
-                acc[l] += xr[c + l];
-        for (size_t l = 0; c < d; c++, l++)
-            acc[l] += xr[c];
-        float mean = lanes_total(acc) / (float)d;
-        float sq[LANES] = {0};
-        for (c = 0; c + LANES <= d; c += LANES)
-            for (size_t l = 0; l < LANES; l++) {
-                float t = xr[c + l] - mean;
-                sq[l] += t * t;
-            }
-        for (size_t l = 0; c < d; c++, l++) {
-            float t = xr[c] - mean;
-            sq[l] += t * t;
-        }
-        float inv = 1.0f / sqrtf(lanes_total(sq) / (float)d + eps);
-        for (c = 0; c < d; c++)
-            yr[c] = ((xr[c] - mean) * inv) * g[c] + b[c];
-    }
-}
-
 VECTORIZED static void softmax_rows(float *x, size_t rows, size_t n)
 {
     for (size_t i = 0; i < rows; i++) {
@@ -176,14 +76,14 @@ VECTORIZED static void softmax_rows(float *x, size_t rows, size_t n)
         for (size_t l = 1; l < LANES; l++)
             m = mx[l] > m ? mx[l] : m;
         for (j = 0; j < n; j++)
-            r[j] = exp_approx(r[j] - m);
+            r[j] = repq_exp_approx(r[j] - m);
         float acc[LANES] = {0};
         for (j = 0; j + LANES <= n; j += LANES)
             for (size_t l = 0; l < LANES; l++)
                 acc[l] += r[j + l];
         for (size_t l = 0; j < n; j++, l++)
             acc[l] += r[j];
-        float inv = 1.0f / lanes_total(acc);
+        float inv = 1.0f / repq_lanes_total(acc);
         for (j = 0; j < n; j++)
             r[j] *= inv;
     }
@@ -262,15 +162,15 @@ static repq_status block_forward(const repq_vit_arch *a, const repq_vit_block *b
     size_t t = (size_t)repq_vit_tokens(a), d = (size_t)a->embed_dim, rows = n * t;
     size_t hid = (size_t)a->mlp_hidden;
     repq_status st;
-    layer_norm(s->x, rows, d, blk->norm1_w, blk->norm1_b, a->norm_eps, s->h);
+    repq_float_layer_norm(s->x, rows, d, blk->norm1_w, blk->norm1_b, a->norm_eps, s->h);
     if ((st = call_hook(hook, bi, REPQ_QP_QKV_IN, s->h, rows, d)) ||
         (st = attention(a, blk, bi, n, s, hook)))
         return st;
-    layer_norm(s->x, rows, d, blk->norm2_w, blk->norm2_b, a->norm_eps, s->h);
+    repq_float_layer_norm(s->x, rows, d, blk->norm2_w, blk->norm2_b, a->norm_eps, s->h);
     if ((st = call_hook(hook, bi, REPQ_QP_FC1_IN, s->h, rows, d)))
         return st;
     linear(s->h, rows, d, blk->fc1_w, blk->fc1_b, hid, s->mlp, false);
-    gelu_erf(s->mlp, rows * hid);
+    repq_float_gelu(s->mlp, rows * hid);
     if ((st = call_hook(hook, bi, REPQ_QP_FC2_IN, s->mlp, rows, hid)))
         return st;
     linear(s->mlp, rows, hid, blk->fc2_w, blk->fc2_b, d, s->x, true);
@@ -353,7 +253,7 @@ repq_status repq_vit_forward(repq_object *err, const repq_allocator *al, const r
     /* Class-token pooling: only the class token's row reaches the head. */
     for (size_t b = 0; b < n; b++)
         memcpy(s.h + b * d, s.x + b * t * d, d * sizeof(float));
-    layer_norm(s.h, n, d, p->norm_w, p->norm_b, a->norm_eps, s.cls);
+    repq_float_layer_norm(s.h, n, d, p->norm_w, p->norm_b, a->norm_eps, s.cls);
     if ((st = call_hook(hook, -1, REPQ_QP_HEAD_IN, s.cls, n, d)))
         goto done;
     linear(s.cls, n, d, p->head_w, p->head_b, k, logits, false);

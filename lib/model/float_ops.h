@@ -1,0 +1,61 @@
+/* Internal: the float element-wise steps shared by the float forward and the integer
+ * session (LayerNorm, GELU, exp), written once so that both compute the same bits:
+ * a session and the fake-quant forward then see the same values before each quantizer
+ * (bar the rounding of the linear layers). */
+#ifndef REPQ_MODEL_FLOAT_OPS_H
+#define REPQ_MODEL_FLOAT_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Independent partial sums of a reduction; 16 fills one AVX-512 register. */
+#define REPQ_LANES 16
+
+/* exp(x) for x <= 88 with relative error below 4e-7; 0 for x < -87.33 (where expf
+ * would go subnormal). x = n ln2 + r with n = round(x / ln2) and |r| <= ln2 / 2, so
+ * exp(x) = 2^n exp(r); ln2 is split in two (Cody and Waite) so that r is exact to
+ * float precision, and exp(r) is its degree-7 Taylor polynomial (truncation error
+ * below 1e-8 on that interval). 2^n is built in the exponent field. */
+static inline float repq_exp_approx(float x)
+{
+    const float lo = -87.33654f, hi = 88.0f, round_magic = 12582912.0f; /* 1.5 * 2^23 */
+    float xc = x < lo ? lo : x;
+    xc = xc > hi ? hi : xc;
+    /* Adding 1.5 * 2^23 rounds to an integer held in the low mantissa bits. */
+    float t = xc * 1.44269504088896341f + round_magic;
+    float n = t - round_magic;
+    int32_t bits;
+    memcpy(&bits, &t, sizeof bits);
+    bits = (bits - 0x4b400000 + 127) * (1 << 23); /* n + 127 is in [1, 254] */
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    return x < lo ? 0.0f : p * scale;
+}
+
+/* Sum in REPQ_LANES fixed partial sums, combined pairwise: the order is the same whatever
+ * the vector width. */
+static inline float repq_lanes_total(float acc[REPQ_LANES])
+{
+    for (size_t w = REPQ_LANES / 2; w > 0; w /= 2)
+        for (size_t l = 0; l < w; l++)
+            acc[l] += acc[l + w];
+    return acc[0];
+}
+
+/* LayerNorm of each row of x [rows, d] with gain g and bias b into y. */
+void repq_float_layer_norm(const float *x, size_t rows, size_t d, const float *g, const float *b,
+                           float eps, float *y);
+/* GELU (erf form) in place. */
+void repq_float_gelu(float *x, size_t n);
+
+#endif
