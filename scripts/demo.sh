@@ -7,7 +7,7 @@ bash scripts/setup.sh
 repq=./build/tools/repq
 model=data/vit_tiny_cifar10.safetensors
 test_images=data/cifar10_test_dev.bin
-limit=${REPQ_DEMO_IMAGES:-1000}
+limit=${REPQ_DEMO_IMAGES:-500}
 
 echo "== model"
 $repq info "$model"
