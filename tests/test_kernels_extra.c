@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "calib/quantizer.h"
+#include "kernels/attn_log2.h"
 #include "kernels/cpu.h"
 #include "kernels/quantize_f32.h"
 
@@ -117,11 +118,58 @@ static void epilogues_are_exact_and_agree(void **state)
     }
 }
 
+/* Attention x V through byte planes and the GEMM gives the shift accumulation's bits:
+ * every code (sentinels, codes past frac_bits, 255), every plane count, tails of
+ * tokens and columns, zero points inside and outside the code range. */
+static void attn_v_gemm_matches_shifts(void **state)
+{
+    (void)state;
+    repq_kernel_level best = repq_kernel_level_best(repq_cpu_detect());
+    enum { R = 70, T = 213, DIM = 83, LDC = 217, LDV = 91, LDA = 89 };
+    static uint8_t codes[R * LDC], v[T * LDV];
+    static int32_t e0[R * LDA], d0[R * LDA], e1[R * LDA], d1[R * LDA];
+    void *scratch = malloc(repq_attn_v_gemm_scratch_size(T, DIM, 24));
+    assert_non_null(scratch);
+    for (int trial = 0; trial < 60; trial++) {
+        const size_t rows = 1 + next_u32() % R, tokens = 1 + next_u32() % T, dim = 1 + next_u32() % DIM;
+        const int bits = 2 + (int)(next_u32() % 7);
+        const int32_t sentinel = bits == 8 ? 255 : 1 << bits;
+        int32_t zv = (int32_t)(next_u32() % 256);
+        if (trial % 5 == 0)
+            zv = (int32_t)(next_u32() % 4001) - 2000;
+        const double vabs = fmax(fabs((double)zv), fabs(255.0 - zv));
+        int fmax_ok = repq_attn_v_frac_bits_max(tokens);
+        while (fmax_ok > 0 && 1.4142135623730951 * (double)tokens * vabs * ldexp(1.0, fmax_ok) >= 2147483647.0)
+            fmax_ok--;
+        const int frac = trial % 4 == 0 ? fmax_ok : (int)(next_u32() % (unsigned)(fmax_ok + 1));
+        for (size_t i = 0; i < rows * LDC; i++) {
+            uint32_t r = next_u32();
+            codes[i] = (uint8_t)(r % 8 == 0 ? 255 : r % 8 == 1 ? (uint32_t)sentinel : (r >> 8) % (2u * (unsigned)frac + 3));
+        }
+        for (size_t i = 0; i < tokens * LDV; i++)
+            v[i] = (uint8_t)next_u32();
+        repq_attn_v_accumulate(REPQ_LEVEL_SCALAR, rows, tokens, dim, codes, LDC, sentinel, v, LDV, zv, frac, e0, d0,
+                               LDA);
+        for (int lv = REPQ_LEVEL_SCALAR; lv <= (int)best; lv++) {
+            memset(e1, 0x5a, sizeof e1);
+            memset(d1, 0x5a, sizeof d1);
+            repq_attn_v_accumulate_gemm((repq_kernel_level)lv, rows, tokens, dim, codes, LDC, sentinel, v, LDV, zv,
+                                        frac, e1, d1, LDA, scratch);
+            for (size_t i = 0; i < rows; i++) {
+                assert_memory_equal(e1 + i * LDA, e0 + i * LDA, dim * sizeof(int32_t));
+                assert_memory_equal(d1 + i * LDA, d0 + i * LDA, dim * sizeof(int32_t));
+            }
+        }
+    }
+    free(scratch);
+}
+
 int repq_test_kernels_extra(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(quantize_matches_quantizer),
         cmocka_unit_test(epilogues_are_exact_and_agree),
+        cmocka_unit_test(attn_v_gemm_matches_shifts),
     };
     return cmocka_run_group_tests_name("kernels_extra", tests, NULL, NULL);
 }

@@ -62,6 +62,7 @@ typedef struct wscratch {
     int32_t *sc;     /* [T, T] */
     uint8_t *codes;  /* [T, T] */
     int32_t *e, *d;  /* [T, hd] */
+    void *avs;       /* attention x V planes and products (repq_attn_v_gemm_scratch_size) */
     int32_t *rq, *colmul, *colconst; /* [T] */
 } wscratch;
 
@@ -432,11 +433,12 @@ static repq_status scratch_init(repq_session *s, repq_object *err)
         x->sc = salloc(s, t * t, sizeof(int32_t));
         x->codes = salloc(s, t * t, 1);
         x->e = salloc(s, t * hd, sizeof(int32_t));
+        x->avs = salloc(s, repq_attn_v_gemm_scratch_size(t, hd, repq_attn_v_frac_bits_max(t)), 1);
         x->d = salloc(s, t * hd, sizeof(int32_t));
         x->rq = salloc(s, t, sizeof(int32_t));
         x->colmul = salloc(s, t, sizeof(int32_t));
         x->colconst = salloc(s, t, sizeof(int32_t));
-        if (!x->a || !x->acc || !x->f || !x->rowsum || !x->ks8 || !x->kpack || !x->sc || !x->codes || !x->e ||
+        if (!x->a || !x->acc || !x->f || !x->rowsum || !x->ks8 || !x->kpack || !x->sc || !x->codes || !x->e || !x->avs ||
             !x->d || !x->rq || !x->colmul || !x->colconst)
             return repq_fail(err, REPQ_ERR_NOMEM, "repq_session_new: cannot allocate worker scratch");
     }
@@ -727,8 +729,8 @@ static void attn_task(repq_session *s, int worker, int workers, const void *arg)
         repq_gemm_u8s8(lv, t, t, hd, qh, d, w->kpack, w->sc, t);
         repq_gemm_correct_s32(lv, t, t, w->sc, t, w->rq, w->colmul, w->colconst);
         repq_log2softmax_rows(lv, &b->sm, t, t, w->sc, t, w->codes, t);
-        repq_attn_v_accumulate(lv, t, t, hd, w->codes, t, b->sm.sentinel, vh, d, b->v.z, b->frac_bits, w->e, w->d,
-                               hd);
+        repq_attn_v_accumulate_gemm(lv, t, t, hd, w->codes, t, b->sm.sentinel, vh, d, b->v.z, b->frac_bits, w->e,
+                                    w->d, hd, w->avs);
         uint8_t *out = s->oc + base;
         repq_attn_v_finish(lv, t, hd, w->e, w->d, hd, b->av_mult, b->av_shift, b->proj_in.z, out, d);
         if (pmax < 255)

@@ -3,6 +3,7 @@
 
 #include <immintrin.h>
 
+#include "kernels/gemm_s8.h"
 #include "kernels/requant.h"
 
 int repq_attn_v_frac_bits_max(size_t tokens)
@@ -89,6 +90,136 @@ void repq_attn_v_accumulate(repq_kernel_level level, size_t rows, size_t tokens,
         accumulate_avx512(rows, tokens, dim, codes, ldcodes, sentinel, v, ldv, zv, frac_bits, e, d, ldacc);
     else
         accumulate_scalar(rows, tokens, dim, codes, ldcodes, sentinel, v, ldv, zv, frac_bits, e, d, ldacc);
+}
+
+/* ---- attention x V as GEMMs over byte planes of the weights ---------------------- */
+
+#define GEMM_RB 48 /* code rows per pass (a multiple of the GEMM's 6-row tile) */
+
+static size_t round_up64(size_t x) { return (x + 63) & ~(size_t)63; }
+static int weight_planes(int frac_bits) { return frac_bits / 8 + 1; }
+
+size_t repq_attn_v_gemm_scratch_size(size_t tokens, size_t dim, int frac_bits)
+{
+    const size_t planes = 2 * (size_t)weight_planes(frac_bits < 0 ? 0 : frac_bits);
+    const size_t rows = planes * GEMM_RB;
+    return 64 + round_up64(repq_gemm_u8s8_packed_size(dim, tokens)) + rows * round_up64(tokens) +
+           round_up64(rows * dim * sizeof(int32_t)) + round_up64(rows * sizeof(int32_t));
+}
+
+/* v - 128 as s8 in the GEMM's packed layout (n = dim columns, k = tokens): block
+ * (g, q) byte 4*jj + tt is v[4q + tt][16g + jj] - 128, zeros past the matrix. */
+AVX512_TARGET static void pack_v_avx512(size_t tokens, size_t dim, const uint8_t *v, size_t ldv, int8_t *out)
+{
+    const size_t kq = (tokens + 3) / 4, groups = (dim + 15) / 16;
+    const __m128i flip = _mm_set1_epi8((char)0x80);
+    for (size_t g = 0; g < groups; g++) {
+        const size_t j0 = 16 * g, cols = dim - j0 < 16 ? dim - j0 : 16;
+        const __mmask16 cm = cols == 16 ? (__mmask16)0xffff : (__mmask16)((1u << cols) - 1);
+        for (size_t q = 0; q < kq; q++) {
+            __m128i r[4];
+            for (size_t tt = 0; tt < 4; tt++) {
+                const size_t t = 4 * q + tt;
+                /* Missing tokens and columns must be 0 after the flip. */
+                r[tt] = t < tokens ? _mm_xor_si128(_mm_mask_loadu_epi8(flip, cm, v + t * ldv + j0), flip)
+                                   : _mm_setzero_si128();
+            }
+            const __m128i a01l = _mm_unpacklo_epi8(r[0], r[1]), a01h = _mm_unpackhi_epi8(r[0], r[1]);
+            const __m128i a23l = _mm_unpacklo_epi8(r[2], r[3]), a23h = _mm_unpackhi_epi8(r[2], r[3]);
+            int8_t *blk = out + (g * kq + q) * 64;
+            _mm_storeu_si128((__m128i *)blk, _mm_unpacklo_epi16(a01l, a23l));
+            _mm_storeu_si128((__m128i *)(blk + 16), _mm_unpackhi_epi16(a01l, a23l));
+            _mm_storeu_si128((__m128i *)(blk + 32), _mm_unpacklo_epi16(a01h, a23h));
+            _mm_storeu_si128((__m128i *)(blk + 48), _mm_unpackhi_epi16(a01h, a23h));
+        }
+    }
+}
+
+/* Planes of `rows` code rows: plane q (q < P: even codes, byte plane q; else odd
+ * codes, plane q - P) row i at w + (q * rows + i) * lda, tokens bytes, zero padded
+ * to lda (a multiple of 64). */
+AVX512_TARGET static void planes_avx512(size_t rows, size_t tokens, const uint8_t *codes, size_t ldcodes,
+                                        int32_t sentinel, int frac_bits, int planes, uint8_t *w, size_t lda)
+{
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512i pow2 = _mm512_broadcast_i32x4(_mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, (char)128, 0, 0, 0, 0, 0,
+                                                              0, 0, 0));
+    const __m512i vsent = _mm512_set1_epi8((char)(sentinel > 255 ? 255 : sentinel));
+    const __m512i vf = _mm512_set1_epi8((char)frac_bits), seven = _mm512_set1_epi8(7);
+    const __m512i low5 = _mm512_set1_epi8(0x1f), one = _mm512_set1_epi8(1);
+    for (size_t i = 0; i < rows; i++) {
+        const uint8_t *cr = codes + i * ldcodes;
+        for (size_t t0 = 0; t0 < lda; t0 += 64) {
+            const size_t left = t0 < tokens ? tokens - t0 : 0;
+            const __mmask64 tail = left >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << left) - 1);
+            const __m512i c = _mm512_maskz_loadu_epi8(tail, cr + t0);
+            const __m512i h = _mm512_avg_epu8(c, zero); /* ceil(c / 2) without overflow */
+            __mmask64 valid = tail & _mm512_cmple_epu8_mask(h, vf);
+            if (sentinel <= 255)
+                valid &= _mm512_cmplt_epu8_mask(c, vsent);
+            const __m512i ex = _mm512_sub_epi8(vf, h);
+            const __m512i val = _mm512_shuffle_epi8(pow2, _mm512_and_si512(ex, seven));
+            const __m512i pl = _mm512_and_si512(_mm512_srli_epi16(ex, 3), low5);
+            const __mmask64 odd = _mm512_test_epi8_mask(c, one);
+            for (int q = 0; q < 2 * planes; q++) {
+                const int p = q % planes;
+                __mmask64 m = valid & _mm512_cmpeq_epi8_mask(pl, _mm512_set1_epi8((char)p));
+                m &= q < planes ? ~odd : odd;
+                _mm512_storeu_si512(w + ((size_t)q * rows + i) * lda + t0, _mm512_maskz_mov_epi8(m, val));
+            }
+        }
+    }
+}
+
+/* E (or D) rows from the plane products c ([planes][rows][dim]) and their weight
+ * sums, in wrapping 32-bit arithmetic. */
+AVX512_TARGET static void combine_planes_avx512(size_t rows, size_t dim, int planes, const int32_t *c,
+                                                const int32_t *wsum, int32_t zv, int32_t *out, size_t ldout)
+{
+    const uint32_t zc = (uint32_t)128 - (uint32_t)zv;
+    for (size_t i = 0; i < rows; i++) {
+        uint32_t ws = 0;
+        for (int p = 0; p < planes; p++)
+            ws += (uint32_t)wsum[(size_t)p * rows + i] << (8 * p);
+        const __m512i corr = _mm512_set1_epi32((int32_t)(ws * zc));
+        for (size_t j = 0; j < dim; j += 16) {
+            const __mmask16 mk = dim - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (dim - j)) - 1);
+            __m512i y = corr;
+            for (int p = 0; p < planes; p++)
+                y = _mm512_add_epi32(y, _mm512_slli_epi32(
+                    _mm512_maskz_loadu_epi32(mk, c + ((size_t)p * rows + i) * dim + j), (unsigned)(8 * p)));
+            _mm512_mask_storeu_epi32(out + i * ldout + j, mk, y);
+        }
+    }
+}
+
+void repq_attn_v_accumulate_gemm(repq_kernel_level level, size_t rows, size_t tokens, size_t dim,
+                                 const uint8_t *codes, size_t ldcodes, int32_t sentinel, const uint8_t *v,
+                                 size_t ldv, int32_t zv, int frac_bits, int32_t *e, int32_t *d, size_t ldacc,
+                                 void *scratch)
+{
+    if (level < REPQ_LEVEL_AVX512VNNI) {
+        repq_attn_v_accumulate(level, rows, tokens, dim, codes, ldcodes, sentinel, v, ldv, zv, frac_bits, e, d,
+                               ldacc);
+        return;
+    }
+    const int planes = weight_planes(frac_bits);
+    const size_t np = 2 * (size_t)planes, lda = round_up64(tokens);
+    uint8_t *base = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    int8_t *vp = (int8_t *)base;
+    uint8_t *w = base + round_up64(repq_gemm_u8s8_packed_size(dim, tokens));
+    int32_t *c = (int32_t *)(void *)(w + np * GEMM_RB * lda);
+    int32_t *wsum = (int32_t *)(void *)((uint8_t *)c + round_up64(np * GEMM_RB * dim * sizeof(int32_t)));
+    pack_v_avx512(tokens, dim, v, ldv, vp);
+    for (size_t i0 = 0; i0 < rows; i0 += GEMM_RB) {
+        const size_t rb = rows - i0 < GEMM_RB ? rows - i0 : GEMM_RB;
+        planes_avx512(rb, tokens, codes + i0 * ldcodes, ldcodes, sentinel, frac_bits, planes, w, lda);
+        repq_row_sums_u8(level, np * rb, tokens, w, lda, wsum);
+        repq_gemm_u8s8(level, np * rb, dim, tokens, w, lda, vp, c, dim);
+        combine_planes_avx512(rb, dim, planes, c, wsum, zv, e + i0 * ldacc, ldacc);
+        combine_planes_avx512(rb, dim, planes, c + (size_t)planes * rb * dim, wsum + (size_t)planes * rb, zv,
+                              d + i0 * ldacc, ldacc);
+    }
 }
 
 #define CHUNK 64

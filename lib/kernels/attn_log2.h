@@ -30,6 +30,25 @@ void repq_attn_v_accumulate(repq_kernel_level level, size_t rows, size_t tokens,
                             const uint8_t *codes, size_t ldcodes, int32_t sentinel, const uint8_t *v,
                             size_t ldv, int32_t zv, int frac_bits, int32_t *e, int32_t *d, size_t ldacc);
 
+/* Scratch bytes (any alignment; 64 is best) repq_attn_v_accumulate_gemm needs for
+ * `tokens` tokens, `dim` columns and frac_bits F. */
+size_t repq_attn_v_gemm_scratch_size(size_t tokens, size_t dim, int frac_bits);
+
+/* The same E and D as repq_attn_v_accumulate, bit for bit, computed as u8 x s8
+ * GEMMs (AVX-512 VNNI level and up; lower levels run repq_attn_v_accumulate).
+ * Every weight 2^(F-h) is a single power of two, so it lies in one byte "plane"
+ * p = (F-h) / 8 with value 2^((F-h) % 8) <= 128: for even and odd codes, and each
+ * of the P = F/8 + 1 planes, a u8 matrix W_p[i][t] multiplies v - 128 (s8, packed
+ * once per call), and
+ *   E[i][j] = sum_p 2^(8p) (sum_t W_p[i][t] (v[t][j] - 128)) + (128 - zv) sum_t W[i][t]
+ * in wrapping 32-bit arithmetic, which is exact because E fits in int32 (the
+ * bound in the header comment). Needs v codes in [0, 255], frac_bits in [0, 24],
+ * tokens <= REPQ_GEMM_U8S8_MAX_K and the scratch above. */
+void repq_attn_v_accumulate_gemm(repq_kernel_level level, size_t rows, size_t tokens, size_t dim,
+                                 const uint8_t *codes, size_t ldcodes, int32_t sentinel, const uint8_t *v,
+                                 size_t ldv, int32_t zv, int frac_bits, int32_t *e, int32_t *d, size_t ldacc,
+                                 void *scratch);
+
 /* y = E + ((D * REPQ_SQRT2_Q30 + 2^29) >> 30) (floor shift: halves round up), then
  * out = clamp(zp + round(y * real), 0, 255) as in repq_requant_u8, with
  * real = s_attn * s_v * 2^-F / s_out given as (mult, shift). */
