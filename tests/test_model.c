@@ -257,6 +257,29 @@ static void architecture_metadata_is_checked(void **state)
     check_arch("[1, 2]", REPQ_ERR_FORMAT, "object");
     check_arch("{\"img_size\": 32,", REPQ_ERR_FORMAT, "JSON");
     check_arch(NULL, REPQ_ERR_FORMAT, "preset");
+    /* Values that pass a check in double but not once narrowed to float (found by fuzzing). */
+    check_arch("{" BASE "\"depth\": 2, \"num_heads\": 3, \"norm_eps\": 1e-70}", REPQ_ERR_UNSUPPORTED, "norm_eps");
+}
+
+static void check_preprocess(const char *json, repq_status want)
+{
+    repq_vit_arch a;
+    repq_status st = repq_vit_arch_from_json(NULL, "{" BASE "\"depth\": 1, \"num_heads\": 3}", json, &a);
+    if (st != want)
+        fail_msg("preprocess %s -> %d, wanted %d", json, st, want);
+}
+
+static void preprocess_metadata_is_checked(void **state)
+{
+    (void)state;
+    check_preprocess("{\"mean\": [0.5, 0.5, 0.5], \"std\": [0.2, 0.2, 0.2], \"scale\": 0.0039}", REPQ_OK);
+    check_preprocess("{\"mean\": [1e39, 0, 0]}", REPQ_ERR_FORMAT);
+    check_preprocess("{\"std\": [1e-45, 1, 1]}", REPQ_ERR_FORMAT);
+    check_preprocess("{\"std\": [0, 1, 1]}", REPQ_ERR_FORMAT);
+    check_preprocess("{\"scale\": 1e39}", REPQ_ERR_FORMAT);
+    check_preprocess("{\"scale\": 1e-45}", REPQ_ERR_FORMAT);
+    check_preprocess("{\"mean\": [1, 2]}", REPQ_ERR_FORMAT);
+    check_preprocess("[]", REPQ_ERR_FORMAT);
 }
 
 static void presets_are_known(void **state)
@@ -334,6 +357,7 @@ int main(void)
         cmocka_unit_test(deit_small_runs_at_224),
         cmocka_unit_test(forward_rejects_bad_tensors),
         cmocka_unit_test(architecture_metadata_is_checked),
+        cmocka_unit_test(preprocess_metadata_is_checked),
         cmocka_unit_test(presets_are_known),
         cmocka_unit_test(model_info_counts_parameters),
         cmocka_unit_test(cifar_reader_checks_input),

@@ -11,16 +11,13 @@
 #include <string.h>
 
 #include "io/safetensors.h"
+#include "io/qmodel_file.h"
 #include "model/qmodel.h"
 
 #define QMODEL_FORMAT "repq.qmodel"
 #define QMODEL_FORMAT_MAJOR 1
 #define QMODEL_FORMAT_VERSION "1"
 
-/* Internal entry point shared by repq_qmodel_load, the tests and the fuzz target: parse
- * a whole file image held in memory (borrowed, not kept). */
-repq_status repq_qmodel_parse_memory(repq_object *err, const repq_allocator *al, const uint8_t *bytes,
-                                     size_t size, repq_qmodel **out);
 
 /* ---- What a file holds -------------------------------------------------------------- */
 

@@ -1,6 +1,7 @@
 /* Architecture descriptions: named presets and the JSON metadata of a file. */
 #include "model/vit.h"
 
+#include <float.h>
 #include <jansson.h>
 #include <math.h>
 #include <string.h>
@@ -120,8 +121,9 @@ static repq_status parse_arch(repq_object *err, json_t *root, repq_vit_arch *a)
             return repq_fail(err, REPQ_ERR_FORMAT, "architecture: norm_eps is not a number");
         e = json_number_value(eps);
     }
-    if (!(e > 0.0 && e < 1.0))
-        return repq_fail(err, REPQ_ERR_UNSUPPORTED, "architecture: norm_eps %g is not in (0, 1)", e);
+    /* Checked in the float it is narrowed to: 1e-70 would become 0. */
+    if (!(e >= FLT_MIN && e < 1.0))
+        return repq_fail(err, REPQ_ERR_UNSUPPORTED, "architecture: norm_eps %g is not in [FLT_MIN, 1)", e);
     a->norm_eps = (float)e;
     /* What the forward pass implements; anything else must be refused, not run wrongly. */
     const struct { const char *key; const char *want; } strings[] = {
@@ -151,8 +153,8 @@ static repq_status parse_float3(repq_object *err, json_t *root, const char *key,
         return repq_fail(err, REPQ_ERR_FORMAT, "preprocess: '%s' is not an array of 3 numbers", key);
     for (size_t c = 0; c < 3; c++) {
         json_t *x = json_array_get(v, c);
-        if (!json_is_number(x) || !isfinite(json_number_value(x)))
-            return repq_fail(err, REPQ_ERR_FORMAT, "preprocess: '%s'[%zu] is not a finite number", key, c);
+        if (!json_is_number(x) || !(fabs(json_number_value(x)) <= FLT_MAX))
+            return repq_fail(err, REPQ_ERR_FORMAT, "preprocess: '%s'[%zu] is not a finite float", key, c);
         out[c] = (float)json_number_value(x);
     }
     return REPQ_OK;
@@ -166,13 +168,13 @@ static repq_status parse_preprocess(repq_object *err, json_t *root, repq_vit_arc
     if ((st = parse_float3(err, root, "mean", a->mean)) || (st = parse_float3(err, root, "std", a->std)))
         return st;
     for (int c = 0; c < 3; c++)
-        if (!(a->std[c] > 0.0f))
-            return repq_fail(err, REPQ_ERR_FORMAT, "preprocess: std[%d] is not positive", c);
+        if (!(a->std[c] >= FLT_MIN))
+            return repq_fail(err, REPQ_ERR_FORMAT, "preprocess: std[%d] is not a positive normal float", c);
     json_t *scale = json_object_get(root, "scale");
     if (scale) {
-        if (!json_is_number(scale) || !(json_number_value(scale) > 0.0) ||
-            !isfinite(json_number_value(scale)))
-            return repq_fail(err, REPQ_ERR_FORMAT, "preprocess: scale is not a positive number");
+        if (!json_is_number(scale) || !(json_number_value(scale) >= FLT_MIN) ||
+            !(json_number_value(scale) <= FLT_MAX))
+            return repq_fail(err, REPQ_ERR_FORMAT, "preprocess: scale is not a positive normal float");
         a->pixel_scale = (float)json_number_value(scale);
     }
     return REPQ_OK;

@@ -12,11 +12,10 @@
 #include <string.h>
 
 #include "model/qmodel.h"
+#include "io/qmodel_file.h"
 #include "repq/repq.h"
 
 /* Internal, defined in lib/io/qmodel_file.c. */
-repq_status repq_qmodel_parse_memory(repq_object *err, const repq_allocator *al, const uint8_t *bytes,
-                                     size_t size, repq_qmodel **out);
 
 static void check(int cond)
 {
