@@ -13,6 +13,7 @@
 #include "calib/quantizer.h"
 #include "kernels/attn_log2.h"
 #include "kernels/cpu.h"
+#include "kernels/gemm_s8.h"
 #include "kernels/quantize_f32.h"
 
 int repq_test_kernels_extra(void);
@@ -164,12 +165,41 @@ static void attn_v_gemm_matches_shifts(void **state)
     free(scratch);
 }
 
+/* The k operand packed straight from u8 codes equals converting and packing. */
+static void attn_pack_k_matches_pack(void **state)
+{
+    (void)state;
+    repq_kernel_level best = repq_kernel_level_best(repq_cpu_detect());
+    enum { T = 213, HD = 100, LDK = 131 };
+    static uint8_t k[T * LDK];
+    static int8_t s8[T * HD];
+    static int8_t ref[16 * 14 * 25 * 64 + 64], got[16 * 14 * 25 * 64 + 64];
+    for (int trial = 0; trial < 40; trial++) {
+        const size_t tokens = 1 + next_u32() % T, hd = trial % 3 ? 4 * (1 + next_u32() % (HD / 4)) : 1 + next_u32() % HD;
+        const int32_t off = trial & 1 ? 128 : 0;
+        for (size_t i = 0; i < tokens * LDK; i++)
+            k[i] = (uint8_t)(off ? next_u32() : next_u32() % 128);
+        for (size_t j = 0; j < tokens; j++)
+            for (size_t p = 0; p < hd; p++)
+                s8[j * hd + p] = (int8_t)((int32_t)k[j * LDK + p] - off);
+        const size_t bytes = repq_gemm_u8s8_packed_size(tokens, hd);
+        memset(ref, 0x33, sizeof ref);
+        repq_gemm_u8s8_pack(tokens, hd, s8, hd, ref);
+        for (int lv = REPQ_LEVEL_SCALAR; lv <= (int)best; lv++) {
+            memset(got, 0x5a, sizeof got);
+            repq_attn_pack_k((repq_kernel_level)lv, tokens, hd, k, LDK, off, got);
+            assert_memory_equal(got, ref, bytes);
+        }
+    }
+}
+
 int repq_test_kernels_extra(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(quantize_matches_quantizer),
         cmocka_unit_test(epilogues_are_exact_and_agree),
         cmocka_unit_test(attn_v_gemm_matches_shifts),
+        cmocka_unit_test(attn_pack_k_matches_pack),
     };
     return cmocka_run_group_tests_name("kernels_extra", tests, NULL, NULL);
 }

@@ -57,7 +57,6 @@ typedef struct wscratch {
     int32_t *acc;    /* [ROW_BLOCK, max out] */
     float *f;        /* [ROW_BLOCK, max(in, out)] */
     int32_t *rowsum; /* [ROW_BLOCK] */
-    int8_t *ks8;     /* [T, hd] */
     void *kpack;
     int32_t *sc;     /* [T, T] */
     uint8_t *codes;  /* [T, T] */
@@ -428,7 +427,6 @@ static repq_status scratch_init(repq_session *s, repq_object *err)
         x->acc = salloc(s, ROW_BLOCK * max_out, sizeof(int32_t));
         x->f = salloc(s, ROW_BLOCK * max_f, sizeof(float));
         x->rowsum = salloc(s, ROW_BLOCK, sizeof(int32_t));
-        x->ks8 = salloc(s, t * hd, 1);
         x->kpack = salloc(s, repq_gemm_u8s8_packed_size(t, hd), 1);
         x->sc = salloc(s, t * t, sizeof(int32_t));
         x->codes = salloc(s, t * t, 1);
@@ -438,7 +436,7 @@ static repq_status scratch_init(repq_session *s, repq_object *err)
         x->rq = salloc(s, t, sizeof(int32_t));
         x->colmul = salloc(s, t, sizeof(int32_t));
         x->colconst = salloc(s, t, sizeof(int32_t));
-        if (!x->a || !x->acc || !x->f || !x->rowsum || !x->ks8 || !x->kpack || !x->sc || !x->codes || !x->e || !x->avs ||
+        if (!x->a || !x->acc || !x->f || !x->rowsum || !x->kpack || !x->sc || !x->codes || !x->e || !x->avs ||
             !x->d || !x->rq || !x->colmul || !x->colconst)
             return repq_fail(err, REPQ_ERR_NOMEM, "repq_session_new: cannot allocate worker scratch");
     }
@@ -715,10 +713,7 @@ static void attn_task(repq_session *s, int worker, int workers, const void *arg)
     for (size_t item = lo; item < hi; item++) {
         const size_t img = item / s->heads, h = item % s->heads, base = img * t * d + h * hd;
         const uint8_t *qh = s->qc + base, *kh = s->kc + base, *vh = s->vc + base;
-        for (size_t j = 0; j < t; j++)
-            for (size_t p = 0; p < hd; p++)
-                w->ks8[j * hd + p] = (int8_t)((int32_t)kh[j * d + p] - b->koff);
-        repq_gemm_u8s8_pack(t, hd, w->ks8, hd, w->kpack);
+        repq_attn_pack_k(lv, t, hd, kh, d, b->koff, w->kpack);
         repq_row_sums_u8(lv, t, hd, qh, d, w->rq);
         repq_row_sums_u8(lv, t, hd, kh, d, w->colconst);
         for (size_t j = 0; j < t; j++) {

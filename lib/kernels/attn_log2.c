@@ -1,6 +1,8 @@
 /* Log2-code attention times V: scalar reference and AVX-512 version. */
 #include "kernels/attn_log2.h"
 
+#include <string.h>
+
 #include <immintrin.h>
 
 #include "kernels/gemm_s8.h"
@@ -220,6 +222,49 @@ void repq_attn_v_accumulate_gemm(repq_kernel_level level, size_t rows, size_t to
         combine_planes_avx512(rb, dim, planes, c + (size_t)planes * rb * dim, wsum + (size_t)planes * rb, zv,
                               d + i0 * ldacc, ldacc);
     }
+}
+
+/* ---- the k operand of q k^T ------------------------------------------------------- */
+
+static void pack_k_scalar(size_t tokens, size_t hd, const uint8_t *k, size_t ldk, int32_t off, void *packed)
+{
+    const size_t kq = (hd + 3) / 4, groups = (tokens + 15) / 16;
+    int8_t *out = packed;
+    memset(out, 0, groups * kq * 64);
+    for (size_t j = 0; j < tokens; j++)
+        for (size_t p = 0; p < hd; p++)
+            out[((j / 16) * kq + p / 4) * 64 + (j % 16) * 4 + p % 4] = (int8_t)((int32_t)k[j * ldk + p] - off);
+}
+
+/* One gather of 16 rows' 4-byte words per packed block (hd a multiple of 4). */
+AVX512_TARGET static void pack_k_avx512(size_t tokens, size_t hd, const uint8_t *k, size_t ldk, int32_t off,
+                                        void *packed)
+{
+    const size_t kq = hd / 4, groups = (tokens + 15) / 16;
+    int8_t *out = packed;
+    const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                            _mm512_set1_epi32((int32_t)ldk));
+    const __m512i voff = _mm512_set1_epi8((char)off);
+    for (size_t g = 0; g < groups; g++) {
+        const size_t left = tokens - 16 * g;
+        const __mmask16 mk = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+        const __mmask64 mb = left >= 16 ? ~(__mmask64)0 : (((__mmask64)1 << (4 * left)) - 1);
+        const uint8_t *src = k + 16 * g * ldk;
+        for (size_t q = 0; q < kq; q++) {
+            const __m512i x =
+                _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mk, rows, (const void *)(src + 4 * q), 1);
+            _mm512_storeu_si512(out + (g * kq + q) * 64, _mm512_maskz_sub_epi8(mb, x, voff));
+        }
+    }
+}
+
+void repq_attn_pack_k(repq_kernel_level level, size_t tokens, size_t hd, const uint8_t *k, size_t ldk,
+                      int32_t off, void *packed)
+{
+    if (level >= REPQ_LEVEL_AVX512VNNI && hd % 4 == 0 && tokens * ldk < ((size_t)1 << 31))
+        pack_k_avx512(tokens, hd, k, ldk, off, packed);
+    else
+        pack_k_scalar(tokens, hd, k, ldk, off, packed);
 }
 
 #define CHUNK 64

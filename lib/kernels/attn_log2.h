@@ -49,6 +49,13 @@ void repq_attn_v_accumulate_gemm(repq_kernel_level level, size_t rows, size_t to
                                  size_t ldv, int32_t zv, int frac_bits, int32_t *e, int32_t *d, size_t ldacc,
                                  void *scratch);
 
+/* The k operand of q k^T: rows [tokens][hd] of u8 codes (stride ldk) minus `off`
+ * (0 or 128, so the result is s8), in the GEMM's packed layout, exactly what
+ * converting them and calling repq_gemm_u8s8_pack gives (packed_size(tokens, hd)
+ * bytes). */
+void repq_attn_pack_k(repq_kernel_level level, size_t tokens, size_t hd, const uint8_t *k, size_t ldk,
+                      int32_t off, void *packed);
+
 /* y = E + ((D * REPQ_SQRT2_Q30 + 2^29) >> 30) (floor shift: halves round up), then
  * out = clamp(zp + round(y * real), 0, 255) as in repq_requant_u8, with
  * real = s_attn * s_v * 2^-F / s_out given as (mult, shift). */
