@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(gcc meson ninja-build pkg-config libopenblas-dev libcmocka-dev libjansson-dev
-          valgrind clang libclang-rt-14-dev)
+          valgrind clang libclang-rt-14-dev abigail-tools)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

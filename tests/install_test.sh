@@ -7,6 +7,7 @@ build=$1
 source_root=$2
 data=$source_root/data
 stage=$(mktemp -d)
+abi_note=
 trap 'rm -rf "$stage"' EXIT
 
 meson install -C "$build" --destdir "$stage" --quiet >/dev/null
@@ -38,4 +39,12 @@ if ! diff -u "$source_root/abi/symbols.txt" "$stage/exported.txt"; then
     echo "the exported symbols differ from abi/symbols.txt: update it deliberately (see docs/abi.md)"
     exit 1
 fi
-echo "install test: example ran, soname $soname, $(wc -l < "$stage/exported.txt") symbols match abi/symbols.txt"
+# The types and functions of the ABI (from debug info, public headers only) must be
+# what abi/librepq.so.0.abi records: abidiff fails on any incompatible change.
+if command -v abidiff >/dev/null 2>&1; then
+    abidiff --headers-dir1 "$source_root/include/repq" --headers-dir2 "$(find "$stage" -path "*/include/repq" -type d | head -n 1)" \
+        "$source_root/abi/librepq.so.0.abi" "$libdir/librepq.so" ||
+        { echo "abidiff: the ABI changed against abi/librepq.so.0.abi (see docs/abi.md)"; exit 1; }
+    abi_note=", abidiff clean"
+fi
+echo "install test: example ran, soname $soname, $(wc -l < "$stage/exported.txt") symbols match abi/symbols.txt${abi_note:-}"
