@@ -140,11 +140,13 @@ static void session_logits(const repq_qmodel *q, int threads, repq_kernel_level 
 }
 
 /* Same top-1 as the fake-quant forward on at least min_agree percent of the images,
- * accuracy within 0.2 points. The two differ by float rounding (exact integer sums
- * against OpenBLAS's float sums, and the integer softmax's 1.4e-4 relative error), and
- * a quantized network turns such differences into flipped codes: changing every
- * linear layer's scale by one ulp in the session alone moves 0.4% (W8A8) and 0.3%
- * (W4A4) of the top-1 answers. See docs/inference.md. */
+ * and an accuracy no more than 0.2 points below it. The two differ by float rounding
+ * (exact integer sums against OpenBLAS's float sums; the integer softmax's codes equal
+ * the float contract's to about 1e-8 relative error), and a quantized network turns
+ * such differences into flipped codes: changing every linear layer's scale by one ulp
+ * in the session alone moves 0.4% (W8A8) and 0.3% (W4A4) of the top-1 answers. The
+ * integer engine may score higher than the fake-quant forward (it does, by 0.3-0.5
+ * points, with the exact softmax), never lower. See docs/inference.md. */
 static void agreement(fixture *f, const repq_qmodel *q, const char *name, double min_agree)
 {
     /* REPQ_TEST_QUICK skips the 1000-image comparison (sanitizer builds). */
@@ -177,7 +179,7 @@ static void agreement(fixture *f, const repq_qmodel *q, const char *name, double
            "logit rel. rms diff %.4f, max abs diff %.3f\n",
            name, N_AGREE, agree, acc_f, acc_i, sqrt(err / ref), worst);
     assert_true(agree >= min_agree);
-    assert_true(fabs(acc_f - acc_i) <= 0.2 + 1e-9);
+    assert_true(acc_i >= acc_f - 0.2 - 1e-9);
 }
 
 static void agrees_with_fake_quant_w8a8(void **state)
@@ -189,7 +191,7 @@ static void agrees_with_fake_quant_w8a8(void **state)
 static void agrees_with_fake_quant_w4a4(void **state)
 {
     fixture *f = *state;
-    agreement(f, f->w4a4, "W4A4", 97.0);
+    agreement(f, f->w4a4, "W4A4", 98.0);
 }
 
 static void every_level_gives_the_same_bits(void **state)
