@@ -99,12 +99,11 @@ void repq_attn_v_accumulate(repq_kernel_level level, size_t rows, size_t tokens,
 #define GEMM_RB 48 /* code rows per pass (a multiple of the GEMM's 6-row tile) */
 
 static size_t round_up64(size_t x) { return (x + 63) & ~(size_t)63; }
-static int weight_planes(int frac_bits) { return frac_bits / 8 + 1; }
 
 size_t repq_attn_v_gemm_scratch_size(size_t tokens, size_t dim, int frac_bits)
 {
-    const size_t planes = 2 * (size_t)weight_planes(frac_bits < 0 ? 0 : frac_bits);
-    const size_t rows = planes * GEMM_RB;
+    (void)frac_bits;
+    const size_t rows = 2 * GEMM_RB; /* byte plane 0 of even and odd codes */
     return 64 + round_up64(repq_gemm_u8s8_packed_size(dim, tokens)) + rows * round_up64(tokens) +
            round_up64(rows * dim * sizeof(int32_t)) + round_up64(rows * sizeof(int32_t));
 }
@@ -195,6 +194,42 @@ AVX512_TARGET static void combine_planes_avx512(size_t rows, size_t dim, int pla
     }
 }
 
+/* Weights 2^e with e >= 8 (h <= F - 8, probabilities above s 2^-(F-8)): few per row,
+ * added one token at a time into the E and D rows, in wrapping 32-bit arithmetic. */
+AVX512_TARGET static void big_weights_avx512(size_t rows, size_t tokens, size_t dim, const uint8_t *codes,
+                                             size_t ldcodes, int32_t sentinel, const uint8_t *v, size_t ldv,
+                                             int32_t zv, int frac_bits, int32_t *e, int32_t *d, size_t ldacc)
+{
+    const __m512i zero = _mm512_setzero_si512(), hmax = _mm512_set1_epi8((char)(frac_bits - 8));
+    const __m512i vsent = _mm512_set1_epi8((char)(sentinel > 255 ? 255 : sentinel));
+    const __m512i vzv = _mm512_set1_epi32(zv);
+    for (size_t i = 0; i < rows; i++) {
+        const uint8_t *cr = codes + i * ldcodes;
+        for (size_t t0 = 0; t0 < tokens; t0 += 64) {
+            const size_t left = tokens - t0;
+            const __mmask64 tail = left >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << left) - 1);
+            const __m512i c = _mm512_maskz_loadu_epi8(tail, cr + t0);
+            __mmask64 big = tail & _mm512_cmple_epu8_mask(_mm512_avg_epu8(c, zero), hmax);
+            if (sentinel <= 255)
+                big &= _mm512_cmplt_epu8_mask(c, vsent);
+            while (big) {
+                const size_t t = t0 + (size_t)__builtin_ctzll(big);
+                big &= big - 1;
+                const int32_t code = cr[t];
+                const __m128i sh = _mm_cvtsi32_si128(frac_bits - ((code + 1) >> 1));
+                int32_t *acc = ((code & 1) ? d : e) + i * ldacc;
+                const uint8_t *vr = v + t * ldv;
+                for (size_t j = 0; j < dim; j += 16) {
+                    const __mmask16 mk = dim - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (dim - j)) - 1);
+                    const __m512i x = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mk, vr + j)), vzv);
+                    _mm512_mask_storeu_epi32(acc + j, mk,
+                                             _mm512_add_epi32(_mm512_maskz_loadu_epi32(mk, acc + j), _mm512_sll_epi32(x, sh)));
+                }
+            }
+        }
+    }
+}
+
 void repq_attn_v_accumulate_gemm(repq_kernel_level level, size_t rows, size_t tokens, size_t dim,
                                  const uint8_t *codes, size_t ldcodes, int32_t sentinel, const uint8_t *v,
                                  size_t ldv, int32_t zv, int frac_bits, int32_t *e, int32_t *d, size_t ldacc,
@@ -205,23 +240,23 @@ void repq_attn_v_accumulate_gemm(repq_kernel_level level, size_t rows, size_t to
                                ldacc);
         return;
     }
-    const int planes = weight_planes(frac_bits);
-    const size_t np = 2 * (size_t)planes, lda = round_up64(tokens);
+    const size_t lda = round_up64(tokens);
     uint8_t *base = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     int8_t *vp = (int8_t *)base;
     uint8_t *w = base + round_up64(repq_gemm_u8s8_packed_size(dim, tokens));
-    int32_t *c = (int32_t *)(void *)(w + np * GEMM_RB * lda);
-    int32_t *wsum = (int32_t *)(void *)((uint8_t *)c + round_up64(np * GEMM_RB * dim * sizeof(int32_t)));
+    int32_t *c = (int32_t *)(void *)(w + 2 * GEMM_RB * lda);
+    int32_t *wsum = (int32_t *)(void *)((uint8_t *)c + round_up64(2 * GEMM_RB * dim * sizeof(int32_t)));
     pack_v_avx512(tokens, dim, v, ldv, vp);
     for (size_t i0 = 0; i0 < rows; i0 += GEMM_RB) {
         const size_t rb = rows - i0 < GEMM_RB ? rows - i0 : GEMM_RB;
-        planes_avx512(rb, tokens, codes + i0 * ldcodes, ldcodes, sentinel, frac_bits, planes, w, lda);
-        repq_row_sums_u8(level, np * rb, tokens, w, lda, wsum);
-        repq_gemm_u8s8(level, np * rb, dim, tokens, w, lda, vp, c, dim);
-        combine_planes_avx512(rb, dim, planes, c, wsum, zv, e + i0 * ldacc, ldacc);
-        combine_planes_avx512(rb, dim, planes, c + (size_t)planes * rb * dim, wsum + (size_t)planes * rb, zv,
-                              d + i0 * ldacc, ldacc);
+        planes_avx512(rb, tokens, codes + i0 * ldcodes, ldcodes, sentinel, frac_bits, 1, w, lda);
+        repq_row_sums_u8(level, 2 * rb, tokens, w, lda, wsum);
+        repq_gemm_u8s8(level, 2 * rb, dim, tokens, w, lda, vp, c, dim);
+        combine_planes_avx512(rb, dim, 1, c, wsum, zv, e + i0 * ldacc, ldacc);
+        combine_planes_avx512(rb, dim, 1, c + rb * dim, wsum + rb, zv, d + i0 * ldacc, ldacc);
     }
+    if (frac_bits >= 8)
+        big_weights_avx512(rows, tokens, dim, codes, ldcodes, sentinel, v, ldv, zv, frac_bits, e, d, ldacc);
 }
 
 /* ---- the k operand of q k^T ------------------------------------------------------- */

@@ -141,6 +141,17 @@ AVX512_TARGET static inline __m512i mul_shr_avx512(__m512i a, __m512i b, int sh)
     return _mm512_mask_blend_epi32((__mmask16)0xaaaa, pe, _mm512_slli_epi64(po, 32));
 }
 
+/* Bits half, half + 2, half + 4, ... of a 16-lane mask: its even or odd lanes. */
+static inline __mmask8 lane_bits(__mmask16 mk, int half)
+{
+    if (mk == 0xffff)
+        return 0xff;
+    unsigned r = 0;
+    for (int i = 0; i < 8; i++)
+        r |= (((unsigned)mk >> (2 * i + half)) & 1u) << i;
+    return (__mmask8)r;
+}
+
 AVX512_TARGET static inline __m512i t_q22_avx512(__m512i xmax, __m512i x, __m512i dcap, __m512i cm,
                                                  __m128i cs, __m512i tcap)
 {
@@ -158,38 +169,46 @@ AVX512_TARGET static void row_avx512(const repq_log2softmax_params *p, size_t n,
         vmax = _mm512_max_epi32(vmax, _mm512_mask_loadu_epi32(vmax, tail_mask(n - j), x + j));
     const __m512i xmax = _mm512_set1_epi32(_mm512_reduce_max_epi32(vmax));
     const __m512i dcap = _mm512_set1_epi32((int32_t)p->dcap), cm = _mm512_set1_epi64(p->cm);
-    const __m512i tcap = _mm512_set1_epi32((int32_t)T_CAP);
+    const __m512i tcap = _mm512_set1_epi64(T_CAP), tcap32 = _mm512_set1_epi32((int32_t)T_CAP);
     const __m128i cs = _mm_cvtsi32_si128((int)p->cs);
     const __m512i tab_lo = _mm512_loadu_si512((const void *)exp2_tab);
     const __m512i tab_hi = _mm512_loadu_si512((const void *)(exp2_tab + 16));
     const __m512i fmask = _mm512_set1_epi32((int32_t)(T_ONE - 1)), rmask = _mm512_set1_epi32(0x1ffff);
     const __m512i ln2 = _mm512_set1_epi32((int32_t)LN2_Q27), third = _mm512_set1_epi32((int32_t)THIRD_Q32);
-    const __m512i one31 = _mm512_set1_epi32((int32_t)(1u << 31));
-    __m512i sum_lo = _mm512_setzero_si512(), sum_hi = _mm512_setzero_si512();
+    const __m512i one31 = _mm512_set1_epi64(INT64_C(1) << 31);
+    const __m512i lo32 = _mm512_set1_epi64(0xffffffff);
+    __m512i sum = _mm512_setzero_si512();
     for (size_t j = 0; j < n; j += 16) {
         const __mmask16 mk = tail_mask(n - j);
-        const __m512i t = t_q22_avx512(xmax, _mm512_maskz_loadu_epi32(mk, x + j), dcap, cm, cs, tcap);
-        const __m512i f = _mm512_and_si512(t, fmask);
-        const __m512i r = _mm512_and_si512(f, rmask);
-        const __m512i u = mul_shr_avx512(r, ln2, 17);
-        const __m512i b = _mm512_sub_epi32(one31, _mm512_srli_epi32(mul_shr_avx512(u, third, 32), 1));
-        const __m512i c = mul_shr_avx512(u, b, 32);
-        const __m512i d = _mm512_sub_epi32(one31, _mm512_srli_epi32(c, 1));
-        const __m512i q = mul_shr_avx512(u, d, 31);
-        const __m512i tab = _mm512_permutex2var_epi32(tab_lo, _mm512_srli_epi32(f, 17), tab_hi);
-        const __m512i e = _mm512_sub_epi32(tab, mul_shr_avx512(tab, q, 32));
-        /* vpsrlvd gives 0 for counts >= 32, exactly the scalar's cut-off. */
-        const __m512i v = _mm512_maskz_srlv_epi32(mk, e, _mm512_srli_epi32(t, T_FRAC));
-        sum_lo = _mm512_add_epi64(sum_lo, _mm512_cvtepu32_epi64(_mm512_castsi512_si256(v)));
-        sum_hi = _mm512_add_epi64(sum_hi, _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(v, 1)));
+        const __m512i xv = _mm512_maskz_loadu_epi32(mk, x + j);
+        const __m512i dd = _mm512_min_epu32(_mm512_sub_epi32(xmax, xv), dcap);
+        /* Even and odd lanes as 64-bit lanes: every product below is one vpmuludq. */
+        for (int half = 0; half < 2; half++) {
+            const __m512i dh = half ? _mm512_srli_epi64(dd, 32) : _mm512_and_si512(dd, lo32);
+            const __m512i t = _mm512_min_epu64(_mm512_srl_epi64(_mm512_mul_epu32(dh, cm), cs), tcap);
+            const __m512i f = _mm512_and_si512(t, fmask);
+            const __m512i r = _mm512_and_si512(f, rmask);
+            const __m512i u = _mm512_srli_epi64(_mm512_mul_epu32(r, ln2), 17);
+            const __m512i b = _mm512_sub_epi64(one31, _mm512_srli_epi64(_mm512_mul_epu32(u, third), 33));
+            const __m512i c = _mm512_srli_epi64(_mm512_mul_epu32(u, b), 32);
+            const __m512i d = _mm512_sub_epi64(one31, _mm512_srli_epi64(c, 1));
+            const __m512i q = _mm512_srli_epi64(_mm512_mul_epu32(u, d), 31);
+            /* Table entries land in the low dword of each 64-bit lane, zeros above. */
+            const __m512i tab =
+                _mm512_maskz_permutex2var_epi32((__mmask16)0x5555, tab_lo, _mm512_srli_epi64(f, 17), tab_hi);
+            const __m512i e = _mm512_sub_epi64(tab, _mm512_srli_epi64(_mm512_mul_epu32(tab, q), 32));
+            /* vpsrlvq gives 0 for counts >= 64; e < 2^31, so counts >= 32 give 0 as in the scalar. */
+            const __m512i v = _mm512_srlv_epi64(e, _mm512_srli_epi64(t, T_FRAC));
+            sum = _mm512_mask_add_epi64(sum, lane_bits(mk, half), sum, v);
+        }
     }
-    const int32_t offset = row_offset(p, (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(sum_lo, sum_hi)));
+    const int32_t offset = row_offset(p, (uint64_t)_mm512_reduce_add_epi64(sum));
     const __m512i voff = _mm512_set1_epi32(offset), half = _mm512_set1_epi32((int32_t)(T_ONE / 2 - 1));
     const __m512i one = _mm512_set1_epi32(1), cmax = _mm512_set1_epi32(p->code_max);
     const __m512i sentinel = _mm512_set1_epi32(p->sentinel);
     for (size_t j = 0; j < n; j += 16) {
         const __mmask16 mk = tail_mask(n - j);
-        const __m512i t = t_q22_avx512(xmax, _mm512_maskz_loadu_epi32(mk, x + j), dcap, cm, cs, tcap);
+        const __m512i t = t_q22_avx512(xmax, _mm512_maskz_loadu_epi32(mk, x + j), dcap, cm, cs, tcap32);
         __m512i v = _mm512_add_epi32(_mm512_slli_epi32(t, 1), voff);
         v = _mm512_max_epi32(v, _mm512_setzero_si512());
         const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(v, T_FRAC), one);
