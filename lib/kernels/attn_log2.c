@@ -99,11 +99,11 @@ void repq_attn_v_accumulate(repq_kernel_level level, size_t rows, size_t tokens,
 #define GEMM_RB 48 /* code rows per pass (a multiple of the GEMM's 6-row tile) */
 
 static size_t round_up64(size_t x) { return (x + 63) & ~(size_t)63; }
+static int weight_planes(int frac_bits) { return frac_bits / 8 + 1; }
 
 size_t repq_attn_v_gemm_scratch_size(size_t tokens, size_t dim, int frac_bits)
 {
-    (void)frac_bits;
-    const size_t rows = 2 * GEMM_RB; /* byte plane 0 of even and odd codes */
+    const size_t rows = 2 * (size_t)weight_planes(frac_bits < 0 ? 0 : frac_bits) * GEMM_RB;
     return 64 + round_up64(repq_gemm_u8s8_packed_size(dim, tokens)) + rows * round_up64(tokens) +
            round_up64(rows * dim * sizeof(int32_t)) + round_up64(rows * sizeof(int32_t));
 }
@@ -194,6 +194,26 @@ AVX512_TARGET static void combine_planes_avx512(size_t rows, size_t dim, int pla
     }
 }
 
+/* Entries with weight 2^e, e >= 8 (frac_bits >= 8). */
+AVX512_TARGET static size_t count_big_avx512(size_t rows, size_t tokens, const uint8_t *codes, size_t ldcodes,
+                                             int32_t sentinel, int frac_bits)
+{
+    const __m512i zero = _mm512_setzero_si512(), hmax = _mm512_set1_epi8((char)(frac_bits - 8));
+    const __m512i vsent = _mm512_set1_epi8((char)(sentinel > 255 ? 255 : sentinel));
+    size_t count = 0;
+    for (size_t i = 0; i < rows; i++)
+        for (size_t t0 = 0; t0 < tokens; t0 += 64) {
+            const size_t left = tokens - t0;
+            const __mmask64 tail = left >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << left) - 1);
+            const __m512i c = _mm512_maskz_loadu_epi8(tail, codes + i * ldcodes + t0);
+            __mmask64 big = tail & _mm512_cmple_epu8_mask(_mm512_avg_epu8(c, zero), hmax);
+            if (sentinel <= 255)
+                big &= _mm512_cmplt_epu8_mask(c, vsent);
+            count += (size_t)__builtin_popcountll(big);
+        }
+    return count;
+}
+
 /* Weights 2^e with e >= 8 (h <= F - 8, probabilities above s 2^-(F-8)): few per row,
  * added one token at a time into the E and D rows, in wrapping 32-bit arithmetic. */
 AVX512_TARGET static void big_weights_avx512(size_t rows, size_t tokens, size_t dim, const uint8_t *codes,
@@ -240,22 +260,30 @@ void repq_attn_v_accumulate_gemm(repq_kernel_level level, size_t rows, size_t to
                                ldacc);
         return;
     }
-    const size_t lda = round_up64(tokens);
+    /* Weights with e >= 8 go through the GEMM as extra byte planes, unless they are
+     * few enough (under 1/32 of the entries per extra plane) to add one by one. */
+    int planes = weight_planes(frac_bits);
+    const bool sparse = planes > 1 && count_big_avx512(rows, tokens, codes, ldcodes, sentinel, frac_bits) * 32 <
+                                          rows * tokens * (size_t)(planes - 1);
+    if (sparse)
+        planes = 1;
+    const size_t np = 2 * (size_t)planes, lda = round_up64(tokens);
     uint8_t *base = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     int8_t *vp = (int8_t *)base;
     uint8_t *w = base + round_up64(repq_gemm_u8s8_packed_size(dim, tokens));
-    int32_t *c = (int32_t *)(void *)(w + 2 * GEMM_RB * lda);
-    int32_t *wsum = (int32_t *)(void *)((uint8_t *)c + round_up64(2 * GEMM_RB * dim * sizeof(int32_t)));
+    int32_t *c = (int32_t *)(void *)(w + np * GEMM_RB * lda);
+    int32_t *wsum = (int32_t *)(void *)((uint8_t *)c + round_up64(np * GEMM_RB * dim * sizeof(int32_t)));
     pack_v_avx512(tokens, dim, v, ldv, vp);
     for (size_t i0 = 0; i0 < rows; i0 += GEMM_RB) {
         const size_t rb = rows - i0 < GEMM_RB ? rows - i0 : GEMM_RB;
-        planes_avx512(rb, tokens, codes + i0 * ldcodes, ldcodes, sentinel, frac_bits, 1, w, lda);
-        repq_row_sums_u8(level, 2 * rb, tokens, w, lda, wsum);
-        repq_gemm_u8s8(level, 2 * rb, dim, tokens, w, lda, vp, c, dim);
-        combine_planes_avx512(rb, dim, 1, c, wsum, zv, e + i0 * ldacc, ldacc);
-        combine_planes_avx512(rb, dim, 1, c + rb * dim, wsum + rb, zv, d + i0 * ldacc, ldacc);
+        planes_avx512(rb, tokens, codes + i0 * ldcodes, ldcodes, sentinel, frac_bits, planes, w, lda);
+        repq_row_sums_u8(level, np * rb, tokens, w, lda, wsum);
+        repq_gemm_u8s8(level, np * rb, dim, tokens, w, lda, vp, c, dim);
+        combine_planes_avx512(rb, dim, planes, c, wsum, zv, e + i0 * ldacc, ldacc);
+        combine_planes_avx512(rb, dim, planes, c + (size_t)planes * rb * dim, wsum + (size_t)planes * rb, zv,
+                              d + i0 * ldacc, ldacc);
     }
-    if (frac_bits >= 8)
+    if (sparse)
         big_weights_avx512(rows, tokens, dim, codes, ldcodes, sentinel, v, ldv, zv, frac_bits, e, d, ldacc);
 }
 

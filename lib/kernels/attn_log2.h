@@ -34,16 +34,19 @@ void repq_attn_v_accumulate(repq_kernel_level level, size_t rows, size_t tokens,
  * `tokens` tokens, `dim` columns and frac_bits F. */
 size_t repq_attn_v_gemm_scratch_size(size_t tokens, size_t dim, int frac_bits);
 
-/* The same E and D as repq_attn_v_accumulate, bit for bit, computed mostly as a
- * u8 x s8 GEMM (AVX-512 VNNI level and up; lower levels run repq_attn_v_accumulate).
- * Every weight 2^e (e = F - h) is a single power of two. Those with e < 8 (all but
- * the few largest probabilities of a row) are u8 matrices W[i][t] (one for even and
- * one for odd codes) that multiply v - 128 (s8, packed once per call):
- *   E[i][j] = sum_t W[i][t] (v[t][j] - 128) + (128 - zv) sum_t W[i][t] + big terms,
- * and the terms with e >= 8 are added one token at a time, all in wrapping 32-bit
- * arithmetic, which is exact because E fits in int32 (the bound in the header
- * comment). Needs v codes in [0, 255], frac_bits in [0, 24], tokens <=
- * REPQ_GEMM_U8S8_MAX_K and the scratch above. */
+/* The same E and D as repq_attn_v_accumulate, bit for bit, computed as u8 x s8
+ * GEMMs (AVX-512 VNNI level and up; lower levels run repq_attn_v_accumulate).
+ * Every weight 2^e (e = F - h) is a single power of two, so it lies in one byte
+ * "plane" p = e / 8 with value 2^(e % 8) <= 128: for even and odd codes and each of
+ * the P = F/8 + 1 planes, a u8 matrix W_p[i][t] multiplies v - 128 (s8, packed once
+ * per call), and
+ *   E[i][j] = sum_p 2^(8p) (sum_t W_p[i][t] (v[t][j] - 128)) + (128 - zv) sum_t W[i][t]
+ * in wrapping 32-bit arithmetic, which is exact because E fits in int32 (the bound
+ * in the header comment). When the entries with e >= 8 (the largest probabilities)
+ * are under 1/32 of the entries per extra plane, they are added one token at a time
+ * instead and only plane 0 goes through the GEMM (same sums, so the same bits).
+ * Needs v codes in [0, 255], frac_bits in [0, 24], tokens <= REPQ_GEMM_U8S8_MAX_K
+ * and the scratch above. */
 void repq_attn_v_accumulate_gemm(repq_kernel_level level, size_t rows, size_t tokens, size_t dim,
                                  const uint8_t *codes, size_t ldcodes, int32_t sentinel, const uint8_t *v,
                                  size_t ldv, int32_t zv, int frac_bits, int32_t *e, int32_t *d, size_t ldacc,
