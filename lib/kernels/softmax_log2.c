@@ -10,15 +10,18 @@
 /* t >= 192 yields the sentinel for every s >= 2^-64 and b <= 8 (2t + 2 log2 s >= 256),
  * and keeps 2t + offset below 2^31. */
 #define T_CAP (192u << T_FRAC)
-#define LN2_Q27 93032640u        /* round(ln2 * 2^27) */
-#define THIRD_Q32 1431655765u    /* floor(2^32 / 3) */
+#define LN2_2M22 0x1.62e43p-23f /* ln2 * 2^-22 in binary32 */
 
-/* round(2^30 * 2^(-i/32)) */
-static const uint32_t exp2_tab[32] = {
-    1073741824, 1050733751, 1028218693, 1006186087, 984625594, 963527098, 942880699, 922676710,
-    902905651,  883558244,  864625413,  846098274,  827968132, 810226483, 792865000, 775875538,
-    759250125,  742980960,  727060411,  711481005,  696235434, 681316545, 666717336, 652430958,
-    638450708,  624770026,  611382493,  598281827,  585461881, 572916640, 560640218, 548626854};
+/* 2^30 * 2^(-i/32) rounded to binary32 */
+static const float exp2_tabf[32] = {
+    0x1.000000p+30f, 0x1.f50766p+29f, 0x1.ea4afap+29f, 0x1.dfc974p+29f,
+    0x1.d5818ep+29f, 0x1.cb720ep+29f, 0x1.c199bep+29f, 0x1.b7f770p+29f,
+    0x1.ae89fap+29f, 0x1.a5503cp+29f, 0x1.9c4918p+29f, 0x1.93737cp+29f,
+    0x1.8ace54p+29f, 0x1.82589ap+29f, 0x1.7a1148p+29f, 0x1.71f75ep+29f,
+    0x1.6a09e6p+29f, 0x1.6247ecp+29f, 0x1.5ab07ep+29f, 0x1.5342b6p+29f,
+    0x1.4bfdaep+29f, 0x1.44e086p+29f, 0x1.3dea64p+29f, 0x1.371a74p+29f,
+    0x1.306fe0p+29f, 0x1.29e9e0p+29f, 0x1.2387a6p+29f, 0x1.1d4874p+29f,
+    0x1.172b84p+29f, 0x1.11301ep+29f, 0x1.0b5586p+29f, 0x1.059b0ep+29f};
 
 __extension__ typedef unsigned __int128 u128;
 
@@ -66,20 +69,17 @@ static inline uint32_t t_q22(const repq_log2softmax_params *p, int32_t xmax, int
     return t < T_CAP ? t : T_CAP;
 }
 
-static inline uint32_t mul_shr(uint32_t a, uint32_t b, int sh) { return (uint32_t)(((uint64_t)a * b) >> sh); }
-
-/* 2^-t in Q30, truncated: 2^-(i/32) from the table times 2^-x, x = r * 2^-22 < 1/32,
- * as 1 - u (1 - u/2 (1 - u/3)) with u = x ln2 in Q32 (Taylor to u^3: error below
- * 1e-8), then a right shift by the integer part. */
+/* 2^-t in Q30, truncated: 2^-(i/32) from the table (i the top 5 fraction bits) times
+ * 2^-x, x = r * 2^-22 < 1/32, as 1 - u + u^2/2 - u^3/6 with u = x ln2 (Taylor error
+ * below 1e-8), in binary32 with fused multiply-adds only (IEEE-exact, so every CPU
+ * and level gives the same bits; relative error ~2e-7), then a right shift by the
+ * integer part. */
 static inline uint32_t exp2_neg_q30(uint32_t t)
 {
     const uint32_t f = t & (T_ONE - 1), i = f >> 17, r = f & 0x1ffff;
-    const uint32_t u = mul_shr(r, LN2_Q27, 17);
-    const uint32_t b = (1u << 31) - (mul_shr(u, THIRD_Q32, 32) >> 1); /* 1 - u/3, Q31 */
-    const uint32_t c = mul_shr(u, b, 32);                              /* u/2 (1 - u/3), Q32 */
-    const uint32_t d = (1u << 31) - (c >> 1);                          /* Q31 */
-    const uint32_t q = mul_shr(u, d, 31);                              /* 1 - 2^-x, Q32 */
-    const uint32_t e = exp2_tab[i] - mul_shr(exp2_tab[i], q, 32);
+    const float u = (float)r * LN2_2M22;
+    const float p = fmaf(fmaf(fmaf(-1.0f / 6.0f, u, 0.5f), u, -1.0f), u, 1.0f);
+    const uint32_t e = (uint32_t)(int32_t)(exp2_tabf[i] * p);
     const uint32_t sh = t >> T_FRAC;
     return sh < 32 ? e >> sh : 0;
 }
@@ -125,7 +125,7 @@ static void row_scalar(const repq_log2softmax_params *p, size_t n, const int32_t
         codes[j] = code_of(p, t_q22(p, xmax, x[j]), offset);
 }
 
-#define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl")))
+#define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
 
 AVX512_TARGET static inline __mmask16 tail_mask(size_t left)
 {
@@ -139,17 +139,6 @@ AVX512_TARGET static inline __m512i mul_shr_avx512(__m512i a, __m512i b, int sh)
     const __m512i po =
         _mm512_srli_epi64(_mm512_mul_epu32(_mm512_srli_epi64(a, 32), _mm512_srli_epi64(b, 32)), (unsigned)sh);
     return _mm512_mask_blend_epi32((__mmask16)0xaaaa, pe, _mm512_slli_epi64(po, 32));
-}
-
-/* Bits half, half + 2, half + 4, ... of a 16-lane mask: its even or odd lanes. */
-static inline __mmask8 lane_bits(__mmask16 mk, int half)
-{
-    if (mk == 0xffff)
-        return 0xff;
-    unsigned r = 0;
-    for (int i = 0; i < 8; i++)
-        r |= (((unsigned)mk >> (2 * i + half)) & 1u) << i;
-    return (__mmask8)r;
 }
 
 AVX512_TARGET static inline __m512i t_q22_avx512(__m512i xmax, __m512i x, __m512i dcap, __m512i cm,
@@ -169,39 +158,27 @@ AVX512_TARGET static void row_avx512(const repq_log2softmax_params *p, size_t n,
         vmax = _mm512_max_epi32(vmax, _mm512_mask_loadu_epi32(vmax, tail_mask(n - j), x + j));
     const __m512i xmax = _mm512_set1_epi32(_mm512_reduce_max_epi32(vmax));
     const __m512i dcap = _mm512_set1_epi32((int32_t)p->dcap), cm = _mm512_set1_epi64(p->cm);
-    const __m512i tcap = _mm512_set1_epi64(T_CAP), tcap32 = _mm512_set1_epi32((int32_t)T_CAP);
+    const __m512i tcap32 = _mm512_set1_epi32((int32_t)T_CAP);
     const __m128i cs = _mm_cvtsi32_si128((int)p->cs);
-    const __m512i tab_lo = _mm512_loadu_si512((const void *)exp2_tab);
-    const __m512i tab_hi = _mm512_loadu_si512((const void *)(exp2_tab + 16));
+    const __m512 tab_lo = _mm512_loadu_ps(exp2_tabf), tab_hi = _mm512_loadu_ps(exp2_tabf + 16);
     const __m512i fmask = _mm512_set1_epi32((int32_t)(T_ONE - 1)), rmask = _mm512_set1_epi32(0x1ffff);
-    const __m512i ln2 = _mm512_set1_epi32((int32_t)LN2_Q27), third = _mm512_set1_epi32((int32_t)THIRD_Q32);
-    const __m512i one31 = _mm512_set1_epi64(INT64_C(1) << 31);
-    const __m512i lo32 = _mm512_set1_epi64(0xffffffff);
-    __m512i sum = _mm512_setzero_si512();
+    const __m512 ln2 = _mm512_set1_ps(LN2_2M22), one_f = _mm512_set1_ps(1.0f);
+    const __m512 c3 = _mm512_set1_ps(-1.0f / 6.0f), c2 = _mm512_set1_ps(0.5f), c1 = _mm512_set1_ps(-1.0f);
+    __m512i sum_lo = _mm512_setzero_si512(), sum_hi = _mm512_setzero_si512();
     for (size_t j = 0; j < n; j += 16) {
         const __mmask16 mk = tail_mask(n - j);
-        const __m512i xv = _mm512_maskz_loadu_epi32(mk, x + j);
-        const __m512i dd = _mm512_min_epu32(_mm512_sub_epi32(xmax, xv), dcap);
-        /* Even and odd lanes as 64-bit lanes: every product below is one vpmuludq. */
-        for (int half = 0; half < 2; half++) {
-            const __m512i dh = half ? _mm512_srli_epi64(dd, 32) : _mm512_and_si512(dd, lo32);
-            const __m512i t = _mm512_min_epu64(_mm512_srl_epi64(_mm512_mul_epu32(dh, cm), cs), tcap);
-            const __m512i f = _mm512_and_si512(t, fmask);
-            const __m512i r = _mm512_and_si512(f, rmask);
-            const __m512i u = _mm512_srli_epi64(_mm512_mul_epu32(r, ln2), 17);
-            const __m512i b = _mm512_sub_epi64(one31, _mm512_srli_epi64(_mm512_mul_epu32(u, third), 33));
-            const __m512i c = _mm512_srli_epi64(_mm512_mul_epu32(u, b), 32);
-            const __m512i d = _mm512_sub_epi64(one31, _mm512_srli_epi64(c, 1));
-            const __m512i q = _mm512_srli_epi64(_mm512_mul_epu32(u, d), 31);
-            /* Table entries land in the low dword of each 64-bit lane, zeros above. */
-            const __m512i tab =
-                _mm512_maskz_permutex2var_epi32((__mmask16)0x5555, tab_lo, _mm512_srli_epi64(f, 17), tab_hi);
-            const __m512i e = _mm512_sub_epi64(tab, _mm512_srli_epi64(_mm512_mul_epu32(tab, q), 32));
-            /* vpsrlvq gives 0 for counts >= 64; e < 2^31, so counts >= 32 give 0 as in the scalar. */
-            const __m512i v = _mm512_srlv_epi64(e, _mm512_srli_epi64(t, T_FRAC));
-            sum = _mm512_mask_add_epi64(sum, lane_bits(mk, half), sum, v);
-        }
+        const __m512i t = t_q22_avx512(xmax, _mm512_maskz_loadu_epi32(mk, x + j), dcap, cm, cs, tcap32);
+        const __m512i f = _mm512_and_si512(t, fmask);
+        const __m512 u = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(f, rmask)), ln2);
+        const __m512 poly = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_fmadd_ps(c3, u, c2), u, c1), u, one_f);
+        const __m512 tab = _mm512_permutex2var_ps(tab_lo, _mm512_srli_epi32(f, 17), tab_hi);
+        const __m512i e = _mm512_cvttps_epi32(_mm512_mul_ps(tab, poly));
+        /* vpsrlvd gives 0 for counts >= 32, exactly the scalar's cut-off. */
+        const __m512i v = _mm512_maskz_srlv_epi32(mk, e, _mm512_srli_epi32(t, T_FRAC));
+        sum_lo = _mm512_add_epi64(sum_lo, _mm512_cvtepu32_epi64(_mm512_castsi512_si256(v)));
+        sum_hi = _mm512_add_epi64(sum_hi, _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(v, 1)));
     }
+    const __m512i sum = _mm512_add_epi64(sum_lo, sum_hi);
     const int32_t offset = row_offset(p, (uint64_t)_mm512_reduce_add_epi64(sum));
     const __m512i voff = _mm512_set1_epi32(offset), half = _mm512_set1_epi32((int32_t)(T_ONE / 2 - 1));
     const __m512i one = _mm512_set1_epi32(1), cmax = _mm512_set1_epi32(p->code_max);
