@@ -131,7 +131,7 @@ static void attn_v_gemm_matches_shifts(void **state)
     static int32_t e0[R * LDA], d0[R * LDA], e1[R * LDA], d1[R * LDA];
     void *scratch = malloc(repq_attn_v_gemm_scratch_size(T, DIM, 24));
     assert_non_null(scratch);
-    for (int trial = 0; trial < 60; trial++) {
+    for (int trial = 0; trial < 90; trial++) {
         const size_t rows = 1 + next_u32() % R, tokens = 1 + next_u32() % T, dim = 1 + next_u32() % DIM;
         const int bits = 2 + (int)(next_u32() % 7);
         const int32_t sentinel = bits == 8 ? 255 : 1 << bits;
@@ -150,6 +150,10 @@ static void attn_v_gemm_matches_shifts(void **state)
              * rows, so the kernel adds them one by one. */
             if (trial % 3 == 1 && frac >= 8 && (r >> 20) % 64 != 0)
                 codes[i] = (uint8_t)(2 * (frac - 7) + (int)((r >> 8) % 17));
+            /* ... or small weights rare (flat rows, small attention scale): the
+             * fullest plane is not plane 0. */
+            if (trial % 3 == 2 && frac >= 8 && (r >> 20) % 64 != 0)
+                codes[i] = (uint8_t)((r >> 8) % (2u * (unsigned)(frac - 8) + 1));
         }
         for (size_t i = 0; i < tokens * LDV; i++)
             v[i] = (uint8_t)next_u32();

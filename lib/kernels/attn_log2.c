@@ -136,11 +136,12 @@ AVX512_TARGET static void pack_v_avx512(size_t tokens, size_t dim, const uint8_t
     }
 }
 
-/* Planes of `rows` code rows: plane q (q < P: even codes, byte plane q; else odd
- * codes, plane q - P) row i at w + (q * rows + i) * lda, tokens bytes, zero padded
- * to lda (a multiple of 64). */
+/* Planes of `rows` code rows: plane q (q < P: even codes, byte plane p0 + q; else odd
+ * codes, plane p0 + q - P) row i at w + (q * rows + i) * lda, tokens bytes, zero
+ * padded to lda (a multiple of 64). */
 AVX512_TARGET static void planes_avx512(size_t rows, size_t tokens, const uint8_t *codes, size_t ldcodes,
-                                        int32_t sentinel, int frac_bits, int planes, uint8_t *w, size_t lda)
+                                        int32_t sentinel, int frac_bits, int p0, int planes, uint8_t *w,
+                                        size_t lda)
 {
     const __m512i zero = _mm512_setzero_si512();
     const __m512i pow2 = _mm512_broadcast_i32x4(_mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, (char)128, 0, 0, 0, 0, 0,
@@ -163,7 +164,7 @@ AVX512_TARGET static void planes_avx512(size_t rows, size_t tokens, const uint8_
             const __m512i pl = _mm512_and_si512(_mm512_srli_epi16(ex, 3), low5);
             const __mmask64 odd = _mm512_test_epi8_mask(c, one);
             for (int q = 0; q < 2 * planes; q++) {
-                const int p = q % planes;
+                const int p = p0 + q % planes;
                 __mmask64 m = valid & _mm512_cmpeq_epi8_mask(pl, _mm512_set1_epi8((char)p));
                 m &= q < planes ? ~odd : odd;
                 _mm512_storeu_si512(w + ((size_t)q * rows + i) * lda + t0, _mm512_maskz_mov_epi8(m, val));
@@ -172,69 +173,80 @@ AVX512_TARGET static void planes_avx512(size_t rows, size_t tokens, const uint8_
     }
 }
 
-/* E (or D) rows from the plane products c ([planes][rows][dim]) and their weight
- * sums, in wrapping 32-bit arithmetic. */
-AVX512_TARGET static void combine_planes_avx512(size_t rows, size_t dim, int planes, const int32_t *c,
+/* E (or D) rows from the products c ([planes][rows][dim]) of planes p0 .. p0 + planes - 1
+ * and their weight sums, in wrapping 32-bit arithmetic. */
+AVX512_TARGET static void combine_planes_avx512(size_t rows, size_t dim, int p0, int planes, const int32_t *c,
                                                 const int32_t *wsum, int32_t zv, int32_t *out, size_t ldout)
 {
     const uint32_t zc = (uint32_t)128 - (uint32_t)zv;
     for (size_t i = 0; i < rows; i++) {
         uint32_t ws = 0;
         for (int p = 0; p < planes; p++)
-            ws += (uint32_t)wsum[(size_t)p * rows + i] << (8 * p);
+            ws += (uint32_t)wsum[(size_t)p * rows + i] << (8 * (p0 + p));
         const __m512i corr = _mm512_set1_epi32((int32_t)(ws * zc));
         for (size_t j = 0; j < dim; j += 16) {
             const __mmask16 mk = dim - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (dim - j)) - 1);
             __m512i y = corr;
             for (int p = 0; p < planes; p++)
                 y = _mm512_add_epi32(y, _mm512_slli_epi32(
-                    _mm512_maskz_loadu_epi32(mk, c + ((size_t)p * rows + i) * dim + j), (unsigned)(8 * p)));
+                    _mm512_maskz_loadu_epi32(mk, c + ((size_t)p * rows + i) * dim + j), (unsigned)(8 * (p0 + p))));
             _mm512_mask_storeu_epi32(out + i * ldout + j, mk, y);
         }
     }
 }
 
-/* Entries with weight 2^e, e >= 8 (frac_bits >= 8). */
-AVX512_TARGET static size_t count_big_avx512(size_t rows, size_t tokens, const uint8_t *codes, size_t ldcodes,
-                                             int32_t sentinel, int frac_bits)
+/* Valid entries (code below the sentinel, h <= F) of 64 codes, their byte plane
+ * (F - h) / 8 and exponent F - h. */
+AVX512_TARGET static inline __mmask64 classify(__m512i c, __mmask64 tail, int32_t sentinel, int frac_bits,
+                                               __m512i *pl, __m512i *ex)
 {
-    const __m512i zero = _mm512_setzero_si512(), hmax = _mm512_set1_epi8((char)(frac_bits - 8));
-    const __m512i vsent = _mm512_set1_epi8((char)(sentinel > 255 ? 255 : sentinel));
-    size_t count = 0;
+    const __m512i vf = _mm512_set1_epi8((char)frac_bits);
+    const __m512i h = _mm512_avg_epu8(c, _mm512_setzero_si512());
+    __mmask64 valid = tail & _mm512_cmple_epu8_mask(h, vf);
+    if (sentinel <= 255)
+        valid &= _mm512_cmplt_epu8_mask(c, _mm512_set1_epi8((char)sentinel));
+    *ex = _mm512_sub_epi8(vf, h);
+    *pl = _mm512_and_si512(_mm512_srli_epi16(*ex, 3), _mm512_set1_epi8(0x1f));
+    return valid;
+}
+
+/* Valid entries per byte plane (planes <= 4). */
+AVX512_TARGET static void count_planes_avx512(size_t rows, size_t tokens, const uint8_t *codes, size_t ldcodes,
+                                              int32_t sentinel, int frac_bits, int planes, size_t *counts)
+{
+    for (int p = 0; p < planes; p++)
+        counts[p] = 0;
     for (size_t i = 0; i < rows; i++)
         for (size_t t0 = 0; t0 < tokens; t0 += 64) {
             const size_t left = tokens - t0;
             const __mmask64 tail = left >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << left) - 1);
-            const __m512i c = _mm512_maskz_loadu_epi8(tail, codes + i * ldcodes + t0);
-            __mmask64 big = tail & _mm512_cmple_epu8_mask(_mm512_avg_epu8(c, zero), hmax);
-            if (sentinel <= 255)
-                big &= _mm512_cmplt_epu8_mask(c, vsent);
-            count += (size_t)__builtin_popcountll(big);
+            __m512i pl, ex;
+            const __mmask64 valid =
+                classify(_mm512_maskz_loadu_epi8(tail, codes + i * ldcodes + t0), tail, sentinel, frac_bits, &pl, &ex);
+            for (int p = 0; p < planes; p++)
+                counts[p] += (size_t)__builtin_popcountll(valid & _mm512_cmpeq_epi8_mask(pl, _mm512_set1_epi8((char)p)));
         }
-    return count;
 }
 
-/* Weights 2^e with e >= 8 (h <= F - 8, probabilities above s 2^-(F-8)): few per row,
- * added one token at a time into the E and D rows, in wrapping 32-bit arithmetic. */
-AVX512_TARGET static void big_weights_avx512(size_t rows, size_t tokens, size_t dim, const uint8_t *codes,
-                                             size_t ldcodes, int32_t sentinel, const uint8_t *v, size_t ldv,
-                                             int32_t zv, int frac_bits, int32_t *e, int32_t *d, size_t ldacc)
+/* Valid entries outside byte plane p0 (few), added one token at a time into the E
+ * and D rows, in wrapping 32-bit arithmetic. */
+AVX512_TARGET static void sparse_weights_avx512(size_t rows, size_t tokens, size_t dim, const uint8_t *codes,
+                                                size_t ldcodes, int32_t sentinel, const uint8_t *v, size_t ldv,
+                                                int32_t zv, int frac_bits, int p0, int32_t *e, int32_t *d,
+                                                size_t ldacc)
 {
-    const __m512i zero = _mm512_setzero_si512(), hmax = _mm512_set1_epi8((char)(frac_bits - 8));
-    const __m512i vsent = _mm512_set1_epi8((char)(sentinel > 255 ? 255 : sentinel));
-    const __m512i vzv = _mm512_set1_epi32(zv);
+    const __m512i vzv = _mm512_set1_epi32(zv), vp0 = _mm512_set1_epi8((char)p0);
     for (size_t i = 0; i < rows; i++) {
         const uint8_t *cr = codes + i * ldcodes;
         for (size_t t0 = 0; t0 < tokens; t0 += 64) {
             const size_t left = tokens - t0;
             const __mmask64 tail = left >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << left) - 1);
-            const __m512i c = _mm512_maskz_loadu_epi8(tail, cr + t0);
-            __mmask64 big = tail & _mm512_cmple_epu8_mask(_mm512_avg_epu8(c, zero), hmax);
-            if (sentinel <= 255)
-                big &= _mm512_cmplt_epu8_mask(c, vsent);
-            while (big) {
-                const size_t t = t0 + (size_t)__builtin_ctzll(big);
-                big &= big - 1;
+            __m512i pl, ex;
+            __mmask64 m = classify(_mm512_maskz_loadu_epi8(tail, cr + t0), tail, sentinel, frac_bits, &pl, &ex);
+            m &= ~_mm512_cmpeq_epi8_mask(pl, vp0);
+            while (m) {
+                const size_t t = t0 + (size_t)__builtin_ctzll(m);
+                m &= m - 1;
                 const int32_t code = cr[t];
                 const __m128i sh = _mm_cvtsi32_si128(frac_bits - ((code + 1) >> 1));
                 int32_t *acc = ((code & 1) ? d : e) + i * ldacc;
@@ -260,13 +272,24 @@ void repq_attn_v_accumulate_gemm(repq_kernel_level level, size_t rows, size_t to
                                ldacc);
         return;
     }
-    /* Weights with e >= 8 go through the GEMM as extra byte planes, unless they are
-     * few enough (under 1/32 of the entries per extra plane) to add one by one. */
-    int planes = weight_planes(frac_bits);
-    const bool sparse = planes > 1 && count_big_avx512(rows, tokens, codes, ldcodes, sentinel, frac_bits) * 32 <
-                                          rows * tokens * (size_t)(planes - 1);
-    if (sparse)
-        planes = 1;
+    /* All byte planes go through the GEMM, unless the entries outside the fullest
+     * plane are few enough (under 1/32 of the entries per other plane) to add one by
+     * one: then only that plane does. */
+    int planes = weight_planes(frac_bits), p0 = 0;
+    bool sparse = false;
+    if (planes > 1) {
+        size_t counts[4], total = 0;
+        count_planes_avx512(rows, tokens, codes, ldcodes, sentinel, frac_bits, planes, counts);
+        for (int p = 0; p < planes; p++) {
+            total += counts[p];
+            p0 = counts[p] > counts[p0] ? p : p0;
+        }
+        sparse = (total - counts[p0]) * 32 < rows * tokens * (size_t)(planes - 1);
+        if (sparse)
+            planes = 1;
+        else
+            p0 = 0;
+    }
     const size_t np = 2 * (size_t)planes, lda = round_up64(tokens);
     uint8_t *base = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     int8_t *vp = (int8_t *)base;
@@ -276,15 +299,15 @@ void repq_attn_v_accumulate_gemm(repq_kernel_level level, size_t rows, size_t to
     pack_v_avx512(tokens, dim, v, ldv, vp);
     for (size_t i0 = 0; i0 < rows; i0 += GEMM_RB) {
         const size_t rb = rows - i0 < GEMM_RB ? rows - i0 : GEMM_RB;
-        planes_avx512(rb, tokens, codes + i0 * ldcodes, ldcodes, sentinel, frac_bits, planes, w, lda);
+        planes_avx512(rb, tokens, codes + i0 * ldcodes, ldcodes, sentinel, frac_bits, p0, planes, w, lda);
         repq_row_sums_u8(level, np * rb, tokens, w, lda, wsum);
         repq_gemm_u8s8(level, np * rb, dim, tokens, w, lda, vp, c, dim);
-        combine_planes_avx512(rb, dim, planes, c, wsum, zv, e + i0 * ldacc, ldacc);
-        combine_planes_avx512(rb, dim, planes, c + (size_t)planes * rb * dim, wsum + (size_t)planes * rb, zv,
+        combine_planes_avx512(rb, dim, p0, planes, c, wsum, zv, e + i0 * ldacc, ldacc);
+        combine_planes_avx512(rb, dim, p0, planes, c + (size_t)planes * rb * dim, wsum + (size_t)planes * rb, zv,
                               d + i0 * ldacc, ldacc);
     }
     if (sparse)
-        big_weights_avx512(rows, tokens, dim, codes, ldcodes, sentinel, v, ldv, zv, frac_bits, e, d, ldacc);
+        sparse_weights_avx512(rows, tokens, dim, codes, ldcodes, sentinel, v, ldv, zv, frac_bits, p0, e, d, ldacc);
 }
 
 /* ---- the k operand of q k^T ------------------------------------------------------- */

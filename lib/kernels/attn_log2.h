@@ -42,9 +42,9 @@ size_t repq_attn_v_gemm_scratch_size(size_t tokens, size_t dim, int frac_bits);
  * per call), and
  *   E[i][j] = sum_p 2^(8p) (sum_t W_p[i][t] (v[t][j] - 128)) + (128 - zv) sum_t W[i][t]
  * in wrapping 32-bit arithmetic, which is exact because E fits in int32 (the bound
- * in the header comment). When the entries with e >= 8 (the largest probabilities)
- * are under 1/32 of the entries per extra plane, they are added one token at a time
- * instead and only plane 0 goes through the GEMM (same sums, so the same bits).
+ * in the header comment). When the entries outside the fullest plane are under 1/32
+ * of the entries per other plane, they are added one token at a time instead and
+ * only that plane goes through the GEMM (same sums, so the same bits).
  * Needs v codes in [0, 255], frac_bits in [0, 24], tokens <= REPQ_GEMM_U8S8_MAX_K
  * and the scratch above. */
 void repq_attn_v_accumulate_gemm(repq_kernel_level level, size_t rows, size_t tokens, size_t dim,

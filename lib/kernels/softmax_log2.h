@@ -11,13 +11,15 @@
  *   t   in Q22: T = min(min(d, dcap) * cm >> cs, 192 * 2^22) (any t >= 192 yields the
  *       sentinel for every s >= 2^-64 and b <= 8).
  *   2^-t = 2^-floor(t) * 2^-(i/32) * 2^-x with i the top 5 fraction bits: a 32-entry
- *       Q30 table times 1 - u(1 - u/2(1 - u/3)), u = x ln2 < 0.022 in Q32 (relative
- *       error ~1e-8), then a right shift by floor(t); Q30 terms summed in uint64.
+ *       binary32 table (2^30 scale) times 1 - u + u^2/2 - u^3/6, u = x ln2 < 0.022,
+ *       with fused multiply-adds only (IEEE-exact, so the same bits on every CPU and
+ *       level; relative error ~2e-7), truncated to Q30, then a right shift by
+ *       floor(t); the Q30 terms are summed in uint64.
  *   log2 S in Q22: leading-zero count for the integer part, 22 exact fraction bits by
  *       repeated squaring of the normalized Q62 mantissa (128-bit products).
  *   code = round_half_even((2*T + 2*log2 S + 2*log2 s) / 2^22), all in Q22.
- * The codes equal the double-precision contract's except within ~1e-6 of a rounding
- * boundary (all 93,433 entries of the kernel test agree).
+ * The codes equal the double-precision contract's except within ~1e-6 of a code
+ * step from a rounding boundary (all 93,433 entries of the kernel test agree).
  */
 #ifndef REPQ_KERNELS_SOFTMAX_LOG2_H
 #define REPQ_KERNELS_SOFTMAX_LOG2_H
