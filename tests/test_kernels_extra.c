@@ -15,6 +15,7 @@
 #include "kernels/cpu.h"
 #include "kernels/gemm_s8.h"
 #include "kernels/quantize_f32.h"
+#include "kernels/softmax_log2.h"
 
 int repq_test_kernels_extra(void);
 
@@ -201,6 +202,35 @@ static void attn_pack_k_matches_pack(void **state)
     }
 }
 
+/* The softmax with a column bias equals the softmax of the corrected scores, at
+ * every level. */
+static void softmax_bias_matches_corrected(void **state)
+{
+    (void)state;
+    repq_kernel_level best = repq_kernel_level_best(repq_cpu_detect());
+    enum { R = 5, N = 203 };
+    static int32_t x[R * N], xb[R * N], bias[N];
+    static uint8_t ref[R * N], got[R * N];
+    for (int trial = 0; trial < 60; trial++) {
+        const size_t n = 1 + next_u32() % N;
+        repq_log2softmax_params p;
+        assert_true(repq_log2softmax_prepare(next_float(1e-4f, 2e-2f), next_float(0.01f, 1.0f),
+                                             2 + (int)(next_u32() % 7), &p));
+        for (size_t j = 0; j < n; j++)
+            bias[j] = (int32_t)(next_u32() % 200001) - 100000;
+        for (size_t i = 0; i < R * n; i++) {
+            x[i] = (int32_t)(next_u32() % 400001) - 200000;
+            xb[i] = x[i] + bias[i % n];
+        }
+        repq_log2softmax_rows(REPQ_LEVEL_SCALAR, &p, R, n, xb, n, ref, n);
+        for (int lv = REPQ_LEVEL_SCALAR; lv <= (int)best; lv++) {
+            memset(got, 0x5a, sizeof got);
+            repq_log2softmax_rows_bias((repq_kernel_level)lv, &p, R, n, x, n, bias, got, n);
+            assert_memory_equal(got, ref, R * n);
+        }
+    }
+}
+
 int repq_test_kernels_extra(void)
 {
     const struct CMUnitTest tests[] = {
@@ -208,6 +238,7 @@ int repq_test_kernels_extra(void)
         cmocka_unit_test(epilogues_are_exact_and_agree),
         cmocka_unit_test(attn_v_gemm_matches_shifts),
         cmocka_unit_test(attn_pack_k_matches_pack),
+        cmocka_unit_test(softmax_bias_matches_corrected),
     };
     return cmocka_run_group_tests_name("kernels_extra", tests, NULL, NULL);
 }

@@ -62,7 +62,7 @@ typedef struct wscratch {
     uint8_t *codes;  /* [T, T] */
     int32_t *e, *d;  /* [T, hd] */
     void *avs;       /* attention x V planes and products (repq_attn_v_gemm_scratch_size) */
-    int32_t *rq, *colmul, *colconst; /* [T] */
+    int32_t *colconst; /* [T]: the q k^T column correction */
 } wscratch;
 
 typedef void (*task_fn)(repq_session *s, int worker, int workers, const void *arg);
@@ -433,11 +433,9 @@ static repq_status scratch_init(repq_session *s, repq_object *err)
         x->e = salloc(s, t * hd, sizeof(int32_t));
         x->avs = salloc(s, repq_attn_v_gemm_scratch_size(t, hd, repq_attn_v_frac_bits_max(t)), 1);
         x->d = salloc(s, t * hd, sizeof(int32_t));
-        x->rq = salloc(s, t, sizeof(int32_t));
-        x->colmul = salloc(s, t, sizeof(int32_t));
         x->colconst = salloc(s, t, sizeof(int32_t));
         if (!x->a || !x->acc || !x->f || !x->rowsum || !x->kpack || !x->sc || !x->codes || !x->e || !x->avs ||
-            !x->d || !x->rq || !x->colmul || !x->colconst)
+            !x->d || !x->colconst)
             return repq_fail(err, REPQ_ERR_NOMEM, "repq_session_new: cannot allocate worker scratch");
     }
     return REPQ_OK;
@@ -714,16 +712,14 @@ static void attn_task(repq_session *s, int worker, int workers, const void *arg)
         const size_t img = item / s->heads, h = item % s->heads, base = img * t * d + h * hd;
         const uint8_t *qh = s->qc + base, *kh = s->kc + base, *vh = s->vc + base;
         repq_attn_pack_k(lv, t, hd, kh, d, b->koff, w->kpack);
-        repq_row_sums_u8(lv, t, hd, qh, d, w->rq);
+        /* The exact score is gemm + qk_colmul * rowsum(q)[i] - z_q * colsum(k - koff)[j]
+         * + qk_const; the codes depend only on differences within a row, so the row
+         * terms are left out and the column term rides into the softmax (same codes). */
         repq_row_sums_u8(lv, t, hd, kh, d, w->colconst);
-        for (size_t j = 0; j < t; j++) {
-            const int32_t colsum = w->colconst[j] - b->koff * (int32_t)hd;
-            w->colconst[j] = -b->q.z * colsum + b->qk_const;
-            w->colmul[j] = b->qk_colmul;
-        }
+        for (size_t j = 0; j < t; j++)
+            w->colconst[j] = -b->q.z * (w->colconst[j] - b->koff * (int32_t)hd);
         repq_gemm_u8s8(lv, t, t, hd, qh, d, w->kpack, w->sc, t);
-        repq_gemm_correct_s32(lv, t, t, w->sc, t, w->rq, w->colmul, w->colconst);
-        repq_log2softmax_rows(lv, &b->sm, t, t, w->sc, t, w->codes, t);
+        repq_log2softmax_rows_bias(lv, &b->sm, t, t, w->sc, t, w->colconst, w->codes, t);
         repq_attn_v_accumulate_gemm(lv, t, t, hd, w->codes, t, b->sm.sentinel, vh, d, b->v.z, b->frac_bits, w->e,
                                     w->d, hd, w->avs);
         uint8_t *out = s->oc + base;

@@ -112,17 +112,23 @@ static inline uint8_t code_of(const repq_log2softmax_params *p, uint32_t t, int3
     return (uint8_t)(code > p->code_max ? p->sentinel : code);
 }
 
-static void row_scalar(const repq_log2softmax_params *p, size_t n, const int32_t *x, uint8_t *codes)
+static inline int32_t score(const int32_t *x, const int32_t *bias, size_t j)
 {
-    int32_t xmax = x[0];
+    return bias ? (int32_t)((uint32_t)x[j] + (uint32_t)bias[j]) : x[j];
+}
+
+static void row_scalar(const repq_log2softmax_params *p, size_t n, const int32_t *x, const int32_t *bias,
+                       uint8_t *codes)
+{
+    int32_t xmax = score(x, bias, 0);
     for (size_t j = 1; j < n; j++)
-        xmax = x[j] > xmax ? x[j] : xmax;
+        xmax = score(x, bias, j) > xmax ? score(x, bias, j) : xmax;
     uint64_t sum = 0;
     for (size_t j = 0; j < n; j++)
-        sum += exp2_neg_q30(t_q22(p, xmax, x[j]));
+        sum += exp2_neg_q30(t_q22(p, xmax, score(x, bias, j)));
     const int32_t offset = row_offset(p, sum);
     for (size_t j = 0; j < n; j++)
-        codes[j] = code_of(p, t_q22(p, xmax, x[j]), offset);
+        codes[j] = code_of(p, t_q22(p, xmax, score(x, bias, j)), offset);
 }
 
 #define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
@@ -150,12 +156,19 @@ AVX512_TARGET static inline __m512i t_q22_avx512(__m512i xmax, __m512i x, __m512
     return _mm512_min_epu32(_mm512_mask_blend_epi32((__mmask16)0xaaaa, te, _mm512_slli_epi64(to, 32)), tcap);
 }
 
+/* Scores j .. j + 15 (masked), plus the column bias when there is one. */
+AVX512_TARGET static inline __m512i load_scores(const int32_t *x, const int32_t *bias, size_t j, __mmask16 mk)
+{
+    const __m512i v = _mm512_maskz_loadu_epi32(mk, x + j);
+    return bias ? _mm512_add_epi32(v, _mm512_maskz_loadu_epi32(mk, bias + j)) : v;
+}
+
 AVX512_TARGET static void row_avx512(const repq_log2softmax_params *p, size_t n, const int32_t *x,
-                                     uint8_t *codes)
+                                     const int32_t *bias, uint8_t *codes)
 {
     __m512i vmax = _mm512_set1_epi32(INT32_MIN);
     for (size_t j = 0; j < n; j += 16)
-        vmax = _mm512_max_epi32(vmax, _mm512_mask_loadu_epi32(vmax, tail_mask(n - j), x + j));
+        vmax = _mm512_mask_max_epi32(vmax, tail_mask(n - j), vmax, load_scores(x, bias, j, tail_mask(n - j)));
     const __m512i xmax = _mm512_set1_epi32(_mm512_reduce_max_epi32(vmax));
     const __m512i dcap = _mm512_set1_epi32((int32_t)p->dcap), cm = _mm512_set1_epi64(p->cm);
     const __m512i tcap32 = _mm512_set1_epi32((int32_t)T_CAP);
@@ -167,7 +180,7 @@ AVX512_TARGET static void row_avx512(const repq_log2softmax_params *p, size_t n,
     __m512i sum_lo = _mm512_setzero_si512(), sum_hi = _mm512_setzero_si512();
     for (size_t j = 0; j < n; j += 16) {
         const __mmask16 mk = tail_mask(n - j);
-        const __m512i t = t_q22_avx512(xmax, _mm512_maskz_loadu_epi32(mk, x + j), dcap, cm, cs, tcap32);
+        const __m512i t = t_q22_avx512(xmax, load_scores(x, bias, j, mk), dcap, cm, cs, tcap32);
         const __m512i f = _mm512_and_si512(t, fmask);
         const __m512 u = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(f, rmask)), ln2);
         const __m512 poly = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_fmadd_ps(c3, u, c2), u, c1), u, one_f);
@@ -185,7 +198,7 @@ AVX512_TARGET static void row_avx512(const repq_log2softmax_params *p, size_t n,
     const __m512i sentinel = _mm512_set1_epi32(p->sentinel);
     for (size_t j = 0; j < n; j += 16) {
         const __mmask16 mk = tail_mask(n - j);
-        const __m512i t = t_q22_avx512(xmax, _mm512_maskz_loadu_epi32(mk, x + j), dcap, cm, cs, tcap32);
+        const __m512i t = t_q22_avx512(xmax, load_scores(x, bias, j, mk), dcap, cm, cs, tcap32);
         __m512i v = _mm512_add_epi32(_mm512_slli_epi32(t, 1), voff);
         v = _mm512_max_epi32(v, _mm512_setzero_si512());
         const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(v, T_FRAC), one);
@@ -195,13 +208,20 @@ AVX512_TARGET static void row_avx512(const repq_log2softmax_params *p, size_t n,
     }
 }
 
-void repq_log2softmax_rows(repq_kernel_level level, const repq_log2softmax_params *params, size_t rows,
-                           size_t n, const int32_t *x, size_t ldx, uint8_t *codes, size_t ldcodes)
+void repq_log2softmax_rows_bias(repq_kernel_level level, const repq_log2softmax_params *params, size_t rows,
+                                size_t n, const int32_t *x, size_t ldx, const int32_t *colbias, uint8_t *codes,
+                                size_t ldcodes)
 {
     for (size_t i = 0; i < rows; i++) {
         if (level >= REPQ_LEVEL_AVX512VNNI)
-            row_avx512(params, n, x + i * ldx, codes + i * ldcodes);
+            row_avx512(params, n, x + i * ldx, colbias, codes + i * ldcodes);
         else
-            row_scalar(params, n, x + i * ldx, codes + i * ldcodes);
+            row_scalar(params, n, x + i * ldx, colbias, codes + i * ldcodes);
     }
+}
+
+void repq_log2softmax_rows(repq_kernel_level level, const repq_log2softmax_params *params, size_t rows,
+                           size_t n, const int32_t *x, size_t ldx, uint8_t *codes, size_t ldcodes)
+{
+    repq_log2softmax_rows_bias(level, params, rows, n, x, ldx, NULL, codes, ldcodes);
 }

@@ -49,4 +49,11 @@ bool repq_log2softmax_prepare(float in_scale, float s, int bits, repq_log2softma
 void repq_log2softmax_rows(repq_kernel_level level, const repq_log2softmax_params *params, size_t rows,
                            size_t n, const int32_t *x, size_t ldx, uint8_t *codes, size_t ldcodes);
 
+/* The same for the scores x[i][j] + colbias[j] (each sum must fit in int32): a
+ * per-column zero-point correction folded into the softmax. Per-row constants need
+ * no correction at all: the codes depend only on max - x within a row. */
+void repq_log2softmax_rows_bias(repq_kernel_level level, const repq_log2softmax_params *params, size_t rows,
+                                size_t n, const int32_t *x, size_t ldx, const int32_t *colbias, uint8_t *codes,
+                                size_t ldcodes);
+
 #endif
