@@ -113,6 +113,7 @@ repq_status repq_act_quant_set_channels(const repq_allocator *al, repq_act_quant
 repq_status repq_qmodel_clone(repq_object *err, const repq_allocator *al, const repq_qmodel *src,
                               repq_qmodel **out)
 {
+    *out = NULL;
     repq_qmodel *q;
     repq_status st = repq_qmodel_alloc(err, al, &src->arch, &q);
     if (st)

@@ -65,7 +65,7 @@ REPQ_API repq_status repq_qmodel_reparameterize(repq_context *ctx, const repq_qm
     if (!repq_object_is(src, REPQ_KIND_QMODEL))
         return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_qmodel_reparameterize: not a qmodel");
     repq_allocator al = repq_allocator_of(ctx);
-    repq_qmodel *q;
+    repq_qmodel *q = NULL;
     repq_status st = repq_qmodel_clone(err, &al, src, &q);
     if (st || src->reparameterized) {
         *out = q;
