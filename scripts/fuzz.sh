@@ -31,7 +31,7 @@ export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export ASAN_OPTIONS=detect_leaks=1
 work=$(mktemp -d /tmp/repq_fuzz.XXXXXX)
 status=0
-printf '%-12s %10s %8s  %s\n' target execs seconds result
+printf '%-12s %10s %8s %6s %6s  %s\n' target execs seconds cov ft result
 for t in $targets; do
     corpus=$work/$t
     mkdir -p "$corpus" "$work/$t-artifacts"
@@ -45,7 +45,10 @@ for t in $targets; do
         status=1
     fi
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
-    printf '%-12s %10s %8s  %s\n' "$t" "${execs:-?}" "$seconds" "$result"
+    # Edge coverage and features of the last status line libFuzzer printed.
+    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 | cut -d' ' -f2)
+    ft=$(grep -o 'ft: [0-9]*' "$log" | tail -n 1 | cut -d' ' -f2)
+    printf '%-12s %10s %8s %6s %6s  %s\n' "$t" "${execs:-?}" "$seconds" "${cov:-?}" "${ft:-?}" "$result"
 done
 if [ $status -eq 0 ]; then
     rm -rf "$work"

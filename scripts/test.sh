@@ -41,7 +41,7 @@ echo "== libFuzzer targets, $fuzz_seconds s each (longer runs: scripts/fuzz.sh S
 fuzz_out=$(sh scripts/fuzz.sh "$fuzz_seconds" 2>&1)
 fuzz_status=$?
 echo "$fuzz_out"
-fuzz_ok=$(printf '%s\n' "$fuzz_out" | grep -cE '^[a-z]+ +[0-9?]+ +[0-9]+ +ok$' || true)
+fuzz_ok=$(printf '%s\n' "$fuzz_out" | grep -cE '^[a-z]+ +[0-9?]+ +[0-9]+ +[0-9?]+ +[0-9?]+ +ok$' || true)
 fuzz_bad=$(printf '%s\n' "$fuzz_out" | grep -c 'CRASH' || true)
 passed=$((passed + fuzz_ok))
 failed=$((failed + fuzz_bad))
