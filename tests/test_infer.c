@@ -434,6 +434,10 @@ int main(void)
         cmocka_unit_test(agrees_with_fake_quant_w8a8),
         cmocka_unit_test(agrees_with_fake_quant_w4a4),
     };
+    /* REPQ_TEST_FILTER runs only the tests whose names match (e.g. the threaded one under
+     * ThreadSanitizer, where the whole suite is slow). */
+    if (getenv("REPQ_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("REPQ_TEST_FILTER"));
     int failed = repq_test_kernels_extra();
     return failed + cmocka_run_group_tests(tests, setup, teardown);
 }
