@@ -64,9 +64,9 @@ REPQ_API repq_status repq_model_forward(repq_model *model, repq_tensor *images,
 /* Read records of the CIFAR-10 binary format (1 label byte, then 3072 bytes: the red,
  * green and blue 32x32 planes). Reads records [offset, offset + limit), or to the end
  * of the file when limit <= 0. Outputs: U8 [N, 3, 32, 32] images and I32 [N] labels.
- * Errors: REPQ_ERR_IO, REPQ_ERR_FORMAT (size not a multiple of 3073, label > 255 is
- * impossible but a label outside 0..9 is reported), REPQ_ERR_INVALID_ARGUMENT (offset
- * past the end, negative offset), REPQ_ERR_NOMEM. */
+ * Errors: REPQ_ERR_IO, REPQ_ERR_FORMAT (size not a positive multiple of 3073, a label
+ * outside 0..9), REPQ_ERR_INVALID_ARGUMENT (offset past the end, negative offset),
+ * REPQ_ERR_NOMEM. */
 REPQ_API repq_status repq_cifar_load(repq_context *ctx, const char *path, int64_t offset,
                                      int64_t limit, repq_tensor **out_images,
                                      repq_tensor **out_labels);
