@@ -259,6 +259,7 @@ static void architecture_metadata_is_checked(void **state)
     check_arch(NULL, REPQ_ERR_FORMAT, "preset");
     /* Values that pass a check in double but not once narrowed to float (found by fuzzing). */
     check_arch("{" BASE "\"depth\": 2, \"num_heads\": 3, \"norm_eps\": 1e-70}", REPQ_ERR_UNSUPPORTED, "norm_eps");
+    check_arch("{" BASE "\"depth\": 2, \"num_heads\": 3, \"norm_eps\": 9999999.97e-07}", REPQ_ERR_UNSUPPORTED, "norm_eps");
 }
 
 static void check_preprocess(const char *json, repq_status want)

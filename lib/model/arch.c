@@ -121,10 +121,12 @@ static repq_status parse_arch(repq_object *err, json_t *root, repq_vit_arch *a)
             return repq_fail(err, REPQ_ERR_FORMAT, "architecture: norm_eps is not a number");
         e = json_number_value(eps);
     }
-    /* Checked in the float it is narrowed to: 1e-70 would become 0. */
-    if (!(e >= FLT_MIN && e < 1.0))
-        return repq_fail(err, REPQ_ERR_UNSUPPORTED, "architecture: norm_eps %g is not in [FLT_MIN, 1)", e);
-    a->norm_eps = (float)e;
+    /* Checked as the float it is narrowed to: 1e-70 would become 0 and 0.999999997
+     * would become 1. The range check first keeps the conversion defined. */
+    float ef = e > 0.0 && e < 1.0 ? (float)e : 0.0f;
+    if (!(ef >= FLT_MIN && ef < 1.0f))
+        return repq_fail(err, REPQ_ERR_UNSUPPORTED, "architecture: norm_eps %.9g is not in [FLT_MIN, 1) as a float", e);
+    a->norm_eps = ef;
     /* What the forward pass implements; anything else must be refused, not run wrongly. */
     const struct { const char *key; const char *want; } strings[] = {
         {"global_pool", "token"}, {"act", "gelu_erf"},
