@@ -5,6 +5,9 @@
 # kept in that folder and named in the output. Exits non-zero if any target crashed.
 #
 #   scripts/fuzz.sh [seconds] [target...]     targets: safetensors qmodel cifar arch
+#   FUZZ_RUNS=N: instead of a time limit, exactly N inputs per target from a fixed seed,
+#   so that a regression run (CI) is reproducible: it passes or fails the same way on
+#   every machine, where a timed run explores a different path each time.
 #   FUZZ_BUILD_DIR=build-fuzz (default)       configured here if it does not exist:
 #     CC=clang meson setup $FUZZ_BUILD_DIR -Dfuzzing=true -Dtests=false -Dbenchmarks=false \
 #       -Db_sanitize=address,undefined -Db_lundef=false \
@@ -37,7 +40,13 @@ for t in $targets; do
     mkdir -p "$corpus" "$work/$t-artifacts"
     cp "$src/tests/fuzz/corpus/$t"/* "$corpus"/ 2>/dev/null || true
     log=$work/$t.log
-    if "$build/tests/fuzz/fuzz_$t" -max_total_time="$seconds" -print_final_stats=1 -timeout=10 \
+    if [ -n "${FUZZ_RUNS:-}" ]; then
+        limit="-runs=$FUZZ_RUNS -seed=1"
+    else
+        limit="-max_total_time=$seconds"
+    fi
+    # $limit holds two words when FUZZ_RUNS is set: left unquoted on purpose.
+    if "$build/tests/fuzz/fuzz_$t" $limit -print_final_stats=1 -timeout=10 \
         -rss_limit_mb=2048 -artifact_prefix="$work/$t-artifacts/" "$corpus" >"$log" 2>&1; then
         result=ok
     else
