@@ -9,7 +9,8 @@
 #include "io/safetensors.h"
 
 /* Images run through the float forward in chunks so scratch stays bounded whatever
- * batch the caller hands over. */
+ * batch the caller hands over; quantizers are fixed by then, so chunking does not change
+ * results. */
 #define FORWARD_CHUNK 16
 
 typedef struct named {
@@ -289,26 +290,32 @@ repq_status repq_logits_check(repq_object *err, const repq_vit_arch *a, const re
     return REPQ_OK;
 }
 
-REPQ_API repq_status repq_model_forward(repq_model *model, repq_tensor *images, repq_tensor *logits)
+repq_status repq_vit_forward_tensors(repq_object *err, const repq_allocator *al, const repq_vit_arch *a,
+                                     const repq_vit_params *p, const repq_vit_hook *hook,
+                                     repq_tensor *images, repq_tensor *logits)
 {
-    if (!repq_object_is(model, REPQ_KIND_MODEL))
-        return REPQ_ERR_INVALID_ARGUMENT;
-    repq_object *err = &model->base;
     size_t n;
     bool u8;
-    repq_status st = repq_images_check(err, &model->arch, images, &n, &u8);
-    if (st || (st = repq_logits_check(err, &model->arch, logits, n)))
+    repq_status st = repq_images_check(err, a, images, &n, &u8);
+    if (st || (st = repq_logits_check(err, a, logits, n)))
         return st;
-    size_t per_image = images->nbytes / n, k = (size_t)model->arch.num_classes;
+    size_t per_image = images->nbytes / n, k = (size_t)a->num_classes;
     for (size_t i = 0; i < n; i += FORWARD_CHUNK) {
         size_t c = n - i < FORWARD_CHUNK ? n - i : FORWARD_CHUNK;
-        st = repq_vit_forward(err, &model->base.allocator, &model->arch, &model->params,
-                              (const uint8_t *)images->data + i * per_image, u8, c, NULL,
+        st = repq_vit_forward(err, al, a, p, (const uint8_t *)images->data + i * per_image, u8, c, hook,
                               (float *)logits->data + i * k);
         if (st)
             return st;
     }
     return REPQ_OK;
+}
+
+REPQ_API repq_status repq_model_forward(repq_model *model, repq_tensor *images, repq_tensor *logits)
+{
+    if (!repq_object_is(model, REPQ_KIND_MODEL))
+        return REPQ_ERR_INVALID_ARGUMENT;
+    return repq_vit_forward_tensors(&model->base, &model->base.allocator, &model->arch, &model->params, NULL,
+                                    images, logits);
 }
 
 REPQ_API repq_status repq_top1_compute(const repq_tensor *logits, const repq_tensor *labels,

@@ -19,6 +19,11 @@ repq_status repq_images_check(repq_object *err, const repq_vit_arch *a, const re
 /* Check a logits tensor: F32 [n, num_classes]. */
 repq_status repq_logits_check(repq_object *err, const repq_vit_arch *a, const repq_tensor *logits,
                               size_t n);
+/* Checks images and logits, then runs the float forward (with `hook`, which may be
+ * NULL) over the images in bounded chunks. Messages go to `err` (may be NULL). */
+repq_status repq_vit_forward_tensors(repq_object *err, const repq_allocator *al, const repq_vit_arch *a,
+                                     const repq_vit_params *p, const repq_vit_hook *hook,
+                                     repq_tensor *images, repq_tensor *logits);
 /* Value of a repq_model_attr for an architecture (REPQ_ERR_INVALID_ARGUMENT if unknown). */
 repq_status repq_vit_arch_attr(const repq_vit_arch *a, int32_t attr, int64_t *out);
 
