@@ -1,6 +1,7 @@
 /* Benchmark of the u8 x s8 GEMM: GOPS per kernel level on deit_small shapes
- * at batch 8 and a large square, against a register-resident vpdpbusd peak and
- * single-thread OpenBLAS sgemm of the same size, all measured in this run. */
+ * at batch 8 (whole and in the session's 96-row blocks) and a large square,
+ * against register-resident vpdpbusd and tdpbusd peaks and single-thread
+ * OpenBLAS sgemm of the same size, all measured in this run. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +70,53 @@ static double vnni_peak_gops(void)
     }
 }
 
+/* Six accumulator tiles fed by two register-resident operand tiles: nothing
+ * touches memory inside the loop, so this is the core's AMX-INT8 throughput.
+ * Tile numbers are literals (gcc pastes them into the assembly). */
+typedef struct peak_tile_config {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} peak_tile_config;
+
+__attribute__((target("amx-tile,amx-int8"), noinline)) static void amx_peak_loop(long iters)
+{
+    peak_tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg.rows[t] = 16;
+        cfg.colsb[t] = 64;
+    }
+    _tile_loadconfig(&cfg);
+    static const uint8_t ones[16 * 64] = {1};
+    _tile_loadd(6, ones, 64);
+    _tile_loadd(7, ones, 64);
+    _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3); _tile_zero(4); _tile_zero(5);
+    for (long it = 0; it < iters; it++) {
+        _tile_dpbusd(0, 6, 7); _tile_dpbusd(1, 6, 7); _tile_dpbusd(2, 6, 7);
+        _tile_dpbusd(3, 6, 7); _tile_dpbusd(4, 6, 7); _tile_dpbusd(5, 6, 7);
+    }
+    int32_t out[16 * 16];
+    _tile_stored(0, out, 64);
+    _tile_release();
+    volatile int32_t sink = out[0];
+    (void)sink;
+}
+
+static double amx_peak_gops(void)
+{
+    long iters = 1 << 12;
+    for (;;) {
+        const double t0 = now();
+        amx_peak_loop(iters);
+        const double dt = now() - t0;
+        if (dt >= MIN_SECONDS)
+            return 2.0 * 16 * 16 * 64 * 6.0 * (double)iters / dt * 1e-9; /* 16x16x64 MACs per tdpbusd */
+        iters *= 2;
+    }
+}
+
 static double time_gemm(repq_kernel_level level, size_t m, size_t n, size_t k, const uint8_t *a,
                         const void *packed, int32_t *c)
 {
@@ -106,16 +154,24 @@ int main(void)
     const uint32_t mask = repq_cpu_detect();
     const repq_kernel_level best = repq_kernel_level_best(mask);
     printf("librepq kernels benchmark (single thread), best level: %s\n", repq_kernel_level_name(best));
-    double peak = 0.0;
+    double peak = 0.0, amx_peak = 0.0;
     if (best >= REPQ_LEVEL_AVX512VNNI) {
         peak = vnni_peak_gops();
         printf("VNNI peak (register-resident vpdpbusd, 2*64 ops/instr): %.1f GOPS\n", peak);
     }
+    if (best >= REPQ_LEVEL_AMX) {
+        amx_peak = amx_peak_gops();
+        printf("AMX peak (register-resident tdpbusd, 2*16*16*64 ops/instr): %.1f GOPS\n", amx_peak);
+    }
+    /* deit_small at batch 8 (1576 token rows): qkv, proj, fc1, fc2, whole and in the
+     * session's 96-row blocks; then one head's q k^T (197 x 197 x 64) and a square. */
     const size_t shapes[][3] = {
-        {1576, 1152, 384}, {1576, 384, 384}, {1576, 1536, 384}, {1576, 384, 1536}, {2048, 2048, 2048},
+        {1576, 1152, 384}, {1576, 384, 384}, {1576, 1536, 384}, {1576, 384, 1536},
+        {96, 1152, 384},   {96, 1536, 384},  {96, 384, 1536},   {197, 197, 64},    {2048, 2048, 2048},
     };
-    printf("\n| m | n | k | scalar GOPS | avx2 GOPS | vnni GOPS | vnni / peak | sgemm GFLOP/s | vnni / sgemm |\n");
-    printf("|---|---|---|---|---|---|---|---|---|\n");
+    printf("\n| m | n | k | scalar GOPS | avx2 GOPS | vnni GOPS | vnni / vnni peak | amx GOPS | amx / amx peak "
+           "| sgemm GFLOP/s | best / sgemm |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
         const size_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
         uint8_t *a = malloc(m * k);
@@ -141,14 +197,20 @@ int main(void)
         const double g_avx2 = best >= REPQ_LEVEL_AVX2 ? time_gemm(REPQ_LEVEL_AVX2, m, n, k, a, packed, c) : 0.0;
         const double g_vnni =
             best >= REPQ_LEVEL_AVX512VNNI ? time_gemm(REPQ_LEVEL_AVX512VNNI, m, n, k, a, packed, c) : 0.0;
+        const double g_amx = best >= REPQ_LEVEL_AMX ? time_gemm(REPQ_LEVEL_AMX, m, n, k, a, packed, c) : 0.0;
         const double g_sgemm = time_sgemm(m, n, k, af, bf, cf);
-        char scalar_txt[32];
+        char scalar_txt[32], amx_txt[64];
         if (g_scalar > 0)
             snprintf(scalar_txt, sizeof scalar_txt, "%.1f", g_scalar);
         else
             snprintf(scalar_txt, sizeof scalar_txt, "-");
-        printf("| %zu | %zu | %zu | %s | %.1f | %.1f | %.0f%% | %.1f | %.2fx |\n", m, n, k, scalar_txt, g_avx2,
-               g_vnni, peak > 0 ? 100.0 * g_vnni / peak : 0.0, g_sgemm, g_vnni / g_sgemm);
+        if (g_amx > 0)
+            snprintf(amx_txt, sizeof amx_txt, "%.1f | %.0f%%", g_amx, 100.0 * g_amx / amx_peak);
+        else
+            snprintf(amx_txt, sizeof amx_txt, "- | -");
+        const double g_best = g_amx > g_vnni ? g_amx : g_vnni;
+        printf("| %zu | %zu | %zu | %s | %.1f | %.1f | %.0f%% | %s | %.1f | %.2fx |\n", m, n, k, scalar_txt, g_avx2,
+               g_vnni, peak > 0 ? 100.0 * g_vnni / peak : 0.0, amx_txt, g_sgemm, g_best / g_sgemm);
         free(a); free(b); free(c); free(packed); free(af); free(bf); free(cf);
     }
     return 0;

@@ -1,6 +1,8 @@
 /* Tests of lib/kernels: every SIMD level against the scalar reference bit for
  * bit, the scalar references against hand-worked cases and naive loops, and the
  * integer log2 softmax against its float contract. */
+/* mmap and MAP_ANONYMOUS are outside plain C11. */
+#define _DEFAULT_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "kernels/attn_log2.h"
@@ -35,7 +39,7 @@ static int32_t rng_range(int32_t lo, int32_t hi) /* inclusive */
 }
 static double rng_unit(void) { return (double)(rng_next() >> 11) * 0x1p-53; }
 
-static const repq_kernel_level simd_levels[] = {REPQ_LEVEL_AVX2, REPQ_LEVEL_AVX512VNNI};
+static const repq_kernel_level simd_levels[] = {REPQ_LEVEL_AVX2, REPQ_LEVEL_AVX512VNNI, REPQ_LEVEL_AMX};
 #define N_SIMD (sizeof simd_levels / sizeof simd_levels[0])
 
 static int cpu_setup(void **state)
@@ -158,6 +162,66 @@ static void gemm_extremes_do_not_overflow(void **state)
     (void)state;
     /* 255 * -128 * 65536 = -2139095040, the most negative sum the bound allows. */
     gemm_check_shape(2, 17, REPQ_GEMM_U8S8_MAX_K, 1);
+}
+
+/* Memory whose last byte is followed by an inaccessible page: a kernel that reads
+ * past `bytes` faults. Tile loads are not seen by AddressSanitizer, so this is
+ * how the AMX kernel's staging of row and k tails and the packed slack are checked. */
+typedef struct guarded {
+    uint8_t *map;
+    size_t map_len;
+    void *p;
+} guarded;
+
+static guarded guarded_alloc(size_t bytes)
+{
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    const size_t body = (bytes + page - 1) / page * page;
+    guarded g = {NULL, body + page, NULL};
+    void *map = mmap(NULL, g.map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(map != MAP_FAILED);
+    g.map = map;
+    assert_int_equal(mprotect(g.map + body, page, PROT_NONE), 0);
+    g.p = g.map + body - bytes;
+    return g;
+}
+
+static void gemm_reads_stay_inside_operands(void **state)
+{
+    (void)state;
+    rng_seed(5);
+    /* k tails of 1, 3 and 5 bytes past a quad, 1 to 15 quads past a tile; rows
+     * and columns past a tile. Both operands end right before a guard page. */
+    const size_t shapes[][3] = {{1, 1, 1}, {5, 17, 197}, {33, 31, 65}, {17, 16, 64}, {31, 33, 131}, {2, 5, 3}};
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        const size_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+        const size_t psize = repq_gemm_u8s8_packed_size(n, k);
+        guarded ga = guarded_alloc(m * k), gb = guarded_alloc(psize);
+        int8_t *b = malloc(n * k);
+        int32_t *ref = malloc(m * n * sizeof *ref), *c = malloc(m * n * sizeof *c);
+        assert_true(b && ref && c);
+        uint8_t *a = ga.p;
+        for (size_t i = 0; i < m * k; i++)
+            a[i] = (uint8_t)rng_next();
+        for (size_t i = 0; i < n * k; i++)
+            b[i] = (int8_t)rng_next();
+        repq_gemm_u8s8_pack(n, k, b, k, gb.p);
+        repq_gemm_u8s8_scalar(m, n, k, a, k, gb.p, ref, n);
+        for (size_t l = 0; l < N_SIMD; l++) {
+            if (!level_available(simd_levels[l]))
+                continue;
+            memset(c, 0x5a, m * n * sizeof *c);
+            repq_gemm_u8s8(simd_levels[l], m, n, k, a, k, gb.p, c, n);
+            if (memcmp(c, ref, m * n * sizeof *c) != 0)
+                fail_msg("%s gemm differs from scalar for m=%zu n=%zu k=%zu (guarded operands)",
+                         repq_kernel_level_name(simd_levels[l]), m, n, k);
+        }
+        munmap(ga.map, ga.map_len);
+        munmap(gb.map, gb.map_len);
+        free(b);
+        free(ref);
+        free(c);
+    }
 }
 
 /* ---- requantization ----------------------------------------------------- */
@@ -498,6 +562,7 @@ int main(void)
         cmocka_unit_test(gemm_scalar_hand_case),
         cmocka_unit_test(gemm_levels_match_scalar),
         cmocka_unit_test(gemm_extremes_do_not_overflow),
+        cmocka_unit_test(gemm_reads_stay_inside_operands),
         cmocka_unit_test(requant_hand_cases),
         cmocka_unit_test(requant_multiplier_is_accurate),
         cmocka_unit_test(requant_levels_match_scalar),

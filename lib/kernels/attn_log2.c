@@ -99,6 +99,15 @@ void repq_attn_v_accumulate(repq_kernel_level level, size_t rows, size_t tokens,
 #define GEMM_RB 48 /* code rows per pass (a multiple of the GEMM's 6-row tile) */
 
 static size_t round_up64(size_t x) { return (x + 63) & ~(size_t)63; }
+
+/* The bytes after the blocks of an n x k packed matrix (gemm_s8.h: read, times
+ * zero, only by AMX tile loads) are zeroed too, so a packed buffer's contents
+ * never depend on what the scratch held before. */
+static void zero_tile_slack(int8_t *packed, size_t n, size_t k)
+{
+    const size_t blocks = (n + 15) / 16 * ((k + 3) / 4) * 64;
+    memset(packed + blocks, 0, repq_gemm_u8s8_packed_size(n, k) - blocks);
+}
 static int weight_planes(int frac_bits) { return frac_bits / 8 + 1; }
 
 size_t repq_attn_v_gemm_scratch_size(size_t tokens, size_t dim, int frac_bits)
@@ -134,6 +143,7 @@ AVX512_TARGET static void pack_v_avx512(size_t tokens, size_t dim, const uint8_t
             _mm_storeu_si128((__m128i *)(blk + 48), _mm_unpackhi_epi16(a01h, a23h));
         }
     }
+    zero_tile_slack(out, dim, tokens);
 }
 
 /* Planes of `rows` code rows: plane q (q < P: even codes, byte plane p0 + q; else odd
@@ -314,9 +324,9 @@ void repq_attn_v_accumulate_gemm(repq_kernel_level level, size_t rows, size_t to
 
 static void pack_k_scalar(size_t tokens, size_t hd, const uint8_t *k, size_t ldk, int32_t off, void *packed)
 {
-    const size_t kq = (hd + 3) / 4, groups = (tokens + 15) / 16;
+    const size_t kq = (hd + 3) / 4;
     int8_t *out = packed;
-    memset(out, 0, groups * kq * 64);
+    memset(out, 0, repq_gemm_u8s8_packed_size(tokens, hd));
     for (size_t j = 0; j < tokens; j++)
         for (size_t p = 0; p < hd; p++)
             out[((j / 16) * kq + p / 4) * 64 + (j % 16) * 4 + p % 4] = (int8_t)((int32_t)k[j * ldk + p] - off);
@@ -342,6 +352,7 @@ AVX512_TARGET static void pack_k_avx512(size_t tokens, size_t hd, const uint8_t 
             _mm512_storeu_si512(out + (g * kq + q) * 64, _mm512_maskz_sub_epi8(mb, x, voff));
         }
     }
+    zero_tile_slack(out, tokens, hd);
 }
 
 void repq_attn_pack_k(repq_kernel_level level, size_t tokens, size_t hd, const uint8_t *k, size_t ldk,

@@ -1,4 +1,5 @@
-/* u8 x s8 -> s32 GEMM: packing, the scalar reference, AVX2 and AVX-512 VNNI. */
+/* u8 x s8 -> s32 GEMM: packing, the scalar reference, AVX2 and AVX-512 VNNI
+ * (AMX-INT8 is in gemm_s8_amx.c). */
 #include "kernels/gemm_s8.h"
 
 #include <string.h>
@@ -8,19 +9,20 @@
 #define GROUP 16 /* output columns per packed group */
 #define QUAD 4   /* consecutive k bytes per column in a packed block */
 #define BLOCK (GROUP * QUAD)
+#define TILE_SLACK (15 * BLOCK) /* see gemm_s8.h */
 
 static size_t div_up(size_t a, size_t b) { return (a + b - 1) / b; }
 
 size_t repq_gemm_u8s8_packed_size(size_t n, size_t k)
 {
-    return div_up(n, GROUP) * div_up(k, QUAD) * BLOCK;
+    return div_up(n, GROUP) * div_up(k, QUAD) * BLOCK + TILE_SLACK;
 }
 
 void repq_gemm_u8s8_pack(size_t n, size_t k, const int8_t *b, size_t ldb, void *packed)
 {
     const size_t kq = div_up(k, QUAD), groups = div_up(n, GROUP);
     int8_t *out = packed;
-    memset(out, 0, groups * kq * BLOCK);
+    memset(out, 0, groups * kq * BLOCK + TILE_SLACK);
     for (size_t j = 0; j < n; j++) {
         const size_t g = j / GROUP, jj = j % GROUP;
         for (size_t p = 0; p < k; p++)
@@ -314,6 +316,8 @@ void repq_gemm_u8s8(repq_kernel_level level, size_t m, size_t n, size_t k, const
 {
     switch (level) {
     case REPQ_LEVEL_AMX:
+        repq_gemm_u8s8_amx(m, n, k, a, lda, packed, c, ldc);
+        return;
     case REPQ_LEVEL_AVX512VNNI:
         repq_gemm_u8s8_avx512vnni(m, n, k, a, lda, packed, c, ldc);
         return;

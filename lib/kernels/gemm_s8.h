@@ -10,7 +10,10 @@
  * Packed layout (shared by all levels): columns in groups of 16, K in quads of 4
  * (K padded with zeros to a multiple of 4, N padded with zero columns to 16).
  * Group g, quad q occupies 64 bytes at offset (g*KQ + q)*64, KQ = ceil(k/4), and
- * byte 4*j + t of it is B[16g + j][4q + t]. One such block is one vpdpbusd operand.
+ * byte 4*j + t of it is B[16g + j][4q + t]. One such block is one vpdpbusd operand,
+ * and 16 consecutive blocks of a group are one AMX B tile. The buffer ends with
+ * 15 blocks of slack so that a tile load at the last group's k tail stays inside
+ * it (the AMX kernel multiplies those bytes by zeros).
  */
 #ifndef REPQ_KERNELS_GEMM_S8_H
 #define REPQ_KERNELS_GEMM_S8_H
@@ -29,8 +32,9 @@ size_t repq_gemm_u8s8_packed_size(size_t n, size_t k);
  * alignment is best but not required). */
 void repq_gemm_u8s8_pack(size_t n, size_t k, const int8_t *b, size_t ldb, void *packed);
 
-/* C = A * B^T at the given level (clamped to what is implemented: AMX runs the
- * AVX-512 VNNI kernel). m, n >= 1; 1 <= k <= REPQ_GEMM_U8S8_MAX_K. */
+/* C = A * B^T at the given level. m, n >= 1; 1 <= k <= REPQ_GEMM_U8S8_MAX_K.
+ * The AMX level needs the process's tile-data permission, which
+ * repq_cpu_detect() requests before it reports the level. */
 void repq_gemm_u8s8(repq_kernel_level level, size_t m, size_t n, size_t k, const uint8_t *a,
                     size_t lda, const void *packed, int32_t *c, size_t ldc);
 
@@ -40,5 +44,7 @@ void repq_gemm_u8s8_avx2(size_t m, size_t n, size_t k, const uint8_t *a, size_t 
                          const void *packed, int32_t *c, size_t ldc);
 void repq_gemm_u8s8_avx512vnni(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda,
                                const void *packed, int32_t *c, size_t ldc);
+void repq_gemm_u8s8_amx(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda, const void *packed,
+                        int32_t *c, size_t ldc);
 
 #endif

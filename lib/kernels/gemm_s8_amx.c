@@ -1,0 +1,149 @@
+/* u8 x s8 -> s32 GEMM on AMX-INT8 tiles, over the packed layout of gemm_s8.h.
+ *
+ * A packed block (group g, quad q) is 16 columns x 4 k bytes, exactly one row of
+ * an AMX B tile (K/4 rows of N*4 bytes), so 16 consecutive blocks of a group are
+ * one B tile with a 64-byte stride and the weights need no second layout.
+ *
+ * Every tile is configured once as 16 rows x 64 bytes; edges are handled by
+ * staging instead of reconfiguring (ldtilecfg clears the accumulators):
+ *  - rows past m and k bytes past the last quad: the A rows of that step are
+ *    copied into a zeroed 16 x 64 buffer;
+ *  - the k tail of B: the tile reads up to 15 blocks past the group, which is the
+ *    next group or the slack that repq_gemm_u8s8_packed_size reserves; those
+ *    bytes meet the zero A bytes of the staged copy, so they add nothing;
+ *  - rows past m and columns past n of C: stored to a buffer, then copied.
+ * Sums are exact (tdpbusd adds the products in int32 without saturation), so the
+ * result equals the scalar reference bit for bit. */
+#include "kernels/gemm_s8.h"
+
+#include <stdalign.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include <immintrin.h>
+
+#define GROUP 16
+#define QUAD 4
+#define BLOCK (GROUP * QUAD)
+#define TILE_ROWS 16
+#define TILE_K 64 /* k bytes per A tile row = quads per B tile x 4 */
+/* Rows of A per pass over all column groups: a block of A stays in L1/L2 while
+ * the B panels stream past it. */
+#define ROW_BLOCK 96
+
+#define AMX_TARGET __attribute__((target("amx-tile,amx-int8")))
+
+/* Tile numbers, written as literals because gcc's tile intrinsics paste their
+ * argument into the assembly text: accumulators C[row tile][group] are
+ * tmm0 (0,0), tmm1 (0,1), tmm2 (1,0), tmm3 (1,1); A rows tmm4, tmm5; B groups
+ * tmm6, tmm7. */
+
+/* The 64-byte operand of ldtilecfg (palette 1). */
+typedef struct tile_config {
+    uint8_t palette;
+    uint8_t start_row;
+    uint8_t reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tile_config;
+
+static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
+
+/* The A operand of one k step for `rows` rows from a + kc: straight from the matrix
+ * when the step is whole, otherwise a zero-padded copy in `stage`. */
+static const uint8_t *a_operand(const uint8_t *a, size_t lda, size_t rows, size_t kc, size_t k,
+                                uint8_t *stage, size_t *stride)
+{
+    const size_t bytes = min_size(TILE_K, k - kc);
+    if (rows == TILE_ROWS && bytes == TILE_K) {
+        *stride = lda;
+        return a + kc;
+    }
+    memset(stage, 0, TILE_ROWS * TILE_K);
+    for (size_t r = 0; r < rows; r++)
+        memcpy(stage + r * TILE_K, a + r * lda + kc, bytes);
+    *stride = TILE_K;
+    return stage;
+}
+
+static void copy_out(const int32_t *tile, size_t rows, size_t cols, int32_t *c, size_t ldc)
+{
+    for (size_t r = 0; r < rows; r++)
+        memcpy(c + r * ldc, tile + r * GROUP, cols * sizeof *c);
+}
+
+/* Stores accumulator tile `t` (compile-time tile number) to c, rows x cols. */
+#define STORE_TILE(t, c, ldc, rows, cols, buf)                                            \
+    do {                                                                                  \
+        if ((rows) == TILE_ROWS && (cols) == GROUP) {                                     \
+            _tile_stored(t, (c), (ldc) * sizeof(int32_t));                                \
+        } else {                                                                          \
+            _tile_stored(t, (buf), GROUP * sizeof(int32_t));                              \
+            copy_out((buf), (rows), (cols), (c), (ldc));                                  \
+        }                                                                                 \
+    } while (0)
+
+AMX_TARGET void repq_gemm_u8s8_amx(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda,
+                                   const void *packed, int32_t *c, size_t ldc)
+{
+    tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg.rows[t] = TILE_ROWS;
+        cfg.colsb[t] = TILE_K;
+    }
+    _tile_loadconfig(&cfg);
+
+    const size_t kq = (k + QUAD - 1) / QUAD, groups = (n + GROUP - 1) / GROUP;
+    const size_t gstride = kq * BLOCK;
+    const int8_t *bp = packed;
+    alignas(64) uint8_t stage0[TILE_ROWS * TILE_K], stage1[TILE_ROWS * TILE_K];
+    alignas(64) int32_t cbuf[TILE_ROWS * GROUP];
+
+    for (size_t ib = 0; ib < m; ib += ROW_BLOCK) {
+        const size_t mb = min_size(ROW_BLOCK, m - ib);
+        for (size_t g = 0; g < groups; g += 2) {
+            const bool two_groups = g + 1 < groups;
+            const int8_t *b0 = bp + g * gstride, *b1 = b0 + gstride;
+            const size_t cols0 = min_size(GROUP, n - g * GROUP);
+            const size_t cols1 = two_groups ? min_size(GROUP, n - (g + 1) * GROUP) : 0;
+            for (size_t i = ib; i < ib + mb; i += 2 * TILE_ROWS) {
+                const size_t rows0 = min_size(TILE_ROWS, ib + mb - i);
+                const size_t rows1 = ib + mb - i > TILE_ROWS ? min_size(TILE_ROWS, ib + mb - i - TILE_ROWS) : 0;
+                const uint8_t *ar0 = a + i * lda, *ar1 = ar0 + TILE_ROWS * lda;
+                _tile_zero(0);
+                _tile_zero(1);
+                _tile_zero(2);
+                _tile_zero(3);
+                for (size_t kc = 0; kc < k; kc += TILE_K) {
+                    const size_t boff = kc / QUAD * BLOCK;
+                    size_t s0, s1;
+                    _tile_loadd(4, a_operand(ar0, lda, rows0, kc, k, stage0, &s0), s0);
+                    _tile_loadd(6, b0 + boff, BLOCK);
+                    _tile_dpbusd(0, 4, 6);
+                    if (two_groups) {
+                        _tile_loadd(7, b1 + boff, BLOCK);
+                        _tile_dpbusd(1, 4, 7);
+                    }
+                    if (rows1) {
+                        _tile_loadd(5, a_operand(ar1, lda, rows1, kc, k, stage1, &s1), s1);
+                        _tile_dpbusd(2, 5, 6);
+                        if (two_groups)
+                            _tile_dpbusd(3, 5, 7);
+                    }
+                }
+                int32_t *c0 = c + i * ldc + g * GROUP, *c1 = c0 + TILE_ROWS * ldc;
+                STORE_TILE(0, c0, ldc, rows0, cols0, cbuf);
+                if (two_groups)
+                    STORE_TILE(1, c0 + GROUP, ldc, rows0, cols1, cbuf);
+                if (rows1) {
+                    STORE_TILE(2, c1, ldc, rows1, cols0, cbuf);
+                    if (two_groups)
+                        STORE_TILE(3, c1 + GROUP, ldc, rows1, cols1, cbuf);
+                }
+            }
+        }
+    }
+    _tile_release();
+}
