@@ -13,6 +13,7 @@
 
 #include "kernels/cpu.h"
 #include "kernels/gemm_s8.h"
+#include "kernels/gemm_u4.h"
 
 #define MIN_SECONDS 0.3
 
@@ -132,6 +133,52 @@ static double time_gemm(repq_kernel_level level, size_t m, size_t n, size_t k, c
     return 2.0 * (double)m * (double)n * (double)k * (double)reps / dt * 1e-9;
 }
 
+static double time_gemm_u4(repq_kernel_level level, size_t m, size_t n, size_t k, const uint8_t *a,
+                           const void *packed, int32_t *c, void *scratch)
+{
+    repq_gemm_u8u4(level, m, n, k, a, k, packed, c, n, scratch);
+    long reps = 0;
+    const double t0 = now();
+    double dt;
+    do {
+        repq_gemm_u8u4(level, m, n, k, a, k, packed, c, n, scratch);
+        reps++;
+        dt = now() - t0;
+    } while (dt < MIN_SECONDS);
+    return 2.0 * (double)m * (double)n * (double)k * (double)reps / dt * 1e-9;
+}
+
+/* 4-bit weights (two per byte, unpacked panel by panel) against 8-bit ones, per level. */
+static void bench_u4(repq_kernel_level best)
+{
+    const size_t shapes[][3] = {{96, 1152, 384}, {96, 384, 1536}, {8, 1536, 384}, {1, 1536, 384}};
+    printf("\n4-bit weights: | m | n | k | level | s8 GOPS | u4 GOPS | u4 / s8 |\n|---|---|---|---|---|---|---|\n");
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        const size_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+        uint8_t *a = malloc(m * k);
+        int8_t *b = malloc(n * k);
+        int32_t *c = malloc(m * n * sizeof *c);
+        void *p8 = aligned_alloc(64, repq_gemm_u8s8_packed_size(n, k));
+        void *p4 = aligned_alloc(64, (repq_gemm_u8u4_packed_size(n, k) + 63) / 64 * 64);
+        void *scratch = aligned_alloc(64, (repq_gemm_u8u4_scratch_size(k) + 63) / 64 * 64);
+        if (!a || !b || !c || !p8 || !p4 || !scratch)
+            exit(1);
+        for (size_t i = 0; i < m * k; i++)
+            a[i] = (uint8_t)(i * 7 + 3);
+        for (size_t i = 0; i < n * k; i++)
+            b[i] = (int8_t)((i * 13 + 5) % 16);
+        repq_gemm_u8s8_pack(n, k, b, k, p8);
+        repq_gemm_u8u4_pack(n, k, b, k, p4);
+        for (int lv = REPQ_LEVEL_AVX512VNNI; lv <= (int)best; lv++) {
+            const double g8 = time_gemm((repq_kernel_level)lv, m, n, k, a, p8, c);
+            const double g4 = time_gemm_u4((repq_kernel_level)lv, m, n, k, a, p4, c, scratch);
+            printf("| %zu | %zu | %zu | %s | %.1f | %.1f | %.2f |\n", m, n, k,
+                   repq_kernel_level_name((repq_kernel_level)lv), g8, g4, g4 / g8);
+        }
+        free(a); free(b); free(c); free(p8); free(p4); free(scratch);
+    }
+}
+
 static double time_sgemm(size_t m, size_t n, size_t k, const float *a, const float *b, float *c)
 {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, a, (int)k, b, (int)k,
@@ -213,5 +260,7 @@ int main(void)
                g_vnni, peak > 0 ? 100.0 * g_vnni / peak : 0.0, amx_txt, g_sgemm, g_best / g_sgemm);
         free(a); free(b); free(c); free(packed); free(af); free(bf); free(cf);
     }
+    if (best >= REPQ_LEVEL_AVX512VNNI)
+        bench_u4(best);
     return 0;
 }

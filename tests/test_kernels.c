@@ -18,6 +18,7 @@
 #include "kernels/attn_log2.h"
 #include "kernels/cpu.h"
 #include "kernels/gemm_s8.h"
+#include "kernels/gemm_u4.h"
 #include "kernels/requant.h"
 #include "kernels/softmax_log2.h"
 
@@ -222,6 +223,83 @@ static void gemm_reads_stay_inside_operands(void **state)
         free(ref);
         free(c);
     }
+}
+
+/* ---- 4-bit weights ------------------------------------------------------ */
+
+static void gemm_u4_check_shape(size_t m, size_t n, size_t k, int extremes)
+{
+    const size_t lda = k + 3, ldb = k + 1, ldc = n + 5;
+    uint8_t *a = malloc(m * lda);
+    int8_t *b = malloc(n * ldb);
+    int32_t *ref = malloc(m * ldc * sizeof *ref), *c = malloc(m * ldc * sizeof *c);
+    void *p = malloc(repq_gemm_u8u4_packed_size(n, k)), *scratch = malloc(repq_gemm_u8u4_scratch_size(k));
+    assert_true(a && b && ref && c && p && scratch);
+    for (size_t i = 0; i < m * lda; i++)
+        a[i] = extremes ? 255 : (uint8_t)rng_next();
+    for (size_t i = 0; i < n * ldb; i++)
+        b[i] = extremes ? 15 : (int8_t)(rng_next() % 16);
+    repq_gemm_u8u4_pack(n, k, b, ldb, p);
+    for (size_t i = 0; i < m * ldc; i++)
+        ref[i] = 0x5a5a5a5a;
+    repq_gemm_u8u4(REPQ_LEVEL_SCALAR, m, n, k, a, lda, p, ref, ldc, scratch);
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            int64_t s = 0;
+            for (size_t q = 0; q < k; q++)
+                s += (int64_t)a[i * lda + q] * b[j * ldb + q];
+            if (s != ref[i * ldc + j])
+                fail_msg("scalar u4 gemm m=%zu n=%zu k=%zu at (%zu,%zu): %d != %lld", m, n, k, i, j,
+                         ref[i * ldc + j], (long long)s);
+        }
+    for (size_t l = 0; l < N_SIMD; l++) {
+        if (!level_available(simd_levels[l]))
+            continue;
+        for (size_t i = 0; i < m * ldc; i++)
+            c[i] = 0x5a5a5a5a;
+        memset(scratch, 0xa5, repq_gemm_u8u4_scratch_size(k));
+        repq_gemm_u8u4(simd_levels[l], m, n, k, a, lda, p, c, ldc, scratch);
+        if (memcmp(c, ref, ((m - 1) * ldc + n) * sizeof *c) != 0)
+            fail_msg("%s u4 gemm differs from scalar for m=%zu n=%zu k=%zu",
+                     repq_kernel_level_name(simd_levels[l]), m, n, k);
+    }
+    free(a); free(b); free(ref); free(c); free(p); free(scratch);
+}
+
+static void gemm_u4_hand_case(void **state)
+{
+    (void)state;
+    /* Two columns of one group, k = 5: element (column j, k p) of a block sits in
+     * byte 4j + p % 4 of the 64-byte block, i.e. a low nibble for j < 8. */
+    const int8_t b[2][5] = {{1, 2, 3, 4, 15}, {0, 15, 0, 15, 7}};
+    const uint8_t a[1][5] = {{1, 1, 1, 1, 2}};
+    uint8_t p[64] = {0};
+    assert_true(repq_gemm_u8u4_packed_size(2, 5) <= sizeof p);
+    repq_gemm_u8u4_pack(2, 5, &b[0][0], 5, p);
+    assert_int_equal(p[0], 1);  /* block 0, column 0, k 0 */
+    assert_int_equal(p[7], 15); /* block 0, column 1, k 3 */
+    assert_int_equal(p[32], 15); /* block 1 (k 4..7), column 0 */
+    assert_int_equal(p[36], 7); /* block 1, column 1 */
+    int32_t c[2];
+    repq_gemm_u8u4_scalar(1, 2, 5, &a[0][0], 5, p, c, 2);
+    assert_int_equal(c[0], 1 + 2 + 3 + 4 + 30);
+    assert_int_equal(c[1], 30 + 14);
+}
+
+static void gemm_u4_levels_match_scalar(void **state)
+{
+    (void)state;
+    rng_seed(3);
+    const size_t ms[] = {1, 5, 17, 96};
+    const size_t ns[] = {1, 15, 17, 65, 130};
+    const size_t ks[] = {1, 3, 63, 100, 197};
+    for (size_t x = 0; x < sizeof ms / sizeof *ms; x++)
+        for (size_t y = 0; y < sizeof ns / sizeof *ns; y++)
+            for (size_t z = 0; z < sizeof ks / sizeof *ks; z++)
+                gemm_u4_check_shape(ms[x], ns[y], ks[z], 0);
+    gemm_u4_check_shape(7, 33, 1100, 0);
+    /* 255 * 15 * 65536 < 2^31: the largest sum. */
+    gemm_u4_check_shape(2, 17, REPQ_GEMM_U8S8_MAX_K, 1);
 }
 
 /* ---- requantization ----------------------------------------------------- */
@@ -563,6 +641,8 @@ int main(void)
         cmocka_unit_test(gemm_levels_match_scalar),
         cmocka_unit_test(gemm_extremes_do_not_overflow),
         cmocka_unit_test(gemm_reads_stay_inside_operands),
+        cmocka_unit_test(gemm_u4_hand_case),
+        cmocka_unit_test(gemm_u4_levels_match_scalar),
         cmocka_unit_test(requant_hand_cases),
         cmocka_unit_test(requant_multiplier_is_accurate),
         cmocka_unit_test(requant_levels_match_scalar),

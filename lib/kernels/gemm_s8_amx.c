@@ -4,14 +4,16 @@
  * an AMX B tile (K/4 rows of N*4 bytes), so 16 consecutive blocks of a group are
  * one B tile with a 64-byte stride and the weights need no second layout.
  *
- * Every tile is configured once as 16 rows x 64 bytes; edges are handled by
- * staging instead of reconfiguring (ldtilecfg clears the accumulators):
- *  - rows past m and k bytes past the last quad: the A rows of that step are
- *    copied into a zeroed 16 x 64 buffer;
+ * Every tile is configured once as 16 rows x 64 bytes; edges are handled without
+ * reconfiguring (ldtilecfg clears the accumulators):
+ *  - the last m % 16 rows go to the AVX-512 VNNI kernel (a staged partial tile
+ *    costs more than they are worth), and so does all of an m below 16;
+ *  - k bytes past the last whole 64: the A rows of that step are copied into a
+ *    zeroed 16 x 64 buffer;
  *  - the k tail of B: the tile reads up to 15 blocks past the group, which is the
  *    next group or the slack that repq_gemm_u8s8_packed_size reserves; those
  *    bytes meet the zero A bytes of the staged copy, so they add nothing;
- *  - rows past m and columns past n of C: stored to a buffer, then copied.
+ *  - columns past n of C: stored to a buffer, then copied.
  * Sums are exact (tdpbusd adds the products in int32 without saturation), so the
  * result equals the scalar reference bit for bit. */
 #include "kernels/gemm_s8.h"
@@ -49,43 +51,49 @@ typedef struct tile_config {
 
 static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
 
-/* The A operand of one k step for `rows` rows from a + kc: straight from the matrix
+/* The A operand of one k step for 16 rows from a + kc: straight from the matrix
  * when the step is whole, otherwise a zero-padded copy in `stage`. */
-static const uint8_t *a_operand(const uint8_t *a, size_t lda, size_t rows, size_t kc, size_t k,
-                                uint8_t *stage, size_t *stride)
+static const uint8_t *a_operand(const uint8_t *a, size_t lda, size_t kc, size_t k, uint8_t *stage,
+                                size_t *stride)
 {
-    const size_t bytes = min_size(TILE_K, k - kc);
-    if (rows == TILE_ROWS && bytes == TILE_K) {
+    if (k - kc >= TILE_K) {
         *stride = lda;
         return a + kc;
     }
     memset(stage, 0, TILE_ROWS * TILE_K);
-    for (size_t r = 0; r < rows; r++)
-        memcpy(stage + r * TILE_K, a + r * lda + kc, bytes);
+    for (size_t r = 0; r < TILE_ROWS; r++)
+        memcpy(stage + r * TILE_K, a + r * lda + kc, k - kc);
     *stride = TILE_K;
     return stage;
 }
 
-static void copy_out(const int32_t *tile, size_t rows, size_t cols, int32_t *c, size_t ldc)
+static void copy_out(const int32_t *tile, size_t cols, int32_t *c, size_t ldc)
 {
-    for (size_t r = 0; r < rows; r++)
+    for (size_t r = 0; r < TILE_ROWS; r++)
         memcpy(c + r * ldc, tile + r * GROUP, cols * sizeof *c);
 }
 
-/* Stores accumulator tile `t` (compile-time tile number) to c, rows x cols. */
-#define STORE_TILE(t, c, ldc, rows, cols, buf)                                            \
+/* Stores accumulator tile `t` (a literal tile number) to 16 rows x cols of c. */
+#define STORE_TILE(t, c, ldc, cols, buf)                                                  \
     do {                                                                                  \
-        if ((rows) == TILE_ROWS && (cols) == GROUP) {                                     \
+        if ((cols) == GROUP) {                                                            \
             _tile_stored(t, (c), (ldc) * sizeof(int32_t));                                \
         } else {                                                                          \
             _tile_stored(t, (buf), GROUP * sizeof(int32_t));                              \
-            copy_out((buf), (rows), (cols), (c), (ldc));                                  \
+            copy_out((buf), (cols), (c), (ldc));                                          \
         }                                                                                 \
     } while (0)
 
 AMX_TARGET void repq_gemm_u8s8_amx(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda,
                                    const void *packed, int32_t *c, size_t ldc)
 {
+    const size_t m_tail = m % TILE_ROWS;
+    if (m_tail)
+        repq_gemm_u8s8_avx512vnni(m_tail, n, k, a + (m - m_tail) * lda, lda, packed, c + (m - m_tail) * ldc, ldc);
+    m -= m_tail;
+    if (m == 0)
+        return;
+
     tile_config cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
@@ -109,8 +117,7 @@ AMX_TARGET void repq_gemm_u8s8_amx(size_t m, size_t n, size_t k, const uint8_t *
             const size_t cols0 = min_size(GROUP, n - g * GROUP);
             const size_t cols1 = two_groups ? min_size(GROUP, n - (g + 1) * GROUP) : 0;
             for (size_t i = ib; i < ib + mb; i += 2 * TILE_ROWS) {
-                const size_t rows0 = min_size(TILE_ROWS, ib + mb - i);
-                const size_t rows1 = ib + mb - i > TILE_ROWS ? min_size(TILE_ROWS, ib + mb - i - TILE_ROWS) : 0;
+                const bool two_tiles = ib + mb - i > TILE_ROWS;
                 const uint8_t *ar0 = a + i * lda, *ar1 = ar0 + TILE_ROWS * lda;
                 _tile_zero(0);
                 _tile_zero(1);
@@ -119,28 +126,28 @@ AMX_TARGET void repq_gemm_u8s8_amx(size_t m, size_t n, size_t k, const uint8_t *
                 for (size_t kc = 0; kc < k; kc += TILE_K) {
                     const size_t boff = kc / QUAD * BLOCK;
                     size_t s0, s1;
-                    _tile_loadd(4, a_operand(ar0, lda, rows0, kc, k, stage0, &s0), s0);
+                    _tile_loadd(4, a_operand(ar0, lda, kc, k, stage0, &s0), s0);
                     _tile_loadd(6, b0 + boff, BLOCK);
                     _tile_dpbusd(0, 4, 6);
                     if (two_groups) {
                         _tile_loadd(7, b1 + boff, BLOCK);
                         _tile_dpbusd(1, 4, 7);
                     }
-                    if (rows1) {
-                        _tile_loadd(5, a_operand(ar1, lda, rows1, kc, k, stage1, &s1), s1);
+                    if (two_tiles) {
+                        _tile_loadd(5, a_operand(ar1, lda, kc, k, stage1, &s1), s1);
                         _tile_dpbusd(2, 5, 6);
                         if (two_groups)
                             _tile_dpbusd(3, 5, 7);
                     }
                 }
                 int32_t *c0 = c + i * ldc + g * GROUP, *c1 = c0 + TILE_ROWS * ldc;
-                STORE_TILE(0, c0, ldc, rows0, cols0, cbuf);
+                STORE_TILE(0, c0, ldc, cols0, cbuf);
                 if (two_groups)
-                    STORE_TILE(1, c0 + GROUP, ldc, rows0, cols1, cbuf);
-                if (rows1) {
-                    STORE_TILE(2, c1, ldc, rows1, cols0, cbuf);
+                    STORE_TILE(1, c0 + GROUP, ldc, cols1, cbuf);
+                if (two_tiles) {
+                    STORE_TILE(2, c1, ldc, cols0, cbuf);
                     if (two_groups)
-                        STORE_TILE(3, c1 + GROUP, ldc, rows1, cols1, cbuf);
+                        STORE_TILE(3, c1 + GROUP, ldc, cols1, cbuf);
                 }
             }
         }
