@@ -66,25 +66,42 @@ static double rate(run_fn fn, void *ctx, repq_tensor *x, repq_tensor *y, int n)
 static int run_fp32(void *ctx, repq_tensor *x, repq_tensor *y) { return repq_model_forward(ctx, x, y); }
 static int run_int(void *ctx, repq_tensor *x, repq_tensor *y) { return repq_session_run(ctx, x, y); }
 
-static repq_qmodel *quantize(repq_model *m, repq_tensor *calib)
+static repq_qmodel *quantize(repq_model *m, repq_tensor *calib, int bits)
 {
-    repq_calib *c;
-    repq_qmodel *q, *r = NULL;
-    if (repq_calib_new(NULL, m, NULL, &c) || repq_calib_feed(c, calib) || repq_calib_finish(c, &q))
+    repq_options *o;
+    repq_calib *c = NULL;
+    repq_qmodel *q = NULL, *r = NULL;
+    if (repq_options_new(&o))
         return NULL;
-    repq_qmodel_reparameterize(NULL, q, &r);
+    if (!repq_options_set_int(o, REPQ_OPT_WEIGHT_BITS, bits) && !repq_options_set_int(o, REPQ_OPT_ACT_BITS, bits) &&
+        !repq_calib_new(NULL, m, o, &c) && !repq_calib_feed(c, calib) && !repq_calib_finish(c, &q))
+        repq_qmodel_reparameterize(NULL, q, &r);
     repq_qmodel_free(q);
     repq_calib_free(c);
+    repq_options_free(o);
     return r;
+}
+
+static repq_session *session_for(const repq_qmodel *q, int threads)
+{
+    repq_options *o;
+    repq_session *s = NULL;
+    if (repq_options_new(&o))
+        return NULL;
+    if (repq_options_set_int(o, REPQ_OPT_THREADS, threads) || repq_session_new(NULL, q, o, 8, &s))
+        s = NULL;
+    repq_options_free(o);
+    return s;
 }
 
 int main(void)
 {
     const char *names[3] = {"deit_tiny_patch16_224", "deit_small_patch16_224", "vit_tiny_cifar10"};
     repq_kernel_level level = repq_kernel_level_best(repq_cpu_detect());
-    printf("# int8 session vs OpenBLAS fp32 forward, W8A8 RepQ-ViT, kernel level %s\n",
+    printf("# integer sessions (W8A8 and W4A4 RepQ-ViT) vs OpenBLAS fp32 forward, kernel level %s\n",
            repq_kernel_level_name(level));
-    printf("| model | batch | threads | fp32 img/s | int8 img/s | int8 / fp32 |\n|---|---|---|---|---|---|\n");
+    printf("| model | batch | threads | fp32 img/s | W8A8 img/s | W8A8 / fp32 | W4A4 img/s | W4A4 / fp32 |\n"
+           "|---|---|---|---|---|---|---|---|\n");
     for (int mi = 0; mi < 3; mi++) {
         repq_model *m = NULL;
         repq_status st = mi < 2 ? repq_model_create_random(NULL, names[mi], 0, 42, &m)
@@ -97,21 +114,21 @@ int main(void)
         repq_model_get_int(m, REPQ_MODEL_IMG_SIZE, &side);
         repq_model_get_int(m, REPQ_MODEL_NUM_CLASSES, &classes);
         repq_tensor *calib = random_images(4, (int)side, 7);
-        repq_qmodel *q = quantize(m, calib);
+        repq_qmodel *q = quantize(m, calib, 8), *q4 = quantize(m, calib, 4);
         repq_tensor_free(calib);
-        if (!q) {
+        if (!q || !q4) {
             printf("| %s | calibration failed |\n", names[mi]);
+            repq_qmodel_free(q);
+            repq_qmodel_free(q4);
             repq_model_free(m);
             continue;
         }
         for (int threads = 1; threads <= 2; threads++) {
-            repq_options *o;
-            repq_session *s;
-            repq_options_new(&o);
-            repq_options_set_int(o, REPQ_OPT_THREADS, threads);
-            if (repq_session_new(NULL, q, o, 8, &s)) {
+            repq_session *s = session_for(q, threads), *s4 = session_for(q4, threads);
+            if (!s || !s4) {
                 printf("| %s | session failed |\n", names[mi]);
-                repq_options_free(o);
+                repq_session_free(s);
+                repq_session_free(s4);
                 continue;
             }
             openblas_set_num_threads(threads);
@@ -119,7 +136,9 @@ int main(void)
                 repq_tensor *x = random_images(batch, (int)side, 11), *y = logits_for(batch, (int)classes);
                 double f = rate(run_fp32, m, x, y, batch);
                 double i = rate(run_int, s, x, y, batch);
-                printf("| %s | %d | %d | %.1f | %.1f | %.2fx |\n", names[mi], batch, threads, f, i, i / f);
+                double i4 = rate(run_int, s4, x, y, batch);
+                printf("| %s | %d | %d | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n", names[mi], batch, threads, f, i,
+                       i / f, i4, i4 / f);
                 fflush(stdout);
                 repq_tensor_free(x);
                 repq_tensor_free(y);
@@ -148,9 +167,10 @@ int main(void)
                 repq_tensor_free(y);
             }
             repq_session_free(s);
-            repq_options_free(o);
+            repq_session_free(s4);
         }
         repq_qmodel_free(q);
+        repq_qmodel_free(q4);
         repq_model_free(m);
     }
     return 0;

@@ -16,6 +16,7 @@
 #include "infer/session.h"
 #include "kernels/attn_log2.h"
 #include "kernels/gemm_s8.h"
+#include "kernels/gemm_u4.h"
 #include "kernels/quantize_f32.h"
 #include "kernels/requant.h"
 #include "kernels/softmax_log2.h"
@@ -35,6 +36,7 @@ typedef struct aq {
 /* A linear layer over u8 codes of one input quantizer (see quantize_f32.h). */
 typedef struct qlin {
     size_t n, k;
+    bool nibbles; /* weights of <= 4 bits, packed two per byte (kernels/gemm_u4.h) */
     void *packed;
     int32_t *colmul, *colconst;
     float *scale;
@@ -62,6 +64,7 @@ typedef struct wscratch {
     uint8_t *codes;  /* [T, T] */
     int32_t *e, *d;  /* [T, hd] */
     void *avs;       /* attention x V planes and products (repq_attn_v_gemm_scratch_size) */
+    void *panel;     /* unpacked 4-bit weight panel (repq_gemm_u8u4_scratch_size) */
     int32_t *colconst; /* [T]: the q k^T column correction */
 } wscratch;
 
@@ -298,7 +301,10 @@ static repq_status qlin_init(repq_session *s, repq_object *err, int32_t id, size
     out->n = n;
     out->k = k;
     out->bias = bias;
-    out->packed = salloc(s, repq_gemm_u8s8_packed_size(n, k), 1);
+    out->nibbles = true;
+    for (size_t j = 0; j < n; j++)
+        out->nibbles = out->nibbles && l->wq[row0 + j].bits <= 4;
+    out->packed = salloc(s, out->nibbles ? repq_gemm_u8u4_packed_size(n, k) : repq_gemm_u8s8_packed_size(n, k), 1);
     out->colmul = salloc(s, n, sizeof(int32_t));
     out->colconst = salloc(s, n, sizeof(int32_t));
     out->scale = salloc(s, n, sizeof(float));
@@ -332,7 +338,10 @@ static repq_status qlin_init(repq_session *s, repq_object *err, int32_t id, size
         out->colconst[j] = (int32_t)c;
         out->scale[j] = in->s * wq->scale;
     }
-    repq_gemm_u8s8_pack(n, k, tmp, k, out->packed);
+    if (out->nibbles)
+        repq_gemm_u8u4_pack(n, k, tmp, k, out->packed);
+    else
+        repq_gemm_u8s8_pack(n, k, tmp, k, out->packed);
     return REPQ_OK;
 }
 
@@ -433,9 +442,10 @@ static repq_status scratch_init(repq_session *s, repq_object *err)
         x->e = salloc(s, t * hd, sizeof(int32_t));
         x->avs = salloc(s, repq_attn_v_gemm_scratch_size(t, hd, repq_attn_v_frac_bits_max(t)), 1);
         x->d = salloc(s, t * hd, sizeof(int32_t));
+        x->panel = salloc(s, repq_gemm_u8u4_scratch_size(max_in), 1);
         x->colconst = salloc(s, t, sizeof(int32_t));
         if (!x->a || !x->acc || !x->f || !x->rowsum || !x->kpack || !x->sc || !x->codes || !x->e || !x->avs ||
-            !x->d || !x->colconst)
+            !x->d || !x->colconst || !x->panel)
             return repq_fail(err, REPQ_ERR_NOMEM, "repq_session_new: cannot allocate worker scratch");
     }
     return REPQ_OK;
@@ -563,12 +573,21 @@ static inline void split(size_t total, int worker, int workers, size_t *lo, size
     *hi = total * (size_t)(worker + 1) / (size_t)workers;
 }
 
-/* acc = a * W^T for m rows of codes a (stride lda), with row sums. */
+/* acc = a * W^T for m rows of codes a (stride lda). */
+static void qlin_gemm(repq_session *s, const qlin *l, size_t m, const uint8_t *a, size_t lda, wscratch *w)
+{
+    if (l->nibbles)
+        repq_gemm_u8u4(s->level, m, l->n, l->k, a, lda, l->packed, w->acc, l->n, w->panel);
+    else
+        repq_gemm_u8s8(s->level, m, l->n, l->k, a, lda, l->packed, w->acc, l->n);
+}
+
+/* qlin_gemm with the row sums of a. */
 static void gemm_rows(repq_session *s, int worker, const qlin *l, size_t m, const uint8_t *a, size_t lda,
                       wscratch *w, double *t0)
 {
     repq_row_sums_u8(s->level, m, l->k, a, lda, w->rowsum);
-    repq_gemm_u8s8(s->level, m, l->n, l->k, a, lda, l->packed, w->acc, l->n);
+    qlin_gemm(s, l, m, a, lda, w);
     tock(s, worker, REPQ_STAGE_GEMM, t0);
 }
 
@@ -648,10 +667,10 @@ static void pre_attention(repq_session *s, int worker, const qblock *b, size_t r
     tock(s, worker, REPQ_STAGE_FLOAT, t0);
     gemm_rows(s, worker, &b->lq, m, w->a, d, w, t0);
     out_u8(s, worker, &b->lq, &b->q, m, w, s->qc + r0 * d, d, t0);
-    repq_gemm_u8s8(s->level, m, d, d, w->a, d, b->lk.packed, w->acc, d);
+    qlin_gemm(s, &b->lk, m, w->a, d, w);
     tock(s, worker, REPQ_STAGE_GEMM, t0);
     out_u8(s, worker, &b->lk, &b->k, m, w, s->kc + r0 * d, d, t0);
-    repq_gemm_u8s8(s->level, m, d, d, w->a, d, b->lv.packed, w->acc, d);
+    qlin_gemm(s, &b->lv, m, w->a, d, w);
     tock(s, worker, REPQ_STAGE_GEMM, t0);
     out_u8(s, worker, &b->lv, &b->v, m, w, s->vc + r0 * d, d, t0);
 }
