@@ -424,6 +424,43 @@ static void requant_levels_match_scalar(void **state)
 
 /* ---- softmax ------------------------------------------------------------ */
 
+/* The fast log2 equals the squaring definition on random sums of every magnitude,
+ * on powers of two, and on the integers nearest to Q22 boundaries, where the
+ * double path must hand over to the definition. */
+static void softmax_log2_sum_matches_definition(void **state)
+{
+    (void)state;
+    rng_seed(9);
+    size_t checked = 0;
+    for (int i = 0; i < 400000; i++) {
+        const int bits = 31 + (int)(rng_next() % 33); /* sums in [2^30, 2^63] */
+        uint64_t sum = rng_next() >> (64 - bits);
+        sum = sum < (UINT64_C(1) << 30) ? (UINT64_C(1) << 30) + sum : sum;
+        if (repq_log2_q22(sum) != repq_log2_q22_reference(sum))
+            fail_msg("log2 of %llu: %d != %d", (unsigned long long)sum, repq_log2_q22(sum),
+                     repq_log2_q22_reference(sum));
+        checked++;
+    }
+    for (int e = 30; e < 63; e++)
+        for (int64_t dx = -2; dx <= 2; dx++) {
+            const uint64_t sum = (UINT64_C(1) << e) + (uint64_t)dx;
+            if (sum >= (UINT64_C(1) << 30))
+                assert_int_equal(repq_log2_q22(sum), repq_log2_q22_reference(sum));
+        }
+    for (int i = 0; i < 20000; i++) {
+        /* 2^(30 + u / 2^22) for a random Q22 point u: the sums around it straddle a boundary. */
+        const double u = (double)(rng_next() % ((uint64_t)20 << 22));
+        const double center = ldexp(exp2(u / 4194304.0), 30);
+        for (int dx = -1; dx <= 1; dx++) {
+            const uint64_t sum = (uint64_t)center + (uint64_t)(int64_t)dx;
+            if (repq_log2_q22(sum) != repq_log2_q22_reference(sum))
+                fail_msg("log2 near a boundary, %llu: %d != %d", (unsigned long long)sum, repq_log2_q22(sum),
+                         repq_log2_q22_reference(sum));
+        }
+    }
+    assert_int_equal(checked, 400000);
+}
+
 static void softmax_hand_cases(void **state)
 {
     (void)state;
@@ -646,6 +683,7 @@ int main(void)
         cmocka_unit_test(requant_hand_cases),
         cmocka_unit_test(requant_multiplier_is_accurate),
         cmocka_unit_test(requant_levels_match_scalar),
+        cmocka_unit_test(softmax_log2_sum_matches_definition),
         cmocka_unit_test(softmax_hand_cases),
         cmocka_unit_test(softmax_follows_float_contract),
         cmocka_unit_test(softmax_levels_match_scalar),

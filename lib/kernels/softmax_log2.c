@@ -84,8 +84,7 @@ static inline uint32_t exp2_neg_q30(uint32_t t)
     return sh < 32 ? e >> sh : 0;
 }
 
-/* 2*log2(S * 2^-30) + 2*log2(s), Q22. S >= 2^30 because the maximum contributes 1. */
-static int32_t row_offset(const repq_log2softmax_params *p, uint64_t sum)
+int32_t repq_log2_q22_reference(uint64_t sum)
 {
     const int msb = 63 - __builtin_clzll(sum);
     uint64_t x = sum << (62 - msb); /* mantissa in Q62, [1, 2) */
@@ -99,8 +98,29 @@ static int32_t row_offset(const repq_log2softmax_params *p, uint64_t sum)
             x >>= 1;
         }
     }
-    const int32_t log2_sum = (int32_t)((uint32_t)(msb - 30) << T_FRAC) + frac;
-    return 2 * log2_sum + p->two_log2_s;
+    return (int32_t)((uint32_t)(msb - 30) << T_FRAC) + frac;
+}
+
+int32_t repq_log2_q22(uint64_t sum)
+{
+    /* The double log2 is within ~1e-7 of a Q22 unit of the truth and the squaring
+     * within ~2^-38, so away from a unit boundary both floor to the same integer;
+     * near one (about 0.2% of sums), and where the sum is not exact in a double,
+     * the squaring decides. libm's last bit may differ between systems, but only
+     * inside the margin, so the result does not. */
+    if (sum < (UINT64_C(1) << 53)) {
+        const double y = (log2((double)sum) - 30.0) * (double)T_ONE;
+        const double f = floor(y);
+        if (y - f > 1e-3 && y - f < 1.0 - 1e-3)
+            return (int32_t)f;
+    }
+    return repq_log2_q22_reference(sum);
+}
+
+/* 2*log2(S * 2^-30) + 2*log2(s), Q22. S >= 2^30 because the maximum contributes 1. */
+static int32_t row_offset(const repq_log2softmax_params *p, uint64_t sum)
+{
+    return 2 * repq_log2_q22(sum) + p->two_log2_s;
 }
 
 static inline uint8_t code_of(const repq_log2softmax_params *p, uint32_t t, int32_t offset)

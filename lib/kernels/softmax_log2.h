@@ -16,7 +16,8 @@
  *       level; relative error ~2e-7), truncated to Q30, then a right shift by
  *       floor(t); the Q30 terms are summed in uint64.
  *   log2 S in Q22: leading-zero count for the integer part, 22 exact fraction bits by
- *       repeated squaring of the normalized Q62 mantissa (128-bit products).
+ *       repeated squaring of the normalized Q62 mantissa (128-bit products); a double
+ *       log2 gives the same bits faster away from Q22 boundaries (repq_log2_q22).
  *   code = round_half_even((2*T + 2*log2 S + 2*log2 s) / 2^22), all in Q22.
  * The codes equal the double-precision contract's except within ~1e-6 of a code
  * step from a rounding boundary (all 93,433 entries of the kernel test agree).
@@ -55,5 +56,11 @@ void repq_log2softmax_rows(repq_kernel_level level, const repq_log2softmax_param
 void repq_log2softmax_rows_bias(repq_kernel_level level, const repq_log2softmax_params *params, size_t rows,
                                 size_t n, const int32_t *x, size_t ldx, const int32_t *colbias, uint8_t *codes,
                                 size_t ldcodes);
+
+/* log2(sum * 2^-30) in Q22 (sum >= 2^30), by repeated squaring: the definition. */
+int32_t repq_log2_q22_reference(uint64_t sum);
+
+/* The same bits, through a double log2 where that is unambiguous. */
+int32_t repq_log2_q22(uint64_t sum);
 
 #endif
