@@ -657,13 +657,24 @@ static void patch_task(repq_session *s, int worker, int workers, const void *arg
     }
 }
 
+/* w->a = codes of LayerNorm(x) for m rows, a row at a time so each stays in L1
+ * between the two steps. */
+static void norm_codes(repq_session *s, const float *x, size_t m, const float *g, const float *bias,
+                       const aq *codes_q, wscratch *w)
+{
+    const size_t d = s->dim;
+    for (size_t i = 0; i < m; i++) {
+        repq_float_layer_norm(x + i * d, 1, d, g, bias, s->arch.norm_eps, w->f);
+        repq_quantize_f32_u8(s->level, d, w->f, codes_q->s, codes_q->z, codes_q->bits, w->a + i * d);
+    }
+}
+
 /* LayerNorm 1 of block bi and q, k, v codes for token rows [r0, r0 + m). */
 static void pre_attention(repq_session *s, int worker, const qblock *b, size_t r0, size_t m, wscratch *w,
                           double *t0)
 {
     const size_t d = s->dim;
-    repq_float_layer_norm(s->x + r0 * d, m, d, b->p->norm1_w, b->p->norm1_b, s->arch.norm_eps, w->f);
-    repq_quantize_f32_u8(s->level, m * d, w->f, b->qkv_in.s, b->qkv_in.z, b->qkv_in.bits, w->a);
+    norm_codes(s, s->x + r0 * d, m, b->p->norm1_w, b->p->norm1_b, &b->qkv_in, w);
     tock(s, worker, REPQ_STAGE_FLOAT, t0);
     gemm_rows(s, worker, &b->lq, m, w->a, d, w, t0);
     out_u8(s, worker, &b->lq, &b->q, m, w, s->qc + r0 * d, d, t0);
@@ -682,13 +693,17 @@ static void post_attention(repq_session *s, int worker, const qblock *b, size_t 
     const size_t d = s->dim, hid = s->hidden;
     gemm_rows(s, worker, &b->proj, m, s->oc + r0 * d, d, w, t0);
     out_f32(s, worker, &b->proj, m, w, true, s->x + r0 * d, d, t0);
-    repq_float_layer_norm(s->x + r0 * d, m, d, b->p->norm2_w, b->p->norm2_b, s->arch.norm_eps, w->f);
-    repq_quantize_f32_u8(s->level, m * d, w->f, b->fc1_in.s, b->fc1_in.z, b->fc1_in.bits, w->a);
+    norm_codes(s, s->x + r0 * d, m, b->p->norm2_w, b->p->norm2_b, &b->fc1_in, w);
     tock(s, worker, REPQ_STAGE_FLOAT, t0);
     gemm_rows(s, worker, &b->fc1, m, w->a, d, w, t0);
-    out_f32(s, worker, &b->fc1, m, w, false, w->f, hid, t0);
-    repq_float_gelu(w->f, m * hid);
-    repq_quantize_f32_u8(s->level, m * hid, w->f, b->fc2_in.s, b->fc2_in.z, b->fc2_in.bits, w->a);
+    /* One row at a time, so the hidden activations stay in L1 from the accumulators
+     * to the fc2 codes (same operations as on the whole block). */
+    for (size_t i = 0; i < m; i++) {
+        repq_gemm_out_f32(s->level, 1, hid, w->acc + i * hid, hid, w->rowsum + i, b->fc1.colmul,
+                          b->fc1.colconst, b->fc1.scale, b->fc1.bias, false, w->f, hid);
+        repq_float_gelu(w->f, hid);
+        repq_quantize_f32_u8(s->level, hid, w->f, b->fc2_in.s, b->fc2_in.z, b->fc2_in.bits, w->a + i * hid);
+    }
     tock(s, worker, REPQ_STAGE_FLOAT, t0);
     gemm_rows(s, worker, &b->fc2, m, w->a, hid, w, t0);
     out_f32(s, worker, &b->fc2, m, w, true, s->x + r0 * d, d, t0);
