@@ -40,7 +40,8 @@ static int32_t rng_range(int32_t lo, int32_t hi) /* inclusive */
 }
 static double rng_unit(void) { return (double)(rng_next() >> 11) * 0x1p-53; }
 
-static const repq_kernel_level simd_levels[] = {REPQ_LEVEL_AVX2, REPQ_LEVEL_AVX512VNNI, REPQ_LEVEL_AMX};
+static const repq_kernel_level simd_levels[] = {REPQ_LEVEL_AVX2, REPQ_LEVEL_AVXVNNI, REPQ_LEVEL_AVX512VNNI,
+                                                REPQ_LEVEL_AMX};
 #define N_SIMD (sizeof simd_levels / sizeof simd_levels[0])
 
 static int cpu_setup(void **state)
@@ -68,6 +69,13 @@ static void cpu_levels_are_ordered(void **state)
                      REPQ_LEVEL_AVX512VNNI);
     assert_string_equal(repq_kernel_level_name(best), repq_kernel_level_name(best));
     assert_string_equal(repq_kernel_level_name(REPQ_LEVEL_AVX2), "avx2");
+    assert_int_equal(repq_kernel_level_best(REPQ_CPU_SCALAR | REPQ_CPU_AVX2 | REPQ_CPU_AVXVNNI), REPQ_LEVEL_AVXVNNI);
+    /* AVX-512 VNNI without AVX-VNNI (Ice Lake, Zen 4): asking for avxvnni gives avx2. */
+    const uint32_t zen4 = REPQ_CPU_SCALAR | REPQ_CPU_AVX2 | REPQ_CPU_AVX512VNNI;
+    assert_int_equal(repq_kernel_level_clamp(zen4, REPQ_LEVEL_AVXVNNI), REPQ_LEVEL_AVX2);
+    assert_int_equal(repq_kernel_level_clamp(zen4, REPQ_LEVEL_AMX), REPQ_LEVEL_AVX512VNNI);
+    assert_int_equal(repq_kernel_level_clamp(REPQ_CPU_SCALAR | REPQ_CPU_AVXVNNI, REPQ_LEVEL_AVXVNNI),
+                     REPQ_LEVEL_SCALAR);
 }
 
 /* ---- GEMM --------------------------------------------------------------- */

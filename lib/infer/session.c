@@ -91,7 +91,8 @@ struct repq_session {
     repq_object base;
     const repq_qmodel *q;
     repq_vit_arch arch;
-    repq_kernel_level level, best;
+    repq_kernel_level level;
+    uint32_t cpu_mask; /* repq_cpu_detect() at creation */
     int32_t max_batch, threads;
     size_t t, dim, heads, hd, hidden, np, pd, classes;
     aq patch_in, head_in;
@@ -480,8 +481,8 @@ REPQ_API repq_status repq_session_new(repq_context *ctx, const repq_qmodel *q, c
     repq_object_init(&s->base, REPQ_KIND_SESSION, al);
     s->q = q;
     s->arch = *a;
-    s->best = repq_kernel_level_best(repq_cpu_detect());
-    s->level = s->best;
+    s->cpu_mask = repq_cpu_detect();
+    s->level = repq_kernel_level_best(s->cpu_mask);
     s->max_batch = max_batch;
     s->threads = threads;
     s->t = (size_t)repq_vit_tokens(a);
@@ -548,7 +549,7 @@ REPQ_API void repq_session_free(repq_session *s)
 
 repq_kernel_level repq_session_set_level(repq_session *s, repq_kernel_level level)
 {
-    s->level = level < s->best ? level : s->best;
+    s->level = repq_kernel_level_clamp(s->cpu_mask, level);
     return s->level;
 }
 

@@ -62,6 +62,10 @@ uint32_t repq_cpu_detect(void)
     if (!ymm_state || !avx2 || !fma)
         return mask;
     mask |= REPQ_CPU_AVX2;
+    unsigned a1, b1, c1, d1;
+    __cpuid_count(7, 1, a1, b1, c1, d1);
+    if ((a1 >> 4) & 1)
+        mask |= REPQ_CPU_AVXVNNI;
     if (zmm_state && avx512f && avx512bw && avx512vl && avx512vnni) {
         mask |= REPQ_CPU_AVX512VNNI;
         if (amx_tile && amx_int8 && tile_state && amx_permission_granted())
@@ -76,21 +80,32 @@ uint32_t repq_cpu_detect(void)
 }
 #endif
 
-repq_kernel_level repq_kernel_level_best(uint32_t mask)
+/* The features a level's kernels use. */
+static uint32_t level_needs(repq_kernel_level level)
 {
-    if ((mask & REPQ_CPU_AMX_INT8) && (mask & REPQ_CPU_AVX512VNNI) && (mask & REPQ_CPU_AVX2))
-        return REPQ_LEVEL_AMX;
-    if ((mask & REPQ_CPU_AVX512VNNI) && (mask & REPQ_CPU_AVX2))
-        return REPQ_LEVEL_AVX512VNNI;
-    if (mask & REPQ_CPU_AVX2)
-        return REPQ_LEVEL_AVX2;
-    return REPQ_LEVEL_SCALAR;
+    switch (level) {
+    case REPQ_LEVEL_SCALAR: return REPQ_CPU_SCALAR;
+    case REPQ_LEVEL_AVX2: return REPQ_CPU_AVX2;
+    case REPQ_LEVEL_AVXVNNI: return REPQ_CPU_AVX2 | REPQ_CPU_AVXVNNI;
+    case REPQ_LEVEL_AVX512VNNI: return REPQ_CPU_AVX2 | REPQ_CPU_AVX512VNNI;
+    case REPQ_LEVEL_AMX: return REPQ_CPU_AVX2 | REPQ_CPU_AVX512VNNI | REPQ_CPU_AMX_INT8;
+    }
+    return ~0u;
 }
 
 repq_kernel_level repq_kernel_level_clamp(uint32_t mask, repq_kernel_level requested)
 {
-    repq_kernel_level best = repq_kernel_level_best(mask);
-    return requested < best ? requested : best;
+    /* Not simply min(requested, best): AVX-VNNI is missing from many AVX-512 VNNI
+     * CPUs (Ice Lake, Zen 4), so a lower level is not always usable. */
+    for (int level = (int)requested; level > REPQ_LEVEL_SCALAR; level--)
+        if ((mask & level_needs((repq_kernel_level)level)) == level_needs((repq_kernel_level)level))
+            return (repq_kernel_level)level;
+    return REPQ_LEVEL_SCALAR;
+}
+
+repq_kernel_level repq_kernel_level_best(uint32_t mask)
+{
+    return repq_kernel_level_clamp(mask, REPQ_LEVEL_AMX);
 }
 
 const char *repq_kernel_level_name(repq_kernel_level level)
@@ -98,6 +113,7 @@ const char *repq_kernel_level_name(repq_kernel_level level)
     switch (level) {
     case REPQ_LEVEL_SCALAR: return "scalar";
     case REPQ_LEVEL_AVX2: return "avx2";
+    case REPQ_LEVEL_AVXVNNI: return "avxvnni";
     case REPQ_LEVEL_AVX512VNNI: return "avx512vnni";
     case REPQ_LEVEL_AMX: return "amx";
     }

@@ -9,13 +9,16 @@
 #define REPQ_CPU_AVX2 0x2u       /* AVX2 + FMA, with YMM state enabled by the OS */
 #define REPQ_CPU_AVX512VNNI 0x4u /* AVX-512 F/BW/VL/VNNI, with ZMM state enabled */
 #define REPQ_CPU_AMX_INT8 0x8u   /* AMX tile + int8, and the OS granted XTILEDATA */
+#define REPQ_CPU_AVXVNNI 0x10u   /* AVX-VNNI: VEX-encoded 256-bit vpdpbusd (with AVX2) */
 
-/* Ordered: a higher level implies every lower one is usable. */
+/* Ordered by speed. A higher level does not always imply a lower one (AVX-512
+ * VNNI CPUs may lack AVX-VNNI): ask repq_kernel_level_clamp for what is usable. */
 typedef enum repq_kernel_level {
     REPQ_LEVEL_SCALAR = 0,
     REPQ_LEVEL_AVX2 = 1,
-    REPQ_LEVEL_AVX512VNNI = 2,
-    REPQ_LEVEL_AMX = 3
+    REPQ_LEVEL_AVXVNNI = 2, /* AVX2 kernels, plus a 256-bit vpdpbusd GEMM */
+    REPQ_LEVEL_AVX512VNNI = 3,
+    REPQ_LEVEL_AMX = 4
 } repq_kernel_level;
 
 /* Queries cpuid/xgetbv each call (cheap, but callers should store the result).
@@ -26,10 +29,11 @@ uint32_t repq_cpu_detect(void);
 /* The best level every feature of which is in `mask`. */
 repq_kernel_level repq_kernel_level_best(uint32_t mask);
 
-/* min(requested, best level for mask): how tests and benchmarks force a lower level. */
+/* The highest level <= requested whose features are all in mask: how tests,
+ * benchmarks and sessions force a lower level. */
 repq_kernel_level repq_kernel_level_clamp(uint32_t mask, repq_kernel_level requested);
 
-/* Short lowercase name ("scalar", "avx2", "avx512vnni", "amx"). */
+/* Short lowercase name ("scalar", "avx2", "avxvnni", "avx512vnni", "amx"). */
 const char *repq_kernel_level_name(repq_kernel_level level);
 
 #endif

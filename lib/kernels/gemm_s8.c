@@ -1,5 +1,5 @@
-/* u8 x s8 -> s32 GEMM: packing, the scalar reference, AVX2 and AVX-512 VNNI
- * (AMX-INT8 is in gemm_s8_amx.c). */
+/* u8 x s8 -> s32 GEMM: packing, the scalar reference and AVX-512 VNNI
+ * (AVX2 and AVX-VNNI are in gemm_s8_avx2.c, AMX-INT8 in gemm_s8_amx.c). */
 #include "kernels/gemm_s8.h"
 
 #include <string.h>
@@ -54,82 +54,6 @@ static inline int32_t load_quad(const uint8_t *p, size_t avail)
     uint32_t w = 0;
     memcpy(&w, p, avail < QUAD ? avail : QUAD);
     return (int32_t)w;
-}
-
-/* ---- AVX2 --------------------------------------------------------------
- * vpmaddubsw would saturate (255*127*2 > 32767), so A and B are widened to
- * int16 and multiplied with vpmaddwd, whose int32 pair sums are exact. Each
- * accumulator holds 4 columns x 2 partial sums until the final horizontal add. */
-
-#define AVX2_MR 2
-
-__attribute__((target("avx2"))) static inline __m256i avx2_bcast_a(int32_t quad)
-{
-    return _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_set1_epi32(quad)));
-}
-
-/* acc[0..3] hold columns 0-3, 4-7, 8-11, 12-15 as (col, partial) pairs. */
-__attribute__((target("avx2"))) static inline void avx2_reduce_store(const __m256i acc[4], int32_t *c,
-                                                                   size_t cols)
-{
-    __m256i lo = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[0], acc[1]), 0xd8);
-    __m256i hi = _mm256_permute4x64_epi64(_mm256_hadd_epi32(acc[2], acc[3]), 0xd8);
-    if (cols == GROUP) {
-        _mm256_storeu_si256((__m256i *)c, lo);
-        _mm256_storeu_si256((__m256i *)(c + 8), hi);
-    } else {
-        int32_t tmp[GROUP];
-        _mm256_storeu_si256((__m256i *)tmp, lo);
-        _mm256_storeu_si256((__m256i *)(tmp + 8), hi);
-        memcpy(c, tmp, cols * sizeof *c);
-    }
-}
-
-__attribute__((target("avx2"))) void repq_gemm_u8s8_avx2(size_t m, size_t n, size_t k,
-                                                         const uint8_t *a, size_t lda,
-                                                         const void *packed, int32_t *c, size_t ldc)
-{
-    const size_t kq = div_up(k, QUAD), groups = div_up(n, GROUP);
-    const int8_t *bp = packed;
-    for (size_t g = 0; g < groups; g++) {
-        const int8_t *bg = bp + g * kq * BLOCK;
-        const size_t cols = n - g * GROUP < GROUP ? n - g * GROUP : GROUP;
-        size_t i = 0;
-        for (; i + AVX2_MR <= m; i += AVX2_MR) {
-            const uint8_t *a0 = a + i * lda, *a1 = a0 + lda;
-            __m256i acc0[4], acc1[4];
-            for (int t = 0; t < 4; t++)
-                acc0[t] = acc1[t] = _mm256_setzero_si256();
-            for (size_t q = 0; q < kq; q++) {
-                const int8_t *blk = bg + q * BLOCK;
-                const size_t avail = k - q * QUAD;
-                const __m256i x0 = avx2_bcast_a(load_quad(a0 + q * QUAD, avail));
-                const __m256i x1 = avx2_bcast_a(load_quad(a1 + q * QUAD, avail));
-                for (int t = 0; t < 4; t++) {
-                    const __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 16 * t)));
-                    acc0[t] = _mm256_add_epi32(acc0[t], _mm256_madd_epi16(x0, w));
-                    acc1[t] = _mm256_add_epi32(acc1[t], _mm256_madd_epi16(x1, w));
-                }
-            }
-            avx2_reduce_store(acc0, c + i * ldc + g * GROUP, cols);
-            avx2_reduce_store(acc1, c + (i + 1) * ldc + g * GROUP, cols);
-        }
-        for (; i < m; i++) {
-            const uint8_t *a0 = a + i * lda;
-            __m256i acc0[4];
-            for (int t = 0; t < 4; t++)
-                acc0[t] = _mm256_setzero_si256();
-            for (size_t q = 0; q < kq; q++) {
-                const int8_t *blk = bg + q * BLOCK;
-                const __m256i x0 = avx2_bcast_a(load_quad(a0 + q * QUAD, k - q * QUAD));
-                for (int t = 0; t < 4; t++) {
-                    const __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(blk + 16 * t)));
-                    acc0[t] = _mm256_add_epi32(acc0[t], _mm256_madd_epi16(x0, w));
-                }
-            }
-            avx2_reduce_store(acc0, c + i * ldc + g * GROUP, cols);
-        }
-    }
 }
 
 /* ---- AVX-512 VNNI ------------------------------------------------------
@@ -320,6 +244,9 @@ void repq_gemm_u8s8(repq_kernel_level level, size_t m, size_t n, size_t k, const
         return;
     case REPQ_LEVEL_AVX512VNNI:
         repq_gemm_u8s8_avx512vnni(m, n, k, a, lda, packed, c, ldc);
+        return;
+    case REPQ_LEVEL_AVXVNNI:
+        repq_gemm_u8s8_avxvnni(m, n, k, a, lda, packed, c, ldc);
         return;
     case REPQ_LEVEL_AVX2:
         repq_gemm_u8s8_avx2(m, n, k, a, lda, packed, c, ldc);

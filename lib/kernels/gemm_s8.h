@@ -42,6 +42,8 @@ void repq_gemm_u8s8_scalar(size_t m, size_t n, size_t k, const uint8_t *a, size_
                            const void *packed, int32_t *c, size_t ldc);
 void repq_gemm_u8s8_avx2(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda,
                          const void *packed, int32_t *c, size_t ldc);
+void repq_gemm_u8s8_avxvnni(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda, const void *packed,
+                            int32_t *c, size_t ldc);
 void repq_gemm_u8s8_avx512vnni(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda,
                                const void *packed, int32_t *c, size_t ldc);
 void repq_gemm_u8s8_amx(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda, const void *packed,

@@ -157,7 +157,7 @@ void repq_requant_u8(repq_kernel_level level, size_t m, size_t n, const int32_t 
 {
     if (level >= REPQ_LEVEL_AVX512VNNI)
         requant_u8_avx512(m, n, acc, ldacc, bias, mult, shift, zp, qmin, qmax, out, ldout);
-    else if (level == REPQ_LEVEL_AVX2)
+    else if (level >= REPQ_LEVEL_AVX2)
         requant_u8_avx2(m, n, acc, ldacc, bias, mult, shift, zp, qmin, qmax, out, ldout);
     else
         requant_u8_scalar(m, n, acc, ldacc, bias, mult, shift, zp, qmin, qmax, out, ldout, 0);
@@ -208,7 +208,7 @@ void repq_dequant_f32(repq_kernel_level level, size_t m, size_t n, const int32_t
 {
     if (level >= REPQ_LEVEL_AVX512VNNI)
         dequant_avx512(m, n, acc, ldacc, bias, scale, out, ldout);
-    else if (level == REPQ_LEVEL_AVX2)
+    else if (level >= REPQ_LEVEL_AVX2)
         dequant_avx2(m, n, acc, ldacc, bias, scale, out, ldout);
     else
         dequant_scalar(m, n, acc, ldacc, bias, scale, out, ldout, 0);
@@ -253,7 +253,7 @@ void repq_row_sums_u8(repq_kernel_level level, size_t m, size_t k, const uint8_t
     for (size_t i = 0; i < m; i++) {
         if (level >= REPQ_LEVEL_AVX512VNNI)
             sums[i] = row_sum_avx512(a + i * lda, k);
-        else if (level == REPQ_LEVEL_AVX2)
+        else if (level >= REPQ_LEVEL_AVX2)
             sums[i] = row_sum_avx2(a + i * lda, k);
         else
             sums[i] = row_sum_scalar(a + i * lda, k);
