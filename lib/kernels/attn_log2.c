@@ -1,10 +1,12 @@
-/* Log2-code attention times V: scalar reference and AVX-512 version. */
+/* Log2-code attention times V: scalar reference, a compiler-vectorized version for
+ * AVX2, and AVX-512 (shift loop and byte-plane GEMMs). */
 #include "kernels/attn_log2.h"
 
 #include <string.h>
 
 #include <immintrin.h>
 
+#include "core/vectorize.h"
 #include "kernels/gemm_s8.h"
 #include "kernels/requant.h"
 
@@ -18,9 +20,9 @@ int repq_attn_v_frac_bits_max(size_t tokens)
     return -1;
 }
 
-static void accumulate_scalar(size_t rows, size_t tokens, size_t dim, const uint8_t *codes,
-                              size_t ldcodes, int32_t sentinel, const uint8_t *v, size_t ldv, int32_t zv,
-                              int frac_bits, int32_t *e, int32_t *d, size_t ldacc)
+static inline void accumulate_rows(size_t rows, size_t tokens, size_t dim, const uint8_t *codes,
+                                   size_t ldcodes, int32_t sentinel, const uint8_t *v, size_t ldv, int32_t zv,
+                                   int frac_bits, int32_t *e, int32_t *d, size_t ldacc)
 {
     for (size_t i = 0; i < rows; i++) {
         int32_t *er = e + i * ldacc, *dr = d + i * ldacc;
@@ -33,10 +35,27 @@ static void accumulate_scalar(size_t rows, size_t tokens, size_t dim, const uint
                 continue;
             const int32_t w = (int32_t)(1u << (frac_bits - h));
             int32_t *acc = (c & 1) ? dr : er;
+            const uint8_t *vr = v + t * ldv;
             for (size_t j = 0; j < dim; j++)
-                acc[j] += ((int32_t)v[t * ldv + j] - zv) * w;
+                acc[j] += ((int32_t)vr[j] - zv) * w;
         }
     }
+}
+
+static void accumulate_scalar(size_t rows, size_t tokens, size_t dim, const uint8_t *codes,
+                              size_t ldcodes, int32_t sentinel, const uint8_t *v, size_t ldv, int32_t zv,
+                              int frac_bits, int32_t *e, int32_t *d, size_t ldacc)
+{
+    accumulate_rows(rows, tokens, dim, codes, ldcodes, sentinel, v, ldv, zv, frac_bits, e, d, ldacc);
+}
+
+/* The AVX2 and AVX-VNNI levels: the same integer loop, vectorized by the compiler
+ * in a per-ISA clone (integer arithmetic, so every clone gives the same bits). */
+VECTORIZED static void accumulate_vectorized(size_t rows, size_t tokens, size_t dim, const uint8_t *codes,
+                                             size_t ldcodes, int32_t sentinel, const uint8_t *v, size_t ldv,
+                                             int32_t zv, int frac_bits, int32_t *e, int32_t *d, size_t ldacc)
+{
+    accumulate_rows(rows, tokens, dim, codes, ldcodes, sentinel, v, ldv, zv, frac_bits, e, d, ldacc);
 }
 
 #define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl")))
@@ -90,6 +109,8 @@ void repq_attn_v_accumulate(repq_kernel_level level, size_t rows, size_t tokens,
 {
     if (level >= REPQ_LEVEL_AVX512VNNI)
         accumulate_avx512(rows, tokens, dim, codes, ldcodes, sentinel, v, ldv, zv, frac_bits, e, d, ldacc);
+    else if (level >= REPQ_LEVEL_AVX2)
+        accumulate_vectorized(rows, tokens, dim, codes, ldcodes, sentinel, v, ldv, zv, frac_bits, e, d, ldacc);
     else
         accumulate_scalar(rows, tokens, dim, codes, ldcodes, sentinel, v, ldv, zv, frac_bits, e, d, ldacc);
 }
