@@ -1,6 +1,6 @@
-/* Float -> uint8 quantization and GEMM epilogues: scalar references and AVX-512
- * versions that reproduce them bit for bit (same float operations in the same order:
- * a correctly rounded division, round-half-even, a product then a sum). */
+/* Float -> uint8 quantization and GEMM epilogues: scalar references and AVX2 and
+ * AVX-512 versions that reproduce them bit for bit (same float operations in the
+ * same order: a correctly rounded division, round-half-even, a product then a sum). */
 #include "kernels/quantize_f32.h"
 
 #include <math.h>
@@ -157,6 +157,80 @@ AVX512_TARGET static void out_u8_avx512(size_t m, size_t n, const int32_t *acc, 
     }
 }
 
+/* ---- AVX2: 8 lanes, the last n % 8 columns through the scalar formulas ---------- */
+
+#define AVX2_TARGET __attribute__((target("avx2")))
+
+AVX2_TARGET static inline __m256i quant_vec8(__m256 x, __m256 s, __m256 zf, __m256 qmax)
+{
+    __m256 t = _mm256_round_ps(_mm256_div_ps(x, s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    t = _mm256_add_ps(t, zf);
+    t = _mm256_min_ps(_mm256_max_ps(t, _mm256_setzero_ps()), qmax);
+    return _mm256_cvttps_epi32(t);
+}
+
+/* Eight int32 lanes in [0, 255] as eight bytes. */
+AVX2_TARGET static inline void store_codes8(uint8_t *out, __m256i c)
+{
+    const __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
+    _mm_storel_epi64((__m128i *)(void *)out, _mm_packus_epi16(w, w));
+}
+
+AVX2_TARGET static void quantize_avx2(size_t n, const float *x, float s, float zf, float qmax, uint8_t *codes)
+{
+    const __m256 vs = _mm256_set1_ps(s), vz = _mm256_set1_ps(zf), vq = _mm256_set1_ps(qmax);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        store_codes8(codes + i, quant_vec8(_mm256_loadu_ps(x + i), vs, vz, vq));
+    quantize_scalar(n - i, x + i, s, zf, qmax, codes + i);
+}
+
+AVX2_TARGET static inline __m256 y_vec8(const int32_t *acc, __m256i rs, const int32_t *colmul,
+                                        const int32_t *colconst, const float *scale, const float *bias)
+{
+    __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)acc);
+    v = _mm256_add_epi32(v, _mm256_mullo_epi32(_mm256_loadu_si256((const __m256i *)(const void *)colmul), rs));
+    v = _mm256_add_epi32(v, _mm256_loadu_si256((const __m256i *)(const void *)colconst));
+    const __m256 p = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_loadu_ps(scale));
+    return _mm256_add_ps(p, bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps());
+}
+
+AVX2_TARGET static void out_f32_avx2(size_t m, size_t n, const int32_t *acc, size_t ldacc, const int32_t *rowsum,
+                                     const int32_t *colmul, const int32_t *colconst, const float *scale,
+                                     const float *bias, bool accumulate, float *out, size_t ldout)
+{
+    const size_t n8 = n / 8 * 8;
+    for (size_t i = 0; i < m; i++) {
+        const __m256i rs = _mm256_set1_epi32(rowsum[i]);
+        float *o = out + i * ldout;
+        for (size_t j = 0; j < n8; j += 8) {
+            __m256 y = y_vec8(acc + i * ldacc + j, rs, colmul + j, colconst + j, scale + j, bias ? bias + j : NULL);
+            if (accumulate)
+                y = _mm256_add_ps(_mm256_loadu_ps(o + j), y);
+            _mm256_storeu_ps(o + j, y);
+        }
+        out_f32_scalar(1, n - n8, acc + i * ldacc + n8, ldacc, rowsum + i, colmul + n8, colconst + n8, scale + n8,
+                       bias ? bias + n8 : NULL, accumulate, o + n8, ldout);
+    }
+}
+
+AVX2_TARGET static void out_u8_avx2(size_t m, size_t n, const int32_t *acc, size_t ldacc, const int32_t *rowsum,
+                                    const int32_t *colmul, const int32_t *colconst, const float *scale,
+                                    const float *bias, float qs, float zf, float qmax, uint8_t *out, size_t ldout)
+{
+    const __m256 vs = _mm256_set1_ps(qs), vz = _mm256_set1_ps(zf), vq = _mm256_set1_ps(qmax);
+    const size_t n8 = n / 8 * 8;
+    for (size_t i = 0; i < m; i++) {
+        const __m256i rs = _mm256_set1_epi32(rowsum[i]);
+        for (size_t j = 0; j < n8; j += 8)
+            store_codes8(out + i * ldout + j, quant_vec8(y_vec8(acc + i * ldacc + j, rs, colmul + j, colconst + j,
+                                                                scale + j, bias ? bias + j : NULL),
+                                                         vs, vz, vq));
+        out_u8_scalar(1, n - n8, acc + i * ldacc + n8, ldacc, rowsum + i, colmul + n8, colconst + n8, scale + n8,
+                      bias ? bias + n8 : NULL, qs, zf, qmax, out + i * ldout + n8, ldout);
+    }
+}
+
 /* ---- dispatch ------------------------------------------------------------------ */
 
 void repq_quantize_f32_u8(repq_kernel_level level, size_t n, const float *x, float scale, int32_t zp,
@@ -165,6 +239,8 @@ void repq_quantize_f32_u8(repq_kernel_level level, size_t n, const float *x, flo
     const float zf = (float)zp, qmax = (float)((1 << bits) - 1);
     if (level >= REPQ_LEVEL_AVX512VNNI)
         quantize_avx512(n, x, scale, zf, qmax, codes);
+    else if (level >= REPQ_LEVEL_AVX2)
+        quantize_avx2(n, x, scale, zf, qmax, codes);
     else
         quantize_scalar(n, x, scale, zf, qmax, codes);
 }
@@ -184,6 +260,8 @@ void repq_gemm_out_f32(repq_kernel_level level, size_t m, size_t n, const int32_
 {
     if (level >= REPQ_LEVEL_AVX512VNNI)
         out_f32_avx512(m, n, acc, ldacc, rowsum, colmul, colconst, scale, bias, accumulate, out, ldout);
+    else if (level >= REPQ_LEVEL_AVX2)
+        out_f32_avx2(m, n, acc, ldacc, rowsum, colmul, colconst, scale, bias, accumulate, out, ldout);
     else
         out_f32_scalar(m, n, acc, ldacc, rowsum, colmul, colconst, scale, bias, accumulate, out, ldout);
 }
@@ -196,6 +274,8 @@ void repq_gemm_out_u8(repq_kernel_level level, size_t m, size_t n, const int32_t
     const float zf = (float)qzp, qmax = (float)((1 << bits) - 1);
     if (level >= REPQ_LEVEL_AVX512VNNI)
         out_u8_avx512(m, n, acc, ldacc, rowsum, colmul, colconst, scale, bias, qscale, zf, qmax, out, ldout);
+    else if (level >= REPQ_LEVEL_AVX2)
+        out_u8_avx2(m, n, acc, ldacc, rowsum, colmul, colconst, scale, bias, qscale, zf, qmax, out, ldout);
     else
         out_u8_scalar(m, n, acc, ldacc, rowsum, colmul, colconst, scale, bias, qscale, zf, qmax, out, ldout);
 }
