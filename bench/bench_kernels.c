@@ -118,32 +118,21 @@ static double amx_peak_gops(void)
     }
 }
 
+/* GOPS of repeated calls: the 8-bit GEMM, or the 4-bit one when scratch is given. */
 static double time_gemm(repq_kernel_level level, size_t m, size_t n, size_t k, const uint8_t *a,
-                        const void *packed, int32_t *c)
+                        const void *packed, int32_t *c, void *scratch)
 {
-    repq_gemm_u8s8(level, m, n, k, a, k, packed, c, n); /* warm up */
-    long reps = 0;
-    const double t0 = now();
-    double dt;
+    long reps = -1; /* the first call warms up */
+    double t0 = 0.0, dt = 0.0;
     do {
-        repq_gemm_u8s8(level, m, n, k, a, k, packed, c, n);
-        reps++;
-        dt = now() - t0;
-    } while (dt < MIN_SECONDS);
-    return 2.0 * (double)m * (double)n * (double)k * (double)reps / dt * 1e-9;
-}
-
-static double time_gemm_u4(repq_kernel_level level, size_t m, size_t n, size_t k, const uint8_t *a,
-                           const void *packed, int32_t *c, void *scratch)
-{
-    repq_gemm_u8u4(level, m, n, k, a, k, packed, c, n, scratch);
-    long reps = 0;
-    const double t0 = now();
-    double dt;
-    do {
-        repq_gemm_u8u4(level, m, n, k, a, k, packed, c, n, scratch);
-        reps++;
-        dt = now() - t0;
+        if (scratch)
+            repq_gemm_u8u4(level, m, n, k, a, k, packed, c, n, scratch);
+        else
+            repq_gemm_u8s8(level, m, n, k, a, k, packed, c, n);
+        if (++reps == 0)
+            t0 = now();
+        else
+            dt = now() - t0;
     } while (dt < MIN_SECONDS);
     return 2.0 * (double)m * (double)n * (double)k * (double)reps / dt * 1e-9;
 }
@@ -170,8 +159,8 @@ static void bench_u4(repq_kernel_level best)
         repq_gemm_u8s8_pack(n, k, b, k, p8);
         repq_gemm_u8u4_pack(n, k, b, k, p4);
         for (int lv = REPQ_LEVEL_AVX512VNNI; lv <= (int)best; lv++) {
-            const double g8 = time_gemm((repq_kernel_level)lv, m, n, k, a, p8, c);
-            const double g4 = time_gemm_u4((repq_kernel_level)lv, m, n, k, a, p4, c, scratch);
+            const double g8 = time_gemm((repq_kernel_level)lv, m, n, k, a, p8, c, NULL);
+            const double g4 = time_gemm((repq_kernel_level)lv, m, n, k, a, p4, c, scratch);
             printf("| %zu | %zu | %zu | %s | %.1f | %.1f | %.2f |\n", m, n, k,
                    repq_kernel_level_name((repq_kernel_level)lv), g8, g4, g4 / g8);
         }
@@ -240,14 +229,14 @@ int main(void)
         }
         repq_gemm_u8s8_pack(n, k, b, k, packed);
         /* The scalar reference is slow; it is timed only on the smaller shapes. */
-        const double g_scalar = k * n <= 384 * 384 ? time_gemm(REPQ_LEVEL_SCALAR, m, n, k, a, packed, c) : 0.0;
-        const double g_avx2 = best >= REPQ_LEVEL_AVX2 ? time_gemm(REPQ_LEVEL_AVX2, m, n, k, a, packed, c) : 0.0;
+        const double g_scalar = k * n <= 384 * 384 ? time_gemm(REPQ_LEVEL_SCALAR, m, n, k, a, packed, c, NULL) : 0.0;
+        const double g_avx2 = best >= REPQ_LEVEL_AVX2 ? time_gemm(REPQ_LEVEL_AVX2, m, n, k, a, packed, c, NULL) : 0.0;
         const double g_avxvnni = repq_kernel_level_clamp(mask, REPQ_LEVEL_AVXVNNI) == REPQ_LEVEL_AVXVNNI
-                                     ? time_gemm(REPQ_LEVEL_AVXVNNI, m, n, k, a, packed, c)
+                                     ? time_gemm(REPQ_LEVEL_AVXVNNI, m, n, k, a, packed, c, NULL)
                                      : 0.0;
         const double g_vnni =
-            best >= REPQ_LEVEL_AVX512VNNI ? time_gemm(REPQ_LEVEL_AVX512VNNI, m, n, k, a, packed, c) : 0.0;
-        const double g_amx = best >= REPQ_LEVEL_AMX ? time_gemm(REPQ_LEVEL_AMX, m, n, k, a, packed, c) : 0.0;
+            best >= REPQ_LEVEL_AVX512VNNI ? time_gemm(REPQ_LEVEL_AVX512VNNI, m, n, k, a, packed, c, NULL) : 0.0;
+        const double g_amx = best >= REPQ_LEVEL_AMX ? time_gemm(REPQ_LEVEL_AMX, m, n, k, a, packed, c, NULL) : 0.0;
         const double g_sgemm = time_sgemm(m, n, k, af, bf, cf);
         char scalar_txt[32], amx_txt[64];
         if (g_scalar > 0)

@@ -110,6 +110,21 @@ static void gemm_scalar_hand_case(void **state)
     free(p);
 }
 
+/* A scalar GEMM's result against the plain triple loop in int64. */
+static void check_naive(const char *what, size_t m, size_t n, size_t k, const uint8_t *a, size_t lda,
+                        const int8_t *b, size_t ldb, const int32_t *got, size_t ldc)
+{
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            int64_t s = 0;
+            for (size_t q = 0; q < k; q++)
+                s += (int64_t)a[i * lda + q] * b[j * ldb + q];
+            if (s != got[i * ldc + j])
+                fail_msg("scalar %s gemm m=%zu n=%zu k=%zu at (%zu,%zu): %d != %lld", what, m, n, k, i, j,
+                         got[i * ldc + j], (long long)s);
+        }
+}
+
 static void gemm_check_shape(size_t m, size_t n, size_t k, int extremes)
 {
     const size_t lda = k + 3, ldb = k + 1, ldc = n + 5;
@@ -123,15 +138,7 @@ static void gemm_check_shape(size_t m, size_t n, size_t k, int extremes)
         b[i] = extremes ? -128 : (int8_t)rng_next();
     void *p = pack_weights(n, k, b, ldb);
     repq_gemm_u8s8_scalar(m, n, k, a, lda, p, ref, ldc);
-    for (size_t i = 0; i < m; i++)
-        for (size_t j = 0; j < n; j++) {
-            int64_t s = 0;
-            for (size_t q = 0; q < k; q++)
-                s += (int64_t)a[i * lda + q] * b[j * ldb + q];
-            if (s != ref[i * ldc + j])
-                fail_msg("scalar gemm m=%zu n=%zu k=%zu at (%zu,%zu): %d != %lld", m, n, k, i, j,
-                         ref[i * ldc + j], (long long)s);
-        }
+    check_naive("s8", m, n, k, a, lda, b, ldb, ref, ldc);
     for (size_t l = 0; l < N_SIMD; l++) {
         if (!level_available(simd_levels[l]))
             continue;
@@ -251,15 +258,7 @@ static void gemm_u4_check_shape(size_t m, size_t n, size_t k, int extremes)
     for (size_t i = 0; i < m * ldc; i++)
         ref[i] = 0x5a5a5a5a;
     repq_gemm_u8u4(REPQ_LEVEL_SCALAR, m, n, k, a, lda, p, ref, ldc, scratch);
-    for (size_t i = 0; i < m; i++)
-        for (size_t j = 0; j < n; j++) {
-            int64_t s = 0;
-            for (size_t q = 0; q < k; q++)
-                s += (int64_t)a[i * lda + q] * b[j * ldb + q];
-            if (s != ref[i * ldc + j])
-                fail_msg("scalar u4 gemm m=%zu n=%zu k=%zu at (%zu,%zu): %d != %lld", m, n, k, i, j,
-                         ref[i * ldc + j], (long long)s);
-        }
+    check_naive("u4", m, n, k, a, lda, b, ldb, ref, ldc);
     for (size_t l = 0; l < N_SIMD; l++) {
         if (!level_available(simd_levels[l]))
             continue;
