@@ -25,9 +25,9 @@ static inline float repq_exp_approx(float x)
     /* Adding 1.5 * 2^23 rounds to an integer held in the low mantissa bits. */
     float t = xc * 1.44269504088896341f + round_magic;
     float n = t - round_magic;
-    int32_t bits;
+    uint32_t bits;
     memcpy(&bits, &t, sizeof bits);
-    bits = (bits - 0x4b400000 + 127) * (1 << 23); /* n + 127 is in [1, 254] */
+    bits = (bits - 0x4b400000u + 127u) << 23; /* n + 127 is in [1, 254]; a shift, not a vpmulld */
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
