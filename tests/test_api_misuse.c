@@ -77,6 +77,8 @@ static void null_handles_are_refused(void **state)
     assert_null(s);
     assert_int_equal(repq_session_run(NULL, t, t), BAD);
     assert_int_equal(repq_session_run(foreign, t, t), BAD);
+    assert_int_equal(repq_session_get_int(NULL, REPQ_SESSION_KERNELS, &v), BAD);
+    assert_int_equal(repq_session_get_int(foreign, REPQ_SESSION_KERNELS, &v), BAD);
     /* Every _free accepts NULL and foreign handles without touching them. */
     repq_context_free(NULL);
     repq_options_free(NULL);

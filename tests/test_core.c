@@ -86,6 +86,13 @@ static void options_check_ranges(void **state)
     assert_int_equal(repq_options_set_int(o, REPQ_OPT_ACT_BITS, 9), REPQ_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(repq_last_error(o), "act_bits"));
     assert_int_equal(repq_options_set_int(o, REPQ_OPT_ACT_BITS, 1), REPQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(repq_options_get_int(o, REPQ_OPT_KERNELS, &v), REPQ_OK);
+    assert_int_equal(v, REPQ_KERNELS_AUTO);
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_KERNELS, REPQ_KERNELS_AMX + 1), REPQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_KERNELS, -1), REPQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_KERNELS, REPQ_KERNELS_SCALAR), REPQ_OK);
+    assert_int_equal(repq_options_get_int(o, REPQ_OPT_KERNELS, &v), REPQ_OK);
+    assert_int_equal(v, REPQ_KERNELS_SCALAR);
     assert_int_equal(repq_options_set_int(o, (repq_option)1234, 1), REPQ_ERR_INVALID_ARGUMENT);
     assert_int_equal(repq_options_set_int(NULL, REPQ_OPT_ACT_BITS, 8), REPQ_ERR_INVALID_ARGUMENT);
     repq_options_free(o);

@@ -123,8 +123,18 @@ static void session_logits(const repq_qmodel *q, int threads, repq_kernel_level 
     size_t n = (size_t)images->shape[0];
     assert_int_equal(repq_options_new(&o), REPQ_OK);
     assert_int_equal(repq_options_set_int(o, REPQ_OPT_THREADS, threads), REPQ_OK);
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_KERNELS, (int64_t)level + 1), REPQ_OK);
     assert_int_equal(repq_session_new(NULL, q, o, BATCH, &s), REPQ_OK);
-    repq_session_set_level(s, level);
+    /* The session reports the family it runs: the asked one if the CPU has it, else
+     * the best lower one that it has. */
+    int64_t kernels = -1, got_threads = -1, max_batch = -1;
+    assert_int_equal(repq_session_get_int(s, REPQ_SESSION_KERNELS, &kernels), REPQ_OK);
+    assert_int_equal(kernels, (int64_t)repq_kernel_level_clamp(repq_cpu_detect(), level) + 1);
+    assert_int_equal(repq_session_get_int(s, REPQ_SESSION_THREADS, &got_threads), REPQ_OK);
+    assert_int_equal(got_threads, threads);
+    assert_int_equal(repq_session_get_int(s, REPQ_SESSION_MAX_BATCH, &max_batch), REPQ_OK);
+    assert_int_equal(max_batch, BATCH);
+    assert_int_equal(repq_session_get_int(s, 0, &max_batch), REPQ_ERR_INVALID_ARGUMENT);
     for (size_t i = 0; i < n; i += BATCH) {
         size_t c = n - i < BATCH ? n - i : BATCH;
         repq_tensor *x = slice(images, i, c), *y = logits_new(c);

@@ -22,10 +22,13 @@ static int usage(void)
             "usage:\n"
             "  repq info MODEL\n"
             "  repq eval MODEL --data FILE [--offset K] [--limit N] [--mode fp32|fake|int] [--json]\n"
+            "                [--threads T] [--kernels KERNELS]\n"
             "  repq quantize MODEL --calib FILE [--calib-offset K] [--calib-images N]\n"
             "                --wbits W --abits A [--method repq|minmax] -o OUT.repq\n"
-            "  repq bench [--model M | --arch PRESET] [--batch B] [--threads T] [--json]\n"
-            "MODEL is a float safetensors file; for eval --mode fake/int it is a .repq file.\n");
+            "  repq bench [--model M | --arch PRESET] [--batch B] [--threads T] [--kernels KERNELS]\n"
+            "                [--wbits W] [--abits A] [--json]\n"
+            "MODEL is a float safetensors file; for eval --mode fake/int it is a .repq file.\n"
+            "KERNELS (integer engine, at most): auto (default), scalar, avx2, avxvnni, avx512vnni, amx.\n");
     return 2;
 }
 
@@ -39,7 +42,7 @@ static int fail(const char *what, repq_status st, const void *handle)
 /* Arguments of the form --name VALUE; flags without value are listed in `flags`. */
 typedef struct args {
     const char *positional;
-    const char *data, *mode, *calib, *method, *out, *model, *arch;
+    const char *data, *mode, *calib, *method, *out, *model, *arch, *kernels;
     long long offset, limit, calib_offset, calib_images, wbits, abits, batch, threads;
     int json;
 } args;
@@ -59,6 +62,7 @@ static int parse_args(int argc, char **argv, args *a)
         struct { const char *name; const char **dst; } strs[] = {
             {"--data", &a->data}, {"--mode", &a->mode}, {"--calib", &a->calib},
             {"--method", &a->method}, {"-o", &a->out}, {"--model", &a->model}, {"--arch", &a->arch},
+            {"--kernels", &a->kernels},
         };
         struct { const char *name; long long *dst; } nums[] = {
             {"--offset", &a->offset}, {"--limit", &a->limit}, {"--calib-offset", &a->calib_offset},
@@ -93,6 +97,35 @@ static int parse_args(int argc, char **argv, args *a)
         a->positional = k;
     }
     return 0;
+}
+
+static const char *const kernel_names[] = {"auto", "scalar", "avx2", "avxvnni", "avx512vnni", "amx"};
+
+/* --kernels NAME as a repq_kernels value; -1 for an unknown name. */
+static int64_t kernels_arg(const args *a)
+{
+    if (!a->kernels)
+        return REPQ_KERNELS_AUTO;
+    for (size_t i = 0; i < sizeof kernel_names / sizeof kernel_names[0]; i++)
+        if (strcmp(a->kernels, kernel_names[i]) == 0)
+            return (int64_t)i;
+    return -1;
+}
+
+static const char *kernels_name(const repq_session *s)
+{
+    int64_t k = 0;
+    if (repq_session_get_int(s, REPQ_SESSION_KERNELS, &k) || k < 0 ||
+        k >= (int64_t)(sizeof kernel_names / sizeof kernel_names[0]))
+        return "unknown";
+    return kernel_names[k];
+}
+
+/* Session options from the command line: threads and kernels. */
+static repq_status session_options(const args *a, repq_options *o)
+{
+    repq_status st = repq_options_set_int(o, REPQ_OPT_THREADS, a->threads);
+    return st ? st : repq_options_set_int(o, REPQ_OPT_KERNELS, kernels_arg(a));
 }
 
 static int cmd_info(repq_context *ctx, const args *a)
@@ -232,14 +265,16 @@ static repq_status run_mode(repq_context *ctx, const args *a, const char *mode, 
         goto out;
     }
     if (strcmp(mode, "int") == 0) {
-        if ((st = repq_options_new(&o)) || (st = repq_options_set_int(o, REPQ_OPT_THREADS, a->threads))) {
-            fail("setting options", st, o);
+        if ((st = repq_options_new(&o)) || (st = session_options(a, o))) {
+            fail("setting options (--threads, --kernels)", st, o);
             goto out;
         }
         if ((st = repq_session_new(ctx, q, o, (int32_t)n, &s))) {
             fail("creating the session", st, ctx);
             goto out;
         }
+        if (isatty(STDERR_FILENO))
+            fprintf(stderr, "repq: integer kernels: %s\n", kernels_name(s));
     }
     double t0 = now_seconds();
     if (m && (st = repq_model_forward(m, images, *out_logits)))
@@ -362,8 +397,7 @@ static int cmd_bench(repq_context *ctx, const args *a)
     repq_tensor_write(images, pixels, nbytes);
     free(pixels);
     if ((st = repq_options_new(&o)) || (st = repq_options_set_int(o, REPQ_OPT_WEIGHT_BITS, a->wbits)) ||
-        (st = repq_options_set_int(o, REPQ_OPT_ACT_BITS, a->abits)) ||
-        (st = repq_options_set_int(o, REPQ_OPT_THREADS, a->threads))) {
+        (st = repq_options_set_int(o, REPQ_OPT_ACT_BITS, a->abits)) || (st = session_options(a, o))) {
         rc = fail("setting options", st, o);
         goto out;
     }
@@ -384,13 +418,15 @@ static int cmd_bench(repq_context *ctx, const args *a)
         goto out;
     }
     const char *name = a->model ? a->model : arch;
-    printf("%-28s %5s %7s %14s %14s %8s\n", "model", "batch", "threads", "fp32 images/s", "int images/s",
-           "ratio");
-    printf("%-28s %5lld %7lld %14.1f %14.1f %7.2fx\n", name, a->batch, a->threads, fp32, int8, int8 / fp32);
+    const char *kernels = kernels_name(s);
+    printf("%-28s %5s %7s %10s %14s %14s %8s\n", "model", "batch", "threads", "kernels", "fp32 images/s",
+           "int images/s", "ratio");
+    printf("%-28s %5lld %7lld %10s %14.1f %14.1f %7.2fx\n", name, a->batch, a->threads, kernels, fp32, int8,
+           int8 / fp32);
     if (a->json)
         printf("{\"model\": \"%s\", \"batch\": %lld, \"threads\": %lld, \"wbits\": %lld, \"abits\": %lld, "
-               "\"fp32_images_per_s\": %.3f, \"int_images_per_s\": %.3f, \"ratio\": %.4f}\n",
-               name, a->batch, a->threads, a->wbits, a->abits, fp32, int8, int8 / fp32);
+               "\"kernels\": \"%s\", \"fp32_images_per_s\": %.3f, \"int_images_per_s\": %.3f, \"ratio\": %.4f}\n",
+               name, a->batch, a->threads, a->wbits, a->abits, kernels, fp32, int8, int8 / fp32);
     rc = 0;
 out:
     repq_session_free(s);
@@ -411,6 +447,9 @@ int main(int argc, char **argv)
     args a;
     if (parse_args(argc - 2, argv + 2, &a) != 0)
         return 2;
+    if (kernels_arg(&a) < 0)
+        return fprintf(stderr, "repq: unknown --kernels '%s' (auto, scalar, avx2, avxvnni, avx512vnni, amx)\n",
+                       a.kernels), 2;
     repq_context *ctx;
     if (repq_context_new(&ctx) != REPQ_OK)
         return 1;

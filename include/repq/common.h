@@ -95,8 +95,21 @@ typedef enum repq_option {
     REPQ_OPT_ACT_BITS = 2,         /* 2..8, default 8 */
     REPQ_OPT_METHOD = 3,           /* repq_method, default REPQ_METHOD_REPQ */
     REPQ_OPT_PATCH_INPUT_BITS = 4, /* bits of the patch embedding's input, default 8 */
-    REPQ_OPT_THREADS = 5           /* worker threads of a session, default 1 */
+    REPQ_OPT_THREADS = 5,          /* worker threads of a session, default 1 */
+    REPQ_OPT_KERNELS = 6           /* repq_kernels: the most a session may use, default AUTO */
 } repq_option;
+
+/* Kernel families of the integer engine, slowest first. A session uses the best
+ * family the CPU (and OS) supports, at most the one REPQ_OPT_KERNELS asks for; every
+ * family gives the same bits. */
+typedef enum repq_kernels {
+    REPQ_KERNELS_AUTO = 0,       /* the best available */
+    REPQ_KERNELS_SCALAR = 1,     /* portable C */
+    REPQ_KERNELS_AVX2 = 2,
+    REPQ_KERNELS_AVXVNNI = 3,    /* AVX2 + 256-bit VNNI dot products */
+    REPQ_KERNELS_AVX512VNNI = 4,
+    REPQ_KERNELS_AMX = 5         /* AVX-512 VNNI + AMX-INT8 tiles (Linux asks for permission) */
+} repq_kernels;
 
 typedef enum repq_method {
     REPQ_METHOD_REPQ = 0,   /* RepQ-ViT: channel-wise post-LN, log-sqrt2 post-softmax */

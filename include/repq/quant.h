@@ -98,13 +98,23 @@ REPQ_API repq_status repq_qmodel_save(repq_qmodel *qmodel, const char *path);
 REPQ_API repq_status repq_qmodel_load(repq_context *ctx, const char *path,
                                       repq_qmodel **out_qmodel);
 
-/* Options read: REPQ_OPT_THREADS. `max_batch` >= 1 sizes the scratch memory: runs may
+/* Options read: REPQ_OPT_THREADS, REPQ_OPT_KERNELS. `max_batch` >= 1 sizes the scratch memory: runs may
  * use any batch up to it. Errors: REPQ_ERR_STATE (qmodel not reparameterized),
  * REPQ_ERR_UNSUPPORTED, REPQ_ERR_NOMEM. */
 REPQ_API repq_status repq_session_new(repq_context *ctx, const repq_qmodel *qmodel,
                                       const repq_options *options, int32_t max_batch,
                                       repq_session **out_session);
 REPQ_API void repq_session_free(repq_session *session);
+
+/* Attributes of a session. */
+typedef enum repq_session_attr {
+    REPQ_SESSION_KERNELS = 201,   /* repq_kernels in use (never AUTO) */
+    REPQ_SESSION_THREADS = 202,
+    REPQ_SESSION_MAX_BATCH = 203
+} repq_session_attr;
+/* Errors: REPQ_ERR_INVALID_ARGUMENT (bad handle, NULL out pointer, unknown attr). */
+REPQ_API repq_status repq_session_get_int(const repq_session *session, int32_t attr,
+                                          int64_t *out_value);
 /* Run the network with integer GEMMs and shift-based attention. Allocates nothing.
  * Inputs and outputs as repq_model_forward, with N <= max_batch. */
 REPQ_API repq_status repq_session_run(repq_session *session, repq_tensor *images,

@@ -22,6 +22,7 @@ void repq_options_defaults(repq_options *o)
     o->method = REPQ_METHOD_REPQ;
     o->patch_input_bits = 8;
     o->threads = 1;
+    o->kernels = REPQ_KERNELS_AUTO;
 }
 
 REPQ_API void repq_options_free(repq_options *options)
@@ -67,6 +68,10 @@ REPQ_API repq_status repq_options_set_int(repq_options *o, repq_option key, int6
         if ((st = check_range(o, "threads", value, 1, 256)) == REPQ_OK)
             o->threads = (int32_t)value;
         return st;
+    case REPQ_OPT_KERNELS:
+        if ((st = check_range(o, "kernels", value, REPQ_KERNELS_AUTO, REPQ_KERNELS_AMX)) == REPQ_OK)
+            o->kernels = (int32_t)value;
+        return st;
     }
     return repq_fail(&o->base, REPQ_ERR_INVALID_ARGUMENT, "unknown option key %d", (int)key);
 }
@@ -82,6 +87,7 @@ REPQ_API repq_status repq_options_get_int(const repq_options *o, repq_option key
     case REPQ_OPT_METHOD: *out_value = o->method; return REPQ_OK;
     case REPQ_OPT_PATCH_INPUT_BITS: *out_value = o->patch_input_bits; return REPQ_OK;
     case REPQ_OPT_THREADS: *out_value = o->threads; return REPQ_OK;
+    case REPQ_OPT_KERNELS: *out_value = o->kernels; return REPQ_OK;
     }
     return REPQ_ERR_INVALID_ARGUMENT;
 }

@@ -11,6 +11,7 @@ struct repq_options {
     int32_t method;
     int32_t patch_input_bits;
     int32_t threads;
+    int32_t kernels; /* repq_kernels */
 };
 
 void repq_options_defaults(repq_options *o);

@@ -483,6 +483,8 @@ REPQ_API repq_status repq_session_new(repq_context *ctx, const repq_qmodel *q, c
     s->arch = *a;
     s->cpu_mask = repq_cpu_detect();
     s->level = repq_kernel_level_best(s->cpu_mask);
+    if (options && options->kernels != REPQ_KERNELS_AUTO)
+        s->level = repq_kernel_level_clamp(s->cpu_mask, (repq_kernel_level)(options->kernels - 1));
     s->max_batch = max_batch;
     s->threads = threads;
     s->t = (size_t)repq_vit_tokens(a);
@@ -536,6 +538,23 @@ REPQ_API repq_status repq_session_new(repq_context *ctx, const repq_qmodel *q, c
     return REPQ_OK;
 }
 
+_Static_assert(REPQ_KERNELS_SCALAR == REPQ_LEVEL_SCALAR + 1 && REPQ_KERNELS_AVX2 == REPQ_LEVEL_AVX2 + 1 &&
+                   REPQ_KERNELS_AVXVNNI == REPQ_LEVEL_AVXVNNI + 1 &&
+                   REPQ_KERNELS_AVX512VNNI == REPQ_LEVEL_AVX512VNNI + 1 && REPQ_KERNELS_AMX == REPQ_LEVEL_AMX + 1,
+               "repq_kernels is the internal kernel level plus one");
+
+REPQ_API repq_status repq_session_get_int(const repq_session *s, int32_t attr, int64_t *out_value)
+{
+    if (!repq_object_is(s, REPQ_KIND_SESSION) || !out_value)
+        return REPQ_ERR_INVALID_ARGUMENT;
+    switch (attr) {
+    case REPQ_SESSION_KERNELS: *out_value = (int64_t)s->level + 1; return REPQ_OK;
+    case REPQ_SESSION_THREADS: *out_value = s->threads; return REPQ_OK;
+    case REPQ_SESSION_MAX_BATCH: *out_value = s->max_batch; return REPQ_OK;
+    default: return REPQ_ERR_INVALID_ARGUMENT;
+    }
+}
+
 REPQ_API void repq_session_free(repq_session *s)
 {
     if (!repq_object_is(s, REPQ_KIND_SESSION))
@@ -545,12 +564,6 @@ REPQ_API void repq_session_free(repq_session *s)
     repq_allocator al = s->base.allocator;
     s->base.kind = 0;
     repq_mem_free(&al, s);
-}
-
-repq_kernel_level repq_session_set_level(repq_session *s, repq_kernel_level level)
-{
-    s->level = repq_kernel_level_clamp(s->cpu_mask, level);
-    return s->level;
 }
 
 void repq_session_profile(repq_session *s, bool enable)

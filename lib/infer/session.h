@@ -7,10 +7,6 @@
 #include "kernels/cpu.h"
 #include "repq/quant.h"
 
-/* Run with kernels of `level` from now on, clamped to what the CPU supports; returns
- * the level in use. Results are the same bits at every level. */
-repq_kernel_level repq_session_set_level(repq_session *s, repq_kernel_level level);
-
 /* Time spent per stage, summed over runs since profiling was enabled (seconds, as
  * seen by the calling thread, so meaningful with threads == 1). */
 typedef enum repq_session_stage {

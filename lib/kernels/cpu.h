@@ -11,7 +11,7 @@
 #define REPQ_CPU_AMX_INT8 0x8u   /* AMX tile + int8, and the OS granted XTILEDATA */
 #define REPQ_CPU_AVXVNNI 0x10u   /* AVX-VNNI: VEX-encoded 256-bit vpdpbusd (with AVX2) */
 
-/* Ordered by speed. A higher level does not always imply a lower one (AVX-512
+/* Ordered by speed; repq_kernels (public) is this plus one, AUTO being 0. A higher level does not always imply a lower one (AVX-512
  * VNNI CPUs may lack AVX-VNNI): ask repq_kernel_level_clamp for what is usable. */
 typedef enum repq_kernel_level {
     REPQ_LEVEL_SCALAR = 0,
