@@ -154,12 +154,13 @@ static void w4a4_beats_reference_and_baseline(void **state)
         same += argmax(before + i * 10, 10) == argmax(after + i * 10, 10);
     print_message("A4, float weights: channel-wise vs reparameterized predictions identical on %.2f%% of %zu images\n",
                   100.0 * (double)same / (double)n, n);
-    /* The issue asks for 99.9%; measured 99.20% at A4 and 99.00% at A8. The codes after
-     * LayerNorm agree on >= 99.9997% (test_reparam); the rest is float rounding of two
-     * different but equal-in-exact-arithmetic computations, which flips a few codes per
-     * image downstream and so the predictions of the ~1% of images whose top-2 logits are
-     * that close. Asserted here: the measured level less half a point. */
-    assert_true((double)same >= 0.987 * (double)n);
+    /* The issue asks for 99.9%; measured 99.80% at A4 since the quantized forwards sum
+     * their products exactly (99.20% with sgemm's rounding). The codes after LayerNorm
+     * agree on >= 99.9997% (test_reparam); the rest is the float rounding of the rewritten
+     * parameters (W r_c, gamma / r_c, beta / r_c - b_c), equal in exact arithmetic, which
+     * flips a few codes per image downstream and so the predictions of the images whose
+     * top-2 logits are that close. Asserted: the measured level less 0.3 points. */
+    assert_true((double)same >= 0.995 * (double)n);
     repq_qmodel_free(q);
     repq_qmodel_free(r);
 }

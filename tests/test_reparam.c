@@ -111,7 +111,7 @@ static repq_status grab(void *user, int32_t block, repq_qpoint point, float *x, 
 static void capture_point(const repq_qmodel *q, repq_tensor *images, capture *c)
 {
     repq_allocator al = repq_allocator_of(NULL);
-    repq_vit_hook hook = {grab, c};
+    repq_vit_hook hook = {grab, c, false};
     float *logits = malloc(N_TEST * 10 * sizeof(float));
     const uint8_t *pixels;
     size_t nbytes;

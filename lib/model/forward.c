@@ -11,7 +11,12 @@
 
 typedef struct scratch {
     float *x, *h, *q, *k, *v, *o, *attn, *mlp, *patches, *cls;
+    /* Exact products only: A rows (EXACT_ROWS at a time), all of B, C rows, as doubles. */
+    double *da, *db, *dc;
+    bool exact;
 } scratch;
+
+#define EXACT_ROWS 256
 
 static repq_status call_hook(const repq_vit_hook *hook, int32_t block, repq_qpoint point,
                              float *x, size_t rows, size_t cols)
@@ -49,14 +54,60 @@ VECTORIZED static void add_inplace(float *y, const float *x, size_t n)
         y[i] += x[i];
 }
 
-/* y[m, n] = x[m, k] w[n, k]^T + b[n], or y += ... when accumulate is set. The bias
- * goes in first so that sgemm's beta = 1 costs no separate pass. */
-static void linear(const float *x, size_t m, size_t k, const float *w, const float *b, size_t n,
+/* out[r, :] = x[r, :] as doubles, for `rows` rows of `cols` (stride ldx). */
+VECTORIZED static void widen_rows(const float *x, size_t rows, size_t cols, size_t ldx, double *out)
+{
+    for (size_t r = 0; r < rows; r++)
+        for (size_t j = 0; j < cols; j++)
+            out[r * cols + j] = (double)x[r * ldx + j];
+}
+
+/* c = float(sum + bias (+ c)), one rounding; bias may be NULL. */
+VECTORIZED static void round_row(const double *sum, size_t n, const float *bias, bool accumulate, float *c)
+{
+    for (size_t j = 0; j < n; j++) {
+        double y = sum[j];
+        y += bias ? (double)bias[j] : 0.0;
+        y += accumulate ? (double)c[j] : 0.0;
+        c[j] = (float)y;
+    }
+}
+
+/* c[m, n] = alpha * a[m, k] op(b) (+ bias[n]) (+ c when accumulate), op(b) = b^T for
+ * b [n, k] when b_trans, else b [k, n]; row strides lda, ldb, ldc.
+ * Fast: sgemm (the bias goes in first so that beta = 1 costs no separate pass).
+ * Exact: the products of the float operands summed in double (exact products, ~1e-16
+ * relative error in the sum), bias and old value added, one rounding to float. */
+static void product(const scratch *s, size_t m, size_t n, size_t k, float alpha, const float *a, size_t lda,
+                    const float *b, size_t ldb, bool b_trans, const float *bias, bool accumulate, float *c,
+                    size_t ldc)
+{
+    if (!s->exact) {
+        if (bias)
+            for (size_t i = 0; i < m; i++)
+                bias_rows(c + i * ldc, 1, n, bias, accumulate);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, b_trans ? CblasTrans : CblasNoTrans, (blasint)m, (blasint)n,
+                    (blasint)k, alpha, a, (blasint)lda, b, (blasint)ldb, bias || accumulate ? 1.0f : 0.0f, c,
+                    (blasint)ldc);
+        return;
+    }
+    const size_t brows = b_trans ? n : k, bcols = b_trans ? k : n;
+    widen_rows(b, brows, bcols, ldb, s->db);
+    for (size_t i0 = 0; i0 < m; i0 += EXACT_ROWS) {
+        const size_t rows = m - i0 < EXACT_ROWS ? m - i0 : EXACT_ROWS;
+        widen_rows(a + i0 * lda, rows, k, lda, s->da);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, b_trans ? CblasTrans : CblasNoTrans, (blasint)rows, (blasint)n,
+                    (blasint)k, (double)alpha, s->da, (blasint)k, s->db, (blasint)bcols, 0.0, s->dc, (blasint)n);
+        for (size_t i = 0; i < rows; i++)
+            round_row(s->dc + i * n, n, bias, accumulate, c + (i0 + i) * ldc);
+    }
+}
+
+/* y[m, n] = x[m, k] w[n, k]^T + b[n], or y += ... when accumulate is set. */
+static void linear(const scratch *s, const float *x, size_t m, size_t k, const float *w, const float *b, size_t n,
                    float *y, bool accumulate)
 {
-    bias_rows(y, m, n, b, accumulate);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)m, (blasint)n, (blasint)k, 1.0f, x,
-                (blasint)k, w, (blasint)k, 1.0f, y, (blasint)n);
+    product(s, m, n, k, 1.0f, x, k, w, k, true, b, accumulate, y, n);
 }
 
 VECTORIZED static void softmax_rows(float *x, size_t rows, size_t n)
@@ -126,7 +177,7 @@ static repq_status attention(const repq_vit_arch *a, const repq_vit_block *blk, 
      * contiguous [d, d] blocks: three products write q, k and v in place, no split copy. */
     float *dst[3] = {s->q, s->k, s->v};
     for (size_t part = 0; part < 3; part++)
-        linear(s->h, rows, d, blk->qkv_w + part * d * d, blk->qkv_b + part * d, d, dst[part], false);
+        linear(s, s->h, rows, d, blk->qkv_w + part * d * d, blk->qkv_b + part * d, d, dst[part], false);
     if ((st = call_hook(hook, bi, REPQ_QP_Q, s->q, rows, d)) ||
         (st = call_hook(hook, bi, REPQ_QP_K, s->k, rows, d)) ||
         (st = call_hook(hook, bi, REPQ_QP_V, s->v, rows, d)))
@@ -137,8 +188,7 @@ static repq_status attention(const repq_vit_arch *a, const repq_vit_block *blk, 
         for (size_t hh = 0; hh < heads; hh++) {
             float *sc = s->attn + (b * heads + hh) * t * t;
             const float *qh = s->q + b * t * d + hh * hd, *kh = s->k + b * t * d + hh * hd;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)t, (blasint)t, (blasint)hd,
-                        scale, qh, (blasint)d, kh, (blasint)d, 0.0f, sc, (blasint)t);
+            product(s, t, t, hd, scale, qh, d, kh, d, true, NULL, false, sc, t);
             softmax_rows(sc, t, t);
         }
     if ((st = call_hook(hook, bi, REPQ_QP_ATTN, s->attn, n * heads * t, t)))
@@ -146,13 +196,12 @@ static repq_status attention(const repq_vit_arch *a, const repq_vit_block *blk, 
     for (size_t b = 0; b < n; b++)
         for (size_t hh = 0; hh < heads; hh++) {
             const float *ah = s->attn + (b * heads + hh) * t * t;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)t, (blasint)hd, (blasint)t,
-                        1.0f, ah, (blasint)t, s->v + b * t * d + hh * hd, (blasint)d, 0.0f,
-                        s->o + b * t * d + hh * hd, (blasint)d);
+            product(s, t, hd, t, 1.0f, ah, t, s->v + b * t * d + hh * hd, d, false, NULL, false,
+                    s->o + b * t * d + hh * hd, d);
         }
     if ((st = call_hook(hook, bi, REPQ_QP_PROJ_IN, s->o, rows, d)))
         return st;
-    linear(s->o, rows, d, blk->proj_w, blk->proj_b, d, s->x, true);
+    linear(s, s->o, rows, d, blk->proj_w, blk->proj_b, d, s->x, true);
     return REPQ_OK;
 }
 
@@ -169,17 +218,37 @@ static repq_status block_forward(const repq_vit_arch *a, const repq_vit_block *b
     repq_float_layer_norm(s->x, rows, d, blk->norm2_w, blk->norm2_b, a->norm_eps, s->h);
     if ((st = call_hook(hook, bi, REPQ_QP_FC1_IN, s->h, rows, d)))
         return st;
-    linear(s->h, rows, d, blk->fc1_w, blk->fc1_b, hid, s->mlp, false);
+    linear(s, s->h, rows, d, blk->fc1_w, blk->fc1_b, hid, s->mlp, false);
     repq_float_gelu(s->mlp, rows * hid);
     if ((st = call_hook(hook, bi, REPQ_QP_FC2_IN, s->mlp, rows, hid)))
         return st;
-    linear(s->mlp, rows, hid, blk->fc2_w, blk->fc2_b, d, s->x, true);
+    linear(s, s->mlp, rows, hid, blk->fc2_w, blk->fc2_b, d, s->x, true);
     return REPQ_OK;
 }
 
 /* Scratch for a batch of n images; every product is checked since n comes from callers. */
+/* Doubles the exact products need: [EXACT_ROWS, max k], the largest B, [EXACT_ROWS, max n]. */
+static void exact_sizes(const repq_vit_arch *a, size_t sizes[3])
+{
+    const size_t t = (size_t)repq_vit_tokens(a), d = (size_t)a->embed_dim, hid = (size_t)a->mlp_hidden;
+    const size_t pd = (size_t)repq_vit_patch_dim(a), hd = d / (size_t)a->num_heads;
+    const size_t classes = (size_t)a->num_classes;
+    size_t max_k = d, max_n = d, max_b = d * d;
+    const size_t ks[] = {pd, hid, t, hd}, ns[] = {hid, t, classes, hd};
+    for (size_t i = 0; i < 4; i++) {
+        max_k = ks[i] > max_k ? ks[i] : max_k;
+        max_n = ns[i] > max_n ? ns[i] : max_n;
+    }
+    const size_t bs[] = {d * pd, hid * d, t * hd, classes * d};
+    for (size_t i = 0; i < 4; i++)
+        max_b = bs[i] > max_b ? bs[i] : max_b;
+    sizes[0] = EXACT_ROWS * max_k;
+    sizes[1] = max_b;
+    sizes[2] = EXACT_ROWS * max_n;
+}
+
 static repq_status scratch_alloc(repq_object *err, const repq_allocator *al, const repq_vit_arch *a,
-                                 size_t n, scratch *s, float **out_mem)
+                                 size_t n, bool exact, scratch *s, float **out_mem)
 {
     size_t t = (size_t)repq_vit_tokens(a), d = (size_t)a->embed_dim;
     size_t np = (size_t)repq_vit_patches(a), pd = (size_t)repq_vit_patch_dim(a);
@@ -193,6 +262,13 @@ static repq_status scratch_alloc(repq_object *err, const repq_allocator *al, con
     size_t parts[10] = {sz_td, sz_td, sz_td, sz_td, sz_td, sz_td, sz_attn, sz_mlp, sz_patch, sz_cls};
     for (int i = 0; ok && i < 10; i++)
         ok = repq_size_add(total, (parts[i] + 15) / 16 * 16, &total);
+    /* The doubles of exact products follow, in units of two floats (architectures are
+     * validated at load, so these sizes are far from overflowing). */
+    size_t dparts[3] = {0, 0, 0};
+    if (exact)
+        exact_sizes(a, dparts);
+    for (int i = 0; ok && i < 3; i++)
+        ok = repq_size_add(total, 2 * ((dparts[i] + 7) / 8 * 8), &total);
     size_t bytes;
     if (!ok || !repq_size_mul(total, sizeof(float), &bytes))
         return repq_fail(err, REPQ_ERR_OVERFLOW, "forward: a batch of %zu images overflows the scratch size", n);
@@ -205,6 +281,12 @@ static repq_status scratch_alloc(repq_object *err, const repq_allocator *al, con
         *slots[i] = at;
         at += (parts[i] + 15) / 16 * 16;
     }
+    double **dslots[3] = {&s->da, &s->db, &s->dc};
+    for (int i = 0; i < 3; i++) {
+        *dslots[i] = exact ? (double *)(void *)at : NULL;
+        at += 2 * ((dparts[i] + 7) / 8 * 8);
+    }
+    s->exact = exact;
     *out_mem = mem;
     return REPQ_OK;
 }
@@ -214,7 +296,7 @@ repq_status repq_vit_block_apply(repq_object *err, const repq_allocator *al, con
 {
     scratch s;
     float *mem;
-    repq_status st = scratch_alloc(err, al, a, n, &s, &mem);
+    repq_status st = scratch_alloc(err, al, a, n, false, &s, &mem);
     if (st)
         return st;
     size_t bytes = n * (size_t)repq_vit_tokens(a) * (size_t)a->embed_dim * sizeof(float);
@@ -234,7 +316,7 @@ repq_status repq_vit_forward(repq_object *err, const repq_allocator *al, const r
     size_t k = (size_t)a->num_classes;
     scratch s;
     float *mem;
-    repq_status st = scratch_alloc(err, al, a, n, &s, &mem);
+    repq_status st = scratch_alloc(err, al, a, n, hook && hook->exact_products, &s, &mem);
     if (st)
         return st;
     im2col(a, images, pixels_u8, n, s.patches);
@@ -244,7 +326,7 @@ repq_status repq_vit_forward(repq_object *err, const repq_allocator *al, const r
         float *xb = s.x + b * t * d;
         for (size_t c = 0; c < d; c++)
             xb[c] = p->cls_token[c] + p->pos_embed[c];
-        linear(s.patches + b * np * pd, np, pd, p->patch_w, p->patch_b, d, xb + d, false);
+        linear(&s, s.patches + b * np * pd, np, pd, p->patch_w, p->patch_b, d, xb + d, false);
         add_inplace(xb + d, p->pos_embed + d, (t - 1) * d);
     }
     for (int32_t bi = 0; bi < a->depth; bi++)
@@ -256,7 +338,7 @@ repq_status repq_vit_forward(repq_object *err, const repq_allocator *al, const r
     repq_float_layer_norm(s.h, n, d, p->norm_w, p->norm_b, a->norm_eps, s.cls);
     if ((st = call_hook(hook, -1, REPQ_QP_HEAD_IN, s.cls, n, d)))
         goto done;
-    linear(s.cls, n, d, p->head_w, p->head_b, k, logits, false);
+    linear(&s, s.cls, n, d, p->head_w, p->head_b, k, logits, false);
 done:
     repq_mem_free(al, mem);
     return st;

@@ -23,7 +23,7 @@ REPQ_API repq_status repq_qmodel_forward(const repq_qmodel *q, repq_forward_mode
     if (mode == REPQ_FORWARD_FLOAT && !q->has_float_weights)
         return REPQ_ERR_STATE;
     fake_quant fq = {q};
-    repq_vit_hook hook = {apply, &fq};
+    repq_vit_hook hook = {apply, &fq, true};
     bool fake = mode == REPQ_FORWARD_FAKE_QUANT;
     /* Messages are not recorded: a qmodel is shared read-only between threads. */
     return repq_vit_forward_tensors(NULL, &q->base.allocator, &q->arch, fake ? &q->fq_params : &q->float_params,

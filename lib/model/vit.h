@@ -94,6 +94,10 @@ typedef struct repq_vit_hook {
     repq_status (*act)(void *user, int32_t block, repq_qpoint point, float *x, size_t rows,
                        size_t cols);
     void *user;
+    /* Compute every matrix product as the exact sum rounded once to float (double
+     * accumulation) instead of with sgemm: quantized forwards then give the same codes
+     * whatever OpenBLAS kernel the CPU gets, and calibration the same qmodel. */
+    bool exact_products;
 } repq_vit_hook;
 
 /* Float forward of `n` images. `images` are [n, C, H, W], U8 pixels if `pixels_u8`
