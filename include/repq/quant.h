@@ -73,7 +73,10 @@ typedef enum repq_forward_mode {
     REPQ_FORWARD_FLOAT = 2       /* the qmodel's float parameters, no quantizer at all */
 } repq_forward_mode;
 
-/* Float forward of a quantized model. Inputs and outputs as repq_model_forward.
+/* Float forward of a quantized model. Inputs and outputs as repq_model_forward. In
+ * fake-quant mode the products of quantized operands (linear layers after a layer-wise
+ * quantizer, q k^T, attention x v) are computed exactly from the codes and rounded once,
+ * as the integer session computes them (docs/inference.md).
  * Allocates its scratch per call; safe to call concurrently on one qmodel (failures
  * are reported by status only, the message is not recorded). */
 REPQ_API repq_status repq_qmodel_forward(const repq_qmodel *qmodel, repq_forward_mode mode,

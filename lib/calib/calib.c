@@ -210,7 +210,7 @@ REPQ_API repq_status repq_calib_finish(repq_calib *c, repq_qmodel **out_qmodel)
         if (!ob.scratch || !logits)
             st = repq_fail(&c->base, REPQ_ERR_NOMEM, "calibration: out of memory");
     }
-    repq_vit_hook hook = {observe, &ob, true};
+    repq_vit_hook hook = {observe, &ob, true, NULL};
     if (st == REPQ_OK)
         st = repq_vit_forward(&c->base, al, a, &q->fq_params, c->data, c->pixels_u8, c->images, &hook,
                               logits);

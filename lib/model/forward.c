@@ -110,6 +110,30 @@ static void linear(const scratch *s, const float *x, size_t m, size_t k, const f
     product(s, m, n, k, 1.0f, x, k, w, k, true, b, accumulate, y, n);
 }
 
+/* Offers a product of quantized operands to the hook; *done says whether the hook
+ * computed it. */
+static repq_status offer(const repq_vit_hook *hook, const repq_vit_product *p, bool *done)
+{
+    *done = false;
+    return hook && hook->product ? hook->product(hook->user, p, done) : REPQ_OK;
+}
+
+/* The linear layer fed by point `in` of `block` on rows [row0, row0 + m) of that
+ * point's activation x, output columns [col0, col0 + n) (weight rows w, bias b): the
+ * hook's product if it computes it, else linear(). */
+static repq_status qlinear(const scratch *s, const repq_vit_hook *hook, int32_t block, repq_qpoint in, size_t row0,
+                           const float *x, size_t m, size_t k, const float *w, const float *b, size_t col0, size_t n,
+                           float *y, bool accumulate)
+{
+    repq_vit_product p = {.block = block, .in = in, .row0 = row0, .rows = m, .col0 = col0, .cols = n,
+                          .bias = b, .out = y, .ldout = n, .accumulate = accumulate};
+    bool done;
+    repq_status st = offer(hook, &p, &done);
+    if (st == REPQ_OK && !done)
+        linear(s, x, m, k, w, b, n, y, accumulate);
+    return st;
+}
+
 VECTORIZED static void softmax_rows(float *x, size_t rows, size_t n)
 {
     for (size_t i = 0; i < rows; i++) {
@@ -177,7 +201,9 @@ static repq_status attention(const repq_vit_arch *a, const repq_vit_block *blk, 
      * contiguous [d, d] blocks: three products write q, k and v in place, no split copy. */
     float *dst[3] = {s->q, s->k, s->v};
     for (size_t part = 0; part < 3; part++)
-        linear(s, s->h, rows, d, blk->qkv_w + part * d * d, blk->qkv_b + part * d, d, dst[part], false);
+        if ((st = qlinear(s, hook, bi, REPQ_QP_QKV_IN, 0, s->h, rows, d, blk->qkv_w + part * d * d,
+                          blk->qkv_b + part * d, part * d, d, dst[part], false)))
+            return st;
     if ((st = call_hook(hook, bi, REPQ_QP_Q, s->q, rows, d)) ||
         (st = call_hook(hook, bi, REPQ_QP_K, s->k, rows, d)) ||
         (st = call_hook(hook, bi, REPQ_QP_V, s->v, rows, d)))
@@ -188,7 +214,12 @@ static repq_status attention(const repq_vit_arch *a, const repq_vit_block *blk, 
         for (size_t hh = 0; hh < heads; hh++) {
             float *sc = s->attn + (b * heads + hh) * t * t;
             const float *qh = s->q + b * t * d + hh * hd, *kh = s->k + b * t * d + hh * hd;
-            product(s, t, t, hd, scale, qh, d, kh, d, true, NULL, false, sc, t);
+            repq_vit_product p = {.block = bi, .in = REPQ_QP_Q, .image = b, .head = hh, .out = sc, .ldout = t};
+            bool done;
+            if ((st = offer(hook, &p, &done)))
+                return st;
+            if (!done)
+                product(s, t, t, hd, scale, qh, d, kh, d, true, NULL, false, sc, t);
             softmax_rows(sc, t, t);
         }
     if ((st = call_hook(hook, bi, REPQ_QP_ATTN, s->attn, n * heads * t, t)))
@@ -196,13 +227,17 @@ static repq_status attention(const repq_vit_arch *a, const repq_vit_block *blk, 
     for (size_t b = 0; b < n; b++)
         for (size_t hh = 0; hh < heads; hh++) {
             const float *ah = s->attn + (b * heads + hh) * t * t;
-            product(s, t, hd, t, 1.0f, ah, t, s->v + b * t * d + hh * hd, d, false, NULL, false,
-                    s->o + b * t * d + hh * hd, d);
+            float *oh = s->o + b * t * d + hh * hd;
+            repq_vit_product p = {.block = bi, .in = REPQ_QP_ATTN, .image = b, .head = hh, .out = oh, .ldout = d};
+            bool done;
+            if ((st = offer(hook, &p, &done)))
+                return st;
+            if (!done)
+                product(s, t, hd, t, 1.0f, ah, t, s->v + b * t * d + hh * hd, d, false, NULL, false, oh, d);
         }
     if ((st = call_hook(hook, bi, REPQ_QP_PROJ_IN, s->o, rows, d)))
         return st;
-    linear(s, s->o, rows, d, blk->proj_w, blk->proj_b, d, s->x, true);
-    return REPQ_OK;
+    return qlinear(s, hook, bi, REPQ_QP_PROJ_IN, 0, s->o, rows, d, blk->proj_w, blk->proj_b, 0, d, s->x, true);
 }
 
 static repq_status block_forward(const repq_vit_arch *a, const repq_vit_block *blk, int32_t bi,
@@ -216,14 +251,14 @@ static repq_status block_forward(const repq_vit_arch *a, const repq_vit_block *b
         (st = attention(a, blk, bi, n, s, hook)))
         return st;
     repq_float_layer_norm(s->x, rows, d, blk->norm2_w, blk->norm2_b, a->norm_eps, s->h);
-    if ((st = call_hook(hook, bi, REPQ_QP_FC1_IN, s->h, rows, d)))
+    if ((st = call_hook(hook, bi, REPQ_QP_FC1_IN, s->h, rows, d)) ||
+        (st = qlinear(s, hook, bi, REPQ_QP_FC1_IN, 0, s->h, rows, d, blk->fc1_w, blk->fc1_b, 0, hid, s->mlp,
+                      false)))
         return st;
-    linear(s, s->h, rows, d, blk->fc1_w, blk->fc1_b, hid, s->mlp, false);
     repq_float_gelu(s->mlp, rows * hid);
     if ((st = call_hook(hook, bi, REPQ_QP_FC2_IN, s->mlp, rows, hid)))
         return st;
-    linear(s, s->mlp, rows, hid, blk->fc2_w, blk->fc2_b, d, s->x, true);
-    return REPQ_OK;
+    return qlinear(s, hook, bi, REPQ_QP_FC2_IN, 0, s->mlp, rows, hid, blk->fc2_w, blk->fc2_b, 0, d, s->x, true);
 }
 
 /* Scratch for a batch of n images; every product is checked since n comes from callers. */
@@ -326,7 +361,9 @@ repq_status repq_vit_forward(repq_object *err, const repq_allocator *al, const r
         float *xb = s.x + b * t * d;
         for (size_t c = 0; c < d; c++)
             xb[c] = p->cls_token[c] + p->pos_embed[c];
-        linear(&s, s.patches + b * np * pd, np, pd, p->patch_w, p->patch_b, d, xb + d, false);
+        if ((st = qlinear(&s, hook, -1, REPQ_QP_PATCH_IN, b * np, s.patches + b * np * pd, np, pd, p->patch_w,
+                          p->patch_b, 0, d, xb + d, false)))
+            goto done;
         add_inplace(xb + d, p->pos_embed + d, (t - 1) * d);
     }
     for (int32_t bi = 0; bi < a->depth; bi++)
@@ -338,7 +375,7 @@ repq_status repq_vit_forward(repq_object *err, const repq_allocator *al, const r
     repq_float_layer_norm(s.h, n, d, p->norm_w, p->norm_b, a->norm_eps, s.cls);
     if ((st = call_hook(hook, -1, REPQ_QP_HEAD_IN, s.cls, n, d)))
         goto done;
-    linear(&s, s.cls, n, d, p->head_w, p->head_b, k, logits, false);
+    st = qlinear(&s, hook, -1, REPQ_QP_HEAD_IN, 0, s.cls, n, d, p->head_w, p->head_b, 0, k, logits, false);
 done:
     repq_mem_free(al, mem);
     return st;

@@ -78,5 +78,11 @@ repq_status repq_qmodel_quantize_weights(repq_object *err, repq_qmodel *q, bool 
 void repq_qmodel_rebuild_fq(repq_qmodel *q);
 /* Apply an activation quantizer in place to x [rows, cols] (fake quantization). */
 repq_status repq_act_quant_apply(const repq_act_quant *q, float *x, size_t rows, size_t cols);
+/* Fake quantization of the activations only, with the weights of parameter set p (e.g.
+ * float_params: the weights held fixed in float) and every product the forward's exact
+ * product of the float values; for tests of reparameterization, which is an identity
+ * for the activation quantizers. */
+repq_status repq_qmodel_forward_activations(const repq_qmodel *q, const repq_vit_params *p, repq_tensor *images,
+                                            repq_tensor *logits);
 
 #endif

@@ -87,9 +87,32 @@ typedef enum repq_qpoint {
     REPQ_QP_COUNT = 10
 } repq_qpoint;
 
+/* A product whose operands come out of quantization points, which a hook may compute
+ * itself (from the codes) instead of the forward's product of the float values. Every such operand
+ * feeds exactly one product, named here by the point of its left operand `in`:
+ *   PATCH_IN, QKV_IN, PROJ_IN, FC1_IN, FC2_IN, HEAD_IN: that point's linear layer,
+ *       out[i][j] (+)= x[row0 + i] . W[col0 + j] + bias[j] for i < rows, j < cols
+ *       (qkv: col0 selects q, k or v); `accumulate` adds into out (the residual
+ *       stream), as out += (x W^T + bias);
+ *   Q: the scores of one image and head, out = q k^T / sqrt(head_dim), [T, T];
+ *   ATTN: attention times v of one image and head, out = a v, [T, head_dim].
+ * `in` rows are rows of the activation the hook last saw at that point. */
+typedef struct repq_vit_product {
+    int32_t block; /* -1 for the patch embedding and the head */
+    repq_qpoint in;
+    size_t row0, rows, col0, cols; /* linear layers */
+    size_t image, head;            /* Q, ATTN */
+    const float *bias;             /* linear layers: [cols] */
+    float *out;
+    size_t ldout;
+    bool accumulate;
+} repq_vit_product;
+
 /* Called at every quantization point with the activation as a row-major
  * [rows, cols] matrix that the hook may rewrite in place (fake quantization) or
- * only observe (calibration). block is -1 for the patch input and the head input. */
+ * only observe (calibration). block is -1 for the patch input and the head input.
+ * `product`, if set, is offered every product of quantized operands first; it sets
+ * *done when it wrote the result, else the forward computes the product itself. */
 typedef struct repq_vit_hook {
     repq_status (*act)(void *user, int32_t block, repq_qpoint point, float *x, size_t rows,
                        size_t cols);
@@ -98,6 +121,7 @@ typedef struct repq_vit_hook {
      * accumulation) instead of with sgemm: quantized forwards then give the same codes
      * whatever OpenBLAS kernel the CPU gets, and calibration the same qmodel. */
     bool exact_products;
+    repq_status (*product)(void *user, const repq_vit_product *p, bool *done);
 } repq_vit_hook;
 
 /* Float forward of `n` images. `images` are [n, C, H, W], U8 pixels if `pixels_u8`
