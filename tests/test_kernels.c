@@ -607,12 +607,21 @@ static void attn_hand_case(void **state)
         assert_int_equal(e[1], 160);
         assert_int_equal(d[0], 0);
         assert_int_equal(d[1], 48);
-        /* y = E + round(sqrt2 * D) = (-16, 160 + 68); times 0.25 plus zp 100 = (96, 157). */
-        int32_t mult, shift;
-        assert_true(repq_requant_multiplier_from_float(0.25, &mult, &shift));
-        repq_attn_v_finish(levels[l], 1, 2, e, d, 2, mult, shift, 100, out, 2);
+        /* Levels 1 and sqrt2 at 2^0, s_v = 1: o = 2^-F (E + sqrt2 D) = (-1, 14.24); at scale
+         * 0.25 and zero point 100 the codes are (96, 100 + round(56.97)) = (96, 157). */
+        const double ce = ldexp(1.0, -8), co = 1.41421356 * ldexp(1.0, -8);
+        repq_attn_v_finish(levels[l], 1, 2, e, d, NULL, NULL, 2, 4, ce, co, 0.25f, 100, 8, out, 2);
         assert_int_equal(out[0], 96);
         assert_int_equal(out[1], 157);
+        /* A tail term -64 at 2^-2F: o[0] = (-16 * 16 - 64) 2^-8 = -1.25, code 95. At 4 bits
+         * with zero point 10 the codes clamp to 15: (10 - 5, 15). */
+        const int32_t e2[2] = {-64, 0}, d2[2] = {0, 0};
+        repq_attn_v_finish(levels[l], 1, 2, e, d, e2, d2, 2, 4, ce, co, 0.25f, 100, 8, out, 2);
+        assert_int_equal(out[0], 95);
+        assert_int_equal(out[1], 157);
+        repq_attn_v_finish(levels[l], 1, 2, e, d, e2, d2, 2, 4, ce, co, 0.25f, 10, 4, out, 2);
+        assert_int_equal(out[0], 5);
+        assert_int_equal(out[1], 15);
     }
     assert_int_equal(repq_attn_v_frac_bits_max(197), 14);
 }
@@ -633,15 +642,21 @@ static void attn_levels_match_scalar(void **state)
             uint8_t *codes = malloc(rows * tokens), *v = malloc(tokens * ldv);
             int32_t *e0 = malloc(rows * ldacc * 4), *d0 = malloc(rows * ldacc * 4);
             int32_t *e1 = malloc(rows * ldacc * 4), *d1 = malloc(rows * ldacc * 4);
+            int32_t *e2 = malloc(rows * ldacc * 4), *d2 = malloc(rows * ldacc * 4);
             uint8_t *o0 = malloc(rows * dim), *o1 = malloc(rows * dim);
-            assert_true(codes && v && e0 && d0 && e1 && d1 && o0 && o1);
+            assert_true(codes && v && e0 && d0 && e1 && d1 && e2 && d2 && o0 && o1);
             for (size_t i = 0; i < rows * tokens; i++)
                 codes[i] = (uint8_t)rng_range(0, sentinel);
             for (size_t i = 0; i < tokens * ldv; i++)
                 v[i] = (uint8_t)rng_next();
-            const int32_t zv = rng_range(0, 255), zp = rng_range(0, 255);
-            int32_t mult, shift;
-            assert_true(repq_requant_multiplier_from_float(ldexp(rng_unit() + 0.5, -frac - 2), &mult, &shift));
+            const int32_t zv = rng_range(0, 255), zp = rng_range(0, 255), obits = rng_range(2, 8);
+            /* About a code per 2^-F step; the tail accumulators get random values below 2^F. */
+            const double ce = ldexp(rng_unit() + 0.5, -2 * frac - 2), co = ce * 1.41421356;
+            const bool with_tail = rng_range(0, 1);
+            for (size_t i = 0; i < rows * ldacc; i++) {
+                e2[i] = rng_range(-(1 << frac), 1 << frac);
+                d2[i] = rng_range(-(1 << frac), 1 << frac);
+            }
             repq_attn_v_accumulate(REPQ_LEVEL_SCALAR, rows, tokens, dim, codes, tokens, sentinel, v, ldv, zv,
                                    frac, e0, d0, ldacc);
             /* Spot-check the scalar reference against the definition. */
@@ -660,7 +675,8 @@ static void attn_levels_match_scalar(void **state)
                 assert_int_equal(se, e0[j]);
                 assert_int_equal(sd, d0[j]);
             }
-            repq_attn_v_finish(REPQ_LEVEL_SCALAR, rows, dim, e0, d0, ldacc, mult, shift, zp, o0, dim);
+            repq_attn_v_finish(REPQ_LEVEL_SCALAR, rows, dim, e0, d0, with_tail ? e2 : NULL, with_tail ? d2 : NULL,
+                               ldacc, frac, ce, co, 1.0f, zp, obits, o0, dim);
             for (size_t l = 0; l < N_SIMD; l++) {
                 if (!level_available(simd_levels[l]))
                     continue;
@@ -670,10 +686,11 @@ static void attn_levels_match_scalar(void **state)
                     assert_memory_equal(e1 + i * ldacc, e0 + i * ldacc, dim * 4);
                     assert_memory_equal(d1 + i * ldacc, d0 + i * ldacc, dim * 4);
                 }
-                repq_attn_v_finish(simd_levels[l], rows, dim, e0, d0, ldacc, mult, shift, zp, o1, dim);
+                repq_attn_v_finish(simd_levels[l], rows, dim, e0, d0, with_tail ? e2 : NULL, with_tail ? d2 : NULL,
+                                   ldacc, frac, ce, co, 1.0f, zp, obits, o1, dim);
                 assert_memory_equal(o1, o0, rows * dim);
             }
-            free(codes); free(v); free(e0); free(d0); free(e1); free(d1); free(o0); free(o1);
+            free(codes); free(v); free(e0); free(d0); free(e1); free(d1); free(e2); free(d2); free(o0); free(o1);
         }
 }
 

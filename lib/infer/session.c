@@ -51,7 +51,7 @@ typedef struct qblock {
     int32_t koff, qk_colmul, qk_const; /* qk_const = -hd * z_q * qk_colmul */
     repq_log2softmax_params sm;
     int frac_bits;
-    int32_t av_mult, av_shift;
+    double av_even, av_odd; /* attention x V: level of code 0 / 1 at 2^0, times s_v 2^-2F */
 } qblock;
 
 typedef struct wscratch {
@@ -63,6 +63,8 @@ typedef struct wscratch {
     int32_t *sc;     /* [T, T] */
     uint8_t *codes;  /* [T, T] */
     int32_t *e, *d;  /* [T, hd] */
+    uint8_t *tail;   /* [T, T]: codes of the terms below s_attn 2^-F, shifted by 2F */
+    int32_t *e2, *d2; /* [T, hd]: their accumulators */
     void *avs;       /* attention x V planes and products (repq_attn_v_gemm_scratch_size) */
     void *panel;     /* unpacked 4-bit weight panel (repq_gemm_u8u4_scratch_size) */
     int32_t *colconst; /* [T]: the q k^T column correction */
@@ -403,10 +405,12 @@ static repq_status block_init(repq_session *s, repq_object *err, int32_t bi, int
         return repq_fail(err, REPQ_ERR_UNSUPPORTED, "repq_session_new: block %d: attention x V cannot be "
                          "accumulated in int32 (v zero point %d)", (int)bi, (int)b->v.z);
     b->frac_bits = f;
-    const double real = (double)at->log.scale * (double)b->v.s * ldexp(1.0, -f) / (double)b->proj_in.s;
-    if (!repq_requant_multiplier_from_float(real, &b->av_mult, &b->av_shift))
-        return repq_fail(err, REPQ_ERR_UNSUPPORTED, "repq_session_new: block %d: attention requantization "
-                         "factor %g is out of range", (int)bi, real);
+    /* The attention levels s_attn 2^-h and (float(sqrt2) s_attn) 2^-h, from the
+     * quantizer itself (level 1 is the odd level at 2^-1), so the result is the
+     * fake-quant forward's sum of levels times v. */
+    const double odd = 2.0 * (double)repq_logq_level(&at->log, 1);
+    b->av_even = (double)repq_logq_level(&at->log, 0) * (double)b->v.s * ldexp(1.0, -2 * f);
+    b->av_odd = odd * (double)b->v.s * ldexp(1.0, -2 * f);
     return REPQ_OK;
 }
 
@@ -443,10 +447,13 @@ static repq_status scratch_init(repq_session *s, repq_object *err)
         x->e = salloc(s, t * hd, sizeof(int32_t));
         x->avs = salloc(s, repq_attn_v_gemm_scratch_size(t, hd, repq_attn_v_frac_bits_max(t)), 1);
         x->d = salloc(s, t * hd, sizeof(int32_t));
+        x->tail = salloc(s, t * t, 1);
+        x->e2 = salloc(s, t * hd, sizeof(int32_t));
+        x->d2 = salloc(s, t * hd, sizeof(int32_t));
         x->panel = salloc(s, repq_gemm_u8u4_scratch_size(max_in), 1);
         x->colconst = salloc(s, t, sizeof(int32_t));
         if (!x->a || !x->acc || !x->f || !x->rowsum || !x->kpack || !x->sc || !x->codes || !x->e || !x->avs ||
-            !x->d || !x->colconst || !x->panel)
+            !x->d || !x->colconst || !x->panel || !x->tail || !x->e2 || !x->d2)
             return repq_fail(err, REPQ_ERR_NOMEM, "repq_session_new: cannot allocate worker scratch");
     }
     return REPQ_OK;
@@ -745,7 +752,7 @@ static void rows_task(repq_session *s, int worker, int workers, const void *arg)
 }
 
 /* Attention of (image, head) pairs: exact integer scores, log2 softmax codes, shifts
- * times v, requantized to the proj input's codes. */
+ * times v, quantized to the proj input's codes. */
 static void attn_task(repq_session *s, int worker, int workers, const void *arg)
 {
     const qblock *b = arg;
@@ -755,7 +762,7 @@ static void attn_task(repq_session *s, int worker, int workers, const void *arg)
     size_t lo, hi;
     split(s->n * s->heads, worker, workers, &lo, &hi);
     double t0 = tick(s, worker);
-    const int32_t pmax = (1 << b->proj_in.bits) - 1;
+    const int32_t sentinel = b->sm.sentinel, f2 = 2 * b->frac_bits;
     for (size_t item = lo; item < hi; item++) {
         const size_t img = item / s->heads, h = item % s->heads, base = img * t * d + h * hd;
         const uint8_t *qh = s->qc + base, *kh = s->kc + base, *vh = s->vc + base;
@@ -770,12 +777,21 @@ static void attn_task(repq_session *s, int worker, int workers, const void *arg)
         repq_log2softmax_rows_bias(lv, &b->sm, t, t, w->sc, t, w->colconst, w->codes, t);
         repq_attn_v_accumulate_gemm(lv, t, t, hd, w->codes, t, b->sm.sentinel, vh, d, b->v.z, b->frac_bits, w->e,
                                     w->d, hd, w->avs);
-        uint8_t *out = s->oc + base;
-        repq_attn_v_finish(lv, t, hd, w->e, w->d, hd, b->av_mult, b->av_shift, b->proj_in.z, out, d);
-        if (pmax < 255)
-            for (size_t i = 0; i < t; i++)
-                for (size_t j = 0; j < hd; j++)
-                    out[i * d + j] = out[i * d + j] > pmax ? (uint8_t)pmax : out[i * d + j];
+        /* Probabilities below s_attn 2^-F (ceil(c/2) > F, only codes past 2F) do not
+         * fit the accumulators' fraction bits; their terms, down to s_attn 2^-2F, go
+         * through the same accumulators on the codes c - 2F (same parity, weights
+         * 2^(2F - ceil(c/2))). Few or none at 65 tokens; skipped when none. */
+        bool tail = false;
+        for (size_t i = 0; i < t * t; i++) {
+            const int32_t c = w->codes[i];
+            const bool low = c > f2 && c < sentinel;
+            w->tail[i] = (uint8_t)(low ? c - f2 : sentinel);
+            tail |= low;
+        }
+        if (tail)
+            repq_attn_v_accumulate(lv, t, t, hd, w->tail, t, sentinel, vh, d, b->v.z, b->frac_bits, w->e2, w->d2, hd);
+        repq_attn_v_finish(lv, t, hd, w->e, w->d, tail ? w->e2 : NULL, tail ? w->d2 : NULL, hd, b->frac_bits,
+                           b->av_even, b->av_odd, b->proj_in.s, b->proj_in.z, b->proj_in.bits, s->oc + base, d);
     }
     tock(s, worker, REPQ_STAGE_ATTENTION, &t0);
 }

@@ -2,12 +2,14 @@
  * AVX2, and AVX-512 (shift loop and byte-plane GEMMs). */
 #include "kernels/attn_log2.h"
 
+#include <math.h>
 #include <string.h>
 
 #include <immintrin.h>
 
 #include "core/vectorize.h"
 #include "kernels/gemm_s8.h"
+#include "kernels/quantize_f32.h"
 #include "kernels/requant.h"
 
 int repq_attn_v_frac_bits_max(size_t tokens)
@@ -387,44 +389,32 @@ void repq_attn_pack_k(repq_kernel_level level, size_t tokens, size_t hd, const u
 
 #define CHUNK 64
 
-static void combine_scalar(size_t n, const int32_t *e, const int32_t *d, int32_t *y)
+/* o[j] = (float)(ce * (E 2^F + E2) + co * (D 2^F + D2)) in double: products and sums, no
+ * fused multiply-add in any clone, so every level gives the same bits. The int32
+ * accumulators convert exactly; E 2^F + E2 is exact below 2^53 (F <= 21), else rounded
+ * once. */
+VECTORIZED static void combine_f32(size_t n, const int32_t *e, const int32_t *d, const int32_t *e2,
+                                   const int32_t *d2, double two_f, double ce, double co, float *o)
 {
-    for (size_t j = 0; j < n; j++)
-        y[j] = e[j] + (int32_t)(((int64_t)d[j] * REPQ_SQRT2_Q30 + (INT64_C(1) << 29)) >> 30);
-}
-
-AVX512_TARGET static void combine_avx512(size_t n, const int32_t *e, const int32_t *d, int32_t *y)
-{
-    const __m512i s2 = _mm512_set1_epi64(REPQ_SQRT2_Q30), half = _mm512_set1_epi64(INT64_C(1) << 29);
-    for (size_t j = 0; j < n; j += 16) {
-        const __mmask16 mk = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
-        const __m512i dv = _mm512_maskz_loadu_epi32(mk, d + j);
-        const __m512i pe = _mm512_srai_epi64(_mm512_add_epi64(_mm512_mul_epi32(dv, s2), half), 30);
-        const __m512i po =
-            _mm512_srai_epi64(_mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(dv, 32), s2), half), 30);
-        const __m512i p = _mm512_mask_blend_epi32((__mmask16)0xaaaa, pe, _mm512_slli_epi64(po, 32));
-        _mm512_mask_storeu_epi32(y + j, mk, _mm512_add_epi32(_mm512_maskz_loadu_epi32(mk, e + j), p));
+    for (size_t j = 0; j < n; j++) {
+        const double ye = (double)e[j] * two_f + (double)e2[j], yd = (double)d[j] * two_f + (double)d2[j];
+        o[j] = (float)(ce * ye + co * yd);
     }
 }
 
-void repq_attn_v_finish(repq_kernel_level level, size_t rows, size_t dim, const int32_t *e,
-                        const int32_t *d, size_t ldacc, int32_t mult, int32_t shift, int32_t zp,
-                        uint8_t *out, size_t ldout)
+void repq_attn_v_finish(repq_kernel_level level, size_t rows, size_t dim, const int32_t *e, const int32_t *d,
+                        const int32_t *e2, const int32_t *d2, size_t ldacc, int frac_bits, double ce, double co,
+                        float qscale, int32_t qzp, int32_t bits, uint8_t *out, size_t ldout)
 {
-    /* The requantizer takes per-column constants; one chunk of them on the stack
-     * serves every row, so nothing is allocated. */
-    int32_t y[CHUNK], mults[CHUNK], shifts[CHUNK];
-    for (int j = 0; j < CHUNK; j++) {
-        mults[j] = mult;
-        shifts[j] = shift;
-    }
+    /* A chunk of a row at a time on the stack, so nothing is allocated; a missing tail
+     * adds zeros. */
+    static const int32_t zero[CHUNK];
+    float o[CHUNK];
+    const double two_f = ldexp(1.0, frac_bits);
     for (size_t i = 0; i < rows; i++)
         for (size_t j0 = 0; j0 < dim; j0 += CHUNK) {
-            const size_t nc = dim - j0 < CHUNK ? dim - j0 : CHUNK;
-            if (level >= REPQ_LEVEL_AVX512VNNI)
-                combine_avx512(nc, e + i * ldacc + j0, d + i * ldacc + j0, y);
-            else
-                combine_scalar(nc, e + i * ldacc + j0, d + i * ldacc + j0, y);
-            repq_requant_u8(level, 1, nc, y, CHUNK, NULL, mults, shifts, zp, 0, 255, out + i * ldout + j0, ldout);
+            const size_t nc = dim - j0 < CHUNK ? dim - j0 : CHUNK, at = i * ldacc + j0;
+            combine_f32(nc, e + at, d + at, e2 ? e2 + at : zero, d2 ? d2 + at : zero, two_f, ce, co, o);
+            repq_quantize_f32_u8(level, nc, o, qscale, qzp, bits, out + i * ldout + j0);
         }
 }

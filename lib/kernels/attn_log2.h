@@ -4,10 +4,11 @@
  * For output row i and column j, with c = codes[i][t] and h = ceil(c / 2):
  *   E[i][j] = sum over t with c even, c < sentinel, h <= F of (v[t][j] - zv) * 2^(F - h)
  *   D[i][j] = the same over odd c
- * Terms with h > F are dropped (they weigh less than 2^-F). The real result is
- *   s_attn * s_v * 2^-F * (E + sqrt(2) * D).
+ * The accumulators leave out the terms with h > F; the caller gets them (down to
+ * h = 2F) by running the same accumulators on the codes c - 2F (repq_attn_v_finish).
+ * The real result is s_attn * s_v * 2^-F * (E + sqrt(2) * D).
  * Overflow bound: every token adds to E or D at most 255 * 2^F in magnitude, so
- * sqrt(2) * tokens * 255 * 2^F < 2^31 keeps E, D and E + sqrt(2)*D in int32;
+ * sqrt(2) * tokens * 255 * 2^F < 2^31 keeps E and D in int32;
  * repq_attn_v_frac_bits_max gives the largest such F (14 for 197 tokens).
  */
 #ifndef REPQ_KERNELS_ATTN_LOG2_H
@@ -17,9 +18,6 @@
 #include <stdint.h>
 
 #include "kernels/cpu.h"
-
-/* round(sqrt(2) * 2^30) */
-#define REPQ_SQRT2_Q30 1518500250
 
 /* Largest F in [0, 24] satisfying the bound above, or -1 if none does. */
 int repq_attn_v_frac_bits_max(size_t tokens);
@@ -59,11 +57,19 @@ void repq_attn_v_accumulate_gemm(repq_kernel_level level, size_t rows, size_t to
 void repq_attn_pack_k(repq_kernel_level level, size_t tokens, size_t hd, const uint8_t *k, size_t ldk,
                       int32_t off, void *packed);
 
-/* y = E + ((D * REPQ_SQRT2_Q30 + 2^29) >> 30) (floor shift: halves round up), then
- * out = clamp(zp + round(y * real), 0, 255) as in repq_requant_u8, with
- * real = s_attn * s_v * 2^-F / s_out given as (mult, shift). */
-void repq_attn_v_finish(repq_kernel_level level, size_t rows, size_t dim, const int32_t *e,
-                        const int32_t *d, size_t ldacc, int32_t mult, int32_t shift, int32_t zp,
-                        uint8_t *out, size_t ldout);
+/* Attention x v as codes of the next quantizer (qscale, qzp, bits). e, d hold the
+ * terms with ceil(c/2) <= F (frac_bits F); e2, d2 (NULL: none) the terms with
+ * F < ceil(c/2) <= 2F, accumulated by the same kernels on the codes c - 2F (weights
+ * 2^(2F - ceil(c/2))). Per element, in double,
+ *   o = (float)(ce * (E 2^F + E2) + co * (D 2^F + D2))
+ * where the caller sets ce = a_even * s_v * 2^-2F and co = a_odd * s_v * 2^-2F, a_even
+ * and a_odd being the attention levels of codes 0 and 1 scaled to 2^0 (s_attn and
+ * float(sqrt2) * s_attn for the log-sqrt2 quantizer), so o is the sum of the levels
+ * times v - zv, times s_v, rounded once to float. Then out = the code of o as
+ * repq_quantize_f32_u8 gives it (float division, round half to even, clamp to
+ * [0, 2^bits - 1]). */
+void repq_attn_v_finish(repq_kernel_level level, size_t rows, size_t dim, const int32_t *e, const int32_t *d,
+                        const int32_t *e2, const int32_t *d2, size_t ldacc, int frac_bits, double ce, double co,
+                        float qscale, int32_t qzp, int32_t bits, uint8_t *out, size_t ldout);
 
 #endif
