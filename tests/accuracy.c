@@ -11,6 +11,7 @@
 #include <time.h>
 #include <cmocka.h>
 
+#include "core/tensor.h"
 #include "model/qmodel.h"
 #include "repq/repq.h"
 
@@ -105,18 +106,6 @@ static double quantized_top1(suite *s, int bits, int method, repq_qmodel **out_c
     return top1;
 }
 
-static void w8a8_and_w6a6_stay_near_fp32(void **state)
-{
-    suite *s = *state;
-    double fp32 = 0.7994; /* measured by the first test when it ran; the reference value otherwise */
-    if (s->fp32 > 0)
-        fp32 = s->fp32;
-    double w8 = quantized_top1(s, 8, REPQ_METHOD_REPQ, NULL, NULL);
-    double w6 = quantized_top1(s, 6, REPQ_METHOD_REPQ, NULL, NULL);
-    assert_true(100 * (fp32 - w8) <= 0.3);
-    assert_true(100 * (fp32 - w6) <= 0.3);
-}
-
 static int argmax(const float *row, int k)
 {
     int best = 0;
@@ -125,16 +114,82 @@ static int argmax(const float *row, int k)
     return best;
 }
 
+/* The integer session against the fake-quant logits left in s->logits (accuracy
+ * fake_top1): the issue asks for the same top-1 on >= 99.5% of the images and
+ * accuracies within 0.2 points (measured: docs/inference.md). */
+static void session_agrees(suite *s, const repq_qmodel *r, int bits, double fake_top1)
+{
+    enum { BATCH = 100 };
+    size_t n = (size_t)s->n, per = s->test->nbytes / n;
+    static float fake[5000 * 10], integer[5000 * 10];
+    assert_true(n <= 5000);
+    assert_int_equal(repq_tensor_read(s->logits, fake, n * 10 * sizeof(float)), REPQ_OK);
+    repq_options *o;
+    repq_session *ss;
+    assert_int_equal(repq_options_new(&o), REPQ_OK);
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_THREADS, 2), REPQ_OK);
+    assert_int_equal(repq_session_new(NULL, r, o, BATCH, &ss), REPQ_OK);
+    for (size_t i = 0; i < n; i += BATCH) {
+        size_t c = n - i < BATCH ? n - i : BATCH;
+        int64_t ishape[4] = {(int64_t)c, s->test->shape[1], s->test->shape[2], s->test->shape[3]};
+        int64_t lshape[2] = {(int64_t)c, 10};
+        repq_tensor *x, *y;
+        assert_int_equal(repq_tensor_new(NULL, REPQ_DTYPE_U8, 4, ishape, (const uint8_t *)s->test->data + i * per, &x),
+                         REPQ_OK);
+        assert_int_equal(repq_tensor_new(NULL, REPQ_DTYPE_F32, 2, lshape, NULL, &y), REPQ_OK);
+        assert_int_equal(repq_session_run(ss, x, y), REPQ_OK);
+        assert_int_equal(repq_tensor_read(y, integer + i * 10, c * 10 * sizeof(float)), REPQ_OK);
+        repq_tensor_free(x);
+        repq_tensor_free(y);
+    }
+    repq_session_free(ss);
+    repq_options_free(o);
+    const int32_t *labels = s->labels->data;
+    size_t same = 0, hits = 0;
+    for (size_t i = 0; i < n; i++) {
+        int pi = argmax(integer + i * 10, 10);
+        same += argmax(fake + i * 10, 10) == pi;
+        hits += pi == labels[i];
+    }
+    double top1 = (double)hits / (double)n;
+    print_message("| W%dA%d | integer session | %.2f | same top-1 as fake quant on %.2f%% of %zu images |\n", bits,
+                  bits, 100 * top1, 100.0 * (double)same / (double)n, n);
+    assert_true((double)same >= 0.995 * (double)n);
+    assert_true(fabs(top1 - fake_top1) <= 0.002 + 1e-12);
+}
+
+static void w8a8_and_w6a6_stay_near_fp32(void **state)
+{
+    suite *s = *state;
+    double fp32 = 0.7994; /* measured by the first test when it ran; the reference value otherwise */
+    if (s->fp32 > 0)
+        fp32 = s->fp32;
+    repq_qmodel *r8, *r6;
+    double w8 = quantized_top1(s, 8, REPQ_METHOD_REPQ, NULL, &r8);
+    session_agrees(s, r8, 8, w8);
+    double w6 = quantized_top1(s, 6, REPQ_METHOD_REPQ, NULL, &r6);
+    session_agrees(s, r6, 6, w6);
+    /* The issue's bound. Measured 80.10 and 79.82 (docs/accuracy.md), the same on every
+     * machine since calibration and fake quantization sum their products exactly; with
+     * sgemm, W6A6 ranged over 79.60-79.84 with the OpenBLAS kernel the CPU got. */
+    assert_true(100 * (fp32 - w8) <= 0.3);
+    assert_true(100 * (fp32 - w6) <= 0.3);
+    repq_qmodel_free(r8);
+    repq_qmodel_free(r6);
+}
+
 static void w4a4_beats_reference_and_baseline(void **state)
 {
     suite *s = *state;
     repq_qmodel *q, *r;
     double repq = quantized_top1(s, 4, REPQ_METHOD_REPQ, &q, &r);
+    session_agrees(s, r, 4, repq);
     double minmax = quantized_top1(s, 4, REPQ_METHOD_MINMAX, NULL, NULL);
     /* The public RepQ-ViT reference reaches 79.12 here (GPU, PyTorch). librepq measured
-     * 78.86 (docs/accuracy.md): at 4 bits a one-ulp change of every scale already moves
-     * 0.3% of predictions, so the floor allows half a point of numerical noise around the
-     * reference; the issue's own target (>= 79.12) is reported, not asserted. */
+     * 78.94 (docs/accuracy.md; 78.86 with sgemm products): at 4 bits a one-ulp change of every
+     * scale already moves 0.3% of predictions, so the floor allows half a point of
+     * numerical noise around the reference; the issue's own target (>= 79.12) is
+     * reported, not asserted. */
     assert_true(100 * repq >= 79.12 - 0.5);
     assert_true(100 * (repq - minmax) >= 1.0);
 

@@ -149,15 +149,16 @@ static void session_logits(const repq_qmodel *q, int threads, repq_kernel_level 
     repq_options_free(o);
 }
 
-/* Same top-1 as the fake-quant forward on at least min_agree percent of the images,
- * and an accuracy no more than 0.2 points below it. The two differ by float rounding
- * (exact integer sums against the fake-quant forward's correctly rounded float sums of
- * dequantized values; the integer softmax's codes equal the float contract's to about
- * 1e-8 relative error), and a quantized network turns such differences into flipped
- * codes: changing every linear layer's scale by one ulp in the session alone moves
- * 0.4% (W8A8) and 0.3% (W4A4) of the top-1 answers. See docs/inference.md. Measured on
- * this set with exactly rounded fake-quant products: 98.7% (W8A8) and 99.1% (W4A4). */
-static void agreement(fixture *f, const repq_qmodel *q, const char *name, double min_agree)
+/* Same top-1 as the fake-quant forward on at least 99.5% of the images (the issue's
+ * requirement), accuracies within 0.2 points of each other, and logits within
+ * max_rms (relative RMS). Both compute the products of quantized operands exactly and
+ * round the same way, so they differ only where the fake-quant forward's float softmax
+ * and the integer log2 softmax put an attention code on different sides of a rounding
+ * boundary (measured with the calibration's exactly rounded products: 99.8% / 100.0%
+ * on these 1000 images (W8A8 / W4A4), logit RMS 0.009 / 0.014). A quantized network turns every such flip into more flipped codes
+ * downstream; when the forward still summed in float (OpenBLAS sgemm) and the session
+ * dropped attention terms below 2^-16, agreement was 99.1% / 98.3%. See docs/inference.md. */
+static void agreement(fixture *f, const repq_qmodel *q, const char *name, double max_rms)
 {
     /* REPQ_TEST_QUICK skips the 1000-image comparison (sanitizer builds). */
     if (getenv("REPQ_TEST_QUICK"))
@@ -188,20 +189,21 @@ static void agreement(fixture *f, const repq_qmodel *q, const char *name, double
     printf("[ %s ] %d images: same top-1 %.1f%%, accuracy fake-quant %.1f%% integer %.1f%%, "
            "logit rel. rms diff %.4f, max abs diff %.3f\n",
            name, N_AGREE, agree, acc_f, acc_i, sqrt(err / ref), worst);
-    assert_true(agree >= min_agree);
-    assert_true(acc_i >= acc_f - 0.2 - 1e-9);
+    assert_true(agree >= 99.5);
+    assert_true(fabs(acc_i - acc_f) <= 0.2 + 1e-9);
+    assert_true(sqrt(err / ref) <= max_rms);
 }
 
 static void agrees_with_fake_quant_w8a8(void **state)
 {
     fixture *f = *state;
-    agreement(f, f->w8a8, "W8A8", 98.5);
+    agreement(f, f->w8a8, "W8A8", 0.02);
 }
 
 static void agrees_with_fake_quant_w4a4(void **state)
 {
     fixture *f = *state;
-    agreement(f, f->w4a4, "W4A4", 98.0);
+    agreement(f, f->w4a4, "W4A4", 0.04);
 }
 
 static void every_level_gives_the_same_bits(void **state)
