@@ -116,7 +116,8 @@ static int argmax(const float *row, int k)
 
 /* The integer session against the fake-quant logits left in s->logits (accuracy
  * fake_top1): the issue asks for the same top-1 on >= 99.5% of the images and
- * accuracies within 0.2 points (measured: docs/inference.md). */
+ * accuracies within 0.2 points. Measured on the 5,000 images: 99.86% (W8A8), 99.98%
+ * (W6A6, W4A4); docs/inference.md. */
 static void session_agrees(suite *s, const repq_qmodel *r, int bits, double fake_top1)
 {
     enum { BATCH = 100 };
@@ -186,8 +187,8 @@ static void w4a4_beats_reference_and_baseline(void **state)
     session_agrees(s, r, 4, repq);
     double minmax = quantized_top1(s, 4, REPQ_METHOD_MINMAX, NULL, NULL);
     /* The public RepQ-ViT reference reaches 79.12 here (GPU, PyTorch). librepq measured
-     * 78.94 (docs/accuracy.md; 78.86 with sgemm products): at 4 bits a one-ulp change of every
-     * scale already moves 0.3% of predictions, so the floor allows half a point of
+     * 78.94 (docs/accuracy.md; 78.86 with sgemm products): at 4 bits a one-ulp change of
+     * every scale already moves 0.3% of predictions, so the floor allows half a point of
      * numerical noise around the reference; the issue's own target (>= 79.12) is
      * reported, not asserted. */
     assert_true(100 * repq >= 79.12 - 0.5);

@@ -154,10 +154,11 @@ static void session_logits(const repq_qmodel *q, int threads, repq_kernel_level 
  * max_rms (relative RMS). Both compute the products of quantized operands exactly and
  * round the same way, so they differ only where the fake-quant forward's float softmax
  * and the integer log2 softmax put an attention code on different sides of a rounding
- * boundary (measured with the calibration's exactly rounded products: 99.8% / 100.0%
- * on these 1000 images (W8A8 / W4A4), logit RMS 0.009 / 0.014). A quantized network turns every such flip into more flipped codes
- * downstream; when the forward still summed in float (OpenBLAS sgemm) and the session
- * dropped attention terms below 2^-16, agreement was 99.1% / 98.3%. See docs/inference.md. */
+ * boundary (measured on these 1000 images: 99.8% / 100.0%, logit RMS 0.009 / 0.014;
+ * 99.86% / 99.98% on all 5000). A quantized network turns every such flip into more
+ * flipped codes downstream; when the forward multiplied the dequantized floats and the
+ * session dropped attention terms below 2^-16, agreement was 98.7% / 99.1% (99.1% /
+ * 98.3% with sgemm's rounding). See docs/inference.md. */
 static void agreement(fixture *f, const repq_qmodel *q, const char *name, double max_rms)
 {
     /* REPQ_TEST_QUICK skips the 1000-image comparison (sanitizer builds). */
