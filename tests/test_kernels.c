@@ -624,6 +624,16 @@ static void attn_hand_case(void **state)
         assert_int_equal(out[1], 15);
     }
     assert_int_equal(repq_attn_v_frac_bits_max(197), 14);
+    /* Codes past 2F = 32 (ceil(c/2) > 16) shifted by 32; the rest, and the sentinel,
+     * become the sentinel. */
+    const uint8_t all[6] = {0, 32, 33, 34, 254, 255};
+    const uint8_t want[6] = {255, 255, 1, 2, 222, 255};
+    uint8_t tail[6];
+    assert_true(repq_attn_v_tail_codes(6, all, 255, 16, tail));
+    assert_memory_equal(tail, want, 6);
+    assert_false(repq_attn_v_tail_codes(2, all, 255, 16, tail));
+    const uint8_t four[3] = {15, 16, 3}; /* 4 bits: nothing past 2F */
+    assert_false(repq_attn_v_tail_codes(3, four, 16, 16, tail));
 }
 
 static void attn_levels_match_scalar(void **state)

@@ -762,7 +762,7 @@ static void attn_task(repq_session *s, int worker, int workers, const void *arg)
     size_t lo, hi;
     split(s->n * s->heads, worker, workers, &lo, &hi);
     double t0 = tick(s, worker);
-    const int32_t sentinel = b->sm.sentinel, f2 = 2 * b->frac_bits;
+    const int32_t sentinel = b->sm.sentinel;
     for (size_t item = lo; item < hi; item++) {
         const size_t img = item / s->heads, h = item % s->heads, base = img * t * d + h * hd;
         const uint8_t *qh = s->qc + base, *kh = s->kc + base, *vh = s->vc + base;
@@ -781,13 +781,7 @@ static void attn_task(repq_session *s, int worker, int workers, const void *arg)
          * fit the accumulators' fraction bits; their terms, down to s_attn 2^-2F, go
          * through the same accumulators on the codes c - 2F (same parity, weights
          * 2^(2F - ceil(c/2))). Few or none at 65 tokens; skipped when none. */
-        bool tail = false;
-        for (size_t i = 0; i < t * t; i++) {
-            const int32_t c = w->codes[i];
-            const bool low = c > f2 && c < sentinel;
-            w->tail[i] = (uint8_t)(low ? c - f2 : sentinel);
-            tail |= low;
-        }
+        const bool tail = repq_attn_v_tail_codes(t * t, w->codes, sentinel, b->frac_bits, w->tail);
         if (tail)
             repq_attn_v_accumulate(lv, t, t, hd, w->tail, t, sentinel, vh, d, b->v.z, b->frac_bits, w->e2, w->d2, hd);
         repq_attn_v_finish(lv, t, hd, w->e, w->d, tail ? w->e2 : NULL, tail ? w->d2 : NULL, hd, b->frac_bits,

@@ -12,6 +12,18 @@
 #include "kernels/quantize_f32.h"
 #include "kernels/requant.h"
 
+/* Byte-wide and branch-free, so the compiler vectorizes it (a head's t * t codes). */
+VECTORIZED static bool tail_codes(size_t n, const uint8_t *codes, uint8_t sentinel, uint8_t f2, uint8_t *tail)
+{
+    uint8_t any = 0;
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t c = codes[i], low = (uint8_t)((c > f2) & (c < sentinel));
+        tail[i] = low ? (uint8_t)(c - f2) : sentinel;
+        any |= low;
+    }
+    return any != 0;
+}
+
 int repq_attn_v_frac_bits_max(size_t tokens)
 {
     for (int f = 24; f >= 0; f--) {
@@ -385,6 +397,11 @@ void repq_attn_pack_k(repq_kernel_level level, size_t tokens, size_t hd, const u
         pack_k_avx512(tokens, hd, k, ldk, off, packed);
     else
         pack_k_scalar(tokens, hd, k, ldk, off, packed);
+}
+
+bool repq_attn_v_tail_codes(size_t n, const uint8_t *codes, int32_t sentinel, int frac_bits, uint8_t *tail)
+{
+    return tail_codes(n, codes, (uint8_t)sentinel, (uint8_t)(2 * frac_bits), tail);
 }
 
 #define CHUNK 64

@@ -14,6 +14,7 @@
 #ifndef REPQ_KERNELS_ATTN_LOG2_H
 #define REPQ_KERNELS_ATTN_LOG2_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -56,6 +57,12 @@ void repq_attn_v_accumulate_gemm(repq_kernel_level level, size_t rows, size_t to
  * bytes). */
 void repq_attn_pack_k(repq_kernel_level level, size_t tokens, size_t hd, const uint8_t *k, size_t ldk,
                       int32_t off, void *packed);
+
+/* tail[i] = codes[i] - 2F for the codes of the terms that E and D leave out
+ * (2F < c < sentinel, i.e. ceil(c/2) > F), the sentinel for the others; returns
+ * whether there is any such code. Running the accumulators on tail with the same F
+ * gives E2 and D2 below. sentinel <= 255, F <= 24. */
+bool repq_attn_v_tail_codes(size_t n, const uint8_t *codes, int32_t sentinel, int frac_bits, uint8_t *tail);
 
 /* Attention x v as codes of the next quantizer (qscale, qzp, bits). e, d hold the
  * terms with ceil(c/2) <= F (frac_bits F); e2, d2 (NULL: none) the terms with
