@@ -97,6 +97,7 @@ struct repq_session {
     uint32_t cpu_mask; /* repq_cpu_detect() at creation */
     int32_t max_batch, threads;
     size_t t, dim, heads, hd, hidden, np, pd, classes;
+    size_t nibble_k; /* largest input count of a layer with 4-bit packed weights (0: none) */
     aq patch_in, head_in;
     qlin patch, head;
     qblock *blocks;
@@ -307,6 +308,8 @@ static repq_status qlin_init(repq_session *s, repq_object *err, int32_t id, size
     out->nibbles = true;
     for (size_t j = 0; j < n; j++)
         out->nibbles = out->nibbles && l->wq[row0 + j].bits <= 4;
+    if (out->nibbles && k > s->nibble_k)
+        s->nibble_k = k;
     out->packed = salloc(s, out->nibbles ? repq_gemm_u8u4_packed_size(n, k) : repq_gemm_u8s8_packed_size(n, k), 1);
     out->colmul = salloc(s, n, sizeof(int32_t));
     out->colconst = salloc(s, n, sizeof(int32_t));
@@ -450,10 +453,10 @@ static repq_status scratch_init(repq_session *s, repq_object *err)
         x->tail = salloc(s, t * t, 1);
         x->e2 = salloc(s, t * hd, sizeof(int32_t));
         x->d2 = salloc(s, t * hd, sizeof(int32_t));
-        x->panel = salloc(s, repq_gemm_u8u4_scratch_size(max_in), 1);
+        x->panel = s->nibble_k ? salloc(s, repq_gemm_u8u4_scratch_size(s->nibble_k), 1) : NULL;
         x->colconst = salloc(s, t, sizeof(int32_t));
         if (!x->a || !x->acc || !x->f || !x->rowsum || !x->kpack || !x->sc || !x->codes || !x->e || !x->avs ||
-            !x->d || !x->colconst || !x->panel || !x->tail || !x->e2 || !x->d2)
+            !x->d || !x->colconst || (s->nibble_k && !x->panel) || !x->tail || !x->e2 || !x->d2)
             return repq_fail(err, REPQ_ERR_NOMEM, "repq_session_new: cannot allocate worker scratch");
     }
     return REPQ_OK;
