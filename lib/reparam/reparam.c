@@ -2,14 +2,15 @@
  * quantizers become layer-wise by rewriting LayerNorm's affine parameters and the next
  * linear layer; log-sqrt2 post-softmax codes are read as log2 codes with a parity. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "model/qmodel.h"
+#include "reparam/reparam.h"
 
 /* Fold the channel-wise quantizer `aq` of the input of linear layer `id` into the
- * LayerNorm (gamma, beta) before it. */
+ * LayerNorm (gamma, beta) before it, with layer-wise target t. */
 static repq_status fold_layer_norm(repq_object *err, repq_qmodel *q, repq_act_quant *aq, float *gamma,
-                                   float *beta, int32_t id)
+                                   float *beta, int32_t id, const repq_reparam_target *t)
 {
     const repq_allocator *al = &q->base.allocator;
     int32_t rows, cols;
@@ -23,9 +24,9 @@ static repq_status fold_layer_norm(repq_object *err, repq_qmodel *q, repq_act_qu
         mean_s += aq->per_channel[c].scale;
         mean_z += aq->per_channel[c].zero_point;
     }
-    float s_t = (float)(mean_s / cols);
+    float s_t = (float)(mean_s / cols * t->scale_factor);
     /* An integer zero point for inference; the rounding goes into b exactly. */
-    int32_t z_t = (int32_t)lrint(mean_z / cols);
+    int32_t z_t = (int32_t)lrint(mean_z / cols) + t->zero_offset;
     double *b = repq_mem_alloc(al, (size_t)cols * sizeof *b);
     if (!b)
         return repq_fail(err, REPQ_ERR_NOMEM, "reparameterize: out of memory");
@@ -58,12 +59,21 @@ static repq_status fold_layer_norm(repq_object *err, repq_qmodel *q, repq_act_qu
 REPQ_API repq_status repq_qmodel_reparameterize(repq_context *ctx, const repq_qmodel *src,
                                                 repq_qmodel **out)
 {
+    const repq_reparam_target mean = {1.0, 0};
+    return repq_qmodel_reparameterize_to(ctx, src, &mean, out);
+}
+
+repq_status repq_qmodel_reparameterize_to(repq_context *ctx, const repq_qmodel *src, const repq_reparam_target *t,
+                                          repq_qmodel **out)
+{
     repq_object *err = repq_context_object(ctx);
     if (!out)
         return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_qmodel_reparameterize: out is NULL");
     *out = NULL;
     if (!repq_object_is(src, REPQ_KIND_QMODEL))
         return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_qmodel_reparameterize: not a qmodel");
+    if (!t || !(t->scale_factor > 0.0) || !isfinite(t->scale_factor) || abs(t->zero_offset) > 255)
+        return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_qmodel_reparameterize: bad layer-wise target");
     repq_allocator al = repq_allocator_of(ctx);
     repq_qmodel *q = NULL;
     repq_status st = repq_qmodel_clone(err, &al, src, &q);
@@ -80,9 +90,9 @@ REPQ_API repq_status repq_qmodel_reparameterize(repq_context *ctx, const repq_qm
         repq_vit_block *blk = &q->float_params.blocks[bi];
         repq_act_quant *qkv_in = &q->acts[repq_qmodel_act_index(a, bi, REPQ_QP_QKV_IN)];
         repq_act_quant *fc1_in = &q->acts[repq_qmodel_act_index(a, bi, REPQ_QP_FC1_IN)];
-        st = fold_layer_norm(err, q, qkv_in, blk->norm1_w, blk->norm1_b, repq_qmodel_linear_id(bi, 0));
+        st = fold_layer_norm(err, q, qkv_in, blk->norm1_w, blk->norm1_b, repq_qmodel_linear_id(bi, 0), t);
         if (st == REPQ_OK)
-            st = fold_layer_norm(err, q, fc1_in, blk->norm2_w, blk->norm2_b, repq_qmodel_linear_id(bi, 2));
+            st = fold_layer_norm(err, q, fc1_in, blk->norm2_w, blk->norm2_b, repq_qmodel_linear_id(bi, 2), t);
         /* The codes are the same; inference reads them as shifts plus a parity. */
         repq_act_quant *attn = &q->acts[repq_qmodel_act_index(a, bi, REPQ_QP_ATTN)];
         if (attn->kind == REPQ_AQ_LOG_SQRT2)
