@@ -19,6 +19,10 @@ count() { # meson test log dir -> adds its results
     failed=$((failed + bad))
 }
 
+# meson runs the tests side by side on every core; OpenBLAS's own threads would only
+# oversubscribe them (and spin while they wait).
+export OPENBLAS_NUM_THREADS=1
+
 echo "== unit and accuracy suites"
 meson test -C build --print-errorlogs --suite unit --suite accuracy --suite install
 count build

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <cmocka.h>
@@ -14,6 +15,8 @@
 #include "core/tensor.h"
 #include "model/qmodel.h"
 #include "repq/repq.h"
+#include "reparam/reparam.h"
+#include "unrounded_zero_point.h"
 
 #define MODEL_PATH REPQ_TEST_DATA "/vit_tiny_cifar10.safetensors"
 #define CALIB_IMAGES REPQ_TEST_DATA "/cifar10_calib.bin"
@@ -159,6 +162,48 @@ static void session_agrees(suite *s, const repq_qmodel *r, int bits, double fake
     assert_true(fabs(top1 - fake_top1) <= 0.002 + 1e-12);
 }
 
+/* Top-1 of the reference's unrounded z~ (unrounded_zero_point.c) for the calibrated q and
+ * its reparameterization r, and the share of images on which it predicts what the
+ * logits in `rounded` predict. */
+static double unrounded_top1(suite *s, const repq_qmodel *q, const repq_qmodel *r, const float *rounded,
+                             double *same_share)
+{
+    size_t n = (size_t)s->n, same = 0;
+    double top1;
+    assert_int_equal(unrounded_zero_point_forward(q, r, s->test, s->logits), REPQ_OK);
+    assert_int_equal(repq_top1_compute(s->logits, s->labels, &top1), REPQ_OK);
+    const float *u = s->logits->data;
+    for (size_t i = 0; i < n; i++)
+        same += argmax(u + i * 10, 10) == argmax(rounded + i * 10, 10);
+    *same_share = (double)same / (double)n;
+    return top1;
+}
+
+/* reference.md: librepq rounds z~ and folds the rounding into b; the reference keeps z~
+ * fractional. The two must agree to within noise. They are different quantizations (the
+ * reference's grid sits f steps off the channel-wise one and has 2^b + 1 levels), so at
+ * 4 bits they disagree on 7-8% of the images, and their accuracies differ by a
+ * calibration-set-dependent amount: over eight disjoint 32-image calibration sets the
+ * difference (unrounded - rounded) was -0.05 points on average with a standard
+ * deviation of 0.41, from -0.62 to +0.42 (+0.42 on the standard set; docs/accuracy.md,
+ * REPQ_CALIB_SETS=8 reruns the study). Asserted: within 1.2 points (three standard
+ * deviations) and the same top-1 on >= 90% (measured 92.0-92.8%); a wrong fold (the
+ * sign of b, the scale) costs tens of points. s->logits holds the rounded model's
+ * fake-quant logits on entry. */
+static void unrounded_agrees(suite *s, const repq_qmodel *q, const repq_qmodel *r, double rounded_top1)
+{
+    static float rounded[5000 * 10];
+    size_t n = (size_t)s->n;
+    assert_true(n <= 5000);
+    assert_int_equal(repq_tensor_read(s->logits, rounded, n * 10 * sizeof(float)), REPQ_OK);
+    double same;
+    double top1 = unrounded_top1(s, q, r, rounded, &same);
+    print_message("| W%dA%d | reference's unrounded z~ | %.2f | same top-1 as rounded z~ on %.2f%% |\n",
+                  r->weight_bits, r->act_bits, 100 * top1, 100 * same);
+    assert_true(fabs(top1 - rounded_top1) <= 0.012);
+    assert_true(same >= 0.90);
+}
+
 static void w8a8_and_w6a6_stay_near_fp32(void **state)
 {
     suite *s = *state;
@@ -179,44 +224,118 @@ static void w8a8_and_w6a6_stay_near_fp32(void **state)
     repq_qmodel_free(r6);
 }
 
+static void float_weight_logits(suite *s, const repq_qmodel *m, float *out)
+{
+    assert_int_equal(repq_qmodel_forward_activations(m, &m->float_params, s->test, s->logits), REPQ_OK);
+    assert_int_equal(repq_tensor_read(s->logits, out, (size_t)s->n * 10 * sizeof(float)), REPQ_OK);
+}
+
+static size_t same_top1(const float *a, const float *b, size_t n)
+{
+    size_t same = 0;
+    for (size_t i = 0; i < n; i++)
+        same += argmax(a + i * 10, 10) == argmax(b + i * 10, 10);
+    return same;
+}
+
+/* Reparameterization with the weights held fixed (float) must keep predictions:
+ * method.md 2.1 is an identity for the activation quantizers. The issue asks for the
+ * same top-1 on >= 99.9% of the images; measured 99.80% at A4. The codes after
+ * LayerNorm agree on >= 99.9997% (test_reparam); what differs is the float rounding of
+ * the rewritten parameters (W r_c, gamma / r_c, beta / r_c - b_c), which flips a few
+ * codes per image downstream and so the predictions of the images whose top two logits
+ * are that close. How much that rounding alone moves is measured here too: s~ is free
+ * (reparam/reparam.h), and the reparameterizations to s~ and to s~ (1 + 2^-10), equal
+ * in exact arithmetic, agree with each other on 99.76% only. Asserted: the channel-wise
+ * model and its reparameterization agree at least as well as that, less 0.1 points, and
+ * on >= 99.5%; a wrong fold moves tens of percent. */
+static void reparameterization_keeps_predictions(void **state)
+{
+    suite *s = *state;
+    repq_qmodel *q, *r;
+    quantized_top1(s, 4, REPQ_METHOD_REPQ, &q, &r);
+    size_t n = (size_t)s->n;
+    static float before[5000 * 10], after[5000 * 10], other[5000 * 10];
+    assert_true(n <= 5000);
+    repq_qmodel *r2;
+    const repq_reparam_target scaled = {1.0 + 1.0 / 1024, 0};
+    assert_int_equal(repq_qmodel_reparameterize_to(NULL, q, &scaled, &r2), REPQ_OK);
+    float_weight_logits(s, q, before);
+    float_weight_logits(s, r, after);
+    float_weight_logits(s, r2, other);
+    repq_qmodel_free(r2);
+    size_t same = same_top1(before, after, n), floor = same_top1(after, other, n);
+    print_message("A4, float weights: channel-wise vs reparameterized predictions identical on %.2f%% of %zu images; "
+                  "two reparameterizations equal in exact arithmetic (s~, s~ (1 + 2^-10)): %.2f%%\n",
+                  100.0 * (double)same / (double)n, n, 100.0 * (double)floor / (double)n);
+    assert_true((double)same >= (double)floor - 0.001 * (double)n);
+    assert_true((double)same >= 0.995 * (double)n);
+    repq_qmodel_free(q);
+    repq_qmodel_free(r);
+}
+
 static void w4a4_beats_reference_and_baseline(void **state)
 {
     suite *s = *state;
     repq_qmodel *q, *r;
     double repq = quantized_top1(s, 4, REPQ_METHOD_REPQ, &q, &r);
     session_agrees(s, r, 4, repq);
+    unrounded_agrees(s, q, r, repq);
     double minmax = quantized_top1(s, 4, REPQ_METHOD_MINMAX, NULL, NULL);
     /* The public RepQ-ViT reference reaches 79.12 here (GPU, PyTorch). librepq measured
-     * 78.94 (docs/accuracy.md; 78.86 with sgemm products): at 4 bits a one-ulp change of
-     * every scale already moves 0.3% of predictions, so the floor allows half a point of
-     * numerical noise around the reference; the issue's own target (>= 79.12) is
-     * reported, not asserted. */
+     * 78.94 (docs/accuracy.md). Which 32 calibration images are used moves W4A4 by a
+     * standard deviation of 0.30 points (eight disjoint sets: 78.56-79.58, mean 78.94),
+     * and the reference's own procedure rebuilt here (unrounded z~) by 0.39 (mean 78.88,
+     * 79.36 on the standard set): the floor allows half a point around the reference's
+     * figure; the issue's target (>= 79.12) is reported, not asserted. */
     assert_true(100 * repq >= 79.12 - 0.5);
     assert_true(100 * (repq - minmax) >= 1.0);
-
-    /* Reparameterization with the weights held fixed (float) must keep predictions:
-     * method.md 2.1 is an identity for the activation quantizers. */
-    size_t n = (size_t)s->n;
-    static float before[5000 * 10], after[5000 * 10];
-    assert_true(n <= 5000);
-    assert_int_equal(repq_qmodel_forward_activations(q, &q->float_params, s->test, s->logits), REPQ_OK);
-    assert_int_equal(repq_tensor_read(s->logits, before, n * 10 * sizeof(float)), REPQ_OK);
-    assert_int_equal(repq_qmodel_forward_activations(r, &r->float_params, s->test, s->logits), REPQ_OK);
-    assert_int_equal(repq_tensor_read(s->logits, after, n * 10 * sizeof(float)), REPQ_OK);
-    size_t same = 0;
-    for (size_t i = 0; i < n; i++)
-        same += argmax(before + i * 10, 10) == argmax(after + i * 10, 10);
-    print_message("A4, float weights: channel-wise vs reparameterized predictions identical on %.2f%% of %zu images\n",
-                  100.0 * (double)same / (double)n, n);
-    /* The issue asks for 99.9%; measured 99.80% at A4 since the quantized forwards sum
-     * their products exactly (99.20% with sgemm's rounding). The codes after LayerNorm
-     * agree on >= 99.9997% (test_reparam); the rest is the float rounding of the rewritten
-     * parameters (W r_c, gamma / r_c, beta / r_c - b_c), equal in exact arithmetic, which
-     * flips a few codes per image downstream and so the predictions of the images whose
-     * top-2 logits are that close. Asserted: the measured level less 0.3 points. */
-    assert_true((double)same >= 0.995 * (double)n);
     repq_qmodel_free(q);
     repq_qmodel_free(r);
+}
+
+/* REPQ_CALIB_SETS=N (not set in CI: about two minutes per set): W4A4 calibrated on N
+ * disjoint 32-image sets (calibration images 32 i .. 32 i + 31), rounded and unrounded
+ * z~ each evaluated on the 5,000 test images; prints the rows of docs/accuracy.md's
+ * calibration-set table and the mean and standard deviation of each column. */
+static void calibration_sets_study(void **state)
+{
+    suite *s = *state;
+    const char *env = getenv("REPQ_CALIB_SETS");
+    int sets = env ? atoi(env) : 0;
+    if (sets < 1)
+        skip();
+    static float rounded[5000 * 10];
+    size_t n = (size_t)s->n;
+    assert_true(n <= 5000);
+    repq_tensor *standard = s->calib;
+    double sum[3] = {0}, sq[3] = {0};
+    for (int i = 0; i < sets; i++) {
+        repq_tensor *labels;
+        assert_int_equal(repq_cifar_load(NULL, CALIB_IMAGES, 32 * i, N_CALIB, &s->calib, &labels), REPQ_OK);
+        repq_qmodel *q, *r;
+        double v[3], same;
+        v[0] = quantized_top1(s, 4, REPQ_METHOD_REPQ, &q, &r);
+        assert_int_equal(repq_tensor_read(s->logits, rounded, n * 10 * sizeof(float)), REPQ_OK);
+        v[1] = unrounded_top1(s, q, r, rounded, &same);
+        v[2] = v[1] - v[0];
+        print_message("| %d-%d | %.2f | %.2f | %+.2f | %.1f%% |\n", 32 * i, 32 * i + 31, 100 * v[0], 100 * v[1],
+                      100 * v[2], 100 * same);
+        for (int j = 0; j < 3; j++) {
+            sum[j] += 100 * v[j];
+            sq[j] += 1e4 * v[j] * v[j];
+        }
+        repq_qmodel_free(q);
+        repq_qmodel_free(r);
+        repq_tensor_free(s->calib);
+        repq_tensor_free(labels);
+    }
+    s->calib = standard;
+    for (int j = 0; j < 3; j++) {
+        double mean = sum[j] / sets, var = sets > 1 ? (sq[j] - sets * mean * mean) / (sets - 1) : 0.0;
+        print_message("%s: mean %.2f, standard deviation %.2f\n", j == 0 ? "rounded" : j == 1 ? "unrounded" : "difference",
+                      mean, sqrt(var > 0 ? var : 0));
+    }
 }
 
 int main(void)
@@ -225,6 +344,12 @@ int main(void)
         cmocka_unit_test(fp32_matches_reference_accuracy),
         cmocka_unit_test(w8a8_and_w6a6_stay_near_fp32),
         cmocka_unit_test(w4a4_beats_reference_and_baseline),
+        cmocka_unit_test(reparameterization_keeps_predictions),
+        cmocka_unit_test(calibration_sets_study),
     };
+    /* REPQ_TEST_FILTER runs only the tests whose names match: meson runs the groups as
+     * separate tests, side by side. */
+    if (getenv("REPQ_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("REPQ_TEST_FILTER"));
     return cmocka_run_group_tests(tests, setup, teardown);
 }

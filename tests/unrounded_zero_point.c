@@ -1,0 +1,103 @@
+/* The reference keeps the layer-wise zero point z~ = mean_c z_c fractional
+ * (reference.md): its LayerNorm bias becomes beta / r_c - b_c with b_c = s~ (z~ - z_c),
+ * and its quantizer is clamp(round(x / s~) + z~, 0, 2^b - 1), dequantized as (q - z~) s~.
+ * librepq rounds z~ (inference needs an integer zero point) and puts the rounding into
+ * b_c, which keeps every channel's grid where the channel-wise quantizer had it. With
+ * f = z~ - round(z~), the reference's b_c is librepq's plus s~ f: its beta' is librepq's
+ * less s~ f, and the next layer's bias gains s~ f sum_c W'[j][c] (W' the rewritten float
+ * weights; the reference adds W' b before the weights are quantized again). Its grid is
+ * then offset by f steps from the channel-wise one, and a fractional z~ puts its clamp
+ * ends between grid points: 2^b + 1 levels instead of 2^b. */
+#include "unrounded_zero_point.h"
+
+#include <math.h>
+
+#include "model/model.h"
+
+typedef struct unrounded {
+    const repq_qmodel *r;
+    double *frac; /* f of block b's qkv input at [2 b], fc1 input at [2 b + 1] */
+} unrounded;
+
+static repq_status apply(void *user, int32_t block, repq_qpoint point, float *x, size_t rows, size_t cols)
+{
+    const unrounded *u = user;
+    const repq_act_quant *a = &u->r->acts[repq_qmodel_act_index(&u->r->arch, block, point)];
+    if (point != REPQ_QP_QKV_IN && point != REPQ_QP_FC1_IN)
+        return repq_act_quant_apply(a, x, rows, cols);
+    /* The reference's float32 steps. */
+    const float s = a->uniform.scale;
+    const float z = (float)((double)a->uniform.zero_point + u->frac[2 * block + (point == REPQ_QP_FC1_IN)]);
+    const float top = (float)((1 << a->uniform.bits) - 1);
+    for (size_t i = 0; i < rows * cols; i++) {
+        if (!isfinite(x[i]))
+            return REPQ_ERR_NUMERIC;
+        float c = nearbyintf(x[i] / s) + z;
+        c = c < 0.0f ? 0.0f : c > top ? top : c;
+        x[i] = (c - z) * s;
+    }
+    return REPQ_OK;
+}
+
+/* Moves librepq's rounded fold of one LayerNorm and linear layer to the reference's. */
+static void unround(const repq_qmodel *r, const repq_vit_params *rewritten, repq_vit_params *p, int32_t block,
+                    int which, double f)
+{
+    const repq_act_quant *lw =
+        &r->acts[repq_qmodel_act_index(&r->arch, block, which ? REPQ_QP_FC1_IN : REPQ_QP_QKV_IN)];
+    const double shift = (double)lw->uniform.scale * f;
+    int32_t rows, cols, id = repq_qmodel_linear_id(block, which ? 2 : 0);
+    const float *w = repq_vit_linear_weight(&r->arch, rewritten, id, &rows, &cols);
+    float *bias = repq_vit_linear_weight(&r->arch, p, id, &rows, &cols) + (size_t)rows * (size_t)cols;
+    float *beta = which ? p->blocks[block].norm2_b : p->blocks[block].norm1_b;
+    for (int32_t c = 0; c < cols; c++)
+        beta[c] = (float)((double)beta[c] - shift);
+    for (int32_t o = 0; o < rows; o++) {
+        double sum = 0.0;
+        for (int32_t c = 0; c < cols; c++)
+            sum += w[(size_t)o * (size_t)cols + (size_t)c];
+        bias[o] = (float)((double)bias[o] + shift * sum);
+    }
+}
+
+repq_status unrounded_zero_point_forward(const repq_qmodel *channelwise, const repq_qmodel *reparameterized,
+                                         repq_tensor *images, repq_tensor *logits)
+{
+    const repq_qmodel *q = channelwise, *r = reparameterized;
+    const repq_vit_arch *a = &r->arch;
+    const repq_allocator *al = &r->base.allocator;
+    if (!q->has_float_weights || !r->has_float_weights || !r->reparameterized || q->reparameterized)
+        return REPQ_ERR_STATE;
+    unrounded u = {r, repq_mem_alloc(al, 2 * (size_t)a->depth * sizeof(double))};
+    repq_vit_params p;
+    if (!u.frac)
+        return REPQ_ERR_NOMEM;
+    repq_status st = repq_vit_params_copy(NULL, al, a, &r->fq_params, &p);
+    if (st) {
+        repq_mem_free(al, u.frac);
+        return st;
+    }
+    for (int32_t b = 0; b < a->depth && !st; b++)
+        for (int which = 0; which < 2 && !st; which++) {
+            const repq_qpoint pt = which ? REPQ_QP_FC1_IN : REPQ_QP_QKV_IN;
+            const repq_act_quant *cw = &q->acts[repq_qmodel_act_index(a, b, pt)];
+            const repq_act_quant *lw = &r->acts[repq_qmodel_act_index(a, b, pt)];
+            if (cw->kind != REPQ_AQ_UNIFORM_CHANNEL || lw->kind != REPQ_AQ_UNIFORM || cw->channels < 1) {
+                st = REPQ_ERR_STATE;
+                break;
+            }
+            double sum = 0.0;
+            for (int32_t c = 0; c < cw->channels; c++)
+                sum += cw->per_channel[c].zero_point;
+            const double f = sum / cw->channels - lw->uniform.zero_point;
+            u.frac[2 * b + which] = f;
+            unround(r, &r->float_params, &p, b, which, f);
+        }
+    if (!st) {
+        repq_vit_hook hook = {apply, &u, true, NULL};
+        st = repq_vit_forward_tensors(NULL, al, a, &p, &hook, images, logits);
+    }
+    repq_vit_params_release(al, &p);
+    repq_mem_free(al, u.frac);
+    return st;
+}
