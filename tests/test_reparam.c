@@ -12,6 +12,7 @@
 
 #include "model/qmodel.h"
 #include "reparam/reparam.h"
+#include "unrounded_zero_point.h"
 #include "repq/repq.h"
 
 #define MODEL_PATH REPQ_TEST_DATA "/vit_tiny_cifar10.safetensors"
@@ -109,7 +110,16 @@ static repq_status grab(void *user, int32_t block, repq_qpoint point, float *x, 
     return REPQ_OK;
 }
 
+static void capture_params(const repq_vit_arch *arch, const repq_vit_params *params, repq_tensor *images,
+                           capture *c);
+
 static void capture_point(const repq_qmodel *q, repq_tensor *images, capture *c)
+{
+    capture_params(&q->arch, &q->float_params, images, c);
+}
+
+static void capture_params(const repq_vit_arch *arch, const repq_vit_params *params, repq_tensor *images,
+                           capture *c)
 {
     repq_allocator al = repq_allocator_of(NULL);
     repq_vit_hook hook = {grab, c, false, NULL};
@@ -119,8 +129,7 @@ static void capture_point(const repq_qmodel *q, repq_tensor *images, capture *c)
     assert_int_equal(repq_tensor_nbytes(images, &nbytes), REPQ_OK);
     pixels = malloc(nbytes);
     assert_int_equal(repq_tensor_read(images, (void *)pixels, nbytes), REPQ_OK);
-    assert_int_equal(repq_vit_forward(NULL, &al, &q->arch, &q->float_params, pixels, true, N_TEST, &hook,
-                                      logits),
+    assert_int_equal(repq_vit_forward(NULL, &al, arch, params, pixels, true, N_TEST, &hook, logits),
                      REPQ_OK);
     free((void *)pixels);
     free(logits);
@@ -260,12 +269,60 @@ static void reparameterizing_twice_changes_nothing(void **state)
     assert_int_equal(repq_qmodel_reparameterize(NULL, f->layerwise, NULL), REPQ_ERR_INVALID_ARGUMENT);
 }
 
+/* The accuracy suite compares librepq with the reference's unrounded z~ as rebuilt in
+ * unrounded_zero_point.c. That rebuild must be the reference's fold: its LayerNorm output
+ * X~ satisfies X~ / s~ + z~ = X / s_c + z_c with the fractional z~ = round(z~) + f
+ * (before rounding; the codes then differ, which is the point). A wrong sign of the
+ * shift would be off by 2 f. */
+static void unrounded_rebuild_is_the_reference_fold(void **state)
+{
+    fixture *f = *state;
+    const repq_qmodel *q = f->channelwise, *r = f->layerwise;
+    const repq_vit_arch *a = &r->arch;
+    double *frac = calloc(2 * (size_t)a->depth, sizeof(double));
+    assert_non_null(frac);
+    repq_vit_params p;
+    assert_int_equal(unrounded_zero_point_params(q, r, &r->float_params, &p, frac), REPQ_OK);
+    const repq_qpoint points[2] = {REPQ_QP_QKV_IN, REPQ_QP_FC1_IN};
+    double largest_f = 0.0;
+    for (int32_t block = 0; block < a->depth; block += 5)
+        for (int pi = 0; pi < 2; pi++) {
+            capture before = {block, points[pi], NULL, 0, 0}, after = {block, points[pi], NULL, 0, 0};
+            capture_point(q, f->test, &before);
+            capture_params(a, &p, f->test, &after);
+            assert_non_null(before.x);
+            assert_non_null(after.x);
+            const repq_act_quant *cq = &q->acts[repq_qmodel_act_index(a, block, points[pi])];
+            const repq_quant_params *lq = &r->acts[repq_qmodel_act_index(a, block, points[pi])].uniform;
+            const double fr = frac[2 * block + pi], z = lq->zero_point + fr;
+            assert_true(fabs(fr) <= 0.5);
+            largest_f = fmax(largest_f, fabs(fr));
+            double worst = 0.0;
+            for (size_t i = 0; i < before.rows; i++)
+                for (size_t c = 0; c < before.cols; c++) {
+                    const repq_quant_params *pc = &cq->per_channel[c];
+                    double want = before.x[i * before.cols + c] / pc->scale + pc->zero_point;
+                    double got = after.x[i * after.cols + c] / lq->scale + z;
+                    worst = fmax(worst, fabs(got - want) / fmax(1.0, fabs(want)));
+                }
+            print_message("block %d point %d: f = %+.3f, largest deviation %.2g\n", block, points[pi], fr, worst);
+            assert_true(worst <= 1e-4);
+            free(before.x);
+            free(after.x);
+        }
+    /* The check means something only where f is not ~0. */
+    assert_true(largest_f >= 0.05);
+    repq_vit_params_release(&r->base.allocator, &p);
+    free(frac);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(without_quantization_logits_are_unchanged),
         cmocka_unit_test(layer_wise_codes_equal_channel_wise_codes),
         cmocka_unit_test(any_layer_wise_target_keeps_the_codes),
+        cmocka_unit_test(unrounded_rebuild_is_the_reference_fold),
         cmocka_unit_test(softmax_codes_are_read_as_log2_with_parity),
         cmocka_unit_test(fake_quant_predictions_survive_reparameterization),
         cmocka_unit_test(reparameterizing_twice_changes_nothing),

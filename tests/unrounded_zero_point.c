@@ -60,44 +60,47 @@ static void unround(const repq_qmodel *r, const repq_vit_params *rewritten, repq
     }
 }
 
-repq_status unrounded_zero_point_forward(const repq_qmodel *channelwise, const repq_qmodel *reparameterized,
-                                         repq_tensor *images, repq_tensor *logits)
+repq_status unrounded_zero_point_params(const repq_qmodel *channelwise, const repq_qmodel *reparameterized,
+                                        const repq_vit_params *base, repq_vit_params *out, double *frac)
 {
     const repq_qmodel *q = channelwise, *r = reparameterized;
     const repq_vit_arch *a = &r->arch;
-    const repq_allocator *al = &r->base.allocator;
     if (!q->has_float_weights || !r->has_float_weights || !r->reparameterized || q->reparameterized)
         return REPQ_ERR_STATE;
-    unrounded u = {r, repq_mem_alloc(al, 2 * (size_t)a->depth * sizeof(double))};
-    repq_vit_params p;
-    if (!u.frac)
-        return REPQ_ERR_NOMEM;
-    repq_status st = repq_vit_params_copy(NULL, al, a, &r->fq_params, &p);
-    if (st) {
-        repq_mem_free(al, u.frac);
-        return st;
-    }
+    repq_status st = repq_vit_params_copy(NULL, &r->base.allocator, a, base, out);
     for (int32_t b = 0; b < a->depth && !st; b++)
         for (int which = 0; which < 2 && !st; which++) {
             const repq_qpoint pt = which ? REPQ_QP_FC1_IN : REPQ_QP_QKV_IN;
             const repq_act_quant *cw = &q->acts[repq_qmodel_act_index(a, b, pt)];
             const repq_act_quant *lw = &r->acts[repq_qmodel_act_index(a, b, pt)];
             if (cw->kind != REPQ_AQ_UNIFORM_CHANNEL || lw->kind != REPQ_AQ_UNIFORM || cw->channels < 1) {
-                st = REPQ_ERR_STATE;
-                break;
+                repq_vit_params_release(&r->base.allocator, out);
+                return REPQ_ERR_STATE;
             }
             double sum = 0.0;
             for (int32_t c = 0; c < cw->channels; c++)
                 sum += cw->per_channel[c].zero_point;
-            const double f = sum / cw->channels - lw->uniform.zero_point;
-            u.frac[2 * b + which] = f;
-            unround(r, &r->float_params, &p, b, which, f);
+            frac[2 * b + which] = sum / cw->channels - lw->uniform.zero_point;
+            unround(r, &r->float_params, out, b, which, frac[2 * b + which]);
         }
+    return st;
+}
+
+repq_status unrounded_zero_point_forward(const repq_qmodel *channelwise, const repq_qmodel *reparameterized,
+                                         repq_tensor *images, repq_tensor *logits)
+{
+    const repq_qmodel *r = reparameterized;
+    const repq_allocator *al = &r->base.allocator;
+    unrounded u = {r, repq_mem_alloc(al, 2 * (size_t)r->arch.depth * sizeof(double))};
+    repq_vit_params p;
+    if (!u.frac)
+        return REPQ_ERR_NOMEM;
+    repq_status st = unrounded_zero_point_params(channelwise, r, &r->fq_params, &p, u.frac);
     if (!st) {
         repq_vit_hook hook = {apply, &u, true, NULL};
-        st = repq_vit_forward_tensors(NULL, al, a, &p, &hook, images, logits);
+        st = repq_vit_forward_tensors(NULL, al, &r->arch, &p, &hook, images, logits);
+        repq_vit_params_release(al, &p);
     }
-    repq_vit_params_release(al, &p);
     repq_mem_free(al, u.frac);
     return st;
 }

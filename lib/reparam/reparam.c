@@ -2,7 +2,6 @@
  * quantizers become layer-wise by rewriting LayerNorm's affine parameters and the next
  * linear layer; log-sqrt2 post-softmax codes are read as log2 codes with a parity. */
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "reparam/reparam.h"
@@ -72,7 +71,7 @@ repq_status repq_qmodel_reparameterize_to(repq_context *ctx, const repq_qmodel *
     *out = NULL;
     if (!repq_object_is(src, REPQ_KIND_QMODEL))
         return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_qmodel_reparameterize: not a qmodel");
-    if (!t || !(t->scale_factor > 0.0) || !isfinite(t->scale_factor) || abs(t->zero_offset) > 255)
+    if (!t || !(t->scale_factor > 0.0) || !isfinite(t->scale_factor) || t->zero_offset < -255 || t->zero_offset > 255)
         return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_qmodel_reparameterize: bad layer-wise target");
     repq_allocator al = repq_allocator_of(ctx);
     repq_qmodel *q = NULL;

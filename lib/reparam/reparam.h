@@ -16,7 +16,8 @@ typedef struct repq_reparam_target {
     int32_t zero_offset; /* z~ = round(mean_c z_c) + zero_offset (|offset| <= 255) */
 } repq_reparam_target;
 
-/* repq_qmodel_reparameterize with target t. */
+/* repq_qmodel_reparameterize with target t (an already reparameterized src is copied
+ * unchanged, whatever t). */
 repq_status repq_qmodel_reparameterize_to(repq_context *ctx, const repq_qmodel *src, const repq_reparam_target *t,
                                           repq_qmodel **out);
 
