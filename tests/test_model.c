@@ -186,8 +186,16 @@ static void deit_small_runs_at_224(void **state)
     assert_int_equal(repq_tensor_read(logits, out, sizeof out), REPQ_OK);
     for (int i = 0; i < 2000; i++)
         assert_true(isfinite(out[i]));
-    /* Both images are identical (all zero pixels): so must their logits be. */
-    assert_memory_equal(out, out + 1000, 1000 * sizeof(float));
+    /* Both images are identical (all zero pixels): so must their logits be, up to float
+     * rounding. Not bit for bit: OpenBLAS's sgemm may run the rows of one call through
+     * different micro-kernels (edge rows), which round differently (seen with its Zen
+     * and Haswell kernels). */
+    float scale = 0.0f;
+    for (int i = 0; i < 1000; i++)
+        scale = fabsf(out[i]) > scale ? fabsf(out[i]) : scale;
+    for (int i = 0; i < 1000; i++)
+        if (!(fabsf(out[i] - out[1000 + i]) <= 1e-5f * scale))
+            fail_msg("logit %d: %.9g and %.9g for the same image", i, out[i], out[1000 + i]);
     repq_tensor_free(images);
     repq_tensor_free(logits);
     repq_model_free(m);
