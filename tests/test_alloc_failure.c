@@ -72,14 +72,15 @@ static repq_status stage_calibrate(repq_context *ctx, prepared *p)
 {
     repq_calib *c = NULL;
     repq_options *o = NULL;
-    repq_qmodel *q = NULL, *r = NULL;
+    repq_qmodel *q = NULL, *r = NULL, *g = NULL;
     repq_status st;
     if (!(st = repq_options_new(&o)) && !(st = repq_options_set_int(o, REPQ_OPT_WEIGHT_BITS, 4)) &&
         !(st = repq_calib_new(ctx, p->model, o, &c)) && !(st = repq_calib_feed(c, p->images)) &&
-        !(st = repq_calib_finish(c, &q)))
-        st = repq_qmodel_reparameterize(ctx, q, &r);
+        !(st = repq_calib_finish(c, &q)) && !(st = repq_qmodel_reparameterize(ctx, q, &r)))
+        st = repq_calib_reconstruct(c, r, &g);
     repq_qmodel_free(q);
     repq_qmodel_free(r);
+    repq_qmodel_free(g);
     repq_calib_free(c);
     repq_options_free(o);
     return st;
@@ -129,7 +130,7 @@ static long inject(const char *name, stage_fn stage, prepared *p)
         if (st != REPQ_ERR_NOMEM)
             fail_msg("%s: allocation %ld failing gave %s, not REPQ_ERR_NOMEM", name, n, repq_status_string(st));
     }
-    print_message("%-22s %4ld allocations, each failure reported cleanly\n", name, n - 1);
+    print_message("%-44s %4ld allocations, each failure reported cleanly\n", name, n - 1);
     return n - 1;
 }
 
@@ -152,7 +153,7 @@ static void every_allocation_failure_is_reported_and_clean(void **state)
     assert_int_equal(repq_qmodel_save(p.layerwise, p.saved), REPQ_OK);
     assert_int_equal(repq_qmodel_load(NULL, p.saved, &p.loaded), REPQ_OK);
     long total = inject("load model and images", stage_load, &p) +
-                 inject("calibrate, reparameterize", stage_calibrate, &p) +
+                 inject("calibrate, reparameterize, reconstruct", stage_calibrate, &p) +
                  inject("save and load qmodel", stage_save_load, &p) + inject("session and run", stage_run, &p);
     assert_true(total > 10);
     repq_calib_free(c);

@@ -6,7 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "model/qmodel.h"
@@ -198,6 +200,118 @@ static void lowest_bit_width_stays_finite(void **state)
     repq_qmodel_free(q);
 }
 
+static void reconstruction_checks_its_inputs(void **state)
+{
+    fixture *f = *state;
+    repq_options *o = options(4, 8, REPQ_METHOD_REPQ);
+    repq_calib *c;
+    repq_qmodel *q, *r, *g = (repq_qmodel *)1;
+    assert_int_equal(repq_calib_new(f->ctx, f->model, o, &c), REPQ_OK);
+    assert_int_equal(repq_calib_feed(c, f->images), REPQ_OK);
+    assert_int_equal(repq_calib_finish(c, &q), REPQ_OK);
+    assert_int_equal(repq_qmodel_reparameterize(f->ctx, q, &r), REPQ_OK);
+    assert_int_equal(repq_calib_reconstruct(NULL, r, &g), REPQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(repq_calib_reconstruct(c, r, NULL), REPQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(repq_calib_reconstruct(c, (repq_qmodel *)f->images, &g), REPQ_ERR_INVALID_ARGUMENT);
+    assert_null(g);
+    /* Before reparameterization the post-LN inputs are channel-wise: not what runs. */
+    assert_int_equal(repq_calib_reconstruct(c, q, &g), REPQ_ERR_STATE);
+    assert_non_null(strstr(repq_last_error(c), "reparameterized"));
+    /* A loaded qmodel has no float weights to start from. */
+    char path[] = "/tmp/repq_test_calib_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    repq_qmodel *loaded;
+    assert_int_equal(repq_qmodel_save(r, path), REPQ_OK);
+    assert_int_equal(repq_qmodel_load(f->ctx, path, &loaded), REPQ_OK);
+    remove(path);
+    assert_int_equal(repq_calib_reconstruct(c, loaded, &g), REPQ_ERR_STATE);
+    assert_null(g);
+    /* An unfinished calibrator has no pass to repeat. */
+    repq_calib *fresh;
+    assert_int_equal(repq_calib_new(f->ctx, f->model, o, &fresh), REPQ_OK);
+    assert_int_equal(repq_calib_feed(fresh, f->images), REPQ_OK);
+    assert_int_equal(repq_calib_reconstruct(fresh, r, &g), REPQ_ERR_STATE);
+    assert_non_null(strstr(repq_last_error(fresh), "not finished"));
+    repq_calib_free(fresh);
+    repq_qmodel_free(loaded);
+    repq_qmodel_free(q);
+    repq_qmodel_free(r);
+    repq_calib_free(c);
+    repq_options_free(o);
+}
+
+/* Squared distance of the qmodel's fake-quant logits from the float model's on the
+ * fixture's images. */
+static double logit_error(fixture *f, const repq_qmodel *q, const float *want)
+{
+    int64_t shape[2] = {8, 10};
+    repq_tensor *logits;
+    float got[80];
+    assert_int_equal(repq_tensor_new(NULL, REPQ_DTYPE_F32, 2, shape, NULL, &logits), REPQ_OK);
+    assert_int_equal(repq_qmodel_forward(q, REPQ_FORWARD_FAKE_QUANT, f->images, logits), REPQ_OK);
+    assert_int_equal(repq_tensor_read(logits, got, sizeof got), REPQ_OK);
+    repq_tensor_free(logits);
+    double e = 0.0;
+    for (int i = 0; i < 80; i++)
+        e += ((double)got[i] - want[i]) * ((double)got[i] - want[i]);
+    return e;
+}
+
+/* GPTQ changes only weight codes (a fair share of them), and on the images it saw the
+ * model's logits come closer to the float model's than with round-to-nearest codes. */
+static void reconstruction_changes_only_codes_and_lowers_the_error(void **state)
+{
+    fixture *f = *state;
+    repq_options *o = options(4, 8, REPQ_METHOD_REPQ);
+    repq_calib *c;
+    repq_qmodel *q, *r, *g;
+    assert_int_equal(repq_calib_new(f->ctx, f->model, o, &c), REPQ_OK);
+    assert_int_equal(repq_calib_feed(c, f->images), REPQ_OK);
+    assert_int_equal(repq_calib_finish(c, &q), REPQ_OK);
+    assert_int_equal(repq_qmodel_reparameterize(f->ctx, q, &r), REPQ_OK);
+    assert_int_equal(repq_calib_reconstruct(c, r, &g), REPQ_OK);
+    int64_t v;
+    assert_int_equal(repq_qmodel_get_int(g, REPQ_QMODEL_REPARAMETERIZED, &v), REPQ_OK);
+    assert_int_equal(v, 1);
+    assert_memory_equal(g->float_params.arena, r->float_params.arena, r->float_params.arena_floats * sizeof(float));
+    for (size_t i = 0; i < (size_t)(r->arch.depth + 1) * REPQ_QP_COUNT; i++) {
+        assert_int_equal(g->acts[i].kind, r->acts[i].kind);
+        assert_memory_equal(&g->acts[i].uniform, &r->acts[i].uniform, sizeof r->acts[i].uniform);
+        assert_memory_equal(&g->acts[i].log, &r->acts[i].log, sizeof r->acts[i].log);
+    }
+    for (int32_t id = 0; id < r->num_linear; id++) {
+        const repq_qlinear *lr = &r->linear[id], *lg = &g->linear[id];
+        size_t n = (size_t)lr->out * (size_t)lr->in, changed = 0;
+        assert_memory_equal(lg->wq, lr->wq, (size_t)lr->out * sizeof *lr->wq);
+        for (size_t i = 0; i < n; i++) {
+            assert_true(lg->codes[i] < 16);
+            changed += lg->codes[i] != lr->codes[i];
+        }
+        if (id == 0 || id == r->num_linear - 1)
+            print_message("linear layer %d: %.1f%% of the codes changed\n", (int)id, 100.0 * (double)changed / (double)n);
+        if (changed * 100 < n || changed * 100 > 60 * n)
+            fail_msg("linear layer %d: %zu of %zu codes changed", (int)id, changed, n);
+    }
+    int64_t shape[2] = {8, 10};
+    repq_tensor *logits;
+    float want[80];
+    assert_int_equal(repq_tensor_new(NULL, REPQ_DTYPE_F32, 2, shape, NULL, &logits), REPQ_OK);
+    assert_int_equal(repq_model_forward(f->model, f->images, logits), REPQ_OK);
+    assert_int_equal(repq_tensor_read(logits, want, sizeof want), REPQ_OK);
+    repq_tensor_free(logits);
+    double e_nearest = logit_error(f, r, want), e_gptq = logit_error(f, g, want);
+    print_message("W4A8 logit error against the float model: GPTQ %.4g, round-to-nearest %.4g\n", e_gptq, e_nearest);
+    if (!(e_gptq < e_nearest))
+        fail_msg("logit error with GPTQ %.6g, with round-to-nearest %.6g", e_gptq, e_nearest);
+    repq_qmodel_free(g);
+    repq_qmodel_free(q);
+    repq_qmodel_free(r);
+    repq_calib_free(c);
+    repq_options_free(o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -206,6 +320,8 @@ int main(void)
         cmocka_unit_test(repq_method_places_its_quantizers),
         cmocka_unit_test(minmax_method_is_layer_wise_everywhere),
         cmocka_unit_test(lowest_bit_width_stays_finite),
+        cmocka_unit_test(reconstruction_checks_its_inputs),
+        cmocka_unit_test(reconstruction_changes_only_codes_and_lowers_the_error),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,4 +1,5 @@
 /* repq: the command-line front end of librepq (uses the public API only). */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +25,7 @@ static int usage(void)
             "  repq eval MODEL --data FILE [--offset K] [--limit N] [--mode fp32|fake|int] [--json]\n"
             "                [--threads T] [--kernels KERNELS]\n"
             "  repq quantize MODEL --calib FILE [--calib-offset K] [--calib-images N]\n"
-            "                --wbits W --abits A [--method repq|minmax] -o OUT.repq\n"
+            "                --wbits W --abits A [--method repq|minmax] [--weights rtn|gptq] -o OUT.repq\n"
             "  repq bench [--model M | --arch PRESET] [--batch B] [--threads T] [--kernels KERNELS]\n"
             "                [--wbits W] [--abits A] [--json]\n"
             "MODEL is a float safetensors file; for eval --mode fake/int it is a .repq file.\n"
@@ -42,7 +43,7 @@ static int fail(const char *what, repq_status st, const void *handle)
 /* Arguments of the form --name VALUE; flags without value are listed in `flags`. */
 typedef struct args {
     const char *positional;
-    const char *data, *mode, *calib, *method, *out, *model, *arch, *kernels;
+    const char *data, *mode, *calib, *method, *weights, *out, *model, *arch, *kernels;
     long long offset, limit, calib_offset, calib_images, wbits, abits, batch, threads;
     int json;
 } args;
@@ -62,7 +63,7 @@ static int parse_args(int argc, char **argv, args *a)
         struct { const char *name; const char **dst; } strs[] = {
             {"--data", &a->data}, {"--mode", &a->mode}, {"--calib", &a->calib},
             {"--method", &a->method}, {"-o", &a->out}, {"--model", &a->model}, {"--arch", &a->arch},
-            {"--kernels", &a->kernels},
+            {"--kernels", &a->kernels}, {"--weights", &a->weights},
         };
         struct { const char *name; long long *dst; } nums[] = {
             {"--offset", &a->offset}, {"--limit", &a->limit}, {"--calib-offset", &a->calib_offset},
@@ -154,11 +155,11 @@ static int cmd_info(repq_context *ctx, const args *a)
     return 0;
 }
 
+/* user: the stage's name. */
 static void progress_bar(void *user, int32_t done, int32_t total)
 {
-    (void)user;
     int width = 30, filled = total > 0 ? (int)((int64_t)width * done / total) : width;
-    fprintf(stderr, "\rcalibrating [%.*s%*s] %d/%d", filled, "##############################",
+    fprintf(stderr, "\r%-14s [%.*s%*s] %d/%d", (const char *)user, filled, "##############################",
             width - filled, "", (int)done, (int)total);
     if (done == total)
         fputc('\n', stderr);
@@ -175,11 +176,14 @@ static int cmd_quantize(repq_context *ctx, const args *a)
         method = REPQ_METHOD_MINMAX;
     else if (a->method && strcmp(a->method, "repq") != 0)
         return fprintf(stderr, "repq: --method is repq or minmax\n"), 2;
+    bool gptq = a->weights && strcmp(a->weights, "gptq") == 0;
+    if (a->weights && !gptq && strcmp(a->weights, "rtn") != 0)
+        return fprintf(stderr, "repq: --weights is rtn or gptq\n"), 2;
     repq_model *m = NULL;
     repq_tensor *images = NULL, *labels = NULL;
     repq_options *o = NULL;
     repq_calib *c = NULL;
-    repq_qmodel *q = NULL, *r = NULL;
+    repq_qmodel *q = NULL, *r = NULL, *g = NULL;
     int rc = 1;
     repq_status st;
     if ((st = repq_model_load(ctx, a->positional, NULL, &m))) {
@@ -201,7 +205,7 @@ static int cmd_quantize(repq_context *ctx, const args *a)
         goto out;
     }
     if (isatty(fileno(stderr)))
-        repq_calib_set_progress(c, progress_bar, NULL);
+        repq_calib_set_progress(c, progress_bar, "calibrating");
     double t0 = now_ms();
     if ((st = repq_calib_feed(c, images)) || (st = repq_calib_finish(c, &q))) {
         rc = fail("calibrating", st, c);
@@ -213,20 +217,33 @@ static int cmd_quantize(repq_context *ctx, const args *a)
         goto out;
     }
     double t2 = now_ms();
-    if ((st = repq_qmodel_save(r, a->out))) {
-        rc = fail("saving", st, r);
+    if (gptq) {
+        if (isatty(fileno(stderr)))
+            repq_calib_set_progress(c, progress_bar, "reconstructing");
+        if ((st = repq_calib_reconstruct(c, r, &g))) {
+            rc = fail("reconstructing the weights", st, c);
+            goto out;
+        }
+    }
+    double t3 = now_ms();
+    if ((st = repq_qmodel_save(g ? g : r, a->out))) {
+        rc = fail("saving", st, g ? g : r);
         goto out;
     }
     int64_t n = 0;
     repq_tensor_describe(labels, NULL, NULL, &n, 1);
     printf("quantized W%lldA%lld (%s) on %lld calibration images: calibration %.0f ms, "
-           "reparameterization %.0f ms -> %s\n",
+           "reparameterization %.0f ms",
            a->wbits, a->abits, method == REPQ_METHOD_REPQ ? "repq" : "minmax", (long long)n, t1 - t0,
-           t2 - t1, a->out);
+           t2 - t1);
+    if (gptq)
+        printf(", GPTQ weight reconstruction %.0f ms", t3 - t2);
+    printf(" -> %s\n", a->out);
     rc = 0;
 out:
     repq_qmodel_free(q);
     repq_qmodel_free(r);
+    repq_qmodel_free(g);
     repq_calib_free(c);
     repq_options_free(o);
     repq_tensor_free(images);

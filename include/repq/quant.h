@@ -59,6 +59,20 @@ REPQ_API repq_status repq_calib_finish(repq_calib *calib, repq_qmodel **out_qmod
 
 REPQ_API void repq_qmodel_free(repq_qmodel *qmodel);
 
+/* Optional stage after reparameterization: RepQuant's weight reconstruction (GPTQ).
+ * The calibrator's images run once more through the reparameterized, fake-quantized
+ * model; each linear layer in turn gets the weight codes that make its output on the
+ * inputs it actually receives closest to its float weights' (docs/method.md), instead
+ * of each weight's own nearest code. Scales, zero points and activation quantizers are
+ * kept, so the result runs wherever `qmodel` runs. `qmodel` must come from
+ * repq_qmodel_reparameterize of this calibrator's result (it needs the float weights: a
+ * loaded qmodel has none). Error messages are recorded on the calibrator.
+ * Errors: REPQ_ERR_INVALID_ARGUMENT, REPQ_ERR_STATE (calibrator not finished, qmodel not
+ * reparameterized or without float weights), REPQ_ERR_SHAPE (another architecture),
+ * REPQ_ERR_NUMERIC, REPQ_ERR_NOMEM. */
+REPQ_API repq_status repq_calib_reconstruct(repq_calib *calib, const repq_qmodel *qmodel,
+                                           repq_qmodel **out_qmodel);
+
 /* Fold channel-wise post-LayerNorm quantizers into LayerNorm and the next linear
  * layer (layer-wise result) and turn log-sqrt2 post-softmax codes into log2 codes with
  * parity; weights are re-quantized after the rewrite. A qmodel that is already

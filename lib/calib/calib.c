@@ -2,24 +2,11 @@
  * does, with quantization already on, and searches every quantizer. */
 #include <string.h>
 
+#include "calib/calib.h"
 #include "core/options.h"
 #include "core/tensor.h"
 #include "model/model.h"
 #include "model/qmodel.h"
-
-struct repq_calib {
-    repq_object base;
-    repq_model *model;
-    int32_t weight_bits, act_bits, patch_input_bits, method;
-    bool finished;
-    bool pixels_u8;        /* dtype of the fed images (all batches alike) */
-    size_t images;         /* fed so far */
-    size_t image_bytes;
-    uint8_t *data;         /* images * image_bytes */
-    size_t capacity;       /* bytes allocated in data */
-    repq_progress_fn progress;
-    void *progress_user;
-};
 
 REPQ_API repq_status repq_calib_set_progress(repq_calib *c, repq_progress_fn fn, void *user)
 {

@@ -1,0 +1,131 @@
+/* Weight reconstruction (RepQuant's GPTQ step, method.md section 3): the calibration
+ * images run once more through the reparameterized, fake-quantized model; when the
+ * pass reaches a linear layer, that layer's weight codes are chosen by GPTQ for the
+ * inputs it actually receives (already quantized, after every earlier layer was
+ * reconstructed), then the pass goes on with the new weights. */
+#include <string.h>
+
+#include "calib/calib.h"
+#include "calib/gptq.h"
+#include "model/qmodel.h"
+
+/* Rows widened to double per Gram update: bounds that scratch whatever the batch. */
+#define GRAM_CHUNK 256
+
+typedef struct rebuilder {
+    const repq_calib *calib;
+    repq_qmodel *q;
+    double *gram;  /* [max_in][max_in] */
+    double *widen; /* [GRAM_CHUNK][max_in] */
+    double *work;  /* GPTQ's, for the largest layer */
+} rebuilder;
+
+/* The linear layer whose input is quantized at `point`, or -1. */
+static int32_t linear_fed_by(const repq_vit_arch *a, int32_t block, repq_qpoint point)
+{
+    switch (point) {
+    case REPQ_QP_PATCH_IN: return 0;
+    case REPQ_QP_HEAD_IN: return 4 * a->depth + 1;
+    case REPQ_QP_QKV_IN: return repq_qmodel_linear_id(block, 0);
+    case REPQ_QP_PROJ_IN: return repq_qmodel_linear_id(block, 1);
+    case REPQ_QP_FC1_IN: return repq_qmodel_linear_id(block, 2);
+    case REPQ_QP_FC2_IN: return repq_qmodel_linear_id(block, 3);
+    default: return -1;
+    }
+}
+
+static repq_status reconstruct_layer(rebuilder *rb, int32_t id, const float *x, size_t rows)
+{
+    repq_qmodel *q = rb->q;
+    repq_qlinear *l = &q->linear[id];
+    size_t in = (size_t)l->in, out = (size_t)l->out;
+    memset(rb->gram, 0, in * in * sizeof *rb->gram);
+    repq_gptq_gram_add(x, rows, in, rb->widen, GRAM_CHUNK, rb->gram);
+    int32_t r, c;
+    const float *w = repq_vit_linear_weight(&q->arch, &q->float_params, id, &r, &c);
+    repq_status st = repq_gptq_quantize(w, out, in, rb->gram, REPQ_GPTQ_DAMPING, l->wq, rb->work, l->codes);
+    if (st)
+        return st;
+    float *fq = repq_vit_linear_weight(&q->arch, &q->fq_params, id, &r, &c);
+    for (size_t o = 0; o < out && st == REPQ_OK; o++)
+        st = repq_quant_dequantize(&l->wq[o], l->codes + o * in, in, fq + o * in);
+    return st;
+}
+
+static repq_status rebuild(void *user, int32_t block, repq_qpoint point, float *x, size_t rows, size_t cols)
+{
+    rebuilder *rb = user;
+    repq_qmodel *q = rb->q;
+    repq_object *err = (repq_object *)&rb->calib->base;
+    repq_status st = repq_act_quant_apply(&q->acts[repq_qmodel_act_index(&q->arch, block, point)], x, rows, cols);
+    int32_t id = linear_fed_by(&q->arch, block, point);
+    if (st || id < 0)
+        return st;
+    if ((size_t)q->linear[id].in != cols)
+        return repq_fail(err, REPQ_ERR_SHAPE, "weight reconstruction: layer %d expects %d inputs, got %zu", (int)id,
+                         (int)q->linear[id].in, cols);
+    if ((st = reconstruct_layer(rb, id, x, rows)))
+        return repq_fail(err, st, "weight reconstruction of linear layer %d failed", (int)id);
+    const repq_calib *c = rb->calib;
+    if (c->progress && (point == REPQ_QP_PATCH_IN || point == REPQ_QP_FC2_IN))
+        c->progress(c->progress_user, point == REPQ_QP_PATCH_IN ? 0 : block + 1, q->arch.depth);
+    return REPQ_OK;
+}
+
+static bool same_arch(const repq_vit_arch *a, const repq_vit_arch *b)
+{
+    return a->img_size == b->img_size && a->patch_size == b->patch_size && a->in_chans == b->in_chans &&
+           a->num_classes == b->num_classes && a->embed_dim == b->embed_dim && a->depth == b->depth &&
+           a->num_heads == b->num_heads && a->mlp_hidden == b->mlp_hidden;
+}
+
+REPQ_API repq_status repq_calib_reconstruct(repq_calib *c, const repq_qmodel *src, repq_qmodel **out)
+{
+    if (!repq_object_is(c, REPQ_KIND_CALIB))
+        return REPQ_ERR_INVALID_ARGUMENT;
+    repq_object *err = &c->base;
+    if (!out)
+        return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_calib_reconstruct: out_qmodel is NULL");
+    *out = NULL;
+    if (!repq_object_is(src, REPQ_KIND_QMODEL))
+        return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_calib_reconstruct: not a qmodel");
+    if (!c->finished)
+        return repq_fail(err, REPQ_ERR_STATE, "repq_calib_reconstruct: the calibrator is not finished");
+    if (!src->reparameterized || !src->has_float_weights)
+        return repq_fail(err, REPQ_ERR_STATE,
+                         "repq_calib_reconstruct: needs a reparameterized qmodel with its float weights "
+                         "(from repq_qmodel_reparameterize, not from a file)");
+    if (!same_arch(&c->model->arch, &src->arch))
+        return repq_fail(err, REPQ_ERR_SHAPE, "repq_calib_reconstruct: the qmodel's architecture is not the calibrated model's");
+    const repq_allocator *al = &c->base.allocator;
+    repq_qmodel *q;
+    repq_status st = repq_qmodel_clone(err, al, src, &q);
+    if (st)
+        return st;
+    size_t max_in = 0, max_work = 0;
+    for (int32_t id = 0; id < q->num_linear; id++) {
+        size_t in = (size_t)q->linear[id].in, work = repq_gptq_work_doubles((size_t)q->linear[id].out, in);
+        max_in = in > max_in ? in : max_in;
+        max_work = work > max_work ? work : max_work;
+    }
+    /* Sizes are bounded by the architecture's checked limits: no overflow here. */
+    rebuilder rb = {c, q, repq_mem_alloc(al, max_in * max_in * sizeof(double)),
+                    repq_mem_alloc(al, GRAM_CHUNK * max_in * sizeof(double)),
+                    repq_mem_alloc(al, max_work * sizeof(double))};
+    float *logits = repq_mem_alloc(al, c->images * (size_t)q->arch.num_classes * sizeof(float));
+    if (!rb.gram || !rb.widen || !rb.work || !logits)
+        st = repq_fail(err, REPQ_ERR_NOMEM, "weight reconstruction: out of memory");
+    repq_vit_hook hook = {rebuild, &rb, true, NULL};
+    if (st == REPQ_OK)
+        st = repq_vit_forward(err, al, &q->arch, &q->fq_params, c->data, c->pixels_u8, c->images, &hook, logits);
+    repq_mem_free(al, rb.gram);
+    repq_mem_free(al, rb.widen);
+    repq_mem_free(al, rb.work);
+    repq_mem_free(al, logits);
+    if (st) {
+        repq_qmodel_free(q);
+        return st;
+    }
+    *out = q;
+    return REPQ_OK;
+}
