@@ -74,9 +74,10 @@ static void fp32_matches_reference_accuracy(void **state)
     assert_true(fabs(100 * s->fp32 - 79.94) <= 0.1);
 }
 
-/* Calibrate, reparameterize and evaluate the fake-quant model. */
+/* Calibrate, reparameterize and evaluate the fake-quant model; its logits stay in
+ * s->logits. The calibrator is handed out if out_calib is set (for reconstruction). */
 static double quantized_top1(suite *s, int bits, int method, repq_qmodel **out_channelwise,
-                             repq_qmodel **out_layerwise)
+                             repq_qmodel **out_layerwise, repq_calib **out_calib)
 {
     repq_options *o;
     repq_calib *c;
@@ -96,7 +97,10 @@ static double quantized_top1(suite *s, int bits, int method, repq_qmodel **out_c
     assert_int_equal(repq_top1_compute(s->logits, s->labels, &top1), REPQ_OK);
     print_message("| W%dA%d | %s | %.2f | calibration + reparameterization %.2f s |\n", bits, bits,
                   method == REPQ_METHOD_REPQ ? "repq" : "minmax", 100 * top1, secs);
-    repq_calib_free(c);
+    if (out_calib)
+        *out_calib = c;
+    else
+        repq_calib_free(c);
     repq_options_free(o);
     if (out_channelwise)
         *out_channelwise = q;
@@ -212,9 +216,9 @@ static void w8a8_and_w6a6_stay_near_fp32(void **state)
     if (s->fp32 > 0)
         fp32 = s->fp32;
     repq_qmodel *r8, *r6;
-    double w8 = quantized_top1(s, 8, REPQ_METHOD_REPQ, NULL, &r8);
+    double w8 = quantized_top1(s, 8, REPQ_METHOD_REPQ, NULL, &r8, NULL);
     session_agrees(s, r8, 8, w8);
-    double w6 = quantized_top1(s, 6, REPQ_METHOD_REPQ, NULL, &r6);
+    double w6 = quantized_top1(s, 6, REPQ_METHOD_REPQ, NULL, &r6, NULL);
     session_agrees(s, r6, 6, w6);
     /* The issue's bound. Measured 80.10 and 79.82 (docs/accuracy.md), the same on every
      * machine since calibration and fake quantization sum their products exactly; with
@@ -254,7 +258,7 @@ static void reparameterization_keeps_predictions(void **state)
 {
     suite *s = *state;
     repq_qmodel *q, *r;
-    quantized_top1(s, 4, REPQ_METHOD_REPQ, &q, &r);
+    quantized_top1(s, 4, REPQ_METHOD_REPQ, &q, &r, NULL);
     size_t n = (size_t)s->n;
     static float before[5000 * 10], after[5000 * 10], other[5000 * 10];
     assert_true(n <= 5000);
@@ -275,14 +279,101 @@ static void reparameterization_keeps_predictions(void **state)
     repq_qmodel_free(r);
 }
 
+/* Mean squared logit distance of a from b, and how many top-1 predictions agree. */
+static double logit_mse(const float *a, const float *b, size_t n, size_t *same)
+{
+    double e = 0.0;
+    for (size_t i = 0; i < n * 10; i++)
+        e += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+    *same = same_top1(a, b, n);
+    return e / (double)n;
+}
+
+/* Optional GPTQ weight reconstruction (docs/method.md) of the W4A4 model whose
+ * round-to-nearest logits are `nearest`: reported, and held to the same floor as
+ * round-to-nearest. Across eight calibration sets its mean top-1 moved by -0.02 and its
+ * logit error against fp32 by 0.81-1.00 times: at A4 the activations dominate
+ * (docs/accuracy.md); w4a8_gptq_lowers_the_weight_error checks what GPTQ itself does. */
+static void w4a4_gptq_reported(suite *s, repq_calib *c, const repq_qmodel *r, const float *nearest)
+{
+    static float fp32[5000 * 10], gptq[5000 * 10];
+    size_t n = (size_t)s->n, same_nearest, same_gptq;
+    repq_qmodel *g;
+    double t0 = now();
+    assert_int_equal(repq_calib_reconstruct(c, r, &g), REPQ_OK);
+    double secs = now() - t0, top1;
+    assert_int_equal(repq_qmodel_forward(g, REPQ_FORWARD_FAKE_QUANT, s->test, s->logits), REPQ_OK);
+    assert_int_equal(repq_top1_compute(s->logits, s->labels, &top1), REPQ_OK);
+    assert_int_equal(repq_tensor_read(s->logits, gptq, n * 10 * sizeof(float)), REPQ_OK);
+    assert_int_equal(repq_model_forward(s->model, s->test, s->logits), REPQ_OK);
+    assert_int_equal(repq_tensor_read(s->logits, fp32, n * 10 * sizeof(float)), REPQ_OK);
+    double mse_nearest = logit_mse(nearest, fp32, n, &same_nearest), mse_gptq = logit_mse(gptq, fp32, n, &same_gptq);
+    print_message("| W4A4 | repq + GPTQ | %.2f | reconstruction %.2f s |\n", 100 * top1, secs);
+    print_message("W4A4 against fp32: logit MSE %.3f (round to nearest) -> %.3f (GPTQ); same top-1 %.2f%% -> %.2f%%\n",
+                  mse_nearest, mse_gptq, 100.0 * (double)same_nearest / (double)n, 100.0 * (double)same_gptq / (double)n);
+    assert_true(100 * top1 >= 79.12 - 0.5);
+    repq_qmodel_free(g);
+}
+
+/* GPTQ's own effect, where weights dominate the error (W4A8), on the first 1,000 test
+ * images, which calibration never saw: the logits must come clearly closer to fp32's.
+ * Measured on three calibration sets: logit MSE 0.46-0.59 times round-to-nearest's,
+ * same top-1 as fp32 on 95.9-96.5% -> 97.3-98.7% of the images. */
+static void w4a8_gptq_lowers_the_weight_error(void **state)
+{
+    suite *s = *state;
+    enum { N = 1000 };
+    static float fp32[N * 10], nearest[N * 10], gptq[N * 10];
+    repq_tensor *images, *labels, *logits;
+    assert_int_equal(repq_cifar_load(NULL, TEST_IMAGES, 0, N, &images, &labels), REPQ_OK);
+    int64_t shape[2] = {N, 10};
+    assert_int_equal(repq_tensor_new(NULL, REPQ_DTYPE_F32, 2, shape, NULL, &logits), REPQ_OK);
+    repq_options *o;
+    repq_calib *c;
+    repq_qmodel *q, *r, *g;
+    assert_int_equal(repq_options_new(&o), REPQ_OK);
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_WEIGHT_BITS, 4), REPQ_OK);
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_ACT_BITS, 8), REPQ_OK);
+    assert_int_equal(repq_calib_new(NULL, s->model, o, &c), REPQ_OK);
+    assert_int_equal(repq_calib_feed(c, s->calib), REPQ_OK);
+    assert_int_equal(repq_calib_finish(c, &q), REPQ_OK);
+    assert_int_equal(repq_qmodel_reparameterize(NULL, q, &r), REPQ_OK);
+    assert_int_equal(repq_calib_reconstruct(c, r, &g), REPQ_OK);
+    assert_int_equal(repq_model_forward(s->model, images, logits), REPQ_OK);
+    assert_int_equal(repq_tensor_read(logits, fp32, sizeof fp32), REPQ_OK);
+    assert_int_equal(repq_qmodel_forward(r, REPQ_FORWARD_FAKE_QUANT, images, logits), REPQ_OK);
+    assert_int_equal(repq_tensor_read(logits, nearest, sizeof nearest), REPQ_OK);
+    assert_int_equal(repq_qmodel_forward(g, REPQ_FORWARD_FAKE_QUANT, images, logits), REPQ_OK);
+    assert_int_equal(repq_tensor_read(logits, gptq, sizeof gptq), REPQ_OK);
+    size_t same_nearest, same_gptq;
+    double mse_nearest = logit_mse(nearest, fp32, N, &same_nearest), mse_gptq = logit_mse(gptq, fp32, N, &same_gptq);
+    print_message("W4A8 against fp32 (%d images): logit MSE %.3f (round to nearest) -> %.3f (GPTQ); "
+                  "same top-1 %.1f%% -> %.1f%%\n",
+                  N, mse_nearest, mse_gptq, 100.0 * (double)same_nearest / N, 100.0 * (double)same_gptq / N);
+    assert_true(mse_gptq < 0.75 * mse_nearest);
+    assert_true(same_gptq > same_nearest);
+    repq_qmodel_free(g);
+    repq_qmodel_free(r);
+    repq_qmodel_free(q);
+    repq_calib_free(c);
+    repq_options_free(o);
+    repq_tensor_free(images);
+    repq_tensor_free(labels);
+    repq_tensor_free(logits);
+}
+
 static void w4a4_beats_reference_and_baseline(void **state)
 {
     suite *s = *state;
+    static float nearest[5000 * 10];
+    assert_true((size_t)s->n <= 5000);
     repq_qmodel *q, *r;
-    double repq = quantized_top1(s, 4, REPQ_METHOD_REPQ, &q, &r);
+    repq_calib *c;
+    double repq = quantized_top1(s, 4, REPQ_METHOD_REPQ, &q, &r, &c);
+    assert_int_equal(repq_tensor_read(s->logits, nearest, (size_t)s->n * 10 * sizeof(float)), REPQ_OK);
     session_agrees(s, r, 4, repq);
     unrounded_agrees(s, q, r, repq);
-    double minmax = quantized_top1(s, 4, REPQ_METHOD_MINMAX, NULL, NULL);
+    double minmax = quantized_top1(s, 4, REPQ_METHOD_MINMAX, NULL, NULL, NULL);
     /* The public RepQ-ViT reference reaches 79.12 here (GPU, PyTorch). librepq measured
      * 78.94 (docs/accuracy.md). Which 32 calibration images are used moves W4A4 by a
      * standard deviation of 0.30 points (eight disjoint sets: 78.56-79.58, mean 78.94),
@@ -291,6 +382,8 @@ static void w4a4_beats_reference_and_baseline(void **state)
      * figure; the issue's target (>= 79.12) is reported, not asserted. */
     assert_true(100 * repq >= 79.12 - 0.5);
     assert_true(100 * (repq - minmax) >= 1.0);
+    w4a4_gptq_reported(s, c, r, nearest);
+    repq_calib_free(c);
     repq_qmodel_free(q);
     repq_qmodel_free(r);
 }
@@ -316,7 +409,7 @@ static void calibration_sets_study(void **state)
         assert_int_equal(repq_cifar_load(NULL, CALIB_IMAGES, 32 * i, N_CALIB, &s->calib, &labels), REPQ_OK);
         repq_qmodel *q, *r;
         double v[3], same;
-        v[0] = quantized_top1(s, 4, REPQ_METHOD_REPQ, &q, &r);
+        v[0] = quantized_top1(s, 4, REPQ_METHOD_REPQ, &q, &r, NULL);
         assert_int_equal(repq_tensor_read(s->logits, rounded, n * 10 * sizeof(float)), REPQ_OK);
         v[1] = unrounded_top1(s, q, r, rounded, &same);
         v[2] = v[1] - v[0];
@@ -345,6 +438,7 @@ int main(void)
         cmocka_unit_test(fp32_matches_reference_accuracy),
         cmocka_unit_test(w8a8_and_w6a6_stay_near_fp32),
         cmocka_unit_test(w4a4_beats_reference_and_baseline),
+        cmocka_unit_test(w4a8_gptq_lowers_the_weight_error),
         cmocka_unit_test(reparameterization_keeps_predictions),
         cmocka_unit_test(calibration_sets_study),
     };
