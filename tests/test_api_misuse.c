@@ -65,6 +65,10 @@ static void null_handles_are_refused(void **state)
     assert_int_equal(repq_calib_finish(NULL, &q), BAD);
     assert_int_equal(repq_qmodel_reparameterize(NULL, foreign, &q), BAD);
     assert_null(q);
+    q = (repq_qmodel *)1;
+    assert_int_equal(repq_calib_reconstruct(foreign, NULL, &q), BAD);
+    assert_null(q);
+    assert_int_equal(repq_calib_reconstruct(NULL, foreign, NULL), BAD);
     assert_int_equal(repq_qmodel_forward(foreign, REPQ_FORWARD_FAKE_QUANT, t, t), BAD);
     assert_int_equal(repq_qmodel_get_int(NULL, REPQ_QMODEL_ACT_BITS, &v), BAD);
     assert_int_equal(repq_qmodel_save(foreign, "/tmp/x.repq"), BAD);

@@ -81,12 +81,13 @@ static bool same_arch(const repq_vit_arch *a, const repq_vit_arch *b)
 
 REPQ_API repq_status repq_calib_reconstruct(repq_calib *c, const repq_qmodel *src, repq_qmodel **out)
 {
+    if (out)
+        *out = NULL;
     if (!repq_object_is(c, REPQ_KIND_CALIB))
         return REPQ_ERR_INVALID_ARGUMENT;
     repq_object *err = &c->base;
     if (!out)
         return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_calib_reconstruct: out_qmodel is NULL");
-    *out = NULL;
     if (!repq_object_is(src, REPQ_KIND_QMODEL))
         return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_calib_reconstruct: not a qmodel");
     if (!c->finished)
