@@ -11,6 +11,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "calib/gptq.h"
+#include "core/tensor.h"
 #include "model/qmodel.h"
 #include "repq/repq.h"
 
@@ -312,6 +314,120 @@ static void reconstruction_changes_only_codes_and_lowers_the_error(void **state)
     repq_options_free(o);
 }
 
+/* Records, during a forward that applies a qmodel's activation quantizers, the quantized
+ * input of one point. */
+typedef struct recorder {
+    const repq_qmodel *q;
+    int32_t block;
+    repq_qpoint point;
+    float *x;
+    size_t rows, cols;
+} recorder;
+
+static repq_status record(void *user, int32_t block, repq_qpoint point, float *x, size_t rows, size_t cols)
+{
+    recorder *rec = user;
+    repq_status st = repq_act_quant_apply(&rec->q->acts[repq_qmodel_act_index(&rec->q->arch, block, point)], x,
+                                          rows, cols);
+    if (st == REPQ_OK && block == rec->block && point == rec->point) {
+        rec->x = malloc(rows * cols * sizeof(float));
+        memcpy(rec->x, x, rows * cols * sizeof(float));
+        rec->rows = rows;
+        rec->cols = cols;
+    }
+    return st;
+}
+
+/* GPTQ codes of linear layer `id` of g, recomputed here from the input that layer gets
+ * in g itself (activations quantized, every earlier layer with g's weights). */
+static uint8_t *gptq_codes_of(fixture *f, const repq_qmodel *g, int32_t block, repq_qpoint point, int32_t id)
+{
+    const repq_vit_arch *a = &g->arch;
+    repq_allocator al = repq_allocator_of(NULL);
+    recorder rec = {g, block, point, NULL, 0, 0};
+    repq_vit_hook hook = {record, &rec, true, NULL};
+    float logits[8 * 10];
+    assert_int_equal(repq_vit_forward(NULL, &al, a, &g->fq_params, f->images->data, true, 8, &hook, logits), REPQ_OK);
+    assert_non_null(rec.x);
+    const repq_qlinear *l = &g->linear[id];
+    assert_int_equal(rec.cols, (size_t)l->in);
+    size_t in = (size_t)l->in, out = (size_t)l->out;
+    double *h = calloc(in * in, sizeof *h), *scratch = malloc(256 * in * sizeof *scratch);
+    double *work = malloc(repq_gptq_work_doubles(out, in) * sizeof *work);
+    uint8_t *codes = malloc(out * in);
+    repq_gptq_gram_add(rec.x, rec.rows, in, scratch, 256, h);
+    int32_t r, c;
+    const float *w = repq_vit_linear_weight(a, &g->float_params, id, &r, &c);
+    assert_int_equal(repq_gptq_quantize(w, out, in, h, REPQ_GPTQ_DAMPING, l->wq, work, codes), REPQ_OK);
+    free(rec.x), free(h), free(scratch), free(work);
+    return codes;
+}
+
+typedef struct progress_log {
+    int32_t calls, last, total;
+    bool monotone;
+} progress_log;
+
+static void log_progress(void *user, int32_t done, int32_t total)
+{
+    progress_log *p = user;
+    p->monotone = p->monotone && done >= p->last && (p->calls == 0 || total == p->total);
+    p->calls++;
+    p->last = done;
+    p->total = total;
+}
+
+/* The reconstructed model is what its definition says: every layer's fake-quant weights
+ * are its codes, and a layer's codes are GPTQ's for the quantized input it receives in
+ * the reconstructed model. Checked for the first layer (patch embedding, 8-bit input) and
+ * the last (head, after every other layer was reconstructed): a reconstruction that
+ * skipped the activation quantizers, or left earlier layers' weights unchanged for the
+ * rest of its pass, gives other codes. */
+static void reconstruction_is_gptq_on_the_quantized_inputs(void **state)
+{
+    fixture *f = *state;
+    repq_options *o = options(4, 4, REPQ_METHOD_REPQ);
+    repq_calib *c;
+    repq_qmodel *q, *r, *g;
+    assert_int_equal(repq_calib_new(f->ctx, f->model, o, &c), REPQ_OK);
+    assert_int_equal(repq_calib_feed(c, f->images), REPQ_OK);
+    assert_int_equal(repq_calib_finish(c, &q), REPQ_OK);
+    assert_int_equal(repq_qmodel_reparameterize(f->ctx, q, &r), REPQ_OK);
+    progress_log progress = {0, 0, 0, true};
+    assert_int_equal(repq_calib_set_progress(c, log_progress, &progress), REPQ_OK);
+    assert_int_equal(repq_calib_reconstruct(c, r, &g), REPQ_OK);
+    /* One step per block and one for the head, as calibration counts them. */
+    assert_true(progress.monotone);
+    assert_int_equal(progress.calls, r->arch.depth + 1);
+    assert_int_equal(progress.total, r->arch.depth + 1);
+    assert_int_equal(progress.last, progress.total);
+    for (int32_t id = 0; id < g->num_linear; id++) {
+        const repq_qlinear *l = &g->linear[id];
+        int32_t rows, cols;
+        const float *fq = repq_vit_linear_weight(&g->arch, &g->fq_params, id, &rows, &cols);
+        float *deq = malloc((size_t)rows * (size_t)cols * sizeof *deq);
+        for (int32_t o2 = 0; o2 < rows; o2++)
+            assert_int_equal(repq_quant_dequantize(&l->wq[o2], l->codes + (size_t)o2 * (size_t)cols, (size_t)cols,
+                                                   deq + (size_t)o2 * (size_t)cols),
+                             REPQ_OK);
+        assert_memory_equal(fq, deq, (size_t)rows * (size_t)cols * sizeof *deq);
+        free(deq);
+    }
+    const struct { int32_t block; repq_qpoint point; int32_t id; } layers[] = {
+        {-1, REPQ_QP_PATCH_IN, 0}, {-1, REPQ_QP_HEAD_IN, g->num_linear - 1}};
+    for (size_t i = 0; i < 2; i++) {
+        uint8_t *codes = gptq_codes_of(f, g, layers[i].block, layers[i].point, layers[i].id);
+        const repq_qlinear *l = &g->linear[layers[i].id];
+        assert_memory_equal(codes, l->codes, (size_t)l->out * (size_t)l->in);
+        free(codes);
+    }
+    repq_qmodel_free(g);
+    repq_qmodel_free(q);
+    repq_qmodel_free(r);
+    repq_calib_free(c);
+    repq_options_free(o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -322,6 +438,7 @@ int main(void)
         cmocka_unit_test(lowest_bit_width_stays_finite),
         cmocka_unit_test(reconstruction_checks_its_inputs),
         cmocka_unit_test(reconstruction_changes_only_codes_and_lowers_the_error),
+        cmocka_unit_test(reconstruction_is_gptq_on_the_quantized_inputs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -48,8 +48,8 @@ REPQ_API void repq_calib_free(repq_calib *calib);
  * Errors: REPQ_ERR_SHAPE (wrong image size or channels), REPQ_ERR_NUMERIC,
  * REPQ_ERR_STATE (after finish), REPQ_ERR_NOMEM. */
 REPQ_API repq_status repq_calib_feed(repq_calib *calib, repq_tensor *images);
-/* Progress of repq_calib_finish: called with done = 0..total steps (one per
- * transformer block plus one for the weights) from the thread calling finish. */
+/* Progress of repq_calib_finish and repq_calib_reconstruct: called with done =
+ * 0..total steps (total = transformer blocks + 1) from the thread making the call. */
 typedef void (*repq_progress_fn)(void *user, int32_t done, int32_t total);
 /* Set (or clear, with fn == NULL) the progress callback. */
 REPQ_API repq_status repq_calib_set_progress(repq_calib *calib, repq_progress_fn fn, void *user);
@@ -64,12 +64,14 @@ REPQ_API void repq_qmodel_free(repq_qmodel *qmodel);
  * model; each linear layer in turn gets the weight codes that make its output on the
  * inputs it actually receives closest to its float weights' (docs/method.md), instead
  * of each weight's own nearest code. Scales, zero points and activation quantizers are
- * kept, so the result runs wherever `qmodel` runs. `qmodel` must come from
- * repq_qmodel_reparameterize of this calibrator's result (it needs the float weights: a
- * loaded qmodel has none). Error messages are recorded on the calibrator.
+ * kept, so the result runs wherever `qmodel` runs. `qmodel` is normally
+ * repq_qmodel_reparameterize of this calibrator's result; any reparameterized qmodel of
+ * the calibrated model's architecture is accepted, and its own quantizers (bits
+ * included) are used. It needs the float weights: a loaded qmodel has none. Error
+ * messages are recorded on the calibrator.
  * Errors: REPQ_ERR_INVALID_ARGUMENT, REPQ_ERR_STATE (calibrator not finished, qmodel not
  * reparameterized or without float weights), REPQ_ERR_SHAPE (another architecture),
- * REPQ_ERR_NUMERIC, REPQ_ERR_NOMEM. */
+ * REPQ_ERR_NUMERIC, REPQ_ERR_OVERFLOW, REPQ_ERR_NOMEM. */
 REPQ_API repq_status repq_calib_reconstruct(repq_calib *calib, const repq_qmodel *qmodel,
                                            repq_qmodel **out_qmodel);
 

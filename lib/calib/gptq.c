@@ -71,11 +71,11 @@ static bool all_finite(const double *x, size_t n)
 }
 
 /* Quantize columns [c0, c1) of the working weights wd, feeding each column's scaled
- * error into the later columns of the block and recording it in err [rows][block]. */
+ * error into the later columns of the block and recording it in err [rows][ld]
+ * (ld = the block width of the trailing update, even for a narrower last block). */
 static repq_status quantize_block(double *wd, size_t rows, size_t cols, const double *u, size_t c0, size_t c1,
-                                  const repq_quant_params *wq, uint8_t *codes, double *err)
+                                  const repq_quant_params *wq, uint8_t *codes, double *err, size_t ld)
 {
-    size_t width = c1 - c0;
     for (size_t i = c0; i < c1; i++) {
         double d = u[i * cols + i];
         for (size_t r = 0; r < rows; r++) {
@@ -88,7 +88,7 @@ static repq_status quantize_block(double *wd, size_t rows, size_t cols, const do
             codes[r * cols + i] = code;
             double deq = (double)wq[r].scale * (double)((int32_t)code - wq[r].zero_point);
             double e = (row[i] - deq) / d;
-            err[r * width + (i - c0)] = e;
+            err[r * ld + (i - c0)] = e;
             for (size_t j = i + 1; j < c1; j++)
                 row[j] -= e * u[i * cols + j];
         }
@@ -135,7 +135,7 @@ repq_status repq_gptq_quantize(const float *w, size_t rows, size_t cols, const d
         return REPQ_ERR_NUMERIC;
     for (size_t c0 = 0; c0 < cols; c0 += block) {
         size_t c1 = c0 + block < cols ? c0 + block : cols;
-        repq_status st = quantize_block(wd, rows, cols, u, c0, c1, wq, codes, err);
+        repq_status st = quantize_block(wd, rows, cols, u, c0, c1, wq, codes, err, block);
         if (st)
             return st;
         if (c1 < cols)

@@ -26,8 +26,9 @@
  * keeps H invertible with fewer tokens than columns and limits how far errors move. */
 #define REPQ_GPTQ_DAMPING 0.01
 
-/* h[cols][cols] += x^T x for x [rows][cols] (float, row-major), exactly: each product
- * is formed in double. Widens `rows` at a time into scratch (chunk * cols doubles). */
+/* h[cols][cols] += x^T x for x [rows][cols] (float, row-major): each product is exact
+ * in double, the sums are rounded in double. Widens `chunk` rows at a time into
+ * scratch (chunk * cols doubles). */
 void repq_gptq_gram_add(const float *x, size_t rows, size_t cols, double *scratch, size_t chunk, double *h);
 
 /* Doubles of work space repq_gptq_quantize needs for a rows x cols weight, or 0 if

@@ -66,9 +66,13 @@ static repq_status rebuild(void *user, int32_t block, repq_qpoint point, float *
                          (int)q->linear[id].in, cols);
     if ((st = reconstruct_layer(rb, id, x, rows)))
         return repq_fail(err, st, "weight reconstruction of linear layer %d failed", (int)id);
+    /* As calibration reports: one step per block, one for the patch embedding and head. */
     const repq_calib *c = rb->calib;
-    if (c->progress && (point == REPQ_QP_PATCH_IN || point == REPQ_QP_FC2_IN))
-        c->progress(c->progress_user, point == REPQ_QP_PATCH_IN ? 0 : block + 1, q->arch.depth);
+    int32_t total = q->arch.depth + 1;
+    if (c->progress && point == REPQ_QP_FC2_IN)
+        c->progress(c->progress_user, block + 1, total);
+    else if (c->progress && point == REPQ_QP_HEAD_IN)
+        c->progress(c->progress_user, total, total);
     return REPQ_OK;
 }
 
@@ -103,17 +107,27 @@ REPQ_API repq_status repq_calib_reconstruct(repq_calib *c, const repq_qmodel *sr
     repq_status st = repq_qmodel_clone(err, al, src, &q);
     if (st)
         return st;
-    size_t max_in = 0, max_work = 0;
+    size_t max_in = 0, max_work = 0, gram_bytes = 0, widen_bytes = 0, work_bytes = 0, logit_bytes = 0;
+    bool fits = true;
     for (int32_t id = 0; id < q->num_linear; id++) {
         size_t in = (size_t)q->linear[id].in, work = repq_gptq_work_doubles((size_t)q->linear[id].out, in);
+        fits = fits && work > 0;
         max_in = in > max_in ? in : max_in;
         max_work = work > max_work ? work : max_work;
     }
-    /* Sizes are bounded by the architecture's checked limits: no overflow here. */
-    rebuilder rb = {c, q, repq_mem_alloc(al, max_in * max_in * sizeof(double)),
-                    repq_mem_alloc(al, GRAM_CHUNK * max_in * sizeof(double)),
-                    repq_mem_alloc(al, max_work * sizeof(double))};
-    float *logits = repq_mem_alloc(al, c->images * (size_t)q->arch.num_classes * sizeof(float));
+    fits = fits && repq_size_mul(max_in, max_in, &gram_bytes) &&
+           repq_size_mul(gram_bytes, sizeof(double), &gram_bytes) &&
+           repq_size_mul(GRAM_CHUNK, max_in, &widen_bytes) &&
+           repq_size_mul(widen_bytes, sizeof(double), &widen_bytes) &&
+           repq_size_mul(max_work, sizeof(double), &work_bytes) &&
+           repq_size_mul(c->images, (size_t)q->arch.num_classes * sizeof(float), &logit_bytes);
+    if (!fits) {
+        repq_qmodel_free(q);
+        return repq_fail(err, REPQ_ERR_OVERFLOW, "weight reconstruction: the layers are too large for this machine");
+    }
+    rebuilder rb = {c, q, repq_mem_alloc(al, gram_bytes), repq_mem_alloc(al, widen_bytes),
+                    repq_mem_alloc(al, work_bytes)};
+    float *logits = repq_mem_alloc(al, logit_bytes);
     if (!rb.gram || !rb.widen || !rb.work || !logits)
         st = repq_fail(err, REPQ_ERR_NOMEM, "weight reconstruction: out of memory");
     repq_vit_hook hook = {rebuild, &rb, true, NULL};
