@@ -261,19 +261,43 @@ static double logit_error(fixture *f, const repq_qmodel *q, const float *want)
     return e;
 }
 
+/* Calibrate on the fixture's images, reparameterize and reconstruct (GPTQ); the
+ * objects stay alive for the test, which frees them with release_stages. */
+typedef struct stages {
+    repq_options *o;
+    repq_calib *c;
+    repq_qmodel *q, *r, *g;
+} stages;
+
+static stages run_stages(fixture *f, int wbits, int abits, repq_progress_fn progress, void *user)
+{
+    stages st;
+    st.o = options(wbits, abits, REPQ_METHOD_REPQ);
+    assert_int_equal(repq_calib_new(f->ctx, f->model, st.o, &st.c), REPQ_OK);
+    assert_int_equal(repq_calib_feed(st.c, f->images), REPQ_OK);
+    assert_int_equal(repq_calib_finish(st.c, &st.q), REPQ_OK);
+    assert_int_equal(repq_qmodel_reparameterize(f->ctx, st.q, &st.r), REPQ_OK);
+    assert_int_equal(repq_calib_set_progress(st.c, progress, user), REPQ_OK);
+    assert_int_equal(repq_calib_reconstruct(st.c, st.r, &st.g), REPQ_OK);
+    return st;
+}
+
+static void release_stages(stages *st)
+{
+    repq_qmodel_free(st->g);
+    repq_qmodel_free(st->r);
+    repq_qmodel_free(st->q);
+    repq_calib_free(st->c);
+    repq_options_free(st->o);
+}
+
 /* GPTQ changes only weight codes (a fair share of them), and on the images it saw the
  * model's logits come closer to the float model's than with round-to-nearest codes. */
 static void reconstruction_changes_only_codes_and_lowers_the_error(void **state)
 {
     fixture *f = *state;
-    repq_options *o = options(4, 8, REPQ_METHOD_REPQ);
-    repq_calib *c;
-    repq_qmodel *q, *r, *g;
-    assert_int_equal(repq_calib_new(f->ctx, f->model, o, &c), REPQ_OK);
-    assert_int_equal(repq_calib_feed(c, f->images), REPQ_OK);
-    assert_int_equal(repq_calib_finish(c, &q), REPQ_OK);
-    assert_int_equal(repq_qmodel_reparameterize(f->ctx, q, &r), REPQ_OK);
-    assert_int_equal(repq_calib_reconstruct(c, r, &g), REPQ_OK);
+    stages st = run_stages(f, 4, 8, NULL, NULL);
+    const repq_qmodel *r = st.r, *g = st.g;
     int64_t v;
     assert_int_equal(repq_qmodel_get_int(g, REPQ_QMODEL_REPARAMETERIZED, &v), REPQ_OK);
     assert_int_equal(v, 1);
@@ -307,11 +331,7 @@ static void reconstruction_changes_only_codes_and_lowers_the_error(void **state)
     print_message("W4A8 logit error against the float model: GPTQ %.4g, round-to-nearest %.4g\n", e_gptq, e_nearest);
     if (!(e_gptq < e_nearest))
         fail_msg("logit error with GPTQ %.6g, with round-to-nearest %.6g", e_gptq, e_nearest);
-    repq_qmodel_free(g);
-    repq_qmodel_free(q);
-    repq_qmodel_free(r);
-    repq_calib_free(c);
-    repq_options_free(o);
+    release_stages(&st);
 }
 
 /* Records, during a forward that applies a qmodel's activation quantizers, the quantized
@@ -386,16 +406,9 @@ static void log_progress(void *user, int32_t done, int32_t total)
 static void reconstruction_is_gptq_on_the_quantized_inputs(void **state)
 {
     fixture *f = *state;
-    repq_options *o = options(4, 4, REPQ_METHOD_REPQ);
-    repq_calib *c;
-    repq_qmodel *q, *r, *g;
-    assert_int_equal(repq_calib_new(f->ctx, f->model, o, &c), REPQ_OK);
-    assert_int_equal(repq_calib_feed(c, f->images), REPQ_OK);
-    assert_int_equal(repq_calib_finish(c, &q), REPQ_OK);
-    assert_int_equal(repq_qmodel_reparameterize(f->ctx, q, &r), REPQ_OK);
     progress_log progress = {0, 0, 0, true};
-    assert_int_equal(repq_calib_set_progress(c, log_progress, &progress), REPQ_OK);
-    assert_int_equal(repq_calib_reconstruct(c, r, &g), REPQ_OK);
+    stages st = run_stages(f, 4, 4, log_progress, &progress);
+    const repq_qmodel *r = st.r, *g = st.g;
     /* One step per block and one for the head, as calibration counts them. */
     assert_true(progress.monotone);
     assert_int_equal(progress.calls, r->arch.depth + 1);
@@ -421,11 +434,7 @@ static void reconstruction_is_gptq_on_the_quantized_inputs(void **state)
         assert_memory_equal(codes, l->codes, (size_t)l->out * (size_t)l->in);
         free(codes);
     }
-    repq_qmodel_free(g);
-    repq_qmodel_free(q);
-    repq_qmodel_free(r);
-    repq_calib_free(c);
-    repq_options_free(o);
+    release_stages(&st);
 }
 
 int main(void)
