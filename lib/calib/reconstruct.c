@@ -13,7 +13,7 @@
 #define GRAM_CHUNK 256
 
 typedef struct rebuilder {
-    const repq_calib *calib;
+    repq_calib *calib; /* records the error messages */
     repq_qmodel *q;
     double *gram;  /* [max_in][max_in] */
     double *widen; /* [GRAM_CHUNK][max_in] */
@@ -56,7 +56,7 @@ static repq_status rebuild(void *user, int32_t block, repq_qpoint point, float *
 {
     rebuilder *rb = user;
     repq_qmodel *q = rb->q;
-    repq_object *err = (repq_object *)&rb->calib->base;
+    repq_object *err = &rb->calib->base;
     repq_status st = repq_act_quant_apply(&q->acts[repq_qmodel_act_index(&q->arch, block, point)], x, rows, cols);
     int32_t id = linear_fed_by(&q->arch, block, point);
     if (st || id < 0)
