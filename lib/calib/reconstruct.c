@@ -44,12 +44,7 @@ static repq_status reconstruct_layer(rebuilder *rb, int32_t id, const float *x, 
     int32_t r, c;
     const float *w = repq_vit_linear_weight(&q->arch, &q->float_params, id, &r, &c);
     repq_status st = repq_gptq_quantize(w, out, in, rb->gram, REPQ_GPTQ_DAMPING, l->wq, rb->work, l->codes);
-    if (st)
-        return st;
-    float *fq = repq_vit_linear_weight(&q->arch, &q->fq_params, id, &r, &c);
-    for (size_t o = 0; o < out && st == REPQ_OK; o++)
-        st = repq_quant_dequantize(&l->wq[o], l->codes + o * in, in, fq + o * in);
-    return st;
+    return st ? st : repq_qmodel_dequantize_layer(q, id);
 }
 
 static repq_status rebuild(void *user, int32_t block, repq_qpoint point, float *x, size_t rows, size_t cols)

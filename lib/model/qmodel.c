@@ -150,17 +150,23 @@ repq_status repq_qmodel_clone(repq_object *err, const repq_allocator *al, const 
     return REPQ_OK;
 }
 
+repq_status repq_qmodel_dequantize_layer(repq_qmodel *q, int32_t id)
+{
+    const repq_qlinear *l = &q->linear[id];
+    int32_t r, c;
+    float *w = repq_vit_linear_weight(&q->arch, &q->fq_params, id, &r, &c);
+    repq_status st = REPQ_OK;
+    for (int32_t o = 0; o < l->out && st == REPQ_OK; o++)
+        st = repq_quant_dequantize(&l->wq[o], l->codes + (size_t)o * (size_t)l->in, (size_t)l->in,
+                                   w + (size_t)o * (size_t)l->in);
+    return st;
+}
+
 void repq_qmodel_rebuild_fq(repq_qmodel *q)
 {
     memcpy(q->fq_params.arena, q->float_params.arena, q->float_params.arena_floats * sizeof(float));
-    for (int32_t id = 0; id < q->num_linear; id++) {
-        const repq_qlinear *l = &q->linear[id];
-        int32_t r, c;
-        float *w = repq_vit_linear_weight(&q->arch, &q->fq_params, id, &r, &c);
-        for (int32_t o = 0; o < l->out; o++)
-            repq_quant_dequantize(&l->wq[o], l->codes + (size_t)o * (size_t)l->in, (size_t)l->in,
-                                  w + (size_t)o * (size_t)l->in);
-    }
+    for (int32_t id = 0; id < q->num_linear; id++)
+        repq_qmodel_dequantize_layer(q, id);
 }
 
 repq_status repq_qmodel_quantize_weights(repq_object *err, repq_qmodel *q, bool post_ln_only)

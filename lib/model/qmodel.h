@@ -76,6 +76,9 @@ repq_status repq_act_quant_set_channels(const repq_allocator *al, repq_act_quant
 repq_status repq_qmodel_quantize_weights(repq_object *err, repq_qmodel *q, bool post_ln_only);
 /* fq_params <- float_params with every linear weight replaced by its dequantized codes. */
 void repq_qmodel_rebuild_fq(repq_qmodel *q);
+/* The weight of linear layer `id` in fq_params <- its dequantized codes. Errors as
+ * repq_quant_dequantize (a code above 2^bits - 1). */
+repq_status repq_qmodel_dequantize_layer(repq_qmodel *q, int32_t id);
 /* Apply an activation quantizer in place to x [rows, cols] (fake quantization). */
 repq_status repq_act_quant_apply(const repq_act_quant *q, float *x, size_t rows, size_t cols);
 /* Fake quantization of the activations only, with the weights of parameter set p (e.g.
