@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The repq tool end to end on a few images: quantize with and without GPTQ weight
-# reconstruction, run the file in integers, and refuse bad option values with exit 2.
+# reconstruction and with either post-GELU quantizer, run the file in integers, and
+# refuse bad option values with exit 2.
 # Usage: cli_test.sh REPQ_BINARY DATA_DIR
 set -u
 repq=$1
@@ -23,7 +24,14 @@ for weights in rtn gptq; do
 done
 cmp -s "$work/rtn.repq" "$work/gptq.repq" && fail "GPTQ changed nothing in the file"
 
-for bad in "--weights gptx" "--method repqq"; do
+# The post-GELU quantizer: two regions by default, the reference's uniform one on request.
+out=$("$repq" quantize "$data/vit_tiny_cifar10.safetensors" --calib "$data/cifar10_calib.bin" \
+    --calib-images 4 --wbits 4 --abits 4 --post-gelu uniform -o "$work/uniform.repq") ||
+    fail "quantize --post-gelu uniform failed: $out"
+grep -aqF 'kind\":5' "$work/rtn.repq" || fail "the default file has no two-region quantizer"
+grep -aqF 'kind\":5' "$work/uniform.repq" && fail "--post-gelu uniform wrote a two-region quantizer"
+
+for bad in "--weights gptx" "--method repqq" "--post-gelu twoRegion"; do
     # shellcheck disable=SC2086
     "$repq" quantize "$data/vit_tiny_cifar10.safetensors" --calib "$data/cifar10_calib.bin" $bad \
         -o "$work/bad.repq" >"$work/bad.log" 2>&1
@@ -31,4 +39,4 @@ for bad in "--weights gptx" "--method repqq"; do
     [ $rc -eq 2 ] || fail "'$bad' exited with $rc, not 2"
     [ -e "$work/bad.repq" ] && fail "'$bad' wrote a file"
 done
-echo "cli test: quantize (rtn, gptq), eval in integers and bad options all behave"
+echo "cli test: quantize (rtn, gptq, post-GELU uniform), eval in integers and bad options all behave"

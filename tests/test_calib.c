@@ -110,9 +110,10 @@ static void bad_arguments_are_refused(void **state)
     repq_calib_free(NULL);
 }
 
-static repq_qmodel *calibrate(fixture *f, int wbits, int abits, int method)
+static repq_qmodel *calibrate_post_gelu(fixture *f, int wbits, int abits, int method, int post_gelu)
 {
     repq_options *o = options(wbits, abits, method);
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_POST_GELU, post_gelu), REPQ_OK);
     repq_calib *c;
     repq_qmodel *q;
     assert_int_equal(repq_calib_new(f->ctx, f->model, o, &c), REPQ_OK);
@@ -123,6 +124,11 @@ static repq_qmodel *calibrate(fixture *f, int wbits, int abits, int method)
     repq_calib_free(c);
     repq_options_free(o);
     return q;
+}
+
+static repq_qmodel *calibrate(fixture *f, int wbits, int abits, int method)
+{
+    return calibrate_post_gelu(f, wbits, abits, method, REPQ_POST_GELU_TWO_REGION);
 }
 
 static void repq_method_places_its_quantizers(void **state)
@@ -150,6 +156,9 @@ static void repq_method_places_its_quantizers(void **state)
                 assert_int_equal(aq->log.bits, 6);
                 /* Softmax outputs are probabilities: the scale cannot exceed 1. */
                 assert_true(aq->log.scale > 0.0f && aq->log.scale <= 1.0f);
+            } else if (p == REPQ_QP_FC2_IN && aq->kind == REPQ_AQ_TWO_REGION) {
+                assert_int_equal(aq->two.bits, 6);
+                assert_int_equal(repq_tworeg_params_check(&aq->two), REPQ_OK);
             } else {
                 assert_int_equal(aq->kind, REPQ_AQ_UNIFORM);
                 assert_int_equal(aq->uniform.bits, 6);
@@ -166,6 +175,42 @@ static void repq_method_places_its_quantizers(void **state)
             assert_true(l->codes[i] < 16);
     }
     repq_qmodel_free(q);
+}
+
+/* The post-GELU option changes fc2's input quantizer and nothing before it: at 4 bits
+ * the two-region quantizer wins on GELU's negative tail in most blocks (it is kept only
+ * where its error is lower), keeps the top of the layer-wise range, and block 0, whose
+ * inputs do not depend on the choice, has every other quantizer unchanged. */
+static void post_gelu_option_picks_fc2_input_quantizer(void **state)
+{
+    fixture *f = *state;
+    repq_qmodel *u = calibrate_post_gelu(f, 4, 4, REPQ_METHOD_REPQ, REPQ_POST_GELU_UNIFORM);
+    repq_qmodel *t = calibrate_post_gelu(f, 4, 4, REPQ_METHOD_REPQ, REPQ_POST_GELU_TWO_REGION);
+    const repq_vit_arch *a = &u->arch;
+    int two = 0;
+    for (int32_t b = 0; b < a->depth; b++) {
+        const repq_act_quant *au = &u->acts[repq_qmodel_act_index(a, b, REPQ_QP_FC2_IN)];
+        const repq_act_quant *at = &t->acts[repq_qmodel_act_index(a, b, REPQ_QP_FC2_IN)];
+        assert_int_equal(au->kind, REPQ_AQ_UNIFORM);
+        assert_true(at->kind == REPQ_AQ_UNIFORM || at->kind == REPQ_AQ_TWO_REGION);
+        if (at->kind != REPQ_AQ_TWO_REGION)
+            continue;
+        two++;
+        const float top = at->two.scale * (float)(15 - at->two.zero_point);
+        const float top_uniform = at->uniform.scale * (float)(15 - at->uniform.zero_point);
+        assert_true(fabsf(top - top_uniform) <= 1e-6f * top_uniform);
+        assert_true(at->two.zero_point >= 1 && at->two.zero_point <= 7);
+    }
+    assert_true(two >= a->depth / 2);
+    for (int p = REPQ_QP_QKV_IN; p < REPQ_QP_FC2_IN; p++) {
+        const repq_act_quant *au = &u->acts[repq_qmodel_act_index(a, 0, (repq_qpoint)p)];
+        const repq_act_quant *at = &t->acts[repq_qmodel_act_index(a, 0, (repq_qpoint)p)];
+        assert_int_equal(au->kind, at->kind);
+        if (au->kind == REPQ_AQ_UNIFORM)
+            assert_memory_equal(&au->uniform, &at->uniform, sizeof au->uniform);
+    }
+    repq_qmodel_free(u);
+    repq_qmodel_free(t);
 }
 
 static void minmax_method_is_layer_wise_everywhere(void **state)
@@ -443,6 +488,7 @@ int main(void)
         cmocka_unit_test(stages_out_of_order_are_refused),
         cmocka_unit_test(bad_arguments_are_refused),
         cmocka_unit_test(repq_method_places_its_quantizers),
+        cmocka_unit_test(post_gelu_option_picks_fc2_input_quantizer),
         cmocka_unit_test(minmax_method_is_layer_wise_everywhere),
         cmocka_unit_test(lowest_bit_width_stays_finite),
         cmocka_unit_test(reconstruction_checks_its_inputs),

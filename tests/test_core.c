@@ -93,6 +93,14 @@ static void options_check_ranges(void **state)
     assert_int_equal(repq_options_set_int(o, REPQ_OPT_KERNELS, REPQ_KERNELS_SCALAR), REPQ_OK);
     assert_int_equal(repq_options_get_int(o, REPQ_OPT_KERNELS, &v), REPQ_OK);
     assert_int_equal(v, REPQ_KERNELS_SCALAR);
+    assert_int_equal(repq_options_get_int(o, REPQ_OPT_POST_GELU, &v), REPQ_OK);
+    assert_int_equal(v, REPQ_POST_GELU_TWO_REGION);
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_POST_GELU, 2), REPQ_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(repq_last_error(o), "post_gelu"));
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_POST_GELU, -1), REPQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_POST_GELU, REPQ_POST_GELU_UNIFORM), REPQ_OK);
+    assert_int_equal(repq_options_get_int(o, REPQ_OPT_POST_GELU, &v), REPQ_OK);
+    assert_int_equal(v, REPQ_POST_GELU_UNIFORM);
     assert_int_equal(repq_options_set_int(o, (repq_option)1234, 1), REPQ_ERR_INVALID_ARGUMENT);
     assert_int_equal(repq_options_set_int(NULL, REPQ_OPT_ACT_BITS, 8), REPQ_ERR_INVALID_ARGUMENT);
     repq_options_free(o);

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "calib/quantizer.h"
+#include "calib/two_region.h"
 #include "kernels/attn_log2.h"
 #include "kernels/cpu.h"
 #include "kernels/gemm_s8.h"
@@ -56,6 +57,49 @@ static void quantize_matches_quantizer(void **state)
         for (int lv = REPQ_LEVEL_SCALAR; lv <= (int)best; lv++) {
             memset(got, 0xa5, sizeof got);
             repq_quantize_f32_u8((repq_kernel_level)lv, n, x, p.scale, p.zero_point, p.bits, got);
+            assert_memory_equal(ref, got, n);
+            assert_int_equal(got[n], 0xa5);
+        }
+    }
+}
+
+/* The two-region kernel gives repq_tworeg_quantize's codes at every level, on random
+ * parameters, odd lengths (tails of the 8- and 16-lane loops), ties of both grids,
+ * signed zeros, NaN and infinities. */
+static void two_region_quantize_matches_quantizer(void **state)
+{
+    (void)state;
+    repq_kernel_level best = repq_kernel_level_best(repq_cpu_detect());
+    enum { N = 1037 };
+    static float x[N];
+    static uint8_t ref[N], got[N];
+    for (int trial = 0; trial < 300; trial++) {
+        repq_tworeg_params p = {next_float(1e-3f, 0.5f), 0, 2 + (int32_t)(next_u32() % 7),
+                                (int32_t)(next_u32() % (REPQ_TWOREG_MAX_SHIFT + 1))};
+        p.zero_point = (int32_t)(next_u32() % (uint32_t)(1 << p.bits));
+        if (repq_tworeg_params_check(&p) != REPQ_OK)
+            continue; /* the largest code does not fit in 8 bits */
+        const float fine = ldexpf(p.scale, -p.neg_shift);
+        size_t n = next_u32() % N;
+        for (size_t i = 0; i < n; i++) {
+            x[i] = next_float(-1.5f * (float)(1 << p.bits), 1.5f * (float)(1 << p.bits)) * p.scale;
+            if (i % 5 == 1) /* exact ties of the positive grid */
+                x[i] = ((float)(next_u32() % 300) + 0.5f) * p.scale;
+            if (i % 5 == 2) /* and of the negative one */
+                x[i] = -((float)(next_u32() % 300) + 0.5f) * fine;
+        }
+        const float special[] = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, -0.5f * fine, 0.5f * p.scale};
+        for (size_t i = 0; i < sizeof special / sizeof special[0] && i < n; i++)
+            x[(i * 7919) % n] = special[i];
+        repq_status want = REPQ_OK;
+        for (size_t i = 0; i < n; i++)
+            if (!isfinite(x[i]))
+                want = REPQ_ERR_NUMERIC;
+        assert_int_equal(repq_tworeg_quantize(&p, x, n, ref), want);
+        for (int lv = REPQ_LEVEL_SCALAR; lv <= (int)best; lv++) {
+            memset(got, 0xa5, sizeof got);
+            repq_quantize_f32_two_region_u8((repq_kernel_level)lv, n, x, p.scale, p.zero_point,
+                                            (1 << p.bits) - 1 - p.zero_point, p.neg_shift, got);
             assert_memory_equal(ref, got, n);
             assert_int_equal(got[n], 0xa5);
         }
@@ -235,6 +279,7 @@ int repq_test_kernels_extra(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(quantize_matches_quantizer),
+        cmocka_unit_test(two_region_quantize_matches_quantizer),
         cmocka_unit_test(epilogues_are_exact_and_agree),
         cmocka_unit_test(attn_v_gemm_matches_shifts),
         cmocka_unit_test(attn_pack_k_matches_pack),

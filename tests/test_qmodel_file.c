@@ -648,6 +648,46 @@ static void bad_quantizers_are_refused(void **state)
     assert_int_equal(load_quant_edit(p, -1, "activations", NULL, "activations"), REPQ_ERR_FORMAT);
 }
 
+/* The two-region quantizer of fc2's input: the real 4-bit model has some (the round
+ * trip above covers them); each broken field is refused with a message naming it. */
+static void bad_two_region_quantizers_are_refused(void **state)
+{
+    fixture *f = *state;
+    if (!f->model)
+        skip();
+    const repq_vit_arch *a = &f->q4->arch;
+    int at = -1;
+    for (int32_t b = 0; b < a->depth && at < 0; b++)
+        if (f->q4->acts[repq_qmodel_act_index(a, b, REPQ_QP_FC2_IN)].kind == REPQ_AQ_TWO_REGION)
+            at = ACT(b, REPQ_QP_FC2_IN);
+    assert_true(at >= 0);
+    const char *p = f->q4_path;
+    edit e = {0};
+    assert_int_equal(load_edited(p, &e, NULL), REPQ_OK);
+    assert_int_equal(load_quant_edit(p, at, "neg_shift", json_integer(8), "neg_shift"), REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, at, "neg_shift", json_integer(-1), "neg_shift"), REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, at, "neg_shift", NULL, "neg_shift"), REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, at, "zero_point", json_integer(300), "zero_point"), REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, at, "zero_point", json_integer(16), "two-region"), REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, at, "bits", json_integer(6), "header"), REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, at, "scale", json_real(1e-38), "two-region"), REPQ_ERR_FORMAT);
+    assert_int_equal(load_quant_edit(p, at, "scale", NULL, "scale"), REPQ_ERR_FORMAT);
+    /* Largest code 0 + 15 * 2^5 = 480: beyond 8 bits. */
+    char *q = quant_with(p, at, "zero_point", json_integer(0));
+    json_t *root = json_loads(q, 0, NULL);
+    json_object_set_new(json_array_get(json_object_get(root, "activations"), (size_t)at), "neg_shift",
+                        json_integer(5));
+    char *q2 = json_dumps(root, JSON_COMPACT);
+    e = (edit){.key = "quant", .value = q2};
+    assert_int_equal(load_edited(p, &e, "two-region"), REPQ_ERR_FORMAT);
+    free(q2);
+    json_decref(root);
+    free(q);
+    /* Anywhere but fc2's input. */
+    assert_int_equal(load_quant_edit(p, ACT(0, REPQ_QP_PROJ_IN), "kind", json_integer(REPQ_AQ_TWO_REGION),
+                                     "kind 5"), REPQ_ERR_FORMAT);
+}
+
 static void float_model_file_is_refused(void **state)
 {
     fixture *f = *state;
@@ -786,6 +826,7 @@ int main(void)
         cmocka_unit_test(missing_or_misshapen_tensors_are_refused),
         cmocka_unit_test(bad_codes_and_values_are_refused),
         cmocka_unit_test(bad_quantizers_are_refused),
+        cmocka_unit_test(bad_two_region_quantizers_are_refused),
         cmocka_unit_test(float_model_file_is_refused),
         cmocka_unit_test(every_truncation_fails_cleanly),
         cmocka_unit_test(load_allocation_failures_are_clean),

@@ -25,7 +25,8 @@ static int usage(void)
             "  repq eval MODEL --data FILE [--offset K] [--limit N] [--mode fp32|fake|int] [--json]\n"
             "                [--threads T] [--kernels KERNELS]\n"
             "  repq quantize MODEL --calib FILE [--calib-offset K] [--calib-images N]\n"
-            "                --wbits W --abits A [--method repq|minmax] [--weights rtn|gptq] -o OUT.repq\n"
+            "                --wbits W --abits A [--method repq|minmax] [--weights rtn|gptq]\n"
+            "                [--post-gelu two-region|uniform] -o OUT.repq\n"
             "  repq bench [--model M | --arch PRESET] [--batch B] [--threads T] [--kernels KERNELS]\n"
             "                [--wbits W] [--abits A] [--json]\n"
             "MODEL is a float safetensors file; for eval --mode fake/int it is a .repq file.\n"
@@ -43,7 +44,7 @@ static int fail(const char *what, repq_status st, const void *handle)
 /* Arguments of the form --name VALUE; flags without value are listed in `flags`. */
 typedef struct args {
     const char *positional;
-    const char *data, *mode, *calib, *method, *weights, *out, *model, *arch, *kernels;
+    const char *data, *mode, *calib, *method, *weights, *post_gelu, *out, *model, *arch, *kernels;
     long long offset, limit, calib_offset, calib_images, wbits, abits, batch, threads;
     int json;
 } args;
@@ -63,7 +64,7 @@ static int parse_args(int argc, char **argv, args *a)
         struct { const char *name; const char **dst; } strs[] = {
             {"--data", &a->data}, {"--mode", &a->mode}, {"--calib", &a->calib},
             {"--method", &a->method}, {"-o", &a->out}, {"--model", &a->model}, {"--arch", &a->arch},
-            {"--kernels", &a->kernels}, {"--weights", &a->weights},
+            {"--kernels", &a->kernels}, {"--weights", &a->weights}, {"--post-gelu", &a->post_gelu},
         };
         struct { const char *name; long long *dst; } nums[] = {
             {"--offset", &a->offset}, {"--limit", &a->limit}, {"--calib-offset", &a->calib_offset},
@@ -179,6 +180,11 @@ static int cmd_quantize(repq_context *ctx, const args *a)
     bool gptq = a->weights && strcmp(a->weights, "gptq") == 0;
     if (a->weights && !gptq && strcmp(a->weights, "rtn") != 0)
         return fprintf(stderr, "repq: --weights is rtn or gptq\n"), 2;
+    int post_gelu = REPQ_POST_GELU_TWO_REGION;
+    if (a->post_gelu && strcmp(a->post_gelu, "uniform") == 0)
+        post_gelu = REPQ_POST_GELU_UNIFORM;
+    else if (a->post_gelu && strcmp(a->post_gelu, "two-region") != 0)
+        return fprintf(stderr, "repq: --post-gelu is two-region or uniform\n"), 2;
     repq_model *m = NULL;
     repq_tensor *images = NULL, *labels = NULL;
     repq_options *o = NULL;
@@ -196,7 +202,8 @@ static int cmd_quantize(repq_context *ctx, const args *a)
     }
     if ((st = repq_options_new(&o)) || (st = repq_options_set_int(o, REPQ_OPT_WEIGHT_BITS, a->wbits)) ||
         (st = repq_options_set_int(o, REPQ_OPT_ACT_BITS, a->abits)) ||
-        (st = repq_options_set_int(o, REPQ_OPT_METHOD, method))) {
+        (st = repq_options_set_int(o, REPQ_OPT_METHOD, method)) ||
+        (st = repq_options_set_int(o, REPQ_OPT_POST_GELU, post_gelu))) {
         rc = fail("setting options", st, o);
         goto out;
     }

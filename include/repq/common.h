@@ -96,7 +96,8 @@ typedef enum repq_option {
     REPQ_OPT_METHOD = 3,           /* repq_method, default REPQ_METHOD_REPQ */
     REPQ_OPT_PATCH_INPUT_BITS = 4, /* bits of the patch embedding's input, default 8 */
     REPQ_OPT_THREADS = 5,          /* worker threads of a session, default 1 */
-    REPQ_OPT_KERNELS = 6           /* repq_kernels: the most a session may use, default AUTO */
+    REPQ_OPT_KERNELS = 6,          /* repq_kernels: the most a session may use, default AUTO */
+    REPQ_OPT_POST_GELU = 7         /* repq_post_gelu: the quantizer of fc2's input, default TWO_REGION */
 } repq_option;
 
 /* Kernel families of the integer engine, slowest first. A session uses the best
@@ -115,6 +116,13 @@ typedef enum repq_method {
     REPQ_METHOD_REPQ = 0,   /* RepQ-ViT: channel-wise post-LN, log-sqrt2 post-softmax */
     REPQ_METHOD_MINMAX = 1  /* naive baseline: min/max ranges, layer-wise, uniform softmax */
 } repq_method;
+
+/* The quantizer of the post-GELU activations (fc2's input) under REPQ_METHOD_REPQ. */
+typedef enum repq_post_gelu {
+    REPQ_POST_GELU_UNIFORM = 0,   /* RepQ-ViT's: one layer-wise uniform grid */
+    REPQ_POST_GELU_TWO_REGION = 1 /* MPTQ-ViT's OPT-m: a finer step for the negative values, the
+                                     regions and the ratio of the steps searched (docs/method.md) */
+} repq_post_gelu;
 
 REPQ_API repq_status repq_options_new(repq_options **out_options);
 REPQ_API void repq_options_free(repq_options *options);

@@ -47,6 +47,7 @@ REPQ_API repq_status repq_calib_new(repq_context *ctx, repq_model *model,
     c->act_bits = o->act_bits;
     c->patch_input_bits = o->patch_input_bits;
     c->method = o->method;
+    c->post_gelu = o->post_gelu;
     *out_calib = c;
     return REPQ_OK;
 }
@@ -126,7 +127,17 @@ static repq_status search_point(observer *ob, repq_act_quant *aq, repq_qpoint po
                                       aq->per_channel);
     }
     aq->kind = REPQ_AQ_UNIFORM;
-    return repq_quant_search(x, n, 1, bits, ob->scratch, &aq->uniform, NULL);
+    double mse;
+    repq_status st = repq_quant_search(x, n, 1, bits, ob->scratch, &aq->uniform, &mse);
+    if (st || point != REPQ_QP_FC2_IN || ob->calib->post_gelu != REPQ_POST_GELU_TWO_REGION)
+        return st;
+    /* OPT-m: the two-region quantizer where it has less error than the layer-wise one. */
+    double two_mse;
+    if ((st = repq_tworeg_search(x, n, &aq->uniform, ob->scratch, &aq->two, &two_mse)))
+        return st;
+    if (two_mse < mse)
+        aq->kind = REPQ_AQ_TWO_REGION;
+    return REPQ_OK;
 }
 
 static repq_status observe(void *user, int32_t block, repq_qpoint point, float *x, size_t rows,

@@ -12,6 +12,7 @@ struct repq_calib {
     repq_object base;
     repq_model *model;
     int32_t weight_bits, act_bits, patch_input_bits, method;
+    int32_t post_gelu;     /* repq_post_gelu */
     bool finished;
     bool pixels_u8;        /* dtype of the fed images (all batches alike) */
     size_t images;         /* fed so far */

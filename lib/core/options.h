@@ -11,7 +11,8 @@ struct repq_options {
     int32_t method;
     int32_t patch_input_bits;
     int32_t threads;
-    int32_t kernels; /* repq_kernels */
+    int32_t kernels;   /* repq_kernels */
+    int32_t post_gelu; /* repq_post_gelu */
 };
 
 void repq_options_defaults(repq_options *o);

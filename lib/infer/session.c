@@ -27,10 +27,11 @@
  * 6-row tile): the int32 and float scratch of one pass stay in L2. */
 #define ROW_BLOCK 96
 
-/* A uniform activation quantizer. */
+/* A uniform activation quantizer, or the fine grid of a two-region one: codes in
+ * [0, max_code]. */
 typedef struct aq {
     float s;
-    int32_t z, bits;
+    int32_t z, bits, max_code;
 } aq;
 
 /* A linear layer over u8 codes of one input quantizer (see quantize_f32.h). */
@@ -46,6 +47,8 @@ typedef struct qlin {
 typedef struct qblock {
     const repq_vit_block *p; /* LayerNorm parameters from the qmodel's fq_params */
     aq qkv_in, q, k, v, proj_in, fc1_in, fc2_in;
+    bool fc2_two_region;           /* fc2_in is the fine grid of fc2_two */
+    repq_tworeg_params fc2_two;
     qlin lq, lk, lv, proj, fc1, fc2;
     /* q k^T: k codes become s8 by subtracting koff; colmul = koff - z_k. */
     int32_t koff, qk_colmul, qk_const; /* qk_const = -hd * z_q * qk_colmul */
@@ -276,6 +279,25 @@ static repq_status get_uniform(repq_session *s, repq_object *err, int32_t block,
     out->s = a->uniform.scale;
     out->z = a->uniform.zero_point;
     out->bits = a->uniform.bits;
+    out->max_code = (1 << out->bits) - 1;
+    return REPQ_OK;
+}
+
+/* fc2's input: layer-wise uniform, or two-region (the GEMM then runs on its fine grid). */
+static repq_status get_fc2_input(repq_session *s, repq_object *err, int32_t block, qblock *b)
+{
+    const repq_act_quant *a = &s->q->acts[repq_qmodel_act_index(&s->arch, block, REPQ_QP_FC2_IN)];
+    b->fc2_two_region = a->kind == REPQ_AQ_TWO_REGION;
+    if (!b->fc2_two_region)
+        return get_uniform(s, err, block, REPQ_QP_FC2_IN, &b->fc2_in);
+    repq_quant_params grid;
+    if (repq_act_quant_grid(a, &grid, &b->fc2_in.max_code))
+        return repq_fail(err, REPQ_ERR_UNSUPPORTED, "repq_session_new: block %d: fc2's two-region input quantizer "
+                         "is not valid", (int)block);
+    b->fc2_two = a->two;
+    b->fc2_in.s = grid.scale;
+    b->fc2_in.z = grid.zero_point;
+    b->fc2_in.bits = grid.bits;
     return REPQ_OK;
 }
 
@@ -316,7 +338,7 @@ static repq_status qlin_init(repq_session *s, repq_object *err, int32_t id, size
     out->scale = salloc(s, n, sizeof(float));
     if (!out->packed || !out->colmul || !out->colconst || !out->scale)
         return repq_fail(err, REPQ_ERR_NOMEM, "repq_session_new: cannot allocate layer %d", (int)id);
-    const int32_t amax = (1 << in->bits) - 1;
+    const int32_t amax = in->max_code;
     for (size_t j = 0; j < n; j++) {
         const repq_quant_params *wq = &l->wq[row0 + j];
         if (repq_quant_params_check(wq))
@@ -363,7 +385,7 @@ static repq_status block_init(repq_session *s, repq_object *err, int32_t bi, int
         (st = get_uniform(s, err, bi, REPQ_QP_V, &b->v)) ||
         (st = get_uniform(s, err, bi, REPQ_QP_PROJ_IN, &b->proj_in)) ||
         (st = get_uniform(s, err, bi, REPQ_QP_FC1_IN, &b->fc1_in)) ||
-        (st = get_uniform(s, err, bi, REPQ_QP_FC2_IN, &b->fc2_in)))
+        (st = get_fc2_input(s, err, bi, b)))
         return st;
     const int32_t qkv = repq_qmodel_linear_id(bi, 0);
     if ((st = qlin_init(s, err, qkv, 0, d, &b->qkv_in, p->qkv_b, tmp, &b->lq)) ||
@@ -726,7 +748,12 @@ static void post_attention(repq_session *s, int worker, const qblock *b, size_t 
         repq_gemm_out_f32(s->level, 1, hid, w->acc + i * hid, hid, w->rowsum + i, b->fc1.colmul,
                           b->fc1.colconst, b->fc1.scale, b->fc1.bias, false, w->f, hid);
         repq_float_gelu(w->f, hid);
-        repq_quantize_f32_u8(s->level, hid, w->f, b->fc2_in.s, b->fc2_in.z, b->fc2_in.bits, w->a + i * hid);
+        if (b->fc2_two_region)
+            repq_quantize_f32_two_region_u8(s->level, hid, w->f, b->fc2_two.scale, b->fc2_two.zero_point,
+                                            (1 << b->fc2_two.bits) - 1 - b->fc2_two.zero_point,
+                                            b->fc2_two.neg_shift, w->a + i * hid);
+        else
+            repq_quantize_f32_u8(s->level, hid, w->f, b->fc2_in.s, b->fc2_in.z, b->fc2_in.bits, w->a + i * hid);
     }
     tock(s, worker, REPQ_STAGE_FLOAT, t0);
     gemm_rows(s, worker, &b->fc2, m, w->a, hid, w, t0);

@@ -16,7 +16,7 @@
 
 #define QMODEL_FORMAT "repq.qmodel"
 #define QMODEL_FORMAT_MAJOR 1
-#define QMODEL_FORMAT_VERSION "1"
+#define QMODEL_FORMAT_VERSION "1.1" /* minor 1: two-region quantizers (kind 5) */
 
 
 /* ---- What a file holds -------------------------------------------------------------- */
@@ -137,7 +137,8 @@ static repq_status check_kind(repq_object *err, repq_status code, const repq_vit
                              "but has kind %d", i, (int)block, (int)pt, (int)kind);
         return REPQ_OK;
     }
-    if (kind == REPQ_AQ_UNIFORM || (kind == REPQ_AQ_LOG2_PARITY && pt == REPQ_QP_ATTN))
+    if (kind == REPQ_AQ_UNIFORM || (kind == REPQ_AQ_LOG2_PARITY && pt == REPQ_QP_ATTN) ||
+        (kind == REPQ_AQ_TWO_REGION && pt == REPQ_QP_FC2_IN))
         return REPQ_OK;
     return repq_fail(err, code, "quant: activation %zu (block %d, point %d) has kind %d, which a "
                      "reparameterized model cannot have there", i, (int)block, (int)pt, (int)kind);
@@ -164,6 +165,15 @@ static repq_status check_params(repq_object *err, repq_status code, int32_t act_
         if (!((double)u->scale * reach <= (double)FLT_MAX))
             return repq_fail(err, code, "quant: activation %zu: scale %g overflows its levels", i,
                              (double)u->scale);
+    } else if (aq->kind == REPQ_AQ_TWO_REGION) {
+        const repq_tworeg_params *t = &aq->two;
+        if (repq_tworeg_params_check(t) != REPQ_OK)
+            return repq_fail(err, code, "quant: activation %zu has unusable two-region parameters "
+                             "(scale %g, zero point %d, bits %d, neg_shift %d)", i, (double)t->scale,
+                             (int)t->zero_point, (int)t->bits, (int)t->neg_shift);
+        if (t->bits != bits)
+            return repq_fail(err, code, "quant: activation %zu has %d bits, the header says %d", i,
+                             (int)t->bits, (int)bits);
     } else if (aq->kind == REPQ_AQ_LOG2_PARITY) {
         const repq_logq_params *l = &aq->log;
         if (repq_logq_params_check(l) != REPQ_OK || l->base != REPQ_LOG_SQRT2)
@@ -260,6 +270,10 @@ static repq_status metadata_json(repq_object *err, const repq_qmodel *q, char **
             ok = put(e, "scale", json_real((double)aq->uniform.scale)) &&
                  put(e, "zero_point", json_integer(aq->uniform.zero_point)) &&
                  put(e, "bits", json_integer(aq->uniform.bits));
+        else if (ok && aq->kind == REPQ_AQ_TWO_REGION)
+            ok = put(e, "scale", json_real((double)aq->two.scale)) &&
+                 put(e, "zero_point", json_integer(aq->two.zero_point)) &&
+                 put(e, "bits", json_integer(aq->two.bits)) && put(e, "neg_shift", json_integer(aq->two.neg_shift));
         else if (ok && aq->kind == REPQ_AQ_LOG2_PARITY)
             ok = put(e, "scale", json_real((double)aq->log.scale)) && put(e, "bits", json_integer(aq->log.bits)) &&
                  put(e, "base", json_integer(aq->log.base));
@@ -496,7 +510,7 @@ static repq_status parse_acts(repq_object *err, json_t *root, const repq_vit_arc
         if (!json_is_object(e))
             return repq_fail(err, REPQ_ERR_FORMAT, "quant: %s is not an object", what);
         repq_act_quant *aq = &acts[i];
-        repq_status st = json_int(err, e, what, "kind", REPQ_AQ_NONE, REPQ_AQ_LOG2_PARITY, &aq->kind);
+        repq_status st = json_int(err, e, what, "kind", REPQ_AQ_NONE, REPQ_AQ_TWO_REGION, &aq->kind);
         if (st || (st = check_kind(err, REPQ_ERR_FORMAT, a, i, aq->kind)))
             return st;
         if (aq->kind == REPQ_AQ_UNIFORM) {
@@ -504,6 +518,12 @@ static repq_status parse_acts(repq_object *err, json_t *root, const repq_vit_arc
                 (st = json_int(err, e, what, "zero_point", -REPQ_QUANT_ZERO_POINT_MAX, REPQ_QUANT_ZERO_POINT_MAX,
                                &aq->uniform.zero_point)) ||
                 (st = json_int(err, e, what, "bits", REPQ_QUANT_MIN_BITS, REPQ_QUANT_MAX_BITS, &aq->uniform.bits)))
+                return st;
+        } else if (aq->kind == REPQ_AQ_TWO_REGION) {
+            if ((st = json_scale(err, e, what, &aq->two.scale)) ||
+                (st = json_int(err, e, what, "zero_point", 0, 255, &aq->two.zero_point)) ||
+                (st = json_int(err, e, what, "bits", REPQ_QUANT_MIN_BITS, REPQ_QUANT_MAX_BITS, &aq->two.bits)) ||
+                (st = json_int(err, e, what, "neg_shift", 0, REPQ_TWOREG_MAX_SHIFT, &aq->two.neg_shift)))
                 return st;
         } else if (aq->kind == REPQ_AQ_LOG2_PARITY) {
             int32_t base;

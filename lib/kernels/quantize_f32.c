@@ -15,6 +15,19 @@ static inline uint8_t quant_one(float x, float s, float zf, float qmax)
     return (uint8_t)fminf(fmaxf(t, 0.0f), qmax);
 }
 
+/* Comparisons as in calib/two_region.c; fminf/fmaxf give the same values here (NaN
+ * never reaches the first branch and leaves the second at -z). */
+static inline uint8_t two_region_one(float x, float s, float zf, float top, float p2m)
+{
+    const float q = x / s;
+    float c;
+    if (q >= 0.0f)
+        c = fminf(rintf(q), top) * p2m;
+    else
+        c = fmaxf(rintf(q * p2m), -zf);
+    return (uint8_t)(c + zf);
+}
+
 static inline int32_t exact_one(int32_t acc, int32_t rowsum, int32_t colmul, int32_t colconst)
 {
     return acc + colmul * rowsum + colconst;
@@ -26,6 +39,12 @@ static void quantize_scalar(size_t n, const float *x, float s, float zf, float q
 {
     for (size_t i = 0; i < n; i++)
         codes[i] = quant_one(x[i], s, zf, qmax);
+}
+
+static void two_region_scalar(size_t n, const float *x, float s, float zf, float top, float p2m, uint8_t *codes)
+{
+    for (size_t i = 0; i < n; i++)
+        codes[i] = two_region_one(x[i], s, zf, top, p2m);
 }
 
 static void correct_scalar(size_t m, size_t n, int32_t *acc, size_t ldacc, const int32_t *rowsum,
@@ -87,6 +106,25 @@ AVX512_TARGET static void quantize_avx512(size_t n, const float *x, float s, flo
         const __mmask16 mk = tail_mask(n - i);
         const __m512i c = quant_vec(_mm512_maskz_loadu_ps(mk, x + i), vs, vz, vq);
         _mm512_mask_cvtepi32_storeu_epi8(codes + i, mk, c);
+    }
+}
+
+/* max(t, -z) returns -z when t is NaN, like fmaxf. */
+AVX512_TARGET static void two_region_avx512(size_t n, const float *x, float s, float zf, float top, float p2m,
+                                            uint8_t *codes)
+{
+    const __m512 vs = _mm512_set1_ps(s), vz = _mm512_set1_ps(zf), vt = _mm512_set1_ps(top),
+                 vp = _mm512_set1_ps(p2m), vnz = _mm512_set1_ps(-zf);
+    for (size_t i = 0; i < n; i += 16) {
+        const __mmask16 mk = tail_mask(n - i);
+        const __m512 q = _mm512_div_ps(_mm512_maskz_loadu_ps(mk, x + i), vs);
+        const __mmask16 pos = _mm512_cmp_ps_mask(q, _mm512_setzero_ps(), _CMP_GE_OQ);
+        const __m512 cp = _mm512_mul_ps(
+            _mm512_min_ps(_mm512_roundscale_ps(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vt), vp);
+        const __m512 cn = _mm512_max_ps(
+            _mm512_roundscale_ps(_mm512_mul_ps(q, vp), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vnz);
+        const __m512 c = _mm512_add_ps(_mm512_mask_blend_ps(pos, cn, cp), vz);
+        _mm512_mask_cvtepi32_storeu_epi8(codes + i, mk, _mm512_cvttps_epi32(c));
     }
 }
 
@@ -185,6 +223,24 @@ AVX2_TARGET static void quantize_avx2(size_t n, const float *x, float s, float z
     quantize_scalar(n - i, x + i, s, zf, qmax, codes + i);
 }
 
+AVX2_TARGET static void two_region_avx2(size_t n, const float *x, float s, float zf, float top, float p2m,
+                                        uint8_t *codes)
+{
+    const __m256 vs = _mm256_set1_ps(s), vz = _mm256_set1_ps(zf), vt = _mm256_set1_ps(top),
+                 vp = _mm256_set1_ps(p2m), vnz = _mm256_set1_ps(-zf);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 q = _mm256_div_ps(_mm256_loadu_ps(x + i), vs);
+        const __m256 pos = _mm256_cmp_ps(q, _mm256_setzero_ps(), _CMP_GE_OQ);
+        const __m256 cp = _mm256_mul_ps(
+            _mm256_min_ps(_mm256_round_ps(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vt), vp);
+        const __m256 cn = _mm256_max_ps(
+            _mm256_round_ps(_mm256_mul_ps(q, vp), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vnz);
+        store_codes8(codes + i, _mm256_cvttps_epi32(_mm256_add_ps(_mm256_blendv_ps(cn, cp, pos), vz)));
+    }
+    two_region_scalar(n - i, x + i, s, zf, top, p2m, codes + i);
+}
+
 AVX2_TARGET static inline __m256 y_vec8(const int32_t *acc, __m256i rs, const int32_t *colmul,
                                         const int32_t *colconst, const float *scale, const float *bias)
 {
@@ -243,6 +299,18 @@ void repq_quantize_f32_u8(repq_kernel_level level, size_t n, const float *x, flo
         quantize_avx2(n, x, scale, zf, qmax, codes);
     else
         quantize_scalar(n, x, scale, zf, qmax, codes);
+}
+
+void repq_quantize_f32_two_region_u8(repq_kernel_level level, size_t n, const float *x, float scale, int32_t zp,
+                                     int32_t top, int32_t shift, uint8_t *codes)
+{
+    const float zf = (float)zp, tf = (float)top, p2m = (float)(1 << shift);
+    if (level >= REPQ_LEVEL_AVX512VNNI)
+        two_region_avx512(n, x, scale, zf, tf, p2m, codes);
+    else if (level >= REPQ_LEVEL_AVX2)
+        two_region_avx2(n, x, scale, zf, tf, p2m, codes);
+    else
+        two_region_scalar(n, x, scale, zf, tf, p2m, codes);
 }
 
 void repq_gemm_correct_s32(repq_kernel_level level, size_t m, size_t n, int32_t *acc, size_t ldacc,

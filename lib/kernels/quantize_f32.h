@@ -29,6 +29,12 @@
 void repq_quantize_f32_u8(repq_kernel_level level, size_t n, const float *x, float scale, int32_t zp,
                           int32_t bits, uint8_t *codes);
 
+/* codes[i] for i < n under the two-region quantizer (calib/two_region.h, bit for bit):
+ *     q = x / s;  c = q >= 0 ? min(rint(q), top) 2^shift : max(rint(q 2^shift), -z);  code = c + z
+ * NaN gives 0. Needs z >= 0, top >= 0, shift in [0, 7] and z + top 2^shift <= 255. */
+void repq_quantize_f32_two_region_u8(repq_kernel_level level, size_t n, const float *x, float scale, int32_t zp,
+                                     int32_t top, int32_t shift, uint8_t *codes);
+
 /* acc[i][j] <- V[i][j] in place (m rows, n columns, row stride ldacc). */
 void repq_gemm_correct_s32(repq_kernel_level level, size_t m, size_t n, int32_t *acc, size_t ldacc,
                            const int32_t *rowsum, const int32_t *colmul, const int32_t *colconst);

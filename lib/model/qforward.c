@@ -93,16 +93,20 @@ static repq_status apply(void *user, int32_t block, repq_qpoint point, float *x,
     const repq_act_quant *a = act(fq->q, block, point);
     stash *sh = &fq->st[point];
     sh->valid = false;
-    if (a->kind != REPQ_AQ_UNIFORM && !is_log(a))
+    if (a->kind != REPQ_AQ_UNIFORM && a->kind != REPQ_AQ_TWO_REGION && !is_log(a))
         return repq_act_quant_apply(a, x, rows, cols);
     const size_t n = rows * cols; /* the forward's own buffer holds that many floats */
     if (!reserve(fq->al, (void **)&sh->codes, &sh->cap, n, 1))
         return REPQ_ERR_NOMEM;
     repq_status st;
-    if (a->kind == REPQ_AQ_UNIFORM) {
-        if ((st = repq_quant_quantize(&a->uniform, x, n, sh->codes)))
+    repq_quant_params grid;
+    int32_t max_code;
+    if (a->kind == REPQ_AQ_UNIFORM || a->kind == REPQ_AQ_TWO_REGION) {
+        if ((st = repq_act_quant_grid(a, &grid, &max_code)) ||
+            (st = a->kind == REPQ_AQ_UNIFORM ? repq_quant_quantize(&a->uniform, x, n, sh->codes)
+                                             : repq_tworeg_quantize(&a->two, x, n, sh->codes)))
             return st;
-        dequantize_codes(x, sh->codes, n, a->uniform.scale, (float)a->uniform.zero_point);
+        dequantize_codes(x, sh->codes, n, grid.scale, (float)grid.zero_point);
     } else if ((st = repq_logq_quantize(&a->log, x, n, sh->codes)) || (st = repq_act_quant_apply(a, x, rows, cols))) {
         return st;
     }
@@ -110,11 +114,20 @@ static repq_status apply(void *user, int32_t block, repq_qpoint point, float *x,
     return REPQ_OK;
 }
 
-/* The stash of point pt if it holds block's layer-wise codes. */
+/* The stash of point pt if it holds block's codes of a uniform quantizer. */
 static const stash *uniform_codes(const fake_quant *fq, int32_t block, repq_qpoint pt)
 {
     const stash *sh = &fq->st[pt];
     return act(fq->q, block, pt)->kind == REPQ_AQ_UNIFORM && sh->valid && sh->block == block ? sh : NULL;
+}
+
+/* The same for the input of a linear layer, which may also be two-region codes (on
+ * their fine grid). */
+static const stash *grid_codes(const fake_quant *fq, int32_t block, repq_qpoint pt)
+{
+    const stash *sh = &fq->st[pt];
+    const int32_t kind = act(fq->q, block, pt)->kind;
+    return (kind == REPQ_AQ_UNIFORM || kind == REPQ_AQ_TWO_REGION) && sh->valid && sh->block == block ? sh : NULL;
 }
 
 /* max |c - z| over codes c in [0, cmax], as a double (no overflow). */
@@ -243,11 +256,16 @@ static int32_t layer_of(const repq_qmodel *q, int32_t block, repq_qpoint in)
 static repq_status linear_product(fake_quant *fq, const repq_vit_product *p, bool *done)
 {
     const repq_qmodel *q = fq->q;
-    const stash *a = uniform_codes(fq, p->block, p->in);
+    const stash *a = grid_codes(fq, p->block, p->in);
     const repq_qlinear *l = &q->linear[layer_of(q, p->block, p->in)];
     if (!a || a->cols != (size_t)l->in || p->row0 + p->rows > a->rows || p->col0 + p->cols > (size_t)l->out)
         return REPQ_OK;
-    const repq_quant_params *in = &act(q, p->block, p->in)->uniform, *wq = l->wq + p->col0;
+    repq_quant_params grid;
+    int32_t max_code;
+    repq_status st = repq_act_quant_grid(act(q, p->block, p->in), &grid, &max_code);
+    if (st)
+        return st;
+    const repq_quant_params *in = &grid, *wq = l->wq + p->col0;
     const size_t m = p->rows, n = p->cols, k = (size_t)l->in;
     /* The weight zero points, then the combined scales s_a * s_w[j] (one float product,
      * as the session's). */
@@ -261,7 +279,7 @@ static repq_status linear_product(fake_quant *fq, const repq_vit_product *p, boo
     }
     const float *vf;
     const double *vd;
-    repq_status st = exact_sums(fq, m, n, k, a->codes + p->row0 * k, k, in->zero_point, (1 << in->bits) - 1,
+    st = exact_sums(fq, m, n, k, a->codes + p->row0 * k, k, in->zero_point, max_code,
                                 l->codes + p->col0 * k, k, zw, wmax, &vf, &vd);
     if (st || (!vf && !vd))
         return st;

@@ -220,8 +220,21 @@ repq_status repq_act_quant_apply(const repq_act_quant *q, float *x, size_t rows,
     case REPQ_AQ_LOG_SQRT2:
     case REPQ_AQ_LOG2_PARITY:
         return repq_logq_fake(&q->log, x, rows * cols);
+    case REPQ_AQ_TWO_REGION:
+        return repq_tworeg_fake(&q->two, x, rows * cols);
     }
     return REPQ_ERR_FORMAT;
+}
+
+repq_status repq_act_quant_grid(const repq_act_quant *q, repq_quant_params *grid, int32_t *max_code)
+{
+    if (q->kind == REPQ_AQ_TWO_REGION)
+        return repq_tworeg_grid(&q->two, grid, max_code);
+    if (q->kind != REPQ_AQ_UNIFORM)
+        return REPQ_ERR_INVALID_ARGUMENT;
+    *grid = q->uniform;
+    *max_code = (1 << q->uniform.bits) - 1;
+    return REPQ_OK;
 }
 
 REPQ_API repq_status repq_qmodel_get_int(const repq_qmodel *q, int32_t attr, int64_t *out_value)

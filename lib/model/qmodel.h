@@ -7,6 +7,7 @@
 #define REPQ_MODEL_QMODEL_H
 
 #include "calib/quantizer.h"
+#include "calib/two_region.h"
 #include "model/vit.h"
 #include "repq/quant.h"
 
@@ -16,13 +17,15 @@ typedef enum repq_aq_kind {
     REPQ_AQ_UNIFORM = 1,         /* layer-wise (s, z) */
     REPQ_AQ_UNIFORM_CHANNEL = 2, /* one (s, z) per channel (column) */
     REPQ_AQ_LOG_SQRT2 = 3,       /* post-softmax, base sqrt2 */
-    REPQ_AQ_LOG2_PARITY = 4      /* the same codes read as 2^-ceil(c/2) (1 + parity (sqrt2-1)) */
+    REPQ_AQ_LOG2_PARITY = 4,     /* the same codes read as 2^-ceil(c/2) (1 + parity (sqrt2-1)) */
+    REPQ_AQ_TWO_REGION = 5       /* post-GELU: two steps, codes on the finer grid (two_region.h) */
 } repq_aq_kind;
 
 typedef struct repq_act_quant {
     int32_t kind;
     repq_quant_params uniform;
     repq_logq_params log;
+    repq_tworeg_params two;
     int32_t channels;             /* entries of per_channel (UNIFORM_CHANNEL) */
     repq_quant_params *per_channel;
 } repq_act_quant;
@@ -79,6 +82,9 @@ void repq_qmodel_rebuild_fq(repq_qmodel *q);
 /* The weight of linear layer `id` in fq_params <- its dequantized codes. Errors as
  * repq_quant_dequantize (a code above 2^bits - 1). */
 repq_status repq_qmodel_dequantize_layer(repq_qmodel *q, int32_t id);
+/* The uniform grid the codes of a layer-wise quantizer (UNIFORM or TWO_REGION) live
+ * on, and its largest code; REPQ_ERR_INVALID_ARGUMENT for other kinds. */
+repq_status repq_act_quant_grid(const repq_act_quant *q, repq_quant_params *grid, int32_t *max_code);
 /* Apply an activation quantizer in place to x [rows, cols] (fake quantization). */
 repq_status repq_act_quant_apply(const repq_act_quant *q, float *x, size_t rows, size_t cols);
 /* Fake quantization of the activations only, with the weights of parameter set p (e.g.
