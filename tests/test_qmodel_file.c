@@ -481,9 +481,11 @@ static void unchanged_copy_loads(void **state)
 static void newer_format_version_is_unsupported(void **state)
 {
     fixture *f = *state;
-    edit e = {.key = "format_version", .value = "2"};
-    assert_int_equal(load_edited(f->tiny4_path, &e, "2"), REPQ_ERR_UNSUPPORTED);
-    e.value = "1.7"; /* a newer minor version of the same major is read */
+    edit e = {.key = "format_version", .value = "3"};
+    assert_int_equal(load_edited(f->tiny4_path, &e, "3"), REPQ_ERR_UNSUPPORTED);
+    e.value = "2.7"; /* a newer minor version of a known major is read */
+    assert_int_equal(load_edited(f->tiny4_path, &e, NULL), REPQ_OK);
+    e.value = "1.7";
     assert_int_equal(load_edited(f->tiny4_path, &e, NULL), REPQ_OK);
     const char *bad[] = {"", "one", "0", "1.", "-1", "1.2.3", "99999999999"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -664,6 +666,18 @@ static void bad_two_region_quantizers_are_refused(void **state)
     const char *p = f->q4_path;
     edit e = {0};
     assert_int_equal(load_edited(p, &e, NULL), REPQ_OK);
+    /* Version 2 marks the files that version-1 readers cannot read; the others stay 1. */
+    repq_allocator al = repq_allocator_of(NULL);
+    repq_st_file *sf;
+    assert_int_equal(repq_st_open(NULL, &al, p, &sf), REPQ_OK);
+    assert_string_equal(repq_st_metadata(sf, "format_version"), "2");
+    repq_st_close(sf);
+    assert_int_equal(repq_st_open(NULL, &al, f->q8_path, &sf), REPQ_OK);
+    bool two = false;
+    for (int32_t b = 0; b < a->depth; b++)
+        two = two || f->q8->acts[repq_qmodel_act_index(a, b, REPQ_QP_FC2_IN)].kind == REPQ_AQ_TWO_REGION;
+    assert_string_equal(repq_st_metadata(sf, "format_version"), two ? "2" : "1");
+    repq_st_close(sf);
     assert_int_equal(load_quant_edit(p, at, "neg_shift", json_integer(8), "neg_shift"), REPQ_ERR_FORMAT);
     assert_int_equal(load_quant_edit(p, at, "neg_shift", json_integer(-1), "neg_shift"), REPQ_ERR_FORMAT);
     assert_int_equal(load_quant_edit(p, at, "neg_shift", NULL, "neg_shift"), REPQ_ERR_FORMAT);

@@ -135,7 +135,13 @@ static repq_status search_point(observer *ob, repq_act_quant *aq, repq_qpoint po
     double two_mse;
     if ((st = repq_tworeg_search(x, n, &aq->uniform, ob->scratch, &aq->two, &two_mse)))
         return st;
-    if (two_mse < mse)
+    if (!(two_mse < mse))
+        return REPQ_OK;
+    /* Equal steps (m = 0) are a single grid with another split: kept as one, which
+     * every reader and kernel knows. */
+    if (aq->two.neg_shift == 0)
+        aq->uniform = (repq_quant_params){aq->two.scale, aq->two.zero_point, aq->two.bits};
+    else
         aq->kind = REPQ_AQ_TWO_REGION;
     return REPQ_OK;
 }

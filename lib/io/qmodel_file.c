@@ -15,8 +15,9 @@
 #include "model/qmodel.h"
 
 #define QMODEL_FORMAT "repq.qmodel"
-#define QMODEL_FORMAT_MAJOR 1
-#define QMODEL_FORMAT_VERSION "1.1" /* minor 1: two-region quantizers (kind 5) */
+/* Version 2 added the two-region quantizer (kind 5), which version-1 readers would
+ * refuse as malformed; a file without one is written as version 1, which they read. */
+#define QMODEL_FORMAT_MAJOR 2
 
 
 /* ---- What a file holds -------------------------------------------------------------- */
@@ -199,6 +200,14 @@ static bool bits_ok(int32_t b)
 }
 
 /* ---- Saving -------------------------------------------------------------------------- */
+
+static bool uses_two_region(const repq_qmodel *q)
+{
+    for (size_t i = 0; i < act_count(&q->arch); i++)
+        if (q->acts[i].kind == REPQ_AQ_TWO_REGION)
+            return true;
+    return false;
+}
 
 static bool put(json_t *o, const char *key, json_t *v)
 {
@@ -408,7 +417,7 @@ REPQ_API repq_status repq_qmodel_save(repq_qmodel *q, const char *path)
     if (st == REPQ_OK)
         st = repq_st_writer_set_metadata(w, "format", QMODEL_FORMAT);
     if (st == REPQ_OK)
-        st = repq_st_writer_set_metadata(w, "format_version", QMODEL_FORMAT_VERSION);
+        st = repq_st_writer_set_metadata(w, "format_version", uses_two_region(q) ? "2" : "1");
     if (st == REPQ_OK)
         st = repq_st_writer_set_metadata(w, "architecture", arch);
     if (st == REPQ_OK)
