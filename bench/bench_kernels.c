@@ -14,6 +14,7 @@
 #include "kernels/cpu.h"
 #include "kernels/gemm_s8.h"
 #include "kernels/gemm_u4.h"
+#include "kernels/quantize_f32.h"
 
 #define MIN_SECONDS 0.3
 
@@ -168,6 +169,43 @@ static void bench_u4(repq_kernel_level best)
     }
 }
 
+/* Elements per second (x 1e9) of one float -> code kernel over n values. */
+static double time_quantize(repq_kernel_level lv, bool two_region, size_t n, const float *x, uint8_t *codes)
+{
+    long reps = 0;
+    const double t0 = now();
+    double dt;
+    do {
+        if (two_region)
+            repq_quantize_f32_two_region_u8(lv, n, x, 0.15f, 3, 12, 2, codes);
+        else
+            repq_quantize_f32_u8(lv, n, x, 0.15f, 1, 4, codes);
+        reps++;
+        dt = now() - t0;
+    } while (dt < MIN_SECONDS);
+    return (double)n * (double)reps / dt * 1e-9;
+}
+
+/* GELU output -> fc2 codes: one row of deit_small's hidden layer (1536), single grid
+ * and two regions. */
+static void bench_quantize(repq_kernel_level best)
+{
+    enum { N = 1536 };
+    static float x[N];
+    static uint8_t codes[N];
+    for (size_t i = 0; i < N; i++)
+        x[i] = (float)((int)(i * 37 % 200) - 40) * 0.01f;
+    printf("\nfloat -> codes (%d values, GELU -> fc2 input): | level | single grid Gelem/s | two regions Gelem/s | "
+           "two / single |\n|---|---|---|---|\n", N);
+    for (int lv = REPQ_LEVEL_SCALAR; lv <= (int)best; lv++) {
+        if (lv == REPQ_LEVEL_AVXVNNI || lv == REPQ_LEVEL_AMX)
+            continue; /* the same code as the level below */
+        const double u = time_quantize((repq_kernel_level)lv, false, N, x, codes);
+        const double t = time_quantize((repq_kernel_level)lv, true, N, x, codes);
+        printf("| %s | %.2f | %.2f | %.2f |\n", repq_kernel_level_name((repq_kernel_level)lv), u, t, t / u);
+    }
+}
+
 static double time_sgemm(size_t m, size_t n, size_t k, const float *a, const float *b, float *c)
 {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, a, (int)k, b, (int)k,
@@ -254,5 +292,6 @@ int main(void)
     }
     if (best >= REPQ_LEVEL_AVX512VNNI)
         bench_u4(best);
+    bench_quantize(best);
     return 0;
 }
