@@ -422,13 +422,13 @@ static void w4a4_beats_reference_and_baseline(void **state)
     session_agrees(s, r, 4, repq);
     unrounded_agrees(s, q, r, repq);
     double minmax = quantized_top1(s, 4, REPQ_METHOD_MINMAX, NULL, NULL, NULL);
-    /* The public RepQ-ViT reference reaches 79.12 here (GPU, PyTorch). librepq measured
-     * 78.94 (docs/accuracy.md). Which 32 calibration images are used moves W4A4 by a
-     * standard deviation of 0.30 points (eight disjoint sets: 78.56-79.58, mean 78.94),
-     * and the reference's own procedure rebuilt here (unrounded z~) by 0.39 (mean 78.88,
-     * 79.36 on the standard set): the floor allows half a point around the reference's
-     * figure; the issue's target (>= 79.12) is reported, not asserted. */
-    assert_true(100 * repq >= 79.12 - 0.5);
+    /* The issue's target: the public RepQ-ViT reference reaches 79.12 here (GPU,
+     * PyTorch). librepq measures 79.26 with the two-region post-GELU quantizer (78.94
+     * with the reference's single grid), the same on every machine since calibration
+     * and fake quantization sum their products exactly. It is one draw of the 32
+     * calibration images: over eight disjoint sets the mean is MEAN_TWO (sd SD_TWO) against
+     * 78.94 (0.30) with the single grid (docs/accuracy.md). */
+    assert_true(100 * repq >= 79.12);
     assert_true(100 * (repq - minmax) >= 1.0);
     w4a4_gptq_reported(s, c, r, nearest);
     repq_calib_free(c);
