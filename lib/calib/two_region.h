@@ -55,13 +55,13 @@ repq_status repq_tworeg_mse(const repq_tworeg_params *p, const float *x, size_t 
 
 /* The search (OPT-m's ratio search, with the top of the range held): the non-negative
  * range ends where the layer-wise quantizer `uniform` (the reference's search on the
- * same data) ends, hi = s0 (2^b - 1 - z0); for every z in [1, (2^b - 1) / 2] and every
- * m in [0, REPQ_TWOREG_MAX_SHIFT] whose largest code fits in 8 bits, s = hi / (2^b - 1 - z),
- * scored by the MSE over x[0, n). The first least-MSE candidate goes to *out and its MSE
- * to *mse. If hi is not positive (no non-negative range to keep), *mse = INFINITY and
- * *out is untouched. scratch: n floats, overwritten, not overlapping x.
- * Cost: 8 (2^b - 1) / 2 passes over the negative values and (2^b - 1) / 2 over the
- * others. */
+ * same data) ends, hi = s0 (2^b - 1 - z0); for every z in [1, min((2^b - 1) / 2, 16)]
+ * and every m in [0, REPQ_TWOREG_MAX_SHIFT] whose largest code fits in 8 bits,
+ * s = hi / (2^b - 1 - z), scored by the MSE over x[0, n). The first least-MSE candidate
+ * goes to *out and its MSE to *mse. If hi is not positive (no non-negative range to
+ * keep), *mse = INFINITY and *out is untouched. scratch: n floats, overwritten, not
+ * overlapping x. Cost: one pass over the values >= 0 per z, one over the negative
+ * values per (z, m): at 4 bits 7 and 35 (m <= 4), at 6 bits 16 and 48 (m <= 2). */
 repq_status repq_tworeg_search(const float *x, size_t n, const repq_quant_params *uniform, float *scratch,
                                repq_tworeg_params *out, double *mse);
 
