@@ -80,7 +80,8 @@ static void bad_parameters_are_refused(void **state)
         {NAN, 2, 3, 2},
         {0.0f, 2, 3, 2},
         {FLT_MIN, 2, 3, 1},     /* s 2^-m subnormal */
-        {FLT_MAX, 0, 4, 0},     /* levels overflow */
+        {FLT_MAX, 0, 4, 0},     /* the top level overflows */
+        {FLT_MAX, 15, 4, 0},    /* the lowest level, -15 s, overflows */
     };
     uint8_t c[1] = {0};
     float x[1] = {0.0f};

@@ -5,7 +5,6 @@
 #include <float.h>
 #include <math.h>
 #include <stdbool.h>
-#include <string.h>
 
 /* Candidates of z searched at most: a negative tail needs few levels, and each z costs
  * a pass over the data per m. */
@@ -27,8 +26,9 @@ repq_status repq_tworeg_params_check(const repq_tworeg_params *p)
     const float fine = ldexpf(p->scale, -p->neg_shift);
     if (!isfinite(p->scale) || !(fine >= FLT_MIN) || largest_code(p->zero_point, p->bits, p->neg_shift) > 255)
         return REPQ_ERR_INVALID_ARGUMENT;
-    /* The largest level s (2^b - 1 - z) must be finite. */
-    if (!((double)p->scale * (double)((1 << p->bits) - 1 - p->zero_point) <= (double)FLT_MAX))
+    /* The extreme levels, s (2^b - 1 - z) and -s 2^-m z, must be finite. */
+    const double top = (double)p->scale * (double)((1 << p->bits) - 1 - p->zero_point);
+    if (!(top <= (double)FLT_MAX) || !((double)fine * (double)p->zero_point <= (double)FLT_MAX))
         return REPQ_ERR_INVALID_ARGUMENT;
     return REPQ_OK;
 }
