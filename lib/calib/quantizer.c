@@ -82,20 +82,38 @@ static inline float uniform_code(float x, float s, float zf, float qmax)
     return t < qmax ? t : qmax;
 }
 
-VECTORIZED repq_status repq_quant_quantize(const repq_quant_params *p, const float *x, size_t n, uint8_t *codes)
+/* The cloned loops are static: a cloned function with external linkage is exported
+ * (as an ifunc) despite -fvisibility=hidden. Each returns whether all x were finite. */
+VECTORIZED static bool uniform_quantize_all(const repq_quant_params *p, const float *x, size_t n, uint8_t *codes)
 {
-    repq_status st = repq_quant_params_check(p);
-    if (st != REPQ_OK)
-        return st;
-    if (n > 0 && (!x || !codes))
-        return REPQ_ERR_INVALID_ARGUMENT;
     const float s = p->scale, zf = (float)p->zero_point, qmax = (float)((1 << p->bits) - 1);
     bool finite = true;
     for (size_t i = 0; i < n; i++) {
         finite &= isfinite(x[i]) != 0;
         codes[i] = (uint8_t)uniform_code(x[i], s, zf, qmax);
     }
-    return finite ? REPQ_OK : REPQ_ERR_NUMERIC;
+    return finite;
+}
+
+VECTORIZED static bool uniform_fake_all(const repq_quant_params *p, float *x, size_t n)
+{
+    const float s = p->scale, zf = (float)p->zero_point, qmax = (float)((1 << p->bits) - 1);
+    bool finite = true;
+    for (size_t i = 0; i < n; i++) {
+        finite &= isfinite(x[i]) != 0;
+        x[i] = s * (uniform_code(x[i], s, zf, qmax) - zf);
+    }
+    return finite;
+}
+
+repq_status repq_quant_quantize(const repq_quant_params *p, const float *x, size_t n, uint8_t *codes)
+{
+    repq_status st = repq_quant_params_check(p);
+    if (st != REPQ_OK)
+        return st;
+    if (n > 0 && (!x || !codes))
+        return REPQ_ERR_INVALID_ARGUMENT;
+    return uniform_quantize_all(p, x, n, codes) ? REPQ_OK : REPQ_ERR_NUMERIC;
 }
 
 repq_status repq_quant_dequantize(const repq_quant_params *p, const uint8_t *codes, size_t n, float *out)
@@ -114,20 +132,14 @@ repq_status repq_quant_dequantize(const repq_quant_params *p, const uint8_t *cod
     return REPQ_OK;
 }
 
-VECTORIZED repq_status repq_quant_fake(const repq_quant_params *p, float *x, size_t n)
+repq_status repq_quant_fake(const repq_quant_params *p, float *x, size_t n)
 {
     repq_status st = repq_quant_params_check(p);
     if (st != REPQ_OK)
         return st;
     if (n > 0 && !x)
         return REPQ_ERR_INVALID_ARGUMENT;
-    const float s = p->scale, zf = (float)p->zero_point, qmax = (float)((1 << p->bits) - 1);
-    bool finite = true;
-    for (size_t i = 0; i < n; i++) {
-        finite &= isfinite(x[i]) != 0;
-        x[i] = s * (uniform_code(x[i], s, zf, qmax) - zf);
-    }
-    return finite ? REPQ_OK : REPQ_ERR_NUMERIC;
+    return uniform_fake_all(p, x, n) ? REPQ_OK : REPQ_ERR_NUMERIC;
 }
 
 /* Sum of squared fake-quantization errors; the data is known to be finite. */

@@ -28,17 +28,24 @@ static inline float gelu_one(float x)
     return 0.5f * x * (x < 0.0f ? erfc_z : 2.0f - erfc_z);
 }
 
-VECTORIZED void repq_float_gelu(float *x, size_t n)
+/* The cloned loops are static: a cloned function with external linkage is exported
+ * (as an ifunc) despite -fvisibility=hidden. */
+VECTORIZED static void gelu_all(float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         x[i] = gelu_one(x[i]);
 }
 
+void repq_float_gelu(float *x, size_t n)
+{
+    gelu_all(x, n);
+}
+
 
 /* Two passes in float: the mean, then the mean squared deviation, which cannot cancel
  * catastrophically the way E[x^2] - E[x]^2 can. */
-VECTORIZED void repq_float_layer_norm(const float *x, size_t rows, size_t d, const float *g,
-                                      const float *b, float eps, float *y)
+VECTORIZED static void layer_norm_rows(const float *x, size_t rows, size_t d, const float *g, const float *b,
+                                       float eps, float *y)
 {
     for (size_t i = 0; i < rows; i++) {
         const float *xr = x + i * d;
@@ -67,3 +74,8 @@ VECTORIZED void repq_float_layer_norm(const float *x, size_t rows, size_t d, con
     }
 }
 
+void repq_float_layer_norm(const float *x, size_t rows, size_t d, const float *g, const float *b, float eps,
+                           float *y)
+{
+    layer_norm_rows(x, rows, d, g, b, eps, y);
+}
