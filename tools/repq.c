@@ -241,8 +241,11 @@ static int cmd_quantize(repq_context *ctx, const args *a)
     repq_tensor_describe(labels, NULL, NULL, &n, 1);
     printf("quantized W%lldA%lld (%s) on %lld calibration images: calibration %.0f ms, "
            "reparameterization %.0f ms",
-           a->wbits, a->abits, method == REPQ_METHOD_REPQ ? "repq" : "minmax", (long long)n, t1 - t0,
-           t2 - t1);
+           a->wbits, a->abits,
+           method == REPQ_METHOD_MINMAX         ? "minmax"
+           : post_gelu == REPQ_POST_GELU_UNIFORM ? "repq, post-GELU single grid"
+                                                 : "repq, post-GELU two-region",
+           (long long)n, t1 - t0, t2 - t1);
     if (gptq)
         printf(", GPTQ weight reconstruction %.0f ms", t3 - t2);
     printf(" -> %s\n", a->out);
