@@ -213,6 +213,34 @@ static void agrees_with_fake_quant_w4a4(void **state)
     agreement(f, f->w4a4, "W4A4", 0.04);
 }
 
+/* The session bounds fc2's int32 sums with the largest code of the two-region fine
+ * grid (z + (2^b - 1 - z) 2^m, 54-62 here), not 2^b - 1: with weight zero points of
+ * 10^5 in a two-region block the sums could overflow and the session refuses the
+ * model; at 2 10^4 they cannot and it is accepted. */
+static void two_region_sums_are_bounded_by_the_fine_grid(void **state)
+{
+    fixture *f = *state;
+    const repq_qmodel *src = f->w4a4;
+    int32_t block = -1;
+    for (int32_t b = 0; b < src->arch.depth && block < 0; b++)
+        if (src->acts[repq_qmodel_act_index(&src->arch, b, REPQ_QP_FC2_IN)].kind == REPQ_AQ_TWO_REGION)
+            block = b;
+    assert_true(block >= 0);
+    const int32_t zw[2] = {100000, 20000};
+    const repq_status want[2] = {REPQ_ERR_UNSUPPORTED, REPQ_OK};
+    for (int i = 0; i < 2; i++) {
+        repq_qmodel *q;
+        assert_int_equal(repq_qmodel_clone(NULL, &src->base.allocator, src, &q), REPQ_OK);
+        repq_qlinear *l = &q->linear[repq_qmodel_linear_id(block, 3)];
+        for (int32_t j = 0; j < l->out; j++)
+            l->wq[j].zero_point = zw[i];
+        repq_session *s = NULL;
+        assert_int_equal(repq_session_new(NULL, q, NULL, 1, &s), want[i]);
+        repq_session_free(s);
+        repq_qmodel_free(q);
+    }
+}
+
 static void every_level_gives_the_same_bits(void **state)
 {
     fixture *f = *state;
@@ -445,6 +473,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(bad_input_is_rejected),
         cmocka_unit_test(run_allocates_nothing),
+        cmocka_unit_test(two_region_sums_are_bounded_by_the_fine_grid),
         cmocka_unit_test(every_level_gives_the_same_bits),
         cmocka_unit_test(threads_give_the_same_bits),
         cmocka_unit_test(float_images_match_pixels),

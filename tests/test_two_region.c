@@ -80,6 +80,7 @@ static void bad_parameters_are_refused(void **state)
         {NAN, 2, 3, 2},
         {0.0f, 2, 3, 2},
         {FLT_MIN, 2, 3, 1},     /* s 2^-m subnormal */
+        {0x1p-125f, 2, 3, 3},   /* s normal, s 2^-m = 2^-128 subnormal */
         {FLT_MAX, 0, 4, 0},     /* the top level overflows */
         {FLT_MAX, 15, 4, 0},    /* the lowest level, -15 s, overflows */
     };

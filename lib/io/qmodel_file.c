@@ -490,6 +490,7 @@ static repq_status json_scale(repq_object *err, json_t *obj, const char *what, f
 /* The header fields and activation quantizers of the "quant" metadata into q. */
 typedef struct quant_header {
     int32_t weight_bits, act_bits, patch_input_bits, method;
+    long format_major; /* from format_version: kind 5 needs 2 */
 } quant_header;
 
 static repq_status parse_quant_header(repq_object *err, json_t *root, quant_header *h)
@@ -522,6 +523,9 @@ static repq_status parse_acts(repq_object *err, json_t *root, const repq_vit_arc
         repq_status st = json_int(err, e, what, "kind", REPQ_AQ_NONE, REPQ_AQ_TWO_REGION, &aq->kind);
         if (st || (st = check_kind(err, REPQ_ERR_FORMAT, a, i, aq->kind)))
             return st;
+        if (aq->kind == REPQ_AQ_TWO_REGION && h->format_major < 2)
+            return repq_fail(err, REPQ_ERR_FORMAT, "quant: %s has kind 5 (two-region), which format_version %ld "
+                             "cannot hold", what, h->format_major);
         if (aq->kind == REPQ_AQ_UNIFORM) {
             if ((st = json_scale(err, e, what, &aq->uniform.scale)) ||
                 (st = json_int(err, e, what, "zero_point", -REPQ_QUANT_ZERO_POINT_MAX, REPQ_QUANT_ZERO_POINT_MAX,
@@ -697,6 +701,7 @@ static repq_status parse_file(repq_object *err, const repq_allocator *al, const 
                          jerr.line, jerr.column);
     quant_header h;
     st = parse_quant_header(err, root, &h);
+    h.format_major = major;
     if (st == REPQ_OK)
         st = read_tensors(err, f, &a, h.weight_bits, NULL);
     repq_qmodel *q = NULL;

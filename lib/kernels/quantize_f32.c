@@ -15,8 +15,8 @@ static inline uint8_t quant_one(float x, float s, float zf, float qmax)
     return (uint8_t)fminf(fmaxf(t, 0.0f), qmax);
 }
 
-/* Comparisons as in calib/two_region.c; fminf/fmaxf give the same values here (NaN
- * never reaches the first branch and leaves the second at -z). */
+/* The values of calib/two_region.c's comparisons: fminf/fmaxf differ from them only
+ * for NaN, which never reaches the first branch and leaves the second at -z. */
 static inline uint8_t two_region_one(float x, float s, float zf, float top, float p2m)
 {
     const float q = x / s;
