@@ -179,8 +179,9 @@ static void search_finds_the_least_error_candidate(void **state)
     }
 }
 
-/* No negative values: every candidate gives up non-negative levels for nothing, so the
- * uniform quantizer stays better; no non-negative range: nothing to search. */
+/* No negative values (evenly spread ones here): every candidate gives up non-negative
+ * levels for nothing, so the uniform quantizer stays better; no non-negative range:
+ * nothing to search. */
 static void search_without_a_negative_tail_or_a_positive_range(void **state)
 {
     (void)state;
