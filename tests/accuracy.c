@@ -74,38 +74,52 @@ static void fp32_matches_reference_accuracy(void **state)
     assert_true(fabs(100 * s->fp32 - 79.94) <= 0.1);
 }
 
-/* Calibrate, reparameterize and evaluate the fake-quant model; its logits stay in
- * s->logits. The calibrator is handed out if out_calib is set (for reconstruction). */
-static double quantized_top1(suite *s, int bits, int method, repq_qmodel **out_channelwise,
-                             repq_qmodel **out_layerwise, repq_calib **out_calib)
+/* The standard calibration set through calibration and reparameterization. Returns the
+ * reparameterized model; hands out the channel-wise one and the calibrator if asked
+ * (freed otherwise), and the seconds of calibration + reparameterization if secs is
+ * set. */
+static repq_qmodel *calibrated(suite *s, int wbits, int abits, int method, int post_gelu,
+                               repq_qmodel **out_channelwise, repq_calib **out_calib, double *secs)
 {
     repq_options *o;
     repq_calib *c;
     repq_qmodel *q, *r;
     assert_int_equal(repq_options_new(&o), REPQ_OK);
-    assert_int_equal(repq_options_set_int(o, REPQ_OPT_WEIGHT_BITS, bits), REPQ_OK);
-    assert_int_equal(repq_options_set_int(o, REPQ_OPT_ACT_BITS, bits), REPQ_OK);
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_WEIGHT_BITS, wbits), REPQ_OK);
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_ACT_BITS, abits), REPQ_OK);
     assert_int_equal(repq_options_set_int(o, REPQ_OPT_METHOD, method), REPQ_OK);
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_POST_GELU, post_gelu), REPQ_OK);
     assert_int_equal(repq_calib_new(NULL, s->model, o, &c), REPQ_OK);
     assert_int_equal(repq_calib_feed(c, s->calib), REPQ_OK);
     double t0 = now();
     assert_int_equal(repq_calib_finish(c, &q), REPQ_OK);
     assert_int_equal(repq_qmodel_reparameterize(NULL, q, &r), REPQ_OK);
-    double secs = now() - t0;
-    double top1;
-    assert_int_equal(repq_qmodel_forward(r, REPQ_FORWARD_FAKE_QUANT, s->test, s->logits), REPQ_OK);
-    assert_int_equal(repq_top1_compute(s->logits, s->labels, &top1), REPQ_OK);
-    print_message("| W%dA%d | %s | %.2f | calibration + reparameterization %.2f s |\n", bits, bits,
-                  method == REPQ_METHOD_REPQ ? "repq" : "minmax", 100 * top1, secs);
+    if (secs)
+        *secs = now() - t0;
+    repq_options_free(o);
     if (out_calib)
         *out_calib = c;
     else
         repq_calib_free(c);
-    repq_options_free(o);
     if (out_channelwise)
         *out_channelwise = q;
     else
         repq_qmodel_free(q);
+    return r;
+}
+
+/* Calibrate (default post-GELU quantizer), reparameterize and evaluate the fake-quant
+ * model; its logits stay in s->logits. The calibrator is handed out if out_calib is set
+ * (for reconstruction). */
+static double quantized_top1(suite *s, int bits, int method, repq_qmodel **out_channelwise,
+                             repq_qmodel **out_layerwise, repq_calib **out_calib)
+{
+    double secs, top1;
+    repq_qmodel *r = calibrated(s, bits, bits, method, REPQ_POST_GELU_TWO_REGION, out_channelwise, out_calib, &secs);
+    assert_int_equal(repq_qmodel_forward(r, REPQ_FORWARD_FAKE_QUANT, s->test, s->logits), REPQ_OK);
+    assert_int_equal(repq_top1_compute(s->logits, s->labels, &top1), REPQ_OK);
+    print_message("| W%dA%d | %s | %.2f | calibration + reparameterization %.2f s |\n", bits, bits,
+                  method == REPQ_METHOD_REPQ ? "repq" : "minmax", 100 * top1, secs);
     if (out_layerwise)
         *out_layerwise = r;
     else
@@ -323,29 +337,6 @@ static void w4a4_gptq_reported(suite *s, repq_calib *c, const repq_qmodel *r, co
     repq_qmodel_free(g);
 }
 
-/* A reparameterized model calibrated on the standard set, with its calibrator. */
-static repq_qmodel *reparameterized(suite *s, int wbits, int abits, int post_gelu, repq_calib **out_calib)
-{
-    repq_options *o;
-    repq_calib *c;
-    repq_qmodel *q, *r;
-    assert_int_equal(repq_options_new(&o), REPQ_OK);
-    assert_int_equal(repq_options_set_int(o, REPQ_OPT_WEIGHT_BITS, wbits), REPQ_OK);
-    assert_int_equal(repq_options_set_int(o, REPQ_OPT_ACT_BITS, abits), REPQ_OK);
-    assert_int_equal(repq_options_set_int(o, REPQ_OPT_POST_GELU, post_gelu), REPQ_OK);
-    assert_int_equal(repq_calib_new(NULL, s->model, o, &c), REPQ_OK);
-    assert_int_equal(repq_calib_feed(c, s->calib), REPQ_OK);
-    assert_int_equal(repq_calib_finish(c, &q), REPQ_OK);
-    assert_int_equal(repq_qmodel_reparameterize(NULL, q, &r), REPQ_OK);
-    repq_qmodel_free(q);
-    repq_options_free(o);
-    if (out_calib)
-        *out_calib = c;
-    else
-        repq_calib_free(c);
-    return r;
-}
-
 /* Logit error against fp32 of two qmodels on the first N_UNSEEN test images, which
  * calibration never saw: mean squared error and predictions equal to fp32's. */
 #define N_UNSEEN 1000
@@ -389,8 +380,8 @@ static void print_fidelity(const char *what, const char *a, const char *b, const
 static void two_region_post_gelu_nearer_fp32(void **state)
 {
     suite *s = *state;
-    const repq_qmodel *q[2] = {reparameterized(s, 4, 4, REPQ_POST_GELU_UNIFORM, NULL),
-                               reparameterized(s, 4, 4, REPQ_POST_GELU_TWO_REGION, NULL)};
+    const repq_qmodel *q[2] = {calibrated(s, 4, 4, REPQ_METHOD_REPQ, REPQ_POST_GELU_UNIFORM, NULL, NULL, NULL),
+                               calibrated(s, 4, 4, REPQ_METHOD_REPQ, REPQ_POST_GELU_TWO_REGION, NULL, NULL, NULL)};
     fidelity f = against_fp32(s, q);
     print_fidelity("W4A4", "post-GELU uniform", "two regions", &f);
     assert_true(f.mse[1] < 0.95 * f.mse[0]);
@@ -406,7 +397,7 @@ static void w4a8_gptq_lowers_the_weight_error(void **state)
 {
     suite *s = *state;
     repq_calib *c;
-    repq_qmodel *g, *r = reparameterized(s, 4, 8, REPQ_POST_GELU_TWO_REGION, &c);
+    repq_qmodel *g, *r = calibrated(s, 4, 8, REPQ_METHOD_REPQ, REPQ_POST_GELU_TWO_REGION, NULL, &c, NULL);
     assert_int_equal(repq_calib_reconstruct(c, r, &g), REPQ_OK);
     const repq_qmodel *q[2] = {r, g};
     fidelity f = against_fp32(s, q);
