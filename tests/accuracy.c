@@ -15,12 +15,14 @@
 #include "core/tensor.h"
 #include "model/qmodel.h"
 #include "repq/repq.h"
-#include "reparam/reparam.h"
 #include "unrounded_zero_point.h"
+#include "fold_f64.h"
+#include "vit_f64.h"
 
 #define MODEL_PATH REPQ_TEST_DATA "/vit_tiny_cifar10.safetensors"
 #define CALIB_IMAGES REPQ_TEST_DATA "/cifar10_calib.bin"
 #define TEST_IMAGES REPQ_TEST_DATA "/cifar10_test_dev.bin"
+#define REF_LOGITS REPQ_TEST_DATA "/vit_tiny_cifar10_ref.bin"
 #define N_CALIB 32
 
 typedef struct suite {
@@ -257,46 +259,111 @@ static size_t same_top1(const float *a, const float *b, size_t n)
     return same;
 }
 
+static int argmax_f64(const double *row, int k)
+{
+    int best = 0;
+    for (int j = 1; j < k; j++)
+        best = row[j] > row[best] ? j : best;
+    return best;
+}
+
+static size_t same_top1_f64(const double *a, const double *b, size_t n)
+{
+    size_t same = 0;
+    for (size_t i = 0; i < n; i++)
+        same += argmax_f64(a + i * 10, 10) == argmax_f64(b + i * 10, 10);
+    return same;
+}
+
+/* The float64 recomputation (vit_f64.c) is itself checked first: unquantized, against
+ * PyTorch's logits of the first 256 test images (fp32 on a GPU; models/README.md: a
+ * float64 NumPy recomputation agrees within 8e-6). Measured 8.4e-6. */
+static void float64_forward_matches_pytorch(const suite *s, const repq_qmodel *q, const double *values,
+                                            const uint8_t *pixels)
+{
+    enum { N_REF = 256 };
+    static float ref[N_REF * 10];
+    static double ours[N_REF * 10];
+    FILE *f = fopen(REF_LOGITS, "rb");
+    assert_non_null(f);
+    assert_int_equal(fread(ref, sizeof(float), N_REF * 10, f), N_REF * 10);
+    fclose(f);
+    assert_true(s->n >= N_REF);
+    assert_true(vit_f64_forward(&q->arch, &q->float_params, values, NULL, pixels, N_REF, ours));
+    double worst = 0.0;
+    for (size_t i = 0; i < N_REF * 10; i++)
+        worst = fmax(worst, fabs(ours[i] - (double)ref[i]));
+    print_message("float64 forward against PyTorch (%d images): max abs logit difference %.2g\n", N_REF, worst);
+    assert_true(worst <= 5e-5);
+}
+
 /* Reparameterization with the weights held fixed (float) must keep predictions:
- * method.md 2.1 is an identity for the activation quantizers. The issue asks for the
- * same top-1 on >= 99.9% of the images; measured 99.80% at A4. The codes after
- * LayerNorm agree on >= 99.9997% (test_reparam); what differs is the float rounding of
- * the rewritten parameters (W r_c, gamma / r_c, beta / r_c - b_c), which flips a few
- * codes per image downstream and so the predictions of the images whose top two logits
- * are that close. How much that rounding alone moves is measured here too: the target
- * (s~, z~) is free (reparam/reparam.h), and reparameterizations to other targets, equal
- * in exact arithmetic, agree with the standard one on 99.76-99.94% only (s~ (1 + 2^-10):
- * 99.94%, z~ + 1: 99.76%; s~ (1 - 2^-10), s~ (1 + 2^-9), z~ - 1 measured once: 99.88,
- * 99.86, 99.86%). Asserted: the channel-wise model and its reparameterization agree at
- * least as well as the least-agreeing of two such pairs, less 0.1 points, and on
- * >= 99.5%; a wrong fold moves tens of percent. */
+ * method.md 2.1 is an identity for the activation quantizers, and the issue asks for the
+ * same top-1 on >= 99.9% of the images. Checked in float64 (vit_f64.c), the channel-wise
+ * model against
+ *   - the fold computed in double (fold_f64.c) to the layer-wise quantizers the library
+ *     chose: the identity itself, measured 100.00% at A4 on the 5,000 images;
+ *   - the library's reparameterized model, its parameters as stored in float32:
+ *     measured 99.92% (the float32 rounding of gamma / r_c and beta / r_c - b_c alone
+ *     costs 1 image, that of W r_c and the next bias 3).
+ * The library's float32 forward adds its own rounding, which differs between the two
+ * parameter sets, flips a few codes per image and with them the predictions of images
+ * whose top two logits are that close: 99.80%, asserted >= 99.5% (float32
+ * reparameterizations to other targets, equal in exact arithmetic, agree with the
+ * standard one on 99.76-99.94%: docs/accuracy.md). A wrong fold moves tens of percent. */
 static void reparameterization_keeps_predictions(void **state)
 {
     suite *s = *state;
     repq_qmodel *q, *r;
     quantized_top1(s, 4, REPQ_METHOD_REPQ, &q, &r, NULL);
-    size_t n = (size_t)s->n;
-    static float before[5000 * 10], after[5000 * 10], other[5000 * 10];
-    assert_true(n <= 5000);
+    const size_t n = (size_t)s->n;
+    static float before[5000 * 10], after[5000 * 10];
+    static double before64[5000 * 10], after64[5000 * 10], exact64[5000 * 10];
+    static uint8_t pixels[5000 * 3 * 32 * 32];
+    const size_t image_bytes = (size_t)q->arch.in_chans * (size_t)q->arch.img_size * (size_t)q->arch.img_size;
+    assert_true(n <= 5000 && image_bytes == 3 * 32 * 32);
+    assert_int_equal(repq_tensor_read(s->test, pixels, n * image_bytes), REPQ_OK);
+    double *original = vit_f64_params(&q->float_params), *stored = vit_f64_params(&r->float_params),
+           *exact = vit_f64_params(&r->float_params);
+    assert_true(original && stored && exact && fold_f64(q, r, exact));
+    float64_forward_matches_pytorch(s, q, original, pixels);
+    assert_true(vit_f64_forward(&q->arch, &q->float_params, original, q->acts, pixels, n, before64));
+    assert_true(vit_f64_forward(&r->arch, &r->float_params, exact, r->acts, pixels, n, exact64));
+    assert_true(vit_f64_forward(&r->arch, &r->float_params, stored, r->acts, pixels, n, after64));
+    free(original);
+    free(stored);
+    free(exact);
+    const size_t same_exact = same_top1_f64(before64, exact64, n), same_stored = same_top1_f64(before64, after64, n);
+    print_message("A4, float weights, float64: channel-wise vs reparameterized predictions identical on %.2f%% of "
+                  "%zu images (fold in double), %.2f%% (the library's, float32 parameters)\n",
+                  100.0 * (double)same_exact / (double)n, n, 100.0 * (double)same_stored / (double)n);
+    assert_true((double)same_exact >= 0.999 * (double)n);
+    assert_true((double)same_stored >= 0.999 * (double)n);
     float_weight_logits(s, q, before);
     float_weight_logits(s, r, after);
-    size_t same = same_top1(before, after, n), floor = n;
-    const repq_reparam_target targets[] = {{1.0 + 1.0 / 1024, 0}, {1.0, 1}};
-    for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
-        repq_qmodel *r2;
-        assert_int_equal(repq_qmodel_reparameterize_to(NULL, q, &targets[i], &r2), REPQ_OK);
-        float_weight_logits(s, r2, other);
-        repq_qmodel_free(r2);
-        size_t agree = same_top1(after, other, n);
-        print_message("A4, float weights: reparameterizations to (s~, z~) and (s~ %.6f, z~ %+d), equal in exact "
-                      "arithmetic: same top-1 on %.2f%%\n", targets[i].scale_factor, (int)targets[i].zero_offset,
-                      100.0 * (double)agree / (double)n);
-        floor = agree < floor ? agree : floor;
+    const size_t same32 = same_top1(before, after, n);
+    print_message("A4, float weights, float32: channel-wise vs reparameterized predictions identical on %.2f%%\n",
+                  100.0 * (double)same32 / (double)n);
+    assert_true((double)same32 >= 0.995 * (double)n);
+    /* The library's float32 fake quantization against the float64 recomputation of the
+     * same quantizers: float32 noise only, measured 99.58% / 99.70% same top-1. A
+     * quantizer read differently moves it to 91-93% (checked on 500 images: log codes
+     * floored instead of rounded; the two-region negative step taken as s). */
+    const float *f32[2] = {before, after};
+    const double *f64[2] = {before64, after64};
+    for (int m = 0; m < 2; m++) {
+        size_t same = 0;
+        double mse = 0.0;
+        for (size_t i = 0; i < n; i++) {
+            same += argmax(f32[m] + i * 10, 10) == argmax_f64(f64[m] + i * 10, 10);
+            for (int j = 0; j < 10; j++)
+                mse += (f32[m][i * 10 + j] - f64[m][i * 10 + j]) * (f32[m][i * 10 + j] - f64[m][i * 10 + j]);
+        }
+        print_message("A4, float weights, %s: float32 fake quantization against float64: same top-1 on %.2f%%, "
+                      "logit MSE %.4f\n",
+                      m ? "reparameterized" : "channel-wise", 100.0 * (double)same / (double)n, mse / (double)n);
+        assert_true((double)same >= 0.99 * (double)n);
     }
-    print_message("A4, float weights: channel-wise vs reparameterized predictions identical on %.2f%% of %zu images\n",
-                  100.0 * (double)same / (double)n, n);
-    assert_true((double)same >= (double)floor - 0.001 * (double)n);
-    assert_true((double)same >= 0.995 * (double)n);
     repq_qmodel_free(q);
     repq_qmodel_free(r);
 }

@@ -1,0 +1,24 @@
+/* A float64 ViT forward with fake quantization for the tests, written from the
+ * architecture (timm's VisionTransformer) and docs/method.md, apart from lib/model: the float64
+ * recomputation that the library's float32 forwards are measured against. Every step
+ * is the textbook one in double (exact exp, erf, sqrt; products with dgemm), and every
+ * quantizer is the mathematical one: x / s, its rounding and its level computed in
+ * double. */
+#ifndef REPQ_TESTS_VIT_F64_H
+#define REPQ_TESTS_VIT_F64_H
+
+#include "model/qmodel.h"
+
+/* p's parameters as doubles, in the layout of p's arena (a float f of p is at
+ * values + (f - p->arena)). free() it. NULL when out of memory. */
+double *vit_f64_params(const repq_vit_params *p);
+
+/* logits [n, num_classes] of n U8 images [n, C, H, W] through the parameters `values`
+ * (vit_f64_params layout of `layout`). With acts set (a qmodel's quantizer table,
+ * repq_qmodel_act_index order) every activation quantizer in it is applied where the
+ * model's forward applies it; the weights are used as they are. Returns false when out
+ * of memory or on a quantizer it does not know. */
+bool vit_f64_forward(const repq_vit_arch *a, const repq_vit_params *layout, const double *values,
+                     const repq_act_quant *acts, const uint8_t *images, size_t n, double *logits);
+
+#endif
