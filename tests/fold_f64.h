@@ -1,4 +1,4 @@
-/* The scale reparameterization of docs/method.md 2.1 recomputed in double for the
+/* The scale reparameterization (docs/method.md, Reparameterization) recomputed in double for the
  * accuracy suite: the exact counterpart of the library's float32 fold, so that what the
  * fold changes in exact arithmetic (nothing) and what float32 storage of its result
  * changes can be told apart. */

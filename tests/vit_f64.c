@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Images per pass: bounds the activations held (about 40 MB for the bundled model). */
+/* Images per pass: bounds the activations held (about 70 MB for the bundled model). */
 #define CHUNK 64
 
 /* The parameters as doubles, laid out as the float ones. */
@@ -42,8 +42,9 @@ static double two_region_level(const repq_tworeg_params *q, double x)
     return s * (c > -z ? c : -z) / fine;
 }
 
-/* Log levels s 2^-c (base 2) or s 2^(-c / 2) (base sqrt 2), c = round(-log x / s) in
- * [0, 2^b - 1]; beyond the last level, and for x <= 0, the value is 0. */
+/* Log levels s 2^-c (base 2) or s 2^(-c / 2) (base sqrt 2), c = round(-log2(x / s)) or
+ * round(-2 log2(x / s)) in [0, 2^b - 1]; beyond the last level, and for x <= 0, the value
+ * is 0. */
 static double log_level(const repq_logq_params *q, double x)
 {
     if (!(x > 0.0))
@@ -57,7 +58,7 @@ static double log_level(const repq_logq_params *q, double x)
     return (double)q->scale * exp2(sqrt2 ? -c / 2.0 : -c);
 }
 
-static bool fake_quantize(const repq_act_quant *aq, double *x, size_t rows, size_t cols)
+bool vit_f64_fake_quantize(const repq_act_quant *aq, double *x, size_t rows, size_t cols)
 {
     const size_t n = rows * cols;
     switch (aq->kind) {
@@ -95,7 +96,7 @@ typedef struct forward64 {
 
 static bool quantize_at(const forward64 *f, int32_t block, repq_qpoint pt, double *x, size_t rows, size_t cols)
 {
-    return !f->acts || fake_quantize(&f->acts[repq_qmodel_act_index(f->a, block, pt)], x, rows, cols);
+    return !f->acts || vit_f64_fake_quantize(&f->acts[repq_qmodel_act_index(f->a, block, pt)], x, rows, cols);
 }
 
 /* y[m, n] (+)= x[m, k] w[n, k]^T + b[n] */
@@ -263,10 +264,10 @@ bool vit_f64_forward(const repq_vit_arch *a, const repq_vit_params *layout, cons
     const size_t pd = (size_t)repq_vit_patch_dim(a), image_bytes = (size_t)a->in_chans * (size_t)a->img_size *
                                                                    (size_t)a->img_size;
     forward64 f = {a, acts, 0, t, d, heads, d / heads, hid,
-                   malloc(rows * d * sizeof(double)), malloc(rows * (hid > 3 * d ? hid : 3 * d) * sizeof(double)),
+                   malloc(rows * d * sizeof(double)), malloc(rows * d * sizeof(double)),
                    malloc(rows * 3 * d * sizeof(double)), malloc(rows * d * sizeof(double)),
                    malloc(CHUNK * heads * t * t * sizeof(double)), malloc(rows * hid * sizeof(double)),
-                   malloc(CHUNK * t * pd * sizeof(double))};
+                   malloc(CHUNK * (t - 1) * pd * sizeof(double))};
     bool ok = f.x && f.h && f.qkv && f.o && f.scores && f.mlp && f.patches;
     /* One OpenBLAS thread: the per-head products are too small to share, and handing
      * them between threads cost more CPU than it saved (500 images: 57 s wall, 113 s

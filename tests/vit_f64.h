@@ -13,6 +13,10 @@
  * values + (f - p->arena)). free() it. NULL when out of memory. */
 double *vit_f64_params(const repq_vit_params *p);
 
+/* x [rows, cols] <- its fake quantization by aq in double (channel-wise: one quantizer
+ * per column). false on a kind it does not know or a channel count other than cols. */
+bool vit_f64_fake_quantize(const repq_act_quant *aq, double *x, size_t rows, size_t cols);
+
 /* logits [n, num_classes] of n U8 images [n, C, H, W] through the parameters `values`
  * (vit_f64_params layout of `layout`). With acts set (a qmodel's quantizer table,
  * repq_qmodel_act_index order) every activation quantizer in it is applied where the
