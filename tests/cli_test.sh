@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The repq tool end to end on a few images: quantize with and without GPTQ weight
 # reconstruction and with either post-GELU quantizer, run the file in integers, and
-# refuse bad option values with exit 2.
+# refuse bad option values with exit 2; info on float, quantized and broken files.
 # Usage: cli_test.sh REPQ_BINARY DATA_DIR
 set -u
 repq=$1
@@ -31,6 +31,19 @@ out=$("$repq" quantize "$data/vit_tiny_cifar10.safetensors" --calib "$data/cifar
 grep -aqF 'kind\":5' "$work/rtn.repq" || fail "the default file has no two-region quantizer"
 grep -aqF 'kind\":5' "$work/uniform.repq" && fail "--post-gelu uniform wrote a two-region quantizer"
 
+# info reads float and quantized models, whatever the name, and refuses what is neither.
+info=$("$repq" info "$work/rtn.repq") || fail "info on a .repq file failed: $info"
+grep -q "weight bits *4" <<<"$info" || fail "info did not give the weight bits: $info"
+grep -q "embed dim *192" <<<"$info" || fail "info did not give the architecture: $info"
+cp "$work/rtn.repq" "$work/renamed.bin"
+"$repq" info "$work/renamed.bin" | grep -q "activation bits *4" || fail "info on a renamed quantized model"
+"$repq" info "$data/vit_tiny_cifar10.safetensors" | grep -q "parameters" || fail "info on the float model"
+head -c 100 "$work/rtn.repq" >"$work/truncated.repq"
+"$repq" info "$work/truncated.repq" >"$work/info.log" 2>&1
+rc=$?
+[ $rc -eq 1 ] || fail "info on a truncated file exited with $rc, not 1"
+grep -q "truncated" "$work/info.log" || fail "info on a truncated file did not say why: $(cat "$work/info.log")"
+
 for bad in "--weights gptx" "--method repqq" "--post-gelu twoRegion"; do
     # shellcheck disable=SC2086
     "$repq" quantize "$data/vit_tiny_cifar10.safetensors" --calib "$data/cifar10_calib.bin" $bad \
@@ -39,4 +52,4 @@ for bad in "--weights gptx" "--method repqq" "--post-gelu twoRegion"; do
     [ $rc -eq 2 ] || fail "'$bad' exited with $rc, not 2"
     [ -e "$work/bad.repq" ] && fail "'$bad' wrote a file"
 done
-echo "cli test: quantize (rtn, gptq, post-GELU uniform), eval in integers and bad options all behave"
+echo "cli test: quantize (rtn, gptq, post-GELU uniform), eval in integers, info and bad options all behave"

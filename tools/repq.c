@@ -29,7 +29,8 @@ static int usage(void)
             "                [--post-gelu two-region|uniform] -o OUT.repq\n"
             "  repq bench [--model M | --arch PRESET] [--batch B] [--threads T] [--kernels KERNELS]\n"
             "                [--wbits W] [--abits A] [--json]\n"
-            "MODEL is a float safetensors file; for eval --mode fake/int it is a .repq file.\n"
+            "MODEL is a float safetensors file; for eval --mode fake/int it is a .repq file, and info\n"
+            "takes either.\n"
             "KERNELS (integer engine, at most): auto (default), scalar, avx2, avxvnni, avx512vnni, amx.\n");
     return 2;
 }
@@ -130,28 +131,83 @@ static repq_status session_options(const args *a, repq_options *o)
     return st ? st : repq_options_set_int(o, REPQ_OPT_KERNELS, kernels_arg(a));
 }
 
+typedef struct info_row {
+    const char *label;
+    int32_t attr;
+} info_row;
+
+/* Keys both a float model and a qmodel answer. */
+static const info_row arch_rows[] = {
+    {"image size", REPQ_MODEL_IMG_SIZE}, {"patch size", REPQ_MODEL_PATCH_SIZE},
+    {"channels", REPQ_MODEL_IN_CHANS}, {"classes", REPQ_MODEL_NUM_CLASSES},
+    {"embed dim", REPQ_MODEL_EMBED_DIM}, {"depth", REPQ_MODEL_DEPTH},
+    {"heads", REPQ_MODEL_NUM_HEADS}, {"mlp hidden", REPQ_MODEL_MLP_HIDDEN},
+    {"tokens", REPQ_MODEL_NUM_TOKENS}, {"tensors", REPQ_MODEL_NUM_TENSORS},
+    {"parameters", REPQ_MODEL_NUM_PARAMS}, {"FLOPs per image", REPQ_MODEL_FLOPS_PER_IMAGE},
+};
+
+static void print_rows(const info_row *rows, size_t n, repq_status (*get)(const void *, int32_t, int64_t *),
+                       const void *handle)
+{
+    for (size_t i = 0; i < n; i++) {
+        int64_t v = 0;
+        if (get(handle, rows[i].attr, &v) == REPQ_OK)
+            printf("  %-16s %lld\n", rows[i].label, (long long)v);
+    }
+}
+
+static repq_status model_attr(const void *m, int32_t attr, int64_t *v)
+{
+    return repq_model_get_int(m, (repq_model_attr)attr, v);
+}
+
+static repq_status qmodel_attr(const void *q, int32_t attr, int64_t *v)
+{
+    return repq_qmodel_get_int(q, attr, v);
+}
+
+static void print_qmodel(const char *path, const repq_qmodel *q)
+{
+    int64_t method = 0;
+    repq_qmodel_get_int(q, REPQ_QMODEL_METHOD, &method);
+    printf("quantized model: %s\n  %-16s %s\n", path, "method", method == REPQ_METHOD_MINMAX ? "minmax" : "repq");
+    const info_row rows[] = {{"weight bits", REPQ_QMODEL_WEIGHT_BITS}, {"activation bits", REPQ_QMODEL_ACT_BITS},
+                             {"reparameterized", REPQ_QMODEL_REPARAMETERIZED}};
+    print_rows(rows, sizeof rows / sizeof rows[0], qmodel_attr, q);
+    print_rows(arch_rows, sizeof arch_rows / sizeof arch_rows[0], qmodel_attr, q);
+}
+
+/* A float model, or a quantized one (.repq); a file that is neither gets the float
+ * loader's message, or the quantized loader's for a .repq name. */
 static int cmd_info(repq_context *ctx, const args *a)
 {
     if (!a->positional)
         return usage();
-    repq_model *m;
-    repq_status st = repq_model_load(ctx, a->positional, NULL, &m);
-    if (st)
-        return fail("loading the model", st, ctx);
-    struct { const char *label; repq_model_attr attr; } rows[] = {
-        {"image size", REPQ_MODEL_IMG_SIZE}, {"patch size", REPQ_MODEL_PATCH_SIZE},
-        {"channels", REPQ_MODEL_IN_CHANS}, {"classes", REPQ_MODEL_NUM_CLASSES},
-        {"embed dim", REPQ_MODEL_EMBED_DIM}, {"depth", REPQ_MODEL_DEPTH},
-        {"heads", REPQ_MODEL_NUM_HEADS}, {"mlp hidden", REPQ_MODEL_MLP_HIDDEN},
-        {"tokens", REPQ_MODEL_NUM_TOKENS}, {"tensors", REPQ_MODEL_NUM_TENSORS},
-        {"parameters", REPQ_MODEL_NUM_PARAMS}, {"FLOPs per image", REPQ_MODEL_FLOPS_PER_IMAGE},
-    };
-    printf("model: %s\n", a->positional);
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        int64_t v = 0;
-        repq_model_get_int(m, rows[i].attr, &v);
-        printf("  %-16s %lld\n", rows[i].label, (long long)v);
+    const size_t len = strlen(a->positional);
+    const bool repq_name = len >= 5 && strcmp(a->positional + len - 5, ".repq") == 0;
+    repq_qmodel *q;
+    repq_status st;
+    if (repq_name) {
+        if ((st = repq_qmodel_load(ctx, a->positional, &q)))
+            return fail("loading the quantized model", st, ctx);
+        print_qmodel(a->positional, q);
+        repq_qmodel_free(q);
+        return 0;
     }
+    repq_model *m;
+    if ((st = repq_model_load(ctx, a->positional, NULL, &m))) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", repq_last_error(ctx));
+        if (repq_qmodel_load(ctx, a->positional, &q) == REPQ_OK) {
+            print_qmodel(a->positional, q);
+            repq_qmodel_free(q);
+            return 0;
+        }
+        fprintf(stderr, "repq: loading the model: %s%s%s\n", repq_status_string(st), *why ? ": " : "", why);
+        return 1;
+    }
+    printf("model: %s\n", a->positional);
+    print_rows(arch_rows, sizeof arch_rows / sizeof arch_rows[0], model_attr, m);
     repq_model_free(m);
     return 0;
 }
