@@ -35,6 +35,8 @@ grep -aqF 'kind\":5' "$work/uniform.repq" && fail "--post-gelu uniform wrote a t
 info=$("$repq" info "$work/rtn.repq") || fail "info on a .repq file failed: $info"
 grep -q "weight bits *4" <<<"$info" || fail "info did not give the weight bits: $info"
 grep -q "embed dim *192" <<<"$info" || fail "info did not give the architecture: $info"
+grep -q "two-region GELU blocks *[1-9]" <<<"$info" || fail "info did not count the two-region blocks: $info"
+"$repq" info "$work/uniform.repq" | grep -q "two-region GELU blocks *0" || fail "info on the uniform file: two-region blocks"
 cp "$work/rtn.repq" "$work/renamed.bin"
 "$repq" info "$work/renamed.bin" | grep -q "activation bits *4" || fail "info on a renamed quantized model"
 "$repq" info "$data/vit_tiny_cifar10.safetensors" | grep -q "parameters" || fail "info on the float model"

@@ -202,6 +202,11 @@ static void post_gelu_option_picks_fc2_input_quantizer(void **state)
         assert_true(at->two.zero_point >= 1 && at->two.zero_point <= 7);
     }
     assert_true(two >= a->depth / 2);
+    int64_t attr_u = -1, attr_t = -1;
+    assert_int_equal(repq_qmodel_get_int(u, REPQ_QMODEL_TWO_REGION_BLOCKS, &attr_u), REPQ_OK);
+    assert_int_equal(repq_qmodel_get_int(t, REPQ_QMODEL_TWO_REGION_BLOCKS, &attr_t), REPQ_OK);
+    assert_int_equal(attr_u, 0);
+    assert_int_equal(attr_t, two);
     for (int p = REPQ_QP_QKV_IN; p < REPQ_QP_FC2_IN; p++) {
         const repq_act_quant *au = &u->acts[repq_qmodel_act_index(a, 0, (repq_qpoint)p)];
         const repq_act_quant *at = &t->acts[repq_qmodel_act_index(a, 0, (repq_qpoint)p)];

@@ -152,7 +152,7 @@ static void print_rows(const info_row *rows, size_t n, repq_status (*get)(const 
     for (size_t i = 0; i < n; i++) {
         int64_t v = 0;
         if (get(handle, rows[i].attr, &v) == REPQ_OK)
-            printf("  %-16s %lld\n", rows[i].label, (long long)v);
+            printf("  %-22s %lld\n", rows[i].label, (long long)v);
     }
 }
 
@@ -170,9 +170,10 @@ static void print_qmodel(const char *path, const repq_qmodel *q)
 {
     int64_t method = 0;
     repq_qmodel_get_int(q, REPQ_QMODEL_METHOD, &method);
-    printf("quantized model: %s\n  %-16s %s\n", path, "method", method == REPQ_METHOD_MINMAX ? "minmax" : "repq");
+    printf("quantized model: %s\n  %-22s %s\n", path, "method", method == REPQ_METHOD_MINMAX ? "minmax" : "repq");
     const info_row rows[] = {{"weight bits", REPQ_QMODEL_WEIGHT_BITS}, {"activation bits", REPQ_QMODEL_ACT_BITS},
-                             {"reparameterized", REPQ_QMODEL_REPARAMETERIZED}};
+                             {"reparameterized", REPQ_QMODEL_REPARAMETERIZED},
+                             {"two-region GELU blocks", REPQ_QMODEL_TWO_REGION_BLOCKS}};
     print_rows(rows, sizeof rows / sizeof rows[0], qmodel_attr, q);
     print_rows(arch_rows, sizeof arch_rows / sizeof arch_rows[0], qmodel_attr, q);
 }

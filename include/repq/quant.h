@@ -103,7 +103,11 @@ typedef enum repq_qmodel_attr {
     REPQ_QMODEL_WEIGHT_BITS = 101,
     REPQ_QMODEL_ACT_BITS = 102,
     REPQ_QMODEL_METHOD = 103,
-    REPQ_QMODEL_REPARAMETERIZED = 104 /* 1 if layer-wise (runnable by a session) */
+    REPQ_QMODEL_REPARAMETERIZED = 104, /* 1 if layer-wise (runnable by a session) */
+    /* Blocks whose post-GELU activations (fc2's input) are quantized with two regions
+     * (REPQ_POST_GELU_TWO_REGION keeps them only where they beat one grid; none at 8
+     * bits): 0 to depth. */
+    REPQ_QMODEL_TWO_REGION_BLOCKS = 105
 } repq_qmodel_attr;
 REPQ_API repq_status repq_qmodel_get_int(const repq_qmodel *qmodel, int32_t attr,
                                          int64_t *out_value);
