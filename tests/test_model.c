@@ -14,6 +14,7 @@
 #include "model/model.h"
 #include "model/vit.h"
 #include "repq/repq.h"
+#include "vit_f64.h"
 
 #define MODEL_PATH REPQ_TEST_DATA "/vit_tiny_cifar10.safetensors"
 #define TEST_IMAGES REPQ_TEST_DATA "/cifar10_test_dev.bin"
@@ -64,77 +65,6 @@ static void forward_matches_pytorch_reference(void **state)
     repq_context_free(ctx);
 }
 
-/* ---- float64 recomputation of one transformer block ---------------------------- */
-
-static void ln64(const double *x, size_t d, const float *g, const float *b, double eps, double *y)
-{
-    double mean = 0, var = 0;
-    for (size_t c = 0; c < d; c++)
-        mean += x[c];
-    mean /= (double)d;
-    for (size_t c = 0; c < d; c++)
-        var += (x[c] - mean) * (x[c] - mean);
-    var /= (double)d;
-    for (size_t c = 0; c < d; c++)
-        y[c] = (x[c] - mean) / sqrt(var + eps) * g[c] + b[c];
-}
-
-static void lin64(const double *x, size_t k, const float *w, const float *b, size_t n, double *y)
-{
-    for (size_t j = 0; j < n; j++) {
-        double s = b[j];
-        for (size_t i = 0; i < k; i++)
-            s += x[i] * (double)w[j * k + i];
-        y[j] = s;
-    }
-}
-
-/* y = x + proj(attn(ln1 x)); z = y + fc2(gelu(fc1(ln2 y))), written from the definition. */
-static void block64(const repq_vit_arch *a, const repq_vit_block *blk, double *x)
-{
-    size_t t = (size_t)repq_vit_tokens(a), d = (size_t)a->embed_dim, hid = (size_t)a->mlp_hidden;
-    size_t heads = (size_t)a->num_heads, hd = d / heads;
-    double *h = calloc(t * d, sizeof *h), *qkv = calloc(t * 3 * d, sizeof *qkv);
-    double *o = calloc(t * d, sizeof *o), *p = calloc(t, sizeof *p), *tmp = calloc(hid, sizeof *tmp);
-    double *tmp2 = calloc(d, sizeof *tmp2);
-    for (size_t i = 0; i < t; i++) {
-        ln64(x + i * d, d, blk->norm1_w, blk->norm1_b, a->norm_eps, h + i * d);
-        lin64(h + i * d, d, blk->qkv_w, blk->qkv_b, 3 * d, qkv + i * 3 * d);
-    }
-    for (size_t hh = 0; hh < heads; hh++)
-        for (size_t i = 0; i < t; i++) {
-            double mx = -INFINITY, sum = 0;
-            for (size_t j = 0; j < t; j++) {
-                double s = 0;
-                for (size_t c = 0; c < hd; c++)
-                    s += qkv[i * 3 * d + hh * hd + c] * qkv[j * 3 * d + d + hh * hd + c];
-                p[j] = s / sqrt((double)hd);
-                mx = p[j] > mx ? p[j] : mx;
-            }
-            for (size_t j = 0; j < t; j++)
-                sum += (p[j] = exp(p[j] - mx));
-            for (size_t c = 0; c < hd; c++) {
-                double s = 0;
-                for (size_t j = 0; j < t; j++)
-                    s += p[j] / sum * qkv[j * 3 * d + 2 * d + hh * hd + c];
-                o[i * d + hh * hd + c] = s;
-            }
-        }
-    for (size_t i = 0; i < t; i++) {
-        lin64(o + i * d, d, blk->proj_w, blk->proj_b, d, tmp2);
-        for (size_t c = 0; c < d; c++)
-            x[i * d + c] += tmp2[c];
-        ln64(x + i * d, d, blk->norm2_w, blk->norm2_b, a->norm_eps, h);
-        lin64(h, d, blk->fc1_w, blk->fc1_b, hid, tmp);
-        for (size_t c = 0; c < hid; c++)
-            tmp[c] = 0.5 * tmp[c] * (1.0 + erf(tmp[c] / sqrt(2.0)));
-        lin64(tmp, hid, blk->fc2_w, blk->fc2_b, d, tmp2);
-        for (size_t c = 0; c < d; c++)
-            x[i * d + c] += tmp2[c];
-    }
-    free(h), free(qkv), free(o), free(p), free(tmp), free(tmp2);
-}
-
 static void deit_small_block_matches_float64(void **state)
 {
     (void)state;
@@ -158,7 +88,10 @@ static void deit_small_block_matches_float64(void **state)
     }
     repq_allocator al = m->base.allocator;
     assert_int_equal(repq_vit_block_apply(NULL, &al, a, blk, x, 1), REPQ_OK);
-    block64(a, blk, x64);
+    double *values = vit_f64_params(&m->params);
+    assert_non_null(values);
+    assert_true(vit_f64_block(a, &m->params, values, 3, x64, 1));
+    free(values);
     double num = 0, den = 0;
     for (size_t i = 0; i < n; i++) {
         num += (x[i] - x64[i]) * (x[i] - x64[i]);

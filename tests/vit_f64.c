@@ -255,33 +255,65 @@ double *vit_f64_params(const repq_vit_params *p)
     return values;
 }
 
+static void forward64_free(forward64 *f)
+{
+    double *bufs[] = {f->x, f->h, f->qkv, f->o, f->scores, f->mlp, f->patches};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        free(bufs[i]);
+}
+
+/* Buffers for up to `images` images at a time; false when out of memory (nothing held). */
+static bool forward64_alloc(forward64 *f, const repq_vit_arch *a, const repq_act_quant *acts, size_t images)
+{
+    const size_t t = (size_t)repq_vit_tokens(a), d = (size_t)a->embed_dim, heads = (size_t)a->num_heads;
+    const size_t hid = (size_t)a->mlp_hidden, rows = images * t, pd = (size_t)repq_vit_patch_dim(a);
+    *f = (forward64){a, acts, 0, t, d, heads, d / heads, hid,
+                     malloc(rows * d * sizeof(double)), malloc(rows * d * sizeof(double)),
+                     malloc(rows * 3 * d * sizeof(double)), malloc(rows * d * sizeof(double)),
+                     malloc(images * heads * t * t * sizeof(double)), malloc(rows * hid * sizeof(double)),
+                     malloc(images * (t - 1) * pd * sizeof(double))};
+    if (f->x && f->h && f->qkv && f->o && f->scores && f->mlp && f->patches)
+        return true;
+    forward64_free(f);
+    return false;
+}
+
 bool vit_f64_forward(const repq_vit_arch *a, const repq_vit_params *layout, const double *values,
                      const repq_act_quant *acts, const uint8_t *images, size_t n, double *logits)
 {
     const params64 p64 = {values, layout};
-    const size_t t = (size_t)repq_vit_tokens(a), d = (size_t)a->embed_dim, heads = (size_t)a->num_heads;
-    const size_t hid = (size_t)a->mlp_hidden, rows = CHUNK * t;
-    const size_t pd = (size_t)repq_vit_patch_dim(a), image_bytes = (size_t)a->in_chans * (size_t)a->img_size *
-                                                                   (size_t)a->img_size;
-    forward64 f = {a, acts, 0, t, d, heads, d / heads, hid,
-                   malloc(rows * d * sizeof(double)), malloc(rows * d * sizeof(double)),
-                   malloc(rows * 3 * d * sizeof(double)), malloc(rows * d * sizeof(double)),
-                   malloc(CHUNK * heads * t * t * sizeof(double)), malloc(rows * hid * sizeof(double)),
-                   malloc(CHUNK * (t - 1) * pd * sizeof(double))};
-    bool ok = f.x && f.h && f.qkv && f.o && f.scores && f.mlp && f.patches;
+    const size_t image_bytes = (size_t)a->in_chans * (size_t)a->img_size * (size_t)a->img_size;
+    forward64 f;
+    if (!forward64_alloc(&f, a, acts, CHUNK))
+        return false;
     /* One OpenBLAS thread: the per-head products are too small to share, and handing
      * them between threads cost more CPU than it saved (500 images: 57 s wall, 113 s
      * CPU with two threads; 67 s, 67 s with one), which matters when the accuracy groups
      * run side by side. */
     const int threads = openblas_get_num_threads();
     openblas_set_num_threads(1);
+    bool ok = true;
     for (size_t i0 = 0; ok && i0 < n; i0 += CHUNK) {
         f.n = n - i0 < CHUNK ? n - i0 : CHUNK;
         ok = forward_chunk(&f, &p64, images + i0 * image_bytes, logits + i0 * (size_t)a->num_classes);
     }
     openblas_set_num_threads(threads);
-    double *bufs[] = {f.x, f.h, f.qkv, f.o, f.scores, f.mlp, f.patches};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        free(bufs[i]);
+    forward64_free(&f);
+    return ok;
+}
+
+bool vit_f64_block(const repq_vit_arch *a, const repq_vit_params *layout, const double *values, int32_t block,
+                   double *x, size_t n)
+{
+    const params64 p64 = {values, layout};
+    forward64 f;
+    if (block < 0 || block >= a->depth || !forward64_alloc(&f, a, NULL, n))
+        return false;
+    f.n = n;
+    const size_t bytes = n * f.t * f.d * sizeof *x;
+    memcpy(f.x, x, bytes);
+    const bool ok = attention(&f, &p64, &layout->blocks[block], block) && mlp(&f, &p64, &layout->blocks[block], block);
+    memcpy(x, f.x, bytes);
+    forward64_free(&f);
     return ok;
 }

@@ -25,4 +25,10 @@ bool vit_f64_fake_quantize(const repq_act_quant *aq, double *x, size_t rows, siz
 bool vit_f64_forward(const repq_vit_arch *a, const repq_vit_params *layout, const double *values,
                      const repq_act_quant *acts, const uint8_t *images, size_t n, double *logits);
 
+/* Transformer block `block` of `layout` (parameters `values`) applied in place to x
+ * [n, tokens, embed_dim], unquantized: the float64 counterpart of repq_vit_block_apply.
+ * false when out of memory or for a block out of range. */
+bool vit_f64_block(const repq_vit_arch *a, const repq_vit_params *layout, const double *values, int32_t block,
+                   double *x, size_t n);
+
 #endif
