@@ -487,9 +487,7 @@ static void newer_format_version_is_unsupported(void **state)
     assert_int_equal(load_edited(f->tiny4_path, &e, NULL), REPQ_OK);
     /* Version 1.7 is read too, unless the file holds a two-region quantizer (kind 5,
      * version 2 and later). */
-    bool two = false;
-    for (size_t i = 0; i < (size_t)(f->tiny4->arch.depth + 1) * REPQ_QP_COUNT; i++)
-        two = two || f->tiny4->acts[i].kind == REPQ_AQ_TWO_REGION;
+    const bool two = repq_qmodel_two_region_blocks(f->tiny4) > 0;
     e.value = "1.7";
     assert_int_equal(load_edited(f->tiny4_path, &e, two ? "kind 5" : NULL), two ? REPQ_ERR_FORMAT : REPQ_OK);
     const char *bad[] = {"", "one", "0", "1.", "-1", "1.2.3", "99999999999"};
@@ -678,9 +676,7 @@ static void bad_two_region_quantizers_are_refused(void **state)
     assert_string_equal(repq_st_metadata(sf, "format_version"), "2");
     repq_st_close(sf);
     assert_int_equal(repq_st_open(NULL, &al, f->q8_path, &sf), REPQ_OK);
-    bool two = false;
-    for (int32_t b = 0; b < a->depth; b++)
-        two = two || f->q8->acts[repq_qmodel_act_index(a, b, REPQ_QP_FC2_IN)].kind == REPQ_AQ_TWO_REGION;
+    const bool two = repq_qmodel_two_region_blocks(f->q8) > 0;
     assert_string_equal(repq_st_metadata(sf, "format_version"), two ? "2" : "1");
     repq_st_close(sf);
     assert_int_equal(load_quant_edit(p, at, "neg_shift", json_integer(8), "neg_shift"), REPQ_ERR_FORMAT);

@@ -201,14 +201,6 @@ static bool bits_ok(int32_t b)
 
 /* ---- Saving -------------------------------------------------------------------------- */
 
-static bool uses_two_region(const repq_qmodel *q)
-{
-    for (size_t i = 0; i < act_count(&q->arch); i++)
-        if (q->acts[i].kind == REPQ_AQ_TWO_REGION)
-            return true;
-    return false;
-}
-
 static bool put(json_t *o, const char *key, json_t *v)
 {
     return json_object_set_new(o, key, v) == 0;
@@ -417,7 +409,7 @@ REPQ_API repq_status repq_qmodel_save(repq_qmodel *q, const char *path)
     if (st == REPQ_OK)
         st = repq_st_writer_set_metadata(w, "format", QMODEL_FORMAT);
     if (st == REPQ_OK)
-        st = repq_st_writer_set_metadata(w, "format_version", uses_two_region(q) ? "2" : "1");
+        st = repq_st_writer_set_metadata(w, "format_version", repq_qmodel_two_region_blocks(q) > 0 ? "2" : "1");
     if (st == REPQ_OK)
         st = repq_st_writer_set_metadata(w, "architecture", arch);
     if (st == REPQ_OK)

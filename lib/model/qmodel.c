@@ -237,6 +237,14 @@ repq_status repq_act_quant_grid(const repq_act_quant *q, repq_quant_params *grid
     return REPQ_OK;
 }
 
+int32_t repq_qmodel_two_region_blocks(const repq_qmodel *q)
+{
+    int32_t n = 0;
+    for (int32_t b = 0; b < q->arch.depth; b++)
+        n += q->acts[repq_qmodel_act_index(&q->arch, b, REPQ_QP_FC2_IN)].kind == REPQ_AQ_TWO_REGION;
+    return n;
+}
+
 REPQ_API repq_status repq_qmodel_get_int(const repq_qmodel *q, int32_t attr, int64_t *out_value)
 {
     if (!repq_object_is(q, REPQ_KIND_QMODEL) || !out_value)
@@ -246,11 +254,7 @@ REPQ_API repq_status repq_qmodel_get_int(const repq_qmodel *q, int32_t attr, int
     case REPQ_QMODEL_ACT_BITS: *out_value = q->act_bits; return REPQ_OK;
     case REPQ_QMODEL_METHOD: *out_value = q->method; return REPQ_OK;
     case REPQ_QMODEL_REPARAMETERIZED: *out_value = q->reparameterized; return REPQ_OK;
-    case REPQ_QMODEL_TWO_REGION_BLOCKS:
-        *out_value = 0;
-        for (int32_t b = 0; b < q->arch.depth; b++)
-            *out_value += q->acts[repq_qmodel_act_index(&q->arch, b, REPQ_QP_FC2_IN)].kind == REPQ_AQ_TWO_REGION;
-        return REPQ_OK;
+    case REPQ_QMODEL_TWO_REGION_BLOCKS: *out_value = repq_qmodel_two_region_blocks(q); return REPQ_OK;
     }
     return repq_vit_arch_attr(&q->arch, attr, out_value);
 }

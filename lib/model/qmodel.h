@@ -85,6 +85,8 @@ repq_status repq_qmodel_dequantize_layer(repq_qmodel *q, int32_t id);
 /* The uniform grid the codes of a layer-wise quantizer (UNIFORM or TWO_REGION) live
  * on, and its largest code; REPQ_ERR_INVALID_ARGUMENT for other kinds. */
 repq_status repq_act_quant_grid(const repq_act_quant *q, repq_quant_params *grid, int32_t *max_code);
+/* How many blocks quantize fc2's input with two regions (the only point that may). */
+int32_t repq_qmodel_two_region_blocks(const repq_qmodel *q);
 /* Apply an activation quantizer in place to x [rows, cols] (fake quantization). */
 repq_status repq_act_quant_apply(const repq_act_quant *q, float *x, size_t rows, size_t cols);
 /* Fake quantization of the activations only, with the weights of parameter set p (e.g.
