@@ -1,4 +1,5 @@
 #include "fold_f64.h"
+#include "vit_layout.h"
 
 #include <stdlib.h>
 
@@ -51,7 +52,7 @@ bool fold_f64(const repq_qmodel *channelwise, const repq_qmodel *layerwise, doub
                                 dst->norm1_w, dst->norm1_b, dst->qkv_w, dst->qkv_b, 3 * d, d};
         const fold_site mlp = {src->norm2_w, src->norm2_b, src->fc1_w, src->fc1_b,
                                dst->norm2_w, dst->norm2_b, dst->fc1_w, dst->fc1_b, hid, d};
-        const size_t qkv = repq_qmodel_act_index(a, bi, REPQ_QP_QKV_IN), fc1 = repq_qmodel_act_index(a, bi, REPQ_QP_FC1_IN);
+        const size_t qkv = vit_act_index(a, bi, REPQ_QP_QKV_IN), fc1 = vit_act_index(a, bi, REPQ_QP_FC1_IN);
         ok = fold_one(&channelwise->acts[qkv], &layerwise->acts[qkv], layout, values, &attn) &&
              fold_one(&channelwise->acts[fc1], &layerwise->acts[fc1], layout, values, &mlp);
     }

@@ -14,6 +14,7 @@
 #include "calib/gptq.h"
 #include "core/tensor.h"
 #include "model/qmodel.h"
+#include "vit_layout.h"
 #include "repq/repq.h"
 
 #define MODEL_PATH REPQ_TEST_DATA "/vit_tiny_cifar10.safetensors"
@@ -143,7 +144,7 @@ static void repq_method_places_its_quantizers(void **state)
     assert_int_equal(v, 4);
     for (int32_t b = 0; b < a->depth; b++)
         for (int p = REPQ_QP_QKV_IN; p <= REPQ_QP_FC2_IN; p++) {
-            const repq_act_quant *aq = &q->acts[repq_qmodel_act_index(a, b, (repq_qpoint)p)];
+            const repq_act_quant *aq = &q->acts[vit_act_index(a, b, (repq_qpoint)p)];
             if (p == REPQ_QP_QKV_IN || p == REPQ_QP_FC1_IN) {
                 assert_int_equal(aq->kind, REPQ_AQ_UNIFORM_CHANNEL);
                 assert_int_equal(aq->channels, a->embed_dim);
@@ -164,10 +165,10 @@ static void repq_method_places_its_quantizers(void **state)
                 assert_int_equal(aq->uniform.bits, 6);
             }
         }
-    const repq_act_quant *patch = &q->acts[repq_qmodel_act_index(a, -1, REPQ_QP_PATCH_IN)];
+    const repq_act_quant *patch = &q->acts[vit_act_index(a, -1, REPQ_QP_PATCH_IN)];
     assert_int_equal(patch->kind, REPQ_AQ_UNIFORM);
     assert_int_equal(patch->uniform.bits, 8);
-    assert_int_equal(q->acts[repq_qmodel_act_index(a, -1, REPQ_QP_HEAD_IN)].kind, REPQ_AQ_UNIFORM);
+    assert_int_equal(q->acts[vit_act_index(a, -1, REPQ_QP_HEAD_IN)].kind, REPQ_AQ_UNIFORM);
     /* Every weight code is a 4-bit code and dequantizes into fq_params. */
     for (int32_t id = 0; id < q->num_linear; id++) {
         const repq_qlinear *l = &q->linear[id];
@@ -189,8 +190,8 @@ static void post_gelu_option_picks_fc2_input_quantizer(void **state)
     const repq_vit_arch *a = &u->arch;
     int two = 0;
     for (int32_t b = 0; b < a->depth; b++) {
-        const repq_act_quant *au = &u->acts[repq_qmodel_act_index(a, b, REPQ_QP_FC2_IN)];
-        const repq_act_quant *at = &t->acts[repq_qmodel_act_index(a, b, REPQ_QP_FC2_IN)];
+        const repq_act_quant *au = &u->acts[vit_act_index(a, b, REPQ_QP_FC2_IN)];
+        const repq_act_quant *at = &t->acts[vit_act_index(a, b, REPQ_QP_FC2_IN)];
         assert_int_equal(au->kind, REPQ_AQ_UNIFORM);
         assert_true(at->kind == REPQ_AQ_UNIFORM || at->kind == REPQ_AQ_TWO_REGION);
         if (at->kind != REPQ_AQ_TWO_REGION)
@@ -208,8 +209,8 @@ static void post_gelu_option_picks_fc2_input_quantizer(void **state)
     assert_int_equal(attr_u, 0);
     assert_int_equal(attr_t, two);
     for (int p = REPQ_QP_QKV_IN; p < REPQ_QP_FC2_IN; p++) {
-        const repq_act_quant *au = &u->acts[repq_qmodel_act_index(a, 0, (repq_qpoint)p)];
-        const repq_act_quant *at = &t->acts[repq_qmodel_act_index(a, 0, (repq_qpoint)p)];
+        const repq_act_quant *au = &u->acts[vit_act_index(a, 0, (repq_qpoint)p)];
+        const repq_act_quant *at = &t->acts[vit_act_index(a, 0, (repq_qpoint)p)];
         assert_int_equal(au->kind, at->kind);
         if (au->kind == REPQ_AQ_UNIFORM)
             assert_memory_equal(&au->uniform, &at->uniform, sizeof au->uniform);
@@ -394,12 +395,11 @@ typedef struct recorder {
     size_t rows, cols;
 } recorder;
 
-static repq_status record(void *user, int32_t block, repq_qpoint point, float *x, size_t rows, size_t cols)
+static repq_status record(void *user, int32_t slot, float *x, size_t rows, size_t cols)
 {
     recorder *rec = user;
-    repq_status st = repq_act_quant_apply(&rec->q->acts[repq_qmodel_act_index(&rec->q->arch, block, point)], x,
-                                          rows, cols);
-    if (st == REPQ_OK && block == rec->block && point == rec->point) {
+    repq_status st = repq_act_quant_apply(&rec->q->acts[slot], x, rows, cols);
+    if (st == REPQ_OK && slot == (int32_t)vit_act_index(&rec->q->arch, rec->block, rec->point)) {
         rec->x = malloc(rows * cols * sizeof(float));
         memcpy(rec->x, x, rows * cols * sizeof(float));
         rec->rows = rows;
@@ -412,12 +412,12 @@ static repq_status record(void *user, int32_t block, repq_qpoint point, float *x
  * in g itself (activations quantized, every earlier layer with g's weights). */
 static uint8_t *gptq_codes_of(fixture *f, const repq_qmodel *g, int32_t block, repq_qpoint point, int32_t id)
 {
-    const repq_vit_arch *a = &g->arch;
     repq_allocator al = repq_allocator_of(NULL);
     recorder rec = {g, block, point, NULL, 0, 0};
     repq_vit_hook hook = {record, &rec, true, NULL};
     float logits[8 * 10];
-    assert_int_equal(repq_vit_forward(NULL, &al, a, &g->fq_params, f->images->data, true, 8, &hook, logits), REPQ_OK);
+    assert_int_equal(repq_net_forward(NULL, &al, g->net, &g->fq_params, f->images->data, true, 8, &hook, logits),
+                     REPQ_OK);
     assert_non_null(rec.x);
     const repq_qlinear *l = &g->linear[id];
     assert_int_equal(rec.cols, (size_t)l->in);
@@ -427,7 +427,7 @@ static uint8_t *gptq_codes_of(fixture *f, const repq_qmodel *g, int32_t block, r
     uint8_t *codes = malloc(out * in);
     repq_gptq_gram_add(rec.x, rec.rows, in, scratch, 256, h);
     int32_t r, c;
-    const float *w = repq_vit_linear_weight(a, &g->float_params, id, &r, &c);
+    const float *w = repq_net_linear_weight(g->net, &g->float_params, id, &r, &c);
     assert_int_equal(repq_gptq_quantize(w, out, in, h, REPQ_GPTQ_DAMPING, l->wq, work, codes), REPQ_OK);
     free(rec.x), free(h), free(scratch), free(work);
     return codes;
@@ -467,7 +467,7 @@ static void reconstruction_is_gptq_on_the_quantized_inputs(void **state)
     for (int32_t id = 0; id < g->num_linear; id++) {
         const repq_qlinear *l = &g->linear[id];
         int32_t rows, cols;
-        const float *fq = repq_vit_linear_weight(&g->arch, &g->fq_params, id, &rows, &cols);
+        const float *fq = repq_net_linear_weight(g->net, &g->fq_params, id, &rows, &cols);
         float *deq = malloc((size_t)rows * (size_t)cols * sizeof *deq);
         for (int32_t o2 = 0; o2 < rows; o2++)
             assert_int_equal(repq_quant_dequantize(&l->wq[o2], l->codes + (size_t)o2 * (size_t)cols, (size_t)cols,

@@ -17,6 +17,7 @@
 #include "infer/session.h"
 #include "kernels/cpu.h"
 #include "model/qmodel.h"
+#include "vit_layout.h"
 #include "repq/repq.h"
 
 #define MODEL_PATH REPQ_TEST_DATA "/vit_tiny_cifar10.safetensors"
@@ -220,7 +221,7 @@ static void two_region_sums_are_bounded_by_the_fine_grid(void **state)
     const repq_qmodel *src = f->w4a4;
     int32_t block = -1;
     for (int32_t b = 0; b < src->arch.depth && block < 0; b++)
-        if (src->acts[repq_qmodel_act_index(&src->arch, b, REPQ_QP_FC2_IN)].kind == REPQ_AQ_TWO_REGION)
+        if (src->acts[vit_act_index(&src->arch, b, REPQ_QP_FC2_IN)].kind == REPQ_AQ_TWO_REGION)
             block = b;
     assert_true(block >= 0);
     const int32_t zw[2] = {100000, 20000};
@@ -228,7 +229,7 @@ static void two_region_sums_are_bounded_by_the_fine_grid(void **state)
     for (int i = 0; i < 2; i++) {
         repq_qmodel *q;
         assert_int_equal(repq_qmodel_clone(NULL, &src->base.allocator, src, &q), REPQ_OK);
-        repq_qlinear *l = &q->linear[repq_qmodel_linear_id(block, 3)];
+        repq_qlinear *l = &q->linear[vit_linear_id(block, 3)];
         for (int32_t j = 0; j < l->out; j++)
             l->wq[j].zero_point = zw[i];
         repq_session *s = NULL;

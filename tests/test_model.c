@@ -87,7 +87,7 @@ static void deit_small_block_matches_float64(void **state)
         blk->norm2_b[c] = (float)(c % 5) * 0.1f - 0.2f;
     }
     repq_allocator al = m->base.allocator;
-    assert_int_equal(repq_vit_block_apply(NULL, &al, a, blk, x, 1), REPQ_OK);
+    assert_int_equal(repq_net_block_apply(NULL, &al, m->net, &m->net->nodes[1 + 3], &m->params, x, 1), REPQ_OK);
     double *values = vit_f64_params(&m->params);
     assert_non_null(values);
     assert_true(vit_f64_block(a, &m->params, values, 3, x64, 1));

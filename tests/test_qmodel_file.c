@@ -16,6 +16,7 @@
 #include "io/safetensors.h"
 #include "io/qmodel_file.h"
 #include "model/qmodel.h"
+#include "vit_layout.h"
 #include "repq/repq.h"
 
 /* Internal, defined in lib/io/qmodel_file.c. */
@@ -663,7 +664,7 @@ static void bad_two_region_quantizers_are_refused(void **state)
     const repq_vit_arch *a = &f->q4->arch;
     int at = -1;
     for (int32_t b = 0; b < a->depth && at < 0; b++)
-        if (f->q4->acts[repq_qmodel_act_index(a, b, REPQ_QP_FC2_IN)].kind == REPQ_AQ_TWO_REGION)
+        if (f->q4->acts[vit_act_index(a, b, REPQ_QP_FC2_IN)].kind == REPQ_AQ_TWO_REGION)
             at = ACT(b, REPQ_QP_FC2_IN);
     assert_true(at >= 0);
     const char *p = f->q4_path;

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "model/qmodel.h"
+#include "vit_layout.h"
 #include "reparam/reparam.h"
 #include "unrounded_zero_point.h"
 #include "repq/repq.h"
@@ -96,12 +97,13 @@ typedef struct capture {
     repq_qpoint point;
     float *x;
     size_t rows, cols;
+    const repq_net *net; /* set by capture_params */
 } capture;
 
-static repq_status grab(void *user, int32_t block, repq_qpoint point, float *x, size_t rows, size_t cols)
+static repq_status grab(void *user, int32_t slot, float *x, size_t rows, size_t cols)
 {
     capture *c = user;
-    if (block == c->block && point == c->point) {
+    if (c->net->slots[slot].unit == c->block && c->net->slots[slot].point == c->point) {
         c->x = malloc(rows * cols * sizeof(float));
         memcpy(c->x, x, rows * cols * sizeof(float));
         c->rows = rows;
@@ -110,17 +112,16 @@ static repq_status grab(void *user, int32_t block, repq_qpoint point, float *x, 
     return REPQ_OK;
 }
 
-static void capture_params(const repq_vit_arch *arch, const repq_vit_params *params, repq_tensor *images,
-                           capture *c);
+static void capture_params(const repq_net *net, const repq_vit_params *params, repq_tensor *images, capture *c);
 
 static void capture_point(const repq_qmodel *q, repq_tensor *images, capture *c)
 {
-    capture_params(&q->arch, &q->float_params, images, c);
+    capture_params(q->net, &q->float_params, images, c);
 }
 
-static void capture_params(const repq_vit_arch *arch, const repq_vit_params *params, repq_tensor *images,
-                           capture *c)
+static void capture_params(const repq_net *net, const repq_vit_params *params, repq_tensor *images, capture *c)
 {
+    c->net = net;
     repq_allocator al = repq_allocator_of(NULL);
     repq_vit_hook hook = {grab, c, false, NULL};
     float *logits = malloc(N_TEST * 10 * sizeof(float));
@@ -129,7 +130,7 @@ static void capture_params(const repq_vit_arch *arch, const repq_vit_params *par
     assert_int_equal(repq_tensor_nbytes(images, &nbytes), REPQ_OK);
     pixels = malloc(nbytes);
     assert_int_equal(repq_tensor_read(images, (void *)pixels, nbytes), REPQ_OK);
-    assert_int_equal(repq_vit_forward(NULL, &al, arch, params, pixels, true, N_TEST, &hook, logits),
+    assert_int_equal(repq_net_forward(NULL, &al, net, params, pixels, true, N_TEST, &hook, logits),
                      REPQ_OK);
     free((void *)pixels);
     free(logits);
@@ -144,13 +145,13 @@ static void codes_match(const fixture *f, const repq_qmodel *layerwise)
     const repq_qpoint points[2] = {REPQ_QP_QKV_IN, REPQ_QP_FC1_IN};
     for (int32_t block = 0; block < a->depth; block += 5)
         for (int pi = 0; pi < 2; pi++) {
-            capture before = {block, points[pi], NULL, 0, 0}, after = {block, points[pi], NULL, 0, 0};
+            capture before = {block, points[pi], NULL, 0, 0, NULL}, after = {block, points[pi], NULL, 0, 0, NULL};
             capture_point(f->channelwise, f->test, &before);
             capture_point(layerwise, f->test, &after);
             assert_non_null(before.x);
             assert_non_null(after.x);
-            const repq_act_quant *cq = &f->channelwise->acts[repq_qmodel_act_index(a, block, points[pi])];
-            const repq_act_quant *lq = &layerwise->acts[repq_qmodel_act_index(a, block, points[pi])];
+            const repq_act_quant *cq = &f->channelwise->acts[vit_act_index(a, block, points[pi])];
+            const repq_act_quant *lq = &layerwise->acts[vit_act_index(a, block, points[pi])];
             assert_int_equal(cq->kind, REPQ_AQ_UNIFORM_CHANNEL);
             assert_int_equal(lq->kind, REPQ_AQ_UNIFORM);
             size_t same = 0, total = before.rows * before.cols;
@@ -183,7 +184,7 @@ static void any_layer_wise_target_keeps_the_codes(void **state)
     fixture *f = *state;
     const repq_reparam_target targets[3] = {{1.0 + 1.0 / 1024, 0}, {0.5, 1}, {3.0, -2}};
     const repq_vit_arch *a = &f->channelwise->arch;
-    const size_t at = repq_qmodel_act_index(a, 0, REPQ_QP_QKV_IN);
+    const size_t at = vit_act_index(a, 0, REPQ_QP_QKV_IN);
     for (int i = 0; i < 3; i++) {
         repq_qmodel *r;
         assert_int_equal(repq_qmodel_reparameterize_to(NULL, f->channelwise, &targets[i], &r), REPQ_OK);
@@ -206,8 +207,8 @@ static void softmax_codes_are_read_as_log2_with_parity(void **state)
     fixture *f = *state;
     const repq_vit_arch *a = &f->layerwise->arch;
     for (int32_t b = 0; b < a->depth; b++) {
-        const repq_act_quant *before = &f->channelwise->acts[repq_qmodel_act_index(a, b, REPQ_QP_ATTN)];
-        const repq_act_quant *after = &f->layerwise->acts[repq_qmodel_act_index(a, b, REPQ_QP_ATTN)];
+        const repq_act_quant *before = &f->channelwise->acts[vit_act_index(a, b, REPQ_QP_ATTN)];
+        const repq_act_quant *after = &f->layerwise->acts[vit_act_index(a, b, REPQ_QP_ATTN)];
         assert_int_equal(before->kind, REPQ_AQ_LOG_SQRT2);
         assert_int_equal(after->kind, REPQ_AQ_LOG2_PARITY);
         /* x^ = s 2^-ceil(q/2) (1 + p (sqrt2 - 1)) is s 2^(-q/2): same levels, same scale. */
@@ -287,13 +288,13 @@ static void unrounded_rebuild_is_the_reference_fold(void **state)
     double largest_f = 0.0;
     for (int32_t block = 0; block < a->depth; block += 5)
         for (int pi = 0; pi < 2; pi++) {
-            capture before = {block, points[pi], NULL, 0, 0}, after = {block, points[pi], NULL, 0, 0};
+            capture before = {block, points[pi], NULL, 0, 0, NULL}, after = {block, points[pi], NULL, 0, 0, NULL};
             capture_point(q, f->test, &before);
-            capture_params(a, &p, f->test, &after);
+            capture_params(r->net, &p, f->test, &after);
             assert_non_null(before.x);
             assert_non_null(after.x);
-            const repq_act_quant *cq = &q->acts[repq_qmodel_act_index(a, block, points[pi])];
-            const repq_quant_params *lq = &r->acts[repq_qmodel_act_index(a, block, points[pi])].uniform;
+            const repq_act_quant *cq = &q->acts[vit_act_index(a, block, points[pi])];
+            const repq_quant_params *lq = &r->acts[vit_act_index(a, block, points[pi])].uniform;
             const double fr = frac[2 * block + pi], z = lq->zero_point + fr;
             assert_true(fabs(fr) <= 0.5);
             largest_f = fmax(largest_f, fabs(fr));

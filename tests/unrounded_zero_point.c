@@ -13,16 +13,20 @@
 #include <math.h>
 
 #include "model/model.h"
+#include "model/qmodel.h"
+#include "vit_layout.h"
 
 typedef struct unrounded {
     const repq_qmodel *r;
     double *frac; /* f of block b's qkv input at [2 b], fc1 input at [2 b + 1] */
 } unrounded;
 
-static repq_status apply(void *user, int32_t block, repq_qpoint point, float *x, size_t rows, size_t cols)
+static repq_status apply(void *user, int32_t slot, float *x, size_t rows, size_t cols)
 {
     const unrounded *u = user;
-    const repq_act_quant *a = &u->r->acts[repq_qmodel_act_index(&u->r->arch, block, point)];
+    const repq_act_quant *a = &u->r->acts[slot];
+    const int32_t block = u->r->net->slots[slot].unit;
+    const repq_qpoint point = u->r->net->slots[slot].point;
     if (point != REPQ_QP_QKV_IN && point != REPQ_QP_FC1_IN)
         return repq_act_quant_apply(a, x, rows, cols);
     /* The reference's float32 steps. */
@@ -44,11 +48,11 @@ static void unround(const repq_qmodel *r, const repq_vit_params *rewritten, repq
                     int which, double f)
 {
     const repq_act_quant *lw =
-        &r->acts[repq_qmodel_act_index(&r->arch, block, which ? REPQ_QP_FC1_IN : REPQ_QP_QKV_IN)];
+        &r->acts[vit_act_index(&r->arch, block, which ? REPQ_QP_FC1_IN : REPQ_QP_QKV_IN)];
     const double shift = (double)lw->uniform.scale * f;
-    int32_t rows, cols, id = repq_qmodel_linear_id(block, which ? 2 : 0);
-    const float *w = repq_vit_linear_weight(&r->arch, rewritten, id, &rows, &cols);
-    float *bias = repq_vit_linear_weight(&r->arch, p, id, &rows, &cols) + (size_t)rows * (size_t)cols;
+    int32_t rows, cols, id = vit_linear_id(block, which ? 2 : 0);
+    const float *w = repq_net_linear_weight(r->net, rewritten, id, &rows, &cols);
+    float *bias = repq_net_linear_bias(r->net, p, id);
     float *beta = which ? p->blocks[block].norm2_b : p->blocks[block].norm1_b;
     for (int32_t c = 0; c < cols; c++)
         beta[c] = (float)((double)beta[c] - shift);
@@ -67,12 +71,12 @@ repq_status unrounded_zero_point_params(const repq_qmodel *channelwise, const re
     const repq_vit_arch *a = &r->arch;
     if (!q->has_float_weights || !r->has_float_weights || !r->reparameterized || q->reparameterized)
         return REPQ_ERR_STATE;
-    repq_status st = repq_vit_params_copy(NULL, &r->base.allocator, a, base, out);
+    repq_status st = repq_vit_params_copy(NULL, &r->base.allocator, r->net, base, out);
     for (int32_t b = 0; b < a->depth && !st; b++)
         for (int which = 0; which < 2 && !st; which++) {
             const repq_qpoint pt = which ? REPQ_QP_FC1_IN : REPQ_QP_QKV_IN;
-            const repq_act_quant *cw = &q->acts[repq_qmodel_act_index(a, b, pt)];
-            const repq_act_quant *lw = &r->acts[repq_qmodel_act_index(a, b, pt)];
+            const repq_act_quant *cw = &q->acts[vit_act_index(a, b, pt)];
+            const repq_act_quant *lw = &r->acts[vit_act_index(a, b, pt)];
             if (cw->kind != REPQ_AQ_UNIFORM_CHANNEL || lw->kind != REPQ_AQ_UNIFORM || cw->channels < 1) {
                 repq_vit_params_release(&r->base.allocator, out);
                 return REPQ_ERR_STATE;
@@ -98,7 +102,7 @@ repq_status unrounded_zero_point_forward(const repq_qmodel *channelwise, const r
     repq_status st = unrounded_zero_point_params(channelwise, r, &r->fq_params, &p, u.frac);
     if (!st) {
         repq_vit_hook hook = {apply, &u, true, NULL};
-        st = repq_vit_forward_tensors(NULL, al, &r->arch, &p, &hook, images, logits);
+        st = repq_net_forward_tensors(NULL, al, r->net, &p, &hook, images, logits);
         repq_vit_params_release(al, &p);
     }
     repq_mem_free(al, u.frac);

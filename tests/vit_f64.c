@@ -1,4 +1,5 @@
 #include "vit_f64.h"
+#include "vit_layout.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -96,7 +97,7 @@ typedef struct forward64 {
 
 static bool quantize_at(const forward64 *f, int32_t block, repq_qpoint pt, double *x, size_t rows, size_t cols)
 {
-    return !f->acts || vit_f64_fake_quantize(&f->acts[repq_qmodel_act_index(f->a, block, pt)], x, rows, cols);
+    return !f->acts || vit_f64_fake_quantize(&f->acts[vit_act_index(f->a, block, pt)], x, rows, cols);
 }
 
 /* y[m, n] (+)= x[m, k] w[n, k]^T + b[n] */

@@ -20,7 +20,7 @@ REPQ_API repq_status repq_calib_set_progress(repq_calib *c, repq_progress_fn fn,
 static void report(const repq_calib *c, int32_t done)
 {
     if (c->progress)
-        c->progress(c->progress_user, done, c->model->arch.depth + 1);
+        c->progress(c->progress_user, done, c->model->net->num_blocks + 1);
 }
 
 REPQ_API repq_status repq_calib_new(repq_context *ctx, repq_model *model,
@@ -105,10 +105,14 @@ typedef struct observer {
 
 /* The reference's choice of quantizer for each point (reference.md), or the naive
  * baseline's: layer-wise min/max everywhere, uniform after softmax. */
-static repq_status search_point(observer *ob, repq_act_quant *aq, repq_qpoint point, float *x,
-                                size_t rows, size_t cols)
+static repq_status search_point(observer *ob, int32_t slot, float *x, size_t rows, size_t cols)
 {
     repq_qmodel *q = ob->q;
+    repq_act_quant *aq = &q->acts[slot];
+    const repq_net_slot *sl = &q->net->slots[slot];
+    const repq_qpoint point = sl->point;
+    /* The input of a linear layer right after a LayerNorm: channel-wise, for the fold. */
+    const bool post_ln = sl->feeds >= 0 && q->net->linear[sl->feeds].norm_weight >= 0;
     int32_t bits = point == REPQ_QP_PATCH_IN ? q->patch_input_bits : q->act_bits;
     size_t n = rows * cols;
     if (q->method == REPQ_METHOD_MINMAX) {
@@ -119,7 +123,7 @@ static repq_status search_point(observer *ob, repq_act_quant *aq, repq_qpoint po
         aq->kind = REPQ_AQ_LOG_SQRT2;
         return repq_logq_search(x, n, 1, bits, REPQ_LOG_SQRT2, ob->scratch, &aq->log, NULL);
     }
-    if (point == REPQ_QP_QKV_IN || point == REPQ_QP_FC1_IN) {
+    if (post_ln) {
         aq->kind = REPQ_AQ_UNIFORM_CHANNEL;
         if (repq_act_quant_set_channels(&q->base.allocator, aq, (int32_t)cols) != REPQ_OK)
             return REPQ_ERR_NOMEM;
@@ -146,35 +150,23 @@ static repq_status search_point(observer *ob, repq_act_quant *aq, repq_qpoint po
     return REPQ_OK;
 }
 
-static repq_status observe(void *user, int32_t block, repq_qpoint point, float *x, size_t rows,
-                           size_t cols)
+static repq_status observe(void *user, int32_t slot, float *x, size_t rows, size_t cols)
 {
     observer *ob = user;
-    repq_act_quant *aq = &ob->q->acts[repq_qmodel_act_index(&ob->q->arch, block, point)];
+    repq_act_quant *aq = &ob->q->acts[slot];
+    const repq_net_slot *sl = &ob->q->net->slots[slot];
     /* Each quantizer is searched the first time data reaches it, then applied, so later
      * layers calibrate on the outputs of already quantized ones. */
     if (aq->kind == REPQ_AQ_NONE) {
-        repq_status st = search_point(ob, aq, point, x, rows, cols);
+        repq_status st = search_point(ob, slot, x, rows, cols);
         if (st)
             return repq_fail(ob->err, st, "calibration: searching the quantizer of point %d in block %d failed",
-                             (int)point, (int)block);
+                             (int)sl->point, (int)sl->unit);
     }
     repq_status st = repq_act_quant_apply(aq, x, rows, cols);
-    if (point == REPQ_QP_FC2_IN && st == REPQ_OK)
-        report(ob->calib, block + 2);
+    if (sl->point == REPQ_QP_FC2_IN && st == REPQ_OK)
+        report(ob->calib, sl->unit + 2);
     return st;
-}
-
-/* Largest activation the forward hands to a hook, for one shared search scratch. */
-static size_t largest_activation(const repq_vit_arch *a, size_t n)
-{
-    size_t t = (size_t)repq_vit_tokens(a), d = (size_t)a->embed_dim, h = (size_t)a->mlp_hidden;
-    size_t sizes[3] = {n * t * h, n * (size_t)a->num_heads * t * t,
-                       n * (size_t)repq_vit_patches(a) * (size_t)repq_vit_patch_dim(a)};
-    size_t m = n * t * d;
-    for (int i = 0; i < 3; i++)
-        m = sizes[i] > m ? sizes[i] : m;
-    return m;
 }
 
 REPQ_API repq_status repq_calib_finish(repq_calib *c, repq_qmodel **out_qmodel)
@@ -207,7 +199,7 @@ REPQ_API repq_status repq_calib_finish(repq_calib *c, repq_qmodel **out_qmodel)
         report(c, 1);
     float *logits = NULL;
     observer ob = {c, &c->base, q, NULL};
-    size_t scratch_floats = largest_activation(a, c->images);
+    size_t scratch_floats = c->images * repq_net_largest_activation(q->net);
     if (st == REPQ_OK) {
         ob.scratch = repq_mem_alloc(al, scratch_floats * sizeof(float));
         logits = repq_mem_alloc(al, c->images * (size_t)a->num_classes * sizeof(float));
@@ -216,7 +208,7 @@ REPQ_API repq_status repq_calib_finish(repq_calib *c, repq_qmodel **out_qmodel)
     }
     repq_vit_hook hook = {observe, &ob, true, NULL};
     if (st == REPQ_OK)
-        st = repq_vit_forward(&c->base, al, a, &q->fq_params, c->data, c->pixels_u8, c->images, &hook,
+        st = repq_net_forward(&c->base, al, q->net, &q->fq_params, c->data, c->pixels_u8, c->images, &hook,
                               logits);
     repq_mem_free(al, ob.scratch);
     repq_mem_free(al, logits);

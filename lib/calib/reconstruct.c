@@ -20,20 +20,6 @@ typedef struct rebuilder {
     double *work;  /* GPTQ's, for the largest layer */
 } rebuilder;
 
-/* The linear layer whose input is quantized at `point`, or -1. */
-static int32_t linear_fed_by(const repq_vit_arch *a, int32_t block, repq_qpoint point)
-{
-    switch (point) {
-    case REPQ_QP_PATCH_IN: return 0;
-    case REPQ_QP_HEAD_IN: return 4 * a->depth + 1;
-    case REPQ_QP_QKV_IN: return repq_qmodel_linear_id(block, 0);
-    case REPQ_QP_PROJ_IN: return repq_qmodel_linear_id(block, 1);
-    case REPQ_QP_FC1_IN: return repq_qmodel_linear_id(block, 2);
-    case REPQ_QP_FC2_IN: return repq_qmodel_linear_id(block, 3);
-    default: return -1;
-    }
-}
-
 static repq_status reconstruct_layer(rebuilder *rb, int32_t id, const float *x, size_t rows)
 {
     repq_qmodel *q = rb->q;
@@ -42,18 +28,19 @@ static repq_status reconstruct_layer(rebuilder *rb, int32_t id, const float *x, 
     memset(rb->gram, 0, in * in * sizeof *rb->gram);
     repq_gptq_gram_add(x, rows, in, rb->widen, GRAM_CHUNK, rb->gram);
     int32_t r, c;
-    const float *w = repq_vit_linear_weight(&q->arch, &q->float_params, id, &r, &c);
+    const float *w = repq_net_linear_weight(q->net, &q->float_params, id, &r, &c);
     repq_status st = repq_gptq_quantize(w, out, in, rb->gram, REPQ_GPTQ_DAMPING, l->wq, rb->work, l->codes);
     return st ? st : repq_qmodel_dequantize_layer(q, id);
 }
 
-static repq_status rebuild(void *user, int32_t block, repq_qpoint point, float *x, size_t rows, size_t cols)
+static repq_status rebuild(void *user, int32_t slot, float *x, size_t rows, size_t cols)
 {
     rebuilder *rb = user;
     repq_qmodel *q = rb->q;
     repq_object *err = &rb->calib->base;
-    repq_status st = repq_act_quant_apply(&q->acts[repq_qmodel_act_index(&q->arch, block, point)], x, rows, cols);
-    int32_t id = linear_fed_by(&q->arch, block, point);
+    const repq_net_slot *sl = &q->net->slots[slot];
+    repq_status st = repq_act_quant_apply(&q->acts[slot], x, rows, cols);
+    const int32_t id = sl->feeds;
     if (st || id < 0)
         return st;
     if ((size_t)q->linear[id].in != cols)
@@ -63,10 +50,10 @@ static repq_status rebuild(void *user, int32_t block, repq_qpoint point, float *
         return repq_fail(err, st, "weight reconstruction of linear layer %d failed", (int)id);
     /* As calibration reports: one step per block, one for the patch embedding and head. */
     const repq_calib *c = rb->calib;
-    int32_t total = q->arch.depth + 1;
-    if (c->progress && point == REPQ_QP_FC2_IN)
-        c->progress(c->progress_user, block + 1, total);
-    else if (c->progress && point == REPQ_QP_HEAD_IN)
+    int32_t total = q->net->num_blocks + 1;
+    if (c->progress && sl->point == REPQ_QP_FC2_IN)
+        c->progress(c->progress_user, sl->unit + 1, total);
+    else if (c->progress && sl->point == REPQ_QP_HEAD_IN)
         c->progress(c->progress_user, total, total);
     return REPQ_OK;
 }
@@ -127,7 +114,7 @@ REPQ_API repq_status repq_calib_reconstruct(repq_calib *c, const repq_qmodel *sr
         st = repq_fail(err, REPQ_ERR_NOMEM, "weight reconstruction: out of memory");
     repq_vit_hook hook = {rebuild, &rb, true, NULL};
     if (st == REPQ_OK)
-        st = repq_vit_forward(err, al, &q->arch, &q->fq_params, c->data, c->pixels_u8, c->images, &hook, logits);
+        st = repq_net_forward(err, al, q->net, &q->fq_params, c->data, c->pixels_u8, c->images, &hook, logits);
     repq_mem_free(al, rb.gram);
     repq_mem_free(al, rb.widen);
     repq_mem_free(al, rb.work);

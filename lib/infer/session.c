@@ -269,13 +269,14 @@ static repq_status pool_start(repq_session *s, repq_object *err)
 
 /* ---- creation: quantizers and layers ---------------------------------------------- */
 
-static repq_status get_uniform(repq_session *s, repq_object *err, int32_t block, repq_qpoint pt, aq *out)
+static repq_status get_uniform(repq_session *s, repq_object *err, int32_t slot, aq *out)
 {
-    const repq_act_quant *a = &s->q->acts[repq_qmodel_act_index(&s->arch, block, pt)];
+    const repq_act_quant *a = &s->q->acts[slot];
     if (a->kind != REPQ_AQ_UNIFORM || repq_quant_params_check(&a->uniform))
         return repq_fail(err, REPQ_ERR_UNSUPPORTED,
                          "repq_session_new: quantization point %d of block %d is not a valid layer-wise "
-                         "uniform quantizer (kind %d)", (int)pt, (int)block, (int)a->kind);
+                         "uniform quantizer (kind %d)", (int)s->q->net->slots[slot].point,
+                         (int)s->q->net->slots[slot].unit, (int)a->kind);
     out->s = a->uniform.scale;
     out->z = a->uniform.zero_point;
     out->bits = a->uniform.bits;
@@ -284,12 +285,13 @@ static repq_status get_uniform(repq_session *s, repq_object *err, int32_t block,
 }
 
 /* fc2's input: layer-wise uniform, or two-region (the GEMM then runs on its fine grid). */
-static repq_status get_fc2_input(repq_session *s, repq_object *err, int32_t block, qblock *b)
+static repq_status get_fc2_input(repq_session *s, repq_object *err, const repq_net_node *node, qblock *b)
 {
-    const repq_act_quant *a = &s->q->acts[repq_qmodel_act_index(&s->arch, block, REPQ_QP_FC2_IN)];
+    const int32_t slot = node->slot[REPQ_QP_FC2_IN], block = node->unit;
+    const repq_act_quant *a = &s->q->acts[slot];
     b->fc2_two_region = a->kind == REPQ_AQ_TWO_REGION;
     if (!b->fc2_two_region)
-        return get_uniform(s, err, block, REPQ_QP_FC2_IN, &b->fc2_in);
+        return get_uniform(s, err, slot, &b->fc2_in);
     repq_quant_params grid;
     if (repq_act_quant_grid(a, &grid, &b->fc2_in.max_code))
         return repq_fail(err, REPQ_ERR_UNSUPPORTED, "repq_session_new: block %d: fc2's two-region input quantizer "
@@ -373,27 +375,28 @@ static repq_status qlin_init(repq_session *s, repq_object *err, int32_t id, size
     return REPQ_OK;
 }
 
-static repq_status block_init(repq_session *s, repq_object *err, int32_t bi, int8_t *tmp)
+static repq_status block_init(repq_session *s, repq_object *err, const repq_net_node *node, int8_t *tmp)
 {
+    const int32_t bi = node->unit;
     qblock *b = &s->blocks[bi];
     const repq_vit_block *p = &s->q->fq_params.blocks[bi];
     const size_t d = s->dim;
+    const int32_t *slot = node->slot, *lin = node->linear;
     repq_status st;
     b->p = p;
-    if ((st = get_uniform(s, err, bi, REPQ_QP_QKV_IN, &b->qkv_in)) ||
-        (st = get_uniform(s, err, bi, REPQ_QP_Q, &b->q)) || (st = get_uniform(s, err, bi, REPQ_QP_K, &b->k)) ||
-        (st = get_uniform(s, err, bi, REPQ_QP_V, &b->v)) ||
-        (st = get_uniform(s, err, bi, REPQ_QP_PROJ_IN, &b->proj_in)) ||
-        (st = get_uniform(s, err, bi, REPQ_QP_FC1_IN, &b->fc1_in)) ||
-        (st = get_fc2_input(s, err, bi, b)))
+    if ((st = get_uniform(s, err, slot[REPQ_QP_QKV_IN], &b->qkv_in)) ||
+        (st = get_uniform(s, err, slot[REPQ_QP_Q], &b->q)) || (st = get_uniform(s, err, slot[REPQ_QP_K], &b->k)) ||
+        (st = get_uniform(s, err, slot[REPQ_QP_V], &b->v)) ||
+        (st = get_uniform(s, err, slot[REPQ_QP_PROJ_IN], &b->proj_in)) ||
+        (st = get_uniform(s, err, slot[REPQ_QP_FC1_IN], &b->fc1_in)) ||
+        (st = get_fc2_input(s, err, node, b)))
         return st;
-    const int32_t qkv = repq_qmodel_linear_id(bi, 0);
-    if ((st = qlin_init(s, err, qkv, 0, d, &b->qkv_in, p->qkv_b, tmp, &b->lq)) ||
-        (st = qlin_init(s, err, qkv, d, d, &b->qkv_in, p->qkv_b + d, tmp, &b->lk)) ||
-        (st = qlin_init(s, err, qkv, 2 * d, d, &b->qkv_in, p->qkv_b + 2 * d, tmp, &b->lv)) ||
-        (st = qlin_init(s, err, repq_qmodel_linear_id(bi, 1), 0, d, &b->proj_in, p->proj_b, tmp, &b->proj)) ||
-        (st = qlin_init(s, err, repq_qmodel_linear_id(bi, 2), 0, s->hidden, &b->fc1_in, p->fc1_b, tmp, &b->fc1)) ||
-        (st = qlin_init(s, err, repq_qmodel_linear_id(bi, 3), 0, d, &b->fc2_in, p->fc2_b, tmp, &b->fc2)))
+    if ((st = qlin_init(s, err, lin[0], 0, d, &b->qkv_in, p->qkv_b, tmp, &b->lq)) ||
+        (st = qlin_init(s, err, lin[0], d, d, &b->qkv_in, p->qkv_b + d, tmp, &b->lk)) ||
+        (st = qlin_init(s, err, lin[0], 2 * d, d, &b->qkv_in, p->qkv_b + 2 * d, tmp, &b->lv)) ||
+        (st = qlin_init(s, err, lin[1], 0, d, &b->proj_in, p->proj_b, tmp, &b->proj)) ||
+        (st = qlin_init(s, err, lin[2], 0, s->hidden, &b->fc1_in, p->fc1_b, tmp, &b->fc1)) ||
+        (st = qlin_init(s, err, lin[3], 0, d, &b->fc2_in, p->fc2_b, tmp, &b->fc2)))
         return st;
 
     /* q k^T over head_dim terms: q codes against k codes made s8. */
@@ -410,7 +413,7 @@ static repq_status block_init(repq_session *s, repq_object *err, int32_t bi, int
     b->qk_colmul = (int32_t)m;
     b->qk_const = (int32_t)(-(int64_t)hd * b->q.z * m);
 
-    const repq_act_quant *at = &s->q->acts[repq_qmodel_act_index(&s->arch, bi, REPQ_QP_ATTN)];
+    const repq_act_quant *at = &s->q->acts[slot[REPQ_QP_ATTN]];
     if (at->kind != REPQ_AQ_LOG2_PARITY || at->log.base != REPQ_LOG_SQRT2 || repq_logq_params_check(&at->log))
         return repq_fail(err, REPQ_ERR_UNSUPPORTED,
                          "repq_session_new: block %d: the attention quantizer is not log2-with-parity (kind %d); "
@@ -539,12 +542,22 @@ REPQ_API repq_status repq_session_new(repq_context *ctx, const repq_qmodel *q, c
     s->pixel_codes = salloc(s, (size_t)a->in_chans * 256, 1);
     if (!tmp || !s->blocks || !s->pixel_codes)
         st = repq_fail(err, REPQ_ERR_NOMEM, "repq_session_new: cannot allocate layer tables");
-    if (!st && !(st = get_uniform(s, err, -1, REPQ_QP_PATCH_IN, &s->patch_in)) &&
-        !(st = get_uniform(s, err, -1, REPQ_QP_HEAD_IN, &s->head_in)) &&
-        !(st = qlin_init(s, err, 0, 0, s->dim, &s->patch_in, q->fq_params.patch_b, tmp, &s->patch)))
-        st = qlin_init(s, err, q->num_linear - 1, 0, s->classes, &s->head_in, q->fq_params.head_b, tmp, &s->head);
-    for (int32_t bi = 0; !st && bi < a->depth; bi++)
-        st = block_init(s, err, bi, tmp);
+    /* The network's nodes, compiled into the session's stages. */
+    for (int32_t i = 0; !st && i < q->net->num_nodes; i++) {
+        const repq_net_node *node = &q->net->nodes[i];
+        switch (node->op) {
+        case REPQ_OP_PATCH_EMBED:
+            if (!(st = get_uniform(s, err, node->slot[REPQ_QP_PATCH_IN], &s->patch_in)))
+                st = qlin_init(s, err, node->linear[0], 0, s->dim, &s->patch_in, q->fq_params.patch_b, tmp, &s->patch);
+            break;
+        case REPQ_OP_BLOCK: st = block_init(s, err, node, tmp); break;
+        case REPQ_OP_HEAD:
+            if (!(st = get_uniform(s, err, node->slot[REPQ_QP_HEAD_IN], &s->head_in)))
+                st = qlin_init(s, err, node->linear[0], 0, s->classes, &s->head_in, q->fq_params.head_b, tmp,
+                               &s->head);
+            break;
+        }
+    }
     repq_mem_free(&al, tmp);
     if (!st) {
         /* U8 pixels: the code of every value per channel, computed as the float

@@ -22,91 +22,32 @@
 
 /* ---- What a file holds -------------------------------------------------------------- */
 
-/* The timm name of the weight of linear layer `id` (without ".weight"). */
-static void linear_base_name(const repq_vit_arch *a, int32_t id, char *buf, size_t cap)
-{
-    static const char *const parts[4] = {"attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"};
-    if (id == 0)
-        snprintf(buf, cap, "patch_embed.proj");
-    else if (id == 4 * a->depth + 1)
-        snprintf(buf, cap, "head");
-    else
-        snprintf(buf, cap, "blocks.%d.%s", (int)((id - 1) / 4), parts[(id - 1) % 4]);
-}
-
 /* A float tensor of the file: a parameter that is not a linear weight. */
 typedef struct float_entry {
-    char name[64];
+    const char *name;
     float *data; /* into the parameter set, NULL when none was given */
     int32_t ndim;
-    int64_t shape[3];
+    const int64_t *shape;
+    size_t count;
 } float_entry;
 
-static void entry_set(float_entry *e, float *data, int32_t ndim, int64_t d0, int64_t d1, int64_t d2)
+/* Entry `i` in file order (the parameters that are not linear weights, in the net's
+ * parameter order); false past the end. `p` may be NULL (names and shapes only). */
+static bool float_entry_at(const repq_net *net, const repq_vit_params *p, size_t i, float_entry *e)
 {
-    e->data = data;
-    e->ndim = ndim;
-    e->shape[0] = d0;
-    e->shape[1] = d1;
-    e->shape[2] = d2;
-}
-
-/* Entry `i` in file order (6 top-level tensors, then 8 per block); false past the end.
- * `p` may be NULL (names and shapes only). */
-static bool float_entry_at(const repq_vit_arch *a, const repq_vit_params *p, size_t i, float_entry *e)
-{
-    int64_t d = a->embed_dim, h = a->mlp_hidden, t = repq_vit_tokens(a), k = a->num_classes;
-    static const char *const top[6] = {"patch_embed.proj.bias", "cls_token", "pos_embed",
-                                       "norm.weight",           "norm.bias", "head.bias"};
-    if (i < 6) {
-        snprintf(e->name, sizeof e->name, "%s", top[i]);
-        switch (i) {
-        case 0: entry_set(e, p ? p->patch_b : NULL, 1, d, 0, 0); break;
-        case 1: entry_set(e, p ? p->cls_token : NULL, 3, 1, 1, d); break;
-        case 2: entry_set(e, p ? p->pos_embed : NULL, 3, 1, t, d); break;
-        case 3: entry_set(e, p ? p->norm_w : NULL, 1, d, 0, 0); break;
-        case 4: entry_set(e, p ? p->norm_b : NULL, 1, d, 0, 0); break;
-        default: entry_set(e, p ? p->head_b : NULL, 1, k, 0, 0); break;
+    size_t seen = 0;
+    for (int32_t k = 0; k < net->num_params; k++) {
+        const int32_t at = net->param_order[k];
+        const repq_net_param *np = &net->params[at];
+        if (np->linear >= 0)
+            continue;
+        if (seen++ == i) {
+            *e = (float_entry){np->name, p ? repq_net_param_data(net, p->arena, at) : NULL, np->ndim, np->shape,
+                               np->count};
+            return true;
         }
-        return true;
     }
-    i -= 6;
-    size_t bi = i / 8;
-    if (bi >= (size_t)a->depth)
-        return false;
-    static const char *const parts[8] = {"norm1.weight",   "norm1.bias",  "attn.qkv.bias", "attn.proj.bias",
-                                         "norm2.weight",   "norm2.bias",  "mlp.fc1.bias",  "mlp.fc2.bias"};
-    snprintf(e->name, sizeof e->name, "blocks.%zu.%s", bi, parts[i % 8]);
-    const repq_vit_block *b = p ? &p->blocks[bi] : NULL;
-    switch (i % 8) {
-    case 0: entry_set(e, b ? b->norm1_w : NULL, 1, d, 0, 0); break;
-    case 1: entry_set(e, b ? b->norm1_b : NULL, 1, d, 0, 0); break;
-    case 2: entry_set(e, b ? b->qkv_b : NULL, 1, 3 * d, 0, 0); break;
-    case 3: entry_set(e, b ? b->proj_b : NULL, 1, d, 0, 0); break;
-    case 4: entry_set(e, b ? b->norm2_w : NULL, 1, d, 0, 0); break;
-    case 5: entry_set(e, b ? b->norm2_b : NULL, 1, d, 0, 0); break;
-    case 6: entry_set(e, b ? b->fc1_b : NULL, 1, h, 0, 0); break;
-    default: entry_set(e, b ? b->fc2_b : NULL, 1, d, 0, 0); break;
-    }
-    return true;
-}
-
-/* The [out, in] shape of linear layer `id` (as repq_vit_linear_weight, without params). */
-static void linear_shape(const repq_vit_arch *a, int32_t id, int32_t *out, int32_t *in)
-{
-    int32_t d = a->embed_dim, h = a->mlp_hidden;
-    if (id == 0) {
-        *out = d;
-        *in = repq_vit_patch_dim(a);
-    } else if (id == 4 * a->depth + 1) {
-        *out = a->num_classes;
-        *in = d;
-    } else {
-        static const int32_t kind_out[4] = {3, 1, -1, 1};
-        int32_t k = (id - 1) % 4;
-        *out = k == 2 ? h : kind_out[k] * d;
-        *in = k == 3 ? h : d;
-    }
+    return false;
 }
 
 static int64_t packed_cols(int32_t bits, int32_t in)
@@ -116,23 +57,16 @@ static int64_t packed_cols(int32_t bits, int32_t in)
 
 /* ---- Activation quantizers: which kind sits where ------------------------------------- */
 
-static size_t act_count(const repq_vit_arch *a)
+/* Whether `kind` may sit at slot `i`: a slot that is used has a uniform quantizer, or
+ * at the attention probabilities a log2-parity one, or at fc2's input a two-region
+ * one; every unused slot (the ViT layout's padding) is NONE. Failures are reported
+ * with `code` (REPQ_ERR_FORMAT when loading, REPQ_ERR_STATE when saving). */
+static repq_status check_kind(repq_object *err, repq_status code, const repq_net *net, size_t i, int32_t kind)
 {
-    return (size_t)(a->depth + 1) * REPQ_QP_COUNT;
-}
-
-/* Whether `kind` may sit at quantizer `i`: the once-only points (patch input, head
- * input) live in the last row, every other point in the block rows; a point that is
- * used has a uniform quantizer, or at the attention probabilities a log2-parity one,
- * and every unused slot is NONE. Failures are reported with `code` (REPQ_ERR_FORMAT
- * when loading, REPQ_ERR_STATE when saving). */
-static repq_status check_kind(repq_object *err, repq_status code, const repq_vit_arch *a, size_t i, int32_t kind)
-{
-    int32_t block = (int32_t)(i / REPQ_QP_COUNT);
-    repq_qpoint pt = (repq_qpoint)(i % REPQ_QP_COUNT);
-    bool once = pt == REPQ_QP_PATCH_IN || pt == REPQ_QP_HEAD_IN;
-    bool used = (block == a->depth) == once;
-    if (!used) {
+    const repq_net_slot *sl = &net->slots[i];
+    const int32_t block = sl->unit;
+    const repq_qpoint pt = sl->point;
+    if (!sl->used) {
         if (kind != REPQ_AQ_NONE)
             return repq_fail(err, code, "quant: activation %zu (block %d, point %d) is not a quantization point "
                              "but has kind %d", i, (int)block, (int)pt, (int)kind);
@@ -147,10 +81,10 @@ static repq_status check_kind(repq_object *err, repq_status code, const repq_vit
 
 /* Check the parameters of quantizer `i` (its kind already checked): bits agreeing
  * with the header, usable scale and zero point, finite levels. */
-static repq_status check_params(repq_object *err, repq_status code, int32_t act_bits, int32_t patch_input_bits,
-                                size_t i, const repq_act_quant *aq)
+static repq_status check_params(repq_object *err, repq_status code, const repq_net *net, int32_t act_bits,
+                                int32_t patch_input_bits, size_t i, const repq_act_quant *aq)
 {
-    repq_qpoint pt = (repq_qpoint)(i % REPQ_QP_COUNT);
+    const repq_qpoint pt = net->slots[i].point;
     int32_t bits = pt == REPQ_QP_PATCH_IN ? patch_input_bits : act_bits;
     if (aq->kind == REPQ_AQ_UNIFORM) {
         const repq_quant_params *u = &aq->uniform;
@@ -187,11 +121,11 @@ static repq_status check_params(repq_object *err, repq_status code, int32_t act_
     return REPQ_OK;
 }
 
-static repq_status check_act(repq_object *err, repq_status code, const repq_vit_arch *a, int32_t act_bits,
+static repq_status check_act(repq_object *err, repq_status code, const repq_net *net, int32_t act_bits,
                              int32_t patch_input_bits, size_t i, const repq_act_quant *aq)
 {
-    repq_status st = check_kind(err, code, a, i, aq->kind);
-    return st ? st : check_params(err, code, act_bits, patch_input_bits, i, aq);
+    repq_status st = check_kind(err, code, net, i, aq->kind);
+    return st ? st : check_params(err, code, net, act_bits, patch_input_bits, i, aq);
 }
 
 static bool bits_ok(int32_t b)
@@ -263,7 +197,7 @@ static repq_status metadata_json(repq_object *err, const repq_qmodel *q, char **
              put(jq, "weight_bits", json_integer(q->weight_bits)) && put(jq, "act_bits", json_integer(q->act_bits)) &&
              put(jq, "patch_input_bits", json_integer(q->patch_input_bits)) &&
              put(jq, "method", json_integer(q->method));
-    for (size_t i = 0; ok && i < act_count(a); i++) {
+    for (int32_t i = 0; ok && i < q->net->num_slots; i++) {
         const repq_act_quant *aq = &q->acts[i];
         json_t *e = json_object();
         ok = e && put(e, "kind", json_integer(aq->kind));
@@ -322,10 +256,10 @@ static size_t staging_bytes(const repq_qmodel *q)
 static repq_status add_tensors(repq_st_writer *w, const repq_qmodel *q, uint8_t *stage)
 {
     repq_status st = REPQ_OK;
-    char base[64], name[96];
+    char name[96];
     for (int32_t id = 0; id < q->num_linear && st == REPQ_OK; id++) {
         const repq_qlinear *l = &q->linear[id];
-        linear_base_name(&q->arch, id, base, sizeof base);
+        const char *base = q->net->linear[id].name;
         float *scales = (float *)(void *)stage;
         int32_t *zps = (int32_t *)(void *)(stage + (size_t)l->out * 4);
         stage += (size_t)l->out * 8;
@@ -360,12 +294,8 @@ static repq_status add_tensors(repq_st_writer *w, const repq_qmodel *q, uint8_t 
             st = repq_st_writer_add(w, name, REPQ_ST_I32, 1, vshape, zps, (size_t)l->out * 4);
     }
     float_entry e;
-    for (size_t i = 0; st == REPQ_OK && float_entry_at(&q->arch, &q->float_params, i, &e); i++) {
-        size_t n = 1;
-        for (int32_t k = 0; k < e.ndim; k++)
-            n *= (size_t)e.shape[k];
-        st = repq_st_writer_add(w, e.name, REPQ_ST_F32, e.ndim, e.shape, e.data, n * sizeof(float));
-    }
+    for (size_t i = 0; st == REPQ_OK && float_entry_at(q->net, &q->float_params, i, &e); i++)
+        st = repq_st_writer_add(w, e.name, REPQ_ST_F32, e.ndim, e.shape, e.data, e.count * sizeof(float));
     return st;
 }
 
@@ -384,8 +314,8 @@ REPQ_API repq_status repq_qmodel_save(repq_qmodel *q, const char *path)
         return repq_fail(err, REPQ_ERR_STATE, "repq_qmodel_save: bits out of range");
     /* Never write a file the loader would refuse. */
     repq_status st = REPQ_OK;
-    for (size_t i = 0; i < act_count(&q->arch) && st == REPQ_OK; i++)
-        st = check_act(err, REPQ_ERR_STATE, &q->arch, q->act_bits, q->patch_input_bits, i, &q->acts[i]);
+    for (int32_t i = 0; i < q->net->num_slots && st == REPQ_OK; i++)
+        st = check_act(err, REPQ_ERR_STATE, q->net, q->act_bits, q->patch_input_bits, (size_t)i, &q->acts[i]);
     for (int32_t id = 0; id < q->num_linear && st == REPQ_OK; id++)
         for (int32_t o = 0; o < q->linear[id].out && st == REPQ_OK; o++)
             if (repq_quant_params_check(&q->linear[id].wq[o]) != REPQ_OK ||
@@ -499,13 +429,14 @@ static repq_status parse_quant_header(repq_object *err, json_t *root, quant_head
     return REPQ_OK;
 }
 
-static repq_status parse_acts(repq_object *err, json_t *root, const repq_vit_arch *a, const quant_header *h,
+static repq_status parse_acts(repq_object *err, json_t *root, const repq_net *net, const quant_header *h,
                               repq_act_quant *acts)
 {
+    const size_t count = (size_t)net->num_slots;
     json_t *arr = json_object_get(root, "activations");
-    if (!json_is_array(arr) || json_array_size(arr) != act_count(a))
-        return repq_fail(err, REPQ_ERR_FORMAT, "quant: 'activations' is not an array of %zu entries", act_count(a));
-    for (size_t i = 0; i < act_count(a); i++) {
+    if (!json_is_array(arr) || json_array_size(arr) != count)
+        return repq_fail(err, REPQ_ERR_FORMAT, "quant: 'activations' is not an array of %zu entries", count);
+    for (size_t i = 0; i < count; i++) {
         json_t *e = json_array_get(arr, i);
         char what[40];
         snprintf(what, sizeof what, "activation %zu", i);
@@ -513,7 +444,7 @@ static repq_status parse_acts(repq_object *err, json_t *root, const repq_vit_arc
             return repq_fail(err, REPQ_ERR_FORMAT, "quant: %s is not an object", what);
         repq_act_quant *aq = &acts[i];
         repq_status st = json_int(err, e, what, "kind", REPQ_AQ_NONE, REPQ_AQ_TWO_REGION, &aq->kind);
-        if (st || (st = check_kind(err, REPQ_ERR_FORMAT, a, i, aq->kind)))
+        if (st || (st = check_kind(err, REPQ_ERR_FORMAT, net, i, aq->kind)))
             return st;
         if (aq->kind == REPQ_AQ_TWO_REGION && h->format_major < 2)
             return repq_fail(err, REPQ_ERR_FORMAT, "quant: %s has kind 5 (two-region), which format_version %ld "
@@ -538,7 +469,7 @@ static repq_status parse_acts(repq_object *err, json_t *root, const repq_vit_arc
                 return st;
             aq->log.base = (repq_log_base)base;
         }
-        if ((st = check_params(err, REPQ_ERR_FORMAT, h->act_bits, h->patch_input_bits, i, aq)))
+        if ((st = check_params(err, REPQ_ERR_FORMAT, net, h->act_bits, h->patch_input_bits, i, aq)))
             return st;
     }
     return REPQ_OK;
@@ -570,16 +501,14 @@ static const repq_st_tensor *expect(repq_object *err, repq_status *st, const rep
 /* Check (q == NULL) or check and copy (q != NULL) every tensor of the file. The
  * check-only pass runs before anything is allocated, so a small file cannot make the
  * loader allocate a large model. */
-static repq_status read_tensors(repq_object *err, const repq_st_file *f, const repq_vit_arch *a,
+static repq_status read_tensors(repq_object *err, const repq_st_file *f, const repq_net *net,
                                 int32_t weight_bits, repq_qmodel *q)
 {
     repq_status st = REPQ_OK;
-    char base[64], name[96];
-    int32_t num_linear = 4 * a->depth + 2;
-    for (int32_t id = 0; id < num_linear; id++) {
-        int32_t out, in;
-        linear_shape(a, id, &out, &in);
-        linear_base_name(a, id, base, sizeof base);
+    char name[96];
+    for (int32_t id = 0; id < net->num_linear; id++) {
+        const int32_t out = net->linear[id].out, in = net->linear[id].in;
+        const char *base = net->linear[id].name;
         int64_t cols = packed_cols(weight_bits, in);
         int64_t cshape[2] = {out, cols}, vshape[1] = {out};
         snprintf(name, sizeof name, "%s.weight.codes", base);
@@ -633,7 +562,7 @@ static repq_status read_tensors(repq_object *err, const repq_st_file *f, const r
         }
     }
     float_entry e;
-    for (size_t i = 0; float_entry_at(a, q ? &q->float_params : NULL, i, &e); i++) {
+    for (size_t i = 0; float_entry_at(net, q ? &q->float_params : NULL, i, &e); i++) {
         const repq_st_tensor *t = expect(err, &st, f, e.name, REPQ_ST_F32, e.ndim, e.shape);
         if (!t)
             return st;
@@ -694,8 +623,12 @@ static repq_status parse_file(repq_object *err, const repq_allocator *al, const 
     quant_header h;
     st = parse_quant_header(err, root, &h);
     h.format_major = major;
+    repq_net *net = NULL;
     if (st == REPQ_OK)
-        st = read_tensors(err, f, &a, h.weight_bits, NULL);
+        st = repq_net_build_vit(err, al, &a, &net);
+    if (st == REPQ_OK)
+        st = read_tensors(err, f, net, h.weight_bits, NULL);
+    repq_net_free(al, net);
     repq_qmodel *q = NULL;
     if (st == REPQ_OK)
         st = repq_qmodel_alloc(err, al, &a, &q);
@@ -704,11 +637,11 @@ static repq_status parse_file(repq_object *err, const repq_allocator *al, const 
         q->act_bits = h.act_bits;
         q->patch_input_bits = h.patch_input_bits;
         q->method = h.method;
-        st = parse_acts(err, root, &a, &h, q->acts);
+        st = parse_acts(err, root, q->net, &h, q->acts);
     }
     json_decref(root);
     if (st == REPQ_OK)
-        st = read_tensors(err, f, &a, h.weight_bits, q);
+        st = read_tensors(err, f, q->net, h.weight_bits, q);
     if (st == REPQ_OK) {
         repq_qmodel_rebuild_fq(q);
         /* The float weights are not stored: both sets hold the dequantized codes. */

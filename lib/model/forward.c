@@ -1,5 +1,6 @@
-/* The float forward pass of a ViT, with hooks at every quantization point. */
-#include "model/vit.h"
+/* The float forward pass: interprets the nodes of the network description, with
+ * hooks at every activation slot. */
+#include "model/net.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -10,6 +11,8 @@
 #include "model/float_ops.h"
 
 typedef struct scratch {
+    const repq_net *net;
+    float *arena; /* the parameter set's */
     float *x, *h, *q, *k, *v, *o, *attn, *mlp, *patches, *cls;
     /* Exact products only: A rows (EXACT_ROWS at a time), all of B, C rows, as doubles. */
     double *da, *db, *dc;
@@ -18,10 +21,14 @@ typedef struct scratch {
 
 #define EXACT_ROWS 256
 
-static repq_status call_hook(const repq_vit_hook *hook, int32_t block, repq_qpoint point,
-                             float *x, size_t rows, size_t cols)
+static repq_status call_hook(const repq_vit_hook *hook, int32_t slot, float *x, size_t rows, size_t cols)
 {
-    return hook && hook->act ? hook->act(hook->user, block, point, x, rows, cols) : REPQ_OK;
+    return hook && hook->act ? hook->act(hook->user, slot, x, rows, cols) : REPQ_OK;
+}
+
+static const float *param(const scratch *s, int32_t index)
+{
+    return repq_net_param_data(s->net, s->arena, index);
 }
 
 /* The element-wise loops below are plain C written for the compiler's vectorizer: no
@@ -118,15 +125,18 @@ static repq_status offer(const repq_vit_hook *hook, const repq_vit_product *p, b
     return hook && hook->product ? hook->product(hook->user, p, done) : REPQ_OK;
 }
 
-/* The linear layer fed by point `in` of `block` on rows [row0, row0 + m) of that
- * point's activation x, output columns [col0, col0 + n) (weight rows w, bias b): the
- * hook's product if it computes it, else linear(). */
-static repq_status qlinear(const scratch *s, const repq_vit_hook *hook, int32_t block, repq_qpoint in, size_t row0,
-                           const float *x, size_t m, size_t k, const float *w, const float *b, size_t col0, size_t n,
-                           float *y, bool accumulate)
+/* Linear layer `id` of `node` on rows [row0, row0 + m) of its input slot's activation
+ * x, output columns [col0, col0 + n): the hook's product if it computes it, else
+ * linear(). */
+static repq_status qlinear(const scratch *s, const repq_vit_hook *hook, const repq_net_node *node, int32_t id,
+                           size_t row0, const float *x, size_t m, size_t col0, size_t n, float *y, bool accumulate)
 {
-    repq_vit_product p = {.block = block, .in = in, .row0 = row0, .rows = m, .col0 = col0, .cols = n,
-                          .bias = b, .out = y, .ldout = n, .accumulate = accumulate};
+    const repq_net_linear *l = &s->net->linear[id];
+    const size_t k = (size_t)l->in;
+    const float *w = param(s, l->weight) + col0 * k, *b = param(s, l->bias) + col0;
+    repq_vit_product p = {.node = node, .slot = l->input, .in = s->net->slots[l->input].point, .row0 = row0,
+                          .rows = m, .col0 = col0, .cols = n, .bias = b, .out = y, .ldout = n,
+                          .accumulate = accumulate};
     bool done;
     repq_status st = offer(hook, &p, &done);
     if (st == REPQ_OK && !done)
@@ -191,22 +201,20 @@ static void im2col(const repq_vit_arch *a, const void *images, bool pixels_u8, s
             }
 }
 
-static repq_status attention(const repq_vit_arch *a, const repq_vit_block *blk, int32_t bi,
-                             size_t n, scratch *s, const repq_vit_hook *hook)
+static repq_status attention(const repq_net_node *node, size_t n, scratch *s, const repq_vit_hook *hook)
 {
-    size_t t = (size_t)repq_vit_tokens(a), d = (size_t)a->embed_dim, rows = n * t;
-    size_t heads = (size_t)a->num_heads, hd = d / heads;
+    size_t t = (size_t)node->tokens, d = (size_t)node->dim, rows = n * t;
+    size_t heads = (size_t)node->heads, hd = d / heads;
     repq_status st;
     /* qkv's output columns are [3][heads][head_dim], so its weight rows split into three
      * contiguous [d, d] blocks: three products write q, k and v in place, no split copy. */
     float *dst[3] = {s->q, s->k, s->v};
     for (size_t part = 0; part < 3; part++)
-        if ((st = qlinear(s, hook, bi, REPQ_QP_QKV_IN, 0, s->h, rows, d, blk->qkv_w + part * d * d,
-                          blk->qkv_b + part * d, part * d, d, dst[part], false)))
+        if ((st = qlinear(s, hook, node, node->linear[0], 0, s->h, rows, part * d, d, dst[part], false)))
             return st;
-    if ((st = call_hook(hook, bi, REPQ_QP_Q, s->q, rows, d)) ||
-        (st = call_hook(hook, bi, REPQ_QP_K, s->k, rows, d)) ||
-        (st = call_hook(hook, bi, REPQ_QP_V, s->v, rows, d)))
+    if ((st = call_hook(hook, node->slot[REPQ_QP_Q], s->q, rows, d)) ||
+        (st = call_hook(hook, node->slot[REPQ_QP_K], s->k, rows, d)) ||
+        (st = call_hook(hook, node->slot[REPQ_QP_V], s->v, rows, d)))
         return st;
     /* The 1 / sqrt(head_dim) scale rides on sgemm's alpha. */
     float scale = 1.0f / sqrtf((float)hd);
@@ -214,7 +222,8 @@ static repq_status attention(const repq_vit_arch *a, const repq_vit_block *blk, 
         for (size_t hh = 0; hh < heads; hh++) {
             float *sc = s->attn + (b * heads + hh) * t * t;
             const float *qh = s->q + b * t * d + hh * hd, *kh = s->k + b * t * d + hh * hd;
-            repq_vit_product p = {.block = bi, .in = REPQ_QP_Q, .image = b, .head = hh, .out = sc, .ldout = t};
+            repq_vit_product p = {.node = node, .slot = node->slot[REPQ_QP_Q], .in = REPQ_QP_Q, .image = b,
+                                  .head = hh, .out = sc, .ldout = t};
             bool done;
             if ((st = offer(hook, &p, &done)))
                 return st;
@@ -222,73 +231,135 @@ static repq_status attention(const repq_vit_arch *a, const repq_vit_block *blk, 
                 product(s, t, t, hd, scale, qh, d, kh, d, true, NULL, false, sc, t);
             softmax_rows(sc, t, t);
         }
-    if ((st = call_hook(hook, bi, REPQ_QP_ATTN, s->attn, n * heads * t, t)))
+    if ((st = call_hook(hook, node->slot[REPQ_QP_ATTN], s->attn, n * heads * t, t)))
         return st;
     for (size_t b = 0; b < n; b++)
         for (size_t hh = 0; hh < heads; hh++) {
             const float *ah = s->attn + (b * heads + hh) * t * t;
             float *oh = s->o + b * t * d + hh * hd;
-            repq_vit_product p = {.block = bi, .in = REPQ_QP_ATTN, .image = b, .head = hh, .out = oh, .ldout = d};
+            repq_vit_product p = {.node = node, .slot = node->slot[REPQ_QP_ATTN], .in = REPQ_QP_ATTN, .image = b,
+                                  .head = hh, .out = oh, .ldout = d};
             bool done;
             if ((st = offer(hook, &p, &done)))
                 return st;
             if (!done)
                 product(s, t, hd, t, 1.0f, ah, t, s->v + b * t * d + hh * hd, d, false, NULL, false, oh, d);
         }
-    if ((st = call_hook(hook, bi, REPQ_QP_PROJ_IN, s->o, rows, d)))
+    if ((st = call_hook(hook, node->slot[REPQ_QP_PROJ_IN], s->o, rows, d)))
         return st;
-    return qlinear(s, hook, bi, REPQ_QP_PROJ_IN, 0, s->o, rows, d, blk->proj_w, blk->proj_b, 0, d, s->x, true);
+    return qlinear(s, hook, node, node->linear[1], 0, s->o, rows, 0, d, s->x, true);
 }
 
-static repq_status block_forward(const repq_vit_arch *a, const repq_vit_block *blk, int32_t bi,
-                                 size_t n, scratch *s, const repq_vit_hook *hook)
+static repq_status block_forward(const repq_net_node *node, size_t n, scratch *s, const repq_vit_hook *hook)
 {
-    size_t t = (size_t)repq_vit_tokens(a), d = (size_t)a->embed_dim, rows = n * t;
-    size_t hid = (size_t)a->mlp_hidden;
+    size_t t = (size_t)node->tokens, d = (size_t)node->dim, rows = n * t;
+    size_t hid = (size_t)node->hidden;
+    const float eps = s->net->arch.norm_eps;
     repq_status st;
-    repq_float_layer_norm(s->x, rows, d, blk->norm1_w, blk->norm1_b, a->norm_eps, s->h);
-    if ((st = call_hook(hook, bi, REPQ_QP_QKV_IN, s->h, rows, d)) ||
-        (st = attention(a, blk, bi, n, s, hook)))
+    repq_float_layer_norm(s->x, rows, d, param(s, node->norm_weight), param(s, node->norm_bias), eps, s->h);
+    if ((st = call_hook(hook, node->slot[REPQ_QP_QKV_IN], s->h, rows, d)) ||
+        (st = attention(node, n, s, hook)))
         return st;
-    repq_float_layer_norm(s->x, rows, d, blk->norm2_w, blk->norm2_b, a->norm_eps, s->h);
-    if ((st = call_hook(hook, bi, REPQ_QP_FC1_IN, s->h, rows, d)) ||
-        (st = qlinear(s, hook, bi, REPQ_QP_FC1_IN, 0, s->h, rows, d, blk->fc1_w, blk->fc1_b, 0, hid, s->mlp,
-                      false)))
+    repq_float_layer_norm(s->x, rows, d, param(s, node->norm2_weight), param(s, node->norm2_bias), eps, s->h);
+    if ((st = call_hook(hook, node->slot[REPQ_QP_FC1_IN], s->h, rows, d)) ||
+        (st = qlinear(s, hook, node, node->linear[2], 0, s->h, rows, 0, hid, s->mlp, false)))
         return st;
     repq_float_gelu(s->mlp, rows * hid);
-    if ((st = call_hook(hook, bi, REPQ_QP_FC2_IN, s->mlp, rows, hid)))
+    if ((st = call_hook(hook, node->slot[REPQ_QP_FC2_IN], s->mlp, rows, hid)))
         return st;
-    return qlinear(s, hook, bi, REPQ_QP_FC2_IN, 0, s->mlp, rows, hid, blk->fc2_w, blk->fc2_b, 0, d, s->x, true);
+    return qlinear(s, hook, node, node->linear[3], 0, s->mlp, rows, 0, d, s->x, true);
 }
 
-/* Scratch for a batch of n images; every product is checked since n comes from callers. */
-/* Doubles the exact products need: [EXACT_ROWS, max k], the largest B, [EXACT_ROWS, max n]. */
-static void exact_sizes(const repq_vit_arch *a, size_t sizes[3])
+/* Patches of the images into the token rows of x, after the class token. */
+static repq_status patch_embed(const repq_net_node *node, const void *images, bool pixels_u8, size_t n, scratch *s,
+                               const repq_vit_hook *hook)
 {
-    const size_t t = (size_t)repq_vit_tokens(a), d = (size_t)a->embed_dim, hid = (size_t)a->mlp_hidden;
-    const size_t pd = (size_t)repq_vit_patch_dim(a), hd = d / (size_t)a->num_heads;
-    const size_t classes = (size_t)a->num_classes;
+    const repq_vit_arch *a = &s->net->arch;
+    const size_t t = (size_t)node->tokens, d = (size_t)node->dim;
+    const size_t np = (size_t)repq_vit_patches(a), pd = (size_t)repq_vit_patch_dim(a);
+    const float *cls = param(s, node->cls_token), *pos = param(s, node->pos_embed);
+    repq_status st;
+    im2col(a, images, pixels_u8, n, s->patches);
+    if ((st = call_hook(hook, node->slot[REPQ_QP_PATCH_IN], s->patches, n * np, pd)))
+        return st;
+    for (size_t b = 0; b < n; b++) {
+        float *xb = s->x + b * t * d;
+        for (size_t c = 0; c < d; c++)
+            xb[c] = cls[c] + pos[c];
+        if ((st = qlinear(s, hook, node, node->linear[0], b * np, s->patches + b * np * pd, np, 0, d, xb + d,
+                          false)))
+            return st;
+        add_inplace(xb + d, pos + d, (t - 1) * d);
+    }
+    return REPQ_OK;
+}
+
+/* Class-token pooling: only the class token's row reaches the final norm and head. */
+static repq_status head_forward(const repq_net_node *node, size_t n, scratch *s, const repq_vit_hook *hook,
+                                float *logits)
+{
+    const size_t t = (size_t)node->tokens, d = (size_t)node->dim;
+    const size_t k = (size_t)s->net->linear[node->linear[0]].out;
+    for (size_t b = 0; b < n; b++)
+        memcpy(s->h + b * d, s->x + b * t * d, d * sizeof(float));
+    repq_float_layer_norm(s->h, n, d, param(s, node->norm_weight), param(s, node->norm_bias), s->net->arch.norm_eps,
+                          s->cls);
+    repq_status st = call_hook(hook, node->slot[REPQ_QP_HEAD_IN], s->cls, n, d);
+    return st ? st : qlinear(s, hook, node, node->linear[0], 0, s->cls, n, 0, k, logits, false);
+}
+
+/* The largest extents of any node, which size the scratch. */
+typedef struct extents {
+    size_t t, d, hid, heads, hd;
+} extents;
+
+static extents net_extents(const repq_net *net)
+{
+    extents e = {0, 0, 0, 0, 0};
+    for (int32_t i = 0; i < net->num_nodes; i++) {
+        const repq_net_node *node = &net->nodes[i];
+        const size_t t = (size_t)node->tokens, d = (size_t)node->dim, h = (size_t)node->heads;
+        e.t = t > e.t ? t : e.t;
+        e.d = d > e.d ? d : e.d;
+        e.hid = (size_t)node->hidden > e.hid ? (size_t)node->hidden : e.hid;
+        e.heads = h > e.heads ? h : e.heads;
+        if (h > 0 && d / h > e.hd)
+            e.hd = d / h;
+    }
+    return e;
+}
+
+/* Doubles the exact products need: [EXACT_ROWS, max k], the largest B, [EXACT_ROWS, max n]. */
+static void exact_sizes(const repq_net *net, size_t sizes[3])
+{
+    const extents e = net_extents(net);
+    const size_t t = e.t, d = e.d, hd = e.hd;
     size_t max_k = d, max_n = d, max_b = d * d;
-    const size_t ks[] = {pd, hid, t, hd}, ns[] = {hid, t, classes, hd};
-    for (size_t i = 0; i < 4; i++) {
+    for (int32_t i = 0; i < net->num_linear; i++) {
+        const size_t out = (size_t)net->linear[i].out, in = (size_t)net->linear[i].in;
+        max_k = in > max_k ? in : max_k;
+        max_n = out > max_n ? out : max_n;
+        max_b = out * in > max_b ? out * in : max_b;
+    }
+    const size_t ks[] = {t, hd}, ns[] = {t, hd};
+    for (size_t i = 0; i < 2; i++) {
         max_k = ks[i] > max_k ? ks[i] : max_k;
         max_n = ns[i] > max_n ? ns[i] : max_n;
     }
-    const size_t bs[] = {d * pd, hid * d, t * hd, classes * d};
-    for (size_t i = 0; i < 4; i++)
-        max_b = bs[i] > max_b ? bs[i] : max_b;
+    max_b = t * hd > max_b ? t * hd : max_b;
     sizes[0] = EXACT_ROWS * max_k;
     sizes[1] = max_b;
     sizes[2] = EXACT_ROWS * max_n;
 }
 
-static repq_status scratch_alloc(repq_object *err, const repq_allocator *al, const repq_vit_arch *a,
-                                 size_t n, bool exact, scratch *s, float **out_mem)
+/* Scratch for a batch of n images; every product is checked since n comes from callers. */
+static repq_status scratch_alloc(repq_object *err, const repq_allocator *al, const repq_net *net, size_t n,
+                                 bool exact, scratch *s, float **out_mem)
 {
-    size_t t = (size_t)repq_vit_tokens(a), d = (size_t)a->embed_dim;
+    const repq_vit_arch *a = &net->arch;
+    const extents e = net_extents(net);
+    size_t t = e.t, d = e.d, heads = e.heads, hid = e.hid;
     size_t np = (size_t)repq_vit_patches(a), pd = (size_t)repq_vit_patch_dim(a);
-    size_t heads = (size_t)a->num_heads;
-    size_t hid = (size_t)a->mlp_hidden;
     size_t rows = 0, nh = 0, sz_td = 0, sz_mlp = 0, sz_attn = 0, sz_patch = 0, sz_cls = 0, total = 0;
     bool ok = repq_size_mul(n, t, &rows) && repq_size_mul(rows, d, &sz_td) &&
               repq_size_mul(rows, hid, &sz_mlp) && repq_size_mul(n, heads, &nh) &&
@@ -301,7 +372,7 @@ static repq_status scratch_alloc(repq_object *err, const repq_allocator *al, con
      * validated at load, so these sizes are far from overflowing). */
     size_t dparts[3] = {0, 0, 0};
     if (exact)
-        exact_sizes(a, dparts);
+        exact_sizes(net, dparts);
     for (int i = 0; ok && i < 3; i++)
         ok = repq_size_add(total, 2 * ((dparts[i] + 7) / 8 * 8), &total);
     size_t bytes;
@@ -322,61 +393,46 @@ static repq_status scratch_alloc(repq_object *err, const repq_allocator *al, con
         at += 2 * ((dparts[i] + 7) / 8 * 8);
     }
     s->exact = exact;
+    s->net = net;
     *out_mem = mem;
     return REPQ_OK;
 }
 
-repq_status repq_vit_block_apply(repq_object *err, const repq_allocator *al, const repq_vit_arch *a,
-                                 const repq_vit_block *blk, float *x, size_t n)
+repq_status repq_net_block_apply(repq_object *err, const repq_allocator *al, const repq_net *net,
+                                 const repq_net_node *node, const repq_vit_params *p, float *x, size_t n)
 {
     scratch s;
     float *mem;
-    repq_status st = scratch_alloc(err, al, a, n, false, &s, &mem);
+    repq_status st = scratch_alloc(err, al, net, n, false, &s, &mem);
     if (st)
         return st;
-    size_t bytes = n * (size_t)repq_vit_tokens(a) * (size_t)a->embed_dim * sizeof(float);
+    s.arena = p->arena;
+    size_t bytes = n * (size_t)node->tokens * (size_t)node->dim * sizeof(float);
     memcpy(s.x, x, bytes);
-    st = block_forward(a, blk, 0, n, &s, NULL);
+    st = block_forward(node, n, &s, NULL);
     memcpy(x, s.x, bytes);
     repq_mem_free(al, mem);
     return st;
 }
 
-repq_status repq_vit_forward(repq_object *err, const repq_allocator *al, const repq_vit_arch *a,
-                             const repq_vit_params *p, const void *images, bool pixels_u8,
-                             size_t n, const repq_vit_hook *hook, float *logits)
+repq_status repq_net_forward(repq_object *err, const repq_allocator *al, const repq_net *net,
+                             const repq_vit_params *p, const void *images, bool pixels_u8, size_t n,
+                             const repq_vit_hook *hook, float *logits)
 {
-    size_t t = (size_t)repq_vit_tokens(a), d = (size_t)a->embed_dim;
-    size_t np = (size_t)repq_vit_patches(a), pd = (size_t)repq_vit_patch_dim(a);
-    size_t k = (size_t)a->num_classes;
     scratch s;
     float *mem;
-    repq_status st = scratch_alloc(err, al, a, n, hook && hook->exact_products, &s, &mem);
+    repq_status st = scratch_alloc(err, al, net, n, hook && hook->exact_products, &s, &mem);
     if (st)
         return st;
-    im2col(a, images, pixels_u8, n, s.patches);
-    if ((st = call_hook(hook, -1, REPQ_QP_PATCH_IN, s.patches, n * np, pd)))
-        goto done;
-    for (size_t b = 0; b < n; b++) {
-        float *xb = s.x + b * t * d;
-        for (size_t c = 0; c < d; c++)
-            xb[c] = p->cls_token[c] + p->pos_embed[c];
-        if ((st = qlinear(&s, hook, -1, REPQ_QP_PATCH_IN, b * np, s.patches + b * np * pd, np, pd, p->patch_w,
-                          p->patch_b, 0, d, xb + d, false)))
-            goto done;
-        add_inplace(xb + d, p->pos_embed + d, (t - 1) * d);
+    s.arena = p->arena;
+    for (int32_t i = 0; i < net->num_nodes && st == REPQ_OK; i++) {
+        const repq_net_node *node = &net->nodes[i];
+        switch (node->op) {
+        case REPQ_OP_PATCH_EMBED: st = patch_embed(node, images, pixels_u8, n, &s, hook); break;
+        case REPQ_OP_BLOCK: st = block_forward(node, n, &s, hook); break;
+        case REPQ_OP_HEAD: st = head_forward(node, n, &s, hook, logits); break;
+        }
     }
-    for (int32_t bi = 0; bi < a->depth; bi++)
-        if ((st = block_forward(a, &p->blocks[bi], bi, n, &s, hook)))
-            goto done;
-    /* Class-token pooling: only the class token's row reaches the head. */
-    for (size_t b = 0; b < n; b++)
-        memcpy(s.h + b * d, s.x + b * t * d, d * sizeof(float));
-    repq_float_layer_norm(s.h, n, d, p->norm_w, p->norm_b, a->norm_eps, s.cls);
-    if ((st = call_hook(hook, -1, REPQ_QP_HEAD_IN, s.cls, n, d)))
-        goto done;
-    st = qlinear(&s, hook, -1, REPQ_QP_HEAD_IN, 0, s.cls, n, d, p->head_w, p->head_b, 0, k, logits, false);
-done:
     repq_mem_free(al, mem);
     return st;
 }

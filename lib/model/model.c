@@ -13,28 +13,8 @@
  * results. */
 #define FORWARD_CHUNK 16
 
-typedef struct named {
-    char name[96];
-    float *dst;
-    int32_t ndim;
-    int64_t shape[4];
-} named;
-
-static named tensor_spec(const char *name, float *dst, int32_t ndim, int64_t d0, int64_t d1,
-                         int64_t d2, int64_t d3)
-{
-    named n;
-    snprintf(n.name, sizeof n.name, "%s", name);
-    n.dst = dst;
-    n.ndim = ndim;
-    n.shape[0] = d0;
-    n.shape[1] = d1;
-    n.shape[2] = d2;
-    n.shape[3] = d3;
-    return n;
-}
-
-static repq_status load_one(repq_object *err, const repq_st_file *f, const named *want)
+/* One parameter from the file into dst: present, of the described shape, finite. */
+static repq_status load_one(repq_object *err, const repq_st_file *f, const repq_net_param *want, float *dst)
 {
     const repq_st_tensor *t = repq_st_find(f, want->name);
     if (!t)
@@ -45,55 +25,24 @@ static repq_status load_one(repq_object *err, const repq_st_file *f, const named
     if (!same)
         return repq_fail(err, REPQ_ERR_FORMAT, "tensor '%s' has a shape other than the architecture needs",
                          want->name);
-    size_t count = 1;
-    for (int32_t i = 0; i < want->ndim; i++)
-        count *= (size_t)want->shape[i];
-    repq_status st = repq_st_read_f32(err, t, want->dst, count);
+    repq_status st = repq_st_read_f32(err, t, dst, want->count);
     if (st)
         return st;
-    for (size_t i = 0; i < count; i++)
-        if (!isfinite(want->dst[i]))
+    for (size_t i = 0; i < want->count; i++)
+        if (!isfinite(dst[i]))
             return repq_fail(err, REPQ_ERR_NUMERIC, "tensor '%s' holds NaN or infinity at element %zu",
                              want->name, i);
     return REPQ_OK;
 }
 
-static repq_status load_params(repq_object *err, const repq_st_file *f, const repq_vit_arch *a,
-                               repq_vit_params *p)
+/* Every parameter the network describes, the network's own first, then unit by unit. */
+static repq_status load_params(repq_object *err, const repq_st_file *f, const repq_net *net, repq_vit_params *p)
 {
-    int64_t d = a->embed_dim, h = a->mlp_hidden, t = repq_vit_tokens(a), k = a->num_classes;
-    int64_t ps = a->patch_size, c = a->in_chans;
-    named top[] = {
-        tensor_spec("patch_embed.proj.weight", p->patch_w, 4, d, c, ps, ps),
-        tensor_spec("patch_embed.proj.bias", p->patch_b, 1, d, 0, 0, 0),
-        tensor_spec("cls_token", p->cls_token, 3, 1, 1, d, 0),
-        tensor_spec("pos_embed", p->pos_embed, 3, 1, t, d, 0),
-        tensor_spec("norm.weight", p->norm_w, 1, d, 0, 0, 0),
-        tensor_spec("norm.bias", p->norm_b, 1, d, 0, 0, 0),
-        tensor_spec("head.weight", p->head_w, 2, k, d, 0, 0),
-        tensor_spec("head.bias", p->head_b, 1, k, 0, 0, 0),
-    };
-    repq_status st;
-    for (size_t i = 0; i < sizeof top / sizeof top[0]; i++)
-        if ((st = load_one(err, f, &top[i])))
+    for (int32_t i = 0; i < net->num_params; i++) {
+        const int32_t at = net->param_order[i];
+        repq_status st = load_one(err, f, &net->params[at], repq_net_param_data(net, p->arena, at));
+        if (st)
             return st;
-    for (int32_t bi = 0; bi < a->depth; bi++) {
-        const repq_vit_block *b = &p->blocks[bi];
-        struct { const char *suffix; float *dst; int32_t ndim; int64_t d0, d1; } parts[] = {
-            {"norm1.weight", b->norm1_w, 1, d, 0}, {"norm1.bias", b->norm1_b, 1, d, 0},
-            {"attn.qkv.weight", b->qkv_w, 2, 3 * d, d}, {"attn.qkv.bias", b->qkv_b, 1, 3 * d, 0},
-            {"attn.proj.weight", b->proj_w, 2, d, d}, {"attn.proj.bias", b->proj_b, 1, d, 0},
-            {"norm2.weight", b->norm2_w, 1, d, 0}, {"norm2.bias", b->norm2_b, 1, d, 0},
-            {"mlp.fc1.weight", b->fc1_w, 2, h, d}, {"mlp.fc1.bias", b->fc1_b, 1, h, 0},
-            {"mlp.fc2.weight", b->fc2_w, 2, d, h}, {"mlp.fc2.bias", b->fc2_b, 1, d, 0},
-        };
-        for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-            char name[96];
-            snprintf(name, sizeof name, "blocks.%d.%s", (int)bi, parts[i].suffix);
-            named want = tensor_spec(name, parts[i].dst, parts[i].ndim, parts[i].d0, parts[i].d1, 0, 0);
-            if ((st = load_one(err, f, &want)))
-                return st;
-        }
     }
     return REPQ_OK;
 }
@@ -106,8 +55,11 @@ static repq_status model_alloc(repq_object *err, const repq_allocator *al, const
         return repq_fail(err, REPQ_ERR_NOMEM, "out of memory");
     repq_object_init(&m->base, REPQ_KIND_MODEL, *al);
     m->arch = *a;
-    repq_status st = repq_vit_params_alloc(err, al, a, &m->params);
+    repq_status st = repq_net_build_vit(err, al, a, &m->net);
+    if (st == REPQ_OK)
+        st = repq_vit_params_alloc(err, al, m->net, &m->params);
     if (st) {
+        repq_net_free(al, m->net);
         repq_mem_free(al, m);
         return st;
     }
@@ -137,7 +89,7 @@ REPQ_API repq_status repq_model_load(repq_context *ctx, const char *path, const 
     if (st == REPQ_OK)
         st = model_alloc(err, &al, &arch, &m);
     if (st == REPQ_OK)
-        st = load_params(err, f, &arch, &m->params);
+        st = load_params(err, f, m->net, &m->params);
     if (st == REPQ_OK) {
         m->file_tensors = (int64_t)repq_st_count(f);
         *out_model = m;
@@ -218,11 +170,13 @@ REPQ_API void repq_model_free(repq_model *model)
     repq_allocator al = model->base.allocator;
     model->base.kind = 0;
     repq_vit_params_release(&al, &model->params);
+    repq_net_free(&al, model->net);
     repq_mem_free(&al, model);
 }
 
-repq_status repq_vit_arch_attr(const repq_vit_arch *a, int32_t attr, int64_t *out)
+repq_status repq_net_attr(const repq_net *net, int32_t attr, int64_t *out)
 {
+    const repq_vit_arch *a = &net->arch;
     switch (attr) {
     case REPQ_MODEL_IMG_SIZE: *out = a->img_size; return REPQ_OK;
     case REPQ_MODEL_PATCH_SIZE: *out = a->patch_size; return REPQ_OK;
@@ -233,13 +187,8 @@ repq_status repq_vit_arch_attr(const repq_vit_arch *a, int32_t attr, int64_t *ou
     case REPQ_MODEL_NUM_HEADS: *out = a->num_heads; return REPQ_OK;
     case REPQ_MODEL_MLP_HIDDEN: *out = a->mlp_hidden; return REPQ_OK;
     case REPQ_MODEL_NUM_TOKENS: *out = repq_vit_tokens(a); return REPQ_OK;
-    case REPQ_MODEL_NUM_TENSORS: *out = 4 + 12 * (int64_t)a->depth + 4; return REPQ_OK;
-    case REPQ_MODEL_NUM_PARAMS: {
-        size_t n;
-        repq_vit_param_count(a, &n);
-        *out = (int64_t)n;
-        return REPQ_OK;
-    }
+    case REPQ_MODEL_NUM_TENSORS: *out = net->num_params; return REPQ_OK;
+    case REPQ_MODEL_NUM_PARAMS: *out = (int64_t)net->param_floats; return REPQ_OK;
     case REPQ_MODEL_FLOPS_PER_IMAGE: *out = (int64_t)repq_vit_flops(a); return REPQ_OK;
     }
     return REPQ_ERR_INVALID_ARGUMENT;
@@ -254,7 +203,7 @@ REPQ_API repq_status repq_model_get_int(const repq_model *model, repq_model_attr
         *out_value = model->file_tensors;
         return REPQ_OK;
     }
-    return repq_vit_arch_attr(&model->arch, (int32_t)attr, out_value);
+    return repq_net_attr(model->net, (int32_t)attr, out_value);
 }
 
 repq_status repq_images_check(repq_object *err, const repq_vit_arch *a, const repq_tensor *images,
@@ -290,10 +239,11 @@ repq_status repq_logits_check(repq_object *err, const repq_vit_arch *a, const re
     return REPQ_OK;
 }
 
-repq_status repq_vit_forward_tensors(repq_object *err, const repq_allocator *al, const repq_vit_arch *a,
+repq_status repq_net_forward_tensors(repq_object *err, const repq_allocator *al, const repq_net *net,
                                      const repq_vit_params *p, const repq_vit_hook *hook,
                                      repq_tensor *images, repq_tensor *logits)
 {
+    const repq_vit_arch *a = &net->arch;
     size_t n;
     bool u8;
     repq_status st = repq_images_check(err, a, images, &n, &u8);
@@ -302,7 +252,7 @@ repq_status repq_vit_forward_tensors(repq_object *err, const repq_allocator *al,
     size_t per_image = images->nbytes / n, k = (size_t)a->num_classes;
     for (size_t i = 0; i < n; i += FORWARD_CHUNK) {
         size_t c = n - i < FORWARD_CHUNK ? n - i : FORWARD_CHUNK;
-        st = repq_vit_forward(err, al, a, p, (const uint8_t *)images->data + i * per_image, u8, c, hook,
+        st = repq_net_forward(err, al, net, p, (const uint8_t *)images->data + i * per_image, u8, c, hook,
                               (float *)logits->data + i * k);
         if (st)
             return st;
@@ -314,7 +264,7 @@ REPQ_API repq_status repq_model_forward(repq_model *model, repq_tensor *images, 
 {
     if (!repq_object_is(model, REPQ_KIND_MODEL))
         return REPQ_ERR_INVALID_ARGUMENT;
-    return repq_vit_forward_tensors(&model->base, &model->base.allocator, &model->arch, &model->params, NULL,
+    return repq_net_forward_tensors(&model->base, &model->base.allocator, model->net, &model->params, NULL,
                                     images, logits);
 }
 

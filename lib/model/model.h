@@ -2,12 +2,13 @@
 #ifndef REPQ_MODEL_MODEL_H
 #define REPQ_MODEL_MODEL_H
 
-#include "model/vit.h"
+#include "model/net.h"
 #include "repq/model.h"
 
 struct repq_model {
     repq_object base;
     repq_vit_arch arch;
+    repq_net *net;
     repq_vit_params params;
     int64_t file_tensors; /* tensors in the file it was loaded from (0 if generated) */
 };
@@ -21,10 +22,10 @@ repq_status repq_logits_check(repq_object *err, const repq_vit_arch *a, const re
                               size_t n);
 /* Checks images and logits, then runs the float forward (with `hook`, which may be
  * NULL) over the images in bounded chunks. Messages go to `err` (may be NULL). */
-repq_status repq_vit_forward_tensors(repq_object *err, const repq_allocator *al, const repq_vit_arch *a,
+repq_status repq_net_forward_tensors(repq_object *err, const repq_allocator *al, const repq_net *net,
                                      const repq_vit_params *p, const repq_vit_hook *hook,
                                      repq_tensor *images, repq_tensor *logits);
-/* Value of a repq_model_attr for an architecture (REPQ_ERR_INVALID_ARGUMENT if unknown). */
-repq_status repq_vit_arch_attr(const repq_vit_arch *a, int32_t attr, int64_t *out);
+/* Value of a repq_model_attr for a network (REPQ_ERR_INVALID_ARGUMENT if unknown). */
+repq_status repq_net_attr(const repq_net *net, int32_t attr, int64_t *out);
 
 #endif

@@ -35,7 +35,7 @@
 typedef struct stash {
     uint8_t *codes;
     size_t cap, rows, cols;
-    int32_t block;
+    int32_t slot;
     bool valid;
 } stash;
 
@@ -68,10 +68,6 @@ static void *scratch(fake_quant *fq, int which, size_t count, size_t size)
     return reserve(fq->al, &fq->buf[which], &fq->cap[which], count, size);
 }
 
-static const repq_act_quant *act(const repq_qmodel *q, int32_t block, repq_qpoint pt)
-{
-    return &q->acts[repq_qmodel_act_index(&q->arch, block, pt)];
-}
 
 static bool is_log(const repq_act_quant *a)
 {
@@ -87,11 +83,11 @@ VECTORIZED static void dequantize_codes(float *x, const uint8_t *c, size_t n, fl
 
 /* Keeps the codes of layer-wise and log quantizers for the products and fake-quantizes
  * x in place. */
-static repq_status apply(void *user, int32_t block, repq_qpoint point, float *x, size_t rows, size_t cols)
+static repq_status apply(void *user, int32_t slot, float *x, size_t rows, size_t cols)
 {
     fake_quant *fq = user;
-    const repq_act_quant *a = act(fq->q, block, point);
-    stash *sh = &fq->st[point];
+    const repq_act_quant *a = &fq->q->acts[slot];
+    stash *sh = &fq->st[fq->q->net->slots[slot].point];
     sh->valid = false;
     if (a->kind != REPQ_AQ_UNIFORM && a->kind != REPQ_AQ_TWO_REGION && !is_log(a))
         return repq_act_quant_apply(a, x, rows, cols);
@@ -110,24 +106,24 @@ static repq_status apply(void *user, int32_t block, repq_qpoint point, float *x,
     } else if ((st = repq_logq_quantize(&a->log, x, n, sh->codes)) || (st = repq_act_quant_apply(a, x, rows, cols))) {
         return st;
     }
-    *sh = (stash){sh->codes, sh->cap, rows, cols, block, true};
+    *sh = (stash){sh->codes, sh->cap, rows, cols, slot, true};
     return REPQ_OK;
 }
 
-/* The stash of point pt if it holds block's codes of a uniform quantizer. */
-static const stash *uniform_codes(const fake_quant *fq, int32_t block, repq_qpoint pt)
+/* The stash of slot `slot` if it holds its codes of a uniform quantizer. */
+static const stash *uniform_codes(const fake_quant *fq, int32_t slot)
 {
-    const stash *sh = &fq->st[pt];
-    return act(fq->q, block, pt)->kind == REPQ_AQ_UNIFORM && sh->valid && sh->block == block ? sh : NULL;
+    const stash *sh = &fq->st[fq->q->net->slots[slot].point];
+    return fq->q->acts[slot].kind == REPQ_AQ_UNIFORM && sh->valid && sh->slot == slot ? sh : NULL;
 }
 
 /* The same for the input of a linear layer, which may also be two-region codes (on
  * their fine grid). */
-static const stash *grid_codes(const fake_quant *fq, int32_t block, repq_qpoint pt)
+static const stash *grid_codes(const fake_quant *fq, int32_t slot)
 {
-    const stash *sh = &fq->st[pt];
-    const int32_t kind = act(fq->q, block, pt)->kind;
-    return (kind == REPQ_AQ_UNIFORM || kind == REPQ_AQ_TWO_REGION) && sh->valid && sh->block == block ? sh : NULL;
+    const stash *sh = &fq->st[fq->q->net->slots[slot].point];
+    const int32_t kind = fq->q->acts[slot].kind;
+    return (kind == REPQ_AQ_UNIFORM || kind == REPQ_AQ_TWO_REGION) && sh->valid && sh->slot == slot ? sh : NULL;
 }
 
 /* max |c - z| over codes c in [0, cmax], as a double (no overflow). */
@@ -240,29 +236,16 @@ VECTORIZED static void linear_out_d(size_t m, size_t n, const double *v, const f
         }
 }
 
-/* The linear layer id fed by point `in` (linear layers: patch, 4 per block, head). */
-static int32_t layer_of(const repq_qmodel *q, int32_t block, repq_qpoint in)
-{
-    switch (in) {
-    case REPQ_QP_PATCH_IN: return 0;
-    case REPQ_QP_HEAD_IN: return q->num_linear - 1;
-    case REPQ_QP_QKV_IN: return repq_qmodel_linear_id(block, 0);
-    case REPQ_QP_PROJ_IN: return repq_qmodel_linear_id(block, 1);
-    case REPQ_QP_FC1_IN: return repq_qmodel_linear_id(block, 2);
-    default: return repq_qmodel_linear_id(block, 3); /* FC2_IN */
-    }
-}
-
 static repq_status linear_product(fake_quant *fq, const repq_vit_product *p, bool *done)
 {
     const repq_qmodel *q = fq->q;
-    const stash *a = grid_codes(fq, p->block, p->in);
-    const repq_qlinear *l = &q->linear[layer_of(q, p->block, p->in)];
+    const stash *a = grid_codes(fq, p->slot);
+    const repq_qlinear *l = &q->linear[q->net->slots[p->slot].feeds];
     if (!a || a->cols != (size_t)l->in || p->row0 + p->rows > a->rows || p->col0 + p->cols > (size_t)l->out)
         return REPQ_OK;
     repq_quant_params grid;
     int32_t max_code;
-    repq_status st = repq_act_quant_grid(act(q, p->block, p->in), &grid, &max_code);
+    repq_status st = repq_act_quant_grid(&q->acts[p->slot], &grid, &max_code);
     if (st)
         return st;
     const repq_quant_params *in = &grid, *wq = l->wq + p->col0;
@@ -296,14 +279,13 @@ static repq_status linear_product(fake_quant *fq, const repq_vit_product *p, boo
 
 static repq_status scores_product(fake_quant *fq, const repq_vit_product *p, bool *done)
 {
-    const repq_vit_arch *a = &fq->q->arch;
-    const stash *qs = uniform_codes(fq, p->block, REPQ_QP_Q), *ks = uniform_codes(fq, p->block, REPQ_QP_K);
+    const int32_t k_slot = p->node->slot[REPQ_QP_K];
+    const stash *qs = uniform_codes(fq, p->slot), *ks = uniform_codes(fq, k_slot);
     if (!qs || !ks)
         return REPQ_OK;
-    const size_t t = (size_t)repq_vit_tokens(a), d = (size_t)a->embed_dim, hd = d / (size_t)a->num_heads;
+    const size_t t = (size_t)p->node->tokens, d = (size_t)p->node->dim, hd = d / (size_t)p->node->heads;
     const size_t base = p->image * t * d + p->head * hd;
-    const repq_quant_params *qq = &act(fq->q, p->block, REPQ_QP_Q)->uniform,
-                            *kq = &act(fq->q, p->block, REPQ_QP_K)->uniform;
+    const repq_quant_params *qq = &fq->q->acts[p->slot].uniform, *kq = &fq->q->acts[k_slot].uniform;
     int32_t *zk = scratch(fq, BUF_S, t, sizeof(int32_t));
     if (!zk)
         return REPQ_ERR_NOMEM;
@@ -328,15 +310,15 @@ static repq_status scores_product(fake_quant *fq, const repq_vit_product *p, boo
 static repq_status attn_v_product(fake_quant *fq, const repq_vit_product *p, bool *done)
 {
     const repq_qmodel *q = fq->q;
-    const repq_vit_arch *a = &q->arch;
-    const repq_act_quant *at = act(q, p->block, REPQ_QP_ATTN);
-    const stash *as = &fq->st[REPQ_QP_ATTN], *vs = uniform_codes(fq, p->block, REPQ_QP_V);
-    if (!vs || !as->valid || as->block != p->block)
+    const int32_t v_slot = p->node->slot[REPQ_QP_V];
+    const repq_act_quant *at = &q->acts[p->slot];
+    const stash *as = &fq->st[REPQ_QP_ATTN], *vs = uniform_codes(fq, v_slot);
+    if (!vs || !as->valid || as->slot != p->slot)
         return REPQ_OK;
-    const size_t t = (size_t)repq_vit_tokens(a), d = (size_t)a->embed_dim, heads = (size_t)a->num_heads;
+    const size_t t = (size_t)p->node->tokens, d = (size_t)p->node->dim, heads = (size_t)p->node->heads;
     const size_t hd = d / heads;
     const uint8_t *codes = as->codes + (p->image * heads + p->head) * t * t;
-    const repq_quant_params *vq = &act(q, p->block, REPQ_QP_V)->uniform;
+    const repq_quant_params *vq = &q->acts[v_slot].uniform;
     float *lev = scratch(fq, BUF_S, t * t, sizeof(float));
     double *da = scratch(fq, BUF_A, t * t, sizeof(double)), *dv = scratch(fq, BUF_B, t * hd, sizeof(double));
     double *c = scratch(fq, BUF_C, t * hd, sizeof(double));
@@ -378,17 +360,17 @@ static repq_status product(void *user, const repq_vit_product *p, bool *done)
     }
 }
 
-static repq_status apply_only(void *user, int32_t block, repq_qpoint point, float *x, size_t rows, size_t cols)
+static repq_status apply_only(void *user, int32_t slot, float *x, size_t rows, size_t cols)
 {
     const repq_qmodel *q = user;
-    return repq_act_quant_apply(act(q, block, point), x, rows, cols);
+    return repq_act_quant_apply(&q->acts[slot], x, rows, cols);
 }
 
 repq_status repq_qmodel_forward_activations(const repq_qmodel *q, const repq_vit_params *p, repq_tensor *images,
                                             repq_tensor *logits)
 {
     repq_vit_hook hook = {apply_only, (void *)q, true, NULL};
-    return repq_vit_forward_tensors(NULL, &q->base.allocator, &q->arch, p, &hook, images, logits);
+    return repq_net_forward_tensors(NULL, &q->base.allocator, q->net, p, &hook, images, logits);
 }
 
 REPQ_API repq_status repq_qmodel_forward(const repq_qmodel *q, repq_forward_mode mode,
@@ -404,7 +386,7 @@ REPQ_API repq_status repq_qmodel_forward(const repq_qmodel *q, repq_forward_mode
     repq_vit_hook hook = {apply, &fq, true, product};
     bool fake = mode == REPQ_FORWARD_FAKE_QUANT;
     /* Messages are not recorded: a qmodel is shared read-only between threads. */
-    repq_status st = repq_vit_forward_tensors(NULL, &q->base.allocator, &q->arch,
+    repq_status st = repq_net_forward_tensors(NULL, &q->base.allocator, q->net,
                                               fake ? &q->fq_params : &q->float_params, fake ? &hook : NULL, images,
                                               logits);
     for (int i = 0; i < REPQ_QP_COUNT; i++)

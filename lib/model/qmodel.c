@@ -4,27 +4,35 @@
 
 #include <string.h>
 
-float *repq_vit_linear_weight(const repq_vit_arch *a, const repq_vit_params *p, int32_t id,
-                              int32_t *out_rows, int32_t *out_cols)
+float *repq_net_linear_weight(const repq_net *net, const repq_vit_params *p, int32_t id, int32_t *out_rows,
+                              int32_t *out_cols)
 {
-    int32_t d = a->embed_dim, h = a->mlp_hidden;
-    if (id == 0) {
-        *out_rows = d;
-        *out_cols = repq_vit_patch_dim(a);
-        return p->patch_w;
-    }
-    if (id == 4 * a->depth + 1) {
-        *out_rows = a->num_classes;
-        *out_cols = d;
-        return p->head_w;
-    }
-    const repq_vit_block *b = &p->blocks[(id - 1) / 4];
-    switch ((id - 1) % 4) {
-    case 0: *out_rows = 3 * d; *out_cols = d; return b->qkv_w;
-    case 1: *out_rows = d; *out_cols = d; return b->proj_w;
-    case 2: *out_rows = h; *out_cols = d; return b->fc1_w;
-    default: *out_rows = d; *out_cols = h; return b->fc2_w;
-    }
+    const repq_net_linear *l = &net->linear[id];
+    *out_rows = l->out;
+    *out_cols = l->in;
+    return repq_net_param_data(net, p->arena, l->weight);
+}
+
+float *repq_net_linear_bias(const repq_net *net, const repq_vit_params *p, int32_t id)
+{
+    const int32_t bias = net->linear[id].bias;
+    return bias < 0 ? NULL : repq_net_param_data(net, p->arena, bias);
+}
+
+int32_t repq_net_slot_find(const repq_net *net, int32_t unit, repq_qpoint pt)
+{
+    for (int32_t i = 0; i < net->num_slots; i++)
+        if (net->slots[i].used && net->slots[i].unit == unit && net->slots[i].point == pt)
+            return i;
+    return -1;
+}
+
+int32_t repq_net_block_linear(const repq_net *net, int32_t block, int32_t which)
+{
+    for (int32_t i = 0; i < net->num_nodes; i++)
+        if (net->nodes[i].op == REPQ_OP_BLOCK && net->nodes[i].unit == block)
+            return net->nodes[i].linear[which];
+    return -1;
 }
 
 static void release_acts(const repq_allocator *al, repq_act_quant *acts, size_t n)
@@ -34,11 +42,6 @@ static void release_acts(const repq_allocator *al, repq_act_quant *acts, size_t 
     for (size_t i = 0; i < n; i++)
         repq_mem_free(al, acts[i].per_channel);
     repq_mem_free(al, acts);
-}
-
-static size_t act_count(const repq_vit_arch *a)
-{
-    return (size_t)(a->depth + 1) * REPQ_QP_COUNT;
 }
 
 REPQ_API void repq_qmodel_free(repq_qmodel *q)
@@ -52,7 +55,8 @@ REPQ_API void repq_qmodel_free(repq_qmodel *q)
     repq_mem_free(&al, q->linear);
     repq_mem_free(&al, q->code_arena);
     repq_mem_free(&al, q->wq_arena);
-    release_acts(&al, q->acts, act_count(&q->arch));
+    release_acts(&al, q->acts, q->net ? (size_t)q->net->num_slots : 0);
+    repq_net_free(&al, q->net);
     repq_mem_free(&al, q);
 }
 
@@ -65,19 +69,19 @@ repq_status repq_qmodel_alloc(repq_object *err, const repq_allocator *al, const 
         return repq_fail(err, REPQ_ERR_NOMEM, "out of memory for a quantized model");
     repq_object_init(&q->base, REPQ_KIND_QMODEL, *al);
     q->arch = *a;
-    q->num_linear = 4 * a->depth + 2;
-    repq_status st = repq_vit_params_alloc(err, al, a, &q->float_params);
+    repq_status st = repq_net_build_vit(err, al, a, &q->net);
     if (st == REPQ_OK)
-        st = repq_vit_params_alloc(err, al, a, &q->fq_params);
+        st = repq_vit_params_alloc(err, al, q->net, &q->float_params);
+    if (st == REPQ_OK)
+        st = repq_vit_params_alloc(err, al, q->net, &q->fq_params);
     size_t codes = 0, channels = 0;
     if (st == REPQ_OK) {
+        q->num_linear = q->net->num_linear;
         q->linear = repq_mem_alloc(al, (size_t)q->num_linear * sizeof *q->linear);
-        q->acts = repq_mem_alloc(al, act_count(a) * sizeof *q->acts);
+        q->acts = repq_mem_alloc(al, (size_t)q->net->num_slots * sizeof *q->acts);
         for (int32_t id = 0; id < q->num_linear; id++) {
-            int32_t r, c;
-            repq_vit_linear_weight(a, &q->float_params, id, &r, &c);
-            codes += (size_t)r * (size_t)c;
-            channels += (size_t)r;
+            codes += (size_t)q->net->linear[id].out * (size_t)q->net->linear[id].in;
+            channels += (size_t)q->net->linear[id].out;
         }
         q->code_arena = repq_mem_alloc(al, codes);
         q->wq_arena = repq_mem_alloc(al, channels * sizeof *q->wq_arena);
@@ -92,7 +96,8 @@ repq_status repq_qmodel_alloc(repq_object *err, const repq_allocator *al, const 
     repq_quant_params *wq_at = q->wq_arena;
     for (int32_t id = 0; id < q->num_linear; id++) {
         repq_qlinear *l = &q->linear[id];
-        repq_vit_linear_weight(a, &q->float_params, id, &l->out, &l->in);
+        l->out = q->net->linear[id].out;
+        l->in = q->net->linear[id].in;
         l->codes = code_at;
         l->wq = wq_at;
         code_at += (size_t)l->out * (size_t)l->in;
@@ -132,7 +137,7 @@ repq_status repq_qmodel_clone(repq_object *err, const repq_allocator *al, const 
                       (size_t)q->linear[q->num_linear - 1].out;
     memcpy(q->code_arena, src->code_arena, codes);
     memcpy(q->wq_arena, src->wq_arena, channels * sizeof *q->wq_arena);
-    for (size_t i = 0; i < act_count(&src->arch); i++) {
+    for (int32_t i = 0; i < src->net->num_slots; i++) {
         const repq_act_quant *s = &src->acts[i];
         repq_act_quant *d = &q->acts[i];
         *d = *s;
@@ -154,7 +159,7 @@ repq_status repq_qmodel_dequantize_layer(repq_qmodel *q, int32_t id)
 {
     const repq_qlinear *l = &q->linear[id];
     int32_t r, c;
-    float *w = repq_vit_linear_weight(&q->arch, &q->fq_params, id, &r, &c);
+    float *w = repq_net_linear_weight(q->net, &q->fq_params, id, &r, &c);
     repq_status st = REPQ_OK;
     for (int32_t o = 0; o < l->out && st == REPQ_OK; o++)
         st = repq_quant_dequantize(&l->wq[o], l->codes + (size_t)o * (size_t)l->in, (size_t)l->in,
@@ -181,12 +186,11 @@ repq_status repq_qmodel_quantize_weights(repq_object *err, repq_qmodel *q, bool 
     repq_range_method range = q->method == REPQ_METHOD_MINMAX ? REPQ_RANGE_MINMAX : REPQ_RANGE_PERCENTILE;
     repq_status st = REPQ_OK;
     for (int32_t id = 0; id < q->num_linear && st == REPQ_OK; id++) {
-        bool post_ln = id > 0 && id < q->num_linear - 1 && (id - 1) % 4 % 2 == 0;
-        if (post_ln_only && !post_ln)
+        if (post_ln_only && q->net->linear[id].norm_weight < 0)
             continue;
         repq_qlinear *l = &q->linear[id];
         int32_t r, c;
-        const float *w = repq_vit_linear_weight(&q->arch, &q->float_params, id, &r, &c);
+        const float *w = repq_net_linear_weight(q->net, &q->float_params, id, &r, &c);
         st = repq_quant_search_rows(w, (size_t)r, (size_t)c, q->weight_bits, range, scratch, l->wq);
         for (int32_t o = 0; o < r && st == REPQ_OK; o++)
             st = repq_quant_quantize(&l->wq[o], w + (size_t)o * (size_t)c, (size_t)c,
@@ -240,8 +244,8 @@ repq_status repq_act_quant_grid(const repq_act_quant *q, repq_quant_params *grid
 int32_t repq_qmodel_two_region_blocks(const repq_qmodel *q)
 {
     int32_t n = 0;
-    for (int32_t b = 0; b < q->arch.depth; b++)
-        n += q->acts[repq_qmodel_act_index(&q->arch, b, REPQ_QP_FC2_IN)].kind == REPQ_AQ_TWO_REGION;
+    for (int32_t i = 0; i < q->net->num_slots; i++)
+        n += q->net->slots[i].point == REPQ_QP_FC2_IN && q->acts[i].kind == REPQ_AQ_TWO_REGION;
     return n;
 }
 
@@ -256,5 +260,5 @@ REPQ_API repq_status repq_qmodel_get_int(const repq_qmodel *q, int32_t attr, int
     case REPQ_QMODEL_REPARAMETERIZED: *out_value = q->reparameterized; return REPQ_OK;
     case REPQ_QMODEL_TWO_REGION_BLOCKS: *out_value = repq_qmodel_two_region_blocks(q); return REPQ_OK;
     }
-    return repq_vit_arch_attr(&q->arch, attr, out_value);
+    return repq_net_attr(q->net, attr, out_value);
 }

@@ -8,7 +8,7 @@
 
 #include "calib/quantizer.h"
 #include "calib/two_region.h"
-#include "model/vit.h"
+#include "model/net.h"
 #include "repq/quant.h"
 
 /* Kinds of activation quantizer. Stored in files: never renumber. */
@@ -40,28 +40,29 @@ typedef struct repq_qlinear {
 struct repq_qmodel {
     repq_object base;
     repq_vit_arch arch;
+    repq_net *net;             /* layers, slots and nodes */
     int32_t weight_bits, act_bits, patch_input_bits, method;
     int32_t reparameterized;
     int32_t has_float_weights; /* 0 after loading from a file: float_params weights = fq */
     repq_vit_params float_params;
     repq_vit_params fq_params;
-    int32_t num_linear;        /* 4 * depth + 2: patch, blocks' qkv/proj/fc1/fc2, head */
+    int32_t num_linear;        /* net->num_linear, in the net's order */
     repq_qlinear *linear;
     uint8_t *code_arena;
     repq_quant_params *wq_arena;
-    repq_act_quant *acts;      /* [(depth + 1) * REPQ_QP_COUNT] */
+    repq_act_quant *acts;      /* [net->num_slots]: the quantizer of each activation slot */
 };
 
-/* Linear layer ids: 0 patch embedding, 1 + 4 b + {0 qkv, 1 proj, 2 fc1, 3 fc2}, last head. */
-static inline int32_t repq_qmodel_linear_id(int32_t block, int32_t which) { return 1 + 4 * block + which; }
 /* The weight of linear layer `id` within a parameter set, with its shape. */
-float *repq_vit_linear_weight(const repq_vit_arch *a, const repq_vit_params *p, int32_t id,
-                              int32_t *out_rows, int32_t *out_cols);
-/* Index of a quantization point in qmodel->acts (block -1 for patch input and head input). */
-static inline size_t repq_qmodel_act_index(const repq_vit_arch *a, int32_t block, repq_qpoint pt)
-{
-    return (size_t)(block < 0 ? a->depth : block) * REPQ_QP_COUNT + (size_t)pt;
-}
+float *repq_net_linear_weight(const repq_net *net, const repq_vit_params *p, int32_t id, int32_t *out_rows,
+                              int32_t *out_cols);
+/* The bias of linear layer `id` within a parameter set (NULL if it has none). */
+float *repq_net_linear_bias(const repq_net *net, const repq_vit_params *p, int32_t id);
+/* The slot of point `pt` in unit `unit` (-1: the once-only points), or -1 if none. */
+int32_t repq_net_slot_find(const repq_net *net, int32_t unit, repq_qpoint pt);
+/* The block node of transformer block `block`'s linear layer `which` (0 qkv, 1 proj,
+ * 2 fc1, 3 fc2), or -1. */
+int32_t repq_net_block_linear(const repq_net *net, int32_t block, int32_t which);
 
 /* A new qmodel with parameter sets, weight arenas and quantizer table allocated
  * (zero: every activation quantizer NONE). */
@@ -85,7 +86,7 @@ repq_status repq_qmodel_dequantize_layer(repq_qmodel *q, int32_t id);
 /* The uniform grid the codes of a layer-wise quantizer (UNIFORM or TWO_REGION) live
  * on, and its largest code; REPQ_ERR_INVALID_ARGUMENT for other kinds. */
 repq_status repq_act_quant_grid(const repq_act_quant *q, repq_quant_params *grid, int32_t *max_code);
-/* How many blocks quantize fc2's input with two regions (the only point that may). */
+/* How many slots quantize fc2's input with two regions (the only point that may). */
 int32_t repq_qmodel_two_region_blocks(const repq_qmodel *q);
 /* Apply an activation quantizer in place to x [rows, cols] (fake quantization). */
 repq_status repq_act_quant_apply(const repq_act_quant *q, float *x, size_t rows, size_t cols);

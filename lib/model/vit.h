@@ -61,16 +61,6 @@ repq_status repq_vit_arch_from_json(repq_object *err, const char *arch_json,
 /* One of the named presets; REPQ_ERR_UNSUPPORTED for an unknown name. */
 repq_status repq_vit_arch_from_preset(repq_object *err, const char *name, repq_vit_arch *out);
 
-/* Number of floats of all parameters, or false on overflow. */
-bool repq_vit_param_count(const repq_vit_arch *a, size_t *out_floats);
-/* Allocate the arena and block table and point every field into it (zeroed). */
-repq_status repq_vit_params_alloc(repq_object *err, const repq_allocator *al,
-                                  const repq_vit_arch *a, repq_vit_params *p);
-repq_status repq_vit_params_copy(repq_object *err, const repq_allocator *al,
-                                 const repq_vit_arch *a, const repq_vit_params *src,
-                                 repq_vit_params *dst);
-void repq_vit_params_release(const repq_allocator *al, repq_vit_params *p);
-
 /* The places where quantized inference quantizes an activation. The values index
  * per-block quantizer tables and are stored in files: never renumber. */
 typedef enum repq_qpoint {
@@ -98,8 +88,9 @@ typedef enum repq_qpoint {
  *   ATTN: attention times v of one image and head, out = a v, [T, head_dim].
  * `in` rows are rows of the activation the hook last saw at that point. */
 typedef struct repq_vit_product {
-    int32_t block; /* -1 for the patch embedding and the head */
-    repq_qpoint in;
+    const struct repq_net_node *node; /* the node computing it */
+    int32_t slot;   /* activation slot of the left operand */
+    repq_qpoint in; /* its point */
     size_t row0, rows, col0, cols; /* linear layers */
     size_t image, head;            /* Q, ATTN */
     const float *bias;             /* linear layers: [cols] */
@@ -108,14 +99,13 @@ typedef struct repq_vit_product {
     bool accumulate;
 } repq_vit_product;
 
-/* Called at every quantization point with the activation as a row-major
+/* Called at every activation slot (net.h) with the activation as a row-major
  * [rows, cols] matrix that the hook may rewrite in place (fake quantization) or
- * only observe (calibration). block is -1 for the patch input and the head input.
+ * only observe (calibration).
  * `product`, if set, is offered every product of quantized operands first; it sets
  * *done when it wrote the result, else the forward computes the product itself. */
 typedef struct repq_vit_hook {
-    repq_status (*act)(void *user, int32_t block, repq_qpoint point, float *x, size_t rows,
-                       size_t cols);
+    repq_status (*act)(void *user, int32_t slot, float *x, size_t rows, size_t cols);
     void *user;
     /* Compute every matrix product as the exact sum rounded once to float (double
      * accumulation) instead of with sgemm: quantized forwards then give the same codes
@@ -123,17 +113,6 @@ typedef struct repq_vit_hook {
     bool exact_products;
     repq_status (*product)(void *user, const repq_vit_product *p, bool *done);
 } repq_vit_hook;
-
-/* Float forward of `n` images. `images` are [n, C, H, W], U8 pixels if `pixels_u8`
- * else preprocessed floats. Writes logits [n, num_classes]. `hook` may be NULL.
- * Allocates its scratch with `al`. */
-repq_status repq_vit_forward(repq_object *err, const repq_allocator *al, const repq_vit_arch *a,
-                             const repq_vit_params *p, const void *images, bool pixels_u8,
-                             size_t n, const repq_vit_hook *hook, float *logits);
-
-/* One transformer block applied in place to x [n, tokens, embed_dim] (for tests). */
-repq_status repq_vit_block_apply(repq_object *err, const repq_allocator *al, const repq_vit_arch *a,
-                                 const repq_vit_block *blk, float *x, size_t n);
 
 /* Multiply-adds x 2 of one image's forward (linear layers and attention products). */
 double repq_vit_flops(const repq_vit_arch *a);

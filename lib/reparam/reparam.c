@@ -6,16 +6,21 @@
 
 #include "reparam/reparam.h"
 
-/* Fold the channel-wise quantizer `aq` of the input of linear layer `id` into the
- * LayerNorm (gamma, beta) before it, with layer-wise target t. */
-static repq_status fold_layer_norm(repq_object *err, repq_qmodel *q, repq_act_quant *aq, float *gamma,
-                                   float *beta, int32_t id, const repq_reparam_target *t)
+/* Fold the channel-wise quantizer of the input of linear layer `id` into the
+ * LayerNorm (gamma, beta) right before it, with layer-wise target t. */
+static repq_status fold_layer_norm(repq_object *err, repq_qmodel *q, int32_t id, const repq_reparam_target *t)
 {
     const repq_allocator *al = &q->base.allocator;
+    const repq_net *net = q->net;
+    const repq_net_linear *l = &net->linear[id];
+    repq_act_quant *aq = &q->acts[l->input];
+    float *gamma = repq_net_param_data(net, q->float_params.arena, l->norm_weight);
+    float *beta = repq_net_param_data(net, q->float_params.arena, l->norm_bias);
     int32_t rows, cols;
-    float *w = repq_vit_linear_weight(&q->arch, &q->float_params, id, &rows, &cols);
-    /* The bias of qkv or fc1 sits right after its weight in the arena. */
-    float *bias = w + (size_t)rows * (size_t)cols;
+    float *w = repq_net_linear_weight(net, &q->float_params, id, &rows, &cols);
+    float *bias = repq_net_linear_bias(net, &q->float_params, id);
+    if (!bias)
+        return repq_fail(err, REPQ_ERR_STATE, "reparameterize: layer %d has no bias to fold into", (int)id);
     if (aq->kind != REPQ_AQ_UNIFORM_CHANNEL || aq->channels != cols)
         return repq_fail(err, REPQ_ERR_STATE, "reparameterize: layer %d has no channel-wise input quantizer", (int)id);
     double mean_s = 0.0, mean_z = 0.0;
@@ -84,19 +89,14 @@ repq_status repq_qmodel_reparameterize_to(repq_context *ctx, const repq_qmodel *
         repq_qmodel_free(q);
         return repq_fail(err, REPQ_ERR_STATE, "repq_qmodel_reparameterize: the float weights are not available");
     }
-    const repq_vit_arch *a = &q->arch;
-    for (int32_t bi = 0; bi < a->depth && st == REPQ_OK; bi++) {
-        repq_vit_block *blk = &q->float_params.blocks[bi];
-        repq_act_quant *qkv_in = &q->acts[repq_qmodel_act_index(a, bi, REPQ_QP_QKV_IN)];
-        repq_act_quant *fc1_in = &q->acts[repq_qmodel_act_index(a, bi, REPQ_QP_FC1_IN)];
-        st = fold_layer_norm(err, q, qkv_in, blk->norm1_w, blk->norm1_b, repq_qmodel_linear_id(bi, 0), t);
-        if (st == REPQ_OK)
-            st = fold_layer_norm(err, q, fc1_in, blk->norm2_w, blk->norm2_b, repq_qmodel_linear_id(bi, 2), t);
-        /* The codes are the same; inference reads them as shifts plus a parity. */
-        repq_act_quant *attn = &q->acts[repq_qmodel_act_index(a, bi, REPQ_QP_ATTN)];
-        if (attn->kind == REPQ_AQ_LOG_SQRT2)
-            attn->kind = REPQ_AQ_LOG2_PARITY;
-    }
+    /* Every LayerNorm -> linear pair of the network. */
+    for (int32_t id = 0; id < q->num_linear && st == REPQ_OK; id++)
+        if (q->net->linear[id].norm_weight >= 0)
+            st = fold_layer_norm(err, q, id, t);
+    /* The codes are the same; inference reads them as shifts plus a parity. */
+    for (int32_t i = 0; i < q->net->num_slots; i++)
+        if (q->net->slots[i].point == REPQ_QP_ATTN && q->acts[i].kind == REPQ_AQ_LOG_SQRT2)
+            q->acts[i].kind = REPQ_AQ_LOG2_PARITY;
     /* The rewritten weights get fresh per-output-channel quantizers, as in the
      * reference's second pass (the search needs no data). */
     if (st == REPQ_OK)

@@ -1,0 +1,114 @@
+/* Internal: one description of the network, built from an architecture by the
+ * builder of its family. Every stage derives what it needs from it instead of from
+ * index arithmetic of its own:
+ *   - parameters: timm names, shapes and slices of the parameter arena (loading,
+ *     saving, copies);
+ *   - linear layers: ids, weight and bias, the activation slot quantizing their input,
+ *     and the LayerNorm right before them (the reparameterization pairs);
+ *   - activation slots: the quantization point each holds (the qmodel's quantizer
+ *     table and the file's "activations" array, in slot order);
+ *   - nodes: the ordered operations that the float forward interprets (calling its
+ *     hooks with slot numbers) and that the integer session compiles into stages. */
+#ifndef REPQ_MODEL_NET_H
+#define REPQ_MODEL_NET_H
+
+#include "model/vit.h"
+
+/* A parameter tensor. Its `unit` orders files and loading: -1 for the network's
+ * own (stem, final norm, head), else the node unit it belongs to. */
+typedef struct repq_net_param {
+    char name[64];
+    size_t offset, count; /* in floats, within the parameter arena */
+    int32_t ndim;
+    int64_t shape[4];
+    int32_t unit;
+    int32_t linear; /* the linear layer this is the weight of, or -1 */
+} repq_net_param;
+
+typedef struct repq_net_linear {
+    char name[56]; /* timm name of the layer (its weight is name + ".weight") */
+    int32_t out, in;
+    int32_t weight, bias; /* parameter indices; bias -1 when the layer has none */
+    int32_t input;        /* activation slot quantizing its input */
+    /* The LayerNorm whose output is this layer's whole input (parameter indices), or
+     * -1: a pair that reparameterization folds a channel-wise quantizer into. */
+    int32_t norm_weight, norm_bias;
+} repq_net_linear;
+
+/* An activation slot: where a quantizer sits. `used` is false for padding slots that
+ * the ViT file layout keeps (REPQ_QP_COUNT per block); they hold no quantizer. */
+typedef struct repq_net_slot {
+    repq_qpoint point;
+    int32_t unit;   /* block number, -1 for the once-only points */
+    int32_t feeds;  /* the linear layer whose input it quantizes, or -1 */
+    bool used;
+} repq_net_slot;
+
+typedef enum repq_net_op {
+    /* Patches through a linear layer into the token rows (ViT: class token and position
+     * embedding added). linear[0]; slot PATCH_IN. */
+    REPQ_OP_PATCH_EMBED = 0,
+    /* A pre-norm transformer block, in place on the token rows: x += proj(attn(LN1 x)),
+     * x += fc2(gelu(fc1(LN2 x))). linear[0..3] = qkv, proj, fc1, fc2. */
+    REPQ_OP_BLOCK = 1,
+    /* Final LayerNorm, pooling (class token), head. linear[0]; slot HEAD_IN. */
+    REPQ_OP_HEAD = 2
+} repq_net_op;
+
+typedef struct repq_net_node {
+    repq_net_op op;
+    int32_t unit;          /* the unit its slots and parameters belong to (-1: none) */
+    int32_t tokens;        /* token rows per image at this node */
+    int32_t dim, heads, hidden;
+    int32_t norm_weight, norm_bias;   /* BLOCK: norm1; HEAD: the final norm (parameter indices) */
+    int32_t norm2_weight, norm2_bias; /* BLOCK: norm2 */
+    int32_t cls_token, pos_embed;     /* PATCH_EMBED of a ViT */
+    int32_t linear[4];
+    int32_t slot[REPQ_QP_COUNT];      /* slot of each point the node quantizes, -1 elsewhere */
+} repq_net_node;
+
+typedef struct repq_net {
+    repq_vit_arch arch;
+    int32_t num_params, num_linear, num_slots, num_nodes;
+    size_t param_floats;
+    repq_net_param *params;
+    repq_net_linear *linear;
+    repq_net_slot *slots;
+    repq_net_node *nodes;
+    int32_t *param_order; /* [num_params]: parameters by unit, the network's first */
+    int32_t num_blocks;   /* transformer blocks: calibration reports one step each */
+} repq_net;
+
+/* The description of a ViT/DeiT (class token, global attention). */
+repq_status repq_net_build_vit(repq_object *err, const repq_allocator *al, const repq_vit_arch *a,
+                               repq_net **out);
+void repq_net_free(const repq_allocator *al, repq_net *net);
+
+/* Allocate a zeroed arena laid out by `net` and point the ViT view's fields into it. */
+repq_status repq_vit_params_alloc(repq_object *err, const repq_allocator *al, const repq_net *net,
+                                  repq_vit_params *p);
+repq_status repq_vit_params_copy(repq_object *err, const repq_allocator *al, const repq_net *net,
+                                 const repq_vit_params *src, repq_vit_params *dst);
+void repq_vit_params_release(const repq_allocator *al, repq_vit_params *p);
+
+/* Float forward of `n` images through the nodes of `net`. `images` are [n, C, H, W],
+ * U8 pixels if `pixels_u8` else preprocessed floats. Writes logits [n, num_classes].
+ * `hook` may be NULL. Allocates its scratch with `al`. */
+repq_status repq_net_forward(repq_object *err, const repq_allocator *al, const repq_net *net,
+                             const repq_vit_params *p, const void *images, bool pixels_u8, size_t n,
+                             const repq_vit_hook *hook, float *logits);
+
+/* Block node `node` of `net` applied in place to x [n, tokens, dim] (for tests). */
+repq_status repq_net_block_apply(repq_object *err, const repq_allocator *al, const repq_net *net,
+                                 const repq_net_node *node, const repq_vit_params *p, float *x, size_t n);
+
+/* Floats of the largest activation one image hands to a hook. */
+size_t repq_net_largest_activation(const repq_net *net);
+
+/* A parameter's data within an arena laid out by `net`. */
+static inline float *repq_net_param_data(const repq_net *net, float *arena, int32_t param)
+{
+    return arena + net->params[param].offset;
+}
+
+#endif
