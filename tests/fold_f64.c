@@ -11,7 +11,7 @@ typedef struct fold_site {
     int32_t rows, cols;
 } fold_site;
 
-static bool fold_one(const repq_act_quant *cw, const repq_act_quant *lw, const repq_vit_params *layout, double *values,
+static bool fold_one(const repq_act_quant *cw, const repq_act_quant *lw, const repq_params *layout, double *values,
                      const fold_site *at)
 {
     if (cw->kind != REPQ_AQ_UNIFORM_CHANNEL || cw->channels != at->cols || lw->kind != REPQ_AQ_UNIFORM)
@@ -42,12 +42,12 @@ static bool fold_one(const repq_act_quant *cw, const repq_act_quant *lw, const r
 
 bool fold_f64(const repq_qmodel *channelwise, const repq_qmodel *layerwise, double *values)
 {
-    const repq_vit_arch *a = &channelwise->arch;
+    const repq_arch *a = &channelwise->arch;
     const int32_t d = a->embed_dim, hid = a->mlp_hidden;
-    const repq_vit_params *layout = &layerwise->float_params;
+    const repq_params *layout = &layerwise->float_params;
     bool ok = true;
     for (int32_t bi = 0; ok && bi < a->depth; bi++) {
-        const repq_vit_block *src = &channelwise->float_params.blocks[bi], *dst = &layout->blocks[bi];
+        const repq_block_params *src = &channelwise->float_params.blocks[bi], *dst = &layout->blocks[bi];
         const fold_site attn = {src->norm1_w, src->norm1_b, src->qkv_w, src->qkv_b,
                                 dst->norm1_w, dst->norm1_b, dst->qkv_w, dst->qkv_b, 3 * d, d};
         const fold_site mlp = {src->norm2_w, src->norm2_b, src->fc1_w, src->fc1_b,

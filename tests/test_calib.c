@@ -136,7 +136,7 @@ static void repq_method_places_its_quantizers(void **state)
 {
     fixture *f = *state;
     repq_qmodel *q = calibrate(f, 4, 6, REPQ_METHOD_REPQ);
-    const repq_vit_arch *a = &q->arch;
+    const repq_arch *a = &q->arch;
     int64_t v;
     assert_int_equal(repq_qmodel_get_int(q, REPQ_QMODEL_REPARAMETERIZED, &v), REPQ_OK);
     assert_int_equal(v, 0);
@@ -187,7 +187,7 @@ static void post_gelu_option_picks_fc2_input_quantizer(void **state)
     fixture *f = *state;
     repq_qmodel *u = calibrate_post_gelu(f, 4, 4, REPQ_METHOD_REPQ, REPQ_POST_GELU_UNIFORM);
     repq_qmodel *t = calibrate_post_gelu(f, 4, 4, REPQ_METHOD_REPQ, REPQ_POST_GELU_TWO_REGION);
-    const repq_vit_arch *a = &u->arch;
+    const repq_arch *a = &u->arch;
     int two = 0;
     for (int32_t b = 0; b < a->depth; b++) {
         const repq_act_quant *au = &u->acts[vit_act_index(a, b, REPQ_QP_FC2_IN)];
@@ -223,7 +223,7 @@ static void minmax_method_is_layer_wise_everywhere(void **state)
 {
     fixture *f = *state;
     repq_qmodel *q = calibrate(f, 8, 8, REPQ_METHOD_MINMAX);
-    const repq_vit_arch *a = &q->arch;
+    const repq_arch *a = &q->arch;
     for (size_t i = 0; i < (size_t)(a->depth + 1) * REPQ_QP_COUNT; i++) {
         size_t p = i % REPQ_QP_COUNT;
         bool used = i / REPQ_QP_COUNT < (size_t)a->depth ? (p != REPQ_QP_PATCH_IN && p != REPQ_QP_HEAD_IN)
@@ -414,7 +414,7 @@ static uint8_t *gptq_codes_of(fixture *f, const repq_qmodel *g, int32_t block, r
 {
     repq_allocator al = repq_allocator_of(NULL);
     recorder rec = {g, block, point, NULL, 0, 0};
-    repq_vit_hook hook = {record, &rec, true, NULL};
+    repq_hook hook = {record, &rec, true, NULL};
     float logits[8 * 10];
     assert_int_equal(repq_net_forward(NULL, &al, g->net, &g->fq_params, f->images->data, true, 8, &hook, logits),
                      REPQ_OK);

@@ -271,7 +271,7 @@ static void threads_give_the_same_bits(void **state)
 static void float_images_match_pixels(void **state)
 {
     fixture *f = *state;
-    const repq_vit_arch *a = &f->w8a8->arch;
+    const repq_arch *a = &f->w8a8->arch;
     size_t n = N_SMALL, ch = (size_t)a->in_chans, hw = (size_t)a->img_size * (size_t)a->img_size;
     float *px = malloc(n * ch * hw * sizeof(float));
     assert_non_null(px);

@@ -70,7 +70,7 @@ static void deit_small_block_matches_float64(void **state)
     (void)state;
     repq_model *m;
     assert_int_equal(repq_model_create_random(NULL, "deit_small_patch16_224", 0, 42, &m), REPQ_OK);
-    const repq_vit_arch *a = &m->arch;
+    const repq_arch *a = &m->arch;
     size_t n = (size_t)repq_vit_tokens(a) * (size_t)a->embed_dim;
     float *x = malloc(n * sizeof *x);
     double *x64 = malloc(n * sizeof *x64);
@@ -81,7 +81,7 @@ static void deit_small_block_matches_float64(void **state)
         x64[i] = x[i];
     }
     /* A trained-looking block: LayerNorm gains and biases away from 1 and 0. */
-    repq_vit_block *blk = &m->params.blocks[3];
+    repq_block_params *blk = &m->params.blocks[3];
     for (int c = 0; c < a->embed_dim; c++) {
         blk->norm1_w[c] = 0.5f + (float)(c % 7) * 0.25f;
         blk->norm2_b[c] = (float)(c % 5) * 0.1f - 0.2f;
@@ -169,8 +169,8 @@ static void check_arch(const char *json, repq_status want, const char *word)
 {
     repq_object err;
     repq_object_init(&err, REPQ_KIND_CONTEXT, repq_allocator_of(NULL));
-    repq_vit_arch a;
-    repq_status st = repq_vit_arch_from_json(&err, json, NULL, &a);
+    repq_arch a;
+    repq_status st = repq_arch_from_json(&err, json, NULL, &a);
     if (st != want || (word && !strstr(err.error, word)))
         fail_msg("%s -> %d '%s' (wanted %d with '%s')", json, st, err.error, want, word ? word : "");
 }
@@ -205,8 +205,8 @@ static void architecture_metadata_is_checked(void **state)
 
 static void check_preprocess(const char *json, repq_status want)
 {
-    repq_vit_arch a;
-    repq_status st = repq_vit_arch_from_json(NULL, "{" BASE "\"depth\": 1, \"num_heads\": 3}", json, &a);
+    repq_arch a;
+    repq_status st = repq_arch_from_json(NULL, "{" BASE "\"depth\": 1, \"num_heads\": 3}", json, &a);
     if (st != want)
         fail_msg("preprocess %s -> %d, wanted %d", json, st, want);
 }
@@ -231,13 +231,13 @@ static void presets_are_known(void **state)
                            "vit_small_patch16_224", "vit_base_patch16_224"};
     const int dims[] = {192, 384, 768, 384, 768};
     for (int i = 0; i < 5; i++) {
-        repq_vit_arch a;
-        assert_int_equal(repq_vit_arch_from_preset(NULL, names[i], &a), REPQ_OK);
+        repq_arch a;
+        assert_int_equal(repq_arch_from_preset(NULL, names[i], &a), REPQ_OK);
         assert_int_equal(a.embed_dim, dims[i]);
         assert_int_equal(repq_vit_tokens(&a), 197);
     }
-    repq_vit_arch a;
-    assert_int_equal(repq_vit_arch_from_preset(NULL, "resnet50", &a), REPQ_ERR_UNSUPPORTED);
+    repq_arch a;
+    assert_int_equal(repq_arch_from_preset(NULL, "resnet50", &a), REPQ_ERR_UNSUPPORTED);
     repq_model *m = (repq_model *)1;
     assert_int_equal(repq_model_load(NULL, MODEL_PATH, "no_such_preset", &m), REPQ_ERR_UNSUPPORTED);
     assert_null(m);

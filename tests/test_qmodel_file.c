@@ -661,7 +661,7 @@ static void bad_two_region_quantizers_are_refused(void **state)
     fixture *f = *state;
     if (!f->model)
         skip();
-    const repq_vit_arch *a = &f->q4->arch;
+    const repq_arch *a = &f->q4->arch;
     int at = -1;
     for (int32_t b = 0; b < a->depth && at < 0; b++)
         if (f->q4->acts[vit_act_index(a, b, REPQ_QP_FC2_IN)].kind == REPQ_AQ_TWO_REGION)

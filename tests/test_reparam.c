@@ -112,18 +112,18 @@ static repq_status grab(void *user, int32_t slot, float *x, size_t rows, size_t 
     return REPQ_OK;
 }
 
-static void capture_params(const repq_net *net, const repq_vit_params *params, repq_tensor *images, capture *c);
+static void capture_params(const repq_net *net, const repq_params *params, repq_tensor *images, capture *c);
 
 static void capture_point(const repq_qmodel *q, repq_tensor *images, capture *c)
 {
     capture_params(q->net, &q->float_params, images, c);
 }
 
-static void capture_params(const repq_net *net, const repq_vit_params *params, repq_tensor *images, capture *c)
+static void capture_params(const repq_net *net, const repq_params *params, repq_tensor *images, capture *c)
 {
     c->net = net;
     repq_allocator al = repq_allocator_of(NULL);
-    repq_vit_hook hook = {grab, c, false, NULL};
+    repq_hook hook = {grab, c, false, NULL};
     float *logits = malloc(N_TEST * 10 * sizeof(float));
     const uint8_t *pixels;
     size_t nbytes;
@@ -141,7 +141,7 @@ static void capture_params(const repq_net *net, const repq_vit_params *params, r
  * rounding puts a value on the other side of a tie. */
 static void codes_match(const fixture *f, const repq_qmodel *layerwise)
 {
-    const repq_vit_arch *a = &f->channelwise->arch;
+    const repq_arch *a = &f->channelwise->arch;
     const repq_qpoint points[2] = {REPQ_QP_QKV_IN, REPQ_QP_FC1_IN};
     for (int32_t block = 0; block < a->depth; block += 5)
         for (int pi = 0; pi < 2; pi++) {
@@ -183,7 +183,7 @@ static void any_layer_wise_target_keeps_the_codes(void **state)
 {
     fixture *f = *state;
     const repq_reparam_target targets[3] = {{1.0 + 1.0 / 1024, 0}, {0.5, 1}, {3.0, -2}};
-    const repq_vit_arch *a = &f->channelwise->arch;
+    const repq_arch *a = &f->channelwise->arch;
     const size_t at = vit_act_index(a, 0, REPQ_QP_QKV_IN);
     for (int i = 0; i < 3; i++) {
         repq_qmodel *r;
@@ -205,7 +205,7 @@ static void any_layer_wise_target_keeps_the_codes(void **state)
 static void softmax_codes_are_read_as_log2_with_parity(void **state)
 {
     fixture *f = *state;
-    const repq_vit_arch *a = &f->layerwise->arch;
+    const repq_arch *a = &f->layerwise->arch;
     for (int32_t b = 0; b < a->depth; b++) {
         const repq_act_quant *before = &f->channelwise->acts[vit_act_index(a, b, REPQ_QP_ATTN)];
         const repq_act_quant *after = &f->layerwise->acts[vit_act_index(a, b, REPQ_QP_ATTN)];
@@ -279,10 +279,10 @@ static void unrounded_rebuild_is_the_reference_fold(void **state)
 {
     fixture *f = *state;
     const repq_qmodel *q = f->channelwise, *r = f->layerwise;
-    const repq_vit_arch *a = &r->arch;
+    const repq_arch *a = &r->arch;
     double *frac = calloc(2 * (size_t)a->depth, sizeof(double));
     assert_non_null(frac);
-    repq_vit_params p;
+    repq_params p;
     assert_int_equal(unrounded_zero_point_params(q, r, &r->float_params, &p, frac), REPQ_OK);
     const repq_qpoint points[2] = {REPQ_QP_QKV_IN, REPQ_QP_FC1_IN};
     double largest_f = 0.0;
@@ -313,7 +313,7 @@ static void unrounded_rebuild_is_the_reference_fold(void **state)
         }
     /* The check means something only where f is not ~0. */
     assert_true(largest_f >= 0.05);
-    repq_vit_params_release(&r->base.allocator, &p);
+    repq_params_release(&r->base.allocator, &p);
     free(frac);
 }
 

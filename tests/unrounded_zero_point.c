@@ -44,7 +44,7 @@ static repq_status apply(void *user, int32_t slot, float *x, size_t rows, size_t
 }
 
 /* Moves librepq's rounded fold of one LayerNorm and linear layer to the reference's. */
-static void unround(const repq_qmodel *r, const repq_vit_params *rewritten, repq_vit_params *p, int32_t block,
+static void unround(const repq_qmodel *r, const repq_params *rewritten, repq_params *p, int32_t block,
                     int which, double f)
 {
     const repq_act_quant *lw =
@@ -65,20 +65,20 @@ static void unround(const repq_qmodel *r, const repq_vit_params *rewritten, repq
 }
 
 repq_status unrounded_zero_point_params(const repq_qmodel *channelwise, const repq_qmodel *reparameterized,
-                                        const repq_vit_params *base, repq_vit_params *out, double *frac)
+                                        const repq_params *base, repq_params *out, double *frac)
 {
     const repq_qmodel *q = channelwise, *r = reparameterized;
-    const repq_vit_arch *a = &r->arch;
+    const repq_arch *a = &r->arch;
     if (!q->has_float_weights || !r->has_float_weights || !r->reparameterized || q->reparameterized)
         return REPQ_ERR_STATE;
-    repq_status st = repq_vit_params_copy(NULL, &r->base.allocator, r->net, base, out);
+    repq_status st = repq_params_copy(NULL, &r->base.allocator, r->net, base, out);
     for (int32_t b = 0; b < a->depth && !st; b++)
         for (int which = 0; which < 2 && !st; which++) {
             const repq_qpoint pt = which ? REPQ_QP_FC1_IN : REPQ_QP_QKV_IN;
             const repq_act_quant *cw = &q->acts[vit_act_index(a, b, pt)];
             const repq_act_quant *lw = &r->acts[vit_act_index(a, b, pt)];
             if (cw->kind != REPQ_AQ_UNIFORM_CHANNEL || lw->kind != REPQ_AQ_UNIFORM || cw->channels < 1) {
-                repq_vit_params_release(&r->base.allocator, out);
+                repq_params_release(&r->base.allocator, out);
                 return REPQ_ERR_STATE;
             }
             double sum = 0.0;
@@ -96,14 +96,14 @@ repq_status unrounded_zero_point_forward(const repq_qmodel *channelwise, const r
     const repq_qmodel *r = reparameterized;
     const repq_allocator *al = &r->base.allocator;
     unrounded u = {r, repq_mem_alloc(al, 2 * (size_t)r->arch.depth * sizeof(double))};
-    repq_vit_params p;
+    repq_params p;
     if (!u.frac)
         return REPQ_ERR_NOMEM;
     repq_status st = unrounded_zero_point_params(channelwise, r, &r->fq_params, &p, u.frac);
     if (!st) {
-        repq_vit_hook hook = {apply, &u, true, NULL};
+        repq_hook hook = {apply, &u, true, NULL};
         st = repq_net_forward_tensors(NULL, al, r->net, &p, &hook, images, logits);
-        repq_vit_params_release(al, &p);
+        repq_params_release(al, &p);
     }
     repq_mem_free(al, u.frac);
     return st;

@@ -13,9 +13,9 @@
  * `reparameterized`, e.g. its fq_params or float_params) with the reference's LayerNorm
  * and next-layer biases, and frac[2 b], frac[2 b + 1] the fractional part f of z~ at block
  * b's qkv and fc1 inputs (frac: 2 * depth doubles). Release *out with
- * repq_vit_params_release. */
+ * repq_params_release. */
 repq_status unrounded_zero_point_params(const repq_qmodel *channelwise, const repq_qmodel *reparameterized,
-                                        const repq_vit_params *base, repq_vit_params *out, double *frac);
+                                        const repq_params *base, repq_params *out, double *frac);
 
 repq_status unrounded_zero_point_forward(const repq_qmodel *channelwise, const repq_qmodel *reparameterized,
                                          repq_tensor *images, repq_tensor *logits);

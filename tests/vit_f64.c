@@ -12,7 +12,7 @@
 /* The parameters as doubles, laid out as the float ones. */
 typedef struct params64 {
     const double *mem;
-    const repq_vit_params *src;
+    const repq_params *src;
 } params64;
 
 static const double *as_double(const params64 *p, const float *f)
@@ -89,7 +89,7 @@ bool vit_f64_fake_quantize(const repq_act_quant *aq, double *x, size_t rows, siz
 }
 
 typedef struct forward64 {
-    const repq_vit_arch *a;
+    const repq_arch *a;
     const repq_act_quant *acts;
     size_t n, t, d, heads, hd, hid;
     double *x, *h, *qkv, *o, *scores, *mlp, *patches;
@@ -143,7 +143,7 @@ static void softmax_row(double *r, size_t n)
         r[j] /= sum;
 }
 
-static bool attention(const forward64 *f, const params64 *p, const repq_vit_block *blk, int32_t bi)
+static bool attention(const forward64 *f, const params64 *p, const repq_block_params *blk, int32_t bi)
 {
     const size_t t = f->t, d = f->d, rows = f->n * t, hd = f->hd;
     layer_norm(f->x, rows, d, as_double(p, blk->norm1_w), as_double(p, blk->norm1_b), (double)f->a->norm_eps, f->h);
@@ -186,7 +186,7 @@ static bool attention(const forward64 *f, const params64 *p, const repq_vit_bloc
     return true;
 }
 
-static bool mlp(const forward64 *f, const params64 *p, const repq_vit_block *blk, int32_t bi)
+static bool mlp(const forward64 *f, const params64 *p, const repq_block_params *blk, int32_t bi)
 {
     const size_t rows = f->n * f->t, d = f->d, hid = f->hid;
     layer_norm(f->x, rows, d, as_double(p, blk->norm2_w), as_double(p, blk->norm2_b), (double)f->a->norm_eps, f->h);
@@ -202,7 +202,7 @@ static bool mlp(const forward64 *f, const params64 *p, const repq_vit_block *blk
 }
 
 /* Patches flattened as (channel, row, column), the convolution weight's order. */
-static void patches_of(const repq_vit_arch *a, const uint8_t *images, size_t n, double *out)
+static void patches_of(const repq_arch *a, const uint8_t *images, size_t n, double *out)
 {
     const size_t s = (size_t)a->img_size, ps = (size_t)a->patch_size, side = s / ps, ch = (size_t)a->in_chans;
     for (size_t b = 0; b < n; b++)
@@ -219,8 +219,8 @@ static void patches_of(const repq_vit_arch *a, const uint8_t *images, size_t n, 
 
 static bool forward_chunk(forward64 *f, const params64 *p, const uint8_t *images, double *logits)
 {
-    const repq_vit_arch *a = f->a;
-    const repq_vit_params *src = p->src;
+    const repq_arch *a = f->a;
+    const repq_params *src = p->src;
     const size_t t = f->t, d = f->d, np = t - 1, pd = (size_t)repq_vit_patch_dim(a), k = (size_t)a->num_classes;
     patches_of(a, images, f->n, f->patches);
     if (!quantize_at(f, -1, REPQ_QP_PATCH_IN, f->patches, f->n * np, pd))
@@ -247,7 +247,7 @@ static bool forward_chunk(forward64 *f, const params64 *p, const uint8_t *images
     return true;
 }
 
-double *vit_f64_params(const repq_vit_params *p)
+double *vit_f64_params(const repq_params *p)
 {
     double *values = malloc(p->arena_floats * sizeof *values);
     if (values)
@@ -264,7 +264,7 @@ static void forward64_free(forward64 *f)
 }
 
 /* Buffers for up to `images` images at a time; false when out of memory (nothing held). */
-static bool forward64_alloc(forward64 *f, const repq_vit_arch *a, const repq_act_quant *acts, size_t images)
+static bool forward64_alloc(forward64 *f, const repq_arch *a, const repq_act_quant *acts, size_t images)
 {
     const size_t t = (size_t)repq_vit_tokens(a), d = (size_t)a->embed_dim, heads = (size_t)a->num_heads;
     const size_t hid = (size_t)a->mlp_hidden, rows = images * t, pd = (size_t)repq_vit_patch_dim(a);
@@ -279,7 +279,7 @@ static bool forward64_alloc(forward64 *f, const repq_vit_arch *a, const repq_act
     return false;
 }
 
-bool vit_f64_forward(const repq_vit_arch *a, const repq_vit_params *layout, const double *values,
+bool vit_f64_forward(const repq_arch *a, const repq_params *layout, const double *values,
                      const repq_act_quant *acts, const uint8_t *images, size_t n, double *logits)
 {
     const params64 p64 = {values, layout};
@@ -303,7 +303,7 @@ bool vit_f64_forward(const repq_vit_arch *a, const repq_vit_params *layout, cons
     return ok;
 }
 
-bool vit_f64_block(const repq_vit_arch *a, const repq_vit_params *layout, const double *values, int32_t block,
+bool vit_f64_block(const repq_arch *a, const repq_params *layout, const double *values, int32_t block,
                    double *x, size_t n)
 {
     const params64 p64 = {values, layout};

@@ -11,7 +11,7 @@
 
 /* p's parameters as doubles, in the layout of p's arena (a float f of p is at
  * values + (f - p->arena)). free() it. NULL when out of memory. */
-double *vit_f64_params(const repq_vit_params *p);
+double *vit_f64_params(const repq_params *p);
 
 /* x [rows, cols] <- its fake quantization by aq in double (channel-wise: one quantizer
  * per column). false on a kind it does not know or a channel count other than cols. */
@@ -22,13 +22,13 @@ bool vit_f64_fake_quantize(const repq_act_quant *aq, double *x, size_t rows, siz
  * repq_qmodel_act_index order) every activation quantizer in it is applied where the
  * model's forward applies it; the weights are used as they are. Returns false when out
  * of memory or on a quantizer it does not know. */
-bool vit_f64_forward(const repq_vit_arch *a, const repq_vit_params *layout, const double *values,
+bool vit_f64_forward(const repq_arch *a, const repq_params *layout, const double *values,
                      const repq_act_quant *acts, const uint8_t *images, size_t n, double *logits);
 
 /* Transformer block `block` of `layout` (parameters `values`) applied in place to x
  * [n, tokens, embed_dim], unquantized: the float64 counterpart of repq_vit_block_apply.
  * false when out of memory or for a block out of range. */
-bool vit_f64_block(const repq_vit_arch *a, const repq_vit_params *layout, const double *values, int32_t block,
+bool vit_f64_block(const repq_arch *a, const repq_params *layout, const double *values, int32_t block,
                    double *x, size_t n);
 
 #endif

@@ -7,7 +7,7 @@
 
 /* Index of a quantization point in a ViT qmodel's activation table ("activations" in
  * the file): REPQ_QP_COUNT per block, then one row for the patch and head inputs. */
-static inline size_t vit_act_index(const repq_vit_arch *a, int32_t block, repq_qpoint pt)
+static inline size_t vit_act_index(const repq_arch *a, int32_t block, repq_qpoint pt)
 {
     return (size_t)(block < 0 ? a->depth : block) * REPQ_QP_COUNT + (size_t)pt;
 }

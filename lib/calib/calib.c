@@ -181,7 +181,7 @@ REPQ_API repq_status repq_calib_finish(repq_calib *c, repq_qmodel **out_qmodel)
     if (c->images == 0)
         return repq_fail(&c->base, REPQ_ERR_STATE, "repq_calib_finish: no calibration image was fed");
     const repq_allocator *al = &c->base.allocator;
-    const repq_vit_arch *a = &c->model->arch;
+    const repq_arch *a = &c->model->arch;
     repq_qmodel *q;
     repq_status st = repq_qmodel_alloc(&c->base, al, a, &q);
     if (st)
@@ -206,7 +206,7 @@ REPQ_API repq_status repq_calib_finish(repq_calib *c, repq_qmodel **out_qmodel)
         if (!ob.scratch || !logits)
             st = repq_fail(&c->base, REPQ_ERR_NOMEM, "calibration: out of memory");
     }
-    repq_vit_hook hook = {observe, &ob, true, NULL};
+    repq_hook hook = {observe, &ob, true, NULL};
     if (st == REPQ_OK)
         st = repq_net_forward(&c->base, al, q->net, &q->fq_params, c->data, c->pixels_u8, c->images, &hook,
                               logits);

@@ -58,7 +58,7 @@ static repq_status rebuild(void *user, int32_t slot, float *x, size_t rows, size
     return REPQ_OK;
 }
 
-static bool same_arch(const repq_vit_arch *a, const repq_vit_arch *b)
+static bool same_arch(const repq_arch *a, const repq_arch *b)
 {
     return a->img_size == b->img_size && a->patch_size == b->patch_size && a->in_chans == b->in_chans &&
            a->num_classes == b->num_classes && a->embed_dim == b->embed_dim && a->depth == b->depth &&
@@ -112,7 +112,7 @@ REPQ_API repq_status repq_calib_reconstruct(repq_calib *c, const repq_qmodel *sr
     float *logits = repq_mem_alloc(al, logit_bytes);
     if (!rb.gram || !rb.widen || !rb.work || !logits)
         st = repq_fail(err, REPQ_ERR_NOMEM, "weight reconstruction: out of memory");
-    repq_vit_hook hook = {rebuild, &rb, true, NULL};
+    repq_hook hook = {rebuild, &rb, true, NULL};
     if (st == REPQ_OK)
         st = repq_net_forward(err, al, q->net, &q->fq_params, c->data, c->pixels_u8, c->images, &hook, logits);
     repq_mem_free(al, rb.gram);

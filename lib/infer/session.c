@@ -45,7 +45,7 @@ typedef struct qlin {
 } qlin;
 
 typedef struct qblock {
-    const repq_vit_block *p; /* LayerNorm parameters from the qmodel's fq_params */
+    const repq_block_params *p; /* LayerNorm parameters from the qmodel's fq_params */
     aq qkv_in, q, k, v, proj_in, fc1_in, fc2_in;
     bool fc2_two_region;           /* fc2_in is the fine grid of fc2_two */
     repq_tworeg_params fc2_two;
@@ -95,7 +95,7 @@ typedef struct helper_arg {
 struct repq_session {
     repq_object base;
     const repq_qmodel *q;
-    repq_vit_arch arch;
+    repq_arch arch;
     repq_kernel_level level;
     uint32_t cpu_mask; /* repq_cpu_detect() at creation */
     int32_t max_batch, threads;
@@ -379,7 +379,7 @@ static repq_status block_init(repq_session *s, repq_object *err, const repq_net_
 {
     const int32_t bi = node->unit;
     qblock *b = &s->blocks[bi];
-    const repq_vit_block *p = &s->q->fq_params.blocks[bi];
+    const repq_block_params *p = &s->q->fq_params.blocks[bi];
     const size_t d = s->dim;
     const int32_t *slot = node->slot, *lin = node->linear;
     repq_status st;
@@ -505,7 +505,7 @@ REPQ_API repq_status repq_session_new(repq_context *ctx, const repq_qmodel *q, c
     const int32_t threads = options ? options->threads : 1;
     if (threads < 1)
         return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_session_new: threads %d must be >= 1", (int)threads);
-    const repq_vit_arch *a = &q->arch;
+    const repq_arch *a = &q->arch;
     if (a->embed_dim % a->num_heads)
         return repq_fail(err, REPQ_ERR_UNSUPPORTED, "repq_session_new: embed_dim is not a multiple of num_heads");
 
@@ -671,7 +671,7 @@ static void out_u8(repq_session *s, int worker, const qlin *l, const aq *o, size
 static void patch_task(repq_session *s, int worker, int workers, const void *arg)
 {
     (void)arg;
-    const repq_vit_arch *a = &s->arch;
+    const repq_arch *a = &s->arch;
     const size_t ps = (size_t)a->patch_size, side = (size_t)a->img_size / ps, img = (size_t)a->img_size;
     const size_t ch = (size_t)a->in_chans, d = s->dim, pd = s->pd, np = s->np, t = s->t;
     const float *pos = s->q->fq_params.pos_embed;
@@ -837,7 +837,7 @@ static void attn_task(repq_session *s, int worker, int workers, const void *arg)
 static void head_stage(repq_session *s)
 {
     const size_t d = s->dim, k = s->classes;
-    const repq_vit_params *p = &s->q->fq_params;
+    const repq_params *p = &s->q->fq_params;
     wscratch *w = &s->ws[0];
     double t0 = tick(s, 0);
     for (size_t i0 = 0; i0 < s->n; i0 += ROW_BLOCK) {
@@ -870,7 +870,7 @@ REPQ_API repq_status repq_session_run(repq_session *s, repq_tensor *images, repq
     s->u8 = u8;
     s->logits = logits->data;
     const size_t d = s->dim, t = s->t;
-    const repq_vit_params *p = &s->q->fq_params;
+    const repq_params *p = &s->q->fq_params;
     for (size_t b = 0; b < n; b++)
         for (size_t c = 0; c < d; c++)
             s->x[b * t * d + c] = p->cls_token[c] + p->pos_embed[c];

@@ -33,7 +33,7 @@ typedef struct float_entry {
 
 /* Entry `i` in file order (the parameters that are not linear weights, in the net's
  * parameter order); false past the end. `p` may be NULL (names and shapes only). */
-static bool float_entry_at(const repq_net *net, const repq_vit_params *p, size_t i, float_entry *e)
+static bool float_entry_at(const repq_net *net, const repq_params *p, size_t i, float_entry *e)
 {
     size_t seen = 0;
     for (int32_t k = 0; k < net->num_params; k++) {
@@ -153,7 +153,7 @@ static json_t *float3(const float *v)
 
 /* An mlp_ratio r with r * embed_dim == mlp_hidden exactly in double, as the reader
  * computes it (hidden / dim itself may miss by one rounding). */
-static bool exact_mlp_ratio(const repq_vit_arch *a, double *out)
+static bool exact_mlp_ratio(const repq_arch *a, double *out)
 {
     double want = (double)a->mlp_hidden, r = want / (double)a->embed_dim;
     double up = r, down = r;
@@ -175,7 +175,7 @@ static bool exact_mlp_ratio(const repq_vit_arch *a, double *out)
 /* The three JSON metadata strings (jansson-allocated, free with free()). */
 static repq_status metadata_json(repq_object *err, const repq_qmodel *q, char **arch, char **pre, char **quant)
 {
-    const repq_vit_arch *a = &q->arch;
+    const repq_arch *a = &q->arch;
     *arch = *pre = *quant = NULL;
     double ratio;
     if (!exact_mlp_ratio(a, &ratio))
@@ -590,8 +590,8 @@ static repq_status parse_file(repq_object *err, const repq_allocator *al, const 
     if (major > QMODEL_FORMAT_MAJOR)
         return repq_fail(err, REPQ_ERR_UNSUPPORTED, "format_version %s is newer than this library reads (%d)",
                          version, QMODEL_FORMAT_MAJOR);
-    repq_vit_arch a;
-    repq_status st = repq_vit_arch_from_json(err, repq_st_metadata(f, "architecture"),
+    repq_arch a;
+    repq_status st = repq_arch_from_json(err, repq_st_metadata(f, "architecture"),
                                              repq_st_metadata(f, "preprocess"), &a);
     if (st)
         return st;

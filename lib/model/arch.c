@@ -25,7 +25,7 @@ static const preset presets[] = {
     {"vit_base_patch16_224", 768, 12, 12, half, half},
 };
 
-static void set_norm(repq_vit_arch *a, const float *mean, const float *std)
+static void set_norm(repq_arch *a, const float *mean, const float *std)
 {
     a->pixel_scale = 1.0f / 255.0f;
     for (int c = 0; c < 3; c++) {
@@ -34,7 +34,7 @@ static void set_norm(repq_vit_arch *a, const float *mean, const float *std)
     }
 }
 
-repq_status repq_vit_arch_from_preset(repq_object *err, const char *name, repq_vit_arch *out)
+repq_status repq_arch_from_preset(repq_object *err, const char *name, repq_arch *out)
 {
     if (!name)
         return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "architecture preset name is NULL");
@@ -81,7 +81,7 @@ static repq_status get_int(repq_object *err, json_t *obj, const char *key, int64
     return REPQ_OK;
 }
 
-static repq_status parse_arch(repq_object *err, json_t *root, repq_vit_arch *a)
+static repq_status parse_arch(repq_object *err, json_t *root, repq_arch *a)
 {
     if (!json_is_object(root))
         return repq_fail(err, REPQ_ERR_FORMAT, "architecture metadata is not a JSON object");
@@ -162,7 +162,7 @@ static repq_status parse_float3(repq_object *err, json_t *root, const char *key,
     return REPQ_OK;
 }
 
-static repq_status parse_preprocess(repq_object *err, json_t *root, repq_vit_arch *a)
+static repq_status parse_preprocess(repq_object *err, json_t *root, repq_arch *a)
 {
     if (!json_is_object(root))
         return repq_fail(err, REPQ_ERR_FORMAT, "preprocess metadata is not a JSON object");
@@ -192,13 +192,13 @@ static repq_status parse_json(repq_object *err, const char *what, const char *te
     return REPQ_OK;
 }
 
-repq_status repq_vit_arch_from_json(repq_object *err, const char *arch_json,
-                                    const char *preprocess_json, repq_vit_arch *out)
+repq_status repq_arch_from_json(repq_object *err, const char *arch_json,
+                                    const char *preprocess_json, repq_arch *out)
 {
     if (!arch_json)
         return repq_fail(err, REPQ_ERR_FORMAT,
                          "the file has no 'architecture' metadata; name a preset instead");
-    repq_vit_arch a;
+    repq_arch a;
     memset(&a, 0, sizeof a);
     set_norm(&a, imagenet_mean, imagenet_std);
     json_t *root;

@@ -21,7 +21,7 @@ typedef struct scratch {
 
 #define EXACT_ROWS 256
 
-static repq_status call_hook(const repq_vit_hook *hook, int32_t slot, float *x, size_t rows, size_t cols)
+static repq_status call_hook(const repq_hook *hook, int32_t slot, float *x, size_t rows, size_t cols)
 {
     return hook && hook->act ? hook->act(hook->user, slot, x, rows, cols) : REPQ_OK;
 }
@@ -119,7 +119,7 @@ static void linear(const scratch *s, const float *x, size_t m, size_t k, const f
 
 /* Offers a product of quantized operands to the hook; *done says whether the hook
  * computed it. */
-static repq_status offer(const repq_vit_hook *hook, const repq_vit_product *p, bool *done)
+static repq_status offer(const repq_hook *hook, const repq_product *p, bool *done)
 {
     *done = false;
     return hook && hook->product ? hook->product(hook->user, p, done) : REPQ_OK;
@@ -128,13 +128,13 @@ static repq_status offer(const repq_vit_hook *hook, const repq_vit_product *p, b
 /* Linear layer `id` of `node` on rows [row0, row0 + m) of its input slot's activation
  * x, output columns [col0, col0 + n): the hook's product if it computes it, else
  * linear(). */
-static repq_status qlinear(const scratch *s, const repq_vit_hook *hook, const repq_net_node *node, int32_t id,
+static repq_status qlinear(const scratch *s, const repq_hook *hook, const repq_net_node *node, int32_t id,
                            size_t row0, const float *x, size_t m, size_t col0, size_t n, float *y, bool accumulate)
 {
     const repq_net_linear *l = &s->net->linear[id];
     const size_t k = (size_t)l->in;
     const float *w = param(s, l->weight) + col0 * k, *b = param(s, l->bias) + col0;
-    repq_vit_product p = {.node = node, .slot = l->input, .in = s->net->slots[l->input].point, .row0 = row0,
+    repq_product p = {.node = node, .slot = l->input, .in = s->net->slots[l->input].point, .row0 = row0,
                           .rows = m, .col0 = col0, .cols = n, .bias = b, .out = y, .ldout = n,
                           .accumulate = accumulate};
     bool done;
@@ -176,7 +176,7 @@ VECTORIZED static void softmax_rows(float *x, size_t rows, size_t n)
 
 /* Non-overlapping P x P patches, each flattened as (channel, row, col) like the
  * convolution weight, preprocessing U8 pixels on the way. */
-static void im2col(const repq_vit_arch *a, const void *images, bool pixels_u8, size_t n, float *out)
+static void im2col(const repq_arch *a, const void *images, bool pixels_u8, size_t n, float *out)
 {
     size_t s = (size_t)a->img_size, ps = (size_t)a->patch_size, side = s / ps;
     size_t ch = (size_t)a->in_chans, pd = (size_t)repq_vit_patch_dim(a);
@@ -201,7 +201,7 @@ static void im2col(const repq_vit_arch *a, const void *images, bool pixels_u8, s
             }
 }
 
-static repq_status attention(const repq_net_node *node, size_t n, scratch *s, const repq_vit_hook *hook)
+static repq_status attention(const repq_net_node *node, size_t n, scratch *s, const repq_hook *hook)
 {
     size_t t = (size_t)node->tokens, d = (size_t)node->dim, rows = n * t;
     size_t heads = (size_t)node->heads, hd = d / heads;
@@ -222,7 +222,7 @@ static repq_status attention(const repq_net_node *node, size_t n, scratch *s, co
         for (size_t hh = 0; hh < heads; hh++) {
             float *sc = s->attn + (b * heads + hh) * t * t;
             const float *qh = s->q + b * t * d + hh * hd, *kh = s->k + b * t * d + hh * hd;
-            repq_vit_product p = {.node = node, .slot = node->slot[REPQ_QP_Q], .in = REPQ_QP_Q, .image = b,
+            repq_product p = {.node = node, .slot = node->slot[REPQ_QP_Q], .in = REPQ_QP_Q, .image = b,
                                   .head = hh, .out = sc, .ldout = t};
             bool done;
             if ((st = offer(hook, &p, &done)))
@@ -237,7 +237,7 @@ static repq_status attention(const repq_net_node *node, size_t n, scratch *s, co
         for (size_t hh = 0; hh < heads; hh++) {
             const float *ah = s->attn + (b * heads + hh) * t * t;
             float *oh = s->o + b * t * d + hh * hd;
-            repq_vit_product p = {.node = node, .slot = node->slot[REPQ_QP_ATTN], .in = REPQ_QP_ATTN, .image = b,
+            repq_product p = {.node = node, .slot = node->slot[REPQ_QP_ATTN], .in = REPQ_QP_ATTN, .image = b,
                                   .head = hh, .out = oh, .ldout = d};
             bool done;
             if ((st = offer(hook, &p, &done)))
@@ -250,7 +250,7 @@ static repq_status attention(const repq_net_node *node, size_t n, scratch *s, co
     return qlinear(s, hook, node, node->linear[1], 0, s->o, rows, 0, d, s->x, true);
 }
 
-static repq_status block_forward(const repq_net_node *node, size_t n, scratch *s, const repq_vit_hook *hook)
+static repq_status block_forward(const repq_net_node *node, size_t n, scratch *s, const repq_hook *hook)
 {
     size_t t = (size_t)node->tokens, d = (size_t)node->dim, rows = n * t;
     size_t hid = (size_t)node->hidden;
@@ -272,9 +272,9 @@ static repq_status block_forward(const repq_net_node *node, size_t n, scratch *s
 
 /* Patches of the images into the token rows of x, after the class token. */
 static repq_status patch_embed(const repq_net_node *node, const void *images, bool pixels_u8, size_t n, scratch *s,
-                               const repq_vit_hook *hook)
+                               const repq_hook *hook)
 {
-    const repq_vit_arch *a = &s->net->arch;
+    const repq_arch *a = &s->net->arch;
     const size_t t = (size_t)node->tokens, d = (size_t)node->dim;
     const size_t np = (size_t)repq_vit_patches(a), pd = (size_t)repq_vit_patch_dim(a);
     const float *cls = param(s, node->cls_token), *pos = param(s, node->pos_embed);
@@ -295,7 +295,7 @@ static repq_status patch_embed(const repq_net_node *node, const void *images, bo
 }
 
 /* Class-token pooling: only the class token's row reaches the final norm and head. */
-static repq_status head_forward(const repq_net_node *node, size_t n, scratch *s, const repq_vit_hook *hook,
+static repq_status head_forward(const repq_net_node *node, size_t n, scratch *s, const repq_hook *hook,
                                 float *logits)
 {
     const size_t t = (size_t)node->tokens, d = (size_t)node->dim;
@@ -356,7 +356,7 @@ static void exact_sizes(const repq_net *net, size_t sizes[3])
 static repq_status scratch_alloc(repq_object *err, const repq_allocator *al, const repq_net *net, size_t n,
                                  bool exact, scratch *s, float **out_mem)
 {
-    const repq_vit_arch *a = &net->arch;
+    const repq_arch *a = &net->arch;
     const extents e = net_extents(net);
     size_t t = e.t, d = e.d, heads = e.heads, hid = e.hid;
     size_t np = (size_t)repq_vit_patches(a), pd = (size_t)repq_vit_patch_dim(a);
@@ -399,7 +399,7 @@ static repq_status scratch_alloc(repq_object *err, const repq_allocator *al, con
 }
 
 repq_status repq_net_block_apply(repq_object *err, const repq_allocator *al, const repq_net *net,
-                                 const repq_net_node *node, const repq_vit_params *p, float *x, size_t n)
+                                 const repq_net_node *node, const repq_params *p, float *x, size_t n)
 {
     scratch s;
     float *mem;
@@ -416,8 +416,8 @@ repq_status repq_net_block_apply(repq_object *err, const repq_allocator *al, con
 }
 
 repq_status repq_net_forward(repq_object *err, const repq_allocator *al, const repq_net *net,
-                             const repq_vit_params *p, const void *images, bool pixels_u8, size_t n,
-                             const repq_vit_hook *hook, float *logits)
+                             const repq_params *p, const void *images, bool pixels_u8, size_t n,
+                             const repq_hook *hook, float *logits)
 {
     scratch s;
     float *mem;

@@ -36,7 +36,7 @@ static repq_status load_one(repq_object *err, const repq_st_file *f, const repq_
 }
 
 /* Every parameter the network describes, the network's own first, then unit by unit. */
-static repq_status load_params(repq_object *err, const repq_st_file *f, const repq_net *net, repq_vit_params *p)
+static repq_status load_params(repq_object *err, const repq_st_file *f, const repq_net *net, repq_params *p)
 {
     for (int32_t i = 0; i < net->num_params; i++) {
         const int32_t at = net->param_order[i];
@@ -47,7 +47,7 @@ static repq_status load_params(repq_object *err, const repq_st_file *f, const re
     return REPQ_OK;
 }
 
-static repq_status model_alloc(repq_object *err, const repq_allocator *al, const repq_vit_arch *a,
+static repq_status model_alloc(repq_object *err, const repq_allocator *al, const repq_arch *a,
                                repq_model **out)
 {
     repq_model *m = repq_mem_alloc(al, sizeof *m);
@@ -57,7 +57,7 @@ static repq_status model_alloc(repq_object *err, const repq_allocator *al, const
     m->arch = *a;
     repq_status st = repq_net_build_vit(err, al, a, &m->net);
     if (st == REPQ_OK)
-        st = repq_vit_params_alloc(err, al, m->net, &m->params);
+        st = repq_params_alloc(err, al, m->net, &m->params);
     if (st) {
         repq_net_free(al, m->net);
         repq_mem_free(al, m);
@@ -81,9 +81,9 @@ REPQ_API repq_status repq_model_load(repq_context *ctx, const char *path, const 
     repq_status st = repq_st_open(err, &al, path, &f);
     if (st)
         return st;
-    repq_vit_arch arch;
-    st = preset ? repq_vit_arch_from_preset(err, preset, &arch)
-                : repq_vit_arch_from_json(err, repq_st_metadata(f, "architecture"),
+    repq_arch arch;
+    st = preset ? repq_arch_from_preset(err, preset, &arch)
+                : repq_arch_from_json(err, repq_st_metadata(f, "architecture"),
                                           repq_st_metadata(f, "preprocess"), &arch);
     repq_model *m = NULL;
     if (st == REPQ_OK)
@@ -129,8 +129,8 @@ REPQ_API repq_status repq_model_create_random(repq_context *ctx, const char *pre
     if (!out_model)
         return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_model_create_random: out_model is NULL");
     *out_model = NULL;
-    repq_vit_arch arch;
-    repq_status st = repq_vit_arch_from_preset(err, preset, &arch);
+    repq_arch arch;
+    repq_status st = repq_arch_from_preset(err, preset, &arch);
     if (st)
         return st;
     if (num_classes > 100000)
@@ -144,14 +144,14 @@ REPQ_API repq_status repq_model_create_random(repq_context *ctx, const char *pre
     /* Uniform weights with a fan-in bound keep activations O(1) through the depth;
      * LayerNorm gains near 1 and small biases resemble a trained network's scales. */
     uint64_t state = seed;
-    repq_vit_params *p = &m->params;
+    repq_params *p = &m->params;
     size_t d = (size_t)arch.embed_dim, h = (size_t)arch.mlp_hidden, pd = (size_t)repq_vit_patch_dim(&arch);
     fill_uniform(p->arena, p->arena_floats, 0.02f, &state);
     fill_uniform(p->patch_w, d * pd, 1.0f / sqrtf((float)pd), &state);
     fill_uniform(p->head_w, (size_t)arch.num_classes * d, 1.0f / sqrtf((float)d), &state);
     fill_const(p->norm_w, d, 1.0f);
     for (int32_t bi = 0; bi < arch.depth; bi++) {
-        repq_vit_block *b = &p->blocks[bi];
+        repq_block_params *b = &p->blocks[bi];
         fill_uniform(b->qkv_w, 3 * d * d, 1.0f / sqrtf((float)d), &state);
         fill_uniform(b->proj_w, d * d, 0.5f / sqrtf((float)d), &state);
         fill_uniform(b->fc1_w, h * d, 1.0f / sqrtf((float)d), &state);
@@ -169,14 +169,14 @@ REPQ_API void repq_model_free(repq_model *model)
         return;
     repq_allocator al = model->base.allocator;
     model->base.kind = 0;
-    repq_vit_params_release(&al, &model->params);
+    repq_params_release(&al, &model->params);
     repq_net_free(&al, model->net);
     repq_mem_free(&al, model);
 }
 
 repq_status repq_net_attr(const repq_net *net, int32_t attr, int64_t *out)
 {
-    const repq_vit_arch *a = &net->arch;
+    const repq_arch *a = &net->arch;
     switch (attr) {
     case REPQ_MODEL_IMG_SIZE: *out = a->img_size; return REPQ_OK;
     case REPQ_MODEL_PATCH_SIZE: *out = a->patch_size; return REPQ_OK;
@@ -206,7 +206,7 @@ REPQ_API repq_status repq_model_get_int(const repq_model *model, repq_model_attr
     return repq_net_attr(model->net, (int32_t)attr, out_value);
 }
 
-repq_status repq_images_check(repq_object *err, const repq_vit_arch *a, const repq_tensor *images,
+repq_status repq_images_check(repq_object *err, const repq_arch *a, const repq_tensor *images,
                               size_t *out_n, bool *out_u8)
 {
     if (!repq_object_is(images, REPQ_KIND_TENSOR))
@@ -228,7 +228,7 @@ repq_status repq_images_check(repq_object *err, const repq_vit_arch *a, const re
     return REPQ_OK;
 }
 
-repq_status repq_logits_check(repq_object *err, const repq_vit_arch *a, const repq_tensor *logits,
+repq_status repq_logits_check(repq_object *err, const repq_arch *a, const repq_tensor *logits,
                               size_t n)
 {
     if (!repq_object_is(logits, REPQ_KIND_TENSOR))
@@ -240,10 +240,10 @@ repq_status repq_logits_check(repq_object *err, const repq_vit_arch *a, const re
 }
 
 repq_status repq_net_forward_tensors(repq_object *err, const repq_allocator *al, const repq_net *net,
-                                     const repq_vit_params *p, const repq_vit_hook *hook,
+                                     const repq_params *p, const repq_hook *hook,
                                      repq_tensor *images, repq_tensor *logits)
 {
-    const repq_vit_arch *a = &net->arch;
+    const repq_arch *a = &net->arch;
     size_t n;
     bool u8;
     repq_status st = repq_images_check(err, a, images, &n, &u8);

@@ -92,7 +92,7 @@ static int32_t add_linear(builder *b, int32_t unit, const char *name, int32_t ou
 
 /* ViT slots keep the file layout: REPQ_QP_COUNT per block, then one row for the
  * once-only points; slot = row * REPQ_QP_COUNT + point. */
-static int32_t vit_slot(const repq_vit_arch *a, int32_t block, repq_qpoint pt)
+static int32_t vit_slot(const repq_arch *a, int32_t block, repq_qpoint pt)
 {
     return (block < 0 ? a->depth : block) * REPQ_QP_COUNT + (int32_t)pt;
 }
@@ -122,7 +122,7 @@ static repq_net_node *add_node(repq_net *n, repq_net_op op, int32_t unit)
     return node;
 }
 
-repq_status repq_net_build_vit(repq_object *err, const repq_allocator *al, const repq_vit_arch *a,
+repq_status repq_net_build_vit(repq_object *err, const repq_allocator *al, const repq_arch *a,
                                repq_net **out)
 {
     const int32_t depth = a->depth;
@@ -202,7 +202,7 @@ repq_status repq_net_build_vit(repq_object *err, const repq_allocator *al, const
 
 size_t repq_net_largest_activation(const repq_net *net)
 {
-    const repq_vit_arch *a = &net->arch;
+    const repq_arch *a = &net->arch;
     size_t m = (size_t)repq_vit_patches(a) * (size_t)repq_vit_patch_dim(a);
     for (int32_t i = 0; i < net->num_nodes; i++) {
         const repq_net_node *node = &net->nodes[i];

@@ -68,7 +68,7 @@ typedef struct repq_net_node {
 } repq_net_node;
 
 typedef struct repq_net {
-    repq_vit_arch arch;
+    repq_arch arch;
     int32_t num_params, num_linear, num_slots, num_nodes;
     size_t param_floats;
     repq_net_param *params;
@@ -80,27 +80,27 @@ typedef struct repq_net {
 } repq_net;
 
 /* The description of a ViT/DeiT (class token, global attention). */
-repq_status repq_net_build_vit(repq_object *err, const repq_allocator *al, const repq_vit_arch *a,
+repq_status repq_net_build_vit(repq_object *err, const repq_allocator *al, const repq_arch *a,
                                repq_net **out);
 void repq_net_free(const repq_allocator *al, repq_net *net);
 
 /* Allocate a zeroed arena laid out by `net` and point the ViT view's fields into it. */
-repq_status repq_vit_params_alloc(repq_object *err, const repq_allocator *al, const repq_net *net,
-                                  repq_vit_params *p);
-repq_status repq_vit_params_copy(repq_object *err, const repq_allocator *al, const repq_net *net,
-                                 const repq_vit_params *src, repq_vit_params *dst);
-void repq_vit_params_release(const repq_allocator *al, repq_vit_params *p);
+repq_status repq_params_alloc(repq_object *err, const repq_allocator *al, const repq_net *net,
+                                  repq_params *p);
+repq_status repq_params_copy(repq_object *err, const repq_allocator *al, const repq_net *net,
+                                 const repq_params *src, repq_params *dst);
+void repq_params_release(const repq_allocator *al, repq_params *p);
 
 /* Float forward of `n` images through the nodes of `net`. `images` are [n, C, H, W],
  * U8 pixels if `pixels_u8` else preprocessed floats. Writes logits [n, num_classes].
  * `hook` may be NULL. Allocates its scratch with `al`. */
 repq_status repq_net_forward(repq_object *err, const repq_allocator *al, const repq_net *net,
-                             const repq_vit_params *p, const void *images, bool pixels_u8, size_t n,
-                             const repq_vit_hook *hook, float *logits);
+                             const repq_params *p, const void *images, bool pixels_u8, size_t n,
+                             const repq_hook *hook, float *logits);
 
 /* Block node `node` of `net` applied in place to x [n, tokens, dim] (for tests). */
 repq_status repq_net_block_apply(repq_object *err, const repq_allocator *al, const repq_net *net,
-                                 const repq_net_node *node, const repq_vit_params *p, float *x, size_t n);
+                                 const repq_net_node *node, const repq_params *p, float *x, size_t n);
 
 /* Floats of the largest activation one image hands to a hook. */
 size_t repq_net_largest_activation(const repq_net *net);

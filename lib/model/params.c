@@ -5,7 +5,7 @@
 #include <string.h>
 
 /* Points the view's fields at their slices of the arena. */
-static void resolve(const repq_net *n, repq_vit_params *p)
+static void resolve(const repq_net *n, repq_params *p)
 {
     float *arena = p->arena;
     for (int32_t i = 0; i < n->num_nodes; i++) {
@@ -19,7 +19,7 @@ static void resolve(const repq_net *n, repq_vit_params *p)
             p->pos_embed = repq_net_param_data(n, arena, node->pos_embed);
             break;
         case REPQ_OP_BLOCK: {
-            repq_vit_block *b = &p->blocks[node->unit];
+            repq_block_params *b = &p->blocks[node->unit];
             const repq_net_linear *qkv = l, *proj = &n->linear[node->linear[1]], *fc1 = &n->linear[node->linear[2]],
                                   *fc2 = &n->linear[node->linear[3]];
             b->norm1_w = repq_net_param_data(n, arena, node->norm_weight);
@@ -46,8 +46,8 @@ static void resolve(const repq_net *n, repq_vit_params *p)
     }
 }
 
-repq_status repq_vit_params_alloc(repq_object *err, const repq_allocator *al, const repq_net *n,
-                                  repq_vit_params *p)
+repq_status repq_params_alloc(repq_object *err, const repq_allocator *al, const repq_net *n,
+                                  repq_params *p)
 {
     memset(p, 0, sizeof *p);
     size_t bytes;
@@ -56,7 +56,7 @@ repq_status repq_vit_params_alloc(repq_object *err, const repq_allocator *al, co
     p->blocks = repq_mem_alloc(al, (size_t)(n->num_blocks > 0 ? n->num_blocks : 1) * sizeof *p->blocks);
     p->arena = repq_mem_alloc(al, bytes);
     if (!p->blocks || !p->arena) {
-        repq_vit_params_release(al, p);
+        repq_params_release(al, p);
         return repq_fail(err, REPQ_ERR_NOMEM, "cannot allocate %zu bytes of model parameters", bytes);
     }
     p->arena_floats = n->param_floats;
@@ -64,23 +64,23 @@ repq_status repq_vit_params_alloc(repq_object *err, const repq_allocator *al, co
     return REPQ_OK;
 }
 
-repq_status repq_vit_params_copy(repq_object *err, const repq_allocator *al, const repq_net *n,
-                                 const repq_vit_params *src, repq_vit_params *dst)
+repq_status repq_params_copy(repq_object *err, const repq_allocator *al, const repq_net *n,
+                                 const repq_params *src, repq_params *dst)
 {
-    repq_status st = repq_vit_params_alloc(err, al, n, dst);
+    repq_status st = repq_params_alloc(err, al, n, dst);
     if (st == REPQ_OK)
         memcpy(dst->arena, src->arena, src->arena_floats * sizeof(float));
     return st;
 }
 
-void repq_vit_params_release(const repq_allocator *al, repq_vit_params *p)
+void repq_params_release(const repq_allocator *al, repq_params *p)
 {
     repq_mem_free(al, p->arena);
     repq_mem_free(al, p->blocks);
     memset(p, 0, sizeof *p);
 }
 
-double repq_vit_flops(const repq_vit_arch *a)
+double repq_vit_flops(const repq_arch *a)
 {
     double d = a->embed_dim, h = a->mlp_hidden, t = repq_vit_tokens(a);
     double per_block = t * (3 * d * d + d * d + 2 * d * h) + 2 * t * t * d;

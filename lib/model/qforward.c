@@ -236,7 +236,7 @@ VECTORIZED static void linear_out_d(size_t m, size_t n, const double *v, const f
         }
 }
 
-static repq_status linear_product(fake_quant *fq, const repq_vit_product *p, bool *done)
+static repq_status linear_product(fake_quant *fq, const repq_product *p, bool *done)
 {
     const repq_qmodel *q = fq->q;
     const stash *a = grid_codes(fq, p->slot);
@@ -277,7 +277,7 @@ static repq_status linear_product(fake_quant *fq, const repq_vit_product *p, boo
     return REPQ_OK;
 }
 
-static repq_status scores_product(fake_quant *fq, const repq_vit_product *p, bool *done)
+static repq_status scores_product(fake_quant *fq, const repq_product *p, bool *done)
 {
     const int32_t k_slot = p->node->slot[REPQ_QP_K];
     const stash *qs = uniform_codes(fq, p->slot), *ks = uniform_codes(fq, k_slot);
@@ -307,7 +307,7 @@ static repq_status scores_product(fake_quant *fq, const repq_vit_product *p, boo
 }
 
 /* Attention x v from the attention codes (log or uniform) and the v codes. */
-static repq_status attn_v_product(fake_quant *fq, const repq_vit_product *p, bool *done)
+static repq_status attn_v_product(fake_quant *fq, const repq_product *p, bool *done)
 {
     const repq_qmodel *q = fq->q;
     const int32_t v_slot = p->node->slot[REPQ_QP_V];
@@ -343,7 +343,7 @@ static repq_status attn_v_product(fake_quant *fq, const repq_vit_product *p, boo
     return REPQ_OK;
 }
 
-static repq_status product(void *user, const repq_vit_product *p, bool *done)
+static repq_status product(void *user, const repq_product *p, bool *done)
 {
     fake_quant *fq = user;
     *done = false;
@@ -366,10 +366,10 @@ static repq_status apply_only(void *user, int32_t slot, float *x, size_t rows, s
     return repq_act_quant_apply(&q->acts[slot], x, rows, cols);
 }
 
-repq_status repq_qmodel_forward_activations(const repq_qmodel *q, const repq_vit_params *p, repq_tensor *images,
+repq_status repq_qmodel_forward_activations(const repq_qmodel *q, const repq_params *p, repq_tensor *images,
                                             repq_tensor *logits)
 {
-    repq_vit_hook hook = {apply_only, (void *)q, true, NULL};
+    repq_hook hook = {apply_only, (void *)q, true, NULL};
     return repq_net_forward_tensors(NULL, &q->base.allocator, q->net, p, &hook, images, logits);
 }
 
@@ -383,7 +383,7 @@ REPQ_API repq_status repq_qmodel_forward(const repq_qmodel *q, repq_forward_mode
     if (mode == REPQ_FORWARD_FLOAT && !q->has_float_weights)
         return REPQ_ERR_STATE;
     fake_quant fq = {.q = q, .al = &q->base.allocator};
-    repq_vit_hook hook = {apply, &fq, true, product};
+    repq_hook hook = {apply, &fq, true, product};
     bool fake = mode == REPQ_FORWARD_FAKE_QUANT;
     /* Messages are not recorded: a qmodel is shared read-only between threads. */
     repq_status st = repq_net_forward_tensors(NULL, &q->base.allocator, q->net,

@@ -4,7 +4,7 @@
 
 #include <string.h>
 
-float *repq_net_linear_weight(const repq_net *net, const repq_vit_params *p, int32_t id, int32_t *out_rows,
+float *repq_net_linear_weight(const repq_net *net, const repq_params *p, int32_t id, int32_t *out_rows,
                               int32_t *out_cols)
 {
     const repq_net_linear *l = &net->linear[id];
@@ -13,7 +13,7 @@ float *repq_net_linear_weight(const repq_net *net, const repq_vit_params *p, int
     return repq_net_param_data(net, p->arena, l->weight);
 }
 
-float *repq_net_linear_bias(const repq_net *net, const repq_vit_params *p, int32_t id)
+float *repq_net_linear_bias(const repq_net *net, const repq_params *p, int32_t id)
 {
     const int32_t bias = net->linear[id].bias;
     return bias < 0 ? NULL : repq_net_param_data(net, p->arena, bias);
@@ -50,8 +50,8 @@ REPQ_API void repq_qmodel_free(repq_qmodel *q)
         return;
     repq_allocator al = q->base.allocator;
     q->base.kind = 0;
-    repq_vit_params_release(&al, &q->float_params);
-    repq_vit_params_release(&al, &q->fq_params);
+    repq_params_release(&al, &q->float_params);
+    repq_params_release(&al, &q->fq_params);
     repq_mem_free(&al, q->linear);
     repq_mem_free(&al, q->code_arena);
     repq_mem_free(&al, q->wq_arena);
@@ -60,7 +60,7 @@ REPQ_API void repq_qmodel_free(repq_qmodel *q)
     repq_mem_free(&al, q);
 }
 
-repq_status repq_qmodel_alloc(repq_object *err, const repq_allocator *al, const repq_vit_arch *a,
+repq_status repq_qmodel_alloc(repq_object *err, const repq_allocator *al, const repq_arch *a,
                               repq_qmodel **out)
 {
     *out = NULL;
@@ -71,9 +71,9 @@ repq_status repq_qmodel_alloc(repq_object *err, const repq_allocator *al, const 
     q->arch = *a;
     repq_status st = repq_net_build_vit(err, al, a, &q->net);
     if (st == REPQ_OK)
-        st = repq_vit_params_alloc(err, al, q->net, &q->float_params);
+        st = repq_params_alloc(err, al, q->net, &q->float_params);
     if (st == REPQ_OK)
-        st = repq_vit_params_alloc(err, al, q->net, &q->fq_params);
+        st = repq_params_alloc(err, al, q->net, &q->fq_params);
     size_t codes = 0, channels = 0;
     if (st == REPQ_OK) {
         q->num_linear = q->net->num_linear;

@@ -39,13 +39,13 @@ typedef struct repq_qlinear {
 
 struct repq_qmodel {
     repq_object base;
-    repq_vit_arch arch;
+    repq_arch arch;
     repq_net *net;             /* layers, slots and nodes */
     int32_t weight_bits, act_bits, patch_input_bits, method;
     int32_t reparameterized;
     int32_t has_float_weights; /* 0 after loading from a file: float_params weights = fq */
-    repq_vit_params float_params;
-    repq_vit_params fq_params;
+    repq_params float_params;
+    repq_params fq_params;
     int32_t num_linear;        /* net->num_linear, in the net's order */
     repq_qlinear *linear;
     uint8_t *code_arena;
@@ -54,10 +54,10 @@ struct repq_qmodel {
 };
 
 /* The weight of linear layer `id` within a parameter set, with its shape. */
-float *repq_net_linear_weight(const repq_net *net, const repq_vit_params *p, int32_t id, int32_t *out_rows,
+float *repq_net_linear_weight(const repq_net *net, const repq_params *p, int32_t id, int32_t *out_rows,
                               int32_t *out_cols);
 /* The bias of linear layer `id` within a parameter set (NULL if it has none). */
-float *repq_net_linear_bias(const repq_net *net, const repq_vit_params *p, int32_t id);
+float *repq_net_linear_bias(const repq_net *net, const repq_params *p, int32_t id);
 /* The slot of point `pt` in unit `unit` (-1: the once-only points), or -1 if none. */
 int32_t repq_net_slot_find(const repq_net *net, int32_t unit, repq_qpoint pt);
 /* The block node of transformer block `block`'s linear layer `which` (0 qkv, 1 proj,
@@ -66,7 +66,7 @@ int32_t repq_net_block_linear(const repq_net *net, int32_t block, int32_t which)
 
 /* A new qmodel with parameter sets, weight arenas and quantizer table allocated
  * (zero: every activation quantizer NONE). */
-repq_status repq_qmodel_alloc(repq_object *err, const repq_allocator *al, const repq_vit_arch *a,
+repq_status repq_qmodel_alloc(repq_object *err, const repq_allocator *al, const repq_arch *a,
                               repq_qmodel **out);
 /* A deep copy. */
 repq_status repq_qmodel_clone(repq_object *err, const repq_allocator *al, const repq_qmodel *src,
@@ -94,7 +94,7 @@ repq_status repq_act_quant_apply(const repq_act_quant *q, float *x, size_t rows,
  * float_params: the weights held fixed in float) and every product the forward's exact
  * product of the float values; for tests of reparameterization, which is an identity
  * for the activation quantizers. */
-repq_status repq_qmodel_forward_activations(const repq_qmodel *q, const repq_vit_params *p, repq_tensor *images,
+repq_status repq_qmodel_forward_activations(const repq_qmodel *q, const repq_params *p, repq_tensor *images,
                                             repq_tensor *logits);
 
 #endif

@@ -5,7 +5,7 @@
 
 #include "core/object.h"
 
-typedef struct repq_vit_arch {
+typedef struct repq_arch {
     int32_t img_size;
     int32_t patch_size;
     int32_t in_chans;
@@ -19,30 +19,30 @@ typedef struct repq_vit_arch {
     float pixel_scale;
     float mean[3];
     float std[3];
-} repq_vit_arch;
+} repq_arch;
 
-static inline int32_t repq_vit_patches(const repq_vit_arch *a)
+static inline int32_t repq_vit_patches(const repq_arch *a)
 {
     int32_t side = a->img_size / a->patch_size;
     return side * side;
 }
-static inline int32_t repq_vit_tokens(const repq_vit_arch *a) { return repq_vit_patches(a) + 1; }
-static inline int32_t repq_vit_patch_dim(const repq_vit_arch *a)
+static inline int32_t repq_vit_tokens(const repq_arch *a) { return repq_vit_patches(a) + 1; }
+static inline int32_t repq_vit_patch_dim(const repq_arch *a)
 {
     return a->in_chans * a->patch_size * a->patch_size;
 }
 
-typedef struct repq_vit_block {
+typedef struct repq_block_params {
     float *norm1_w, *norm1_b;
     float *qkv_w, *qkv_b;   /* [3D, D], [3D] */
     float *proj_w, *proj_b; /* [D, D], [D] */
     float *norm2_w, *norm2_b;
     float *fc1_w, *fc1_b;   /* [H, D], [H] */
     float *fc2_w, *fc2_b;   /* [D, H], [D] */
-} repq_vit_block;
+} repq_block_params;
 
 /* All parameters live in one arena so that a copy is one memcpy plus a rebase. */
-typedef struct repq_vit_params {
+typedef struct repq_params {
     float *arena;
     size_t arena_floats;
     float *patch_w, *patch_b; /* [D, C*P*P] (conv weight flattened as c, row, col), [D] */
@@ -50,16 +50,16 @@ typedef struct repq_vit_params {
     float *pos_embed;         /* [T, D] */
     float *norm_w, *norm_b;
     float *head_w, *head_b;   /* [K, D], [K] */
-    repq_vit_block *blocks;   /* [depth] */
-} repq_vit_params;
+    repq_block_params *blocks;   /* [depth] */
+} repq_params;
 
 /* Architecture from the JSON text of a safetensors "architecture" entry, with
  * preprocessing from an optional "preprocess" entry (NULL: ImageNet defaults). Every
  * field is range-checked, since it comes from a file. */
-repq_status repq_vit_arch_from_json(repq_object *err, const char *arch_json,
-                                    const char *preprocess_json, repq_vit_arch *out);
+repq_status repq_arch_from_json(repq_object *err, const char *arch_json,
+                                    const char *preprocess_json, repq_arch *out);
 /* One of the named presets; REPQ_ERR_UNSUPPORTED for an unknown name. */
-repq_status repq_vit_arch_from_preset(repq_object *err, const char *name, repq_vit_arch *out);
+repq_status repq_arch_from_preset(repq_object *err, const char *name, repq_arch *out);
 
 /* The places where quantized inference quantizes an activation. The values index
  * per-block quantizer tables and are stored in files: never renumber. */
@@ -87,7 +87,7 @@ typedef enum repq_qpoint {
  *   Q: the scores of one image and head, out = q k^T / sqrt(head_dim), [T, T];
  *   ATTN: attention times v of one image and head, out = a v, [T, head_dim].
  * `in` rows are rows of the activation the hook last saw at that point. */
-typedef struct repq_vit_product {
+typedef struct repq_product {
     const struct repq_net_node *node; /* the node computing it */
     int32_t slot;   /* activation slot of the left operand */
     repq_qpoint in; /* its point */
@@ -97,24 +97,24 @@ typedef struct repq_vit_product {
     float *out;
     size_t ldout;
     bool accumulate;
-} repq_vit_product;
+} repq_product;
 
 /* Called at every activation slot (net.h) with the activation as a row-major
  * [rows, cols] matrix that the hook may rewrite in place (fake quantization) or
  * only observe (calibration).
  * `product`, if set, is offered every product of quantized operands first; it sets
  * *done when it wrote the result, else the forward computes the product itself. */
-typedef struct repq_vit_hook {
+typedef struct repq_hook {
     repq_status (*act)(void *user, int32_t slot, float *x, size_t rows, size_t cols);
     void *user;
     /* Compute every matrix product as the exact sum rounded once to float (double
      * accumulation) instead of with sgemm: quantized forwards then give the same codes
      * whatever OpenBLAS kernel the CPU gets, and calibration the same qmodel. */
     bool exact_products;
-    repq_status (*product)(void *user, const repq_vit_product *p, bool *done);
-} repq_vit_hook;
+    repq_status (*product)(void *user, const repq_product *p, bool *done);
+} repq_hook;
 
 /* Multiply-adds x 2 of one image's forward (linear layers and attention products). */
-double repq_vit_flops(const repq_vit_arch *a);
+double repq_vit_flops(const repq_arch *a);
 
 #endif

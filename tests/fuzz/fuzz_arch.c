@@ -2,7 +2,7 @@
  *
  * The input is split at its first NUL byte: the text before it is the "architecture"
  * JSON, the text after it (if there is a NUL) the "preprocess" JSON, as
- * repq_vit_arch_from_json receives them from a file. An accepted architecture must
+ * repq_arch_from_json receives them from a file. An accepted architecture must
  * satisfy every invariant the rest of the library relies on.
  * Build: meson setup build-fuzz -Dfuzzing=true (see scripts/fuzz.sh).
  * Seeds: tests/fuzz/corpus/arch/. */
@@ -28,8 +28,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t split = strlen(arch);
     const char *pre = split < size ? arch + split + 1 : NULL;
     repq_object err = {0};
-    repq_vit_arch a;
-    repq_status st = repq_vit_arch_from_json(&err, arch, pre, &a);
+    repq_arch a;
+    repq_status st = repq_arch_from_json(&err, arch, pre, &a);
     if (st != REPQ_OK) {
         check(err.error[0] != '\0');
         check(st == REPQ_ERR_FORMAT || st == REPQ_ERR_UNSUPPORTED);
