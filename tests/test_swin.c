@@ -1,5 +1,8 @@
 /* Tests of Swin's pieces in lib/model: the window, mask, relative-position and merging
- * index maps against hand-computed cases and literal roll / partition / reshape code. */
+ * index maps against hand-computed cases and literal roll / partition / reshape code;
+ * the architecture metadata (bundled model, hostile JSON), presets against timm's
+ * published parameter counts, tensor names in both layouts and the buffers of older
+ * files. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,7 +12,11 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "io/safetensors.h"
+#include "model/swin_arch.h"
 #include "model/swin_geometry.h"
+
+#define SWIN_MODEL REPQ_TEST_DATA "/swin_micro_rand.safetensors"
 
 static void assert_ints(const int32_t *got, const int32_t *want, size_t n, const char *what)
 {
@@ -256,6 +263,310 @@ static void merge_rows_equal_literal_reshape_permute(void **state)
                     assert_int_equal(rows[4 * (a * (W / 2) + c) + d * 2 + b], (2 * a + b) * W + 2 * c + d);
 }
 
+/* ---- architecture ---- */
+
+static void micro_metadata_parses(void **state)
+{
+    (void)state;
+    repq_allocator al = repq_allocator_of(NULL);
+    repq_st_file *f;
+    assert_int_equal(repq_st_open(NULL, &al, SWIN_MODEL, &f), REPQ_OK);
+    assert_string_equal(repq_st_metadata(f, "format"), "timm.swin_transformer");
+    repq_swin_arch a;
+    repq_object err = {0};
+    repq_status st = repq_swin_arch_from_json(&err, repq_st_metadata(f, "architecture"),
+                                              repq_st_metadata(f, "preprocess"), &a);
+    if (st)
+        fail_msg("%s", err.error);
+    /* The values of data/README.md's table. */
+    assert_int_equal(a.img_size, 224);
+    assert_int_equal(a.patch_size, 4);
+    assert_int_equal(a.num_classes, 10);
+    assert_int_equal(a.embed_dim, 32);
+    assert_int_equal(a.stages, 4);
+    const int32_t heads[4] = {1, 2, 4, 8}, grids[4] = {56, 28, 14, 7};
+    for (int32_t s = 0; s < 4; s++) {
+        assert_int_equal(a.depths[s], 2);
+        assert_int_equal(a.num_heads[s], heads[s]);
+        assert_int_equal(a.mlp_hidden[s], 4 * (32 << s));
+        assert_int_equal(repq_swin_stage_grid(&a, s), grids[s]);
+    }
+    assert_int_equal(a.window_h, 7);
+    assert_int_equal(a.window_w, 7);
+    assert_true(a.qkv_bias);
+    assert_true(a.norm_eps == 1e-5f);
+    assert_true(a.mean[0] == 0.485f && a.std[2] == 0.225f && a.pixel_scale == (float)(1.0 / 255.0));
+    /* Stage 4: 7x7 equals the window, so no shift (README). */
+    repq_swin_window w = repq_swin_block_window(&a, 3, 1);
+    assert_true(w.win_h == 7 && w.shift_h == 0 && w.shift_w == 0);
+    w = repq_swin_block_window(&a, 2, 1);
+    assert_true(w.win_h == 7 && w.shift_h == 3 && w.shift_w == 3);
+
+    /* Every tensor of the file is one of the table's, with its shape, and nothing is left. */
+    repq_swin_layout layout;
+    assert_int_equal(repq_swin_layout_detect(&err, &a, f, &layout), REPQ_OK);
+    assert_int_equal(layout, REPQ_SWIN_LAYOUT_TIMM);
+    size_t n = repq_swin_tensors(&a, REPQ_SWIN_LAYOUT_TIMM, NULL, 0);
+    assert_int_equal(n, 121);
+    assert_int_equal(repq_st_count(f), 121);
+    repq_swin_tensor *t = calloc(n, sizeof *t);
+    assert_non_null(t);
+    assert_int_equal(repq_swin_tensors(&a, REPQ_SWIN_LAYOUT_TIMM, t, n), n);
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        const repq_st_tensor *ft = repq_st_find(f, t[i].name);
+        if (!ft)
+            fail_msg("%s is not in the file", t[i].name);
+        assert_int_equal(ft->ndim, t[i].ndim);
+        for (int32_t d = 0; d < ft->ndim; d++)
+            assert_int_equal(ft->shape[d], t[i].shape[d]);
+        total += ft->numel;
+    }
+    assert_int_equal(repq_swin_param_count(&a), total);
+    assert_int_equal(total, 2285048);
+    free(t);
+    /* The file has no older buffers: nothing to contradict. */
+    assert_int_equal(repq_swin_buffers_check(&err, &al, &a, f), REPQ_OK);
+    repq_st_close(f);
+}
+
+#define MICRO "\"img_size\": 224, \"patch_size\": 4, \"num_classes\": 10, \"embed_dim\": 32, "
+
+static void check_swin_arch(const char *json, repq_status want, const char *needle)
+{
+    repq_object err = {0};
+    repq_swin_arch a;
+    repq_status st = repq_swin_arch_from_json(&err, json, NULL, &a);
+    if (st != want)
+        fail_msg("%s -> %d (%s), wanted %d", json ? json : "NULL", st, err.error, want);
+    if (needle && !strstr(err.error, needle))
+        fail_msg("%s: message '%s' does not mention '%s'", json, err.error, needle);
+}
+
+static void hostile_metadata_is_refused(void **state)
+{
+    (void)state;
+    check_swin_arch("{" MICRO "\"depths\": [2, 2, 2, 2], \"num_heads\": [1, 2, 4, 8], \"window_size\": 7}",
+                    REPQ_OK, NULL);
+    check_swin_arch("{" MICRO "\"depths\": [2, 2, 2, 2], \"num_heads\": [1, 2, 4, 8], \"window_size\": [7, 7], "
+                    "\"qkv_bias\": false}", REPQ_OK, NULL);
+    /* heads that do not divide the stage's width (96 in stage 2... here 128 / 3). */
+    check_swin_arch("{" MICRO "\"depths\": [2, 2, 2, 2], \"num_heads\": [1, 2, 3, 8]}", REPQ_ERR_UNSUPPORTED,
+                    "divide");
+    check_swin_arch("{" MICRO "\"depths\": [2, 2, 2, 2], \"num_heads\": [1, 2, 4]}", REPQ_ERR_FORMAT, "num_heads");
+    check_swin_arch("{" MICRO "\"depths\": [2, 0, 2, 2], \"num_heads\": [1, 2, 4, 8]}", REPQ_ERR_UNSUPPORTED,
+                    "depths[1]");
+    check_swin_arch("{" MICRO "\"depths\": [2, 2, 2, 2], \"num_heads\": [1, 2, 4, -8]}", REPQ_ERR_UNSUPPORTED,
+                    "num_heads[3]");
+    check_swin_arch("{" MICRO "\"depths\": [2, 2, \"2\", 2], \"num_heads\": [1, 2, 4, 8]}", REPQ_ERR_FORMAT,
+                    "depths[2]");
+    check_swin_arch("{" MICRO "\"depths\": 2, \"num_heads\": [1, 2, 4, 8]}", REPQ_ERR_FORMAT, "depths");
+    check_swin_arch("{" MICRO "\"depths\": [], \"num_heads\": []}", REPQ_ERR_UNSUPPORTED, "depths");
+    check_swin_arch("{" MICRO "\"depths\": [1, 1, 1, 1, 1, 1, 1, 1, 1], \"num_heads\": [1, 1, 1, 1, 1, 1, 1, 1, 1]}",
+                    REPQ_ERR_UNSUPPORTED, "stages");
+    check_swin_arch("{" MICRO "\"depths\": [2, 2, 2, 2], \"num_heads\": [1, 2, 4, 8], \"window_size\": 57}",
+                    REPQ_ERR_UNSUPPORTED, "larger than");
+    check_swin_arch("{" MICRO "\"depths\": [2, 2, 2, 2], \"num_heads\": [1, 2, 4, 8], \"window_size\": 0}",
+                    REPQ_ERR_UNSUPPORTED, "window_size");
+    /* 8 tiles 64, 32, 16 and 8; 8 does not tile 224 / 4 / 2 = 28, nor 6 56. */
+    check_swin_arch("{\"img_size\": 256, \"patch_size\": 4, \"num_classes\": 10, \"embed_dim\": 32, "
+                    "\"depths\": [2, 2, 2, 2], \"num_heads\": [1, 2, 4, 8], \"window_size\": 8}", REPQ_OK, NULL);
+    check_swin_arch("{" MICRO "\"depths\": [2, 2, 2, 2], \"num_heads\": [1, 2, 4, 8], \"window_size\": 8}",
+                    REPQ_ERR_UNSUPPORTED, "stage 1's 28x28");
+    check_swin_arch("{" MICRO "\"depths\": [2, 2, 2, 2], \"num_heads\": [1, 2, 4, 8], \"window_size\": 6}",
+                    REPQ_ERR_UNSUPPORTED, "tile");
+    /* 7 tokens per side cannot halve for a second stage. */
+    check_swin_arch("{\"img_size\": 28, \"patch_size\": 4, \"num_classes\": 10, \"embed_dim\": 8, "
+                    "\"depths\": [2, 2], \"num_heads\": [1, 2], \"window_size\": 7}", REPQ_ERR_UNSUPPORTED, "halve");
+    check_swin_arch("{\"img_size\": 30, \"patch_size\": 4, \"num_classes\": 10, \"embed_dim\": 8, "
+                    "\"depths\": [2], \"num_heads\": [1]}", REPQ_ERR_UNSUPPORTED, "divide");
+    check_swin_arch("{\"img_size\": 4096, \"patch_size\": 1, \"num_classes\": 10, \"embed_dim\": 8, "
+                    "\"depths\": [2], \"num_heads\": [1]}", REPQ_ERR_UNSUPPORTED, "grid");
+    check_swin_arch("{\"img_size\": 1099511627776, \"patch_size\": 4, \"num_classes\": 10, \"embed_dim\": 8, "
+                    "\"depths\": [2], \"num_heads\": [1]}", REPQ_ERR_UNSUPPORTED, "img_size");
+    check_swin_arch("{" MICRO "\"embed_dim\": 8192, \"depths\": [1, 1, 1, 1], \"num_heads\": [1, 1, 1, 1]}",
+                    REPQ_ERR_FORMAT, "JSON"); /* duplicate key */
+    check_swin_arch("{\"img_size\": 224, \"patch_size\": 4, \"num_classes\": 10, \"embed_dim\": 8192, "
+                    "\"depths\": [1, 1, 1, 1], \"num_heads\": [1, 1, 1, 1]}", REPQ_ERR_UNSUPPORTED, "embed_dim");
+    check_swin_arch("{" MICRO "\"depths\": [2, 2, 2, 2], \"num_heads\": [1, 2, 4, 8], \"mlp_ratio\": 1e300}",
+                    REPQ_ERR_UNSUPPORTED, "mlp_ratio");
+    check_swin_arch("{" MICRO "\"depths\": [2, 2, 2, 2], \"num_heads\": [1, 2, 4, 8], \"mlp_ratio\": 0.01}",
+                    REPQ_ERR_UNSUPPORTED, "mlp_ratio");
+    check_swin_arch("{" MICRO "\"depths\": [2, 2, 2, 2], \"num_heads\": [1, 2, 4, 8], \"norm_eps\": 1e-70}",
+                    REPQ_ERR_UNSUPPORTED, "norm_eps");
+    check_swin_arch("{" MICRO "\"depths\": [2, 2, 2, 2], \"num_heads\": [1, 2, 4, 8], \"ape\": true}",
+                    REPQ_ERR_UNSUPPORTED, "ape");
+    check_swin_arch("{" MICRO "\"depths\": [2, 2, 2, 2], \"num_heads\": [1, 2, 4, 8], \"patch_norm\": false}",
+                    REPQ_ERR_UNSUPPORTED, "patch_norm");
+    check_swin_arch("{" MICRO "\"depths\": [2, 2, 2, 2], \"num_heads\": [1, 2, 4, 8], \"global_pool\": \"token\"}",
+                    REPQ_ERR_UNSUPPORTED, "global_pool");
+    check_swin_arch("{" MICRO "\"depths\": [2, 2, 2, 2], \"num_heads\": [1, 2, 4, 8], \"act\": \"relu\"}",
+                    REPQ_ERR_UNSUPPORTED, "act");
+    check_swin_arch("{" MICRO "\"depths\": [2, 2, 2, 2], \"num_heads\": [1, 2, 4, 8], \"qkv_bias\": 1}",
+                    REPQ_ERR_FORMAT, "qkv_bias");
+    check_swin_arch("{" MICRO "\"depths\": [2, 2, 2, 2], \"num_heads\": [1, 2, 4, 8], \"window_size\": [7]}",
+                    REPQ_ERR_FORMAT, "window_size");
+    check_swin_arch("[1]", REPQ_ERR_FORMAT, "object");
+    check_swin_arch("{\"img_size\": 224,", REPQ_ERR_FORMAT, "JSON");
+    check_swin_arch(NULL, REPQ_ERR_FORMAT, "preset");
+    repq_swin_arch a;
+    assert_int_equal(repq_swin_arch_from_json(NULL, "{" MICRO "\"depths\": [2], \"num_heads\": [1]}",
+                                              "{\"std\": [0, 1, 1]}", &a), REPQ_ERR_FORMAT);
+}
+
+/* timm's published sizes: swin_tiny 28.29M, swin_small 49.61M, swin_base 87.77M. */
+static void presets_match_timm_parameter_counts(void **state)
+{
+    (void)state;
+    const char *names[3] = {"swin_tiny_patch4_window7_224", "swin_small_patch4_window7_224",
+                            "swin_base_patch4_window7_224"};
+    const size_t published[3] = {2829, 4961, 8777}; /* units of 10^4 */
+    for (int i = 0; i < 3; i++) {
+        repq_swin_arch a;
+        assert_int_equal(repq_swin_arch_from_preset(NULL, names[i], &a), REPQ_OK);
+        assert_int_equal(repq_swin_arch_check(NULL, &a), REPQ_OK);
+        const size_t count = repq_swin_param_count(&a);
+        if ((count + 5000) / 10000 != published[i])
+            fail_msg("%s: %zu parameters, published %.2fM", names[i], count, (double)published[i] / 100.0);
+        assert_int_equal(a.num_classes, 1000);
+        assert_true(a.norm_eps == 1e-5f && a.mean[1] == 0.456f && a.std[0] == 0.229f);
+    }
+    repq_swin_arch a;
+    assert_int_equal(repq_swin_arch_from_preset(NULL, "swin_tiny_patch4_window7_224", &a), REPQ_OK);
+    assert_int_equal(a.embed_dim, 96);
+    assert_int_equal(a.depths[2], 6);
+    assert_int_equal(a.num_heads[3], 24);
+    assert_int_equal(repq_swin_arch_from_preset(NULL, "swin_huge", &a), REPQ_ERR_UNSUPPORTED);
+    assert_int_equal(repq_swin_arch_from_preset(NULL, NULL, &a), REPQ_ERR_INVALID_ARGUMENT);
+}
+
+static const repq_swin_tensor *find_tensor(const repq_swin_tensor *t, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(t[i].name, name) == 0)
+            return &t[i];
+    return NULL;
+}
+
+static void layouts_name_merging_and_head(void **state)
+{
+    (void)state;
+    repq_swin_arch a;
+    assert_int_equal(repq_swin_arch_from_preset(NULL, "swin_tiny_patch4_window7_224", &a), REPQ_OK);
+    repq_swin_tensor cur[400], old[400];
+    const size_t n = repq_swin_tensors(&a, REPQ_SWIN_LAYOUT_TIMM, cur, 400);
+    assert_int_equal(repq_swin_tensors(&a, REPQ_SWIN_LAYOUT_LEGACY, old, 400), n);
+    /* 4 patch embedding + 12 blocks x 13 + 3 mergings x 3 + 2 norm + 2 head. */
+    assert_int_equal(n, 4 + 12 * 13 + 3 * 3 + 4);
+    const repq_swin_tensor *t = find_tensor(cur, n, "layers.1.downsample.reduction.weight");
+    assert_non_null(t);
+    assert_true(t->stage == 1 && t->shape[0] == 192 && t->shape[1] == 384 && t->param == REPQ_SWIN_MERGE_REDUCTION_W);
+    t = find_tensor(old, n, "layers.0.downsample.reduction.weight");
+    assert_non_null(t);
+    assert_true(t->stage == 1 && t->shape[0] == 192 && t->shape[1] == 384);
+    assert_null(find_tensor(cur, n, "layers.0.downsample.norm.weight"));
+    assert_null(find_tensor(old, n, "layers.3.downsample.norm.weight"));
+    assert_non_null(find_tensor(old, n, "layers.2.downsample.norm.weight"));
+    assert_non_null(find_tensor(cur, n, "head.fc.weight"));
+    assert_non_null(find_tensor(old, n, "head.weight"));
+    t = find_tensor(cur, n, "layers.3.blocks.1.attn.relative_position_bias_table");
+    assert_true(t && t->shape[0] == 169 && t->shape[1] == 24 && t->block == 1);
+    t = find_tensor(cur, n, "patch_embed.proj.weight");
+    assert_true(t && t->ndim == 4 && t->shape[0] == 96 && t->shape[1] == 3 && t->shape[3] == 4);
+    /* A window of 12 at 224: stage 4's 7x7 grid shrinks it to 7 (13 x 13 table), but
+     * 56 / 12 does not tile: refused. */
+    a.window_h = a.window_w = 12;
+    assert_int_equal(repq_swin_arch_check(NULL, &a), REPQ_ERR_UNSUPPORTED);
+    /* capacity smaller than the count: only that many written, count still returned. */
+    assert_int_equal(repq_swin_tensors(&a, REPQ_SWIN_LAYOUT_TIMM, cur, 3), n);
+}
+
+/* A legacy file built here: patch merging at the end of the previous stage, head
+ * `head`, and the two buffers; a wrong buffer is reported, a right one accepted. */
+/* The writer's file, parsed from memory (*bytes must outlive it). */
+static repq_st_file *finish_file(repq_st_writer *w, const repq_allocator *al, uint8_t **bytes)
+{
+    size_t size;
+    assert_int_equal(repq_st_writer_to_memory(w, bytes, &size), REPQ_OK);
+    repq_st_writer_free(w);
+    repq_st_file *f;
+    assert_int_equal(repq_st_parse(NULL, al, *bytes, size, &f), REPQ_OK);
+    return f;
+}
+
+static void legacy_file_and_buffers(void **state)
+{
+    (void)state;
+    repq_allocator al = repq_allocator_of(NULL);
+    repq_swin_arch a;
+    const char *json = "{\"img_size\": 16, \"patch_size\": 2, \"num_classes\": 3, \"embed_dim\": 4, "
+                       "\"depths\": [2, 1], \"num_heads\": [1, 2], \"window_size\": 2}";
+    assert_int_equal(repq_swin_arch_from_json(NULL, json, NULL, &a), REPQ_OK);
+    repq_swin_tensor t[64];
+    const size_t n = repq_swin_tensors(&a, REPQ_SWIN_LAYOUT_LEGACY, t, 64);
+    assert_true(n < 64);
+    static float zeros[4096];
+    /* Stage 0: 8x8 grid, window 2, block 1 shifts by 1: 16 windows of 4 tokens. */
+    const int64_t rpi[16] = {4, 3, 1, 0, 5, 4, 2, 1, 7, 6, 4, 3, 8, 7, 5, 4};
+    float mask[16 * 16];
+    /* timm's mask of an 8x8 grid, window 2, shift 1, by its definition: windows on the
+     * last row / column mix the slices (-2, -1) and (-1, None). */
+    for (int win = 0; win < 16; win++)
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++) {
+                const int wy = win / 4, wx = win % 4;
+                const int yi = 2 * wy + i / 2, xi = 2 * wx + i % 2, yj = 2 * wy + j / 2, xj = 2 * wx + j % 2;
+                const int ri = 3 * (yi < 6 ? 0 : yi < 7 ? 1 : 2) + (xi < 6 ? 0 : xi < 7 ? 1 : 2);
+                const int rj = 3 * (yj < 6 ? 0 : yj < 7 ? 1 : 2) + (xj < 6 ? 0 : xj < 7 ? 1 : 2);
+                mask[(win * 4 + i) * 4 + j] = ri != rj ? -100.0f : 0.0f;
+            }
+    for (int variant = 0; variant < 4; variant++) {
+        repq_st_writer *w;
+        assert_int_equal(repq_st_writer_new(NULL, &al, &w), REPQ_OK);
+        for (size_t i = 0; i < n; i++)
+            assert_int_equal(repq_st_writer_add(w, t[i].name, REPQ_ST_F32, t[i].ndim, t[i].shape, zeros,
+                                                t[i].numel * 4), REPQ_OK);
+        const int64_t rs[2] = {4, 4}, ms[3] = {16, 4, 4};
+        int64_t bad_rpi[16];
+        memcpy(bad_rpi, rpi, sizeof rpi);
+        bad_rpi[5] = 3;
+        float bad_mask[256];
+        memcpy(bad_mask, mask, sizeof mask);
+        bad_mask[(15 * 4 + 3) * 4 + 0] = 0.0f; /* (7,7) vs (6,6): regions 8 and 4 */
+        assert_int_equal(repq_st_writer_add(w, "layers.0.blocks.1.attn.relative_position_index", REPQ_ST_I64, 2, rs,
+                                            variant == 1 ? bad_rpi : rpi, sizeof rpi), REPQ_OK);
+        assert_int_equal(repq_st_writer_add(w, variant == 3 ? "layers.0.blocks.0.attn_mask" : "layers.0.blocks.1.attn_mask",
+                                            REPQ_ST_F32, 3, ms, variant == 2 ? bad_mask : mask, sizeof mask), REPQ_OK);
+        uint8_t *bytes;
+        repq_st_file *f = finish_file(w, &al, &bytes);
+        repq_swin_layout layout;
+        repq_object err = {0};
+        assert_int_equal(repq_swin_layout_detect(&err, &a, f, &layout), REPQ_OK);
+        assert_int_equal(layout, REPQ_SWIN_LAYOUT_LEGACY);
+        const repq_status want[4] = {REPQ_OK, REPQ_ERR_FORMAT, REPQ_ERR_FORMAT, REPQ_ERR_FORMAT};
+        const char *needle[4] = {NULL, "relative_position_index[5]", "attn_mask[15][3][0]", "does not shift"};
+        repq_status st = repq_swin_buffers_check(&err, &al, &a, f);
+        if (st != want[variant] || (needle[variant] && !strstr(err.error, needle[variant])))
+            fail_msg("variant %d: %d '%s'", variant, st, err.error);
+        repq_st_close(f);
+        repq_mem_free(&al, bytes);
+    }
+    /* A file with neither layout complete names the first missing tensor. */
+    repq_st_writer *w;
+    assert_int_equal(repq_st_writer_new(NULL, &al, &w), REPQ_OK);
+    for (size_t i = 1; i < n; i++)
+        assert_int_equal(repq_st_writer_add(w, t[i].name, REPQ_ST_F32, t[i].ndim, t[i].shape, zeros,
+                                            t[i].numel * 4), REPQ_OK);
+    uint8_t *bytes;
+    repq_st_file *f = finish_file(w, &al, &bytes);
+    repq_swin_layout layout;
+    repq_object err = {0};
+    assert_int_equal(repq_swin_layout_detect(&err, &a, f, &layout), REPQ_ERR_FORMAT);
+    assert_non_null(strstr(err.error, "patch_embed.proj.weight"));
+    repq_st_close(f);
+    repq_mem_free(&al, bytes);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -267,6 +578,11 @@ int main(void)
         cmocka_unit_test(window_maps_equal_literal_roll_and_partition),
         cmocka_unit_test(mask_counts_in_corner_window),
         cmocka_unit_test(merge_rows_equal_literal_reshape_permute),
+        cmocka_unit_test(micro_metadata_parses),
+        cmocka_unit_test(hostile_metadata_is_refused),
+        cmocka_unit_test(presets_match_timm_parameter_counts),
+        cmocka_unit_test(layouts_name_merging_and_head),
+        cmocka_unit_test(legacy_file_and_buffers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
