@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -15,8 +16,11 @@
 #include "io/safetensors.h"
 #include "model/swin_arch.h"
 #include "model/swin_geometry.h"
+#include "swin_f64.h"
 
 #define SWIN_MODEL REPQ_TEST_DATA "/swin_micro_rand.safetensors"
+#define SWIN_INPUTS REPQ_TEST_DATA "/swin_micro_rand_inputs.u8"
+#define SWIN_REF REPQ_TEST_DATA "/swin_micro_rand_ref.bin"
 
 static void assert_ints(const int32_t *got, const int32_t *want, size_t n, const char *what)
 {
@@ -567,6 +571,80 @@ static void legacy_file_and_buffers(void **state)
     repq_mem_free(&al, bytes);
 }
 
+/* ---- float64 forward against timm ---- */
+
+static void read_exactly(const char *path, void *dst, size_t size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail_msg("cannot open %s", path);
+    const size_t got = fread(dst, 1, size, f);
+    const int extra = fgetc(f);
+    fclose(f);
+    if (got != size || extra != EOF)
+        fail_msg("%s is not %zu bytes", path, size);
+}
+
+/* swin_micro_rand's logits in float64 against timm's (float64, stored as float32):
+ * checks the test's own reference before anything is measured against it. */
+static void f64_forward_matches_timm(void **state)
+{
+    (void)state;
+    repq_allocator al = repq_allocator_of(NULL);
+    repq_st_file *f;
+    assert_int_equal(repq_st_open(NULL, &al, SWIN_MODEL, &f), REPQ_OK);
+    repq_swin_arch a;
+    assert_int_equal(repq_swin_arch_from_json(NULL, repq_st_metadata(f, "architecture"),
+                                              repq_st_metadata(f, "preprocess"), &a), REPQ_OK);
+    swin_f64_params p;
+    assert_true(swin_f64_params_load(&a, f, false, &p));
+    enum { N = 4, K = 10 };
+    static uint8_t images[N * 3 * 224 * 224];
+    float want[N * K];
+    double got[N * K];
+    read_exactly(SWIN_INPUTS, images, sizeof images);
+    read_exactly(SWIN_REF, want, sizeof want);
+    assert_true(swin_f64_forward(&a, &p, images, N, got));
+    double worst = 0.0, scale = 0.0;
+    for (int i = 0; i < N * K; i++) {
+        worst = fmax(worst, fabs(got[i] - (double)want[i]));
+        scale = fmax(scale, fabs((double)want[i]));
+    }
+    printf("swin_micro_rand float64 forward vs timm: max abs error %.3g (largest logit %.3g)\n", worst, scale);
+    assert_true(worst <= 1e-5);
+    /* The same weights in the pre-0.9 layout give the same logits. */
+    repq_st_writer *w;
+    assert_int_equal(repq_st_writer_new(NULL, &al, &w), REPQ_OK);
+    for (size_t i = 0; i < repq_st_count(f); i++) {
+        const repq_st_tensor *t = repq_st_tensor_at(f, i);
+        char name[128];
+        int stage;
+        if (strstr(t->name, ".downsample.") && sscanf(t->name, "layers.%d.", &stage) == 1)
+            snprintf(name, sizeof name, "layers.%d%s", stage - 1, strchr(t->name + 7, '.'));
+        else if (strncmp(t->name, "head.fc.", 8) == 0)
+            snprintf(name, sizeof name, "head.%s", t->name + 8);
+        else
+            snprintf(name, sizeof name, "%s", t->name);
+        assert_int_equal(repq_st_writer_add(w, name, t->dtype, t->ndim, t->shape, t->data, t->nbytes), REPQ_OK);
+    }
+    uint8_t *bytes;
+    repq_st_file *old = finish_file(w, &al, &bytes);
+    repq_swin_layout layout;
+    assert_int_equal(repq_swin_layout_detect(NULL, &a, old, &layout), REPQ_OK);
+    assert_int_equal(layout, REPQ_SWIN_LAYOUT_LEGACY);
+    swin_f64_params q;
+    assert_true(swin_f64_params_load(&a, old, true, &q));
+    double again[N * K];
+    assert_true(swin_f64_forward(&a, &q, images, 1, again));
+    for (int i = 0; i < K; i++)
+        assert_true(again[i] == got[i]);
+    swin_f64_params_free(&q);
+    repq_st_close(old);
+    repq_mem_free(&al, bytes);
+    swin_f64_params_free(&p);
+    repq_st_close(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -583,6 +661,7 @@ int main(void)
         cmocka_unit_test(presets_match_timm_parameter_counts),
         cmocka_unit_test(layouts_name_merging_and_head),
         cmocka_unit_test(legacy_file_and_buffers),
+        cmocka_unit_test(f64_forward_matches_timm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
