@@ -1,6 +1,8 @@
 #include "vit_f64.h"
 #include "vit_layout.h"
 
+#include "f64_ops.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -100,38 +102,6 @@ static bool quantize_at(const forward64 *f, int32_t block, repq_qpoint pt, doubl
     return !f->acts || vit_f64_fake_quantize(&f->acts[vit_act_index(f->a, block, pt)], x, rows, cols);
 }
 
-/* y[m, n] (+)= x[m, k] w[n, k]^T + b[n] */
-static void linear(const double *x, size_t m, size_t k, const double *w, const double *b, size_t n, double *y,
-                   bool accumulate)
-{
-    if (!accumulate)
-        for (size_t i = 0; i < m; i++)
-            memcpy(y + i * n, b, n * sizeof *y);
-    else
-        for (size_t i = 0; i < m; i++)
-            for (size_t j = 0; j < n; j++)
-                y[i * n + j] += b[j];
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)m, (blasint)n, (blasint)k, 1.0, x, (blasint)k, w,
-                (blasint)k, 1.0, y, (blasint)n);
-}
-
-static void layer_norm(const double *x, size_t rows, size_t d, const double *g, const double *b, double eps,
-                       double *y)
-{
-    for (size_t r = 0; r < rows; r++) {
-        const double *xr = x + r * d;
-        double mean = 0.0, var = 0.0;
-        for (size_t j = 0; j < d; j++)
-            mean += xr[j];
-        mean /= (double)d;
-        for (size_t j = 0; j < d; j++)
-            var += (xr[j] - mean) * (xr[j] - mean);
-        const double inv = 1.0 / sqrt(var / (double)d + eps);
-        for (size_t j = 0; j < d; j++)
-            y[r * d + j] = (xr[j] - mean) * inv * g[j] + b[j];
-    }
-}
-
 static void softmax_row(double *r, size_t n)
 {
     double mx = r[0], sum = 0.0;
@@ -146,10 +116,10 @@ static void softmax_row(double *r, size_t n)
 static bool attention(const forward64 *f, const params64 *p, const repq_block_params *blk, int32_t bi)
 {
     const size_t t = f->t, d = f->d, rows = f->n * t, hd = f->hd;
-    layer_norm(f->x, rows, d, as_double(p, blk->norm1_w), as_double(p, blk->norm1_b), (double)f->a->norm_eps, f->h);
+    f64_layer_norm(f->x, rows, d, as_double(p, blk->norm1_w), as_double(p, blk->norm1_b), (double)f->a->norm_eps, f->h);
     if (!quantize_at(f, bi, REPQ_QP_QKV_IN, f->h, rows, d))
         return false;
-    linear(f->h, rows, d, as_double(p, blk->qkv_w), as_double(p, blk->qkv_b), 3 * d, f->qkv, false);
+    f64_linear(f->h, rows, d, as_double(p, blk->qkv_w), as_double(p, blk->qkv_b), 3 * d, f->qkv, false);
     /* q, k, v are the column blocks [0, d), [d, 2d), [2d, 3d) of qkv's output; each is
      * quantized as its own [rows, d] tensor. */
     double *part = f->h; /* free again: one part at a time */
@@ -182,22 +152,22 @@ static bool attention(const forward64 *f, const params64 *p, const repq_block_pa
                         f->o + b * t * d + hh * hd, (blasint)d);
     if (!quantize_at(f, bi, REPQ_QP_PROJ_IN, f->o, rows, d))
         return false;
-    linear(f->o, rows, d, as_double(p, blk->proj_w), as_double(p, blk->proj_b), d, f->x, true);
+    f64_linear(f->o, rows, d, as_double(p, blk->proj_w), as_double(p, blk->proj_b), d, f->x, true);
     return true;
 }
 
 static bool mlp(const forward64 *f, const params64 *p, const repq_block_params *blk, int32_t bi)
 {
     const size_t rows = f->n * f->t, d = f->d, hid = f->hid;
-    layer_norm(f->x, rows, d, as_double(p, blk->norm2_w), as_double(p, blk->norm2_b), (double)f->a->norm_eps, f->h);
+    f64_layer_norm(f->x, rows, d, as_double(p, blk->norm2_w), as_double(p, blk->norm2_b), (double)f->a->norm_eps, f->h);
     if (!quantize_at(f, bi, REPQ_QP_FC1_IN, f->h, rows, d))
         return false;
-    linear(f->h, rows, d, as_double(p, blk->fc1_w), as_double(p, blk->fc1_b), hid, f->mlp, false);
+    f64_linear(f->h, rows, d, as_double(p, blk->fc1_w), as_double(p, blk->fc1_b), hid, f->mlp, false);
     for (size_t i = 0; i < rows * hid; i++)
         f->mlp[i] = 0.5 * f->mlp[i] * (1.0 + erf(f->mlp[i] / sqrt(2.0)));
     if (!quantize_at(f, bi, REPQ_QP_FC2_IN, f->mlp, rows, hid))
         return false;
-    linear(f->mlp, rows, hid, as_double(p, blk->fc2_w), as_double(p, blk->fc2_b), d, f->x, true);
+    f64_linear(f->mlp, rows, hid, as_double(p, blk->fc2_w), as_double(p, blk->fc2_b), d, f->x, true);
     return true;
 }
 
@@ -228,7 +198,7 @@ static bool forward_chunk(forward64 *f, const params64 *p, const uint8_t *images
     const double *pos = as_double(p, src->pos_embed), *cls = as_double(p, src->cls_token);
     for (size_t b = 0; b < f->n; b++) {
         double *xb = f->x + b * t * d;
-        linear(f->patches + b * np * pd, np, pd, as_double(p, src->patch_w), as_double(p, src->patch_b), d, xb + d,
+        f64_linear(f->patches + b * np * pd, np, pd, as_double(p, src->patch_w), as_double(p, src->patch_b), d, xb + d,
                false);
         for (size_t j = 0; j < d; j++)
             xb[j] = cls[j];
@@ -240,10 +210,10 @@ static bool forward_chunk(forward64 *f, const params64 *p, const uint8_t *images
             return false;
     for (size_t b = 0; b < f->n; b++)
         memcpy(f->o + b * d, f->x + b * t * d, d * sizeof *f->o);
-    layer_norm(f->o, f->n, d, as_double(p, src->norm_w), as_double(p, src->norm_b), (double)a->norm_eps, f->h);
+    f64_layer_norm(f->o, f->n, d, as_double(p, src->norm_w), as_double(p, src->norm_b), (double)a->norm_eps, f->h);
     if (!quantize_at(f, -1, REPQ_QP_HEAD_IN, f->h, f->n, d))
         return false;
-    linear(f->h, f->n, d, as_double(p, src->head_w), as_double(p, src->head_b), k, logits, false);
+    f64_linear(f->h, f->n, d, as_double(p, src->head_w), as_double(p, src->head_b), k, logits, false);
     return true;
 }
 

@@ -1,6 +1,8 @@
 /* Architecture descriptions: named presets and the JSON metadata of a file. */
 #include "model/vit.h"
 
+#include "model/arch_json.h"
+
 #include <float.h>
 #include <jansson.h>
 #include <math.h>
@@ -58,41 +60,18 @@ repq_status repq_arch_from_preset(repq_object *err, const char *name, repq_arch 
     return repq_fail(err, REPQ_ERR_UNSUPPORTED, "unknown architecture preset '%s'", name);
 }
 
-/* Bounds keep every derived size (tokens x dim x batch) far from overflow and reject
- * absurd files before anything is allocated. */
-static repq_status get_int(repq_object *err, json_t *obj, const char *key, int64_t lo, int64_t hi,
-                           bool required, int64_t fallback, int32_t *out)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!v) {
-        if (required)
-            return repq_fail(err, REPQ_ERR_FORMAT, "architecture: missing field '%s'", key);
-        *out = (int32_t)fallback;
-        return REPQ_OK;
-    }
-    if (!json_is_integer(v))
-        return repq_fail(err, REPQ_ERR_FORMAT, "architecture: field '%s' is not an integer", key);
-    json_int_t x = json_integer_value(v);
-    if (x < lo || x > hi)
-        return repq_fail(err, REPQ_ERR_UNSUPPORTED,
-                         "architecture: %s = %lld is outside the supported range [%lld, %lld]", key,
-                         (long long)x, (long long)lo, (long long)hi);
-    *out = (int32_t)x;
-    return REPQ_OK;
-}
-
 static repq_status parse_arch(repq_object *err, json_t *root, repq_arch *a)
 {
     if (!json_is_object(root))
         return repq_fail(err, REPQ_ERR_FORMAT, "architecture metadata is not a JSON object");
     repq_status st;
-    if ((st = get_int(err, root, "img_size", 1, 4096, true, 0, &a->img_size)) ||
-        (st = get_int(err, root, "patch_size", 1, 1024, true, 0, &a->patch_size)) ||
-        (st = get_int(err, root, "in_chans", 3, 3, false, 3, &a->in_chans)) ||
-        (st = get_int(err, root, "num_classes", 1, 100000, true, 0, &a->num_classes)) ||
-        (st = get_int(err, root, "embed_dim", 1, 8192, true, 0, &a->embed_dim)) ||
-        (st = get_int(err, root, "depth", 1, 256, true, 0, &a->depth)) ||
-        (st = get_int(err, root, "num_heads", 1, 256, true, 0, &a->num_heads)))
+    if ((st = repq_arch_json_int(err, root, "img_size", 1, 4096, true, 0, &a->img_size)) ||
+        (st = repq_arch_json_int(err, root, "patch_size", 1, 1024, true, 0, &a->patch_size)) ||
+        (st = repq_arch_json_int(err, root, "in_chans", 3, 3, false, 3, &a->in_chans)) ||
+        (st = repq_arch_json_int(err, root, "num_classes", 1, 100000, true, 0, &a->num_classes)) ||
+        (st = repq_arch_json_int(err, root, "embed_dim", 1, 8192, true, 0, &a->embed_dim)) ||
+        (st = repq_arch_json_int(err, root, "depth", 1, 256, true, 0, &a->depth)) ||
+        (st = repq_arch_json_int(err, root, "num_heads", 1, 256, true, 0, &a->num_heads)))
         return st;
     if (a->img_size % a->patch_size != 0)
         return repq_fail(err, REPQ_ERR_UNSUPPORTED, "architecture: patch_size %d does not divide img_size %d",
@@ -103,120 +82,35 @@ static repq_status parse_arch(repq_object *err, json_t *root, repq_arch *a)
     if (a->embed_dim % a->num_heads != 0)
         return repq_fail(err, REPQ_ERR_UNSUPPORTED, "architecture: num_heads %d does not divide embed_dim %d",
                          a->num_heads, a->embed_dim);
-    json_t *ratio = json_object_get(root, "mlp_ratio");
-    double r = 4.0;
-    if (ratio) {
-        if (!json_is_number(ratio))
-            return repq_fail(err, REPQ_ERR_FORMAT, "architecture: mlp_ratio is not a number");
-        r = json_number_value(ratio);
-    }
+    double r;
+    if ((st = repq_arch_json_number(err, root, "mlp_ratio", 4.0, &r)))
+        return st;
     double hidden = r * a->embed_dim;
     if (!(hidden >= 1.0 && hidden <= 65536.0) || hidden != floor(hidden))
         return repq_fail(err, REPQ_ERR_UNSUPPORTED, "architecture: mlp_ratio %g gives an invalid hidden width", r);
     a->mlp_hidden = (int32_t)hidden;
-    json_t *eps = json_object_get(root, "norm_eps");
-    double e = 1e-6;
-    if (eps) {
-        if (!json_is_number(eps))
-            return repq_fail(err, REPQ_ERR_FORMAT, "architecture: norm_eps is not a number");
-        e = json_number_value(eps);
-    }
-    /* Checked as the float it is narrowed to: 1e-70 would become 0 and 0.999999997
-     * would become 1. The range check first keeps the conversion defined. */
-    float ef = e > 0.0 && e < 1.0 ? (float)e : 0.0f;
-    if (!(ef >= FLT_MIN && ef < 1.0f))
-        return repq_fail(err, REPQ_ERR_UNSUPPORTED, "architecture: norm_eps %.9g is not in [FLT_MIN, 1) as a float", e);
-    a->norm_eps = ef;
-    /* What the forward pass implements; anything else must be refused, not run wrongly. */
-    const struct { const char *key; const char *want; } strings[] = {
-        {"global_pool", "token"}, {"act", "gelu_erf"},
-    };
-    for (size_t i = 0; i < 2; i++) {
-        json_t *v = json_object_get(root, strings[i].key);
-        if (v && (!json_is_string(v) || strcmp(json_string_value(v), strings[i].want) != 0))
-            return repq_fail(err, REPQ_ERR_UNSUPPORTED, "architecture: only %s = \"%s\" is supported",
-                             strings[i].key, strings[i].want);
-    }
-    const char *flags[] = {"class_token", "qkv_bias"};
-    for (size_t i = 0; i < 2; i++) {
-        json_t *v = json_object_get(root, flags[i]);
-        if (v && !json_is_true(v))
-            return repq_fail(err, REPQ_ERR_UNSUPPORTED, "architecture: only %s = true is supported", flags[i]);
-    }
-    return REPQ_OK;
-}
-
-static repq_status parse_float3(repq_object *err, json_t *root, const char *key, float *out)
-{
-    json_t *v = json_object_get(root, key);
-    if (!v)
-        return REPQ_OK;
-    if (!json_is_array(v) || json_array_size(v) != 3)
-        return repq_fail(err, REPQ_ERR_FORMAT, "preprocess: '%s' is not an array of 3 numbers", key);
-    for (size_t c = 0; c < 3; c++) {
-        json_t *x = json_array_get(v, c);
-        if (!json_is_number(x) || !(fabs(json_number_value(x)) <= FLT_MAX))
-            return repq_fail(err, REPQ_ERR_FORMAT, "preprocess: '%s'[%zu] is not a finite float", key, c);
-        out[c] = (float)json_number_value(x);
-    }
-    return REPQ_OK;
-}
-
-static repq_status parse_preprocess(repq_object *err, json_t *root, repq_arch *a)
-{
-    if (!json_is_object(root))
-        return repq_fail(err, REPQ_ERR_FORMAT, "preprocess metadata is not a JSON object");
-    repq_status st;
-    if ((st = parse_float3(err, root, "mean", a->mean)) || (st = parse_float3(err, root, "std", a->std)))
+    if ((st = repq_arch_json_norm_eps(err, root, 1e-6, &a->norm_eps)))
         return st;
-    for (int c = 0; c < 3; c++)
-        if (!(a->std[c] >= FLT_MIN))
-            return repq_fail(err, REPQ_ERR_FORMAT, "preprocess: std[%d] is not a positive normal float", c);
-    json_t *scale = json_object_get(root, "scale");
-    if (scale) {
-        if (!json_is_number(scale) || !(json_number_value(scale) >= FLT_MIN) ||
-            !(json_number_value(scale) <= FLT_MAX))
-            return repq_fail(err, REPQ_ERR_FORMAT, "preprocess: scale is not a positive normal float");
-        a->pixel_scale = (float)json_number_value(scale);
-    }
+    /* What the forward pass implements; anything else must be refused, not run wrongly. */
+    if ((st = repq_arch_json_require_string(err, root, "global_pool", "token")) ||
+        (st = repq_arch_json_require_string(err, root, "act", "gelu_erf")) ||
+        (st = repq_arch_json_require_flag(err, root, "class_token", true)) ||
+        (st = repq_arch_json_require_flag(err, root, "qkv_bias", true)))
+        return st;
     return REPQ_OK;
 }
 
-static repq_status parse_json(repq_object *err, const char *what, const char *text, json_t **out)
-{
-    json_error_t jerr;
-    *out = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
-    if (!*out)
-        return repq_fail(err, REPQ_ERR_FORMAT, "%s metadata is not valid JSON: %s (line %d, column %d)",
-                         what, jerr.text, jerr.line, jerr.column);
-    return REPQ_OK;
-}
+static repq_status read_arch(repq_object *err, json_t *root, void *arch) { return parse_arch(err, root, arch); }
 
 repq_status repq_arch_from_json(repq_object *err, const char *arch_json,
                                     const char *preprocess_json, repq_arch *out)
 {
-    if (!arch_json)
-        return repq_fail(err, REPQ_ERR_FORMAT,
-                         "the file has no 'architecture' metadata; name a preset instead");
     repq_arch a;
     memset(&a, 0, sizeof a);
     set_norm(&a, imagenet_mean, imagenet_std);
-    json_t *root;
-    repq_status st = parse_json(err, "architecture", arch_json, &root);
+    repq_status st = repq_arch_json_read(err, arch_json, preprocess_json, read_arch, &a, &a.pixel_scale, a.mean, a.std);
     if (st)
         return st;
-    st = parse_arch(err, root, &a);
-    json_decref(root);
-    if (st)
-        return st;
-    if (preprocess_json) {
-        if ((st = parse_json(err, "preprocess", preprocess_json, &root)))
-            return st;
-        st = parse_preprocess(err, root, &a);
-        json_decref(root);
-        if (st)
-            return st;
-    }
     *out = a;
     return REPQ_OK;
 }

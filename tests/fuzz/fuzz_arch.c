@@ -1,8 +1,9 @@
-/* libFuzzer entry point for the architecture metadata parser.
+/* libFuzzer entry point for the architecture metadata parsers (ViT and Swin).
  *
  * The input is split at its first NUL byte: the text before it is the "architecture"
  * JSON, the text after it (if there is a NUL) the "preprocess" JSON, as
- * repq_arch_from_json receives them from a file. An accepted architecture must
+ * repq_arch_from_json and repq_swin_arch_from_json receive them from a file (both
+ * parse every input). An accepted architecture must
  * satisfy every invariant the rest of the library relies on.
  * Build: meson setup build-fuzz -Dfuzzing=true (see scripts/fuzz.sh).
  * Seeds: tests/fuzz/corpus/arch/. */
@@ -11,12 +12,41 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/swin_arch.h"
 #include "model/vit.h"
 
 static void check(int cond)
 {
     if (!cond)
         __builtin_trap();
+}
+
+static void check_swin(const char *arch, const char *pre)
+{
+    repq_object err = {0};
+    repq_swin_arch a;
+    repq_status st = repq_swin_arch_from_json(&err, arch, pre, &a);
+    if (st != REPQ_OK) {
+        check(err.error[0] != '\0');
+        check(st == REPQ_ERR_FORMAT || st == REPQ_ERR_UNSUPPORTED);
+        return;
+    }
+    check(a.img_size >= 1 && a.patch_size >= 1 && a.img_size % a.patch_size == 0);
+    check(a.in_chans == 3 && a.num_classes >= 1 && a.stages >= 1 && a.stages <= REPQ_SWIN_MAX_STAGES);
+    check(a.norm_eps > 0.0f && a.norm_eps < 1.0f);
+    for (int32_t s = 0; s < a.stages; s++) {
+        const int32_t dim = repq_swin_stage_dim(&a, s), grid = repq_swin_stage_grid(&a, s);
+        check(grid >= 1 && (s == 0 || grid * 2 == repq_swin_stage_grid(&a, s - 1)));
+        check(a.depths[s] >= 1 && a.num_heads[s] >= 1 && dim % a.num_heads[s] == 0);
+        check(a.mlp_hidden[s] >= 1 && a.mlp_hidden[s] <= 65536);
+        for (int32_t b = 0; b < 2; b++) {
+            const repq_swin_window w = repq_swin_block_window(&a, s, b);
+            check(repq_swin_window_valid(&w));
+        }
+    }
+    check(repq_swin_param_count(&a) > 0);
+    for (int c = 0; c < 3; c++)
+        check(isfinite(a.mean[c]) && a.std[c] > 0.0f && isfinite(a.std[c]));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -46,6 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t floats;
         check(repq_vit_param_count(&a, &floats));
     }
+    check_swin(arch, pre);
     free(arch);
     return 0;
 }
