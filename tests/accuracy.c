@@ -319,7 +319,7 @@ static void float64_quantizers_match_library(const repq_qmodel *q)
     static double x64[ROWS * MAX_COLS], lo[ROWS * MAX_COLS], hi[ROWS * MAX_COLS];
     uint64_t state = 2026;
     size_t compared = 0, near_boundary = 0, kinds = 0;
-    for (size_t a = 0; a < (size_t)(q->arch.depth + 1) * REPQ_QP_COUNT; a++) {
+    for (size_t a = 0; a < (size_t)q->net->num_slots; a++) {
         const repq_act_quant *aq = &q->acts[a];
         if (aq->kind == REPQ_AQ_NONE)
             continue;

@@ -224,9 +224,9 @@ static void minmax_method_is_layer_wise_everywhere(void **state)
     fixture *f = *state;
     repq_qmodel *q = calibrate(f, 8, 8, REPQ_METHOD_MINMAX);
     const repq_arch *a = &q->arch;
-    for (size_t i = 0; i < (size_t)(a->depth + 1) * REPQ_QP_COUNT; i++) {
-        size_t p = i % REPQ_QP_COUNT;
-        bool used = i / REPQ_QP_COUNT < (size_t)a->depth ? (p != REPQ_QP_PATCH_IN && p != REPQ_QP_HEAD_IN)
+    for (size_t i = 0; i < (size_t)(a->depth + 1) * VIT_ACT_ROW; i++) {
+        size_t p = i % VIT_ACT_ROW;
+        bool used = i / VIT_ACT_ROW < (size_t)a->depth ? (p != REPQ_QP_PATCH_IN && p != REPQ_QP_HEAD_IN)
                                                          : (p == REPQ_QP_PATCH_IN || p == REPQ_QP_HEAD_IN);
         assert_int_equal(q->acts[i].kind, used ? REPQ_AQ_UNIFORM : REPQ_AQ_NONE);
     }
@@ -353,7 +353,7 @@ static void reconstruction_changes_only_codes_and_lowers_the_error(void **state)
     assert_int_equal(repq_qmodel_get_int(g, REPQ_QMODEL_REPARAMETERIZED, &v), REPQ_OK);
     assert_int_equal(v, 1);
     assert_memory_equal(g->float_params.arena, r->float_params.arena, r->float_params.arena_floats * sizeof(float));
-    for (size_t i = 0; i < (size_t)(r->arch.depth + 1) * REPQ_QP_COUNT; i++) {
+    for (size_t i = 0; i < (size_t)(r->arch.depth + 1) * VIT_ACT_ROW; i++) {
         assert_int_equal(g->acts[i].kind, r->acts[i].kind);
         assert_memory_equal(&g->acts[i].uniform, &r->acts[i].uniform, sizeof r->acts[i].uniform);
         assert_memory_equal(&g->acts[i].log, &r->acts[i].log, sizeof r->acts[i].log);

@@ -600,7 +600,7 @@ static void bad_codes_and_values_are_refused(void **state)
 }
 
 /* Activation indices of the tiny model (depth 1): block 0 then the once-only row. */
-#define ACT(block, point) ((block) * REPQ_QP_COUNT + (point))
+#define ACT(block, point) ((block) * VIT_ACT_ROW + (point))
 
 static void bad_quantizers_are_refused(void **state)
 {

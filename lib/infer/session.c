@@ -506,6 +506,8 @@ REPQ_API repq_status repq_session_new(repq_context *ctx, const repq_qmodel *q, c
     if (threads < 1)
         return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_session_new: threads %d must be >= 1", (int)threads);
     const repq_arch *a = &q->arch;
+    if (a->family != REPQ_FAMILY_VIT)
+        return repq_fail(err, REPQ_ERR_UNSUPPORTED, "repq_session_new: integer sessions run ViT/DeiT models only so far");
     if (a->embed_dim % a->num_heads)
         return repq_fail(err, REPQ_ERR_UNSUPPORTED, "repq_session_new: embed_dim is not a multiple of num_heads");
 
@@ -551,6 +553,7 @@ REPQ_API repq_status repq_session_new(repq_context *ctx, const repq_qmodel *q, c
                 st = qlin_init(s, err, node->linear[0], 0, s->dim, &s->patch_in, q->fq_params.patch_b, tmp, &s->patch);
             break;
         case REPQ_OP_BLOCK: st = block_init(s, err, node, tmp); break;
+        case REPQ_OP_MERGE: break; /* a Swin, refused above */
         case REPQ_OP_HEAD:
             if (!(st = get_uniform(s, err, node->slot[REPQ_QP_HEAD_IN], &s->head_in)))
                 st = qlin_init(s, err, node->linear[0], 0, s->classes, &s->head_in, q->fq_params.head_b, tmp,

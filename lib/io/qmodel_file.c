@@ -625,7 +625,7 @@ static repq_status parse_file(repq_object *err, const repq_allocator *al, const 
     h.format_major = major;
     repq_net *net = NULL;
     if (st == REPQ_OK)
-        st = repq_net_build_vit(err, al, &a, &net);
+        st = repq_net_build(err, al, &a, &net);
     if (st == REPQ_OK)
         st = read_tensors(err, f, net, h.weight_bits, NULL);
     repq_net_free(al, net);

@@ -36,10 +36,39 @@ static void set_norm(repq_arch *a, const float *mean, const float *std)
     }
 }
 
+void repq_arch_from_swin(const repq_swin_arch *s, repq_arch *out)
+{
+    memset(out, 0, sizeof *out);
+    out->family = REPQ_FAMILY_SWIN;
+    out->img_size = s->img_size;
+    out->patch_size = s->patch_size;
+    out->in_chans = s->in_chans;
+    out->num_classes = s->num_classes;
+    out->embed_dim = s->embed_dim;
+    for (int32_t i = 0; i < s->stages; i++)
+        out->depth += s->depths[i];
+    out->num_heads = s->num_heads[0];
+    out->mlp_hidden = s->mlp_hidden[0];
+    out->norm_eps = s->norm_eps;
+    out->pixel_scale = s->pixel_scale;
+    for (int c = 0; c < 3; c++) {
+        out->mean[c] = s->mean[c];
+        out->std[c] = s->std[c];
+    }
+    out->swin = *s;
+}
+
 repq_status repq_arch_from_preset(repq_object *err, const char *name, repq_arch *out)
 {
     if (!name)
         return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "architecture preset name is NULL");
+    if (strncmp(name, "swin_", 5) == 0) {
+        repq_swin_arch s;
+        repq_status st = repq_swin_arch_from_preset(err, name, &s);
+        if (st == REPQ_OK)
+            repq_arch_from_swin(&s, out);
+        return st;
+    }
     for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
         const preset *p = &presets[i];
         if (strcmp(p->name, name) != 0)
@@ -113,4 +142,27 @@ repq_status repq_arch_from_json(repq_object *err, const char *arch_json,
         return st;
     *out = a;
     return REPQ_OK;
+}
+
+/* Whether an architecture JSON names the Swin family (the quantized-model file's way). */
+static bool names_swin(const char *arch_json)
+{
+    json_t *root = arch_json ? json_loads(arch_json, 0, NULL) : NULL;
+    const char *family = json_string_value(json_object_get(root, "family"));
+    const bool swin = family && strcmp(family, "swin") == 0;
+    json_decref(root);
+    return swin;
+}
+
+repq_status repq_arch_from_metadata(repq_object *err, const char *format, const char *arch_json,
+                                    const char *preprocess_json, repq_arch *out)
+{
+    if ((format && strcmp(format, "timm.swin_transformer") == 0) || names_swin(arch_json)) {
+        repq_swin_arch s;
+        repq_status st = repq_swin_arch_from_json(err, arch_json, preprocess_json, &s);
+        if (st == REPQ_OK)
+            repq_arch_from_swin(&s, out);
+        return st;
+    }
+    return repq_arch_from_json(err, arch_json, preprocess_json, out);
 }

@@ -14,6 +14,10 @@ typedef struct scratch {
     const repq_net *net;
     float *arena; /* the parameter set's */
     float *x, *h, *q, *k, *v, *o, *attn, *mlp, *patches, *cls;
+    /* Window attention: gathered q, k, v and output of one window and head, its score
+     * bias, and the geometry of the current block. */
+    float *win;
+    int32_t *rows, *region, *relidx;
     /* Exact products only: A rows (EXACT_ROWS at a time), all of B, C rows, as doubles. */
     double *da, *db, *dc;
     bool exact;
@@ -250,6 +254,102 @@ static repq_status attention(const repq_net_node *node, size_t n, scratch *s, co
     return qlinear(s, hook, node, node->linear[1], 0, s->o, rows, 0, d, s->x, true);
 }
 
+/* timm's additive mask between tokens of different regions of a shifted window. */
+#define SWIN_MASK (-100.0f)
+
+/* Window attention (Swin): q, k, v of each window gathered through the window-order
+ * row map, the relative position bias and mask added to the scores, the output
+ * scattered back to the token rows. */
+static repq_status window_attention(const repq_net_node *node, size_t n, scratch *s, const repq_hook *hook)
+{
+    const repq_swin_window *wg = &node->window;
+    const size_t t = (size_t)node->tokens, d = (size_t)node->dim, rows = n * t;
+    const size_t heads = (size_t)node->heads, hd = d / heads;
+    const size_t area = (size_t)repq_swin_window_area(wg), windows = (size_t)repq_swin_window_count(wg);
+    const bool shifted = repq_swin_window_shifted(wg);
+    const float *table = param(s, node->rel_bias);
+    float *qw = s->win, *kw = qw + area * hd, *vw = kw + area * hd, *ow = vw + area * hd, *bias = ow + area * hd;
+    repq_status st;
+    repq_swin_window_rows(wg, s->rows);
+    repq_swin_window_regions(wg, s->region);
+    repq_swin_relative_position_index(wg->win_h, wg->win_w, s->relidx);
+    float *dst[3] = {s->q, s->k, s->v};
+    for (size_t part = 0; part < 3; part++)
+        if ((st = qlinear(s, hook, node, node->linear[0], 0, s->h, rows, part * d, d, dst[part], false)))
+            return st;
+    /* timm scales q before the product; the reference quantizes it after. */
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (size_t i = 0; i < rows * d; i++)
+        s->q[i] *= scale;
+    if ((st = call_hook(hook, node->slot[REPQ_QP_Q], s->q, rows, d)) ||
+        (st = call_hook(hook, node->slot[REPQ_QP_K], s->k, rows, d)) ||
+        (st = call_hook(hook, node->slot[REPQ_QP_V], s->v, rows, d)))
+        return st;
+    for (size_t b = 0; b < n; b++)
+        for (size_t hh = 0; hh < heads; hh++)
+            for (size_t w = 0; w < windows; w++) {
+                const int32_t *wr = s->rows + w * area, *reg = s->region + w * area;
+                float *sc = s->attn + ((b * heads + hh) * windows + w) * area * area;
+                for (size_t i = 0; i < area; i++) {
+                    const size_t src = (b * t + (size_t)wr[i]) * d + hh * hd;
+                    memcpy(qw + i * hd, s->q + src, hd * sizeof(float));
+                    memcpy(kw + i * hd, s->k + src, hd * sizeof(float));
+                    for (size_t j = 0; j < area; j++)
+                        bias[i * area + j] = table[(size_t)s->relidx[i * area + j] * heads + hh] +
+                                             (shifted && reg[i] != reg[j] ? SWIN_MASK : 0.0f);
+                }
+                repq_product p = {.node = node, .slot = node->slot[REPQ_QP_Q], .in = REPQ_QP_Q, .image = b,
+                                  .head = hh, .window = w, .tokens = area, .token_rows = wr, .score_bias = bias,
+                                  .out = sc, .ldout = area};
+                bool done;
+                if ((st = offer(hook, &p, &done)))
+                    return st;
+                if (!done) {
+                    product(s, area, area, hd, 1.0f, qw, hd, kw, hd, true, NULL, false, sc, area);
+                    add_inplace(sc, bias, area * area);
+                }
+                softmax_rows(sc, area, area);
+            }
+    if ((st = call_hook(hook, node->slot[REPQ_QP_ATTN], s->attn, n * heads * windows * area, area)))
+        return st;
+    for (size_t b = 0; b < n; b++)
+        for (size_t hh = 0; hh < heads; hh++)
+            for (size_t w = 0; w < windows; w++) {
+                const int32_t *wr = s->rows + w * area;
+                const float *ah = s->attn + ((b * heads + hh) * windows + w) * area * area;
+                for (size_t i = 0; i < area; i++)
+                    memcpy(vw + i * hd, s->v + (b * t + (size_t)wr[i]) * d + hh * hd, hd * sizeof(float));
+                repq_product p = {.node = node, .slot = node->slot[REPQ_QP_ATTN], .in = REPQ_QP_ATTN, .image = b,
+                                  .head = hh, .window = w, .tokens = area, .token_rows = wr, .out = ow, .ldout = hd};
+                bool done;
+                if ((st = offer(hook, &p, &done)))
+                    return st;
+                if (!done)
+                    product(s, area, hd, area, 1.0f, ah, area, vw, hd, false, NULL, false, ow, hd);
+                for (size_t i = 0; i < area; i++)
+                    memcpy(s->o + (b * t + (size_t)wr[i]) * d + hh * hd, ow + i * hd, hd * sizeof(float));
+            }
+    if ((st = call_hook(hook, node->slot[REPQ_QP_PROJ_IN], s->o, rows, d)))
+        return st;
+    return qlinear(s, hook, node, node->linear[1], 0, s->o, rows, 0, d, s->x, true);
+}
+
+/* Patch merging: 2x2 groups of tokens concatenated, LayerNorm, reduction; x becomes
+ * the next stage's tokens. */
+static repq_status merge_forward(const repq_net_node *node, size_t n, scratch *s, const repq_hook *hook)
+{
+    const size_t tin = (size_t)node->grid * (size_t)node->grid, tout = (size_t)node->tokens;
+    const size_t din = (size_t)node->in_dim, wide = 4 * din, d = (size_t)node->dim;
+    repq_swin_merge_rows(node->grid, node->grid, s->rows);
+    for (size_t b = 0; b < n; b++)
+        for (size_t r = 0; r < 4 * tout; r++)
+            memcpy(s->q + (b * tout * 4 + r) * din, s->x + (b * tin + (size_t)s->rows[r]) * din, din * sizeof(float));
+    repq_float_layer_norm(s->q, n * tout, wide, param(s, node->norm_weight), param(s, node->norm_bias),
+                          s->net->arch.norm_eps, s->h);
+    repq_status st = call_hook(hook, node->slot[REPQ_QP_MERGE_IN], s->h, n * tout, wide);
+    return st ? st : qlinear(s, hook, node, node->linear[0], 0, s->h, n * tout, 0, d, s->x, false);
+}
+
 static repq_status block_forward(const repq_net_node *node, size_t n, scratch *s, const repq_hook *hook)
 {
     size_t t = (size_t)node->tokens, d = (size_t)node->dim, rows = n * t;
@@ -258,7 +358,7 @@ static repq_status block_forward(const repq_net_node *node, size_t n, scratch *s
     repq_status st;
     repq_float_layer_norm(s->x, rows, d, param(s, node->norm_weight), param(s, node->norm_bias), eps, s->h);
     if ((st = call_hook(hook, node->slot[REPQ_QP_QKV_IN], s->h, rows, d)) ||
-        (st = attention(node, n, s, hook)))
+        (st = node->windowed ? window_attention(node, n, s, hook) : attention(node, n, s, hook)))
         return st;
     repq_float_layer_norm(s->x, rows, d, param(s, node->norm2_weight), param(s, node->norm2_bias), eps, s->h);
     if ((st = call_hook(hook, node->slot[REPQ_QP_FC1_IN], s->h, rows, d)) ||
@@ -277,11 +377,19 @@ static repq_status patch_embed(const repq_net_node *node, const void *images, bo
     const repq_arch *a = &s->net->arch;
     const size_t t = (size_t)node->tokens, d = (size_t)node->dim;
     const size_t np = (size_t)repq_vit_patches(a), pd = (size_t)repq_vit_patch_dim(a);
-    const float *cls = param(s, node->cls_token), *pos = param(s, node->pos_embed);
     repq_status st;
     im2col(a, images, pixels_u8, n, s->patches);
     if ((st = call_hook(hook, node->slot[REPQ_QP_PATCH_IN], s->patches, n * np, pd)))
         return st;
+    if (node->cls_token < 0) {
+        /* Swin: the patches are the tokens, through a LayerNorm. */
+        if ((st = qlinear(s, hook, node, node->linear[0], 0, s->patches, n * np, 0, d, s->h, false)))
+            return st;
+        repq_float_layer_norm(s->h, n * np, d, param(s, node->norm_weight), param(s, node->norm_bias),
+                              s->net->arch.norm_eps, s->x);
+        return REPQ_OK;
+    }
+    const float *cls = param(s, node->cls_token), *pos = param(s, node->pos_embed);
     for (size_t b = 0; b < n; b++) {
         float *xb = s->x + b * t * d;
         for (size_t c = 0; c < d; c++)
@@ -294,37 +402,68 @@ static repq_status patch_embed(const repq_net_node *node, const void *images, bo
     return REPQ_OK;
 }
 
-/* Class-token pooling: only the class token's row reaches the final norm and head. */
+/* Average pooling (Swin): the final norm of every token, then the mean per channel
+ * (summed in token order, as torch's mean of a contiguous float tensor need not be:
+ * within float rounding of it). */
+static void norm_average(const repq_net_node *node, size_t n, scratch *s)
+{
+    const size_t t = (size_t)node->tokens, d = (size_t)node->dim;
+    repq_float_layer_norm(s->x, n * t, d, param(s, node->norm_weight), param(s, node->norm_bias),
+                          s->net->arch.norm_eps, s->h);
+    for (size_t b = 0; b < n; b++)
+        for (size_t c = 0; c < d; c++) {
+            double sum = 0.0;
+            for (size_t r = 0; r < t; r++)
+                sum += s->h[(b * t + r) * d + c];
+            s->cls[b * d + c] = (float)(sum / (double)t);
+        }
+}
+
+/* Final norm and pooling (the class token's row, or the average of all tokens), head. */
 static repq_status head_forward(const repq_net_node *node, size_t n, scratch *s, const repq_hook *hook,
                                 float *logits)
 {
     const size_t t = (size_t)node->tokens, d = (size_t)node->dim;
     const size_t k = (size_t)s->net->linear[node->linear[0]].out;
-    for (size_t b = 0; b < n; b++)
-        memcpy(s->h + b * d, s->x + b * t * d, d * sizeof(float));
-    repq_float_layer_norm(s->h, n, d, param(s, node->norm_weight), param(s, node->norm_bias), s->net->arch.norm_eps,
-                          s->cls);
+    if (node->avg_pool) {
+        norm_average(node, n, s);
+    } else {
+        for (size_t b = 0; b < n; b++)
+            memcpy(s->h + b * d, s->x + b * t * d, d * sizeof(float));
+        repq_float_layer_norm(s->h, n, d, param(s, node->norm_weight), param(s, node->norm_bias),
+                              s->net->arch.norm_eps, s->cls);
+    }
     repq_status st = call_hook(hook, node->slot[REPQ_QP_HEAD_IN], s->cls, n, d);
     return st ? st : qlinear(s, hook, node, node->linear[0], 0, s->cls, n, 0, k, logits, false);
 }
 
-/* The largest extents of any node, which size the scratch. */
+/* The largest extents of any node, which size the scratch (per image). */
 typedef struct extents {
-    size_t t, d, hid, heads, hd;
+    size_t t, d, hd;                  /* most tokens, channels, head channels */
+    size_t td, th, attn;              /* tokens x channels, x hidden, heads x tokens x keys */
+    size_t tokens_max, window_max;    /* index maps: tokens of a grid, window area */
 } extents;
 
 static extents net_extents(const repq_net *net)
 {
-    extents e = {0, 0, 0, 0, 0};
+    extents e;
+    memset(&e, 0, sizeof e);
     for (int32_t i = 0; i < net->num_nodes; i++) {
         const repq_net_node *node = &net->nodes[i];
         const size_t t = (size_t)node->tokens, d = (size_t)node->dim, h = (size_t)node->heads;
+        const size_t keys = node->windowed ? (size_t)repq_swin_window_area(&node->window) : t;
+        const size_t tin = node->op == REPQ_OP_MERGE ? (size_t)node->grid * (size_t)node->grid : t;
+        const size_t td = node->op == REPQ_OP_MERGE ? tin * (size_t)node->in_dim : t * d;
         e.t = t > e.t ? t : e.t;
         e.d = d > e.d ? d : e.d;
-        e.hid = (size_t)node->hidden > e.hid ? (size_t)node->hidden : e.hid;
-        e.heads = h > e.heads ? h : e.heads;
+        e.td = td > e.td ? td : e.td;
+        e.th = t * (size_t)node->hidden > e.th ? t * (size_t)node->hidden : e.th;
+        e.attn = h * t * keys > e.attn ? h * t * keys : e.attn;
         if (h > 0 && d / h > e.hd)
             e.hd = d / h;
+        e.tokens_max = tin > e.tokens_max ? tin : e.tokens_max;
+        if (node->windowed && keys > e.window_max)
+            e.window_max = keys;
     }
     return e;
 }
@@ -358,15 +497,18 @@ static repq_status scratch_alloc(repq_object *err, const repq_allocator *al, con
 {
     const repq_arch *a = &net->arch;
     const extents e = net_extents(net);
-    size_t t = e.t, d = e.d, heads = e.heads, hid = e.hid;
     size_t np = (size_t)repq_vit_patches(a), pd = (size_t)repq_vit_patch_dim(a);
-    size_t rows = 0, nh = 0, sz_td = 0, sz_mlp = 0, sz_attn = 0, sz_patch = 0, sz_cls = 0, total = 0;
-    bool ok = repq_size_mul(n, t, &rows) && repq_size_mul(rows, d, &sz_td) &&
-              repq_size_mul(rows, hid, &sz_mlp) && repq_size_mul(n, heads, &nh) &&
-              repq_size_mul(nh, t * t, &sz_attn) && repq_size_mul(n, np * pd, &sz_patch) &&
-              repq_size_mul(n, d, &sz_cls);
-    size_t parts[10] = {sz_td, sz_td, sz_td, sz_td, sz_td, sz_td, sz_attn, sz_mlp, sz_patch, sz_cls};
-    for (int i = 0; ok && i < 10; i++)
+    size_t sz_td = 0, sz_mlp = 0, sz_attn = 0, sz_patch = 0, sz_cls = 0, total = 0;
+    bool ok = repq_size_mul(n, e.td, &sz_td) && repq_size_mul(n, e.th, &sz_mlp) && repq_size_mul(n, e.attn, &sz_attn) &&
+              repq_size_mul(n, np * pd, &sz_patch) && repq_size_mul(n, e.d, &sz_cls);
+    /* Window attention: four [area, head_dim] windows and the [area, area] bias; the
+     * index maps (int32, in float-sized units): rows and regions of a grid, the relative
+     * position index. */
+    const size_t area = e.window_max;
+    const size_t sz_win = 4 * area * e.hd + area * area, sz_maps[3] = {e.tokens_max, e.tokens_max, area * area};
+    size_t parts[14] = {sz_td, sz_td, sz_td, sz_td, sz_td, sz_td, sz_attn, sz_mlp, sz_patch, sz_cls, sz_win,
+                        sz_maps[0], sz_maps[1], sz_maps[2]};
+    for (int i = 0; ok && i < 14; i++)
         ok = repq_size_add(total, (parts[i] + 15) / 16 * 16, &total);
     /* The doubles of exact products follow, in units of two floats (architectures are
      * validated at load, so these sizes are far from overflowing). */
@@ -381,12 +523,17 @@ static repq_status scratch_alloc(repq_object *err, const repq_allocator *al, con
     float *mem = repq_mem_alloc(al, bytes);
     if (!mem)
         return repq_fail(err, REPQ_ERR_NOMEM, "forward: cannot allocate %zu bytes of scratch", bytes);
-    float **slots[10] = {&s->x, &s->h, &s->q, &s->k, &s->v, &s->o, &s->attn, &s->mlp, &s->patches, &s->cls};
+    float *maps[3];
+    float **slots[14] = {&s->x, &s->h, &s->q, &s->k, &s->v, &s->o, &s->attn, &s->mlp, &s->patches, &s->cls, &s->win,
+                         &maps[0], &maps[1], &maps[2]};
     float *at = mem;
-    for (int i = 0; i < 10; i++) {
+    for (int i = 0; i < 14; i++) {
         *slots[i] = at;
         at += (parts[i] + 15) / 16 * 16;
     }
+    s->rows = (int32_t *)(void *)maps[0];
+    s->region = (int32_t *)(void *)maps[1];
+    s->relidx = (int32_t *)(void *)maps[2];
     double **dslots[3] = {&s->da, &s->db, &s->dc};
     for (int i = 0; i < 3; i++) {
         *dslots[i] = exact ? (double *)(void *)at : NULL;
@@ -431,6 +578,7 @@ repq_status repq_net_forward(repq_object *err, const repq_allocator *al, const r
         case REPQ_OP_PATCH_EMBED: st = patch_embed(node, images, pixels_u8, n, &s, hook); break;
         case REPQ_OP_BLOCK: st = block_forward(node, n, &s, hook); break;
         case REPQ_OP_HEAD: st = head_forward(node, n, &s, hook, logits); break;
+        case REPQ_OP_MERGE: st = merge_forward(node, n, &s, hook); break;
         }
     }
     repq_mem_free(al, mem);

@@ -35,16 +35,36 @@ static repq_status load_one(repq_object *err, const repq_st_file *f, const repq_
     return REPQ_OK;
 }
 
-/* Every parameter the network describes, the network's own first, then unit by unit. */
-static repq_status load_params(repq_object *err, const repq_st_file *f, const repq_net *net, repq_params *p)
+/* Every parameter the network describes that checkpoints hold, in the net's order. A
+ * Swin checkpoint may use timm's older names (patch merging at the end of the stage
+ * before, `head`) and carry buffers, which must agree with what the library computes. */
+static repq_status load_params(repq_object *err, const repq_allocator *al, const repq_st_file *f,
+                               const repq_net *net, repq_params *p)
 {
-    for (int32_t i = 0; i < net->num_params; i++) {
-        const int32_t at = net->param_order[i];
-        repq_status st = load_one(err, f, &net->params[at], repq_net_param_data(net, p->arena, at));
-        if (st)
+    const repq_swin_arch *swin = &net->arch.swin;
+    repq_swin_tensor *names = NULL;
+    repq_status st = REPQ_OK;
+    if (net->arch.family == REPQ_FAMILY_SWIN) {
+        repq_swin_layout layout;
+        if ((st = repq_swin_layout_detect(err, swin, f, &layout)) || (st = repq_swin_buffers_check(err, al, swin, f)))
             return st;
+        const size_t count = repq_swin_tensors(swin, layout, NULL, 0);
+        names = repq_mem_alloc(al, count * sizeof *names);
+        if (!names)
+            return repq_fail(err, REPQ_ERR_NOMEM, "out of memory loading a Swin model");
+        repq_swin_tensors(swin, layout, names, count);
     }
-    return REPQ_OK;
+    for (int32_t i = 0; i < net->num_params && st == REPQ_OK; i++) {
+        const int32_t at = net->param_order[i];
+        repq_net_param want = net->params[at];
+        if (want.source < 0)
+            continue; /* not in checkpoints: stays zero */
+        if (names)
+            snprintf(want.name, sizeof want.name, "%s", names[want.source].name);
+        st = load_one(err, f, &want, repq_net_param_data(net, p->arena, at));
+    }
+    repq_mem_free(al, names);
+    return st;
 }
 
 static repq_status model_alloc(repq_object *err, const repq_allocator *al, const repq_arch *a,
@@ -55,7 +75,7 @@ static repq_status model_alloc(repq_object *err, const repq_allocator *al, const
         return repq_fail(err, REPQ_ERR_NOMEM, "out of memory");
     repq_object_init(&m->base, REPQ_KIND_MODEL, *al);
     m->arch = *a;
-    repq_status st = repq_net_build_vit(err, al, a, &m->net);
+    repq_status st = repq_net_build(err, al, a, &m->net);
     if (st == REPQ_OK)
         st = repq_params_alloc(err, al, m->net, &m->params);
     if (st) {
@@ -83,13 +103,13 @@ REPQ_API repq_status repq_model_load(repq_context *ctx, const char *path, const 
         return st;
     repq_arch arch;
     st = preset ? repq_arch_from_preset(err, preset, &arch)
-                : repq_arch_from_json(err, repq_st_metadata(f, "architecture"),
+                : repq_arch_from_metadata(err, repq_st_metadata(f, "format"), repq_st_metadata(f, "architecture"),
                                           repq_st_metadata(f, "preprocess"), &arch);
     repq_model *m = NULL;
     if (st == REPQ_OK)
         st = model_alloc(err, &al, &arch, &m);
     if (st == REPQ_OK)
-        st = load_params(err, f, m->net, &m->params);
+        st = load_params(err, &al, f, m->net, &m->params);
     if (st == REPQ_OK) {
         m->file_tensors = (int64_t)repq_st_count(f);
         *out_model = m;
@@ -121,6 +141,28 @@ static void fill_const(float *x, size_t n, float v)
         x[i] = v;
 }
 
+/* The same kind of random parameters for any family, through the network description:
+ * small uniform values, linear weights bounded by their fan-in (halved for the layers
+ * that feed the residual stream), LayerNorm gains 1. */
+static void fill_random(const repq_net *net, repq_params *p, uint64_t *state)
+{
+    fill_uniform(p->arena, p->arena_floats, 0.02f, state);
+    for (int32_t id = 0; id < net->num_linear; id++) {
+        const repq_net_linear *l = &net->linear[id];
+        const bool residual = strstr(l->name, ".proj") != NULL && strstr(l->name, "patch_embed") == NULL;
+        const bool fc2 = strstr(l->name, "mlp.fc2") != NULL;
+        const float bound = (residual || fc2 ? 0.5f : 1.0f) / sqrtf((float)l->in);
+        fill_uniform(repq_net_param_data(net, p->arena, l->weight), net->params[l->weight].count, bound, state);
+    }
+    for (int32_t i = 0; i < net->num_nodes; i++) {
+        const repq_net_node *node = &net->nodes[i];
+        const int32_t gains[2] = {node->norm_weight, node->norm2_weight};
+        for (int k = 0; k < 2; k++)
+            if (gains[k] >= 0)
+                fill_const(repq_net_param_data(net, p->arena, gains[k]), net->params[gains[k]].count, 1.0f);
+    }
+}
+
 REPQ_API repq_status repq_model_create_random(repq_context *ctx, const char *preset,
                                               int32_t num_classes, uint64_t seed,
                                               repq_model **out_model)
@@ -136,7 +178,7 @@ REPQ_API repq_status repq_model_create_random(repq_context *ctx, const char *pre
     if (num_classes > 100000)
         return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "num_classes %d is too large", (int)num_classes);
     if (num_classes > 0)
-        arch.num_classes = num_classes;
+        arch.num_classes = arch.swin.num_classes = num_classes;
     repq_allocator al = repq_allocator_of(ctx);
     repq_model *m;
     if ((st = model_alloc(err, &al, &arch, &m)))
@@ -145,6 +187,11 @@ REPQ_API repq_status repq_model_create_random(repq_context *ctx, const char *pre
      * LayerNorm gains near 1 and small biases resemble a trained network's scales. */
     uint64_t state = seed;
     repq_params *p = &m->params;
+    if (arch.family != REPQ_FAMILY_VIT) {
+        fill_random(m->net, p, &state);
+        *out_model = m;
+        return REPQ_OK;
+    }
     size_t d = (size_t)arch.embed_dim, h = (size_t)arch.mlp_hidden, pd = (size_t)repq_vit_patch_dim(&arch);
     fill_uniform(p->arena, p->arena_floats, 0.02f, &state);
     fill_uniform(p->patch_w, d * pd, 1.0f / sqrtf((float)pd), &state);

@@ -65,13 +65,14 @@ static int32_t add_param(builder *b, int32_t unit, int32_t ndim, const int64_t *
     p->offset = b->at;
     p->unit = unit;
     p->linear = -1;
+    p->source = n->num_params;
     b->ok = b->ok && repq_size_add(b->at, count, &b->at);
     return n->num_params++;
 }
 
-/* A linear layer named `name` with a weight [out, in] (stored with `wshape`) and a bias. */
-static int32_t add_linear(builder *b, int32_t unit, const char *name, int32_t out, int32_t in, int32_t wndim,
-                          const int64_t *wshape, int32_t slot, int32_t norm_weight, int32_t norm_bias)
+/* A linear layer [out, in] over existing weight and bias parameters, fed by `slot`. */
+static int32_t link_linear(builder *b, const char *name, int32_t out, int32_t in, int32_t weight, int32_t bias,
+                           int32_t slot, int32_t norm_weight, int32_t norm_bias)
 {
     repq_net *n = b->net;
     const int32_t id = n->num_linear++;
@@ -79,10 +80,9 @@ static int32_t add_linear(builder *b, int32_t unit, const char *name, int32_t ou
     snprintf(l->name, sizeof l->name, "%s", name);
     l->out = out;
     l->in = in;
-    l->weight = add_param(b, unit, wndim, wshape, "%s.weight", name);
-    n->params[l->weight].linear = id;
-    const int64_t bshape[1] = {out};
-    l->bias = add_param(b, unit, 1, bshape, "%s.bias", name);
+    l->weight = weight;
+    l->bias = bias;
+    n->params[weight].linear = id;
     l->input = slot;
     l->norm_weight = norm_weight;
     l->norm_bias = norm_bias;
@@ -90,11 +90,24 @@ static int32_t add_linear(builder *b, int32_t unit, const char *name, int32_t ou
     return id;
 }
 
-/* ViT slots keep the file layout: REPQ_QP_COUNT per block, then one row for the
- * once-only points; slot = row * REPQ_QP_COUNT + point. */
+/* A linear layer named `name` with new weight (stored with `wshape`) and bias parameters. */
+static int32_t add_linear(builder *b, int32_t unit, const char *name, int32_t out, int32_t in, int32_t wndim,
+                          const int64_t *wshape, int32_t slot, int32_t norm_weight, int32_t norm_bias)
+{
+    const int32_t weight = add_param(b, unit, wndim, wshape, "%s.weight", name);
+    const int64_t bshape[1] = {out};
+    const int32_t bias = add_param(b, unit, 1, bshape, "%s.bias", name);
+    return link_linear(b, name, out, in, weight, bias, slot, norm_weight, norm_bias);
+}
+
+/* ViT slots keep the file layout of format versions 1 and 2: a row of VIT_ROW slots
+ * per block (the points PATCH_IN..HEAD_IN), then one row for the once-only points;
+ * slot = row * VIT_ROW + point. */
+#define VIT_ROW 10
+
 static int32_t vit_slot(const repq_arch *a, int32_t block, repq_qpoint pt)
 {
-    return (block < 0 ? a->depth : block) * REPQ_QP_COUNT + (int32_t)pt;
+    return (block < 0 ? a->depth : block) * VIT_ROW + (int32_t)pt;
 }
 
 /* Parameters ordered by unit (the network's own first), then by arena position. */
@@ -114,7 +127,7 @@ static repq_net_node *add_node(repq_net *n, repq_net_op op, int32_t unit)
     node->op = op;
     node->unit = unit;
     node->norm_weight = node->norm_bias = node->norm2_weight = node->norm2_bias = -1;
-    node->cls_token = node->pos_embed = -1;
+    node->cls_token = node->pos_embed = node->rel_bias = -1;
     for (int i = 0; i < 4; i++)
         node->linear[i] = -1;
     for (int i = 0; i < REPQ_QP_COUNT; i++)
@@ -127,15 +140,15 @@ repq_status repq_net_build_vit(repq_object *err, const repq_allocator *al, const
 {
     const int32_t depth = a->depth;
     repq_net *n;
-    repq_status st = net_alloc(err, al, 8 + 12 * depth, 4 * depth + 2, (depth + 1) * REPQ_QP_COUNT, depth + 2, &n);
+    repq_status st = net_alloc(err, al, 8 + 12 * depth, 4 * depth + 2, (depth + 1) * VIT_ROW, depth + 2, &n);
     if (st)
         return st;
     n->arch = *a;
     n->num_blocks = depth;
-    n->num_slots = (depth + 1) * REPQ_QP_COUNT;
+    n->num_slots = (depth + 1) * VIT_ROW;
     for (int32_t i = 0; i < n->num_slots; i++) {
-        const int32_t row = i / REPQ_QP_COUNT;
-        const repq_qpoint pt = (repq_qpoint)(i % REPQ_QP_COUNT);
+        const int32_t row = i / VIT_ROW;
+        const repq_qpoint pt = (repq_qpoint)(i % VIT_ROW);
         const bool once = pt == REPQ_QP_PATCH_IN || pt == REPQ_QP_HEAD_IN;
         n->slots[i] = (repq_net_slot){pt, row == depth ? -1 : row, -1, (row == depth) == once};
     }
@@ -207,9 +220,178 @@ size_t repq_net_largest_activation(const repq_net *net)
     for (int32_t i = 0; i < net->num_nodes; i++) {
         const repq_net_node *node = &net->nodes[i];
         const size_t t = (size_t)node->tokens;
-        const size_t sizes[3] = {t * (size_t)node->dim, t * (size_t)node->hidden, (size_t)node->heads * t * t};
-        for (int k = 0; k < 3; k++)
+        /* Attention scores: t rows of t, or of one window's tokens. */
+        const size_t keys = node->windowed ? (size_t)repq_swin_window_area(&node->window) : t;
+        const size_t sizes[4] = {t * (size_t)node->dim, t * (size_t)node->hidden, (size_t)node->heads * t * keys,
+                                 t * 4 * (size_t)node->in_dim};
+        for (int k = 0; k < 4; k++)
             m = sizes[k] > m ? sizes[k] : m;
     }
     return m;
+}
+
+/* ---- Swin ------------------------------------------------------------------------------ */
+
+/* The checkpoint tensors of a Swin, consumed in their order by the builder. */
+typedef struct swin_cursor {
+    builder *b;
+    const repq_swin_tensor *t;
+    size_t count, at;
+} swin_cursor;
+
+/* The next checkpoint tensor as a parameter; it must be of kind `kind`. */
+static int32_t take(swin_cursor *c, repq_swin_param kind)
+{
+    if (c->at >= c->count || c->t[c->at].param != kind) {
+        c->b->ok = false;
+        return 0;
+    }
+    const repq_swin_tensor *t = &c->t[c->at];
+    const int32_t p = add_param(c->b, 0, t->ndim, t->shape, "%s", t->name);
+    c->b->net->params[p].source = (int32_t)c->at++;
+    return p;
+}
+
+/* A zero bias [out] that no checkpoint holds, named after its layer. */
+static int32_t synthetic_bias(builder *b, const char *layer, int64_t out)
+{
+    const int64_t shape[1] = {out};
+    const int32_t p = add_param(b, 0, 1, shape, "%s.bias", layer);
+    b->net->params[p].source = -1;
+    return p;
+}
+
+static int32_t add_slot(repq_net *n, repq_qpoint pt, int32_t unit)
+{
+    n->slots[n->num_slots] = (repq_net_slot){pt, unit, -1, true};
+    return n->num_slots++;
+}
+
+static void swin_block(swin_cursor *c, const repq_swin_arch *s, int32_t stage, int32_t block, int32_t unit)
+{
+    builder *b = c->b;
+    repq_net *n = b->net;
+    const int32_t d = repq_swin_stage_dim(s, stage), hid = s->mlp_hidden[stage], grid = repq_swin_stage_grid(s, stage);
+    repq_net_node *node = add_node(n, REPQ_OP_BLOCK, unit);
+    node->tokens = grid * grid;
+    node->grid = grid;
+    node->dim = d;
+    node->heads = s->num_heads[stage];
+    node->hidden = hid;
+    node->windowed = true;
+    node->q_scaled = true;
+    node->window = repq_swin_block_window(s, stage, block);
+    for (int pt = REPQ_QP_QKV_IN; pt <= REPQ_QP_FC2_IN; pt++)
+        node->slot[pt] = add_slot(n, (repq_qpoint)pt, unit);
+    char name[64];
+    node->norm_weight = take(c, REPQ_SWIN_NORM1_W);
+    node->norm_bias = take(c, REPQ_SWIN_NORM1_B);
+    snprintf(name, sizeof name, "layers.%d.blocks.%d.attn.qkv", (int)stage, (int)block);
+    const int32_t qkv_w = take(c, REPQ_SWIN_QKV_W);
+    const int32_t qkv_b = s->qkv_bias ? take(c, REPQ_SWIN_QKV_B) : synthetic_bias(b, name, 3 * (int64_t)d);
+    node->linear[0] = link_linear(b, name, 3 * d, d, qkv_w, qkv_b, node->slot[REPQ_QP_QKV_IN], node->norm_weight,
+                                  node->norm_bias);
+    node->rel_bias = take(c, REPQ_SWIN_REL_BIAS_TABLE);
+    snprintf(name, sizeof name, "layers.%d.blocks.%d.attn.proj", (int)stage, (int)block);
+    const int32_t proj_w = take(c, REPQ_SWIN_PROJ_W), proj_b = take(c, REPQ_SWIN_PROJ_B);
+    node->linear[1] = link_linear(b, name, d, d, proj_w, proj_b, node->slot[REPQ_QP_PROJ_IN], -1, -1);
+    node->norm2_weight = take(c, REPQ_SWIN_NORM2_W);
+    node->norm2_bias = take(c, REPQ_SWIN_NORM2_B);
+    snprintf(name, sizeof name, "layers.%d.blocks.%d.mlp.fc1", (int)stage, (int)block);
+    const int32_t fc1_w = take(c, REPQ_SWIN_FC1_W), fc1_b = take(c, REPQ_SWIN_FC1_B);
+    node->linear[2] = link_linear(b, name, hid, d, fc1_w, fc1_b, node->slot[REPQ_QP_FC1_IN], node->norm2_weight,
+                                  node->norm2_bias);
+    snprintf(name, sizeof name, "layers.%d.blocks.%d.mlp.fc2", (int)stage, (int)block);
+    const int32_t fc2_w = take(c, REPQ_SWIN_FC2_W), fc2_b = take(c, REPQ_SWIN_FC2_B);
+    node->linear[3] = link_linear(b, name, d, hid, fc2_w, fc2_b, node->slot[REPQ_QP_FC2_IN], -1, -1);
+}
+
+static void swin_merge(swin_cursor *c, const repq_swin_arch *s, int32_t stage)
+{
+    builder *b = c->b;
+    repq_net *n = b->net;
+    const int32_t din = repq_swin_stage_dim(s, stage - 1), grid = repq_swin_stage_grid(s, stage - 1);
+    repq_net_node *node = add_node(n, REPQ_OP_MERGE, stage);
+    node->grid = grid;
+    node->tokens = (grid / 2) * (grid / 2);
+    node->in_dim = din;
+    node->dim = 2 * din;
+    node->slot[REPQ_QP_MERGE_IN] = add_slot(n, REPQ_QP_MERGE_IN, stage);
+    node->norm_weight = take(c, REPQ_SWIN_MERGE_NORM_W);
+    node->norm_bias = take(c, REPQ_SWIN_MERGE_NORM_B);
+    char name[64];
+    snprintf(name, sizeof name, "layers.%d.downsample.reduction", (int)stage);
+    const int32_t w = take(c, REPQ_SWIN_MERGE_REDUCTION_W);
+    node->linear[0] = link_linear(b, name, 2 * din, 4 * din, w, synthetic_bias(b, name, 2 * (int64_t)din),
+                                  node->slot[REPQ_QP_MERGE_IN], node->norm_weight, node->norm_bias);
+}
+
+repq_status repq_net_build_swin(repq_object *err, const repq_allocator *al, const repq_arch *a, repq_net **out)
+{
+    *out = NULL;
+    const repq_swin_arch *s = &a->swin;
+    const size_t count = repq_swin_tensors(s, REPQ_SWIN_LAYOUT_TIMM, NULL, 0);
+    repq_swin_tensor *t = repq_mem_alloc(al, count * sizeof *t);
+    if (!t)
+        return repq_fail(err, REPQ_ERR_NOMEM, "out of memory for the network description");
+    repq_swin_tensors(s, REPQ_SWIN_LAYOUT_TIMM, t, count);
+    const int32_t blocks = a->depth, merges = s->stages - 1;
+    repq_net *n;
+    repq_status st = net_alloc(err, al, (int32_t)count + merges + (s->qkv_bias ? 0 : blocks), 4 * blocks + merges + 2,
+                               8 * blocks + merges + 2, blocks + merges + 2, &n);
+    if (st) {
+        repq_mem_free(al, t);
+        return st;
+    }
+    n->arch = *a;
+    n->num_blocks = blocks;
+    builder b = {n, 0, true};
+    swin_cursor c = {&b, t, count, 0};
+    const int32_t c0 = s->embed_dim, grid0 = repq_swin_stage_grid(s, 0);
+
+    repq_net_node *patch = add_node(n, REPQ_OP_PATCH_EMBED, -1);
+    patch->grid = grid0;
+    patch->tokens = grid0 * grid0;
+    patch->dim = c0;
+    patch->slot[REPQ_QP_PATCH_IN] = add_slot(n, REPQ_QP_PATCH_IN, -1);
+    const int32_t pw = take(&c, REPQ_SWIN_PATCH_W), pb = take(&c, REPQ_SWIN_PATCH_B);
+    patch->linear[0] = link_linear(&b, "patch_embed.proj", c0, s->in_chans * s->patch_size * s->patch_size, pw, pb,
+                                   patch->slot[REPQ_QP_PATCH_IN], -1, -1);
+    patch->norm_weight = take(&c, REPQ_SWIN_PATCH_NORM_W);
+    patch->norm_bias = take(&c, REPQ_SWIN_PATCH_NORM_B);
+
+    int32_t unit = 0;
+    for (int32_t stage = 0; stage < s->stages; stage++) {
+        if (stage > 0)
+            swin_merge(&c, s, stage);
+        for (int32_t blk = 0; blk < s->depths[stage]; blk++)
+            swin_block(&c, s, stage, blk, unit++);
+    }
+
+    const int32_t dl = repq_swin_stage_dim(s, s->stages - 1), gl = repq_swin_stage_grid(s, s->stages - 1);
+    repq_net_node *head = add_node(n, REPQ_OP_HEAD, -1);
+    head->grid = gl;
+    head->tokens = gl * gl;
+    head->dim = dl;
+    head->avg_pool = true;
+    head->slot[REPQ_QP_HEAD_IN] = add_slot(n, REPQ_QP_HEAD_IN, -1);
+    head->norm_weight = take(&c, REPQ_SWIN_NORM_W);
+    head->norm_bias = take(&c, REPQ_SWIN_NORM_B);
+    const int32_t hw = take(&c, REPQ_SWIN_HEAD_W), hb = take(&c, REPQ_SWIN_HEAD_B);
+    head->linear[0] = link_linear(&b, "head.fc", s->num_classes, dl, hw, hb, head->slot[REPQ_QP_HEAD_IN], -1, -1);
+    repq_mem_free(al, t);
+    if (!b.ok || c.at != count) {
+        repq_net_free(al, n);
+        return repq_fail(err, REPQ_ERR_OVERFLOW, "Swin parameters overflow size_t or do not match the architecture");
+    }
+    n->param_floats = b.at;
+    for (int32_t i = 0; i < n->num_params; i++)
+        n->param_order[i] = i;
+    *out = n;
+    return REPQ_OK;
+}
+
+repq_status repq_net_build(repq_object *err, const repq_allocator *al, const repq_arch *a, repq_net **out)
+{
+    return a->family == REPQ_FAMILY_SWIN ? repq_net_build_swin(err, al, a, out) : repq_net_build_vit(err, al, a, out);
 }

@@ -17,12 +17,16 @@
 /* A parameter tensor. Its `unit` orders files and loading: -1 for the network's
  * own (stem, final norm, head), else the node unit it belongs to. */
 typedef struct repq_net_param {
-    char name[64];
+    char name[80];
     size_t offset, count; /* in floats, within the parameter arena */
     int32_t ndim;
     int64_t shape[4];
     int32_t unit;
     int32_t linear; /* the linear layer this is the weight of, or -1 */
+    /* Position in the family's list of checkpoint tensors (Swin: repq_swin_tensors), or
+     * -1 for a parameter that float checkpoints do not hold: a zero bias that
+     * reparameterization may fill (Swin's patch-merging reduction). */
+    int32_t source;
 } repq_net_param;
 
 typedef struct repq_net_linear {
@@ -45,14 +49,22 @@ typedef struct repq_net_slot {
 } repq_net_slot;
 
 typedef enum repq_net_op {
-    /* Patches through a linear layer into the token rows (ViT: class token and position
-     * embedding added). linear[0]; slot PATCH_IN. */
+    /* Patches through a linear layer into the token rows; ViT: class token and position
+     * embedding added (cls_token, pos_embed); Swin: a LayerNorm after (norm_*).
+     * linear[0]; slot PATCH_IN. */
     REPQ_OP_PATCH_EMBED = 0,
     /* A pre-norm transformer block, in place on the token rows: x += proj(attn(LN1 x)),
-     * x += fc2(gelu(fc1(LN2 x))). linear[0..3] = qkv, proj, fc1, fc2. */
+     * x += fc2(gelu(fc1(LN2 x))). linear[0..3] = qkv, proj, fc1, fc2. Attention is global,
+     * or `windowed` (Swin: within windows of the token grid, shifted per `window`, with
+     * the relative position bias table `rel_bias` and timm's mask added to the scores). */
     REPQ_OP_BLOCK = 1,
-    /* Final LayerNorm, pooling (class token), head. linear[0]; slot HEAD_IN. */
-    REPQ_OP_HEAD = 2
+    /* Final LayerNorm, pooling (class token, or the average of all tokens with
+     * `avg_pool`), head. linear[0]; slot HEAD_IN. */
+    REPQ_OP_HEAD = 2,
+    /* Patch merging (Swin): each 2x2 group of tokens of a grid x grid input concatenated
+     * (repq_swin_merge_rows), LayerNorm (norm_*), linear[0] (the reduction). The output
+     * has tokens = (grid / 2)^2 rows of dim channels; in_dim is the input's. Slot MERGE_IN. */
+    REPQ_OP_MERGE = 3
 } repq_net_op;
 
 typedef struct repq_net_node {
@@ -65,6 +77,13 @@ typedef struct repq_net_node {
     int32_t cls_token, pos_embed;     /* PATCH_EMBED of a ViT */
     int32_t linear[4];
     int32_t slot[REPQ_QP_COUNT];      /* slot of each point the node quantizes, -1 elsewhere */
+    int32_t grid;                     /* side of the token grid at the node's input (Swin) */
+    int32_t in_dim;                   /* MERGE */
+    bool windowed;                    /* BLOCK: window attention */
+    bool q_scaled;                    /* BLOCK: q is scaled by 1/sqrt(head_dim) before its quantizer */
+    bool avg_pool;                    /* HEAD */
+    repq_swin_window window;          /* BLOCK with windowed */
+    int32_t rel_bias;                 /* BLOCK with windowed: [(2 win_h - 1)(2 win_w - 1), heads] */
 } repq_net_node;
 
 typedef struct repq_net {
@@ -79,9 +98,14 @@ typedef struct repq_net {
     int32_t num_blocks;   /* transformer blocks: calibration reports one step each */
 } repq_net;
 
+/* The description of the architecture's family. */
+repq_status repq_net_build(repq_object *err, const repq_allocator *al, const repq_arch *a, repq_net **out);
 /* The description of a ViT/DeiT (class token, global attention). */
 repq_status repq_net_build_vit(repq_object *err, const repq_allocator *al, const repq_arch *a,
                                repq_net **out);
+/* The description of a Swin Transformer (a->swin), in timm's current tensor names. */
+repq_status repq_net_build_swin(repq_object *err, const repq_allocator *al, const repq_arch *a,
+                                repq_net **out);
 void repq_net_free(const repq_allocator *al, repq_net *net);
 
 /* Allocate a zeroed arena laid out by `net` and point the ViT view's fields into it. */

@@ -15,8 +15,10 @@ static void resolve(const repq_net *n, repq_params *p)
         case REPQ_OP_PATCH_EMBED:
             p->patch_w = repq_net_param_data(n, arena, l->weight);
             p->patch_b = repq_net_param_data(n, arena, l->bias);
-            p->cls_token = repq_net_param_data(n, arena, node->cls_token);
-            p->pos_embed = repq_net_param_data(n, arena, node->pos_embed);
+            p->cls_token = node->cls_token >= 0 ? repq_net_param_data(n, arena, node->cls_token) : NULL;
+            p->pos_embed = node->pos_embed >= 0 ? repq_net_param_data(n, arena, node->pos_embed) : NULL;
+            break;
+        case REPQ_OP_MERGE: /* read through the node by the stages that run it */
             break;
         case REPQ_OP_BLOCK: {
             repq_block_params *b = &p->blocks[node->unit];

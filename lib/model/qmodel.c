@@ -69,7 +69,7 @@ repq_status repq_qmodel_alloc(repq_object *err, const repq_allocator *al, const 
         return repq_fail(err, REPQ_ERR_NOMEM, "out of memory for a quantized model");
     repq_object_init(&q->base, REPQ_KIND_QMODEL, *al);
     q->arch = *a;
-    repq_status st = repq_net_build_vit(err, al, a, &q->net);
+    repq_status st = repq_net_build(err, al, a, &q->net);
     if (st == REPQ_OK)
         st = repq_params_alloc(err, al, q->net, &q->float_params);
     if (st == REPQ_OK)

@@ -1,11 +1,21 @@
-/* Internal: the ViT/DeiT architecture description, its parameters, and the float
- * forward pass shared by the float model, calibration and fake quantization. */
+/* Internal: the architecture description of every family, the parameter view, the
+ * quantization points and the hooks of the float forward (net.h walks the network). */
 #ifndef REPQ_MODEL_VIT_H
 #define REPQ_MODEL_VIT_H
 
 #include "core/object.h"
+#include "model/swin_arch.h"
 
+typedef enum repq_family {
+    REPQ_FAMILY_VIT = 0,  /* ViT / DeiT: class token, global attention */
+    REPQ_FAMILY_SWIN = 1  /* Swin: stages of window attention, patch merging, average pooling */
+} repq_family;
+
+/* The fields every family has, read family-neutrally where a family has several
+ * values: depth counts all transformer blocks, and embed_dim, num_heads and mlp_hidden
+ * are those of the first stage. `swin` holds the whole Swin description. */
 typedef struct repq_arch {
+    int32_t family;
     int32_t img_size;
     int32_t patch_size;
     int32_t in_chans;
@@ -19,7 +29,15 @@ typedef struct repq_arch {
     float pixel_scale;
     float mean[3];
     float std[3];
+    repq_swin_arch swin;
 } repq_arch;
+
+/* The description of a Swin architecture (already checked). */
+void repq_arch_from_swin(const repq_swin_arch *s, repq_arch *out);
+/* Architecture from a file's metadata: "format" timm.swin_transformer (or an
+ * architecture JSON with "family": "swin") is a Swin, anything else a ViT. */
+repq_status repq_arch_from_metadata(repq_object *err, const char *format, const char *arch_json,
+                                    const char *preprocess_json, repq_arch *out);
 
 static inline int32_t repq_vit_patches(const repq_arch *a)
 {
@@ -73,19 +91,23 @@ typedef enum repq_qpoint {
     REPQ_QP_PROJ_IN = 6,
     REPQ_QP_FC1_IN = 7,   /* post-LayerNorm 2 */
     REPQ_QP_FC2_IN = 8,   /* post-GELU */
-    REPQ_QP_HEAD_IN = 9,  /* final LayerNorm of the class token (once, block -1) */
-    REPQ_QP_COUNT = 10
+    REPQ_QP_HEAD_IN = 9,  /* final LayerNorm, pooled (once, block -1) */
+    REPQ_QP_MERGE_IN = 10, /* post-LayerNorm of patch merging (Swin; unit = the stage it starts) */
+    REPQ_QP_COUNT = 11
 } repq_qpoint;
 
 /* A product whose operands come out of quantization points, which a hook may compute
  * itself (from the codes) instead of the forward's product of the float values. Every such operand
  * feeds exactly one product, named here by the point of its left operand `in`:
- *   PATCH_IN, QKV_IN, PROJ_IN, FC1_IN, FC2_IN, HEAD_IN: that point's linear layer,
+ *   PATCH_IN, QKV_IN, PROJ_IN, FC1_IN, FC2_IN, HEAD_IN, MERGE_IN: that point's linear layer,
  *       out[i][j] (+)= x[row0 + i] . W[col0 + j] + bias[j] for i < rows, j < cols
  *       (qkv: col0 selects q, k or v); `accumulate` adds into out (the residual
  *       stream), as out += (x W^T + bias);
- *   Q: the scores of one image and head, out = q k^T / sqrt(head_dim), [T, T];
- *   ATTN: attention times v of one image and head, out = a v, [T, head_dim].
+ *   Q: the scores of one image and head (and window), out = q k^T / sqrt(head_dim)
+ *       (q already scaled: q k^T) + score_bias, [T, T];
+ *   ATTN: attention times v of one image and head (and window), out = a v, [T, head_dim].
+ * The attention of image b, head h, window w is the [T, T] block at
+ * ((b heads + h) windows + w) T^2 of the activation at ATTN.
  * `in` rows are rows of the activation the hook last saw at that point. */
 typedef struct repq_product {
     const struct repq_net_node *node; /* the node computing it */
@@ -93,6 +115,13 @@ typedef struct repq_product {
     repq_qpoint in; /* its point */
     size_t row0, rows, col0, cols; /* linear layers */
     size_t image, head;            /* Q, ATTN */
+    /* Q, ATTN of a windowed block: the window (windows in window order), its token rows
+     * within the image (`token_rows`, `tokens` of them) and, for Q, the [tokens, tokens] bias (relative
+     * position bias plus mask) added to the scaled scores. Global attention: window 0,
+     * rows and score_bias NULL, tokens = all of the image's. */
+    size_t window, tokens;
+    const int32_t *token_rows;
+    const float *score_bias;
     const float *bias;             /* linear layers: [cols] */
     float *out;
     size_t ldout;
