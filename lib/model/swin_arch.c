@@ -2,6 +2,7 @@
  * check of the buffers older files carry (see swin_arch.h). */
 #include "model/swin_arch.h"
 
+#include <float.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
@@ -63,7 +64,7 @@ repq_status repq_swin_arch_check(repq_object *err, const repq_swin_arch *a)
     if (a->window_h < 1 || a->window_w < 1 || a->window_h > grid || a->window_w > grid)
         return repq_fail(err, REPQ_ERR_UNSUPPORTED, "architecture: window %dx%d is larger than the %dx%d token grid",
                          a->window_h, a->window_w, grid, grid);
-    if (!(a->norm_eps >= 1.17549435e-38f && a->norm_eps < 1.0f))
+    if (!(a->norm_eps >= FLT_MIN && a->norm_eps < 1.0f))
         return repq_fail(err, REPQ_ERR_UNSUPPORTED, "architecture: norm_eps is not in [FLT_MIN, 1)");
     int32_t blocks = 0;
     for (int32_t s = 0; s < a->stages; s++) {

@@ -104,7 +104,8 @@ typedef enum repq_swin_param {
 typedef struct repq_swin_tensor {
     char name[REPQ_SWIN_NAME_CAPACITY];
     repq_swin_param param;
-    int32_t stage; /* the stage the tensor serves (merging: the stage it starts), -1 for none */
+    int32_t stage; /* the stage the tensor serves: 0 for the patch embedding, S for the merging
+                    * that starts stage S (in either layout), -1 for the final norm and head */
     int32_t block; /* -1 outside blocks */
     int32_t ndim;
     int64_t shape[4];
