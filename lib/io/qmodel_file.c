@@ -16,8 +16,10 @@
 
 #define QMODEL_FORMAT "repq.qmodel"
 /* Version 2 added the two-region quantizer (kind 5), which version-1 readers would
- * refuse as malformed; a file without one is written as version 1, which they read. */
-#define QMODEL_FORMAT_MAJOR 2
+ * refuse as malformed; version 3 the Swin family (its own activation table and tensor
+ * names). A file is written with the oldest version that holds it, so version-1
+ * readers still read every ViT file without a two-region quantizer. */
+#define QMODEL_FORMAT_MAJOR 3
 
 
 /* ---- What a file holds -------------------------------------------------------------- */
@@ -172,6 +174,32 @@ static bool exact_mlp_ratio(const repq_arch *a, double *out)
     return false;
 }
 
+static json_t *int_array(const int32_t *v, int32_t n)
+{
+    json_t *arr = json_array();
+    for (int32_t i = 0; arr && i < n; i++)
+        if (json_array_append_new(arr, json_integer(v[i])) != 0) {
+            json_decref(arr);
+            return NULL;
+        }
+    return arr;
+}
+
+/* A Swin's architecture in timm's argument names (what repq_swin_arch_from_json reads),
+ * marked with "family": "swin". */
+static bool swin_arch_json(json_t *ja, const repq_swin_arch *s, double ratio)
+{
+    const int32_t window[2] = {s->window_h, s->window_w};
+    return put(ja, "family", json_string("swin")) && put(ja, "img_size", json_integer(s->img_size)) &&
+           put(ja, "patch_size", json_integer(s->patch_size)) && put(ja, "in_chans", json_integer(s->in_chans)) &&
+           put(ja, "num_classes", json_integer(s->num_classes)) && put(ja, "embed_dim", json_integer(s->embed_dim)) &&
+           put(ja, "depths", int_array(s->depths, s->stages)) && put(ja, "num_heads", int_array(s->num_heads, s->stages)) &&
+           put(ja, "window_size", int_array(window, 2)) && put(ja, "mlp_ratio", json_real(ratio)) &&
+           put(ja, "qkv_bias", json_boolean(s->qkv_bias)) && put(ja, "norm_eps", json_real((double)s->norm_eps)) &&
+           put(ja, "act", json_string("gelu_erf")) && put(ja, "global_pool", json_string("avg")) &&
+           put(ja, "patch_norm", json_true()) && put(ja, "ape", json_false());
+}
+
 /* The three JSON metadata strings (jansson-allocated, free with free()). */
 static repq_status metadata_json(repq_object *err, const repq_qmodel *q, char **arch, char **pre, char **quant)
 {
@@ -183,7 +211,13 @@ static repq_status metadata_json(repq_object *err, const repq_qmodel *q, char **
                          (int)a->mlp_hidden, (int)a->embed_dim);
     json_t *ja = json_object(), *jp = json_object(), *jq = json_object(), *acts = json_array();
     bool ok = ja && jp && jq && acts;
-    if (ok)
+    if (ok && a->family == REPQ_FAMILY_SWIN)
+        ok = swin_arch_json(ja, &a->swin, ratio) && put(jp, "mean", float3(a->mean)) && put(jp, "std", float3(a->std)) &&
+             put(jp, "scale", json_real((double)a->pixel_scale)) &&
+             put(jq, "weight_bits", json_integer(q->weight_bits)) && put(jq, "act_bits", json_integer(q->act_bits)) &&
+             put(jq, "patch_input_bits", json_integer(q->patch_input_bits)) &&
+             put(jq, "method", json_integer(q->method));
+    else if (ok)
         ok = put(ja, "img_size", json_integer(a->img_size)) && put(ja, "patch_size", json_integer(a->patch_size)) &&
              put(ja, "in_chans", json_integer(a->in_chans)) &&
              put(ja, "num_classes", json_integer(a->num_classes)) &&
@@ -299,6 +333,15 @@ static repq_status add_tensors(repq_st_writer *w, const repq_qmodel *q, uint8_t 
     return st;
 }
 
+/* The oldest format version that holds q: 3 for a Swin, 2 with a two-region quantizer,
+ * else 1 (which every reader reads). */
+static const char *format_version(const repq_qmodel *q)
+{
+    if (q->arch.family == REPQ_FAMILY_SWIN)
+        return "3";
+    return repq_qmodel_two_region_blocks(q) > 0 ? "2" : "1";
+}
+
 REPQ_API repq_status repq_qmodel_save(repq_qmodel *q, const char *path)
 {
     if (!repq_object_is(q, REPQ_KIND_QMODEL))
@@ -339,7 +382,7 @@ REPQ_API repq_status repq_qmodel_save(repq_qmodel *q, const char *path)
     if (st == REPQ_OK)
         st = repq_st_writer_set_metadata(w, "format", QMODEL_FORMAT);
     if (st == REPQ_OK)
-        st = repq_st_writer_set_metadata(w, "format_version", repq_qmodel_two_region_blocks(q) > 0 ? "2" : "1");
+        st = repq_st_writer_set_metadata(w, "format_version", format_version(q));
     if (st == REPQ_OK)
         st = repq_st_writer_set_metadata(w, "architecture", arch);
     if (st == REPQ_OK)
@@ -591,10 +634,12 @@ static repq_status parse_file(repq_object *err, const repq_allocator *al, const 
         return repq_fail(err, REPQ_ERR_UNSUPPORTED, "format_version %s is newer than this library reads (%d)",
                          version, QMODEL_FORMAT_MAJOR);
     repq_arch a;
-    repq_status st = repq_arch_from_json(err, repq_st_metadata(f, "architecture"),
+    repq_status st = repq_arch_from_metadata(err, NULL, repq_st_metadata(f, "architecture"),
                                              repq_st_metadata(f, "preprocess"), &a);
     if (st)
         return st;
+    if (a.family == REPQ_FAMILY_SWIN && major < 3)
+        return repq_fail(err, REPQ_ERR_FORMAT, "format_version %s cannot hold a Swin model (3 can)", version);
     /* The architecture parser range-checks in double; what the model runs with is the
      * narrowed float, which must still be a usable (normal, finite) value. */
     bool floats_ok = isnormal(a.norm_eps) && isnormal(a.pixel_scale);
@@ -610,7 +655,7 @@ static repq_status parse_file(repq_object *err, const repq_allocator *al, const 
         /* mlp_hidden is written beside mlp_ratio; when present the two must agree. */
         json_t *root = json_loads(repq_st_metadata(f, "architecture"), 0, NULL);
         json_t *hid = root ? json_object_get(root, "mlp_hidden") : NULL;
-        bool bad = hid && (!json_is_integer(hid) || json_integer_value(hid) != a.mlp_hidden);
+        bool bad = a.family == REPQ_FAMILY_VIT && hid && (!json_is_integer(hid) || json_integer_value(hid) != a.mlp_hidden);
         json_decref(root);
         if (bad)
             return repq_fail(err, REPQ_ERR_FORMAT, "architecture: mlp_hidden disagrees with mlp_ratio");

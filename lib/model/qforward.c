@@ -22,6 +22,7 @@
  * either way while the sum stays below 2^53. */
 #include <cblas.h>
 #include <math.h>
+#include <string.h>
 
 #include "core/tensor.h"
 #include "core/vectorize.h"
@@ -39,7 +40,7 @@ typedef struct stash {
     bool valid;
 } stash;
 
-enum { BUF_A, BUF_B, BUF_C, BUF_V, BUF_S, BUF_COUNT };
+enum { BUF_A, BUF_B, BUF_C, BUF_V, BUF_S, BUF_G, BUF_COUNT };
 
 typedef struct fake_quant {
     const repq_qmodel *q;
@@ -277,31 +278,59 @@ static repq_status linear_product(fake_quant *fq, const repq_product *p, bool *d
     return REPQ_OK;
 }
 
+/* One head's codes of the rows of an attention product: the image's rows in place
+ * (global attention: *ld = d), or a window's rows gathered into `out` (*ld = hd). */
+static const uint8_t *head_codes(const stash *sh, const repq_product *p, uint8_t *out, size_t *ld)
+{
+    const size_t t = (size_t)p->node->tokens, d = (size_t)p->node->dim, hd = d / (size_t)p->node->heads;
+    const uint8_t *image = sh->codes + p->image * t * d + p->head * hd;
+    if (!p->token_rows) {
+        *ld = d;
+        return image;
+    }
+    for (size_t i = 0; i < p->tokens; i++)
+        memcpy(out + i * hd, image + (size_t)p->token_rows[i] * d, hd);
+    *ld = hd;
+    return out;
+}
+
+/* Rows of an attention product: the image's tokens, or the window's. */
+static size_t product_tokens(const repq_product *p)
+{
+    return p->token_rows ? p->tokens : (size_t)p->node->tokens;
+}
+
 static repq_status scores_product(fake_quant *fq, const repq_product *p, bool *done)
 {
     const int32_t k_slot = p->node->slot[REPQ_QP_K];
     const stash *qs = uniform_codes(fq, p->slot), *ks = uniform_codes(fq, k_slot);
     if (!qs || !ks)
         return REPQ_OK;
-    const size_t t = (size_t)p->node->tokens, d = (size_t)p->node->dim, hd = d / (size_t)p->node->heads;
-    const size_t base = p->image * t * d + p->head * hd;
+    const size_t t = product_tokens(p), hd = (size_t)p->node->dim / (size_t)p->node->heads;
     const repq_quant_params *qq = &fq->q->acts[p->slot].uniform, *kq = &fq->q->acts[k_slot].uniform;
     int32_t *zk = scratch(fq, BUF_S, t, sizeof(int32_t));
-    if (!zk)
+    uint8_t *gathered = p->token_rows ? scratch(fq, BUF_G, 2 * t * hd, 1) : NULL;
+    if (!zk || (p->token_rows && !gathered))
         return REPQ_ERR_NOMEM;
     for (size_t j = 0; j < t; j++)
         zk[j] = kq->zero_point;
+    size_t ldq, ldk;
+    const uint8_t *qc = head_codes(qs, p, gathered, &ldq), *kc = head_codes(ks, p, gathered + t * hd, &ldk);
     const float *vf;
     const double *vd;
-    repq_status st = exact_sums(fq, t, t, hd, qs->codes + base, d, qq->zero_point, (1 << qq->bits) - 1,
-                                ks->codes + base, d, zk, (1 << kq->bits) - 1, &vf, &vd);
+    repq_status st = exact_sums(fq, t, t, hd, qc, ldq, qq->zero_point, (1 << qq->bits) - 1, kc, ldk, zk,
+                                (1 << kq->bits) - 1, &vf, &vd);
     if (st || (!vf && !vd))
         return st;
-    /* The real score scale, rounded once: the session's softmax takes the same float. */
-    const float c = (float)((double)qq->scale * (double)kq->scale / sqrt((double)hd));
+    /* The real score scale, rounded once: the session's softmax takes the same float
+     * (q quantized after its 1 / sqrt(head_dim): that factor is in s_q already). */
+    const double root = p->node->q_scaled ? 1.0 : sqrt((double)hd);
+    const float c = (float)((double)qq->scale * (double)kq->scale / root);
     for (size_t i = 0; i < t; i++)
-        for (size_t j = 0; j < t; j++)
-            p->out[i * p->ldout + j] = (vf ? vf[i * t + j] : (float)vd[i * t + j]) * c;
+        for (size_t j = 0; j < t; j++) {
+            const float y = (vf ? vf[i * t + j] : (float)vd[i * t + j]) * c;
+            p->out[i * p->ldout + j] = p->score_bias ? y + p->score_bias[i * t + j] : y;
+        }
     *done = true;
     return REPQ_OK;
 }
@@ -315,9 +344,14 @@ static repq_status attn_v_product(fake_quant *fq, const repq_product *p, bool *d
     const stash *as = &fq->st[REPQ_QP_ATTN], *vs = uniform_codes(fq, v_slot);
     if (!vs || !as->valid || as->slot != p->slot)
         return REPQ_OK;
-    const size_t t = (size_t)p->node->tokens, d = (size_t)p->node->dim, heads = (size_t)p->node->heads;
-    const size_t hd = d / heads;
-    const uint8_t *codes = as->codes + (p->image * heads + p->head) * t * t;
+    const size_t t = product_tokens(p), d = (size_t)p->node->dim, heads = (size_t)p->node->heads;
+    const size_t hd = d / heads, windows = (size_t)p->node->tokens / t;
+    const uint8_t *codes = as->codes + ((p->image * heads + p->head) * windows + p->window) * t * t;
+    uint8_t *gathered = p->token_rows ? scratch(fq, BUF_G, t * hd, 1) : NULL;
+    if (p->token_rows && !gathered)
+        return REPQ_ERR_NOMEM;
+    size_t ldv;
+    const uint8_t *vc = head_codes(vs, p, gathered, &ldv);
     const repq_quant_params *vq = &q->acts[v_slot].uniform;
     float *lev = scratch(fq, BUF_S, t * t, sizeof(float));
     double *da = scratch(fq, BUF_A, t * t, sizeof(double)), *dv = scratch(fq, BUF_B, t * hd, sizeof(double));
@@ -333,7 +367,7 @@ static repq_status attn_v_product(fake_quant *fq, const repq_product *p, bool *d
         return st;
     for (size_t i = 0; i < t * t; i++)
         da[i] = (double)lev[i];
-    offsets_d(t, hd, vs->codes + p->image * t * d + p->head * hd, d, &vq->zero_point, 0, dv);
+    offsets_d(t, hd, vc, ldv, &vq->zero_point, 0, dv);
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)t, (blasint)hd, (blasint)t, 1.0, da, (blasint)t,
                 dv, (blasint)hd, 0.0, c, (blasint)hd);
     for (size_t i = 0; i < t; i++)
@@ -355,6 +389,7 @@ static repq_status product(void *user, const repq_product *p, bool *done)
     case REPQ_QP_PROJ_IN:
     case REPQ_QP_FC1_IN:
     case REPQ_QP_FC2_IN:
+    case REPQ_QP_MERGE_IN:
     case REPQ_QP_HEAD_IN: return linear_product(fq, p, done);
     default: return REPQ_OK;
     }
