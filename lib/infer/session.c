@@ -46,6 +46,16 @@ typedef struct qlin {
 
 typedef struct qblock {
     const repq_block_params *p; /* LayerNorm parameters from the qmodel's fq_params */
+    size_t t, d, heads, hd, hidden; /* token rows per image, widths */
+    /* Window attention (Swin): `windows` windows of `area` tokens through the row map;
+     * the scores run on a grid 2^score_shift finer than s_q s_k, where bias holds the
+     * relative position bias per head ([heads][area][area]) and region (NULL without
+     * shift) the mask regions of the rows. Global attention: one window of t. */
+    bool windowed, q_scaled;
+    size_t area, windows;
+    int32_t *rows, *region, *bias;
+    int32_t mask; /* timm's additive -100 between regions, on the score grid */
+    int score_shift;
     aq qkv_in, q, k, v, proj_in, fc1_in, fc2_in;
     bool fc2_two_region;           /* fc2_in is the fine grid of fc2_two */
     repq_tworeg_params fc2_two;
@@ -71,6 +81,7 @@ typedef struct wscratch {
     void *avs;       /* attention x V planes and products (repq_attn_v_gemm_scratch_size) */
     void *panel;     /* unpacked 4-bit weight panel (repq_gemm_u8u4_scratch_size) */
     int32_t *colconst; /* [T]: the q k^T column correction */
+    uint8_t *qg, *kg, *vg, *og; /* [area, hd]: a window's codes, gathered (Swin) */
 } wscratch;
 
 typedef void (*task_fn)(repq_session *s, int worker, int workers, const void *arg);
@@ -104,8 +115,14 @@ struct repq_session {
     aq patch_in, head_in;
     qlin patch, head;
     qblock *blocks;
+    /* Patch merging (Swin): the node, its input quantizer and reduction, per merge. */
+    const repq_net_node **merge_nodes;
+    aq *merge_in;
+    qlin *merge;
+    float *pooled;        /* [tokens, dim] of the last stage: the final norm before averaging */
     uint8_t *pixel_codes; /* [C][256]: U8 pixel -> PATCH_IN code */
     float *x;             /* [max_batch * T, D] residual stream */
+    float *x2;            /* the same: patch merging writes the next stage here */
     uint8_t *qc, *kc, *vc, *oc;
     wscratch *ws;
     helper_arg *hargs;
@@ -375,15 +392,61 @@ static repq_status qlin_init(repq_session *s, repq_object *err, int32_t id, size
     return REPQ_OK;
 }
 
+/* Window attention: the row map, the mask regions, and the relative position bias of
+ * every head on a score grid 2^-shift of s_q s_k (the largest shift keeping scores,
+ * column terms and bias, and the mask below them, within int32). */
+static repq_status window_init(repq_session *s, repq_object *err, const repq_net_node *node, qblock *b,
+                               double in_scale)
+{
+    const repq_swin_window *w = &node->window;
+    const size_t area = b->area, heads = b->heads;
+    b->rows = salloc(s, b->t, sizeof(int32_t));
+    b->region = repq_swin_window_shifted(w) ? salloc(s, b->t, sizeof(int32_t)) : NULL;
+    b->bias = salloc(s, heads * area * area, sizeof(int32_t));
+    int32_t *index = salloc(s, area * area, sizeof(int32_t));
+    if (!b->rows || (repq_swin_window_shifted(w) && !b->region) || !b->bias || !index)
+        return repq_fail(err, REPQ_ERR_NOMEM, "repq_session_new: cannot allocate window tables");
+    repq_swin_window_rows(w, b->rows);
+    if (b->region)
+        repq_swin_window_regions(w, b->region);
+    repq_swin_relative_position_index(w->win_h, w->win_w, index);
+    const float *table = repq_net_param_data(s->q->net, s->q->fq_params.arena, node->rel_bias);
+    const size_t table_size = s->q->net->params[node->rel_bias].count;
+    double table_max = 0.0;
+    for (size_t i = 0; i < table_size; i++)
+        table_max = fmax(table_max, fabs((double)table[i]));
+    const repq_quant_params qp = {b->q.s, b->q.z, b->q.bits}, kp = {b->k.s, b->k.z, b->k.bits};
+    const int shift = repq_window_score_shift(&qp, &kp, (int32_t)b->hd, table_max - REPQ_SWIN_MASK);
+    if (shift < 0)
+        return repq_fail(err, REPQ_ERR_UNSUPPORTED, "repq_session_new: block %d: the relative position bias "
+                         "(up to %g) is too large for the score scale %g", (int)node->unit, table_max, in_scale);
+    b->score_shift = shift;
+    b->mask = repq_window_score_round(REPQ_SWIN_MASK, in_scale, shift);
+    for (size_t h = 0; h < heads; h++)
+        for (size_t i = 0; i < area * area; i++)
+            b->bias[h * area * area + i] =
+                repq_window_score_round((double)table[(size_t)index[i] * heads + h], in_scale, shift);
+    return REPQ_OK;
+}
+
 static repq_status block_init(repq_session *s, repq_object *err, const repq_net_node *node, int8_t *tmp)
 {
     const int32_t bi = node->unit;
     qblock *b = &s->blocks[bi];
     const repq_block_params *p = &s->q->fq_params.blocks[bi];
-    const size_t d = s->dim;
+    const size_t d = (size_t)node->dim;
     const int32_t *slot = node->slot, *lin = node->linear;
     repq_status st;
     b->p = p;
+    b->t = (size_t)node->tokens;
+    b->d = d;
+    b->heads = (size_t)node->heads;
+    b->hd = d / b->heads;
+    b->hidden = (size_t)node->hidden;
+    b->windowed = node->windowed;
+    b->q_scaled = node->q_scaled;
+    b->area = node->windowed ? (size_t)repq_swin_window_area(&node->window) : b->t;
+    b->windows = b->t / b->area;
     if ((st = get_uniform(s, err, slot[REPQ_QP_QKV_IN], &b->qkv_in)) ||
         (st = get_uniform(s, err, slot[REPQ_QP_Q], &b->q)) || (st = get_uniform(s, err, slot[REPQ_QP_K], &b->k)) ||
         (st = get_uniform(s, err, slot[REPQ_QP_V], &b->v)) ||
@@ -395,18 +458,18 @@ static repq_status block_init(repq_session *s, repq_object *err, const repq_net_
         (st = qlin_init(s, err, lin[0], d, d, &b->qkv_in, p->qkv_b + d, tmp, &b->lk)) ||
         (st = qlin_init(s, err, lin[0], 2 * d, d, &b->qkv_in, p->qkv_b + 2 * d, tmp, &b->lv)) ||
         (st = qlin_init(s, err, lin[1], 0, d, &b->proj_in, p->proj_b, tmp, &b->proj)) ||
-        (st = qlin_init(s, err, lin[2], 0, s->hidden, &b->fc1_in, p->fc1_b, tmp, &b->fc1)) ||
+        (st = qlin_init(s, err, lin[2], 0, b->hidden, &b->fc1_in, p->fc1_b, tmp, &b->fc1)) ||
         (st = qlin_init(s, err, lin[3], 0, d, &b->fc2_in, p->fc2_b, tmp, &b->fc2)))
         return st;
 
     /* q k^T over head_dim terms: q codes against k codes made s8. */
-    const int32_t hd = (int32_t)s->hd;
+    const int32_t hd = (int32_t)b->hd;
     b->koff = b->k.bits == 8 ? 128 : 0;
     const int64_t m = (int64_t)b->koff - b->k.z;
     const int64_t cmax = (int64_t)llabs(b->q.z) * hd * 255 + (int64_t)hd * llabs(b->q.z) * llabs(m);
     double qa = fmax(fabs((double)b->q.z), fabs((double)((1 << b->q.bits) - 1 - b->q.z)));
     double ka = fmax(fabs((double)b->k.z), fabs((double)((1 << b->k.bits) - 1 - b->k.z)));
-    if (sum_bound(s->hd, (1 << b->q.bits) - 1, -128, 255, b->q.z, m, cmax) >= INT32_LIMIT ||
+    if (sum_bound(b->hd, (1 << b->q.bits) - 1, -128, 255, b->q.z, m, cmax) >= INT32_LIMIT ||
         (double)hd * qa * ka >= INT32_LIMIT)
         return repq_fail(err, REPQ_ERR_UNSUPPORTED, "repq_session_new: block %d: q k^T could overflow int32 "
                          "(zero points %d, %d)", (int)bi, (int)b->q.z, (int)b->k.z);
@@ -418,7 +481,10 @@ static repq_status block_init(repq_session *s, repq_object *err, const repq_net_
         return repq_fail(err, REPQ_ERR_UNSUPPORTED,
                          "repq_session_new: block %d: the attention quantizer is not log2-with-parity (kind %d); "
                          "integer inference needs method repq", (int)bi, (int)at->kind);
-    const double in_scale = (double)b->q.s * (double)b->k.s / sqrt((double)hd);
+    double in_scale = (double)b->q.s * (double)b->k.s / (b->q_scaled ? 1.0 : sqrt((double)hd));
+    if (b->windowed && (st = window_init(s, err, node, b, in_scale)))
+        return st;
+    in_scale = ldexp(in_scale, -b->score_shift);
     if (!repq_log2softmax_prepare((float)in_scale, at->log.scale, at->log.bits, &b->sm))
         return repq_fail(err, REPQ_ERR_UNSUPPORTED,
                          "repq_session_new: block %d: softmax constants out of range (score scale %g, "
@@ -426,8 +492,8 @@ static repq_status block_init(repq_session *s, repq_object *err, const repq_net_
     /* Attention x V: |v - zv| may exceed 255 when zv is outside the code range, so the
      * fraction bits are chosen for the actual bound. */
     const double vabs = fmax(fabs((double)b->v.z), fabs((double)((1 << b->v.bits) - 1 - b->v.z)));
-    int f = repq_attn_v_frac_bits_max(s->t);
-    while (f >= 0 && 1.4142135623730951 * (double)s->t * vabs * ldexp(1.0, f) >= INT32_LIMIT)
+    int f = repq_attn_v_frac_bits_max(b->area);
+    while (f >= 0 && 1.4142135623730951 * (double)b->area * vabs * ldexp(1.0, f) >= INT32_LIMIT)
         f--;
     if (f < 0)
         return repq_fail(err, REPQ_ERR_UNSUPPORTED, "repq_session_new: block %d: attention x V cannot be "
@@ -444,25 +510,44 @@ static repq_status block_init(repq_session *s, repq_object *err, const repq_net_
 
 static repq_status scratch_init(repq_session *s, repq_object *err)
 {
-    size_t rows = (size_t)s->max_batch * s->t, d = s->dim;
-    size_t max_in = s->pd > s->hidden ? s->pd : s->hidden;
-    max_in = max_in > d ? max_in : d;
-    size_t max_out = s->hidden > d ? s->hidden : d;
-    max_out = max_out > s->classes ? max_out : s->classes;
+    const repq_net *net = s->q->net;
+    /* The largest of every extent over the network's nodes and layers. */
+    size_t td = 0, max_in = 0, max_out = 0, att = 0, hd = 0, pool_floats = 0;
+    for (int32_t i = 0; i < net->num_nodes; i++) {
+        const repq_net_node *node = &net->nodes[i];
+        const size_t t = (size_t)node->tokens, in_rows = node->op == REPQ_OP_MERGE ? (size_t)node->grid * (size_t)node->grid : t;
+        const size_t width = node->op == REPQ_OP_MERGE ? (size_t)node->in_dim : (size_t)node->dim;
+        td = in_rows * width > td ? in_rows * width : td;
+        td = t * (size_t)node->dim > td ? t * (size_t)node->dim : td;
+        if (node->op == REPQ_OP_BLOCK) {
+            const size_t a = node->windowed ? (size_t)repq_swin_window_area(&node->window) : t;
+            att = a > att ? a : att;
+            hd = (size_t)(node->dim / node->heads) > hd ? (size_t)(node->dim / node->heads) : hd;
+        }
+        if (node->op == REPQ_OP_HEAD && node->avg_pool)
+            pool_floats = t * (size_t)node->dim;
+    }
+    for (int32_t i = 0; i < net->num_linear; i++) {
+        max_in = (size_t)net->linear[i].in > max_in ? (size_t)net->linear[i].in : max_in;
+        max_out = (size_t)net->linear[i].out > max_out ? (size_t)net->linear[i].out : max_out;
+    }
     size_t max_f = max_in > max_out ? max_in : max_out;
-    size_t td;
-    if (!repq_size_mul(rows, d, &td))
+    size_t all;
+    if (!repq_size_mul((size_t)s->max_batch, td, &all))
         return repq_fail(err, REPQ_ERR_OVERFLOW, "repq_session_new: max_batch %d is too large", (int)s->max_batch);
-    s->x = salloc(s, td, sizeof(float));
-    s->qc = salloc(s, td, 1);
-    s->kc = salloc(s, td, 1);
-    s->vc = salloc(s, td, 1);
-    s->oc = salloc(s, td, 1);
+    s->x = salloc(s, all, sizeof(float));
+    s->x2 = net->arch.family == REPQ_FAMILY_SWIN ? salloc(s, all, sizeof(float)) : NULL;
+    s->pooled = pool_floats ? salloc(s, pool_floats, sizeof(float)) : NULL;
+    s->qc = salloc(s, all, 1);
+    s->kc = salloc(s, all, 1);
+    s->vc = salloc(s, all, 1);
+    s->oc = salloc(s, all, 1);
     s->ws = salloc(s, (size_t)s->threads, sizeof(wscratch));
-    if (!s->x || !s->qc || !s->kc || !s->vc || !s->oc || !s->ws)
+    if (!s->x || !s->qc || !s->kc || !s->vc || !s->oc || !s->ws || (net->arch.family == REPQ_FAMILY_SWIN && !s->x2) ||
+        (pool_floats && !s->pooled))
         return repq_fail(err, REPQ_ERR_NOMEM, "repq_session_new: cannot allocate activations for %d images",
                          (int)s->max_batch);
-    const size_t t = s->t, hd = s->hd;
+    const size_t t = att;
     for (int w = 0; w < s->threads; w++) {
         wscratch *x = &s->ws[w];
         x->a = salloc(s, ROW_BLOCK * max_in, 1);
@@ -480,9 +565,13 @@ static repq_status scratch_init(repq_session *s, repq_object *err)
         x->d2 = salloc(s, t * hd, sizeof(int32_t));
         x->panel = s->nibble_k ? salloc(s, repq_gemm_u8u4_scratch_size(s->nibble_k), 1) : NULL;
         x->colconst = salloc(s, t, sizeof(int32_t));
+        x->qg = salloc(s, 4 * t * hd, 1);
         if (!x->a || !x->acc || !x->f || !x->rowsum || !x->kpack || !x->sc || !x->codes || !x->e || !x->avs ||
-            !x->d || !x->colconst || (s->nibble_k && !x->panel) || !x->tail || !x->e2 || !x->d2)
+            !x->d || !x->colconst || (s->nibble_k && !x->panel) || !x->tail || !x->e2 || !x->d2 || !x->qg)
             return repq_fail(err, REPQ_ERR_NOMEM, "repq_session_new: cannot allocate worker scratch");
+        x->kg = x->qg + t * hd;
+        x->vg = x->kg + t * hd;
+        x->og = x->vg + t * hd;
     }
     return REPQ_OK;
 }
@@ -506,8 +595,6 @@ REPQ_API repq_status repq_session_new(repq_context *ctx, const repq_qmodel *q, c
     if (threads < 1)
         return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_session_new: threads %d must be >= 1", (int)threads);
     const repq_arch *a = &q->arch;
-    if (a->family != REPQ_FAMILY_VIT)
-        return repq_fail(err, REPQ_ERR_UNSUPPORTED, "repq_session_new: integer sessions run ViT/DeiT models only so far");
     if (a->embed_dim % a->num_heads)
         return repq_fail(err, REPQ_ERR_UNSUPPORTED, "repq_session_new: embed_dim is not a multiple of num_heads");
 
@@ -524,7 +611,7 @@ REPQ_API repq_status repq_session_new(repq_context *ctx, const repq_qmodel *q, c
         s->level = repq_kernel_level_clamp(s->cpu_mask, (repq_kernel_level)(options->kernels - 1));
     s->max_batch = max_batch;
     s->threads = threads;
-    s->t = (size_t)repq_vit_tokens(a);
+    s->t = (size_t)q->net->nodes[0].tokens; /* the patch embedding's token rows */
     s->dim = (size_t)a->embed_dim;
     s->heads = (size_t)a->num_heads;
     s->hd = s->dim / s->heads;
@@ -542,7 +629,11 @@ REPQ_API repq_status repq_session_new(repq_context *ctx, const repq_qmodel *q, c
     int8_t *tmp = repq_mem_alloc(&al, max_w);
     s->blocks = salloc(s, (size_t)a->depth, sizeof(qblock));
     s->pixel_codes = salloc(s, (size_t)a->in_chans * 256, 1);
-    if (!tmp || !s->blocks || !s->pixel_codes)
+    const size_t merges = a->family == REPQ_FAMILY_SWIN ? (size_t)a->swin.stages : 1;
+    s->merge_nodes = salloc(s, merges, sizeof *s->merge_nodes);
+    s->merge_in = salloc(s, merges, sizeof *s->merge_in);
+    s->merge = salloc(s, merges, sizeof *s->merge);
+    if (!tmp || !s->blocks || !s->pixel_codes || !s->merge_nodes || !s->merge_in || !s->merge)
         st = repq_fail(err, REPQ_ERR_NOMEM, "repq_session_new: cannot allocate layer tables");
     /* The network's nodes, compiled into the session's stages. */
     for (int32_t i = 0; !st && i < q->net->num_nodes; i++) {
@@ -553,7 +644,15 @@ REPQ_API repq_status repq_session_new(repq_context *ctx, const repq_qmodel *q, c
                 st = qlin_init(s, err, node->linear[0], 0, s->dim, &s->patch_in, q->fq_params.patch_b, tmp, &s->patch);
             break;
         case REPQ_OP_BLOCK: st = block_init(s, err, node, tmp); break;
-        case REPQ_OP_MERGE: break; /* a Swin, refused above */
+        case REPQ_OP_MERGE: {
+            const size_t k = (size_t)node->unit;
+            const int32_t id = node->linear[0];
+            s->merge_nodes[k] = node;
+            if (!(st = get_uniform(s, err, node->slot[REPQ_QP_MERGE_IN], &s->merge_in[k])))
+                st = qlin_init(s, err, id, 0, (size_t)node->dim, &s->merge_in[k],
+                               repq_net_linear_bias(q->net, &q->fq_params, id), tmp, &s->merge[k]);
+            break;
+        }
         case REPQ_OP_HEAD:
             if (!(st = get_uniform(s, err, node->slot[REPQ_QP_HEAD_IN], &s->head_in)))
                 st = qlin_init(s, err, node->linear[0], 0, s->classes, &s->head_in, q->fq_params.head_b, tmp,
@@ -708,6 +807,16 @@ static void patch_task(repq_session *s, int worker, int workers, const void *arg
         tock(s, worker, REPQ_STAGE_FLOAT, &t0);
         gemm_rows(s, worker, &s->patch, m, w->a, pd, w, &t0);
         out_f32(s, worker, &s->patch, m, w, false, w->f, d, &t0);
+        if (!pos) {
+            /* Swin: the patches are the tokens, through the patch embedding's LayerNorm. */
+            const repq_net_node *node = &s->q->net->nodes[0];
+            const float *arena = s->q->fq_params.arena;
+            repq_float_layer_norm(w->f, m, d, repq_net_param_data(s->q->net, (float *)arena, node->norm_weight),
+                                  repq_net_param_data(s->q->net, (float *)arena, node->norm_bias), a->norm_eps,
+                                  s->x + r0 * d);
+            tock(s, worker, REPQ_STAGE_FLOAT, &t0);
+            continue;
+        }
         for (size_t i = 0; i < m; i++) {
             const size_t r = r0 + i, b = r / np, p = r % np;
             float *xr = s->x + (b * t + 1 + p) * d;
@@ -719,12 +828,11 @@ static void patch_task(repq_session *s, int worker, int workers, const void *arg
     }
 }
 
-/* w->a = codes of LayerNorm(x) for m rows, a row at a time so each stays in L1
+/* w->a = codes of LayerNorm(x) for m rows of d, a row at a time so each stays in L1
  * between the two steps. */
-static void norm_codes(repq_session *s, const float *x, size_t m, const float *g, const float *bias,
+static void norm_codes(repq_session *s, const float *x, size_t m, size_t d, const float *g, const float *bias,
                        const aq *codes_q, wscratch *w)
 {
-    const size_t d = s->dim;
     for (size_t i = 0; i < m; i++) {
         repq_float_layer_norm(x + i * d, 1, d, g, bias, s->arch.norm_eps, w->f);
         repq_quantize_f32_u8(s->level, d, w->f, codes_q->s, codes_q->z, codes_q->bits, w->a + i * d);
@@ -735,11 +843,21 @@ static void norm_codes(repq_session *s, const float *x, size_t m, const float *g
 static void pre_attention(repq_session *s, int worker, const qblock *b, size_t r0, size_t m, wscratch *w,
                           double *t0)
 {
-    const size_t d = s->dim;
-    norm_codes(s, s->x + r0 * d, m, b->p->norm1_w, b->p->norm1_b, &b->qkv_in, w);
+    const size_t d = b->d;
+    norm_codes(s, s->x + r0 * d, m, d, b->p->norm1_w, b->p->norm1_b, &b->qkv_in, w);
     tock(s, worker, REPQ_STAGE_FLOAT, t0);
     gemm_rows(s, worker, &b->lq, m, w->a, d, w, t0);
-    out_u8(s, worker, &b->lq, &b->q, m, w, s->qc + r0 * d, d, t0);
+    if (b->q_scaled) {
+        /* Swin: q times 1 / sqrt(head_dim) in float, then its quantizer (as the reference). */
+        out_f32(s, worker, &b->lq, m, w, false, w->f, d, t0);
+        const float scale = 1.0f / sqrtf((float)b->hd);
+        for (size_t i = 0; i < m * d; i++)
+            w->f[i] *= scale;
+        repq_quantize_f32_u8(s->level, m * d, w->f, b->q.s, b->q.z, b->q.bits, s->qc + r0 * d);
+        tock(s, worker, REPQ_STAGE_FLOAT, t0);
+    } else {
+        out_u8(s, worker, &b->lq, &b->q, m, w, s->qc + r0 * d, d, t0);
+    }
     qlin_gemm(s, &b->lk, m, w->a, d, w);
     tock(s, worker, REPQ_STAGE_GEMM, t0);
     out_u8(s, worker, &b->lk, &b->k, m, w, s->kc + r0 * d, d, t0);
@@ -752,10 +870,10 @@ static void pre_attention(repq_session *s, int worker, const qblock *b, size_t r
 static void post_attention(repq_session *s, int worker, const qblock *b, size_t r0, size_t m, wscratch *w,
                            double *t0)
 {
-    const size_t d = s->dim, hid = s->hidden;
+    const size_t d = b->d, hid = b->hidden;
     gemm_rows(s, worker, &b->proj, m, s->oc + r0 * d, d, w, t0);
     out_f32(s, worker, &b->proj, m, w, true, s->x + r0 * d, d, t0);
-    norm_codes(s, s->x + r0 * d, m, b->p->norm2_w, b->p->norm2_b, &b->fc1_in, w);
+    norm_codes(s, s->x + r0 * d, m, d, b->p->norm2_w, b->p->norm2_b, &b->fc1_in, w);
     tock(s, worker, REPQ_STAGE_FLOAT, t0);
     gemm_rows(s, worker, &b->fc1, m, w->a, d, w, t0);
     /* One row at a time, so the hidden activations stay in L1 from the accumulators
@@ -785,8 +903,9 @@ static void rows_task(repq_session *s, int worker, int workers, const void *arg)
 {
     const rows_arg *ra = arg;
     wscratch *w = &s->ws[worker];
+    const int32_t any = ra->post_block >= 0 ? ra->post_block : ra->pre_block;
     size_t lo, hi;
-    split(s->n * s->t, worker, workers, &lo, &hi);
+    split(s->n * s->blocks[any].t, worker, workers, &lo, &hi);
     double t0 = tick(s, worker);
     for (size_t r0 = lo; r0 < hi; r0 += ROW_BLOCK) {
         const size_t m = hi - r0 < ROW_BLOCK ? hi - r0 : ROW_BLOCK;
@@ -797,31 +916,68 @@ static void rows_task(repq_session *s, int worker, int workers, const void *arg)
     }
 }
 
-/* Attention of (image, head) pairs: exact integer scores, log2 softmax codes, shifts
- * times v, quantized to the proj input's codes. */
+/* area rows of one head's codes through a window's row map, into dst [area, hd]. */
+static void gather_head(const uint8_t *codes, size_t d, const int32_t *rows, size_t area, size_t hd, uint8_t *dst)
+{
+    for (size_t i = 0; i < area; i++)
+        memcpy(dst + i * hd, codes + (size_t)rows[i] * d, hd);
+}
+
+/* Window attention scores: on the grid 2^score_shift finer, plus the head's relative
+ * position bias and, between different regions of a shifted window, the mask. */
+static void window_scores(const qblock *b, size_t h, size_t window, int32_t *sc, int32_t *colconst)
+{
+    const size_t area = b->area;
+    const int32_t *bias = b->bias + h * area * area, *reg = b->region ? b->region + window * area : NULL;
+    const int shift = b->score_shift;
+    for (size_t i = 0; i < area; i++)
+        for (size_t j = 0; j < area; j++) {
+            int32_t *x = &sc[i * area + j];
+            *x = (int32_t)((uint32_t)*x << shift) + bias[i * area + j] + (reg && reg[i] != reg[j] ? b->mask : 0);
+        }
+    for (size_t j = 0; j < area; j++)
+        colconst[j] = (int32_t)((uint32_t)colconst[j] << shift);
+}
+
+/* Attention of (image, head, window) triples: exact integer scores, log2 softmax codes,
+ * shifts times v, quantized to the proj input's codes. */
 static void attn_task(repq_session *s, int worker, int workers, const void *arg)
 {
     const qblock *b = arg;
-    const size_t t = s->t, d = s->dim, hd = s->hd;
+    const size_t t = b->area, tokens = b->t, d = b->d, hd = b->hd, heads = b->heads, windows = b->windows;
     const repq_kernel_level lv = s->level;
     wscratch *w = &s->ws[worker];
     size_t lo, hi;
-    split(s->n * s->heads, worker, workers, &lo, &hi);
+    split(s->n * heads * windows, worker, workers, &lo, &hi);
     double t0 = tick(s, worker);
     const int32_t sentinel = b->sm.sentinel;
     for (size_t item = lo; item < hi; item++) {
-        const size_t img = item / s->heads, h = item % s->heads, base = img * t * d + h * hd;
+        const size_t img = item / (heads * windows), h = item / windows % heads, win = item % windows;
+        const size_t base = img * tokens * d + h * hd;
         const uint8_t *qh = s->qc + base, *kh = s->kc + base, *vh = s->vc + base;
-        repq_attn_pack_k(lv, t, hd, kh, d, b->koff, w->kpack);
+        size_t ld = d;
+        if (b->windowed) {
+            const int32_t *rows = b->rows + win * t;
+            gather_head(qh, d, rows, t, hd, w->qg);
+            gather_head(kh, d, rows, t, hd, w->kg);
+            gather_head(vh, d, rows, t, hd, w->vg);
+            qh = w->qg;
+            kh = w->kg;
+            vh = w->vg;
+            ld = hd;
+        }
+        repq_attn_pack_k(lv, t, hd, kh, ld, b->koff, w->kpack);
         /* The exact score is gemm + qk_colmul * rowsum(q)[i] - z_q * colsum(k - koff)[j]
          * + qk_const; the codes depend only on differences within a row, so the row
          * terms are left out and the column term rides into the softmax (same codes). */
-        repq_row_sums_u8(lv, t, hd, kh, d, w->colconst);
+        repq_row_sums_u8(lv, t, hd, kh, ld, w->colconst);
         for (size_t j = 0; j < t; j++)
             w->colconst[j] = -b->q.z * (w->colconst[j] - b->koff * (int32_t)hd);
-        repq_gemm_u8s8(lv, t, t, hd, qh, d, w->kpack, w->sc, t);
+        repq_gemm_u8s8(lv, t, t, hd, qh, ld, w->kpack, w->sc, t);
+        if (b->windowed)
+            window_scores(b, h, win, w->sc, w->colconst);
         repq_log2softmax_rows_bias(lv, &b->sm, t, t, w->sc, t, w->colconst, w->codes, t);
-        repq_attn_v_accumulate_gemm(lv, t, t, hd, w->codes, t, b->sm.sentinel, vh, d, b->v.z, b->frac_bits, w->e,
+        repq_attn_v_accumulate_gemm(lv, t, t, hd, w->codes, t, b->sm.sentinel, vh, ld, b->v.z, b->frac_bits, w->e,
                                     w->d, hd, w->avs);
         /* Probabilities below s_attn 2^-F (ceil(c/2) > F, only codes past 2F) do not
          * fit the accumulators' fraction bits; their terms, down to s_attn 2^-2F, go
@@ -829,25 +985,75 @@ static void attn_task(repq_session *s, int worker, int workers, const void *arg)
          * 2^(2F - ceil(c/2))). Few or none at 65 tokens; skipped when none. */
         const bool tail = repq_attn_v_tail_codes(t * t, w->codes, sentinel, b->frac_bits, w->tail);
         if (tail)
-            repq_attn_v_accumulate(lv, t, t, hd, w->tail, t, sentinel, vh, d, b->v.z, b->frac_bits, w->e2, w->d2, hd);
+            repq_attn_v_accumulate(lv, t, t, hd, w->tail, t, sentinel, vh, ld, b->v.z, b->frac_bits, w->e2, w->d2, hd);
+        uint8_t *out = b->windowed ? w->og : s->oc + base;
         repq_attn_v_finish(lv, t, hd, w->e, w->d, tail ? w->e2 : NULL, tail ? w->d2 : NULL, hd, b->frac_bits,
-                           b->av_even, b->av_odd, b->proj_in.s, b->proj_in.z, b->proj_in.bits, s->oc + base, d);
+                           b->av_even, b->av_odd, b->proj_in.s, b->proj_in.z, b->proj_in.bits, out,
+                           b->windowed ? hd : d);
+        if (b->windowed)
+            for (size_t i = 0; i < t; i++)
+                memcpy(s->oc + base + (size_t)b->rows[win * t + i] * d, w->og + i * hd, hd);
     }
     tock(s, worker, REPQ_STAGE_ATTENTION, &t0);
 }
 
-/* Final LayerNorm of the class tokens, head codes, logits (on the calling thread). */
+/* Patch merging of output rows: the 2x2 input tokens gathered, LayerNorm, codes, the
+ * reduction, into the next stage's residual stream x2. */
+static void merge_task(repq_session *s, int worker, int workers, const void *arg)
+{
+    const size_t k = *(const size_t *)arg;
+    const repq_net_node *node = s->merge_nodes[k];
+    const qlin *l = &s->merge[k];
+    const aq *in = &s->merge_in[k];
+    const size_t grid = (size_t)node->grid, tin = grid * grid, tout = (size_t)node->tokens;
+    const size_t din = (size_t)node->in_dim, wide = 4 * din, d = (size_t)node->dim, half = grid / 2;
+    const repq_net *net = s->q->net;
+    const float *g = repq_net_param_data(net, s->q->fq_params.arena, node->norm_weight);
+    const float *beta = repq_net_param_data(net, s->q->fq_params.arena, node->norm_bias);
+    wscratch *w = &s->ws[worker];
+    size_t lo, hi;
+    split(s->n * tout, worker, workers, &lo, &hi);
+    double t0 = tick(s, worker);
+    for (size_t r0 = lo; r0 < hi; r0 += ROW_BLOCK) {
+        const size_t m = hi - r0 < ROW_BLOCK ? hi - r0 : ROW_BLOCK;
+        for (size_t i = 0; i < m; i++) {
+            const size_t r = r0 + i, img = r / tout, oy = r % tout / half, ox = r % half;
+            /* (2y, 2x), (2y + 1, 2x), (2y, 2x + 1), (2y + 1, 2x + 1): repq_swin_merge_rows' order. */
+            const size_t src[4] = {2 * oy * grid + 2 * ox, (2 * oy + 1) * grid + 2 * ox, 2 * oy * grid + 2 * ox + 1,
+                                   (2 * oy + 1) * grid + 2 * ox + 1};
+            float *row = w->f + wide; /* [wide] after the normalized row */
+            for (int part = 0; part < 4; part++)
+                memcpy(row + part * din, s->x + (img * tin + src[part]) * din, din * sizeof(float));
+            repq_float_layer_norm(row, 1, wide, g, beta, s->arch.norm_eps, w->f);
+            repq_quantize_f32_u8(s->level, wide, w->f, in->s, in->z, in->bits, w->a + i * wide);
+        }
+        tock(s, worker, REPQ_STAGE_FLOAT, &t0);
+        gemm_rows(s, worker, l, m, w->a, wide, w, &t0);
+        out_f32(s, worker, l, m, w, false, s->x2 + r0 * d, d, &t0);
+    }
+}
+
+/* Final LayerNorm, pooling (the class token's row, or the mean of every token's),
+ * head codes, logits (on the calling thread). */
 static void head_stage(repq_session *s)
 {
-    const size_t d = s->dim, k = s->classes;
+    const repq_net *net = s->q->net;
+    const repq_net_node *node = &net->nodes[net->num_nodes - 1];
+    const size_t d = (size_t)node->dim, k = s->classes, t = (size_t)node->tokens;
     const repq_params *p = &s->q->fq_params;
     wscratch *w = &s->ws[0];
     double t0 = tick(s, 0);
     for (size_t i0 = 0; i0 < s->n; i0 += ROW_BLOCK) {
         const size_t m = s->n - i0 < ROW_BLOCK ? s->n - i0 : ROW_BLOCK;
-        for (size_t i = 0; i < m; i++)
-            repq_float_layer_norm(s->x + (i0 + i) * s->t * d, 1, d, p->norm_w, p->norm_b, s->arch.norm_eps,
-                                  w->f + i * d);
+        for (size_t i = 0; i < m; i++) {
+            const float *x = s->x + (i0 + i) * t * d;
+            if (node->avg_pool) {
+                repq_float_layer_norm(x, t, d, p->norm_w, p->norm_b, s->arch.norm_eps, s->pooled);
+                repq_float_mean_rows(s->pooled, t, d, w->f + i * d);
+            } else {
+                repq_float_layer_norm(x, 1, d, p->norm_w, p->norm_b, s->arch.norm_eps, w->f + i * d);
+            }
+        }
         repq_quantize_f32_u8(s->level, m * d, w->f, s->head_in.s, s->head_in.z, s->head_in.bits, w->a);
         tock(s, 0, REPQ_STAGE_FLOAT, &t0);
         gemm_rows(s, 0, &s->head, m, w->a, d, w, &t0);
@@ -874,18 +1080,40 @@ REPQ_API repq_status repq_session_run(repq_session *s, repq_tensor *images, repq
     s->logits = logits->data;
     const size_t d = s->dim, t = s->t;
     const repq_params *p = &s->q->fq_params;
-    for (size_t b = 0; b < n; b++)
-        for (size_t c = 0; c < d; c++)
-            s->x[b * t * d + c] = p->cls_token[c] + p->pos_embed[c];
+    if (p->cls_token)
+        for (size_t b = 0; b < n; b++)
+            for (size_t c = 0; c < d; c++)
+                s->x[b * t * d + c] = p->cls_token[c] + p->pos_embed[c];
     parallel(s, patch_task, NULL);
-    const int32_t depth = s->arch.depth;
-    rows_arg ra = {-1, 0};
-    parallel(s, rows_task, &ra);
-    for (int32_t bi = 0; bi < depth; bi++) {
+    /* The network's nodes in order: a block's attention, then its row-wise rest fused
+     * with the next block's LayerNorm and q, k, v when one follows. */
+    const repq_net *net = s->q->net;
+    float *const x0 = s->x, *const x1 = s->x2;
+    bool pending_pre = true; /* the next block's q, k, v are not computed yet */
+    for (int32_t i = 1; i < net->num_nodes - 1; i++) {
+        const repq_net_node *node = &net->nodes[i];
+        if (node->op == REPQ_OP_MERGE) {
+            const size_t k = (size_t)node->unit;
+            parallel(s, merge_task, &k);
+            float *swap = s->x;
+            s->x = s->x2;
+            s->x2 = swap;
+            pending_pre = true;
+            continue;
+        }
+        const int32_t bi = node->unit;
+        if (pending_pre) {
+            rows_arg ra = {-1, bi};
+            parallel(s, rows_task, &ra);
+        }
         parallel(s, attn_task, &s->blocks[bi]);
-        rows_arg rb = {bi, bi + 1 < depth ? bi + 1 : -1};
+        const repq_net_node *next = &net->nodes[i + 1];
+        rows_arg rb = {bi, next->op == REPQ_OP_BLOCK ? next->unit : -1};
         parallel(s, rows_task, &rb);
+        pending_pre = rb.pre_block < 0;
     }
     head_stage(s);
+    s->x = x0;
+    s->x2 = x1;
     return REPQ_OK;
 }

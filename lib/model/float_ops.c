@@ -79,3 +79,13 @@ void repq_float_layer_norm(const float *x, size_t rows, size_t d, const float *g
 {
     layer_norm_rows(x, rows, d, g, b, eps, y);
 }
+
+void repq_float_mean_rows(const float *x, size_t rows, size_t d, float *out)
+{
+    for (size_t c = 0; c < d; c++) {
+        double sum = 0.0;
+        for (size_t r = 0; r < rows; r++)
+            sum += x[r * d + c];
+        out[c] = (float)(sum / (double)rows);
+    }
+}

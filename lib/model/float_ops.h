@@ -58,4 +58,8 @@ void repq_float_layer_norm(const float *x, size_t rows, size_t d, const float *g
 /* GELU (erf form) in place. */
 void repq_float_gelu(float *x, size_t n);
 
+/* out[c] = the mean of x[r][c] over `rows` rows of d: summed in double in row order,
+ * divided, rounded once (average pooling; the float forward and the session share it). */
+void repq_float_mean_rows(const float *x, size_t rows, size_t d, float *out);
+
 #endif

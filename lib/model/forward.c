@@ -9,6 +9,7 @@
 
 #include "core/vectorize.h"
 #include "model/float_ops.h"
+#include "model/qmodel.h"
 
 typedef struct scratch {
     const repq_net *net;
@@ -254,9 +255,6 @@ static repq_status attention(const repq_net_node *node, size_t n, scratch *s, co
     return qlinear(s, hook, node, node->linear[1], 0, s->o, rows, 0, d, s->x, true);
 }
 
-/* timm's additive mask between tokens of different regions of a shifted window. */
-#define SWIN_MASK (-100.0f)
-
 /* Window attention (Swin): q, k, v of each window gathered through the window-order
  * row map, the relative position bias and mask added to the scores, the output
  * scattered back to the token rows. */
@@ -269,6 +267,7 @@ static repq_status window_attention(const repq_net_node *node, size_t n, scratch
     const bool shifted = repq_swin_window_shifted(wg);
     const float *table = param(s, node->rel_bias);
     float *qw = s->win, *kw = qw + area * hd, *vw = kw + area * hd, *ow = vw + area * hd, *bias = ow + area * hd;
+    float *mask = bias + area * area;
     repq_status st;
     repq_swin_window_rows(wg, s->rows);
     repq_swin_window_regions(wg, s->region);
@@ -294,19 +293,22 @@ static repq_status window_attention(const repq_net_node *node, size_t n, scratch
                     const size_t src = (b * t + (size_t)wr[i]) * d + hh * hd;
                     memcpy(qw + i * hd, s->q + src, hd * sizeof(float));
                     memcpy(kw + i * hd, s->k + src, hd * sizeof(float));
-                    for (size_t j = 0; j < area; j++)
-                        bias[i * area + j] = table[(size_t)s->relidx[i * area + j] * heads + hh] +
-                                             (shifted && reg[i] != reg[j] ? SWIN_MASK : 0.0f);
+                    for (size_t j = 0; j < area; j++) {
+                        bias[i * area + j] = table[(size_t)s->relidx[i * area + j] * heads + hh];
+                        mask[i * area + j] = reg[i] != reg[j] ? (float)REPQ_SWIN_MASK : 0.0f;
+                    }
                 }
                 repq_product p = {.node = node, .slot = node->slot[REPQ_QP_Q], .in = REPQ_QP_Q, .image = b,
                                   .head = hh, .window = w, .tokens = area, .token_rows = wr, .score_bias = bias,
-                                  .out = sc, .ldout = area};
+                                  .score_mask = shifted ? mask : NULL, .out = sc, .ldout = area};
                 bool done;
                 if ((st = offer(hook, &p, &done)))
                     return st;
                 if (!done) {
                     product(s, area, area, hd, 1.0f, qw, hd, kw, hd, true, NULL, false, sc, area);
                     add_inplace(sc, bias, area * area);
+                    if (shifted)
+                        add_inplace(sc, mask, area * area);
                 }
                 softmax_rows(sc, area, area);
             }
@@ -403,20 +405,14 @@ static repq_status patch_embed(const repq_net_node *node, const void *images, bo
 }
 
 /* Average pooling (Swin): the final norm of every token, then the mean per channel
- * (summed in token order, as torch's mean of a contiguous float tensor need not be:
- * within float rounding of it). */
+ * (repq_float_mean_rows: within float rounding of torch's mean). */
 static void norm_average(const repq_net_node *node, size_t n, scratch *s)
 {
     const size_t t = (size_t)node->tokens, d = (size_t)node->dim;
     repq_float_layer_norm(s->x, n * t, d, param(s, node->norm_weight), param(s, node->norm_bias),
                           s->net->arch.norm_eps, s->h);
     for (size_t b = 0; b < n; b++)
-        for (size_t c = 0; c < d; c++) {
-            double sum = 0.0;
-            for (size_t r = 0; r < t; r++)
-                sum += s->h[(b * t + r) * d + c];
-            s->cls[b * d + c] = (float)(sum / (double)t);
-        }
+        repq_float_mean_rows(s->h + b * t * d, t, d, s->cls + b * d);
 }
 
 /* Final norm and pooling (the class token's row, or the average of all tokens), head. */
@@ -505,7 +501,7 @@ static repq_status scratch_alloc(repq_object *err, const repq_allocator *al, con
      * index maps (int32, in float-sized units): rows and regions of a grid, the relative
      * position index. */
     const size_t area = e.window_max;
-    const size_t sz_win = 4 * area * e.hd + area * area, sz_maps[3] = {e.tokens_max, e.tokens_max, area * area};
+    const size_t sz_win = 4 * area * e.hd + 2 * area * area, sz_maps[3] = {e.tokens_max, e.tokens_max, area * area};
     size_t parts[14] = {sz_td, sz_td, sz_td, sz_td, sz_td, sz_td, sz_attn, sz_mlp, sz_patch, sz_cls, sz_win,
                         sz_maps[0], sz_maps[1], sz_maps[2]};
     for (int i = 0; ok && i < 14; i++)

@@ -40,7 +40,7 @@ typedef struct stash {
     bool valid;
 } stash;
 
-enum { BUF_A, BUF_B, BUF_C, BUF_V, BUF_S, BUF_G, BUF_COUNT };
+enum { BUF_A, BUF_B, BUF_C, BUF_V, BUF_S, BUF_G, BUF_R, BUF_COUNT };
 
 typedef struct fake_quant {
     const repq_qmodel *q;
@@ -300,6 +300,44 @@ static size_t product_tokens(const repq_product *p)
     return p->token_rows ? p->tokens : (size_t)p->node->tokens;
 }
 
+/* Window scores (q quantized after its 1 / sqrt(head_dim)): the exact sums on the
+ * session's finer grid plus the bias and mask rounded onto it, scaled once to float. */
+static repq_status window_scores(fake_quant *fq, const repq_product *p, const repq_quant_params *qq,
+                                 const repq_quant_params *kq, const float *vf, const double *vd)
+{
+    const repq_net *net = fq->q->net;
+    const float *table = repq_net_param_data(net, fq->q->fq_params.arena, p->node->rel_bias);
+    double table_max = 0.0;
+    for (size_t i = 0; i < net->params[p->node->rel_bias].count; i++)
+        table_max = fmax(table_max, fabs((double)table[i]));
+    const int32_t hd = p->node->dim / p->node->heads;
+    const int shift = repq_window_score_shift(qq, kq, hd, table_max - REPQ_SWIN_MASK);
+    if (shift < 0)
+        return REPQ_ERR_UNSUPPORTED;
+    const double in_scale = (double)qq->scale * (double)kq->scale;
+    const double step = (double)(float)ldexp(in_scale, -shift);
+    const int32_t mask = repq_window_score_round(REPQ_SWIN_MASK, in_scale, shift);
+    const size_t t = p->tokens;
+    double *row = scratch(fq, BUF_R, t, sizeof(double));
+    if (!row)
+        return REPQ_ERR_NOMEM;
+    /* Each row relative to its maximum (softmax does not see a row's constant): what
+     * reaches the softmax is the session's integer difference, rounded once. */
+    for (size_t i = 0; i < t; i++) {
+        double top = -INFINITY;
+        for (size_t j = 0; j < t; j++) {
+            double x = ldexp(vf ? (double)vf[i * t + j] : vd[i * t + j], shift);
+            x += repq_window_score_round(p->score_bias[i * t + j], in_scale, shift);
+            x += p->score_mask && p->score_mask[i * t + j] != 0.0f ? mask : 0;
+            row[j] = x;
+            top = fmax(top, x);
+        }
+        for (size_t j = 0; j < t; j++)
+            p->out[i * p->ldout + j] = (float)((row[j] - top) * step);
+    }
+    return REPQ_OK;
+}
+
 static repq_status scores_product(fake_quant *fq, const repq_product *p, bool *done)
 {
     const int32_t k_slot = p->node->slot[REPQ_QP_K];
@@ -322,16 +360,14 @@ static repq_status scores_product(fake_quant *fq, const repq_product *p, bool *d
                                 (1 << kq->bits) - 1, &vf, &vd);
     if (st || (!vf && !vd))
         return st;
-    /* The real score scale, rounded once: the session's softmax takes the same float
-     * (q quantized after its 1 / sqrt(head_dim): that factor is in s_q already). */
-    const double root = p->node->q_scaled ? 1.0 : sqrt((double)hd);
-    const float c = (float)((double)qq->scale * (double)kq->scale / root);
-    for (size_t i = 0; i < t; i++)
-        for (size_t j = 0; j < t; j++) {
-            const float y = (vf ? vf[i * t + j] : (float)vd[i * t + j]) * c;
-            p->out[i * p->ldout + j] = p->score_bias ? y + p->score_bias[i * t + j] : y;
-        }
     *done = true;
+    if (p->score_bias)
+        return window_scores(fq, p, qq, kq, vf, vd);
+    /* The real score scale, rounded once: the session's softmax takes the same float. */
+    const float c = (float)((double)qq->scale * (double)kq->scale / sqrt((double)hd));
+    for (size_t i = 0; i < t; i++)
+        for (size_t j = 0; j < t; j++)
+            p->out[i * p->ldout + j] = (vf ? vf[i * t + j] : (float)vd[i * t + j]) * c;
     return REPQ_OK;
 }
 

@@ -2,6 +2,7 @@
 #include "model/qmodel.h"
 #include "model/model.h"
 
+#include <math.h>
 #include <string.h>
 
 float *repq_net_linear_weight(const repq_net *net, const repq_params *p, int32_t id, int32_t *out_rows,
@@ -261,4 +262,22 @@ REPQ_API repq_status repq_qmodel_get_int(const repq_qmodel *q, int32_t attr, int
     case REPQ_QMODEL_TWO_REGION_BLOCKS: *out_value = repq_qmodel_two_region_blocks(q); return REPQ_OK;
     }
     return repq_net_attr(q->net, attr, out_value);
+}
+
+int repq_window_score_shift(const repq_quant_params *q, const repq_quant_params *k, int32_t head_dim, double bias_max)
+{
+    const double in_scale = (double)q->scale * (double)k->scale;
+    const double koff = k->bits == 8 ? 128.0 : 0.0;
+    const double qz = fabs((double)q->zero_point), m = fabs(koff - (double)k->zero_point);
+    /* |sum q (k - koff)| and the column term z_q (colsum(k) - koff hd). */
+    const double score_max = (double)head_dim * 255.0 * 255.0 + qz * head_dim * (255.0 + m) + 1.0;
+    for (int shift = 12; shift >= 0; shift--)
+        if (ldexp(score_max, shift) + ldexp(bias_max / in_scale, shift) + 2.0 < 0x1p30)
+            return shift;
+    return -1;
+}
+
+int32_t repq_window_score_round(double value, double in_scale, int shift)
+{
+    return (int32_t)lrint(ldexp(value / in_scale, shift));
 }

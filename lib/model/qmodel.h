@@ -88,6 +88,20 @@ repq_status repq_qmodel_dequantize_layer(repq_qmodel *q, int32_t id);
 repq_status repq_act_quant_grid(const repq_act_quant *q, repq_quant_params *grid, int32_t *max_code);
 /* How many slots quantize fc2's input with two regions (the only point that may). */
 int32_t repq_qmodel_two_region_blocks(const repq_qmodel *q);
+/* timm's additive mask between tokens that a shifted window brought together. */
+#define REPQ_SWIN_MASK (-100.0)
+
+/* Window attention (Swin) runs its scores on a grid 2^-shift finer than their scale
+ * in_scale (s_q s_k), with the relative position bias and the mask rounded onto that
+ * grid (repq_window_score_round), so that the integer session and the fake-quant
+ * forward add the same integers. The shift is the largest in [0, 12] that keeps the
+ * scores of head_dim products of q codes and k codes (made s8 as the session does),
+ * their zero-point terms, and a bias up to bias_max in magnitude (in real units) below
+ * 2^30; -1 when none does. */
+int repq_window_score_shift(const repq_quant_params *q, const repq_quant_params *k, int32_t head_dim, double bias_max);
+/* value / in_scale on the grid 2^-shift, rounded to the nearest integer (ties to even). */
+int32_t repq_window_score_round(double value, double in_scale, int shift);
+
 /* Apply an activation quantizer in place to x [rows, cols] (fake quantization). */
 repq_status repq_act_quant_apply(const repq_act_quant *q, float *x, size_t rows, size_t cols);
 /* Fake quantization of the activations only, with the weights of parameter set p (e.g.

@@ -116,12 +116,13 @@ typedef struct repq_product {
     size_t row0, rows, col0, cols; /* linear layers */
     size_t image, head;            /* Q, ATTN */
     /* Q, ATTN of a windowed block: the window (windows in window order), its token rows
-     * within the image (`token_rows`, `tokens` of them) and, for Q, the [tokens, tokens] bias (relative
-     * position bias plus mask) added to the scaled scores. Global attention: window 0,
-     * rows and score_bias NULL, tokens = all of the image's. */
+     * within the image (`token_rows`, `tokens` of them) and, for Q, the [tokens, tokens]
+     * relative position bias and mask (0 or REPQ_SWIN_MASK; NULL without shift) added,
+     * in that order, to the scaled scores. Global attention: window 0, token_rows,
+     * score_bias and score_mask NULL, tokens = all of the image's. */
     size_t window, tokens;
     const int32_t *token_rows;
-    const float *score_bias;
+    const float *score_bias, *score_mask;
     const float *bias;             /* linear layers: [cols] */
     float *out;
     size_t ldout;
