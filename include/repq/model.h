@@ -9,16 +9,27 @@
 extern "C" {
 #endif
 
-/* A float vision transformer (ViT/DeiT family, class-token pooling). Immutable after
- * loading except for its last-error message: use one model from one thread at a time,
- * or one model per thread. */
+/* A float vision transformer: ViT/DeiT (class-token pooling) or Swin (stages of window
+ * attention, patch merging, average pooling). Immutable after loading except for its
+ * last-error message: use one model from one thread at a time, or one model per thread. */
 typedef struct repq_model repq_model;
+
+/* The families of vision transformers (REPQ_MODEL_FAMILY). Values are part of the ABI. */
+typedef enum repq_family {
+    REPQ_FAMILY_VIT = 0, /* ViT, DeiT: timm's VisionTransformer */
+    REPQ_FAMILY_SWIN = 1 /* timm's SwinTransformer */
+} repq_family;
 
 /* Load a model from a safetensors file with timm's tensor names.
  * `preset` names an architecture ("deit_tiny_patch16_224", "deit_small_patch16_224",
- * "deit_base_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224"); with
- * NULL, the architecture is read from the file's __metadata__ "architecture" entry
- * (and the preprocessing from "preprocess", else ImageNet's defaults).
+ * "deit_base_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224",
+ * "swin_tiny_patch4_window7_224", "swin_small_patch4_window7_224",
+ * "swin_base_patch4_window7_224"); with NULL, the architecture is read from the file's
+ * __metadata__ "architecture" entry (a Swin when "format" is "timm.swin_transformer";
+ * docs/guide.md lists the fields) and the preprocessing from "preprocess", else
+ * ImageNet's defaults. Swin checkpoints may use timm's current names or those of timm
+ * before 0.9 (patch merging at the end of the previous stage, "head"); buffers they
+ * carry (relative_position_index, attn_mask) must equal what the library computes.
  * The file is read completely; F32, F16 and BF16 tensors are converted to float.
  * Errors: REPQ_ERR_IO, REPQ_ERR_FORMAT (malformed or inconsistent file, missing or
  * misshapen tensor), REPQ_ERR_UNSUPPORTED (dtype, architecture), REPQ_ERR_NUMERIC
@@ -33,7 +44,11 @@ REPQ_API repq_status repq_model_create_random(repq_context *ctx, const char *pre
                                               repq_model **out_model);
 REPQ_API void repq_model_free(repq_model *model);
 
-/* Integer attributes of a model's architecture. Values are part of the ABI. */
+/* Integer attributes of a model's architecture. Values are part of the ABI. Where a
+ * family has one value per stage, the attribute reads family-neutrally: DEPTH counts
+ * every transformer block, EMBED_DIM, NUM_HEADS and MLP_HIDDEN are the first stage's,
+ * NUM_TOKENS the token rows entering the first block (ViT: patches + class token);
+ * repq_model_get_stage_int gives each stage's. */
 typedef enum repq_model_attr {
     REPQ_MODEL_IMG_SIZE = 1,
     REPQ_MODEL_PATCH_SIZE = 2,
@@ -46,11 +61,30 @@ typedef enum repq_model_attr {
     REPQ_MODEL_NUM_TOKENS = 9,
     REPQ_MODEL_NUM_TENSORS = 10,
     REPQ_MODEL_NUM_PARAMS = 11,
-    REPQ_MODEL_FLOPS_PER_IMAGE = 12 /* multiply-adds x 2 of the linear layers and attention */
+    REPQ_MODEL_FLOPS_PER_IMAGE = 12, /* multiply-adds x 2 of the linear layers and attention */
+    REPQ_MODEL_FAMILY = 13,          /* repq_family */
+    REPQ_MODEL_NUM_STAGES = 14,      /* stages of blocks (ViT/DeiT: 1) */
+    REPQ_MODEL_WINDOW_SIZE = 15      /* attention window side (Swin's target window); 0: global */
 } repq_model_attr;
 
 REPQ_API repq_status repq_model_get_int(const repq_model *model, repq_model_attr attr,
                                         int64_t *out_value);
+
+/* Integer attributes of one stage of blocks. Values are part of the ABI. */
+typedef enum repq_stage_attr {
+    REPQ_STAGE_DEPTH = 1,       /* blocks */
+    REPQ_STAGE_EMBED_DIM = 2,   /* channels of its tokens */
+    REPQ_STAGE_NUM_HEADS = 3,
+    REPQ_STAGE_MLP_HIDDEN = 4,
+    REPQ_STAGE_NUM_TOKENS = 5,  /* token rows per image */
+    REPQ_STAGE_WINDOW_SIZE = 6  /* side of its attention windows (0: global attention) */
+} repq_stage_attr;
+
+/* Attribute `attr` of stage `stage` (0 <= stage < REPQ_MODEL_NUM_STAGES).
+ * Errors: REPQ_ERR_INVALID_ARGUMENT (not a model, stage out of range, unknown attr,
+ * NULL out_value). */
+REPQ_API repq_status repq_model_get_stage_int(const repq_model *model, int32_t stage, repq_stage_attr attr,
+                                              int64_t *out_value);
 
 /* Float forward pass with OpenBLAS sgemm.
  * `images`: U8 [N, C, H, W] raw pixels (the model's preprocessing is applied), or F32

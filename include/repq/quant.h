@@ -111,6 +111,9 @@ typedef enum repq_qmodel_attr {
 } repq_qmodel_attr;
 REPQ_API repq_status repq_qmodel_get_int(const repq_qmodel *qmodel, int32_t attr,
                                          int64_t *out_value);
+/* The architecture's stage attributes, as repq_model_get_stage_int. */
+REPQ_API repq_status repq_qmodel_get_stage_int(const repq_qmodel *qmodel, int32_t stage, repq_stage_attr attr,
+                                               int64_t *out_value);
 
 /* Save a reparameterized qmodel as one safetensors file (format: docs/format.md).
  * Errors: REPQ_ERR_STATE (not reparameterized), REPQ_ERR_IO, REPQ_ERR_NOMEM. */

@@ -221,6 +221,17 @@ REPQ_API void repq_model_free(repq_model *model)
     repq_mem_free(&al, model);
 }
 
+/* Tensors (or their parameters) that checkpoints hold: the net's, less the zero biases
+ * only reparameterization fills. */
+static int64_t checkpoint_params(const repq_net *net, bool floats)
+{
+    int64_t n = 0;
+    for (int32_t i = 0; i < net->num_params; i++)
+        if (net->params[i].source >= 0)
+            n += floats ? (int64_t)net->params[i].count : 1;
+    return n;
+}
+
 repq_status repq_net_attr(const repq_net *net, int32_t attr, int64_t *out)
 {
     const repq_arch *a = &net->arch;
@@ -233,12 +244,42 @@ repq_status repq_net_attr(const repq_net *net, int32_t attr, int64_t *out)
     case REPQ_MODEL_DEPTH: *out = a->depth; return REPQ_OK;
     case REPQ_MODEL_NUM_HEADS: *out = a->num_heads; return REPQ_OK;
     case REPQ_MODEL_MLP_HIDDEN: *out = a->mlp_hidden; return REPQ_OK;
-    case REPQ_MODEL_NUM_TOKENS: *out = repq_vit_tokens(a); return REPQ_OK;
-    case REPQ_MODEL_NUM_TENSORS: *out = net->num_params; return REPQ_OK;
-    case REPQ_MODEL_NUM_PARAMS: *out = (int64_t)net->param_floats; return REPQ_OK;
-    case REPQ_MODEL_FLOPS_PER_IMAGE: *out = (int64_t)repq_vit_flops(a); return REPQ_OK;
+    case REPQ_MODEL_NUM_TOKENS: *out = net->nodes[0].tokens; return REPQ_OK;
+    case REPQ_MODEL_NUM_TENSORS: *out = checkpoint_params(net, false); return REPQ_OK;
+    case REPQ_MODEL_NUM_PARAMS: *out = checkpoint_params(net, true); return REPQ_OK;
+    case REPQ_MODEL_FLOPS_PER_IMAGE: *out = (int64_t)repq_net_flops(net); return REPQ_OK;
+    case REPQ_MODEL_FAMILY: *out = a->family; return REPQ_OK;
+    case REPQ_MODEL_NUM_STAGES: *out = a->family == REPQ_FAMILY_SWIN ? a->swin.stages : 1; return REPQ_OK;
+    case REPQ_MODEL_WINDOW_SIZE: *out = a->family == REPQ_FAMILY_SWIN ? a->swin.window_h : 0; return REPQ_OK;
     }
     return REPQ_ERR_INVALID_ARGUMENT;
+}
+
+repq_status repq_net_stage_attr(const repq_net *net, int32_t stage, int32_t attr, int64_t *out)
+{
+    const repq_arch *a = &net->arch;
+    const bool swin = a->family == REPQ_FAMILY_SWIN;
+    if (stage < 0 || stage >= (swin ? a->swin.stages : 1))
+        return REPQ_ERR_INVALID_ARGUMENT;
+    const repq_swin_arch *s = &a->swin;
+    const int32_t grid = swin ? repq_swin_stage_grid(s, stage) : 0;
+    switch (attr) {
+    case REPQ_STAGE_DEPTH: *out = swin ? s->depths[stage] : a->depth; return REPQ_OK;
+    case REPQ_STAGE_EMBED_DIM: *out = swin ? repq_swin_stage_dim(s, stage) : a->embed_dim; return REPQ_OK;
+    case REPQ_STAGE_NUM_HEADS: *out = swin ? s->num_heads[stage] : a->num_heads; return REPQ_OK;
+    case REPQ_STAGE_MLP_HIDDEN: *out = swin ? s->mlp_hidden[stage] : a->mlp_hidden; return REPQ_OK;
+    case REPQ_STAGE_NUM_TOKENS: *out = swin ? (int64_t)grid * grid : net->nodes[0].tokens; return REPQ_OK;
+    case REPQ_STAGE_WINDOW_SIZE: *out = swin ? repq_swin_block_window(s, stage, 0).win_h : 0; return REPQ_OK;
+    }
+    return REPQ_ERR_INVALID_ARGUMENT;
+}
+
+REPQ_API repq_status repq_model_get_stage_int(const repq_model *model, int32_t stage, repq_stage_attr attr,
+                                              int64_t *out_value)
+{
+    if (!repq_object_is(model, REPQ_KIND_MODEL) || !out_value)
+        return REPQ_ERR_INVALID_ARGUMENT;
+    return repq_net_stage_attr(model->net, stage, (int32_t)attr, out_value);
 }
 
 REPQ_API repq_status repq_model_get_int(const repq_model *model, repq_model_attr attr,

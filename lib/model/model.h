@@ -27,5 +27,7 @@ repq_status repq_net_forward_tensors(repq_object *err, const repq_allocator *al,
                                      repq_tensor *images, repq_tensor *logits);
 /* Value of a repq_model_attr for a network (REPQ_ERR_INVALID_ARGUMENT if unknown). */
 repq_status repq_net_attr(const repq_net *net, int32_t attr, int64_t *out);
+/* Value of a repq_stage_attr of stage `stage` (REPQ_ERR_INVALID_ARGUMENT if out of range). */
+repq_status repq_net_stage_attr(const repq_net *net, int32_t stage, int32_t attr, int64_t *out);
 
 #endif

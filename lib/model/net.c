@@ -395,3 +395,23 @@ repq_status repq_net_build(repq_object *err, const repq_allocator *al, const rep
 {
     return a->family == REPQ_FAMILY_SWIN ? repq_net_build_swin(err, al, a, out) : repq_net_build_vit(err, al, a, out);
 }
+
+double repq_net_flops(const repq_net *net)
+{
+    double total = 0.0;
+    for (int32_t i = 0; i < net->num_nodes; i++) {
+        const repq_net_node *node = &net->nodes[i];
+        /* Rows through the node's linear layers: the head sees one pooled row. */
+        const double rows = node->op == REPQ_OP_HEAD ? 1.0
+                            : node->op == REPQ_OP_PATCH_EMBED && node->cls_token >= 0 ? node->tokens - 1.0
+                                                                                       : (double)node->tokens;
+        for (int k = 0; k < 4; k++)
+            if (node->linear[k] >= 0)
+                total += rows * net->linear[node->linear[k]].out * net->linear[node->linear[k]].in;
+        if (node->op == REPQ_OP_BLOCK) {
+            const double keys = node->windowed ? repq_swin_window_area(&node->window) : node->tokens;
+            total += 2.0 * node->tokens * keys * node->dim; /* q k^T and attention x v */
+        }
+    }
+    return 2.0 * total;
+}

@@ -126,6 +126,9 @@ repq_status repq_net_forward(repq_object *err, const repq_allocator *al, const r
 repq_status repq_net_block_apply(repq_object *err, const repq_allocator *al, const repq_net *net,
                                  const repq_net_node *node, const repq_params *p, float *x, size_t n);
 
+/* Multiply-adds x 2 of one image: the linear layers and the attention products. */
+double repq_net_flops(const repq_net *net);
+
 /* Floats of the largest activation one image hands to a hook. */
 size_t repq_net_largest_activation(const repq_net *net);
 

@@ -281,3 +281,11 @@ int32_t repq_window_score_round(double value, double in_scale, int shift)
 {
     return (int32_t)lrint(ldexp(value / in_scale, shift));
 }
+
+REPQ_API repq_status repq_qmodel_get_stage_int(const repq_qmodel *q, int32_t stage, repq_stage_attr attr,
+                                               int64_t *out_value)
+{
+    if (!repq_object_is(q, REPQ_KIND_QMODEL) || !out_value)
+        return REPQ_ERR_INVALID_ARGUMENT;
+    return repq_net_stage_attr(q->net, stage, (int32_t)attr, out_value);
+}

@@ -5,11 +5,7 @@
 
 #include "core/object.h"
 #include "model/swin_arch.h"
-
-typedef enum repq_family {
-    REPQ_FAMILY_VIT = 0,  /* ViT / DeiT: class token, global attention */
-    REPQ_FAMILY_SWIN = 1  /* Swin: stages of window attention, patch merging, average pooling */
-} repq_family;
+#include "repq/model.h" /* repq_family */
 
 /* The fields every family has, read family-neutrally where a family has several
  * values: depth counts all transformer blocks, and embed_dim, num_heads and mlp_hidden
