@@ -112,12 +112,22 @@ typedef enum repq_qmodel_attr {
 REPQ_API repq_status repq_qmodel_get_int(const repq_qmodel *qmodel, int32_t attr,
                                          int64_t *out_value);
 
-/* Save a reparameterized qmodel as one safetensors file (format: docs/format.md).
- * Errors: REPQ_ERR_STATE (not reparameterized), REPQ_ERR_IO, REPQ_ERR_NOMEM. */
+/* Save a reparameterized qmodel as one safetensors file (format: docs/format.md) with a
+ * CRC-32C of its bytes in the header. The file is written to a temporary file in the
+ * destination's folder, flushed and renamed over `path`: a failed save leaves any file
+ * already at `path` untouched and no temporary file behind. A symbolic link at `path` is
+ * followed. Messages are recorded on `qmodel`.
+ * Errors: REPQ_ERR_INVALID_ARGUMENT (NULL path), REPQ_ERR_STATE (not reparameterized),
+ * REPQ_ERR_IO (cannot create, write, flush or rename; `path` is a directory or not a
+ * regular file), REPQ_ERR_UNSUPPORTED (an architecture the format cannot describe),
+ * REPQ_ERR_NOMEM. */
 REPQ_API repq_status repq_qmodel_save(repq_qmodel *qmodel, const char *path);
 /* Load a file written by repq_qmodel_save. Hostile-input safe: every size, offset and
- * parameter is checked. Errors: REPQ_ERR_IO, REPQ_ERR_FORMAT, REPQ_ERR_UNSUPPORTED
- * (newer format version), REPQ_ERR_OVERFLOW, REPQ_ERR_NOMEM. */
+ * parameter is checked, and the file's checksum when it has one (files written before
+ * checksums existed load too). Messages are recorded on `ctx`.
+ * Errors: REPQ_ERR_INVALID_ARGUMENT, REPQ_ERR_IO, REPQ_ERR_FORMAT (malformed, damaged:
+ * "checksum mismatch", or not a quantized model), REPQ_ERR_UNSUPPORTED (newer format
+ * version), REPQ_ERR_OVERFLOW, REPQ_ERR_NOMEM. */
 REPQ_API repq_status repq_qmodel_load(repq_context *ctx, const char *path,
                                       repq_qmodel **out_qmodel);
 
