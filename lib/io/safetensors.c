@@ -413,6 +413,20 @@ static repq_status verify_checksum(repq_object *err, const uint8_t *bytes, size_
     return REPQ_OK;
 }
 
+/* What a file that is not safetensors may be, for the message: CIFAR-10's binary format is
+ * the other file users hand to the library. */
+static const char *what_it_looks_like(const uint8_t *bytes, size_t size)
+{
+    const size_t record = 3073;
+    if (size == 0 || size % record != 0)
+        return "not a safetensors file";
+    for (size_t at = 0; at < size && at < 64 * record; at += record)
+        if (bytes[at] > 9)
+            return "not a safetensors file";
+    return "it looks like a CIFAR-10 binary file (3073-byte records, a label byte first): read it with "
+           "repq_cifar_load";
+}
+
 repq_status repq_st_parse(repq_object *err, const repq_allocator *al, const uint8_t *bytes,
                           size_t size, repq_st_file **out)
 {
@@ -433,12 +447,13 @@ repq_status repq_st_parse(repq_object *err, const repq_allocator *al, const uint
                          (unsigned long long)n);
     if (n > REPQ_ST_MAX_HEADER)
         return repq_fail(err, REPQ_ERR_FORMAT,
-                         ST_PREFIX "header length %llu exceeds the limit of %llu bytes",
-                         (unsigned long long)n, (unsigned long long)REPQ_ST_MAX_HEADER);
+                         ST_PREFIX "header length %llu exceeds the limit of %llu bytes (%s)",
+                         (unsigned long long)n, (unsigned long long)REPQ_ST_MAX_HEADER,
+                         what_it_looks_like(bytes, size));
     if (n > size - 8)
         return repq_fail(err, REPQ_ERR_FORMAT,
-                         ST_PREFIX "header length %llu exceeds the %zu bytes after it (truncated file)",
-                         (unsigned long long)n, size - 8);
+                         ST_PREFIX "header length %llu exceeds the %zu bytes after it (truncated file, or %s)",
+                         (unsigned long long)n, size - 8, what_it_looks_like(bytes, size));
 
     bool verified;
     repq_status st = verify_checksum(err, bytes, size, &verified);
