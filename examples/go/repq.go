@@ -19,6 +19,7 @@ import "C"
 
 import (
 	"runtime"
+	"sync"
 	"unsafe"
 )
 
@@ -200,10 +201,44 @@ func Top1Count(logits, labels *Tensor) (int64, error) {
 }
 
 // shared counts the users of a handle that others refer to (a model by calibrators, a
-// qmodel by sessions): the C handle is freed when it is closed and unused.
+// qmodel by sessions, possibly on several goroutines): the C handle is freed when it is
+// closed and unused.
 type shared struct {
+	mu     sync.Mutex
 	users  int
 	closed bool
+}
+
+// use adds a user unless the handle is closed.
+func (s *shared) use() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.users++
+	return true
+}
+
+func (s *shared) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// drop removes a user (user == true) or closes the handle, and calls free once when it
+// is closed and unused.
+func (s *shared) drop(user bool, free func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if user {
+		s.users--
+	} else {
+		s.closed = true
+	}
+	if s.closed && s.users == 0 {
+		free()
+	}
 }
 
 // Model is a float vision transformer.
@@ -226,7 +261,7 @@ func LoadModel(ctx *Context, path string) (*Model, error) {
 }
 
 func (m *Model) Forward(images, logits *Tensor) error {
-	if m.closed || m.raw == nil {
+	if m.isClosed() {
 		return closed("model")
 	}
 	err := check(C.repq_model_forward(m.raw, images.raw, logits.raw), unsafe.Pointer(m.raw), "repq_model_forward")
@@ -236,13 +271,10 @@ func (m *Model) Forward(images, logits *Tensor) error {
 	return err
 }
 
-func (m *Model) Close() {
-	m.closed = true
-	m.release()
-}
+func (m *Model) Close() { m.drop(false, m.free) }
 
-func (m *Model) release() {
-	if m.closed && m.users == 0 && m.raw != nil {
+func (m *Model) free() {
+	if m.raw != nil {
 		C.repq_model_free(m.raw)
 		m.raw = nil
 	}
@@ -272,7 +304,7 @@ func LoadQModel(ctx *Context, path string) (*QModel, error) {
 }
 
 func (q *QModel) usable() error {
-	if q.closed || q.raw == nil {
+	if q.isClosed() {
 		return closed("qmodel")
 	}
 	return nil
@@ -327,13 +359,10 @@ func (q *QModel) ForwardFakeQuant(images, logits *Tensor) error {
 	return err
 }
 
-func (q *QModel) Close() {
-	q.closed = true
-	q.release()
-}
+func (q *QModel) Close() { q.drop(false, q.free) }
 
-func (q *QModel) release() {
-	if q.closed && q.users == 0 && q.raw != nil {
+func (q *QModel) free() {
+	if q.raw != nil {
 		C.repq_qmodel_free(q.raw)
 		q.raw = nil
 	}
@@ -346,16 +375,16 @@ type Calibrator struct {
 }
 
 func NewCalibrator(ctx *Context, m *Model, o *Options) (*Calibrator, error) {
-	if m.closed || m.raw == nil {
+	if !m.use() {
 		return nil, closed("model")
 	}
 	var raw *C.repq_calib
 	if err := check(C.repq_calib_new(ctx.raw, m.raw, o.raw, &raw), ctx.err(), "repq_calib_new"); err != nil {
+		m.drop(true, m.free)
 		return nil, err
 	}
 	runtime.KeepAlive(ctx)
 	runtime.KeepAlive(o)
-	m.users++
 	c := &Calibrator{raw, m}
 	runtime.SetFinalizer(c, (*Calibrator).Close)
 	return c, nil
@@ -387,8 +416,7 @@ func (c *Calibrator) Close() {
 	if c.raw != nil {
 		C.repq_calib_free(c.raw)
 		c.raw = nil
-		c.model.users--
-		c.model.release()
+		c.model.drop(true, c.model.free)
 	}
 }
 
@@ -399,16 +427,16 @@ type Session struct {
 }
 
 func NewSession(ctx *Context, q *QModel, maxBatch int32) (*Session, error) {
-	if err := q.usable(); err != nil {
-		return nil, err
+	if !q.use() {
+		return nil, closed("qmodel")
 	}
 	var raw *C.repq_session
 	st := C.repq_session_new(ctx.raw, q.raw, nil, C.int32_t(maxBatch), &raw)
 	if err := check(st, ctx.err(), "repq_session_new"); err != nil {
+		q.drop(true, q.free)
 		return nil, err
 	}
 	runtime.KeepAlive(ctx)
-	q.users++
 	s := &Session{raw, q}
 	runtime.SetFinalizer(s, (*Session).Close)
 	return s, nil
@@ -429,7 +457,6 @@ func (s *Session) Close() {
 	if s.raw != nil {
 		C.repq_session_free(s.raw)
 		s.raw = nil
-		s.qmodel.users--
-		s.qmodel.release()
+		s.qmodel.drop(true, s.qmodel.free)
 	}
 }

@@ -59,7 +59,8 @@ REPQ_API repq_status repq_calib_feed(repq_calib *calib, repq_tensor *images);
 /* Progress of repq_calib_finish and repq_calib_reconstruct: called with done =
  * 0..total steps (total = transformer blocks + 1) from the thread making the call. */
 typedef void (*repq_progress_fn)(void *user, int32_t done, int32_t total);
-/* Set (or clear, with fn == NULL) the progress callback. */
+/* Set (or clear, with fn == NULL) the progress callback.
+ * Errors: REPQ_ERR_INVALID_ARGUMENT (not a calibrator; nothing recorded). */
 REPQ_API repq_status repq_calib_set_progress(repq_calib *calib, repq_progress_fn fn, void *user);
 /* Run the calibration forward pass over every fed image and search all quantizers.
  * Errors (recorded on `calib`): REPQ_ERR_INVALID_ARGUMENT (NULL out_qmodel),
