@@ -46,7 +46,7 @@ rust)
     ;;
 go)
     cp -r "$source_root/examples/go" "$stage/module"
-    export GOPATH=$stage/gopath GOCACHE=$stage/gocache GOPROXY=off GOFLAGS=-mod=mod GOTOOLCHAIN=local
+    export GOPATH=$stage/gopath GOCACHE=$stage/gocache GOPROXY=off GOFLAGS=-mod=mod GOTOOLCHAIN=local GOENV=off
     (cd "$stage/module" && go vet ./... && REPQ_TINY_QMODEL=$tiny go test -count=1 ./...)
     (cd "$stage/module" && go build -o "$stage/go-example" ./cmd/quantize_and_run)
     example=$stage/go-example
