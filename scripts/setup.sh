@@ -1,11 +1,27 @@
 #!/usr/bin/env bash
 # Installs what librepq needs from Debian 12's packages (as root, or with sudo) and
 # configures and builds it in ./build. Safe to run again: it skips what is done.
+#
+#   scripts/setup.sh           the library, the repq tool and the benchmarks: a C
+#                              compiler, meson, ninja, pkg-config, OpenBLAS and jansson
+#   scripts/setup.sh --tests   also what the test suites need: cmocka, valgrind, clang
+#                              with libFuzzer, abigail-tools (ABI check), and g++,
+#                              rustc, cargo and golang-go (the C++, Rust and Go bindings)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(gcc meson ninja-build pkg-config libopenblas-dev libcmocka-dev libjansson-dev
-          valgrind clang libclang-rt-14-dev abigail-tools)
+library_packages=(gcc meson ninja-build pkg-config libopenblas-dev libjansson-dev)
+test_packages=(libcmocka-dev valgrind clang libclang-rt-14-dev abigail-tools g++ rustc cargo golang-go)
+
+tests=false
+case "${1:-}" in
+--tests) tests=true ;;
+"") ;;
+*) echo "usage: scripts/setup.sh [--tests]" >&2; exit 2 ;;
+esac
+
+packages=("${library_packages[@]}")
+$tests && packages+=("${test_packages[@]}")
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -18,8 +34,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
     "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The test suites need cmocka: they are configured when asked for, or when it is there.
+if $tests || pkg-config --exists cmocka; then with_tests=true; else with_tests=false; fi
 if [ ! -f build/build.ninja ]; then
-    meson setup build --buildtype=debugoptimized >/dev/null
+    meson setup build --buildtype=debugoptimized -Dtests=$with_tests >/dev/null
+elif $tests; then
+    meson configure build -Dtests=true >/dev/null
 fi
 ninja -C build >/dev/null
-echo "setup: built in ./build"
+echo "setup: built in ./build$($with_tests && echo ', with the test suites' || true)"

@@ -5,18 +5,21 @@
 # Ends with one line "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh || { echo "0 passed, 1 failed"; exit 1; }
+bash scripts/setup.sh --tests || { echo "0 passed, 1 failed"; exit 1; }
 
 passed=0
 failed=0
+skipped=0
 count() { # meson test log dir -> adds its results
     local log=$1/meson-logs/testlog.json
     [ -f "$log" ] || { failed=$((failed + 1)); return; }
     local ok bad
     ok=$(grep -c '"result": "OK"' "$log" || true)
     bad=$(grep -c '"result": "\(FAIL\|TIMEOUT\|ERROR\|UNEXPECTEDPASS\)"' "$log" || true)
+    skip=$(grep -c '"result": "SKIP"' "$log" || true)
     passed=$((passed + ok))
     failed=$((failed + bad))
+    skipped=$((skipped + skip))
 }
 
 # meson runs the tests side by side on every core; OpenBLAS's own threads would only
@@ -55,5 +58,22 @@ if [ "$fuzz_status" -ne 0 ] && [ "$fuzz_bad" -eq 0 ]; then
     failed=$((failed + 1)) # the fuzz build itself failed
 fi
 
+# A skipped test (a missing toolchain) is neither passed nor failed: it is named here.
+if [ "$skipped" -gt 0 ]; then
+    echo "$skipped skipped (not counted as passed):"
+    # meson is Python, so python3 is there to read its JSON log.
+    python3 -c 'import json, sys
+for path in sys.argv[1:]:
+    try:
+        lines = open(path).read().splitlines()
+    except OSError:
+        continue
+    for line in lines:
+        t = json.loads(line)
+        if t["result"] == "SKIP":
+            out = (t.get("stdout") or "").strip().splitlines()
+            print("  %s: %s" % (t["name"], out[-1] if out else "skipped"))
+' build/meson-logs/testlog.json build-asan/meson-logs/testlog.json
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -267,7 +267,14 @@ static void cifar_reader_checks_input(void **state)
 {
     (void)state;
     repq_tensor *img, *lab;
-    assert_int_equal(repq_cifar_load(NULL, TEST_IMAGES, 4999, 10, &img, &lab), REPQ_OK);
+    repq_context *ctx;
+    assert_int_equal(repq_context_new(&ctx), REPQ_OK);
+    /* A range past the end is refused, not shortened. */
+    assert_int_equal(repq_cifar_load(ctx, TEST_IMAGES, 4999, 2, &img, &lab), REPQ_ERR_INVALID_ARGUMENT);
+    assert_null(img);
+    assert_non_null(strstr(repq_last_error(ctx), "records [4999, 5001) were asked for but the file has 5000"));
+    repq_context_free(ctx);
+    assert_int_equal(repq_cifar_load(NULL, TEST_IMAGES, 4999, 1, &img, &lab), REPQ_OK);
     int64_t shape[4];
     assert_int_equal(repq_tensor_describe(img, NULL, NULL, shape, 4), REPQ_OK);
     assert_int_equal(shape[0], 1);

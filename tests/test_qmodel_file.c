@@ -2,13 +2,18 @@
  * gives bit-identical fake-quant logits; hostile files (edited fields, truncations,
  * failing allocations) are refused cleanly with the right status. */
 #include <math.h>
+#include <dirent.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include <jansson.h>
@@ -762,6 +767,270 @@ static void every_truncation_fails_cleanly(void **state)
     }
 }
 
+
+/* ---- Saving never loses the file it replaces ------------------------------------------ */
+
+/* Entries of `dir` whose name starts with `prefix` (temporary files start with "."). */
+static int entries_starting(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+            strncmp(e->d_name, prefix, strlen(prefix)) == 0)
+            n++;
+    closedir(d);
+    return n;
+}
+
+/* A fresh folder holding `name`, a good save of tiny4; its path in `dir`/`path`. */
+static void folder_with_saved_file(char *dir, size_t dcap, char *path, size_t pcap, const char *name)
+{
+    snprintf(dir, dcap, "%s/save_XXXXXX", fx.dir);
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, pcap, "%s/%s", dir, name);
+    assert_int_equal(repq_qmodel_save(fx.tiny4, path), REPQ_OK);
+}
+
+static void assert_file_is(const char *path, const uint8_t *bytes, size_t size)
+{
+    size_t got;
+    uint8_t *now = read_all(path, &got);
+    assert_int_equal(got, size);
+    assert_memory_equal(now, bytes, size);
+    free(now);
+}
+
+/* After a failed save: the old bytes are still there, no temporary file is; then the
+ * folder is removed. Frees `old`. */
+static void assert_old_file_kept_and_clean_up(const char *dir, const char *path, uint8_t *old, size_t old_size)
+{
+    assert_file_is(path, old, old_size);
+    assert_int_equal(entries_starting(dir, "."), 0);
+    free(old);
+    unlink(path);
+    rmdir(dir);
+}
+
+static void save_over_a_file_replaces_it_and_keeps_its_mode(void **state)
+{
+    (void)state;
+    char dir[128], path[192];
+    folder_with_saved_file(dir, sizeof dir, path, sizeof path, "model.repq");
+    assert_int_equal(chmod(path, 0640), 0);
+    assert_int_equal(repq_qmodel_save(fx.tiny6, path), REPQ_OK);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0640);
+    repq_qmodel *q;
+    assert_int_equal(repq_qmodel_load(NULL, path, &q), REPQ_OK);
+    assert_same_logits(fx.tiny6, q, fx.tiny_images, TINY_IMAGES, TINY_CLASSES);
+    repq_qmodel_free(q);
+    assert_int_equal(entries_starting(dir, ""), 1);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* A write that fails part-way (the file-size limit is below the new file's size): the old
+ * file is intact and no temporary file is left. */
+static void a_write_failing_part_way_leaves_the_old_file(void **state)
+{
+    (void)state;
+    char dir[128], path[192];
+    folder_with_saved_file(dir, sizeof dir, path, sizeof path, "model.repq");
+    size_t old_size;
+    uint8_t *old = read_all(path, &old_size);
+    /* Beyond the limit write() fails with EFBIG instead of killing the process. */
+    void (*previous_handler)(int) = signal(SIGXFSZ, SIG_IGN);
+    struct rlimit saved, small;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &saved), 0);
+    small = saved;
+    small.rlim_cur = 1000; /* the header and part of the data */
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+    repq_status st = repq_qmodel_save(fx.tiny6, path);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &saved), 0);
+    signal(SIGXFSZ, previous_handler);
+    assert_int_equal(st, REPQ_ERR_IO);
+    const char *msg = repq_last_error(fx.tiny6);
+    if (!strstr(msg, "model.repq") || !strstr(msg, "unchanged"))
+        fail_msg("message: %s", msg);
+    assert_old_file_kept_and_clean_up(dir, path, old, old_size);
+}
+
+/* A folder the saving process may not write to. As root, permissions do not apply, so
+ * the save runs in a child that becomes "nobody" first. */
+static void a_read_only_folder_leaves_the_old_file(void **state)
+{
+    (void)state;
+    char dir[128], path[192];
+    folder_with_saved_file(dir, sizeof dir, path, sizeof path, "model.repq");
+    size_t old_size;
+    uint8_t *old = read_all(path, &old_size);
+    assert_int_equal(chmod(fx.dir, 0755), 0);
+    assert_int_equal(chmod(dir, 0555), 0);
+    assert_int_equal(chmod(path, 0644), 0);
+    fflush(NULL);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
+            _exit(10);
+        repq_status st = repq_qmodel_save(fx.tiny6, path);
+        const char *msg = repq_last_error(fx.tiny6);
+        _exit(st != REPQ_ERR_IO ? 11 : !strstr(msg, "Permission denied") ? 12 : 0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(chmod(dir, 0700), 0);
+    assert_int_equal(chmod(fx.dir, 0700), 0);
+    assert_old_file_kept_and_clean_up(dir, path, old, old_size);
+}
+
+static void a_directory_destination_is_refused(void **state)
+{
+    (void)state;
+    char dir[128], path[192];
+    folder_with_saved_file(dir, sizeof dir, path, sizeof path, "model.repq");
+    char sub[224];
+    snprintf(sub, sizeof sub, "%s/folder", dir);
+    assert_int_equal(mkdir(sub, 0700), 0);
+    assert_int_equal(repq_qmodel_save(fx.tiny6, sub), REPQ_ERR_IO);
+    assert_non_null(strstr(repq_last_error(fx.tiny6), "is a directory"));
+    struct stat sb;
+    assert_int_equal(stat(sub, &sb), 0);
+    assert_true(S_ISDIR(sb.st_mode));
+    assert_int_equal(entries_starting(sub, ""), 0);
+    assert_int_equal(entries_starting(dir, "."), 0);
+    /* Not a regular file either: a FIFO is refused before anything is written. */
+    char fifo[224];
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_int_equal(repq_qmodel_save(fx.tiny6, fifo), REPQ_ERR_IO);
+    assert_non_null(strstr(repq_last_error(fx.tiny6), "not a regular file"));
+    assert_int_equal(entries_starting(dir, "."), 0);
+    unlink(fifo);
+    rmdir(sub);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* A symbolic link is followed: its target is written and the link kept. A dangling link
+ * creates its target; one into a missing folder fails and leaves nothing. */
+static void symbolic_links_are_followed(void **state)
+{
+    (void)state;
+    char dir[128], path[192], link[224], dangling[224], broken[224], target[224];
+    folder_with_saved_file(dir, sizeof dir, path, sizeof path, "model.repq");
+    snprintf(link, sizeof link, "%s/link.repq", dir);
+    assert_int_equal(symlink("model.repq", link), 0);
+    assert_int_equal(repq_qmodel_save(fx.tiny6, link), REPQ_OK);
+    struct stat sb;
+    assert_int_equal(lstat(link, &sb), 0);
+    assert_true(S_ISLNK(sb.st_mode));
+    repq_qmodel *q;
+    assert_int_equal(repq_qmodel_load(NULL, path, &q), REPQ_OK);
+    assert_same_logits(fx.tiny6, q, fx.tiny_images, TINY_IMAGES, TINY_CLASSES);
+    repq_qmodel_free(q);
+
+    snprintf(dangling, sizeof dangling, "%s/dangling.repq", dir);
+    snprintf(target, sizeof target, "%s/created.repq", dir);
+    assert_int_equal(symlink("created.repq", dangling), 0);
+    assert_int_equal(repq_qmodel_save(fx.tiny4, dangling), REPQ_OK);
+    assert_int_equal(lstat(dangling, &sb), 0);
+    assert_true(S_ISLNK(sb.st_mode));
+    assert_int_equal(lstat(target, &sb), 0);
+    assert_true(S_ISREG(sb.st_mode));
+    assert_int_equal(repq_qmodel_load(NULL, dangling, &q), REPQ_OK);
+    repq_qmodel_free(q);
+
+    snprintf(broken, sizeof broken, "%s/broken.repq", dir);
+    assert_int_equal(symlink("no-such-folder/x.repq", broken), 0);
+    assert_int_equal(repq_qmodel_save(fx.tiny4, broken), REPQ_ERR_IO);
+    assert_non_null(strstr(repq_last_error(fx.tiny4), "broken.repq"));
+    assert_int_equal(lstat(broken, &sb), 0);
+    assert_true(S_ISLNK(sb.st_mode));
+    assert_int_equal(entries_starting(dir, "."), 0);
+    assert_int_equal(entries_starting(dir, ""), 5); /* model, link, dangling, created, broken */
+    unlink(broken);
+    unlink(dangling);
+    unlink(target);
+    unlink(link);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* ---- Loading never accepts a damaged file ---------------------------------------------- */
+
+/* Every single-bit flip at every byte of a saved file: each must be refused, or load a
+ * model that saves to exactly the original bytes (a flip in the checksum entry's key,
+ * which leaves a file without a checksum and otherwise unchanged). */
+static void every_bit_flip_is_refused_or_harmless(void **state)
+{
+    fixture *f = *state;
+    const char *paths[2] = {f->tiny4_path, f->tiny6_path};
+    repq_allocator al = repq_allocator_of(NULL);
+    char resaved[128];
+    snprintf(resaved, sizeof resaved, "%s/resaved.repq", f->dir);
+    for (int k = 0; k < 2; k++) {
+        size_t size;
+        uint8_t *whole = read_all(paths[k], &size);
+        size_t key_at = 0;
+        assert_int_equal(repq_st_checksum_locate(whole, size, &key_at), 1);
+        key_at -= strlen("repq_checksum\":\"crc32c:");
+        size_t refused = 0, loaded = 0;
+        for (size_t at = 0; at < size; at++) {
+            for (int bit = 0; bit < 8; bit++) {
+                whole[at] ^= (uint8_t)(1u << bit);
+                repq_object err = {0};
+                repq_qmodel *q = NULL;
+                repq_status st = repq_qmodel_parse_memory(&err, &al, whole, size, &q);
+                whole[at] ^= (uint8_t)(1u << bit);
+                if (st != REPQ_OK) {
+                    assert_true(err.error[0] != '\0');
+                    refused++;
+                    continue;
+                }
+                loaded++;
+                if (at < key_at || at >= key_at + strlen("repq_checksum"))
+                    fail_msg("file %d: flipping bit %d of byte %zu loads", k, bit, at);
+                assert_int_equal(repq_qmodel_save(q, resaved), REPQ_OK);
+                assert_file_is(resaved, whole, size);
+                repq_qmodel_free(q);
+            }
+        }
+        assert_true(loaded > 0 && loaded <= 8 * strlen("repq_checksum"));
+        assert_int_equal(refused + loaded, 8 * size);
+        free(whole);
+    }
+    unlink(resaved);
+}
+
+/* The message of a damaged file says so; a file written before checksums loads. */
+static void damage_is_named_and_old_files_load(void **state)
+{
+    fixture *f = *state;
+    size_t size;
+    uint8_t *whole = read_all(f->tiny4_path, &size);
+    repq_allocator al = repq_allocator_of(NULL);
+    repq_object err = {0};
+    repq_qmodel *q = NULL;
+    whole[size - 100] ^= 0x10; /* a weight code or a float parameter */
+    assert_int_equal(repq_qmodel_parse_memory(&err, &al, whole, size, &q), REPQ_ERR_FORMAT);
+    assert_non_null(strstr(err.error, "checksum mismatch: the file is damaged"));
+    free(whole);
+    /* The fuzz seeds were written before the checksum existed. */
+    const char *old = REPQ_TEST_SOURCE "/tests/fuzz/corpus/qmodel/tiny_w4a4.safetensors";
+    whole = read_all(old, &size);
+    assert_int_equal(repq_st_checksum_locate(whole, size, &(size_t){0}), 0);
+    free(whole);
+    assert_int_equal(repq_qmodel_load(NULL, old, &q), REPQ_OK);
+    repq_qmodel_free(q);
+}
+
 /* ---- Allocation failures ---------------------------------------------------------------- */
 
 /* An allocator that fails its `fail_at`-th call (1-based; 0: never) and counts live blocks. */
@@ -851,6 +1120,13 @@ int main(void)
         cmocka_unit_test(float_model_file_is_refused),
         cmocka_unit_test(every_truncation_fails_cleanly),
         cmocka_unit_test(load_allocation_failures_are_clean),
+        cmocka_unit_test(save_over_a_file_replaces_it_and_keeps_its_mode),
+        cmocka_unit_test(a_write_failing_part_way_leaves_the_old_file),
+        cmocka_unit_test(a_read_only_folder_leaves_the_old_file),
+        cmocka_unit_test(a_directory_destination_is_refused),
+        cmocka_unit_test(symbolic_links_are_followed),
+        cmocka_unit_test(every_bit_flip_is_refused_or_harmless),
+        cmocka_unit_test(damage_is_named_and_old_files_load),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

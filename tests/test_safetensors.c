@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "io/crc32c.h"
 #include "io/safetensors.h"
 
 static repq_allocator c_al(void)
@@ -589,6 +590,94 @@ static void allocation_failures_are_clean(void **state)
     assert_true(done_write && done_parse);
 }
 
+/* CRC-32C against the published check values (the standard "123456789" check, and
+ * RFC 3720's 32 zero and 32 0xFF bytes), fed whole and in pieces. */
+static void crc32c_matches_reference_values(void **state)
+{
+    (void)state;
+    repq_crc32c c;
+    repq_crc32c_init(&c);
+    repq_crc32c_update(&c, "123456789", 9);
+    assert_int_equal(repq_crc32c_value(&c), 0xE3069283u);
+    repq_crc32c_init(&c);
+    repq_crc32c_update(&c, "1234", 4);
+    repq_crc32c_update(&c, "", 0);
+    repq_crc32c_update(&c, "56789", 5);
+    assert_int_equal(repq_crc32c_value(&c), 0xE3069283u);
+    uint8_t bytes[32];
+    memset(bytes, 0, sizeof bytes);
+    repq_crc32c_init(&c);
+    repq_crc32c_update(&c, bytes, sizeof bytes);
+    assert_int_equal(repq_crc32c_value(&c), 0x8A9136AAu);
+    memset(bytes, 0xFF, sizeof bytes);
+    repq_crc32c_init(&c);
+    repq_crc32c_update(&c, bytes, sizeof bytes);
+    assert_int_equal(repq_crc32c_value(&c), 0x62A8AB43u);
+}
+
+/* The writer stores the checksum; the reader refuses a flipped data byte, a second
+ * checksum entry and an escaped key, and reads a file that has no checksum. */
+static void checksum_is_written_and_verified(void **state)
+{
+    (void)state;
+    repq_allocator al = repq_allocator_of(NULL);
+    repq_st_writer *w;
+    assert_int_equal(repq_st_writer_new(NULL, &al, &w), REPQ_OK);
+    float v[4] = {1, 2, 3, 4};
+    int64_t shape[1] = {4};
+    assert_int_equal(repq_st_writer_add(w, "v", REPQ_ST_F32, 1, shape, v, sizeof v), REPQ_OK);
+    assert_int_equal(repq_st_writer_set_metadata(w, REPQ_ST_CHECKSUM_KEY, "ignored"), REPQ_OK);
+    uint8_t *bytes;
+    size_t size;
+    assert_int_equal(repq_st_writer_to_memory(w, &bytes, &size), REPQ_OK);
+    repq_st_writer_free(w);
+    size_t at = 0;
+    assert_int_equal(repq_st_checksum_locate(bytes, size, &at), 1);
+    /* Recompute it here from the definition: the file with the digits read as zeros. */
+    char stored[9];
+    memcpy(stored, bytes + at, 8);
+    stored[8] = '\0';
+    memcpy(bytes + at, "00000000", 8);
+    repq_crc32c c;
+    repq_crc32c_init(&c);
+    repq_crc32c_update(&c, bytes, size);
+    char want[9];
+    snprintf(want, sizeof want, "%08x", (unsigned)repq_crc32c_value(&c));
+    assert_string_equal(stored, want);
+    memcpy(bytes + at, stored, 8);
+
+    repq_object err = {0};
+    repq_st_file *f;
+    assert_int_equal(repq_st_parse(&err, &al, bytes, size, &f), REPQ_OK);
+    assert_string_equal(repq_st_metadata(f, REPQ_ST_CHECKSUM_KEY) + strlen(REPQ_ST_CHECKSUM_PREFIX), stored);
+    repq_st_close(f);
+    bytes[size - 1] ^= 1;
+    assert_int_equal(repq_st_parse(&err, &al, bytes, size, &f), REPQ_ERR_FORMAT);
+    assert_non_null(strstr(err.error, "checksum mismatch"));
+    bytes[size - 1] ^= 1;
+    /* An escaped spelling of the key escapes the search: refused after parsing. */
+    size_t key = at - strlen(REPQ_ST_CHECKSUM_KEY "\":\"" REPQ_ST_CHECKSUM_PREFIX);
+    assert_memory_equal(bytes + key, "repq_", 5);
+    uint8_t *escaped = malloc(size + 5);
+    memcpy(escaped, bytes, key);
+    memcpy(escaped + key, "\\u0072", 6); /* "r" */
+    memcpy(escaped + key + 6, bytes + key + 1, size - key - 1);
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--)
+        n = (n << 8) | escaped[i];
+    n += 5;
+    for (int i = 0; i < 8; i++)
+        escaped[i] = (uint8_t)(n >> (8 * i));
+    assert_int_equal(repq_st_parse(&err, &al, escaped, size + 5, &f), REPQ_ERR_FORMAT);
+    assert_non_null(strstr(err.error, "not in the form the writer uses"));
+    free(escaped);
+    /* Another key of the same length: a file without a checksum, read as before. */
+    bytes[key] = 'x';
+    assert_int_equal(repq_st_parse(&err, &al, bytes, size, &f), REPQ_OK);
+    repq_st_close(f);
+    repq_mem_free(&al, bytes);
+}
+
 static void real_model_parses(void **state)
 {
     (void)state;
@@ -642,6 +731,8 @@ int main(void)
         cmocka_unit_test(every_truncation_fails_cleanly),
         cmocka_unit_test(allocation_failures_are_clean),
         cmocka_unit_test(real_model_parses),
+        cmocka_unit_test(crc32c_matches_reference_values),
+        cmocka_unit_test(checksum_is_written_and_verified),
     };
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         tests[n++] = fixed[i];

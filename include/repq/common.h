@@ -9,8 +9,14 @@
  *   frees it with the matching _free, which accepts NULL.
  * - Buffers the caller passes in stay the caller's; the library copies what it keeps.
  * - The human-readable message of the last failure on a handle is returned by
- *   repq_last_error(handle). Failures of calls that create a handle are recorded on
- *   the repq_context passed to them.
+ *   repq_last_error(handle). Every failing call records its own message, replacing any
+ *   older one, on the handle its comment names: by default its first argument; for
+ *   calls that create a handle, the repq_context passed to them; for calls on a shared
+ *   repq_qmodel (repq_qmodel_forward) the caller's logits tensor; repq_top1_compute and
+ *   repq_top1_count the logits tensor. The exceptions record nothing, there being
+ *   nowhere to record it: a call given a NULL or invalid handle as that argument
+ *   (REPQ_ERR_INVALID_ARGUMENT), a creating call given ctx == NULL, and
+ *   repq_qmodel_get_int (a qmodel is shared read-only by threads).
  */
 #ifndef REPQ_COMMON_H
 #define REPQ_COMMON_H
@@ -57,10 +63,10 @@ REPQ_API const char *repq_version_string(void);
 REPQ_API int32_t repq_version_number(void);
 
 /* The message of the last failure recorded on a handle of this library (a
- * repq_context, repq_tensor, repq_model, repq_calib, repq_qmodel, repq_session), or
- * "" if none. The string stays valid until the next failing call on that handle or
- * until it is freed. NULL gives "". A handle is one library object; passing any other
- * pointer is undefined. */
+ * repq_context, repq_options, repq_tensor, repq_model, repq_calib, repq_qmodel,
+ * repq_session), or "" if none. The string stays valid until the next failing call on
+ * that handle or until it is freed. NULL gives "". A handle is one library object;
+ * passing any other pointer is undefined. */
 REPQ_API const char *repq_last_error(const void *handle);
 
 /* ---- Context ------------------------------------------------------------------
@@ -78,6 +84,7 @@ typedef struct repq_context repq_context;
 typedef void *(*repq_alloc_fn)(void *user, size_t size, size_t alignment);
 typedef void (*repq_release_fn)(void *user, void *ptr);
 
+/* Errors: REPQ_ERR_INVALID_ARGUMENT (NULL out_ctx), REPQ_ERR_NOMEM; nothing is recorded. */
 REPQ_API repq_status repq_context_new(repq_context **out_ctx);
 REPQ_API void repq_context_free(repq_context *ctx);
 /* Replace the allocator used by handles created from now on with this context.
@@ -87,17 +94,21 @@ REPQ_API repq_status repq_context_set_allocator(repq_context *ctx, repq_alloc_fn
 
 /* ---- Options ------------------------------------------------------------------
  * A key/value bag used by the calibrator and the session, so that new settings never
- * change a struct layout. Keys that a stage does not use are ignored by it. */
+ * change a struct layout. Keys that a stage does not use are ignored by it. Values are
+ * checked when they are set, against the ranges below; a refused value leaves the old
+ * one and records "option threads = 100000 is outside [1, 256]" on the options handle
+ * (repq_last_error(options)). An options object is used by one thread at a time while
+ * it is being set; the stages only read it. */
 typedef struct repq_options repq_options;
 
 typedef enum repq_option {
     REPQ_OPT_WEIGHT_BITS = 1,      /* 2..8, default 8 */
     REPQ_OPT_ACT_BITS = 2,         /* 2..8, default 8 */
-    REPQ_OPT_METHOD = 3,           /* repq_method, default REPQ_METHOD_REPQ */
-    REPQ_OPT_PATCH_INPUT_BITS = 4, /* bits of the patch embedding's input, default 8 */
-    REPQ_OPT_THREADS = 5,          /* worker threads of a session, default 1 */
-    REPQ_OPT_KERNELS = 6,          /* repq_kernels: the most a session may use, default AUTO */
-    REPQ_OPT_POST_GELU = 7         /* repq_post_gelu: the quantizer of fc2's input, default TWO_REGION */
+    REPQ_OPT_METHOD = 3,           /* repq_method (0..1), default REPQ_METHOD_REPQ */
+    REPQ_OPT_PATCH_INPUT_BITS = 4, /* bits of the patch embedding's input, 2..8, default 8 */
+    REPQ_OPT_THREADS = 5,          /* worker threads of a session, 1..256, default 1 */
+    REPQ_OPT_KERNELS = 6,          /* repq_kernels (0..5): the most a session may use, default AUTO */
+    REPQ_OPT_POST_GELU = 7         /* repq_post_gelu (0..1): the quantizer of fc2's input, default TWO_REGION */
 } repq_option;
 
 /* Kernel families of the integer engine, slowest first. A session uses the best
@@ -124,10 +135,14 @@ typedef enum repq_post_gelu {
                                      regions and the ratio of the steps searched (docs/method.md) */
 } repq_post_gelu;
 
+/* Errors: REPQ_ERR_INVALID_ARGUMENT (NULL out_options), REPQ_ERR_NOMEM; nothing is recorded. */
 REPQ_API repq_status repq_options_new(repq_options **out_options);
 REPQ_API void repq_options_free(repq_options *options);
-/* Errors: REPQ_ERR_INVALID_ARGUMENT for an unknown key or a value out of range. */
+/* Errors (recorded on `options`): REPQ_ERR_INVALID_ARGUMENT for an unknown key or a
+ * value outside the key's range above. */
 REPQ_API repq_status repq_options_set_int(repq_options *options, repq_option key, int64_t value);
+/* Errors (recorded on `options`): REPQ_ERR_INVALID_ARGUMENT for an unknown key or a NULL
+ * out_value. */
 REPQ_API repq_status repq_options_get_int(const repq_options *options, repq_option key,
                                           int64_t *out_value);
 

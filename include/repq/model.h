@@ -31,14 +31,18 @@ typedef enum repq_family {
  * before 0.9 (patch merging at the end of the previous stage, "head"); buffers they
  * carry (relative_position_index, attn_mask) must equal what the library computes.
  * The file is read completely; F32, F16 and BF16 tensors are converted to float.
- * Errors: REPQ_ERR_IO, REPQ_ERR_FORMAT (malformed or inconsistent file, missing or
- * misshapen tensor), REPQ_ERR_UNSUPPORTED (dtype, architecture), REPQ_ERR_NUMERIC
- * (NaN/Inf weights), REPQ_ERR_OVERFLOW, REPQ_ERR_NOMEM. */
+ * Errors (recorded on ctx): REPQ_ERR_INVALID_ARGUMENT (NULL path or out_model), REPQ_ERR_IO,
+ * REPQ_ERR_FORMAT (malformed or inconsistent file, damaged (checksum mismatch), missing or
+ * misshapen tensor; a quantized .repq model or a CIFAR-10 file is named as such),
+ * REPQ_ERR_UNSUPPORTED (dtype, architecture), REPQ_ERR_NUMERIC (NaN/Inf weights),
+ * REPQ_ERR_OVERFLOW, REPQ_ERR_NOMEM. */
 REPQ_API repq_status repq_model_load(repq_context *ctx, const char *path, const char *preset,
                                      repq_model **out_model);
 
 /* Create a model of a preset architecture with random weights (deterministic for a
- * seed), for tests and benchmarks. `num_classes` <= 0 keeps the preset's count. */
+ * seed), for tests and benchmarks. `num_classes` <= 0 keeps the preset's count.
+ * Errors (recorded on ctx): REPQ_ERR_INVALID_ARGUMENT (NULL or unknown preset, NULL
+ * out_model, num_classes > 100000), REPQ_ERR_NOMEM. */
 REPQ_API repq_status repq_model_create_random(repq_context *ctx, const char *preset,
                                               int32_t num_classes, uint64_t seed,
                                               repq_model **out_model);
@@ -67,6 +71,7 @@ typedef enum repq_model_attr {
     REPQ_MODEL_WINDOW_SIZE = 15      /* attention window side (Swin's target window); 0: global */
 } repq_model_attr;
 
+/* Errors (recorded on `model`): REPQ_ERR_INVALID_ARGUMENT (unknown attr, NULL out_value). */
 REPQ_API repq_status repq_model_get_int(const repq_model *model, repq_model_attr attr,
                                         int64_t *out_value);
 
@@ -90,25 +95,36 @@ REPQ_API repq_status repq_model_get_stage_int(const repq_model *model, int32_t s
  * `images`: U8 [N, C, H, W] raw pixels (the model's preprocessing is applied), or F32
  * [N, C, H, W] already preprocessed. `logits`: F32 [N, num_classes], overwritten.
  * Scratch memory is allocated per call. OpenBLAS's own thread count applies.
- * Errors: REPQ_ERR_INVALID_ARGUMENT, REPQ_ERR_SHAPE, REPQ_ERR_NUMERIC (NaN/Inf in F32
- * images), REPQ_ERR_NOMEM. */
+ * Errors (recorded on `model`): REPQ_ERR_INVALID_ARGUMENT (images or logits not a tensor),
+ * REPQ_ERR_SHAPE (images not [N, C, H, W] of the model's size in U8 or F32, logits not
+ * F32 [N, num_classes]), REPQ_ERR_NUMERIC (NaN/Inf in F32 images), REPQ_ERR_NOMEM. */
 REPQ_API repq_status repq_model_forward(repq_model *model, repq_tensor *images,
                                         repq_tensor *logits);
 
 /* Read records of the CIFAR-10 binary format (1 label byte, then 3072 bytes: the red,
  * green and blue 32x32 planes). Reads records [offset, offset + limit), or to the end
  * of the file when limit <= 0. Outputs: U8 [N, 3, 32, 32] images and I32 [N] labels.
- * Errors: REPQ_ERR_IO, REPQ_ERR_FORMAT (size not a positive multiple of 3073, a label
- * outside 0..9), REPQ_ERR_INVALID_ARGUMENT (offset past the end, negative offset),
- * REPQ_ERR_NOMEM. */
+ * Errors (recorded on ctx): REPQ_ERR_IO (cannot open or read, not a regular file),
+ * REPQ_ERR_FORMAT (size not a positive multiple of 3073, a label outside 0..9),
+ * REPQ_ERR_INVALID_ARGUMENT (NULL path or outputs, negative offset, offset past the end,
+ * offset + limit past the end: a range the file does not hold is refused, never
+ * shortened), REPQ_ERR_NOMEM. */
 REPQ_API repq_status repq_cifar_load(repq_context *ctx, const char *path, int64_t offset,
                                      int64_t limit, repq_tensor **out_images,
                                      repq_tensor **out_labels);
 
 /* Top-1 accuracy helper: the fraction of rows of F32 `logits` [N, K] whose argmax
- * equals the I32 `labels` [N]. */
+ * (the first largest entry) equals the I32 `labels` [N].
+ * Errors (recorded on `logits` when it is a tensor: its message is the only thing
+ * written): REPQ_ERR_INVALID_ARGUMENT (logits not F32 [N, K], labels not I32 [N], the two
+ * N differ, NULL out_accuracy). */
 REPQ_API repq_status repq_top1_compute(const repq_tensor *logits, const repq_tensor *labels,
                                        double *out_accuracy);
+/* The same, as a count of correct rows: sum it over batches and divide by the number
+ * of images once, so that a short last batch weighs what it holds. Errors as
+ * repq_top1_compute. */
+REPQ_API repq_status repq_top1_count(const repq_tensor *logits, const repq_tensor *labels,
+                                     int64_t *out_correct);
 
 #ifdef __cplusplus
 }

@@ -1,13 +1,17 @@
 /* librepq quantization stages: calibrate -> reparameterize -> integer inference.
  *
- *   repq_calib_new(model, options)       a calibrator over a float model
- *   repq_calib_feed(calib, images)       one or more batches of calibration images
- *   repq_calib_finish(calib, &qmodel)    searches every quantizer; the result keeps the
- *                                        "complex" quantizers (channel-wise post-LN,
- *                                        log-sqrt2 post-softmax)
- *   repq_qmodel_reparameterize(q, &r)    folds them into "simple" ones (layer-wise
- *                                        scales, log2 codes), what inference runs
- *   repq_session_new(r, options, &s)     integer inference: repq_session_run(s, ...)
+ *   repq_calib_new(ctx, model, options, &calib)   a calibrator over a float model
+ *   repq_calib_feed(calib, images)                one or more batches of calibration images
+ *   repq_calib_finish(calib, &qmodel)             searches every quantizer; the result keeps
+ *                                                 the "complex" quantizers (channel-wise
+ *                                                 post-LN, log-sqrt2 post-softmax)
+ *   repq_qmodel_reparameterize(ctx, qmodel, &r)   folds them into "simple" ones (layer-wise
+ *                                                 scales, log2 codes), what inference runs
+ *   repq_calib_reconstruct(calib, r, &g)          optional: GPTQ weight codes (RepQuant)
+ *   repq_qmodel_save(r, path)                     repq_qmodel_load(ctx, path, &r) later
+ *   repq_session_new(ctx, r, options, max_batch, &s)
+ *                                                 integer inference: repq_session_run(s,
+ *                                                 images, logits)
  *
  * Thread safety: a repq_qmodel is immutable once made and may be shared read-only by
  * many sessions on many threads (its last-error message is only written by calls
@@ -40,21 +44,28 @@ typedef struct repq_qmodel repq_qmodel;
 typedef struct repq_session repq_session;
 
 /* Options read: REPQ_OPT_WEIGHT_BITS, REPQ_OPT_ACT_BITS, REPQ_OPT_METHOD,
- * REPQ_OPT_PATCH_INPUT_BITS. `options` may be NULL (W8A8, RepQ-ViT). */
+ * REPQ_OPT_PATCH_INPUT_BITS, REPQ_OPT_POST_GELU. `options` may be NULL (W8A8, RepQ-ViT);
+ * they are copied. Errors (recorded on ctx): REPQ_ERR_INVALID_ARGUMENT (NULL out_calib,
+ * model not a model, options not an options object), REPQ_ERR_NOMEM. */
 REPQ_API repq_status repq_calib_new(repq_context *ctx, repq_model *model,
                                     const repq_options *options, repq_calib **out_calib);
 REPQ_API void repq_calib_free(repq_calib *calib);
 /* Add a batch of images (same forms as repq_model_forward accepts); they are copied.
- * Errors: REPQ_ERR_SHAPE (wrong image size or channels), REPQ_ERR_NUMERIC,
- * REPQ_ERR_STATE (after finish), REPQ_ERR_NOMEM. */
+ * Errors (recorded on `calib`): REPQ_ERR_INVALID_ARGUMENT (images not a tensor),
+ * REPQ_ERR_SHAPE (wrong image size or channels, a dtype other than the earlier
+ * batches'), REPQ_ERR_NUMERIC, REPQ_ERR_STATE (after finish), REPQ_ERR_OVERFLOW,
+ * REPQ_ERR_NOMEM. */
 REPQ_API repq_status repq_calib_feed(repq_calib *calib, repq_tensor *images);
 /* Progress of repq_calib_finish and repq_calib_reconstruct: called with done =
  * 0..total steps (total = transformer blocks + 1) from the thread making the call. */
 typedef void (*repq_progress_fn)(void *user, int32_t done, int32_t total);
-/* Set (or clear, with fn == NULL) the progress callback. */
+/* Set (or clear, with fn == NULL) the progress callback.
+ * Errors: REPQ_ERR_INVALID_ARGUMENT (not a calibrator; nothing recorded). */
 REPQ_API repq_status repq_calib_set_progress(repq_calib *calib, repq_progress_fn fn, void *user);
 /* Run the calibration forward pass over every fed image and search all quantizers.
- * Errors: REPQ_ERR_STATE (no image fed, or already finished), REPQ_ERR_NOMEM. */
+ * Errors (recorded on `calib`): REPQ_ERR_INVALID_ARGUMENT (NULL out_qmodel),
+ * REPQ_ERR_STATE (no image fed, or already finished), REPQ_ERR_NUMERIC (a quantizer search
+ * met non-finite values), REPQ_ERR_NOMEM. */
 REPQ_API repq_status repq_calib_finish(repq_calib *calib, repq_qmodel **out_qmodel);
 
 REPQ_API void repq_qmodel_free(repq_qmodel *qmodel);
@@ -79,7 +90,9 @@ REPQ_API repq_status repq_calib_reconstruct(repq_calib *calib, const repq_qmodel
  * layer (layer-wise result) and turn log-sqrt2 post-softmax codes into log2 codes with
  * parity; weights are re-quantized after the rewrite. A qmodel that is already
  * layer-wise (method minmax, or reparameterized) is copied unchanged.
- * Errors: REPQ_ERR_INVALID_ARGUMENT, REPQ_ERR_NOMEM. */
+ * Errors (recorded on ctx): REPQ_ERR_INVALID_ARGUMENT (not a qmodel, NULL out),
+ * REPQ_ERR_STATE (a channel-wise qmodel without float weights), REPQ_ERR_NUMERIC (a fold
+ * gives an unusable scale), REPQ_ERR_NOMEM. */
 REPQ_API repq_status repq_qmodel_reparameterize(repq_context *ctx, const repq_qmodel *qmodel,
                                                 repq_qmodel **out_reparameterized);
 
@@ -93,8 +106,12 @@ typedef enum repq_forward_mode {
  * fake-quant mode the products of quantized operands (linear layers after a layer-wise
  * quantizer, q k^T, attention x v) are computed exactly from the codes and rounded once,
  * as the integer session computes them (docs/inference.md).
- * Allocates its scratch per call; safe to call concurrently on one qmodel (failures
- * are reported by status only, the message is not recorded). */
+ * Allocates its scratch per call; safe to call concurrently on one qmodel (with other
+ * logits tensors): messages are recorded on `logits`, never on the shared qmodel.
+ * Errors: REPQ_ERR_INVALID_ARGUMENT (not a qmodel, unknown mode, images or logits not a
+ * tensor), REPQ_ERR_STATE (REPQ_FORWARD_FLOAT on a qmodel loaded from a file, which has
+ * no float weights), REPQ_ERR_SHAPE, REPQ_ERR_NUMERIC, REPQ_ERR_NOMEM (as
+ * repq_model_forward). */
 REPQ_API repq_status repq_qmodel_forward(const repq_qmodel *qmodel, repq_forward_mode mode,
                                          repq_tensor *images, repq_tensor *logits);
 
@@ -109,24 +126,40 @@ typedef enum repq_qmodel_attr {
      * bits): 0 to depth. */
     REPQ_QMODEL_TWO_REGION_BLOCKS = 105
 } repq_qmodel_attr;
+/* Errors: REPQ_ERR_INVALID_ARGUMENT (not a qmodel, unknown attr, NULL out_value); no
+ * message is recorded (a qmodel is shared read-only by threads). */
 REPQ_API repq_status repq_qmodel_get_int(const repq_qmodel *qmodel, int32_t attr,
                                          int64_t *out_value);
 /* The architecture's stage attributes, as repq_model_get_stage_int. */
 REPQ_API repq_status repq_qmodel_get_stage_int(const repq_qmodel *qmodel, int32_t stage, repq_stage_attr attr,
                                                int64_t *out_value);
 
-/* Save a reparameterized qmodel as one safetensors file (format: docs/format.md).
- * Errors: REPQ_ERR_STATE (not reparameterized), REPQ_ERR_IO, REPQ_ERR_NOMEM. */
+/* Save a reparameterized qmodel as one safetensors file (format: docs/format.md) with a
+ * CRC-32C of its bytes in the header. The file is written to a temporary file in the
+ * destination's folder, flushed and renamed over `path`: a failed save leaves any file
+ * already at `path` untouched and no temporary file behind. A symbolic link at `path` is
+ * followed. Messages are recorded on `qmodel`.
+ * Errors: REPQ_ERR_INVALID_ARGUMENT (NULL path), REPQ_ERR_STATE (not reparameterized),
+ * REPQ_ERR_IO (cannot create, write, flush or rename; `path` is a directory or not a
+ * regular file), REPQ_ERR_UNSUPPORTED (an architecture the format cannot describe),
+ * REPQ_ERR_NOMEM. */
 REPQ_API repq_status repq_qmodel_save(repq_qmodel *qmodel, const char *path);
 /* Load a file written by repq_qmodel_save. Hostile-input safe: every size, offset and
- * parameter is checked. Errors: REPQ_ERR_IO, REPQ_ERR_FORMAT, REPQ_ERR_UNSUPPORTED
- * (newer format version), REPQ_ERR_OVERFLOW, REPQ_ERR_NOMEM. */
+ * parameter is checked, and the file's checksum when it has one (files written before
+ * checksums existed load too). Messages are recorded on `ctx`.
+ * Errors: REPQ_ERR_INVALID_ARGUMENT, REPQ_ERR_IO, REPQ_ERR_FORMAT (malformed, damaged:
+ * "checksum mismatch", or not a quantized model), REPQ_ERR_UNSUPPORTED (newer format
+ * version), REPQ_ERR_OVERFLOW, REPQ_ERR_NOMEM. */
 REPQ_API repq_status repq_qmodel_load(repq_context *ctx, const char *path,
                                       repq_qmodel **out_qmodel);
 
-/* Options read: REPQ_OPT_THREADS, REPQ_OPT_KERNELS. `max_batch` >= 1 sizes the scratch memory: runs may
- * use any batch up to it. Errors: REPQ_ERR_STATE (qmodel not reparameterized),
- * REPQ_ERR_UNSUPPORTED, REPQ_ERR_NOMEM. */
+/* Options read: REPQ_OPT_THREADS, REPQ_OPT_KERNELS. `max_batch` >= 1 sizes the scratch
+ * memory: runs may use any batch up to it.
+ * Errors (recorded on ctx): REPQ_ERR_INVALID_ARGUMENT (not a qmodel, NULL out_session,
+ * options not an options object, max_batch < 1), REPQ_ERR_STATE (qmodel not
+ * reparameterized), REPQ_ERR_UNSUPPORTED (embed_dim not a multiple of num_heads),
+ * REPQ_ERR_OVERFLOW (scratch size), REPQ_ERR_NOMEM (scratch, or worker threads that could
+ * not start). */
 REPQ_API repq_status repq_session_new(repq_context *ctx, const repq_qmodel *qmodel,
                                       const repq_options *options, int32_t max_batch,
                                       repq_session **out_session);
@@ -138,11 +171,16 @@ typedef enum repq_session_attr {
     REPQ_SESSION_THREADS = 202,
     REPQ_SESSION_MAX_BATCH = 203
 } repq_session_attr;
-/* Errors: REPQ_ERR_INVALID_ARGUMENT (bad handle, NULL out pointer, unknown attr). */
+/* Errors: REPQ_ERR_INVALID_ARGUMENT (bad handle; NULL out pointer or unknown attr,
+ * recorded on `session`). */
 REPQ_API repq_status repq_session_get_int(const repq_session *session, int32_t attr,
                                           int64_t *out_value);
 /* Run the network with integer GEMMs and shift-based attention. Allocates nothing.
- * Inputs and outputs as repq_model_forward, with N <= max_batch. */
+ * Inputs and outputs as repq_model_forward, with N <= max_batch.
+ * Errors (recorded on `session`): REPQ_ERR_INVALID_ARGUMENT (images or logits not a
+ * tensor), REPQ_ERR_SHAPE (images not [N, C, H, W] of the model's size in U8 or F32,
+ * logits not F32 [N, num_classes], N > max_batch), REPQ_ERR_NUMERIC (NaN/Inf in F32
+ * images). */
 REPQ_API repq_status repq_session_run(repq_session *session, repq_tensor *images,
                                       repq_tensor *logits);
 

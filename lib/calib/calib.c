@@ -173,6 +173,7 @@ REPQ_API repq_status repq_calib_finish(repq_calib *c, repq_qmodel **out_qmodel)
 {
     if (!repq_object_is(c, REPQ_KIND_CALIB))
         return REPQ_ERR_INVALID_ARGUMENT;
+    repq_clear_error(&c->base);
     if (!out_qmodel)
         return repq_fail(&c->base, REPQ_ERR_INVALID_ARGUMENT, "repq_calib_finish: out_qmodel is NULL");
     *out_qmodel = NULL;
@@ -214,7 +215,7 @@ REPQ_API repq_status repq_calib_finish(repq_calib *c, repq_qmodel **out_qmodel)
     repq_mem_free(al, logits);
     if (st) {
         repq_qmodel_free(q);
-        return st;
+        return repq_fail_default(&c->base, st, "repq_calib_finish");
     }
     c->finished = true;
     *out_qmodel = q;

@@ -72,6 +72,7 @@ REPQ_API repq_status repq_calib_reconstruct(repq_calib *c, const repq_qmodel *sr
     if (!repq_object_is(c, REPQ_KIND_CALIB))
         return REPQ_ERR_INVALID_ARGUMENT;
     repq_object *err = &c->base;
+    repq_clear_error(err);
     if (!out)
         return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_calib_reconstruct: out_qmodel is NULL");
     if (!repq_object_is(src, REPQ_KIND_QMODEL))
@@ -121,7 +122,7 @@ REPQ_API repq_status repq_calib_reconstruct(repq_calib *c, const repq_qmodel *sr
     repq_mem_free(al, logits);
     if (st) {
         repq_qmodel_free(q);
-        return st;
+        return repq_fail_default(err, st, "repq_calib_reconstruct");
     }
     *out = q;
     return REPQ_OK;

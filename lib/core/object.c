@@ -79,6 +79,13 @@ void repq_clear_error(repq_object *obj)
         obj->error[0] = '\0';
 }
 
+repq_status repq_fail_default(repq_object *obj, repq_status status, const char *fn)
+{
+    if (status != REPQ_OK && obj && obj->error[0] == '\0')
+        repq_fail(obj, status, "%s failed: %s", fn, repq_status_string(status));
+    return status;
+}
+
 bool repq_size_mul(size_t a, size_t b, size_t *out)
 {
     if (a != 0 && b > SIZE_MAX / a)

@@ -52,6 +52,10 @@ void repq_mem_free(const repq_allocator *allocator, void *ptr);
 repq_status repq_fail(repq_object *obj, repq_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void repq_clear_error(repq_object *obj);
+/* The end of a public call that cleared `obj`'s message when it started: a failure that
+ * an inner step returned without a message gets "<fn> failed: <status name>", so that a
+ * failing call never leaves an older, unrelated message in place. Returns `status`. */
+repq_status repq_fail_default(repq_object *obj, repq_status status, const char *fn);
 
 /* Checked arithmetic: false on overflow. */
 bool repq_size_mul(size_t a, size_t b, size_t *out);

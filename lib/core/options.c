@@ -84,8 +84,11 @@ REPQ_API repq_status repq_options_set_int(repq_options *o, repq_option key, int6
 REPQ_API repq_status repq_options_get_int(const repq_options *o, repq_option key,
                                           int64_t *out_value)
 {
-    if (!repq_object_is(o, REPQ_KIND_OPTIONS) || !out_value)
+    if (!repq_object_is(o, REPQ_KIND_OPTIONS))
         return REPQ_ERR_INVALID_ARGUMENT;
+    repq_object *err = (repq_object *)&o->base;
+    if (!out_value)
+        return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_options_get_int: out_value is NULL");
     switch (key) {
     case REPQ_OPT_WEIGHT_BITS: *out_value = o->weight_bits; return REPQ_OK;
     case REPQ_OPT_ACT_BITS: *out_value = o->act_bits; return REPQ_OK;
@@ -95,5 +98,5 @@ REPQ_API repq_status repq_options_get_int(const repq_options *o, repq_option key
     case REPQ_OPT_KERNELS: *out_value = o->kernels; return REPQ_OK;
     case REPQ_OPT_POST_GELU: *out_value = o->post_gelu; return REPQ_OK;
     }
-    return REPQ_ERR_INVALID_ARGUMENT;
+    return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "unknown option key %d", (int)key);
 }

@@ -82,9 +82,12 @@ REPQ_API repq_status repq_tensor_describe(const repq_tensor *t, repq_dtype *out_
                                           int32_t *out_ndim, int64_t *shape_out,
                                           int32_t shape_capacity)
 {
-    if (!repq_object_is(t, REPQ_KIND_TENSOR) || shape_capacity < 0 ||
-        (shape_capacity > 0 && !shape_out))
+    if (!repq_object_is(t, REPQ_KIND_TENSOR))
         return REPQ_ERR_INVALID_ARGUMENT;
+    if (shape_capacity < 0 || (shape_capacity > 0 && !shape_out))
+        return repq_fail((repq_object *)&t->base, REPQ_ERR_INVALID_ARGUMENT,
+                         "repq_tensor_describe: shape_capacity %d needs a shape_out of as many extents",
+                         (int)shape_capacity);
     if (out_dtype)
         *out_dtype = t->dtype;
     if (out_ndim)
@@ -96,8 +99,10 @@ REPQ_API repq_status repq_tensor_describe(const repq_tensor *t, repq_dtype *out_
 
 REPQ_API repq_status repq_tensor_nbytes(const repq_tensor *t, size_t *out_nbytes)
 {
-    if (!repq_object_is(t, REPQ_KIND_TENSOR) || !out_nbytes)
+    if (!repq_object_is(t, REPQ_KIND_TENSOR))
         return REPQ_ERR_INVALID_ARGUMENT;
+    if (!out_nbytes)
+        return repq_fail((repq_object *)&t->base, REPQ_ERR_INVALID_ARGUMENT, "repq_tensor_nbytes: out_nbytes is NULL");
     *out_nbytes = t->nbytes;
     return REPQ_OK;
 }
@@ -126,4 +131,27 @@ REPQ_API repq_status repq_tensor_write(repq_tensor *t, const void *src, size_t s
                          "repq_tensor_write: buffer holds %zu bytes, tensor has %zu", src_bytes, t->nbytes);
     memcpy(t->data, src, t->nbytes);
     return REPQ_OK;
+}
+
+REPQ_API repq_status repq_tensor_rows_copy(repq_context *ctx, const repq_tensor *t, int64_t begin, int64_t end,
+                                           repq_tensor **out_tensor)
+{
+    repq_object *err = repq_context_object(ctx);
+    if (!out_tensor)
+        return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_tensor_rows_copy: out_tensor is NULL");
+    *out_tensor = NULL;
+    if (!repq_object_is(t, REPQ_KIND_TENSOR))
+        return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_tensor_rows_copy: the source is not a tensor");
+    if (begin < 0 || begin >= end || end > t->shape[0])
+        return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT,
+                         "repq_tensor_rows_copy: rows [%lld, %lld) are not a non-empty range of the tensor's %lld",
+                         (long long)begin, (long long)end, (long long)t->shape[0]);
+    int64_t shape[REPQ_TENSOR_MAX_DIMS];
+    for (int32_t i = 0; i < t->ndim; i++)
+        shape[i] = t->shape[i];
+    shape[0] = end - begin;
+    /* Rows are contiguous: row r starts r * (nbytes / rows) bytes in. */
+    size_t row_bytes = t->nbytes / (size_t)t->shape[0];
+    return repq_tensor_new(ctx, t->dtype, t->ndim, shape, (const uint8_t *)t->data + (size_t)begin * row_bytes,
+                           out_tensor);
 }

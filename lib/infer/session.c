@@ -692,13 +692,16 @@ _Static_assert(REPQ_KERNELS_SCALAR == REPQ_LEVEL_SCALAR + 1 && REPQ_KERNELS_AVX2
 
 REPQ_API repq_status repq_session_get_int(const repq_session *s, int32_t attr, int64_t *out_value)
 {
-    if (!repq_object_is(s, REPQ_KIND_SESSION) || !out_value)
+    if (!repq_object_is(s, REPQ_KIND_SESSION))
         return REPQ_ERR_INVALID_ARGUMENT;
+    repq_object *err = (repq_object *)&s->base;
+    if (!out_value)
+        return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_session_get_int: out_value is NULL");
     switch (attr) {
     case REPQ_SESSION_KERNELS: *out_value = (int64_t)s->level + 1; return REPQ_OK;
     case REPQ_SESSION_THREADS: *out_value = s->threads; return REPQ_OK;
     case REPQ_SESSION_MAX_BATCH: *out_value = s->max_batch; return REPQ_OK;
-    default: return REPQ_ERR_INVALID_ARGUMENT;
+    default: return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_session_get_int: unknown attribute %d", (int)attr);
     }
 }
 

@@ -66,7 +66,14 @@ REPQ_API repq_status repq_cifar_load(repq_context *ctx, const char *path, int64_
         goto out;
     }
     int64_t count = records - offset;
-    if (limit > 0 && limit < count)
+    if (limit > count) {
+        /* Fewer images than asked for would skew an accuracy silently. */
+        st = repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "%s: records [%lld, %lld) were asked for but the file has "
+                       "%lld (a limit <= 0 reads to the end)", path, (long long)offset,
+                       (long long)offset + (long long)limit, (long long)records);
+        goto out;
+    }
+    if (limit > 0)
         count = limit;
     int64_t ishape[4] = {count, 3, CIFAR_SIDE, CIFAR_SIDE}, lshape[1] = {count};
     repq_tensor *images = NULL, *labels = NULL;

@@ -624,8 +624,10 @@ static repq_status parse_file(repq_object *err, const repq_allocator *al, const 
 {
     const char *format = repq_st_metadata(f, "format");
     if (!format || strcmp(format, QMODEL_FORMAT) != 0)
-        return repq_fail(err, REPQ_ERR_FORMAT, "not a repq quantized model: metadata 'format' is %s%s%s (want \"%s\")",
-                         format ? "\"" : "", format ? format : "missing", format ? "\"" : "", QMODEL_FORMAT);
+        return repq_fail(err, REPQ_ERR_FORMAT, "not a repq quantized model: metadata 'format' is %s%s%s (want \"%s\")%s",
+                         format ? "\"" : "", format ? format : "missing", format ? "\"" : "", QMODEL_FORMAT,
+                         repq_st_find(f, "patch_embed.proj.weight") ? "; it holds float weights: load it with "
+                         "repq_model_load" : "");
     const char *version = repq_st_metadata(f, "format_version");
     long major = version ? parse_major(version) : -1;
     if (major < 1)

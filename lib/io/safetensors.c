@@ -10,6 +10,8 @@
 
 #include <jansson.h>
 
+#include "io/crc32c.h"
+
 /* Tensor bytes are exposed as stored (little-endian); multi-byte integers read through
  * the data pointer would be wrong on a big-endian host. */
 #if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__)
@@ -352,6 +354,79 @@ static repq_status parse_json(repq_object *err, const repq_allocator *al, json_t
     return check_overlaps(err, f);
 }
 
+#define CHECKSUM_PATTERN "\"" REPQ_ST_CHECKSUM_KEY "\":\"" REPQ_ST_CHECKSUM_PREFIX
+
+size_t repq_st_checksum_locate(const uint8_t *file, size_t size, size_t *digits_at)
+{
+    if (size < 8)
+        return 0;
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--)
+        n = (n << 8) | file[i];
+    size_t end = n < size - 8 ? 8 + (size_t)n : size;
+    const size_t plen = sizeof CHECKSUM_PATTERN - 1;
+    size_t count = 0;
+    for (size_t i = 8; i + plen <= end; i++) {
+        if (file[i] == '"' && memcmp(file + i, CHECKSUM_PATTERN, plen) == 0) {
+            if (count++ == 0)
+                *digits_at = i + plen;
+        }
+    }
+    return count;
+}
+
+/* Verify the checksum entry when the header holds one; *verified says whether it did. */
+static repq_status verify_checksum(repq_object *err, const uint8_t *bytes, size_t size, bool *verified)
+{
+    *verified = false;
+    size_t at = 0;
+    size_t count = repq_st_checksum_locate(bytes, size, &at);
+    if (count == 0)
+        return REPQ_OK;
+    if (count > 1)
+        return repq_fail(err, REPQ_ERR_FORMAT, ST_PREFIX "the header holds %zu checksum entries (damaged file)",
+                         count);
+    uint32_t stored = 0;
+    bool well_formed = at + 9 <= size && bytes[at + 8] == '"';
+    for (size_t i = 0; well_formed && i < 8; i++) {
+        uint8_t c = bytes[at + i];
+        if (c >= '0' && c <= '9')
+            stored = stored << 4 | (uint32_t)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            stored = stored << 4 | (uint32_t)(c - 'a' + 10);
+        else
+            well_formed = false;
+    }
+    if (!well_formed)
+        return repq_fail(err, REPQ_ERR_FORMAT, ST_PREFIX "the checksum entry is not 8 lowercase hex digits "
+                         "(damaged file)");
+    repq_crc32c crc;
+    repq_crc32c_init(&crc);
+    repq_crc32c_update(&crc, bytes, at);
+    repq_crc32c_update(&crc, "00000000", 8);
+    repq_crc32c_update(&crc, bytes + at + 8, size - at - 8);
+    uint32_t actual = repq_crc32c_value(&crc);
+    if (actual != stored)
+        return repq_fail(err, REPQ_ERR_FORMAT, ST_PREFIX "checksum mismatch: the file is damaged (its CRC-32C "
+                         "is %08x, its header records %08x)", (unsigned)actual, (unsigned)stored);
+    *verified = true;
+    return REPQ_OK;
+}
+
+/* What a file that is not safetensors may be, for the message: CIFAR-10's binary format is
+ * the other file users hand to the library. */
+static const char *what_it_looks_like(const uint8_t *bytes, size_t size)
+{
+    const size_t record = 3073;
+    if (size == 0 || size % record != 0)
+        return "not a safetensors file";
+    for (size_t at = 0; at < size && at < 64 * record; at += record)
+        if (bytes[at] > 9)
+            return "not a safetensors file";
+    return "it looks like a CIFAR-10 binary file (3073-byte records, a label byte first): read it with "
+           "repq_cifar_load";
+}
+
 repq_status repq_st_parse(repq_object *err, const repq_allocator *al, const uint8_t *bytes,
                           size_t size, repq_st_file **out)
 {
@@ -372,12 +447,18 @@ repq_status repq_st_parse(repq_object *err, const repq_allocator *al, const uint
                          (unsigned long long)n);
     if (n > REPQ_ST_MAX_HEADER)
         return repq_fail(err, REPQ_ERR_FORMAT,
-                         ST_PREFIX "header length %llu exceeds the limit of %llu bytes",
-                         (unsigned long long)n, (unsigned long long)REPQ_ST_MAX_HEADER);
+                         ST_PREFIX "header length %llu exceeds the limit of %llu bytes (%s)",
+                         (unsigned long long)n, (unsigned long long)REPQ_ST_MAX_HEADER,
+                         what_it_looks_like(bytes, size));
     if (n > size - 8)
         return repq_fail(err, REPQ_ERR_FORMAT,
-                         ST_PREFIX "header length %llu exceeds the %zu bytes after it (truncated file)",
-                         (unsigned long long)n, size - 8);
+                         ST_PREFIX "header length %llu exceeds the %zu bytes after it (truncated file, or %s)",
+                         (unsigned long long)n, size - 8, what_it_looks_like(bytes, size));
+
+    bool verified;
+    repq_status st = verify_checksum(err, bytes, size, &verified);
+    if (st != REPQ_OK)
+        return st;
 
     json_error_t jerr;
     json_t *root = json_loadb((const char *)bytes + 8, (size_t)n, JSON_REJECT_DUPLICATES, &jerr);
@@ -391,8 +472,12 @@ repq_status repq_st_parse(repq_object *err, const repq_allocator *al, const uint
         return repq_fail(err, REPQ_ERR_NOMEM, ST_PREFIX "out of memory");
     }
     f->al = *al;
-    repq_status st = parse_json(err, al, root, bytes + 8 + n, size - 8 - (size_t)n, f);
+    st = parse_json(err, al, root, bytes + 8 + n, size - 8 - (size_t)n, f);
     json_decref(root);
+    /* The key spelled another way (a JSON escape) would skip the verification. */
+    if (st == REPQ_OK && !verified && repq_st_metadata(f, REPQ_ST_CHECKSUM_KEY))
+        st = repq_fail(err, REPQ_ERR_FORMAT, ST_PREFIX "the checksum entry is not in the form the writer uses "
+                       "(damaged file)");
     if (st != REPQ_OK) {
         repq_st_close(f);
         return st;

@@ -94,6 +94,22 @@ const repq_st_tensor *repq_st_find(const repq_st_file *file, const char *name);
 /* The value of metadata entry `key`, or NULL if absent. Owned by the file. */
 const char *repq_st_metadata(const repq_st_file *file, const char *key);
 
+/* ---- Checksum -------------------------------------------------------------------
+ * Every file the writer makes holds the metadata entry "repq_checksum":
+ * "crc32c:<8 lowercase hex digits>", the CRC-32C of the whole file with those eight
+ * digits read as "00000000". The reader verifies it before parsing the header when the
+ * entry is present in exactly this form, and refuses a file whose header holds the key
+ * in any other form; files without the entry (written elsewhere or by older versions)
+ * are read as before. */
+#define REPQ_ST_CHECKSUM_KEY "repq_checksum"
+#define REPQ_ST_CHECKSUM_PREFIX "crc32c:"
+
+/* How many times the entry's key and prefix ("repq_checksum":"crc32c:) occur in the
+ * header bytes of `file` (its first `size` bytes, the header length taken from them);
+ * *digits_at receives the offset of the first occurrence's digits. A quote can only
+ * end a JSON string, so the pattern cannot hide inside another string. */
+size_t repq_st_checksum_locate(const uint8_t *file, size_t size, size_t *digits_at);
+
 /* Convert the F32, F16 or BF16 tensor `t` to `count` floats in `dst` (F16 handles
  * subnormals, infinities and NaNs exactly). Errors: REPQ_ERR_INVALID_ARGUMENT (NULL
  * t, NULL dst with count > 0), REPQ_ERR_SHAPE (count differs from t->numel),
@@ -128,9 +144,10 @@ repq_status repq_st_writer_add(repq_st_writer *w, const char *name, repq_st_dtyp
 /* Set (or replace) a "__metadata__" entry; both strings are copied and must be UTF-8.
  * Errors: REPQ_ERR_INVALID_ARGUMENT, REPQ_ERR_NOMEM. */
 repq_status repq_st_writer_set_metadata(repq_st_writer *w, const char *key, const char *value);
-/* Write the file to `path` (created or truncated); a partly written file is removed.
- * Errors: REPQ_ERR_INVALID_ARGUMENT, REPQ_ERR_IO (open, write or close failed),
- * REPQ_ERR_OVERFLOW, REPQ_ERR_NOMEM. */
+/* Write the file to `path` without ever losing the file it replaces: a temporary file
+ * beside it, fsync, rename (io/replace_file.h). Errors: REPQ_ERR_INVALID_ARGUMENT,
+ * REPQ_ERR_IO (the destination is a directory or not a regular file, a create, write,
+ * flush or rename failed; nothing is left behind), REPQ_ERR_OVERFLOW, REPQ_ERR_NOMEM. */
 repq_status repq_st_writer_write(repq_st_writer *w, const char *path);
 /* Serialize to a new buffer from the writer's allocator, to be released with
  * repq_mem_free(al, *out_bytes). Same content as repq_st_writer_write. */

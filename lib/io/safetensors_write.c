@@ -8,6 +8,9 @@
 
 #include <jansson.h>
 
+#include "io/crc32c.h"
+#include "io/replace_file.h"
+
 #define ST_PREFIX "safetensors writer: "
 
 typedef struct st_entry {
@@ -247,11 +250,17 @@ static repq_status build_json(repq_st_writer *w, json_t **out, size_t *data_byte
         }
         offset = end;
     }
-    if (w->nmeta > 0) {
+    {
+        /* Every file carries its checksum; the placeholder is patched once the bytes
+         * around it are known. A caller's entry of the same name is replaced. */
         json_t *meta = json_object();
         bool ok = meta != NULL;
         for (size_t i = 0; ok && i < w->nmeta; i++)
-            ok = json_object_set_new(meta, w->meta[i].key, json_string(w->meta[i].value)) == 0;
+            if (strcmp(w->meta[i].key, REPQ_ST_CHECKSUM_KEY) != 0)
+                ok = json_object_set_new(meta, w->meta[i].key, json_string(w->meta[i].value)) == 0;
+        if (ok)
+            ok = json_object_set_new(meta, REPQ_ST_CHECKSUM_KEY,
+                                     json_string(REPQ_ST_CHECKSUM_PREFIX "00000000")) == 0;
         if (ok) {
             ok = json_object_set_new(root, "__metadata__", meta) == 0;
             meta = NULL;
@@ -308,6 +317,22 @@ static repq_status build_header(repq_st_writer *w, size_t extra, uint8_t **out_b
     uint64_t n = padded;
     for (int i = 0; i < 8; i++)
         buf[i] = (uint8_t)(n >> (8 * i));
+    /* The checksum covers the whole file with its own eight digits read as "00000000",
+     * which is what the placeholder holds now. */
+    size_t digits_at = 0;
+    if (repq_st_checksum_locate(buf, 8 + padded, &digits_at) != 1) {
+        repq_mem_free(&w->al, buf);
+        return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, ST_PREFIX "cannot place the checksum in the header");
+    }
+    repq_crc32c crc;
+    repq_crc32c_init(&crc);
+    repq_crc32c_update(&crc, buf, 8 + padded);
+    for (size_t i = 0; i < w->n; i++)
+        if (w->entries[i].nbytes)
+            repq_crc32c_update(&crc, w->entries[i].data, w->entries[i].nbytes);
+    char digits[9];
+    snprintf(digits, sizeof digits, "%08x", (unsigned)repq_crc32c_value(&crc));
+    memcpy(buf + digits_at, digits, 8);
     *out_buf = buf;
     *out_header_size = 8 + padded;
     *out_data_bytes = data_bytes;
@@ -350,32 +375,15 @@ repq_status repq_st_writer_write(repq_st_writer *w, const char *path)
     repq_status st = build_header(w, 0, &header, &header_size, &data_bytes);
     if (st != REPQ_OK)
         return st;
-    FILE *fp = fopen(path, "wb");
-    if (!fp) {
-        int e = errno;
-        repq_mem_free(&w->al, header);
-        return repq_fail(err, REPQ_ERR_IO, ST_PREFIX "cannot create '%s': %s", path, strerror(e));
-    }
-    bool ok = fwrite(header, 1, header_size, fp) == header_size;
+    repq_replace_file f;
+    st = repq_replace_open(err, path, &f);
+    if (st == REPQ_OK)
+        st = repq_replace_write(err, &f, header, header_size);
     repq_mem_free(&w->al, header);
-    const char *failed_at = ok ? NULL : "the header";
-    for (size_t i = 0; ok && i < w->n; i++) {
-        const st_entry *e = &w->entries[i];
-        if (e->nbytes && fwrite(e->data, 1, e->nbytes, fp) != e->nbytes) {
-            ok = false;
-            failed_at = e->name;
-        }
-    }
-    int e_write = errno;
-    if (fclose(fp) != 0 && ok) {
-        ok = false;
-        failed_at = "the end (close)";
-        e_write = errno;
-    }
-    if (!ok) {
-        remove(path);
-        return repq_fail(err, REPQ_ERR_IO, ST_PREFIX "writing '%s' failed at %s: %s", path,
-                         failed_at, strerror(e_write));
-    }
-    return REPQ_OK;
+    for (size_t i = 0; st == REPQ_OK && i < w->n; i++)
+        if (w->entries[i].nbytes)
+            st = repq_replace_write(err, &f, w->entries[i].data, w->entries[i].nbytes);
+    if (st == REPQ_OK)
+        st = repq_replace_commit(err, &f);
+    return st;
 }

@@ -101,9 +101,15 @@ REPQ_API repq_status repq_model_load(repq_context *ctx, const char *path, const 
     repq_status st = repq_st_open(err, &al, path, &f);
     if (st)
         return st;
+    const char *format = repq_st_metadata(f, "format");
+    if (format && strcmp(format, "repq.qmodel") == 0) {
+        repq_st_close(f);
+        return repq_fail(err, REPQ_ERR_FORMAT, "'%s' is a quantized model (a .repq file, metadata format "
+                         "\"repq.qmodel\"), not a float model: load it with repq_qmodel_load", path);
+    }
     repq_arch arch;
     st = preset ? repq_arch_from_preset(err, preset, &arch)
-                : repq_arch_from_metadata(err, repq_st_metadata(f, "format"), repq_st_metadata(f, "architecture"),
+                : repq_arch_from_metadata(err, format, repq_st_metadata(f, "architecture"),
                                           repq_st_metadata(f, "preprocess"), &arch);
     repq_model *m = NULL;
     if (st == REPQ_OK)
@@ -285,13 +291,19 @@ REPQ_API repq_status repq_model_get_stage_int(const repq_model *model, int32_t s
 REPQ_API repq_status repq_model_get_int(const repq_model *model, repq_model_attr attr,
                                         int64_t *out_value)
 {
-    if (!repq_object_is(model, REPQ_KIND_MODEL) || !out_value)
+    if (!repq_object_is(model, REPQ_KIND_MODEL))
         return REPQ_ERR_INVALID_ARGUMENT;
+    /* The message is the one thing a call may write in a model (model.h). */
+    repq_object *err = (repq_object *)&model->base;
+    if (!out_value)
+        return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_model_get_int: out_value is NULL");
     if (attr == REPQ_MODEL_NUM_TENSORS && model->file_tensors > 0) {
         *out_value = model->file_tensors;
         return REPQ_OK;
     }
-    return repq_net_attr(model->net, (int32_t)attr, out_value);
+    if (repq_net_attr(model->net, (int32_t)attr, out_value) != REPQ_OK)
+        return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_model_get_int: unknown attribute %d", (int)attr);
+    return REPQ_OK;
 }
 
 repq_status repq_images_check(repq_object *err, const repq_arch *a, const repq_tensor *images,
@@ -352,26 +364,8 @@ REPQ_API repq_status repq_model_forward(repq_model *model, repq_tensor *images, 
 {
     if (!repq_object_is(model, REPQ_KIND_MODEL))
         return REPQ_ERR_INVALID_ARGUMENT;
-    return repq_net_forward_tensors(&model->base, &model->base.allocator, model->net, &model->params, NULL,
-                                    images, logits);
-}
-
-REPQ_API repq_status repq_top1_compute(const repq_tensor *logits, const repq_tensor *labels,
-                                       double *out_accuracy)
-{
-    if (!repq_tensor_is(logits, REPQ_DTYPE_F32, 2) || !repq_tensor_is(labels, REPQ_DTYPE_I32, 1) ||
-        !out_accuracy || logits->shape[0] != labels->shape[0])
-        return REPQ_ERR_INVALID_ARGUMENT;
-    size_t n = (size_t)logits->shape[0], k = (size_t)logits->shape[1], hits = 0;
-    const float *l = logits->data;
-    const int32_t *y = labels->data;
-    for (size_t i = 0; i < n; i++) {
-        size_t best = 0;
-        for (size_t j = 1; j < k; j++)
-            if (l[i * k + j] > l[i * k + best])
-                best = j;
-        hits += (int64_t)best == y[i];
-    }
-    *out_accuracy = (double)hits / (double)n;
-    return REPQ_OK;
+    repq_clear_error(&model->base);
+    repq_status st = repq_net_forward_tensors(&model->base, &model->base.allocator, model->net, &model->params,
+                                              NULL, images, logits);
+    return repq_fail_default(&model->base, st, "repq_model_forward");
 }

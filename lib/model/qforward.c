@@ -447,22 +447,26 @@ repq_status repq_qmodel_forward_activations(const repq_qmodel *q, const repq_par
 REPQ_API repq_status repq_qmodel_forward(const repq_qmodel *q, repq_forward_mode mode,
                                          repq_tensor *images, repq_tensor *logits)
 {
+    /* Messages go to the caller's logits tensor: the qmodel is shared read-only between
+     * threads, the logits belong to this call. */
+    repq_object *err = repq_object_is(logits, REPQ_KIND_TENSOR) ? &logits->base : NULL;
+    repq_clear_error(err);
     if (!repq_object_is(q, REPQ_KIND_QMODEL))
-        return REPQ_ERR_INVALID_ARGUMENT;
+        return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_qmodel_forward: not a qmodel");
     if (mode != REPQ_FORWARD_FAKE_QUANT && mode != REPQ_FORWARD_FLOAT)
-        return REPQ_ERR_INVALID_ARGUMENT;
+        return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_qmodel_forward: unknown mode %d", (int)mode);
     if (mode == REPQ_FORWARD_FLOAT && !q->has_float_weights)
-        return REPQ_ERR_STATE;
+        return repq_fail(err, REPQ_ERR_STATE, "repq_qmodel_forward: REPQ_FORWARD_FLOAT needs the float weights, "
+                         "which a qmodel loaded from a file does not have (use REPQ_FORWARD_FAKE_QUANT)");
     fake_quant fq = {.q = q, .al = &q->base.allocator};
     repq_hook hook = {apply, &fq, true, product};
     bool fake = mode == REPQ_FORWARD_FAKE_QUANT;
-    /* Messages are not recorded: a qmodel is shared read-only between threads. */
-    repq_status st = repq_net_forward_tensors(NULL, &q->base.allocator, q->net,
+    repq_status st = repq_net_forward_tensors(err, &q->base.allocator, q->net,
                                               fake ? &q->fq_params : &q->float_params, fake ? &hook : NULL, images,
                                               logits);
     for (int i = 0; i < REPQ_QP_COUNT; i++)
         repq_mem_free(fq.al, fq.st[i].codes);
     for (int i = 0; i < BUF_COUNT; i++)
         repq_mem_free(fq.al, fq.buf[i]);
-    return st;
+    return repq_fail_default(err, st, "repq_qmodel_forward");
 }

@@ -45,7 +45,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     repq_status st = repq_cifar_load(ctx, path, offset, limit, &images, &labels);
     if (st == REPQ_OK) {
         int64_t records = (int64_t)(n / RECORD), want = records - offset;
-        if (limit > 0 && limit < want)
+        check(limit <= want); /* a range past the end is refused */
+        if (limit > 0)
             want = limit;
         check(n % RECORD == 0 && want > 0);
         int64_t shape[4];

@@ -1,0 +1,3 @@
+module repq
+
+go 1.19
