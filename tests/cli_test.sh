@@ -40,6 +40,13 @@ grep -q "two-region GELU blocks *[1-9]" <<<"$info" || fail "info did not count t
 cp "$work/rtn.repq" "$work/renamed.bin"
 "$repq" info "$work/renamed.bin" | grep -q "activation bits *4" || fail "info on a renamed quantized model"
 "$repq" info "$data/vit_tiny_cifar10.safetensors" | grep -q "parameters" || fail "info on the float model"
+# A Swin's stages: swin_micro_rand is 56x56 tokens of 32 channels halving to 7x7 of 256
+# (timm's parameter count of the checkpoint: 2,285,048).
+swin=$("$repq" info "$data/swin_micro_rand.safetensors") || fail "info on the Swin model failed: $swin"
+grep -q "family *swin" <<<"$swin" || fail "info did not name the Swin family: $swin"
+grep -q "stages *4" <<<"$swin" || fail "info did not count the Swin stages: $swin"
+grep -Eq "^ +3 +2 +256 +8 +1024 +49 +7$" <<<"$swin" || fail "info did not give the last Swin stage: $swin"
+grep -q "parameters *2285048" <<<"$swin" || fail "info did not count the Swin parameters: $swin"
 head -c 100 "$work/rtn.repq" >"$work/truncated.repq"
 "$repq" info "$work/truncated.repq" >"$work/info.log" 2>&1
 rc=$?

@@ -166,6 +166,39 @@ static repq_status qmodel_attr(const void *q, int32_t attr, int64_t *v)
     return repq_qmodel_get_int(q, attr, v);
 }
 
+/* The family and, for a network of stages, each stage's blocks, widths and windows. */
+static void print_stages(repq_status (*get)(const void *, int32_t, int64_t *),
+                         repq_status (*stage)(const void *, int32_t, int32_t, int64_t *), const void *handle)
+{
+    int64_t family = 0, stages = 1;
+    get(handle, REPQ_MODEL_FAMILY, &family);
+    get(handle, REPQ_MODEL_NUM_STAGES, &stages);
+    printf("  %-22s %s\n", "family", family == REPQ_FAMILY_SWIN ? "swin" : "vit");
+    if (family != REPQ_FAMILY_SWIN)
+        return;
+    printf("  %-22s %lld\n", "stages", (long long)stages);
+    printf("  %8s %6s %6s %6s %7s %7s %7s\n", "stage", "depth", "dim", "heads", "hidden", "tokens", "window");
+    const int32_t attrs[6] = {REPQ_STAGE_DEPTH, REPQ_STAGE_EMBED_DIM, REPQ_STAGE_NUM_HEADS, REPQ_STAGE_MLP_HIDDEN,
+                              REPQ_STAGE_NUM_TOKENS, REPQ_STAGE_WINDOW_SIZE};
+    for (int32_t i = 0; i < stages; i++) {
+        int64_t v[6] = {0};
+        for (int k = 0; k < 6; k++)
+            stage(handle, i, attrs[k], &v[k]);
+        printf("  %8d %6lld %6lld %6lld %7lld %7lld %7lld\n", (int)i, (long long)v[0], (long long)v[1],
+               (long long)v[2], (long long)v[3], (long long)v[4], (long long)v[5]);
+    }
+}
+
+static repq_status model_stage(const void *m, int32_t stage, int32_t attr, int64_t *v)
+{
+    return repq_model_get_stage_int(m, stage, (repq_stage_attr)attr, v);
+}
+
+static repq_status qmodel_stage(const void *q, int32_t stage, int32_t attr, int64_t *v)
+{
+    return repq_qmodel_get_stage_int(q, stage, (repq_stage_attr)attr, v);
+}
+
 static void print_qmodel(const char *path, const repq_qmodel *q)
 {
     int64_t method = 0;
@@ -176,6 +209,7 @@ static void print_qmodel(const char *path, const repq_qmodel *q)
                              {"two-region GELU blocks", REPQ_QMODEL_TWO_REGION_BLOCKS}};
     print_rows(rows, sizeof rows / sizeof rows[0], qmodel_attr, q);
     print_rows(arch_rows, sizeof arch_rows / sizeof arch_rows[0], qmodel_attr, q);
+    print_stages(qmodel_attr, qmodel_stage, q);
 }
 
 /* A float model, or a quantized one (.repq); a file that is neither gets the float
@@ -209,6 +243,7 @@ static int cmd_info(repq_context *ctx, const args *a)
     }
     printf("model: %s\n", a->positional);
     print_rows(arch_rows, sizeof arch_rows / sizeof arch_rows[0], model_attr, m);
+    print_stages(model_attr, model_stage, m);
     repq_model_free(m);
     return 0;
 }
