@@ -60,9 +60,17 @@ static repq_status rebuild(void *user, int32_t slot, float *x, size_t rows, size
 
 static bool same_arch(const repq_arch *a, const repq_arch *b)
 {
-    return a->img_size == b->img_size && a->patch_size == b->patch_size && a->in_chans == b->in_chans &&
-           a->num_classes == b->num_classes && a->embed_dim == b->embed_dim && a->depth == b->depth &&
-           a->num_heads == b->num_heads && a->mlp_hidden == b->mlp_hidden;
+    bool same = a->family == b->family && a->img_size == b->img_size && a->patch_size == b->patch_size &&
+                a->in_chans == b->in_chans && a->num_classes == b->num_classes && a->embed_dim == b->embed_dim &&
+                a->depth == b->depth && a->num_heads == b->num_heads && a->mlp_hidden == b->mlp_hidden;
+    if (same && a->family == REPQ_FAMILY_SWIN) {
+        const repq_swin_arch *x = &a->swin, *y = &b->swin;
+        same = x->stages == y->stages && x->window_h == y->window_h && x->window_w == y->window_w;
+        for (int32_t s = 0; same && s < x->stages; s++)
+            same = x->depths[s] == y->depths[s] && x->num_heads[s] == y->num_heads[s] &&
+                   x->mlp_hidden[s] == y->mlp_hidden[s];
+    }
+    return same;
 }
 
 REPQ_API repq_status repq_calib_reconstruct(repq_calib *c, const repq_qmodel *src, repq_qmodel **out)
