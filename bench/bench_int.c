@@ -1,8 +1,8 @@
 /* Integer inference against the OpenBLAS fp32 forward, measured in the same run:
  * images/s of a session (int8 GEMMs, log2 softmax, shift attention) and of
- * repq_model_forward, for deit_tiny, deit_small (random weights, calibrated on a few
- * random images) and the bundled CIFAR model, batch 1 and 8, threads 1 and 2; then a
- * per-stage time breakdown of deit_small at batch 8, one thread. */
+ * repq_model_forward, for deit_tiny, deit_small, swin_tiny (random weights, calibrated
+ * on a few random images) and the bundled CIFAR model, batch 1 and 8, threads 1 and 2;
+ * per-stage time breakdowns of deit_small and swin_tiny at batch 8, one thread. */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,15 +96,27 @@ static repq_session *session_for(const repq_qmodel *q, int threads)
 
 int main(void)
 {
-    const char *names[3] = {"deit_tiny_patch16_224", "deit_small_patch16_224", "vit_tiny_cifar10"};
+    enum { MODELS = 4 };
+    const char *names[MODELS] = {"deit_tiny_patch16_224", "deit_small_patch16_224", "swin_tiny_patch4_window7_224",
+                                 "vit_tiny_cifar10"};
     repq_kernel_level level = repq_kernel_level_best(repq_cpu_detect());
-    printf("# integer sessions (W8A8 and W4A4 RepQ-ViT) vs OpenBLAS fp32 forward, kernel level %s\n",
-           repq_kernel_level_name(level));
+    char cpu[256] = "unknown CPU";
+    FILE *info = fopen("/proc/cpuinfo", "r");
+    for (char line[512]; info && fgets(line, sizeof line, info);)
+        if (strncmp(line, "model name", 10) == 0 && strchr(line, ':')) {
+            snprintf(cpu, sizeof cpu, "%s", strchr(line, ':') + 2);
+            cpu[strcspn(cpu, "\n")] = 0;
+            break;
+        }
+    if (info)
+        fclose(info);
+    printf("# integer sessions (W8A8 and W4A4 RepQ-ViT) vs OpenBLAS fp32 forward, kernel level %s, %s\n",
+           repq_kernel_level_name(level), cpu);
     printf("| model | batch | threads | fp32 img/s | W8A8 img/s | W8A8 / fp32 | W4A4 img/s | W4A4 / fp32 |\n"
            "|---|---|---|---|---|---|---|---|\n");
-    for (int mi = 0; mi < 3; mi++) {
+    for (int mi = 0; mi < MODELS; mi++) {
         repq_model *m = NULL;
-        repq_status st = mi < 2 ? repq_model_create_random(NULL, names[mi], 0, 42, &m)
+        repq_status st = mi < MODELS - 1 ? repq_model_create_random(NULL, names[mi], 0, 42, &m)
                                 : repq_model_load(NULL, REPQ_DATA_DIR "/vit_tiny_cifar10.safetensors", NULL, &m);
         if (st) {
             printf("| %s | skipped: %s |\n", names[mi], repq_status_string(st));
@@ -143,7 +155,7 @@ int main(void)
                 repq_tensor_free(x);
                 repq_tensor_free(y);
             }
-            if (mi == 1 && threads == 1) {
+            if ((mi == 1 || mi == 2) && threads == 1) {
                 repq_tensor *x = random_images(8, (int)side, 11), *y = logits_for(8, (int)classes);
                 repq_session_profile(s, true);
                 int reps = 0;
@@ -158,8 +170,8 @@ int main(void)
                 const char *stage[REPQ_STAGE_COUNT] = {"linear GEMMs + row sums", "GEMM epilogues (to float / codes)",
                                                        "attention (q k^T, log2 softmax, x V)",
                                                        "float: LayerNorm, GELU, quantize, patches"};
-                printf("\n# deit_small batch 8, 1 thread: %.2f ms per batch\n| stage | ms | share |\n|---|---|---|\n",
-                       1e3 * total / reps);
+                printf("\n# %s batch 8, 1 thread: %.2f ms per batch\n| stage | ms | share |\n|---|---|---|\n",
+                       names[mi], 1e3 * total / reps);
                 for (int k = 0; k < REPQ_STAGE_COUNT; k++)
                     printf("| %s | %.2f | %.1f%% |\n", stage[k], 1e3 * parts[k] / reps, 100 * parts[k] / total);
                 printf("\n");
