@@ -119,6 +119,7 @@ struct repq_session {
     const repq_net_node **merge_nodes;
     aq *merge_in;
     qlin *merge;
+    int32_t **merge_rows; /* repq_swin_merge_rows of each merge's input grid */
     float *pooled;        /* [tokens, dim] of the last stage: the final norm before averaging */
     uint8_t *pixel_codes; /* [C][256]: U8 pixel -> PATCH_IN code */
     float *x;             /* [max_batch * T, D] residual stream */
@@ -633,7 +634,8 @@ REPQ_API repq_status repq_session_new(repq_context *ctx, const repq_qmodel *q, c
     s->merge_nodes = salloc(s, merges, sizeof *s->merge_nodes);
     s->merge_in = salloc(s, merges, sizeof *s->merge_in);
     s->merge = salloc(s, merges, sizeof *s->merge);
-    if (!tmp || !s->blocks || !s->pixel_codes || !s->merge_nodes || !s->merge_in || !s->merge)
+    s->merge_rows = salloc(s, merges, sizeof *s->merge_rows);
+    if (!tmp || !s->blocks || !s->pixel_codes || !s->merge_nodes || !s->merge_in || !s->merge || !s->merge_rows)
         st = repq_fail(err, REPQ_ERR_NOMEM, "repq_session_new: cannot allocate layer tables");
     /* The network's nodes, compiled into the session's stages. */
     for (int32_t i = 0; !st && i < q->net->num_nodes; i++) {
@@ -648,6 +650,12 @@ REPQ_API repq_status repq_session_new(repq_context *ctx, const repq_qmodel *q, c
             const size_t k = (size_t)node->unit;
             const int32_t id = node->linear[0];
             s->merge_nodes[k] = node;
+            s->merge_rows[k] = salloc(s, (size_t)node->grid * (size_t)node->grid, sizeof(int32_t));
+            if (!s->merge_rows[k]) {
+                st = repq_fail(err, REPQ_ERR_NOMEM, "repq_session_new: cannot allocate layer tables");
+                break;
+            }
+            repq_swin_merge_rows(node->grid, node->grid, s->merge_rows[k]);
             if (!(st = get_uniform(s, err, node->slot[REPQ_QP_MERGE_IN], &s->merge_in[k])))
                 st = qlin_init(s, err, id, 0, (size_t)node->dim, &s->merge_in[k],
                                repq_net_linear_bias(q->net, &q->fq_params, id), tmp, &s->merge[k]);
@@ -1009,7 +1017,8 @@ static void merge_task(repq_session *s, int worker, int workers, const void *arg
     const qlin *l = &s->merge[k];
     const aq *in = &s->merge_in[k];
     const size_t grid = (size_t)node->grid, tin = grid * grid, tout = (size_t)node->tokens;
-    const size_t din = (size_t)node->in_dim, wide = 4 * din, d = (size_t)node->dim, half = grid / 2;
+    const size_t din = (size_t)node->in_dim, wide = 4 * din, d = (size_t)node->dim;
+    const int32_t *map = s->merge_rows[k];
     const repq_net *net = s->q->net;
     const float *g = repq_net_param_data(net, s->q->fq_params.arena, node->norm_weight);
     const float *beta = repq_net_param_data(net, s->q->fq_params.arena, node->norm_bias);
@@ -1020,13 +1029,10 @@ static void merge_task(repq_session *s, int worker, int workers, const void *arg
     for (size_t r0 = lo; r0 < hi; r0 += ROW_BLOCK) {
         const size_t m = hi - r0 < ROW_BLOCK ? hi - r0 : ROW_BLOCK;
         for (size_t i = 0; i < m; i++) {
-            const size_t r = r0 + i, img = r / tout, oy = r % tout / half, ox = r % half;
-            /* (2y, 2x), (2y + 1, 2x), (2y, 2x + 1), (2y + 1, 2x + 1): repq_swin_merge_rows' order. */
-            const size_t src[4] = {2 * oy * grid + 2 * ox, (2 * oy + 1) * grid + 2 * ox, 2 * oy * grid + 2 * ox + 1,
-                                   (2 * oy + 1) * grid + 2 * ox + 1};
+            const size_t r = r0 + i, img = r / tout, token = r % tout;
             float *row = w->f + wide; /* [wide] after the normalized row */
-            for (int part = 0; part < 4; part++)
-                memcpy(row + part * din, s->x + (img * tin + src[part]) * din, din * sizeof(float));
+            for (size_t part = 0; part < 4; part++)
+                memcpy(row + part * din, s->x + (img * tin + (size_t)map[4 * token + part]) * din, din * sizeof(float));
             repq_float_layer_norm(row, 1, wide, g, beta, s->arch.norm_eps, w->f);
             repq_quantize_f32_u8(s->level, wide, w->f, in->s, in->z, in->bits, w->a + i * wide);
         }
