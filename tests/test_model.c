@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "model/model.h"
-#include "model/vit.h"
+#include "model/arch.h"
 #include "repq/repq.h"
 #include "vit_f64.h"
 

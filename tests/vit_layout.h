@@ -3,7 +3,7 @@
 #ifndef REPQ_TESTS_VIT_LAYOUT_H
 #define REPQ_TESTS_VIT_LAYOUT_H
 
-#include "model/vit.h"
+#include "model/arch.h"
 
 /* Slots per row of a ViT qmodel's activation table ("activations" in the file): the
  * points PATCH_IN..HEAD_IN. */

@@ -1,5 +1,5 @@
 /* Architecture descriptions: named presets and the JSON metadata of a file. */
-#include "model/vit.h"
+#include "model/arch.h"
 
 #include "model/arch_json.h"
 

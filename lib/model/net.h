@@ -12,7 +12,7 @@
 #ifndef REPQ_MODEL_NET_H
 #define REPQ_MODEL_NET_H
 
-#include "model/vit.h"
+#include "model/arch.h"
 
 /* A parameter tensor. Its `unit` orders files and loading: -1 for the network's
  * own (stem, final norm, head), else the node unit it belongs to. */

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "model/swin_arch.h"
-#include "model/vit.h"
+#include "model/arch.h"
 
 static void check(int cond)
 {

@@ -1,7 +1,7 @@
 /* Internal: the architecture description of every family, the parameter view, the
  * quantization points and the hooks of the float forward (net.h walks the network). */
-#ifndef REPQ_MODEL_VIT_H
-#define REPQ_MODEL_VIT_H
+#ifndef REPQ_MODEL_ARCH_H
+#define REPQ_MODEL_ARCH_H
 
 #include "core/object.h"
 #include "model/swin_arch.h"
