@@ -114,8 +114,8 @@ typedef struct repq_product {
     /* Q, ATTN of a windowed block: the window (windows in window order), its token rows
      * within the image (`token_rows`, `tokens` of them) and, for Q, the [tokens, tokens]
      * relative position bias and mask (0 or REPQ_SWIN_MASK; NULL without shift) added,
-     * in that order, to the scaled scores. Global attention: window 0, token_rows,
-     * score_bias and score_mask NULL, tokens = all of the image's. */
+     * in that order, to the scaled scores. Global attention: window and tokens 0, the
+     * pointers NULL (the product covers all of the node's tokens). */
     size_t window, tokens;
     const int32_t *token_rows;
     const float *score_bias, *score_mask;
@@ -140,7 +140,5 @@ typedef struct repq_hook {
     repq_status (*product)(void *user, const repq_product *p, bool *done);
 } repq_hook;
 
-/* Multiply-adds x 2 of one image's forward (linear layers and attention products). */
-double repq_vit_flops(const repq_arch *a);
 
 #endif

@@ -81,11 +81,3 @@ void repq_params_release(const repq_allocator *al, repq_params *p)
     repq_mem_free(al, p->blocks);
     memset(p, 0, sizeof *p);
 }
-
-double repq_vit_flops(const repq_arch *a)
-{
-    double d = a->embed_dim, h = a->mlp_hidden, t = repq_vit_tokens(a);
-    double per_block = t * (3 * d * d + d * d + 2 * d * h) + 2 * t * t * d;
-    return 2.0 * (a->depth * per_block + repq_vit_patches(a) * d * repq_vit_patch_dim(a) +
-                  a->num_classes * d);
-}
