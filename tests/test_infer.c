@@ -19,6 +19,7 @@
 #include "model/qmodel.h"
 #include "vit_layout.h"
 #include "repq/repq.h"
+#include "session_threads.h"
 
 #define MODEL_PATH REPQ_TEST_DATA "/vit_tiny_cifar10.safetensors"
 #define CALIB_IMAGES REPQ_TEST_DATA "/cifar10_calib.bin"
@@ -416,52 +417,12 @@ static void loaded_qmodel_runs(void **state)
 
 /* ---- many threads, one qmodel ----------------------------------------------------- */
 
-#define N_THREADS 8
-
-typedef struct thread_job {
-    const repq_qmodel *q;
-    const repq_tensor *images;
-    float out[N_SMALL * CLASSES];
-    repq_status st;
-} thread_job;
-
-static void *thread_main(void *p)
-{
-    thread_job *j = p;
-    repq_session *s;
-    repq_tensor *y;
-    int64_t shape[2] = {N_SMALL, CLASSES};
-    j->st = repq_session_new(NULL, j->q, NULL, N_SMALL, &s);
-    if (j->st)
-        return NULL;
-    if (!(j->st = repq_tensor_new(NULL, REPQ_DTYPE_F32, 2, shape, NULL, &y))) {
-        for (int r = 0; r < 2 && !j->st; r++)
-            j->st = repq_session_run(s, (repq_tensor *)j->images, y);
-        if (!j->st)
-            j->st = repq_tensor_read(y, j->out, sizeof j->out);
-        repq_tensor_free(y);
-    }
-    repq_session_free(s);
-    return NULL;
-}
-
 static void sessions_share_one_qmodel(void **state)
 {
     fixture *f = *state;
     static float ref[N_SMALL * CLASSES];
-    static thread_job jobs[N_THREADS];
-    pthread_t th[N_THREADS];
     session_logits(f->w8a8, 1, repq_kernel_level_best(repq_cpu_detect()), f->small, ref);
-    for (int i = 0; i < N_THREADS; i++) {
-        jobs[i].q = f->w8a8;
-        jobs[i].images = f->small;
-        assert_int_equal(pthread_create(&th[i], NULL, thread_main, &jobs[i]), 0);
-    }
-    for (int i = 0; i < N_THREADS; i++) {
-        pthread_join(th[i], NULL);
-        assert_int_equal(jobs[i].st, REPQ_OK);
-        assert_memory_equal(jobs[i].out, ref, sizeof ref);
-    }
+    sessions_on_threads(f->w8a8, f->small, 8, ref, N_SMALL * CLASSES);
 }
 
 int repq_test_kernels_extra(void);
