@@ -220,20 +220,22 @@ static double uniform01(uint64_t *s)
     return (double)(*s >> 11) * 0x1.0p-53;
 }
 
-/* `n` 224x224 images drawn from `seed`, cycling through four kinds: stripes, colour
+/* `n` side x side images drawn from `seed`, cycling through four kinds: stripes, colour
  * gradients, Gaussian blobs (each with noise of a random strength up to 60 levels) and
- * uniform noise. Image i depends only on seed and i. */
-static repq_tensor *generated_images(size_t n, uint64_t seed)
+ * uniform noise. Image i depends only on seed and i; patterns scale with the side. */
+static repq_tensor *generated_images_sized(size_t n, uint64_t seed, int side)
 {
-    uint8_t *px = malloc(n * PIXELS);
+    const size_t pixels = 3 * (size_t)side * (size_t)side;
+    const double k = 224.0 / side;
+    uint8_t *px = malloc(n * pixels);
     assert_non_null(px);
     for (size_t i = 0; i < n; i++) {
         uint64_t s = seed * 1000003u + i;
-        for (int k = 0; k < 4; k++)
+        for (int j = 0; j < 4; j++)
             uniform01(&s);
         const int kind = (int)(i % 4);
-        const double fx = 0.01 + 0.14 * uniform01(&s), fy = 0.01 + 0.14 * uniform01(&s);
-        const double cx = 224 * uniform01(&s), cy = 224 * uniform01(&s), r = 10 + 60 * uniform01(&s);
+        const double fx = k * (0.01 + 0.14 * uniform01(&s)), fy = k * (0.01 + 0.14 * uniform01(&s));
+        const double cx = 224 * uniform01(&s) / k, cy = 224 * uniform01(&s) / k, r = (10 + 60 * uniform01(&s)) / k;
         const double noise = kind == 3 ? 127.5 : 60 * uniform01(&s);
         double phase[3], tint[3];
         for (int c = 0; c < 3; c++) {
@@ -241,25 +243,30 @@ static repq_tensor *generated_images(size_t n, uint64_t seed)
             tint[c] = 0.3 + 0.7 * uniform01(&s);
         }
         for (int c = 0; c < 3; c++)
-            for (int y = 0; y < 224; y++)
-                for (int x = 0; x < 224; x++) {
+            for (int y = 0; y < side; y++)
+                for (int x = 0; x < side; x++) {
                     double v = 127.5;
                     if (kind == 0)
                         v = 127.5 + 100 * sin(fx * x + fy * y + phase[c]);
                     else if (kind == 1)
-                        v = 255 * tint[c] * (fx * x + fy * (223 - y)) / (223 * (fx + fy));
+                        v = 255 * tint[c] * (fx * x + fy * (side - 1 - y)) / ((side - 1) * (fx + fy));
                     else if (kind == 2)
                         v = 40 + 200 * tint[c] * exp(-((x - cx) * (x - cx) + (y - cy) * (y - cy)) / (2 * r * r));
                     v += noise * (2 * uniform01(&s) - 1);
-                    px[i * PIXELS + ((size_t)c * 224 + (size_t)y) * 224 + (size_t)x] =
+                    px[i * pixels + ((size_t)c * (size_t)side + (size_t)y) * (size_t)side + (size_t)x] =
                         (uint8_t)fmin(255, fmax(0, round(v)));
                 }
     }
-    const int64_t shape[4] = {(int64_t)n, 3, 224, 224};
+    const int64_t shape[4] = {(int64_t)n, 3, side, side};
     repq_tensor *t;
     assert_int_equal(repq_tensor_new(NULL, REPQ_DTYPE_U8, 4, shape, px, &t), REPQ_OK);
     free(px);
     return t;
+}
+
+static repq_tensor *generated_images(size_t n, uint64_t seed)
+{
+    return generated_images_sized(n, seed, 224);
 }
 
 typedef struct swin_fixture {
@@ -986,6 +993,70 @@ static void hostile_float_checkpoints_are_refused(void **state)
     unlink(src);
 }
 
+/* A second geometry, the small Swin of swin_small_file.h: windows of 4 shifted by 2 in
+ * both stages (swin_micro_rand's last stage has one window, unshifted), 3 classes.
+ * Calibrated on 8 and evaluated on 64 generated 32x32 images at W8A8 and W4A4: the
+ * session agrees with the fake-quant forward as in `agreement`. Its W4A4 file is a seed
+ * of fuzz_qmodel (written to $REPQ_WRITE_CORPUS when set). */
+static void small_swin_session_agrees_with_fake_quant(void **state)
+{
+    swin_fixture *f = *state;
+    enum { CLASSES = 3, N_IMAGES = 64 };
+    char path[128];
+    snprintf(path, sizeof path, "%s/small_float.safetensors", f->dir);
+    assert_int_equal(swin_small_write(path, SWIN_SMALL_ARCH, 9, false), REPQ_OK);
+    repq_model *m;
+    assert_int_equal(repq_model_load(NULL, path, NULL, &m), REPQ_OK);
+    unlink(path);
+    repq_tensor *calib = generated_images_sized(8, 3, 32), *images = generated_images_sized(N_IMAGES, 4, 32);
+    const int64_t shape[2] = {N_IMAGES, CLASSES};
+    repq_tensor *y;
+    assert_int_equal(repq_tensor_new(NULL, REPQ_DTYPE_F32, 2, shape, NULL, &y), REPQ_OK);
+    for (int bits = 8; bits >= 4; bits -= 4) {
+        repq_qmodel *raw, *q;
+        assert_int_equal(quantize(m, calib, bits, &raw, &q), REPQ_OK);
+        static float a[N_IMAGES * CLASSES], b[N_IMAGES * CLASSES];
+        assert_int_equal(repq_qmodel_forward(q, REPQ_FORWARD_FAKE_QUANT, images, y), REPQ_OK);
+        assert_int_equal(repq_tensor_read(y, a, sizeof a), REPQ_OK);
+        repq_session *s;
+        assert_int_equal(repq_session_new(NULL, q, NULL, N_IMAGES, &s), REPQ_OK);
+        assert_int_equal(repq_session_run(s, images, y), REPQ_OK);
+        assert_int_equal(repq_tensor_read(y, b, sizeof b), REPQ_OK);
+        repq_session_free(s);
+        size_t same = 0, identical = 0, predicted[CLASSES] = {0};
+        for (size_t i = 0; i < N_IMAGES; i++) {
+            size_t ta = 0, tb = 0;
+            for (size_t j = 1; j < CLASSES; j++) {
+                ta = a[i * CLASSES + j] > a[i * CLASSES + ta] ? j : ta;
+                tb = b[i * CLASSES + j] > b[i * CLASSES + tb] ? j : tb;
+            }
+            same += ta == tb;
+            predicted[ta]++;
+            identical += memcmp(a + i * CLASSES, b + i * CLASSES, CLASSES * sizeof(float)) == 0;
+        }
+        double worst;
+        const double rms = relative_rms(a, b, N_IMAGES * CLASSES, &worst);
+        printf("small Swin W%dA%d, %d generated 32x32 images (classes %zu/%zu/%zu): same top-1 %.1f%%, logits "
+               "bit-identical on %zu, relative RMS %.3g, worst element %.3g\n",
+               bits, bits, N_IMAGES, predicted[0], predicted[1], predicted[2], 100.0 * (double)same / N_IMAGES,
+               identical, rms, worst);
+        assert_true((double)same >= 0.995 * N_IMAGES);
+        assert_true(rms <= (bits == 8 ? 0.02 : 0.04));
+        const char *corpus = getenv("REPQ_WRITE_CORPUS");
+        if (corpus && bits == 4) {
+            char seed[256];
+            snprintf(seed, sizeof seed, "%s/swin_small_w4a4.safetensors", corpus);
+            assert_int_equal(repq_qmodel_save(q, seed), REPQ_OK);
+        }
+        repq_qmodel_free(raw);
+        repq_qmodel_free(q);
+    }
+    repq_tensor_free(y);
+    repq_tensor_free(calib);
+    repq_tensor_free(images);
+    repq_model_free(m);
+}
+
 /* ---- many threads, one qmodel ------------------------------------------------------ */
 
 /* Eight threads, each with its own session over one shared Swin qmodel, at once:
@@ -1016,6 +1087,7 @@ int main(void)
         cmocka_unit_test(files_round_trip_bit_identically),
         cmocka_unit_test(hostile_qmodel_files_are_refused),
         cmocka_unit_test(hostile_float_checkpoints_are_refused),
+        cmocka_unit_test(small_swin_session_agrees_with_fake_quant),
         cmocka_unit_test(sessions_share_one_qmodel),
     };
     /* REPQ_TEST_FILTER runs only the tests whose names match (e.g. the threaded one under
