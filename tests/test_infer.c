@@ -19,7 +19,7 @@
 #include "model/qmodel.h"
 #include "vit_layout.h"
 #include "repq/repq.h"
-#include "session_threads.h"
+#include "session_checks.h"
 
 #define MODEL_PATH REPQ_TEST_DATA "/vit_tiny_cifar10.safetensors"
 #define CALIB_IMAGES REPQ_TEST_DATA "/cifar10_calib.bin"
@@ -297,48 +297,12 @@ static void float_images_match_pixels(void **state)
 
 /* ---- no allocation while running ------------------------------------------------- */
 
-static size_t alloc_calls;
-
-static void *counting_alloc(void *user, size_t size, size_t alignment)
-{
-    (void)user;
-    alloc_calls++;
-    return aligned_alloc(alignment, (size + alignment - 1) / alignment * alignment);
-}
-
-static void counting_release(void *user, void *p)
-{
-    (void)user;
-    free(p);
-}
-
 static void run_allocates_nothing(void **state)
 {
     fixture *f = *state;
-    repq_context *ctx;
-    repq_session *s;
-    repq_options *o;
-    assert_int_equal(repq_context_new(&ctx), REPQ_OK);
-    assert_int_equal(repq_context_set_allocator(ctx, counting_alloc, counting_release, NULL), REPQ_OK);
-    assert_int_equal(repq_options_new(&o), REPQ_OK);
-    for (int threads = 1; threads <= 2; threads++) {
-        assert_int_equal(repq_options_set_int(o, REPQ_OPT_THREADS, threads), REPQ_OK);
-        assert_int_equal(repq_session_new(ctx, f->w8a8, o, N_SMALL, &s), REPQ_OK);
-        repq_tensor *y = logits_new(N_SMALL), *x4 = slice(f->small, 0, 4), *y4 = logits_new(4);
-        size_t before = alloc_calls;
-        for (int r = 0; r < 3; r++) {
-            assert_int_equal(repq_session_run(s, f->small, y), REPQ_OK);
-            assert_int_equal(repq_session_run(s, x4, y4), REPQ_OK);
-        }
-        assert_int_equal(alloc_calls, before);
-        assert_true(before > 0);
-        repq_tensor_free(y);
-        repq_tensor_free(x4);
-        repq_tensor_free(y4);
-        repq_session_free(s);
-    }
-    repq_options_free(o);
-    repq_context_free(ctx);
+    repq_tensor *x4 = slice(f->small, 0, 4);
+    session_runs_allocate_nothing(f->w8a8, f->small, x4, CLASSES);
+    repq_tensor_free(x4);
 }
 
 /* ---- errors ---------------------------------------------------------------------- */

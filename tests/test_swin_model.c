@@ -22,7 +22,7 @@
 #include "model/model.h"
 #include "model/qmodel.h"
 #include "repq/repq.h"
-#include "session_threads.h"
+#include "session_checks.h"
 #include "swin_f64.h"
 #include "st_edit.h"
 #include "swin_small_file.h"
@@ -743,6 +743,17 @@ static void reconstruction_runs_on_swin(void **state)
     repq_options_free(o);
 }
 
+/* A Swin session allocates everything it needs (window gathers, merge buffers, scores)
+ * when it is made: running it, with full and partial batches, at 1 and 2 threads,
+ * allocates nothing. */
+static void session_run_allocates_nothing(void **state)
+{
+    swin_fixture *f = *state;
+    repq_tensor *x1 = slice(f->small, 0, 1);
+    session_runs_allocate_nothing(f->w4a4, f->small, x1, K);
+    repq_tensor_free(x1);
+}
+
 /* ---- the file ---------------------------------------------------------------------- */
 
 static uint8_t *read_all(const char *path, size_t *size)
@@ -1083,6 +1094,7 @@ int main(void)
         cmocka_unit_test(session_agrees_with_fake_quant_w4a4),
         cmocka_unit_test(every_level_gives_the_same_bits),
         cmocka_unit_test(threads_give_the_same_bits),
+        cmocka_unit_test(session_run_allocates_nothing),
         cmocka_unit_test(reconstruction_runs_on_swin),
         cmocka_unit_test(files_round_trip_bit_identically),
         cmocka_unit_test(hostile_qmodel_files_are_refused),

@@ -1,4 +1,4 @@
-#include "session_threads.h"
+#include "session_checks.h"
 
 #include <pthread.h>
 #include <setjmp.h>
@@ -59,4 +59,55 @@ void sessions_on_threads(const repq_qmodel *q, const repq_tensor *images, int th
     }
     free(jobs);
     free(th);
+}
+
+static size_t alloc_calls;
+
+static void *counting_alloc(void *user, size_t size, size_t alignment)
+{
+    (void)user;
+    alloc_calls++;
+    return aligned_alloc(alignment, (size + alignment - 1) / alignment * alignment);
+}
+
+static void counting_release(void *user, void *p)
+{
+    (void)user;
+    free(p);
+}
+
+static repq_tensor *logits_of(const repq_tensor *images, int64_t classes)
+{
+    const int64_t shape[2] = {images->shape[0], classes};
+    repq_tensor *t;
+    assert_int_equal(repq_tensor_new(NULL, REPQ_DTYPE_F32, 2, shape, NULL, &t), REPQ_OK);
+    return t;
+}
+
+void session_runs_allocate_nothing(const repq_qmodel *q, const repq_tensor *batch, const repq_tensor *part,
+                                   int64_t classes)
+{
+    repq_context *ctx;
+    repq_options *o;
+    assert_int_equal(repq_context_new(&ctx), REPQ_OK);
+    assert_int_equal(repq_context_set_allocator(ctx, counting_alloc, counting_release, NULL), REPQ_OK);
+    assert_int_equal(repq_options_new(&o), REPQ_OK);
+    for (int threads = 1; threads <= 2; threads++) {
+        repq_session *s;
+        assert_int_equal(repq_options_set_int(o, REPQ_OPT_THREADS, threads), REPQ_OK);
+        assert_int_equal(repq_session_new(ctx, q, o, batch->shape[0], &s), REPQ_OK);
+        repq_tensor *y = logits_of(batch, classes), *yp = logits_of(part, classes);
+        const size_t before = alloc_calls;
+        for (int r = 0; r < 3; r++) {
+            assert_int_equal(repq_session_run(s, (repq_tensor *)batch, y), REPQ_OK);
+            assert_int_equal(repq_session_run(s, (repq_tensor *)part, yp), REPQ_OK);
+        }
+        assert_int_equal(alloc_calls, before);
+        assert_true(before > 0);
+        repq_tensor_free(y);
+        repq_tensor_free(yp);
+        repq_session_free(s);
+    }
+    repq_options_free(o);
+    repq_context_free(ctx);
 }
