@@ -3,6 +3,7 @@
  * stage it falls in succeeds. Each failure must come back as REPQ_ERR_NOMEM with nothing leaked
  * (the counting allocator checks that every block was released; ASan checks the rest). */
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -13,6 +14,7 @@
 #include <cmocka.h>
 
 #include "repq/repq.h"
+#include "swin_small_file.h"
 
 #define MODEL_PATH REPQ_TEST_DATA "/vit_tiny_cifar10.safetensors"
 #define CALIB_IMAGES REPQ_TEST_DATA "/cifar10_calib.bin"
@@ -47,6 +49,9 @@ static void counting_release(void *user, void *ptr)
 /* The cycle, split into stages so that each failure loop repeats only its own stage;
  * the objects a stage needs come from the stages before it, made without injection. */
 typedef struct prepared {
+    const char *model_path; /* the float checkpoint */
+    bool cifar;             /* stage_load also reads calibration images (ViT) */
+    int64_t classes;
     repq_model *model;
     repq_tensor *images, *labels, *logits;
     repq_qmodel *channelwise, *layerwise, *loaded;
@@ -60,7 +65,7 @@ static repq_status stage_load(repq_context *ctx, prepared *p)
     repq_model *m = NULL;
     repq_tensor *images = NULL, *labels = NULL;
     repq_status st;
-    if (!(st = repq_model_load(ctx, MODEL_PATH, NULL, &m)))
+    if (!(st = repq_model_load(ctx, p->model_path, NULL, &m)) && p->cifar)
         st = repq_cifar_load(ctx, CALIB_IMAGES, 0, 2, &images, &labels);
     repq_model_free(m);
     repq_tensor_free(images);
@@ -100,7 +105,7 @@ static repq_status stage_run(repq_context *ctx, prepared *p)
 {
     repq_session *s = NULL;
     repq_tensor *logits = NULL;
-    int64_t shape[2] = {2, 10};
+    int64_t shape[2] = {2, p->classes};
     repq_status st;
     if (!(st = repq_tensor_new(ctx, REPQ_DTYPE_F32, 2, shape, NULL, &logits)) &&
         !(st = repq_session_new(ctx, p->loaded, NULL, 2, &s)))
@@ -134,42 +139,86 @@ static long inject(const char *name, stage_fn stage, prepared *p)
     return n - 1;
 }
 
+/* Everything up to the loaded qmodel made without injection, then every stage with it. */
+static void inject_all_stages(prepared *p)
+{
+    snprintf(p->saved, sizeof p->saved, "/tmp/repq_alloc_XXXXXX");
+    int fd = mkstemp(p->saved);
+    assert_true(fd >= 0);
+    close(fd);
+    repq_calib *c;
+    assert_int_equal(repq_model_load(NULL, p->model_path, NULL, &p->model), REPQ_OK);
+    assert_int_equal(repq_calib_new(NULL, p->model, NULL, &c), REPQ_OK);
+    assert_int_equal(repq_calib_feed(c, p->images), REPQ_OK);
+    assert_int_equal(repq_calib_finish(c, &p->channelwise), REPQ_OK);
+    assert_int_equal(repq_qmodel_reparameterize(NULL, p->channelwise, &p->layerwise), REPQ_OK);
+    assert_int_equal(repq_qmodel_save(p->layerwise, p->saved), REPQ_OK);
+    assert_int_equal(repq_qmodel_load(NULL, p->saved, &p->loaded), REPQ_OK);
+    long total = inject("load model and images", stage_load, p) +
+                 inject("calibrate, reparameterize, reconstruct", stage_calibrate, p) +
+                 inject("save and load qmodel", stage_save_load, p) + inject("session and run", stage_run, p);
+    assert_true(total > 10);
+    repq_calib_free(c);
+    repq_qmodel_free(p->channelwise);
+    repq_qmodel_free(p->layerwise);
+    repq_qmodel_free(p->loaded);
+    repq_model_free(p->model);
+    unlink(p->saved);
+}
+
 static void every_allocation_failure_is_reported_and_clean(void **state)
 {
     (void)state;
     prepared p;
     memset(&p, 0, sizeof p);
-    snprintf(p.saved, sizeof p.saved, "/tmp/repq_alloc_XXXXXX");
-    int fd = mkstemp(p.saved);
-    assert_true(fd >= 0);
-    close(fd);
-    repq_calib *c;
-    assert_int_equal(repq_model_load(NULL, MODEL_PATH, NULL, &p.model), REPQ_OK);
+    p.model_path = MODEL_PATH;
+    p.cifar = true;
+    p.classes = 10;
     assert_int_equal(repq_cifar_load(NULL, CALIB_IMAGES, 0, 2, &p.images, &p.labels), REPQ_OK);
-    assert_int_equal(repq_calib_new(NULL, p.model, NULL, &c), REPQ_OK);
-    assert_int_equal(repq_calib_feed(c, p.images), REPQ_OK);
-    assert_int_equal(repq_calib_finish(c, &p.channelwise), REPQ_OK);
-    assert_int_equal(repq_qmodel_reparameterize(NULL, p.channelwise, &p.layerwise), REPQ_OK);
-    assert_int_equal(repq_qmodel_save(p.layerwise, p.saved), REPQ_OK);
-    assert_int_equal(repq_qmodel_load(NULL, p.saved, &p.loaded), REPQ_OK);
-    long total = inject("load model and images", stage_load, &p) +
-                 inject("calibrate, reparameterize, reconstruct", stage_calibrate, &p) +
-                 inject("save and load qmodel", stage_save_load, &p) + inject("session and run", stage_run, &p);
-    assert_true(total > 10);
-    repq_calib_free(c);
-    repq_qmodel_free(p.channelwise);
-    repq_qmodel_free(p.layerwise);
-    repq_qmodel_free(p.loaded);
+    inject_all_stages(&p);
     repq_tensor_free(p.images);
     repq_tensor_free(p.labels);
-    repq_model_free(p.model);
-    unlink(p.saved);
+}
+
+/* The same on a small Swin (swin_small_file.h) whose file also carries timm's old
+ * buffers (checked while loading): window attention, patch merging and its folded
+ * quantizer, the Swin file format and the session's window stages. */
+static void every_allocation_failure_is_reported_and_clean_on_swin(void **state)
+{
+    (void)state;
+    char path[32];
+    snprintf(path, sizeof path, "/tmp/repq_alloc_swin_XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(swin_small_write(path, SWIN_SMALL_ARCH, 3, true), REPQ_OK);
+    prepared p;
+    memset(&p, 0, sizeof p);
+    p.model_path = path;
+    p.classes = 3;
+    /* Two 32x32 images: a gradient and noise. */
+    static uint8_t px[2 * 3 * 32 * 32];
+    uint64_t s = 17;
+    for (size_t i = 0; i < sizeof px / 2; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        px[i] = (uint8_t)(i % 32 * 4 + i / 32 % 32 * 3);
+        px[sizeof px / 2 + i] = (uint8_t)(s >> 56);
+    }
+    const int64_t shape[4] = {2, 3, 32, 32};
+    assert_int_equal(repq_tensor_new(NULL, REPQ_DTYPE_U8, 4, shape, px, &p.images), REPQ_OK);
+    inject_all_stages(&p);
+    repq_tensor_free(p.images);
+    unlink(path);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_allocation_failure_is_reported_and_clean),
+        cmocka_unit_test(every_allocation_failure_is_reported_and_clean_on_swin),
     };
+    /* REPQ_TEST_FILTER runs only the tests whose names match (e.g. "*swin"). */
+    if (getenv("REPQ_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("REPQ_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

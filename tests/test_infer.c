@@ -19,6 +19,7 @@
 #include "model/qmodel.h"
 #include "vit_layout.h"
 #include "repq/repq.h"
+#include "session_checks.h"
 
 #define MODEL_PATH REPQ_TEST_DATA "/vit_tiny_cifar10.safetensors"
 #define CALIB_IMAGES REPQ_TEST_DATA "/cifar10_calib.bin"
@@ -296,48 +297,12 @@ static void float_images_match_pixels(void **state)
 
 /* ---- no allocation while running ------------------------------------------------- */
 
-static size_t alloc_calls;
-
-static void *counting_alloc(void *user, size_t size, size_t alignment)
-{
-    (void)user;
-    alloc_calls++;
-    return aligned_alloc(alignment, (size + alignment - 1) / alignment * alignment);
-}
-
-static void counting_release(void *user, void *p)
-{
-    (void)user;
-    free(p);
-}
-
 static void run_allocates_nothing(void **state)
 {
     fixture *f = *state;
-    repq_context *ctx;
-    repq_session *s;
-    repq_options *o;
-    assert_int_equal(repq_context_new(&ctx), REPQ_OK);
-    assert_int_equal(repq_context_set_allocator(ctx, counting_alloc, counting_release, NULL), REPQ_OK);
-    assert_int_equal(repq_options_new(&o), REPQ_OK);
-    for (int threads = 1; threads <= 2; threads++) {
-        assert_int_equal(repq_options_set_int(o, REPQ_OPT_THREADS, threads), REPQ_OK);
-        assert_int_equal(repq_session_new(ctx, f->w8a8, o, N_SMALL, &s), REPQ_OK);
-        repq_tensor *y = logits_new(N_SMALL), *x4 = slice(f->small, 0, 4), *y4 = logits_new(4);
-        size_t before = alloc_calls;
-        for (int r = 0; r < 3; r++) {
-            assert_int_equal(repq_session_run(s, f->small, y), REPQ_OK);
-            assert_int_equal(repq_session_run(s, x4, y4), REPQ_OK);
-        }
-        assert_int_equal(alloc_calls, before);
-        assert_true(before > 0);
-        repq_tensor_free(y);
-        repq_tensor_free(x4);
-        repq_tensor_free(y4);
-        repq_session_free(s);
-    }
-    repq_options_free(o);
-    repq_context_free(ctx);
+    repq_tensor *x4 = slice(f->small, 0, 4);
+    session_runs_allocate_nothing(f->w8a8, f->small, x4, CLASSES);
+    repq_tensor_free(x4);
 }
 
 /* ---- errors ---------------------------------------------------------------------- */
@@ -416,52 +381,12 @@ static void loaded_qmodel_runs(void **state)
 
 /* ---- many threads, one qmodel ----------------------------------------------------- */
 
-#define N_THREADS 8
-
-typedef struct thread_job {
-    const repq_qmodel *q;
-    const repq_tensor *images;
-    float out[N_SMALL * CLASSES];
-    repq_status st;
-} thread_job;
-
-static void *thread_main(void *p)
-{
-    thread_job *j = p;
-    repq_session *s;
-    repq_tensor *y;
-    int64_t shape[2] = {N_SMALL, CLASSES};
-    j->st = repq_session_new(NULL, j->q, NULL, N_SMALL, &s);
-    if (j->st)
-        return NULL;
-    if (!(j->st = repq_tensor_new(NULL, REPQ_DTYPE_F32, 2, shape, NULL, &y))) {
-        for (int r = 0; r < 2 && !j->st; r++)
-            j->st = repq_session_run(s, (repq_tensor *)j->images, y);
-        if (!j->st)
-            j->st = repq_tensor_read(y, j->out, sizeof j->out);
-        repq_tensor_free(y);
-    }
-    repq_session_free(s);
-    return NULL;
-}
-
 static void sessions_share_one_qmodel(void **state)
 {
     fixture *f = *state;
     static float ref[N_SMALL * CLASSES];
-    static thread_job jobs[N_THREADS];
-    pthread_t th[N_THREADS];
     session_logits(f->w8a8, 1, repq_kernel_level_best(repq_cpu_detect()), f->small, ref);
-    for (int i = 0; i < N_THREADS; i++) {
-        jobs[i].q = f->w8a8;
-        jobs[i].images = f->small;
-        assert_int_equal(pthread_create(&th[i], NULL, thread_main, &jobs[i]), 0);
-    }
-    for (int i = 0; i < N_THREADS; i++) {
-        pthread_join(th[i], NULL);
-        assert_int_equal(jobs[i].st, REPQ_OK);
-        assert_memory_equal(jobs[i].out, ref, sizeof ref);
-    }
+    sessions_on_threads(f->w8a8, f->small, 8, ref, N_SMALL * CLASSES);
 }
 
 int repq_test_kernels_extra(void);

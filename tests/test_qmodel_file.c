@@ -21,6 +21,7 @@
 #include "io/safetensors.h"
 #include "io/qmodel_file.h"
 #include "model/qmodel.h"
+#include "st_edit.h"
 #include "vit_layout.h"
 #include "repq/repq.h"
 
@@ -369,68 +370,14 @@ static void save_refuses_a_model_that_is_not_reparameterized(void **state)
 
 /* ---- Hostile files: edits of a valid file ---------------------------------------------- */
 
-typedef struct edit {
-    const char *tensor;                       /* tensor to change (NULL: none) */
-    bool drop;                                /* leave it out */
-    void (*patch)(uint8_t *bytes, size_t n);  /* rewrite its bytes */
-    repq_st_dtype dtype;                      /* with ndim > 0: replace dtype and shape */
-    int32_t ndim;
-    int64_t shape[2];
-    const char *key, *value;                  /* metadata entry to replace (value NULL: drop) */
-} edit;
-
-static const char *const meta_keys[] = {"format", "format_version", "architecture", "preprocess", "quant"};
-
-/* Write `src` with one edit applied to `dst`. */
-static void write_edited(const char *src, const char *dst, const edit *e)
-{
-    repq_allocator al = repq_allocator_of(NULL);
-    repq_st_file *f;
-    assert_int_equal(repq_st_open(NULL, &al, src, &f), REPQ_OK);
-    repq_st_writer *w;
-    assert_int_equal(repq_st_writer_new(NULL, &al, &w), REPQ_OK);
-    uint8_t *copy = NULL;
-    for (size_t i = 0; i < repq_st_count(f); i++) {
-        const repq_st_tensor *t = repq_st_tensor_at(f, i);
-        if (e->tensor && strcmp(t->name, e->tensor) == 0) {
-            if (e->drop)
-                continue;
-            if (e->ndim > 0) {
-                size_t n = repq_st_dtype_size(e->dtype);
-                for (int32_t k = 0; k < e->ndim; k++)
-                    n *= (size_t)e->shape[k];
-                copy = calloc(1, n + 1);
-                memcpy(copy, t->data, n < t->nbytes ? n : t->nbytes);
-                assert_int_equal(repq_st_writer_add(w, t->name, e->dtype, e->ndim, e->shape, copy, n), REPQ_OK);
-                continue;
-            }
-            copy = malloc(t->nbytes + 1);
-            memcpy(copy, t->data, t->nbytes);
-            e->patch(copy, t->nbytes);
-            assert_int_equal(repq_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, copy, t->nbytes), REPQ_OK);
-            continue;
-        }
-        assert_int_equal(repq_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data, t->nbytes), REPQ_OK);
-    }
-    for (size_t i = 0; i < sizeof meta_keys / sizeof meta_keys[0]; i++) {
-        const char *v = repq_st_metadata(f, meta_keys[i]);
-        if (e->key && strcmp(e->key, meta_keys[i]) == 0)
-            v = e->value;
-        if (v)
-            assert_int_equal(repq_st_writer_set_metadata(w, meta_keys[i], v), REPQ_OK);
-    }
-    assert_int_equal(repq_st_writer_write(w, dst), REPQ_OK);
-    repq_st_writer_free(w);
-    free(copy);
-    repq_st_close(f);
-}
+typedef st_edit edit;
 
 /* Load `src` with the edit applied; the status, with a message naming `needle`. */
 static repq_status load_edited(const char *src, const edit *e, const char *needle)
 {
     char dst[128];
     snprintf(dst, sizeof dst, "%s/edited.safetensors", fx.dir);
-    write_edited(src, dst, e);
+    st_edit_write(src, dst, e);
     repq_context *ctx;
     assert_int_equal(repq_context_new(&ctx), REPQ_OK);
     repq_qmodel *q = (repq_qmodel *)&q;
