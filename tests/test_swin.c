@@ -16,6 +16,7 @@
 #include "io/safetensors.h"
 #include "model/swin_arch.h"
 #include "model/swin_geometry.h"
+#include "data_file.h"
 #include "swin_f64.h"
 
 #define SWIN_MODEL REPQ_TEST_DATA "/swin_micro_rand.safetensors"
@@ -573,18 +574,6 @@ static void legacy_file_and_buffers(void **state)
 
 /* ---- float64 forward against timm ---- */
 
-static void read_exactly(const char *path, void *dst, size_t size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    const size_t got = fread(dst, 1, size, f);
-    const int extra = fgetc(f);
-    fclose(f);
-    if (got != size || extra != EOF)
-        fail_msg("%s is not %zu bytes", path, size);
-}
-
 /* swin_micro_rand's logits in float64 against timm's (float64, stored as float32):
  * checks the test's own reference before anything is measured against it. */
 static void f64_forward_matches_timm(void **state)
@@ -602,8 +591,8 @@ static void f64_forward_matches_timm(void **state)
     static uint8_t images[N * 3 * 224 * 224];
     float want[N * K];
     double got[N * K];
-    read_exactly(SWIN_INPUTS, images, sizeof images);
-    read_exactly(SWIN_REF, want, sizeof want);
+    data_file_read(SWIN_INPUTS, images, sizeof images);
+    data_file_read(SWIN_REF, want, sizeof want);
     assert_true(swin_f64_forward(&a, &p, images, N, got));
     double worst = 0.0, scale = 0.0;
     for (int i = 0; i < N * K; i++) {

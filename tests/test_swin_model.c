@@ -23,6 +23,7 @@
 #include "model/qmodel.h"
 #include "repq/repq.h"
 #include "session_checks.h"
+#include "data_file.h"
 #include "swin_f64.h"
 #include "st_edit.h"
 #include "swin_small_file.h"
@@ -33,22 +34,10 @@
 
 enum { N = 4, K = 10, PIXELS = 3 * 224 * 224 };
 
-static void read_exactly(const char *path, void *dst, size_t size)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    const size_t got = fread(dst, 1, size, f);
-    const int extra = fgetc(f);
-    fclose(f);
-    if (got != size || extra != EOF)
-        fail_msg("%s is not %zu bytes", path, size);
-}
-
 static repq_tensor *inputs(repq_context *ctx)
 {
     static uint8_t images[N * PIXELS];
-    read_exactly(SWIN_INPUTS, images, sizeof images);
+    data_file_read(SWIN_INPUTS, images, sizeof images);
     const int64_t shape[4] = {N, 3, 224, 224};
     repq_tensor *t;
     assert_int_equal(repq_tensor_new(ctx, REPQ_DTYPE_U8, 4, shape, images, &t), REPQ_OK);
@@ -64,7 +53,7 @@ static double max_abs_vs_reference(repq_model *m, repq_tensor *images)
     assert_int_equal(repq_model_forward(m, images, logits), REPQ_OK);
     float got[N * K], want[N * K];
     assert_int_equal(repq_tensor_read(logits, got, sizeof got), REPQ_OK);
-    read_exactly(SWIN_REF, want, sizeof want);
+    data_file_read(SWIN_REF, want, sizeof want);
     double worst = 0.0;
     for (int i = 0; i < N * K; i++)
         worst = fmax(worst, fabs((double)got[i] - (double)want[i]));

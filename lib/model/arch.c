@@ -144,20 +144,29 @@ repq_status repq_arch_from_json(repq_object *err, const char *arch_json,
     return REPQ_OK;
 }
 
-/* Whether an architecture JSON names the Swin family (the quantized-model file's way). */
-static bool names_swin(const char *arch_json)
+/* The family an architecture JSON names with "family" (the quantized-model file's
+ * way): REPQ_FAMILY_SWIN for "swin", REPQ_FAMILY_VIT without the key or for "vit", -1
+ * for anything else. */
+static int family_named(const char *arch_json)
 {
     json_t *root = arch_json ? json_loads(arch_json, 0, NULL) : NULL;
-    const char *family = json_string_value(json_object_get(root, "family"));
-    const bool swin = family && strcmp(family, "swin") == 0;
+    json_t *v = json_object_get(root, "family");
+    const char *family = json_string_value(v);
+    const int named = !v ? REPQ_FAMILY_VIT
+                      : family && strcmp(family, "swin") == 0 ? REPQ_FAMILY_SWIN
+                      : family && strcmp(family, "vit") == 0 ? REPQ_FAMILY_VIT
+                                                             : -1;
     json_decref(root);
-    return swin;
+    return named;
 }
 
 repq_status repq_arch_from_metadata(repq_object *err, const char *format, const char *arch_json,
                                     const char *preprocess_json, repq_arch *out)
 {
-    if ((format && strcmp(format, "timm.swin_transformer") == 0) || names_swin(arch_json)) {
+    const int family = family_named(arch_json);
+    if (family < 0)
+        return repq_fail(err, REPQ_ERR_UNSUPPORTED, "architecture: 'family' is neither \"vit\" nor \"swin\"");
+    if ((format && strcmp(format, "timm.swin_transformer") == 0) || family == REPQ_FAMILY_SWIN) {
         repq_swin_arch s;
         repq_status st = repq_swin_arch_from_json(err, arch_json, preprocess_json, &s);
         if (st == REPQ_OK)
