@@ -1070,9 +1070,58 @@ static void sessions_share_one_qmodel(void **state)
     sessions_on_threads(f->w4a4, f->small, 8, ref, N_SMALL * K);
 }
 
+/* The presets' stages are timm's (swin_tiny: depths 2, 2, 6, 2, widths 96 to 768, heads
+ * 3 to 24, 56x56 tokens halving to 7x7, window 7 throughout), the family-neutral
+ * attributes read as documented, and out-of-range requests are refused. */
+static void stage_attributes_are_timms(void **state)
+{
+    (void)state;
+    repq_context *ctx;
+    assert_int_equal(repq_context_new(&ctx), REPQ_OK);
+    repq_model *m, *vit;
+    assert_int_equal(repq_model_create_random(ctx, "swin_tiny_patch4_window7_224", 0, 1, &m), REPQ_OK);
+    int64_t v;
+    const struct { repq_model_attr attr; int64_t want; } model[] = {
+        {REPQ_MODEL_FAMILY, REPQ_FAMILY_SWIN}, {REPQ_MODEL_NUM_STAGES, 4}, {REPQ_MODEL_WINDOW_SIZE, 7},
+        {REPQ_MODEL_DEPTH, 12}, {REPQ_MODEL_EMBED_DIM, 96}, {REPQ_MODEL_NUM_HEADS, 3},
+        {REPQ_MODEL_MLP_HIDDEN, 384}, {REPQ_MODEL_NUM_TOKENS, 3136}, {REPQ_MODEL_NUM_CLASSES, 1000},
+        {REPQ_MODEL_NUM_PARAMS, 28288354}};
+    for (size_t i = 0; i < sizeof model / sizeof model[0]; i++) {
+        assert_int_equal(repq_model_get_int(m, model[i].attr, &v), REPQ_OK);
+        assert_int_equal(v, model[i].want);
+    }
+    const int64_t want[4][6] = {{2, 96, 3, 384, 3136, 7}, {2, 192, 6, 768, 784, 7},
+                                {6, 384, 12, 1536, 196, 7}, {2, 768, 24, 3072, 49, 7}};
+    const repq_stage_attr attrs[6] = {REPQ_STAGE_DEPTH, REPQ_STAGE_EMBED_DIM, REPQ_STAGE_NUM_HEADS,
+                                      REPQ_STAGE_MLP_HIDDEN, REPQ_STAGE_NUM_TOKENS, REPQ_STAGE_WINDOW_SIZE};
+    for (int32_t stage = 0; stage < 4; stage++)
+        for (int k = 0; k < 6; k++) {
+            assert_int_equal(repq_model_get_stage_int(m, stage, attrs[k], &v), REPQ_OK);
+            assert_int_equal(v, want[stage][k]);
+        }
+    assert_int_equal(repq_model_get_stage_int(m, 4, REPQ_STAGE_DEPTH, &v), REPQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(repq_model_get_stage_int(m, -1, REPQ_STAGE_DEPTH, &v), REPQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(repq_model_get_stage_int(m, 0, (repq_stage_attr)99, &v), REPQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(repq_model_get_stage_int(m, 0, REPQ_STAGE_DEPTH, NULL), REPQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(repq_model_get_stage_int(NULL, 0, REPQ_STAGE_DEPTH, &v), REPQ_ERR_INVALID_ARGUMENT);
+    /* A ViT is one stage of global attention. */
+    assert_int_equal(repq_model_create_random(ctx, "deit_tiny_patch16_224", 0, 1, &vit), REPQ_OK);
+    assert_int_equal(repq_model_get_int(vit, REPQ_MODEL_NUM_STAGES, &v), REPQ_OK);
+    assert_int_equal(v, 1);
+    assert_int_equal(repq_model_get_stage_int(vit, 0, REPQ_STAGE_NUM_TOKENS, &v), REPQ_OK);
+    assert_int_equal(v, 197);
+    assert_int_equal(repq_model_get_stage_int(vit, 0, REPQ_STAGE_WINDOW_SIZE, &v), REPQ_OK);
+    assert_int_equal(v, 0);
+    assert_int_equal(repq_model_get_stage_int(vit, 1, REPQ_STAGE_DEPTH, &v), REPQ_ERR_INVALID_ARGUMENT);
+    repq_model_free(vit);
+    repq_model_free(m);
+    repq_context_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest float_tests[] = {
+        cmocka_unit_test(stage_attributes_are_timms),
         cmocka_unit_test(float_forward_matches_timm),
         cmocka_unit_test(shifted_block_matches_float64),
     };
