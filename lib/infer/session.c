@@ -941,11 +941,16 @@ static void window_scores(const qblock *b, size_t h, size_t window, int32_t *sc,
     const size_t area = b->area;
     const int32_t *bias = b->bias + h * area * area, *reg = b->region ? b->region + window * area : NULL;
     const int shift = b->score_shift;
-    for (size_t i = 0; i < area; i++)
-        for (size_t j = 0; j < area; j++) {
-            int32_t *x = &sc[i * area + j];
-            *x = (int32_t)((uint32_t)*x << shift) + bias[i * area + j] + (reg && reg[i] != reg[j] ? b->mask : 0);
-        }
+    for (size_t i = 0; i < area; i++) {
+        int32_t *x = sc + i * area;
+        const int32_t *bi = bias + i * area;
+        if (reg) /* branch-free, so that the compiler vectorizes the row */
+            for (size_t j = 0; j < area; j++)
+                x[j] = (int32_t)((uint32_t)x[j] << shift) + bi[j] + (-(int32_t)(reg[i] != reg[j]) & b->mask);
+        else
+            for (size_t j = 0; j < area; j++)
+                x[j] = (int32_t)((uint32_t)x[j] << shift) + bi[j];
+    }
     for (size_t j = 0; j < area; j++)
         colconst[j] = (int32_t)((uint32_t)colconst[j] << shift);
 }
