@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(gcc meson ninja-build pkg-config libopenblas-dev libcmocka-dev libjansson-dev
-          valgrind clang libclang-rt-14-dev abigail-tools)
+          valgrind clang libclang-rt-14-dev abigail-tools
+          libjpeg62-turbo-dev libpng-dev python3-pil)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -14,19 +14,23 @@ typedef struct preset {
     const char *name;
     int32_t embed_dim, depth, heads;
     const float *mean, *std;
+    double crop_pct;
 } preset;
 
-/* timm's configurations; augreg ViTs normalize with 0.5, DeiTs with ImageNet's. */
+/* timm's configurations; augreg ViTs normalize with 0.5 and crop 90%, DeiTs use
+ * ImageNet's mean/std and crop 87.5% (Swin: ImageNet's, 90%); all resize bicubic. */
 static const preset presets[] = {
-    {"deit_tiny_patch16_224", 192, 12, 3, imagenet_mean, imagenet_std},
-    {"deit_small_patch16_224", 384, 12, 6, imagenet_mean, imagenet_std},
-    {"deit_base_patch16_224", 768, 12, 12, imagenet_mean, imagenet_std},
-    {"vit_small_patch16_224", 384, 12, 6, half, half},
-    {"vit_base_patch16_224", 768, 12, 12, half, half},
+    {"deit_tiny_patch16_224", 192, 12, 3, imagenet_mean, imagenet_std, 0.875},
+    {"deit_small_patch16_224", 384, 12, 6, imagenet_mean, imagenet_std, 0.875},
+    {"deit_base_patch16_224", 768, 12, 12, imagenet_mean, imagenet_std, 0.875},
+    {"vit_small_patch16_224", 384, 12, 6, half, half, 0.9},
+    {"vit_base_patch16_224", 768, 12, 12, half, half, 0.9},
 };
 
 static void set_norm(repq_vit_arch *a, const float *mean, const float *std)
 {
+    a->image.crop_pct = REPQ_DEFAULT_CROP_PCT;
+    a->image.interpolation = REPQ_RESAMPLE_BICUBIC;
     a->pixel_scale = 1.0f / 255.0f;
     for (int c = 0; c < 3; c++) {
         a->mean[c] = mean[c];
@@ -53,6 +57,7 @@ repq_status repq_vit_arch_from_preset(repq_object *err, const char *name, repq_v
         out->mlp_hidden = 4 * p->embed_dim;
         out->norm_eps = 1e-6f;
         set_norm(out, p->mean, p->std);
+        out->image.crop_pct = p->crop_pct;
         return REPQ_OK;
     }
     return repq_fail(err, REPQ_ERR_UNSUPPORTED, "unknown architecture preset '%s'", name);
@@ -162,6 +167,29 @@ static repq_status parse_float3(repq_object *err, json_t *root, const char *key,
     return REPQ_OK;
 }
 
+/* timm's names for the resize; "crop_pct" as in timm's pretrained_cfg. */
+static repq_status parse_image_prep(repq_object *err, json_t *root, repq_image_prep *out)
+{
+    json_t *pct = json_object_get(root, "crop_pct");
+    if (pct) {
+        double v = json_is_number(pct) ? json_number_value(pct) : 0.0;
+        if (!(v >= 0.05 && v <= 1.0))
+            return repq_fail(err, REPQ_ERR_FORMAT, "preprocess: crop_pct is not a number in [0.05, 1]");
+        out->crop_pct = v;
+    }
+    json_t *interp = json_object_get(root, "interpolation");
+    if (interp) {
+        const char *name = json_is_string(interp) ? json_string_value(interp) : "";
+        if (strcmp(name, "bicubic") == 0)
+            out->interpolation = REPQ_RESAMPLE_BICUBIC;
+        else if (strcmp(name, "bilinear") == 0)
+            out->interpolation = REPQ_RESAMPLE_BILINEAR;
+        else
+            return repq_fail(err, REPQ_ERR_UNSUPPORTED, "preprocess: interpolation is \"bicubic\" or \"bilinear\"");
+    }
+    return REPQ_OK;
+}
+
 static repq_status parse_preprocess(repq_object *err, json_t *root, repq_vit_arch *a)
 {
     if (!json_is_object(root))
@@ -179,7 +207,7 @@ static repq_status parse_preprocess(repq_object *err, json_t *root, repq_vit_arc
             return repq_fail(err, REPQ_ERR_FORMAT, "preprocess: scale is not a positive normal float");
         a->pixel_scale = (float)json_number_value(scale);
     }
-    return REPQ_OK;
+    return parse_image_prep(err, root, &a->image);
 }
 
 static repq_status parse_json(repq_object *err, const char *what, const char *text, json_t **out)

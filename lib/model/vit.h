@@ -4,6 +4,7 @@
 #define REPQ_MODEL_VIT_H
 
 #include "core/object.h"
+#include "model/preprocess.h"
 
 typedef struct repq_vit_arch {
     int32_t img_size;
@@ -19,6 +20,7 @@ typedef struct repq_vit_arch {
     float pixel_scale;
     float mean[3];
     float std[3];
+    repq_image_prep image; /* resize and crop of image files (lib/image) */
 } repq_vit_arch;
 
 static inline int32_t repq_vit_patches(const repq_vit_arch *a)
