@@ -24,6 +24,7 @@ typedef struct png_state {
     const uint8_t *data;
     size_t size, pos;
     repq_status status; /* set before a longjmp that is not libpng's own error */
+    bool alloc_failed;  /* libpng's messages for it vary ("Out of memory", "zlib: ...") */
     char message[200];
     repq_rgb_image image;
     uint8_t *native;   /* rows as libpng delivers them: one row, or all for interlaced files */
@@ -42,7 +43,10 @@ static void on_warning(png_structp png, png_const_charp msg) {}
 static png_voidp on_malloc(png_structp png, png_alloc_size_t size)
 {
     png_state *s = png_get_mem_ptr(png);
-    return repq_mem_alloc(s->al, size);
+    void *p = repq_mem_alloc(s->al, size);
+    if (!p)
+        s->alloc_failed = true;
+    return p;
 }
 
 static void on_free(png_structp png, png_voidp ptr)
@@ -168,7 +172,7 @@ repq_status repq_png_decode(repq_object *err, const repq_allocator *al, const ui
     repq_rgb_image_release(al, &s.image);
     if (s.status)
         return s.status;
-    if (strstr(s.message, "ut of memory") || strstr(s.message, "Insufficient memory"))
+    if (s.alloc_failed)
         return repq_fail(err, REPQ_ERR_NOMEM, "out of memory in the PNG decoder (%s)", s.message);
     return repq_fail(err, REPQ_ERR_FORMAT, "corrupt PNG: %s", s.message);
 }
