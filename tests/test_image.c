@@ -611,7 +611,18 @@ static void folders_list_classes_and_report_bad_files(void **state)
             fail_msg("labels file %d: '%s' lacks '%s'", i, repq_last_error(f->ctx), where[i]);
     }
     assert_int_equal(repq_image_folder_open(f->ctx, "/nonexistent/dir", NULL, &folder), REPQ_ERR_IO);
-    assert_int_equal(repq_image_folder_open(f->ctx, flat, NULL, &folder), REPQ_ERR_FORMAT); /* no class folders */
+    /* No class folders, no labels: the folder's images, class unknown. */
+    assert_int_equal(repq_image_folder_open(f->ctx, flat, NULL, &folder), REPQ_OK);
+    assert_int_equal(repq_image_folder_size(folder, &count, &classes), REPQ_OK);
+    assert_int_equal(count, 2);
+    assert_int_equal(classes, 0);
+    assert_int_equal(repq_image_folder_entry(folder, 0, &path, &label), REPQ_OK);
+    assert_non_null(strstr(path, "/b.png"));
+    assert_int_equal(label, -1);
+    repq_image_folder_free(folder);
+    char empty[160];
+    make_dir(f->dir, "empty", empty, sizeof empty);
+    assert_int_equal(repq_image_folder_open(f->ctx, empty, NULL, &folder), REPQ_ERR_FORMAT);
     repq_tensor_free(images);
     repq_tensor_free(labels);
 }

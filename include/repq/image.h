@@ -108,8 +108,10 @@ REPQ_API repq_status repq_image_load_batch(repq_image_loader *loader, const char
  * .png, .ppm, .bmp, .pgm, .tif, .tiff or .webp (any case), in byte order of their path;
  * or a flat folder with a labels file: one `filename index` a line (the index is the last
  * field, so names may hold spaces; blank lines and lines starting with '#' are skipped),
- * images in the file's order. Names starting with '.' are skipped. Only the listing
- * is read here: files are decoded by repq_image_folder_load. */
+ * images in the file's order. A folder without sub-folders and without a labels file
+ * lists its own image files with class -1 (unknown; for calibration). Names starting with
+ * '.' are skipped. Only the listing is read here: files are decoded by
+ * repq_image_folder_load. */
 typedef struct repq_image_folder repq_image_folder;
 
 /* Errors: REPQ_ERR_IO (folder or labels file unreadable), REPQ_ERR_FORMAT (no image; a
@@ -118,7 +120,8 @@ typedef struct repq_image_folder repq_image_folder;
 REPQ_API repq_status repq_image_folder_open(repq_context *ctx, const char *dir, const char *labels_path,
                                             repq_image_folder **out_folder);
 REPQ_API void repq_image_folder_free(repq_image_folder *folder);
-/* Number of images, and of classes (class folders; for a labels file, the largest index + 1). */
+/* Number of images, and of classes (class folders; for a labels file, the largest index + 1;
+ * 0 when the classes are unknown). */
 REPQ_API repq_status repq_image_folder_size(const repq_image_folder *folder, int64_t *out_images,
                                             int32_t *out_classes);
 /* Path (valid while the folder lives) and class index of image `index`. */

@@ -244,9 +244,19 @@ static repq_status open_layout(repq_image_folder *f, const char *dir)
         else
             st = add_class(f, dir, names[i], (int32_t)f->num_classes);
     }
+    if (st == REPQ_OK && f->num_classes == 0) {
+        /* No class folders: the folder's own image files, class unknown (-1). */
+        for (size_t i = 0; st == REPQ_OK && i < n; i++) {
+            char *path = image_name(names[i]) ? join(al, dir, names[i]) : NULL;
+            if (!path)
+                st = image_name(names[i]) ? repq_fail(err, REPQ_ERR_NOMEM, "out of memory") : REPQ_OK;
+            else if (is_dir(path))
+                repq_mem_free(al, path);
+            else if (add_entry(f, path, -1))
+                st = repq_fail(err, REPQ_ERR_NOMEM, "out of memory");
+        }
+    }
     free_names(al, names, n);
-    if (st == REPQ_OK && f->num_classes == 0)
-        st = repq_fail(err, REPQ_ERR_FORMAT, "%s: no class folders (ImageNet layout: one folder per class)", dir);
     return st;
 }
 
