@@ -25,6 +25,16 @@ libdir=$(dirname "$(find "$stage" -name 'librepq.so' | head -n 1)")
 LD_LIBRARY_PATH=$libdir "$stage/quantize_and_run" "$data/vit_tiny_cifar10.safetensors" \
     "$data/cifar10_calib.bin" "$data/cifar10_test_dev.bin" 50
 
+# The image example, if the library was built with image support: calibrate on the test
+# photos, evaluate on the fixtures folder (one class folder).
+if ldd "$libdir/librepq.so" | grep -q libjpeg; then
+    cc -std=c11 -Wall -Wextra -Werror $cflags "$source_root/examples/photos.c" $libs -o "$stage/photos"
+    photos_out=$(LD_LIBRARY_PATH=$libdir "$stage/photos" "$data/vit_tiny_cifar10.safetensors" "$data/photos" \
+        "$data/images") && grep -q "top-1 .* on 24 images" <<<"$photos_out" ||
+        { echo "the photos example failed: $photos_out"; exit 1; }
+    abi_note=", photos example ran"
+fi
+
 # The soname follows the major version.
 soname=$(objdump -p "$libdir/librepq.so" | awk '/SONAME/ {print $2}')
 [ "$soname" = "librepq.so.0" ] || { echo "unexpected soname $soname"; exit 1; }
@@ -47,6 +57,6 @@ if command -v abidiff >/dev/null 2>&1; then
     abidiff --headers-dir1 "$source_root/include/repq" --headers-dir2 "$(find "$stage" -path "*/include/repq" -type d | head -n 1)" \
         "$source_root/abi/librepq.so.0.abi" "$libdir/librepq.so" ||
         { echo "abidiff: the ABI changed against abi/librepq.so.0.abi (see docs/abi.md)"; exit 1; }
-    abi_note=", abidiff clean"
+    abi_note="$abi_note, abidiff clean"
 fi
 echo "install test: example ran, soname $soname, $(wc -l < "$stage/exported.txt") symbols match abi/symbols.txt${abi_note:-}"
