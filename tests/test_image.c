@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <unistd.h>
 #include <zlib.h>
 #include <cmocka.h>
@@ -458,6 +459,11 @@ static void file_errors_name_the_file(void **state)
     assert_int_equal(repq_image_load(f->loader, path, &t), REPQ_ERR_IO);
     assert_non_null(strstr(repq_last_error(f->loader), "missing.jpg"));
     assert_int_equal(repq_image_load(f->loader, f->dir, &t), REPQ_ERR_IO); /* a folder */
+    snprintf(path, sizeof path, "%s/fifo.jpg", f->dir); /* would block a plain fopen */
+    assert_int_equal(mkfifo(path, 0600), 0);
+    assert_int_equal(repq_image_load(f->loader, path, &t), REPQ_ERR_IO);
+    assert_non_null(strstr(repq_last_error(f->loader), "not a regular file"));
+    unlink(path);
     /* The pixel limit, settable. */
     assert_int_equal(repq_image_loader_set_int(f->loader, REPQ_IMAGE_MAX_PIXELS, 500 * 374), REPQ_OK);
     assert_int_equal(repq_image_load(f->loader, DATA "/photos/n01440764_tench.JPEG", &t), REPQ_ERR_UNSUPPORTED);
@@ -544,14 +550,23 @@ static void folders_list_classes_and_report_bad_files(void **state)
     copy_file(DATA "/photos/grey.jpg", a, "z.jpg");
     copy_file(DATA "/photos/as_png.png", nested, "x.PNG");
     copy_file(DATA "/photos/grey.png", b, "1.png");
-    write_all(strcat(strcpy(nested + 0, b), "/2.jpg"), "garbage", 7);
+    char garbage[200];
+    snprintf(garbage, sizeof garbage, "%s/2.jpg", b);
+    write_all(garbage, "garbage", 7);
     copy_file(DATA "/photos/grey.png", b, "readme.txt"); /* not an image name: skipped */
+    /* A link back up the tree is not followed (a cycle); a second link to a folder is,
+     * as torchvision's os.walk(followlinks=True) lists it twice. */
+    char link[256];
+    snprintf(link, sizeof link, "%s/up", nested);
+    assert_int_equal(symlink("..", link), 0);
+    snprintf(link, sizeof link, "%s/again", a);
+    assert_int_equal(symlink("sub", link), 0);
     repq_image_folder *folder;
     assert_int_equal(repq_image_folder_open(f->ctx, root, NULL, &folder), REPQ_OK);
     int64_t count;
     int32_t classes;
     assert_int_equal(repq_image_folder_size(folder, &count, &classes), REPQ_OK);
-    assert_int_equal(count, 4);
+    assert_int_equal(count, 5);
     assert_int_equal(classes, 2);
     const char *name, *path;
     int32_t label;
@@ -559,28 +574,27 @@ static void folders_list_classes_and_report_bad_files(void **state)
     assert_string_equal(name, "a_cat");
     assert_int_equal(repq_image_folder_class_name(folder, 1, &name), REPQ_OK);
     assert_string_equal(name, "b_zebra");
-    const char *want[] = {"a_cat/z.jpg", "a_cat/sub/x.PNG", "b_zebra/1.png", "b_zebra/2.jpg"};
-    const int32_t want_label[] = {0, 0, 1, 1};
-    for (int i = 0; i < 4; i++) {
+    const char *want[] = {"a_cat/z.jpg", "a_cat/again/x.PNG", "a_cat/sub/x.PNG", "b_zebra/1.png", "b_zebra/2.jpg"};
+    const int32_t want_label[] = {0, 0, 0, 1, 1};
+    for (int i = 0; i < 5; i++) {
         assert_int_equal(repq_image_folder_entry(folder, i, &path, &label), REPQ_OK);
         assert_non_null(strstr(path, want[i]));
         assert_int_equal(label, want_label[i]);
     }
-    int64_t shape[4] = {4, 3, S, S}, lshape[1] = {4};
+    int64_t shape[4] = {5, 3, S, S}, lshape[1] = {5};
     repq_tensor *images, *labels;
     assert_int_equal(repq_tensor_new(f->ctx, REPQ_DTYPE_U8, 4, shape, NULL, &images), REPQ_OK);
     assert_int_equal(repq_tensor_new(f->ctx, REPQ_DTYPE_I32, 1, lshape, NULL, &labels), REPQ_OK);
-    int32_t statuses[4];
-    assert_int_equal(repq_image_folder_load(f->loader, folder, 0, 4, images, labels, statuses), REPQ_ERR_FORMAT);
+    int32_t statuses[5];
+    assert_int_equal(repq_image_folder_load(f->loader, folder, 0, 5, images, labels, statuses), REPQ_ERR_FORMAT);
     assert_non_null(strstr(repq_last_error(f->loader), "2.jpg"));
-    assert_int_equal(statuses[0], REPQ_OK);
-    assert_int_equal(statuses[1], REPQ_OK);
-    assert_int_equal(statuses[2], REPQ_OK);
-    assert_int_equal(statuses[3], REPQ_ERR_FORMAT);
-    int32_t y[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(statuses[i], REPQ_OK);
+    assert_int_equal(statuses[4], REPQ_ERR_FORMAT);
+    int32_t y[5];
     assert_int_equal(repq_tensor_read(labels, y, sizeof y), REPQ_OK);
     assert_memory_equal(y, want_label, sizeof y);
-    assert_int_equal(repq_image_folder_load(f->loader, folder, 3, 2, images, labels, NULL), REPQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(repq_image_folder_load(f->loader, folder, 4, 5, images, labels, NULL), REPQ_ERR_INVALID_ARGUMENT);
     repq_image_folder_free(folder);
 
     /* A labels file over a flat folder; names with spaces; comments; errors by line. */

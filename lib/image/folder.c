@@ -149,20 +149,41 @@ static bool is_dir(const char *path)
 typedef struct walk {
     char **dirs;
     size_t n, cap;
+    struct stat *chain; /* the folders from the class folder down to the current one */
+    size_t depth, chain_cap;
 } walk;
 
-static repq_status collect_dirs(repq_object *err, const repq_allocator *al, const char *dir, int depth, walk *w)
+#define MAX_FOLDERS 100000
+
+/* True if `sb` is one of the folders being walked: a link back up the tree, which
+ * os.walk(followlinks=True) would follow until the path is too long. Two links to one
+ * folder elsewhere are both walked, as torchvision walks them. */
+static bool on_chain(const walk *w, const struct stat *sb)
 {
-    if (depth > MAX_DEPTH)
-        return repq_fail(err, REPQ_ERR_FORMAT, "%s: folders nested deeper than %d (a link loop?)", dir, MAX_DEPTH);
+    for (size_t i = 0; i < w->depth; i++)
+        if (w->chain[i].st_dev == sb->st_dev && w->chain[i].st_ino == sb->st_ino)
+            return true;
+    return false;
+}
+
+static repq_status collect_dirs(repq_object *err, const repq_allocator *al, const char *dir, walk *w)
+{
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || on_chain(w, &sb))
+        return REPQ_OK;
+    if (w->depth >= MAX_DEPTH || w->n >= MAX_FOLDERS)
+        return repq_fail(err, REPQ_ERR_FORMAT, "%s: folders nested deeper than %d or more than %d folders", dir,
+                         MAX_DEPTH, MAX_FOLDERS);
     size_t len = strlen(dir);
     char *copy = repq_mem_alloc(al, len + 1);
-    if (!copy || !grow(al, (void **)&w->dirs, &w->cap, w->n, sizeof *w->dirs)) {
+    if (!copy || !grow(al, (void **)&w->dirs, &w->cap, w->n, sizeof *w->dirs) ||
+        !grow(al, (void **)&w->chain, &w->chain_cap, w->depth, sizeof *w->chain)) {
         repq_mem_free(al, copy);
         return repq_fail(err, REPQ_ERR_NOMEM, "out of memory");
     }
     memcpy(copy, dir, len + 1);
     w->dirs[w->n++] = copy;
+    w->chain[w->depth++] = sb;
     char **names;
     size_t n;
     repq_status st = list_dir(err, al, dir, &names, &n);
@@ -171,10 +192,11 @@ static repq_status collect_dirs(repq_object *err, const repq_allocator *al, cons
         if (!sub)
             st = repq_fail(err, REPQ_ERR_NOMEM, "out of memory");
         else if (is_dir(sub))
-            st = collect_dirs(err, al, sub, depth + 1, w);
+            st = collect_dirs(err, al, sub, w);
         repq_mem_free(al, sub);
     }
     free_names(al, names, n);
+    w->depth--;
     return st;
 }
 
@@ -194,7 +216,7 @@ static repq_status add_class(repq_image_folder *f, const char *dir, const char *
     if (!class_dir)
         return repq_fail(err, REPQ_ERR_NOMEM, "out of memory");
     walk w = {0};
-    repq_status st = collect_dirs(err, al, class_dir, 0, &w);
+    repq_status st = collect_dirs(err, al, class_dir, &w);
     repq_mem_free(al, class_dir);
     if (st == REPQ_OK && w.n)
         qsort(w.dirs, w.n, sizeof *w.dirs, by_string);
@@ -217,6 +239,7 @@ static repq_status add_class(repq_image_folder *f, const char *dir, const char *
         free_names(al, names, n);
     }
     free_names(al, w.dirs, w.n);
+    repq_mem_free(al, w.chain);
     return st;
 }
 

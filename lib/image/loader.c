@@ -2,11 +2,13 @@
 #include "image/loader.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/tensor.h"
 #include "image/resize.h"
@@ -175,14 +177,22 @@ static repq_status read_file(repq_object *err, const repq_allocator *al, const c
 {
     *out = NULL;
     *out_size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    /* Non-blocking open: a FIFO or device named like a picture must not hang the load. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
         return repq_fail(err, REPQ_ERR_IO, "cannot open: %s", strerror(errno));
     struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return repq_fail(err, REPQ_ERR_IO, "not a regular file");
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return repq_fail(err, REPQ_ERR_NOMEM, "cannot open: %s", strerror(errno));
+    }
     repq_status st = REPQ_OK;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode))
-        st = repq_fail(err, REPQ_ERR_IO, "not a regular file");
-    else if ((uint64_t)sb.st_size > MAX_FILE_BYTES)
+    if ((uint64_t)sb.st_size > MAX_FILE_BYTES)
         st = repq_fail(err, REPQ_ERR_UNSUPPORTED, "file of %lld bytes is larger than %zu", (long long)sb.st_size,
                        MAX_FILE_BYTES);
     else if (sb.st_size > 0) {
