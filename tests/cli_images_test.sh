@@ -62,7 +62,8 @@ grep -qE "airplane|automobile|bird|cat|deer|dog|frog|horse|ship|truck" <<<"$out"
 mapfile -t flat_pngs < <(find "$work/flat" -name '*.png' | sort)
 "$repq" preprocess "$model" "${flat_pngs[@]}" --crop-pct 1 -o "$work/pre.u8" >/dev/null || fail "preprocess failed"
 cmp -s "$work/pre.u8" "$work/subset.u8" || fail "preprocess output differs from the source pixels"
-"$repq" preprocess "$model" "${flat_pngs[0]}" --png -o "$work/pngs" >/dev/null || fail "preprocess --png failed"
+out=$("$repq" preprocess "$model" "${flat_pngs[0]}" --png -o "$work/pngs" --json) || fail "preprocess --png failed: $out"
+grep -q "\"format\": \"png\"" <<<"$out" || fail "preprocess --json: $out"
 [ -s "$work/pngs/$(basename "${flat_pngs[0]}")" ] || fail "preprocess --png wrote no picture"
 "$repq" eval "$model" --images "$work/imagenet" --interpolation lanczos >/dev/null 2>&1
 [ $? -ne 0 ] || fail "an unknown --interpolation was accepted"

@@ -528,6 +528,17 @@ int cmd_preprocess(repq_context *ctx, const args *a)
         printf("wrote %d image(s) as uint8 [%d, 3, %lld, %lld] (planar RGB, before mean/std) to %s\n", (int)n, (int)n,
                (long long)side, (long long)side, a->out);
     }
+    if (a->json) {
+        int64_t resize = 0, interp = 0;
+        repq_image_loader_get_int(l, REPQ_IMAGE_RESIZE_SIZE, &resize);
+        repq_image_loader_get_int(l, REPQ_IMAGE_INTERPOLATION, &interp);
+        printf("{\"images\": %d, \"shape\": [%d, 3, %lld, %lld], \"resize\": %lld, \"interpolation\": \"%s\", "
+               "\"format\": \"%s\", \"out\": ",
+               (int)n, (int)n, (long long)side, (long long)side, (long long)resize,
+               interp == REPQ_INTERPOLATION_BILINEAR ? "bilinear" : "bicubic", a->png ? "png" : "u8");
+        json_string(a->out);
+        printf("}\n");
+    }
     rc = 0;
 out:
     free(pixels);
