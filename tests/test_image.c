@@ -15,6 +15,7 @@
 #include <zlib.h>
 #include <cmocka.h>
 
+#include "image/resize.h"
 #include "io/image_decode.h"
 #include "repq/repq.h"
 
@@ -380,6 +381,27 @@ static void huge_headers_are_refused_before_allocating(void **state)
     free(jpg);
 }
 
+/* A 5,000,000 x 1 image (within the pixel limit) would resize to 1.28e9 x 256: refused,
+ * not an int32 overflow; a 300000 x 1 one resizes (only the crop is computed). */
+static void elongated_images_are_refused_or_cropped(void **state)
+{
+    (void)state;
+    repq_allocator al = repq_allocator_of(NULL);
+    repq_rgb_image img = {5000000, 1, calloc(5000000, 3)};
+    assert_non_null(img.pixels);
+    uint8_t *out = malloc(3 * PLANE);
+    assert_int_equal(repq_resize_crop(NULL, &al, &img, 256, S, REPQ_INTERPOLATION_BICUBIC, out), REPQ_ERR_UNSUPPORTED);
+    img.width = 300000;
+    for (int x = 0; x < 300000 * 3; x++)
+        img.pixels[x] = (uint8_t)(x / 3 % 251);
+    assert_int_equal(repq_resize_crop(NULL, &al, &img, 256, S, REPQ_INTERPOLATION_BICUBIC, out), REPQ_OK);
+    for (size_t c = 0; c < 3; c++) /* a single row enlarged: every crop row is the same */
+        for (size_t y = 1; y < S; y++)
+            assert_memory_equal(out + c * PLANE, out + c * PLANE + y * S, S);
+    free(out);
+    free(img.pixels);
+}
+
 static void zero_sized_images_are_format_errors(void **state)
 {
     (void)state;
@@ -687,6 +709,7 @@ int main(void)
         cmocka_unit_test(presets_and_overrides_set_the_resize),
         cmocka_unit_test(huge_headers_are_refused_before_allocating),
         cmocka_unit_test(zero_sized_images_are_format_errors),
+        cmocka_unit_test(elongated_images_are_refused_or_cropped),
         cmocka_unit_test(truncated_and_corrupt_files_fail_cleanly),
         cmocka_unit_test(file_errors_name_the_file),
         cmocka_unit_test(batches_on_threads_equal_single_loads),

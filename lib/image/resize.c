@@ -101,16 +101,16 @@ static inline uint8_t fixed_to_u8(int32_t acc)
     return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
-void repq_resize_target(int32_t width, int32_t height, int32_t shorter, int32_t *out_width, int32_t *out_height)
+bool repq_resize_target(int32_t width, int32_t height, int32_t shorter, int32_t *out_width, int32_t *out_height)
 {
     /* torchvision: the longer side becomes int(shorter * long / short), in double. */
-    if (width <= height) {
-        *out_width = shorter;
-        *out_height = (int32_t)((double)shorter * (double)height / (double)width);
-    } else {
-        *out_height = shorter;
-        *out_width = (int32_t)((double)shorter * (double)width / (double)height);
-    }
+    bool tall = width <= height;
+    double longer = (double)shorter * (double)(tall ? height : width) / (double)(tall ? width : height);
+    if (!(longer < (double)(1 << 30)))
+        return false;
+    *out_width = tall ? shorter : (int32_t)longer;
+    *out_height = tall ? (int32_t)longer : shorter;
+    return true;
 }
 
 /* torchvision's CenterCrop: int(round((size - crop) / 2.0)), Python's round (half to even). */
@@ -129,7 +129,8 @@ repq_status repq_resize_crop(repq_object *err, const repq_allocator *al, const r
         (filter != REPQ_RESAMPLE_BICUBIC && filter != REPQ_RESAMPLE_BILINEAR))
         return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "resize: invalid sizes or filter");
     int32_t w = src->width, h = src->height, nw, nh;
-    repq_resize_target(w, h, shorter, &nw, &nh);
+    if (!repq_resize_target(w, h, shorter, &nw, &nh))
+        return repq_fail(err, REPQ_ERR_UNSUPPORTED, "resize: a %d x %d image is too elongated", (int)w, (int)h);
     if (nw < crop || nh < crop)
         return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "resize: %d x %d is smaller than the crop", (int)nw, (int)nh);
     int32_t left = centre_offset(nw, crop), top = centre_offset(nh, crop);
