@@ -14,7 +14,7 @@ trap 'rm -rf "$work"' EXIT
 fail() { echo "cli images test: $*"; exit 1; }
 top1() { sed -n 's/.*top-1 \([0-9.]*\)%.*/\1/p' <<<"$1"; }
 
-"$to_pngs" "$data/cifar10_test_dev.bin" 100 "$work" || fail "could not write the PNG folders"
+"$to_pngs" "$data/cifar10_test_dev.bin" 100 "$work" "$model" || fail "could not write the PNG folders"
 [ "$(find "$work/imagenet" -name '*.png' | wc -l)" -eq 50 ] || fail "expected 50 PNGs"
 
 out=$("$repq" quantize "$model" --calib "$work/imagenet" --calib-images 8 --crop-pct 1 --wbits 8 --abits 8 \
@@ -53,6 +53,11 @@ out=$("$repq" classify "$model" "$first" --top 3 --class-names "$work/names.txt"
     fail "classify failed: $out"
 [ "$(grep -c '%' <<<"$out")" -eq 3 ] || fail "classify did not print 3 classes: $out"
 grep -qE "airplane|automobile|bird|cat|deer|dog|frog|horse|ship|truck" <<<"$out" || fail "no class names: $out"
+# Names from the model's metadata ("class_names"), without --class-names.
+out=$("$repq" classify "$work/named.safetensors" "$first" --top 10 --crop-pct 1) || fail "classify (named) failed: $out"
+for name in airplane automobile bird cat deer dog frog horse ship truck; do
+    grep -qw "$name" <<<"$out" || fail "classify did not name $name from the metadata: $out"
+done
 "$repq" classify "$work/w8a8.repq" "$first" --json --mode int --crop-pct 1 | grep -q '"probability"' ||
     fail "classify --json in int mode"
 "$repq" classify "$model" "$first" "$work/imagenet/3_cat/zz_broken.png" >/dev/null 2>&1

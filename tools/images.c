@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #ifdef REPQ_HAVE_IMAGES
 #include <png.h>
 #endif
@@ -316,6 +318,39 @@ static char **read_class_names(const char *path, int64_t classes)
     return names;
 }
 
+/* Class names from a safetensors file's metadata: "class_names", a JSON array of
+ * strings stored as a string (safetensors metadata values are strings). NULL if the
+ * file has none (or is not safetensors); names beyond `classes` are ignored. */
+static char **metadata_class_names(const char *path, int64_t classes)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char len_bytes[8];
+    char **names = NULL;
+    if (!f)
+        return NULL;
+    if (fread(len_bytes, 1, 8, f) == 8) {
+        uint64_t len = 0;
+        for (int i = 7; i >= 0; i--)
+            len = len << 8 | len_bytes[i];
+        char *header = len > 0 && len < (100u << 20) ? malloc((size_t)len + 1) : NULL;
+        if (header && fread(header, 1, (size_t)len, f) == len) {
+            header[len] = '\0';
+            json_t *root = json_loads(header, 0, NULL);
+            json_t *text = json_object_get(json_object_get(root, "__metadata__"), "class_names");
+            json_t *list = json_is_string(text) ? json_loads(json_string_value(text), 0, NULL) : NULL;
+            if (json_is_array(list) && json_array_size(list) > 0 && (names = calloc((size_t)classes, sizeof *names)))
+                for (size_t i = 0; i < json_array_size(list) && (int64_t)i < classes; i++)
+                    if (json_is_string(json_array_get(list, i)))
+                        names[i] = strdup(json_string_value(json_array_get(list, i)));
+            json_decref(list);
+            json_decref(root);
+        }
+        free(header);
+    }
+    fclose(f);
+    return names;
+}
+
 static void free_class_names(char **names, int64_t classes)
 {
     for (int64_t i = 0; names && i < classes; i++)
@@ -323,7 +358,7 @@ static void free_class_names(char **names, int64_t classes)
     free(names);
 }
 
-static void json_string(const char *s)
+static void print_json_string(const char *s)
 {
     putchar('"');
     for (; *s; s++) {
@@ -359,7 +394,9 @@ int cmd_classify(repq_context *ctx, const args *a)
     if (!statuses || runner_open(ctx, a, mode, n, &r) || cli_image_loader(ctx, a, r.model, r.qmodel, &l))
         goto out;
     const char *names_path = a->class_names;
-    if (!names_path && r.classes == 1000)
+    if (!names_path)
+        names = metadata_class_names(a->positional, r.classes);
+    if (!names_path && !names && r.classes == 1000)
         names_path = access(REPQ_SYNSETS_INSTALLED, R_OK) == 0 ? REPQ_SYNSETS_INSTALLED : REPQ_SYNSETS_SOURCE;
     if (names_path && !(names = read_class_names(names_path, r.classes))) {
         fprintf(stderr, "repq: cannot read class names from %s: %s\n", names_path, strerror(errno));
@@ -397,7 +434,7 @@ int cmd_classify(repq_context *ctx, const args *a)
             sum += exp((double)s[c] - mx);
         if (a->json) {
             printf("{\"image\": ");
-            json_string(a->inputs[i]);
+            print_json_string(a->inputs[i]);
             printf(", \"mode\": \"%s\", \"top\": [", mode);
         } else {
             printf("%s\n", a->inputs[i]);
@@ -413,7 +450,7 @@ int cmd_classify(repq_context *ctx, const args *a)
             const char *name = names && names[best] ? names[best] : NULL;
             if (a->json) {
                 printf("%s{\"class\": %lld, \"probability\": %.6f, \"name\": ", t ? ", " : "", (long long)best, p);
-                json_string(name ? name : "");
+                print_json_string(name ? name : "");
                 putchar('}');
             } else {
                 printf("  %6.2f%%  %4lld  %s\n", 100.0 * p, (long long)best, name ? name : "");
@@ -536,7 +573,7 @@ int cmd_preprocess(repq_context *ctx, const args *a)
                "\"format\": \"%s\", \"out\": ",
                (int)n, (int)n, (long long)side, (long long)side, (long long)resize,
                interp == REPQ_INTERPOLATION_BILINEAR ? "bilinear" : "bicubic", a->png ? "png" : "u8");
-        json_string(a->out);
+        print_json_string(a->out);
         printf("}\n");
     }
     rc = 0;
