@@ -4,7 +4,7 @@
 # temporary folder so that the corpus in the tree stays small; crashing inputs are
 # kept in that folder and named in the output. Exits non-zero if any target crashed.
 #
-#   scripts/fuzz.sh [seconds] [target...]     targets: safetensors qmodel cifar arch
+#   scripts/fuzz.sh [seconds] [target...]     targets: safetensors qmodel cifar arch jpeg png
 #   FUZZ_RUNS=N: instead of a time limit, exactly N inputs per target from a fixed seed,
 #   so that a regression run (CI) is reproducible: it passes or fails the same way on
 #   every machine, where a timed run explores a different path each time.
@@ -18,7 +18,7 @@ set -eu
 
 seconds=${1:-60}
 [ $# -gt 0 ] && shift
-targets=${*:-safetensors qmodel cifar arch}
+targets=${*:-safetensors qmodel cifar arch jpeg png}
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=${FUZZ_BUILD_DIR:-build-fuzz}
 case $build in /*) ;; *) build=$src/$build ;; esac

@@ -10,8 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-library_packages=(gcc meson ninja-build pkg-config libopenblas-dev libjansson-dev)
-test_packages=(libcmocka-dev valgrind clang libclang-rt-14-dev abigail-tools g++ rustc cargo golang-go)
+library_packages=(gcc meson ninja-build pkg-config libopenblas-dev libjansson-dev
+                  libjpeg62-turbo-dev libpng-dev)
+test_packages=(libcmocka-dev valgrind clang libclang-rt-14-dev abigail-tools g++ rustc cargo golang-go python3-pil)
 
 tests=false
 case "${1:-}" in

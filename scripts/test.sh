@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds librepq and runs every test: the unit suites and the accuracy suite in the
 # normal build, the unit suites again under AddressSanitizer + UndefinedBehaviorSanitizer,
-# and every libFuzzer target for a short, reproducible run.
+# the image API of a build without image support, and every libFuzzer target for a short,
+# reproducible run.
 # Ends with one line "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +41,18 @@ if ninja -C build-asan >/dev/null; then
     count build-asan
 else
     echo "sanitizer build failed"
+    failed=$((failed + 1))
+fi
+
+echo "== build without image support (-Dimages=disabled): the image API answers REPQ_ERR_UNSUPPORTED"
+if [ ! -f build-noimg/build.ninja ]; then
+    meson setup build-noimg -Dimages=disabled -Dbenchmarks=false >/dev/null
+fi
+if ninja -C build-noimg tests/test_api_misuse >/dev/null; then
+    meson test -C build-noimg --no-rebuild --print-errorlogs api_misuse
+    count build-noimg
+else
+    echo "build without image support failed"
     failed=$((failed + 1))
 fi
 

@@ -67,6 +67,19 @@ if command -v man >/dev/null 2>&1; then
     man_note=" (renders without warnings)"
 fi
 
+# The image example, if the library was built with image support: calibrate on the test
+# photos, evaluate on the fixtures folder (one class folder).
+if ldd "$libdir/librepq.so" | grep -q libjpeg; then
+    data=$source_root/data
+    # shellcheck disable=SC2046 # pkg-config's flags are words
+    cc -std=c11 -Wall -Wextra -Werror $(pkg-config --cflags repq) "$source_root/examples/photos.c" \
+        $(pkg-config --libs repq) -o "$stage/photos"
+    photos_out=$(LD_LIBRARY_PATH=$libdir "$stage/photos" "$data/vit_tiny_cifar10.safetensors" "$data/photos" \
+        "$data/images") && grep -q "top-1 .* on 24 images" <<<"$photos_out" ||
+        { echo "the photos example failed: $photos_out"; exit 1; }
+    abi_note=", photos example ran"
+fi
+
 # The soname follows the major version.
 soname=$(objdump -p "$libdir/librepq.so" | awk '/SONAME/ {print $2}')
 [ "$soname" = "librepq.so.0" ] || { echo "unexpected soname $soname"; exit 1; }
@@ -90,7 +103,7 @@ if command -v abidiff >/dev/null 2>&1; then
         --suppressions "$source_root/abi/private-types.suppr" \
         "$source_root/abi/librepq.so.0.abi" "$libdir/librepq.so" ||
         { echo "abidiff: the ABI changed against abi/librepq.so.0.abi (see docs/abi.md)"; exit 1; }
-    abi_note=", abidiff clean"
+    abi_note="$abi_note, abidiff clean"
 fi
 echo "install test: C (shared and static), C++ example and wrapper agree; pkg-config relocates;" \
      "man page installed$man_note; soname $soname, $(wc -l < "$stage/exported.txt") symbols match abi/symbols.txt${abi_note:-}"

@@ -115,6 +115,35 @@ static repq_status stage_run(repq_context *ctx, prepared *p)
     return st;
 }
 
+#ifdef REPQ_HAVE_IMAGES
+/* Image files: a loader, a progressive JPEG, a 16-bit interlaced PNG and a photo that
+ * is resized, one by one and as a batch, and a folder listing. libpng allocates through
+ * the context's allocator too; libjpeg uses its own. */
+static repq_status stage_images(repq_context *ctx, prepared *p)
+{
+    const char *paths[] = {REPQ_TEST_DATA "/images/decode/jpeg_progressive.jpg",
+                           REPQ_TEST_DATA "/images/decode/png_ct6_16_interlaced.png",
+                           REPQ_TEST_DATA "/photos/n03240683_drilling_platform.JPEG"};
+    repq_image_loader *l = NULL;
+    repq_image_folder *folder = NULL;
+    repq_tensor *one = NULL, *batch = NULL, *labels = NULL;
+    int64_t shape[4] = {3, 3, 32, 32}, lshape[1] = {3};
+    repq_status st;
+    if (!(st = repq_image_loader_new(ctx, p->model, &l)) && !(st = repq_image_load(l, paths[0], &one)) &&
+        !(st = repq_tensor_new(ctx, REPQ_DTYPE_U8, 4, shape, NULL, &batch)) &&
+        !(st = repq_tensor_new(ctx, REPQ_DTYPE_I32, 1, lshape, NULL, &labels)) &&
+        !(st = repq_image_load_batch(l, paths, 3, batch, NULL)) &&
+        !(st = repq_image_folder_open(ctx, REPQ_TEST_DATA "/images", NULL, &folder)))
+        st = repq_image_folder_load(l, folder, 0, 3, batch, labels, NULL);
+    repq_image_folder_free(folder);
+    repq_tensor_free(one);
+    repq_tensor_free(batch);
+    repq_tensor_free(labels);
+    repq_image_loader_free(l);
+    return st;
+}
+#endif
+
 /* Fails allocation 1, 2, ... of the stage until it succeeds without a failure. */
 static long inject(const char *name, stage_fn stage, prepared *p)
 {
@@ -157,6 +186,10 @@ static void inject_all_stages(prepared *p)
     long total = inject("load model and images", stage_load, p) +
                  inject("calibrate, reparameterize, reconstruct", stage_calibrate, p) +
                  inject("save and load qmodel", stage_save_load, p) + inject("session and run", stage_run, p);
+#ifdef REPQ_HAVE_IMAGES
+    if (p->cifar) /* the image files are decoded for the bundled 32x32 model */
+        total += inject("image loader, files, batch, folder", stage_images, p);
+#endif
     assert_true(total > 10);
     repq_calib_free(c);
     repq_qmodel_free(p->channelwise);

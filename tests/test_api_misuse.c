@@ -106,6 +106,52 @@ static void null_handles_are_refused(void **state)
 }
 
 /* A model file whose weights hold NaN is refused at load, naming the tensor. */
+/* The image API: NULL and foreign handles refused; in a build without image support
+ * (-Dimages=disabled) every function says REPQ_ERR_UNSUPPORTED instead. */
+static void image_functions_refuse_bad_handles(void **state)
+{
+    (void)state;
+#ifdef REPQ_HAVE_IMAGES
+    const repq_status want = BAD;
+#else
+    const repq_status want = REPQ_ERR_UNSUPPORTED;
+#endif
+    repq_tensor *t;
+    int64_t shape[1] = {4}, v;
+    int32_t n32;
+    const char *s;
+    assert_int_equal(repq_tensor_new(NULL, REPQ_DTYPE_F32, 1, shape, NULL, &t), REPQ_OK);
+    void *foreign = t;
+    repq_image_loader *l = (repq_image_loader *)1;
+    repq_image_folder *f = (repq_image_folder *)1;
+    assert_int_equal(repq_image_loader_new(NULL, NULL, &l), want);
+    assert_null(l);
+    l = (repq_image_loader *)1;
+    assert_int_equal(repq_image_loader_new(NULL, foreign, &l), want);
+    assert_null(l);
+    assert_int_equal(repq_image_loader_new_quantized(NULL, foreign, &l), want);
+    assert_int_equal(repq_image_loader_new(NULL, foreign, NULL), BAD);
+    assert_int_equal(repq_image_loader_set_int(foreign, REPQ_IMAGE_THREADS, 2), want);
+    assert_int_equal(repq_image_loader_set_float(NULL, REPQ_IMAGE_CROP_PCT, 0.9), want);
+    assert_int_equal(repq_image_loader_get_int(foreign, REPQ_IMAGE_CROP_SIZE, &v), want);
+    repq_tensor *img = (repq_tensor *)1;
+    assert_int_equal(repq_image_load(foreign, "x.jpg", &img), want);
+    assert_null(img);
+    const char *paths[1] = {"x.jpg"};
+    assert_int_equal(repq_image_load_batch(foreign, paths, 1, t, NULL), want);
+    assert_int_equal(repq_image_folder_open(NULL, NULL, NULL, &f), want);
+    assert_null(f);
+    assert_int_equal(repq_image_folder_size(foreign, &v, &n32), want);
+    assert_int_equal(repq_image_folder_entry(NULL, 0, &s, &n32), want);
+    assert_int_equal(repq_image_folder_class_name(foreign, 0, &s), want);
+    assert_int_equal(repq_image_folder_load(foreign, foreign, 0, 1, t, t, NULL), want);
+    repq_image_loader_free(foreign);
+    repq_image_folder_free(foreign);
+    repq_image_loader_free(NULL);
+    repq_image_folder_free(NULL);
+    repq_tensor_free(t);
+}
+
 static void nan_weights_are_refused(void **state)
 {
     (void)state;
@@ -412,6 +458,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(null_handles_are_refused),
+        cmocka_unit_test(image_functions_refuse_bad_handles),
         cmocka_unit_test(nan_weights_are_refused),
         cmocka_unit_test(files_of_the_other_kind_are_refused),
         cmocka_unit_test(options_record_their_own_messages),

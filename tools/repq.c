@@ -4,20 +4,22 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cblas.h>
 
 #include "repq/repq.h"
+#include "cli.h"
 
-static double now_seconds(void)
+double now_seconds(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int usage(void)
+int usage(void)
 {
     fprintf(stderr,
             "usage:\n"
@@ -27,38 +29,42 @@ static int usage(void)
             "  repq quantize MODEL --calib FILE [--calib-offset K] [--calib-images N]\n"
             "                --wbits W --abits A [--method repq|minmax] [--weights rtn|gptq]\n"
             "                [--post-gelu two-region|uniform] -o OUT.repq\n"
+            "  repq eval MODEL --images DIR [--labels FILE] [--mode fp32|fake|int] [--batch B] [--threads T]\n"
+            "                [--limit N] [--json] [IMAGE OPTIONS]\n"
+            "  repq quantize MODEL --calib DIR [--calib-images N] ... (images picked evenly over the sorted folder)\n"
+            "  repq classify MODEL IMAGE... [--top K] [--mode fp32|fake|int] [--class-names FILE] [--json]\n"
+            "                [IMAGE OPTIONS]\n"
+            "  repq preprocess MODEL IMAGE... -o OUT [--png] [IMAGE OPTIONS]\n"
             "  repq bench [--model M | --arch PRESET] [--batch B] [--threads T] [--kernels KERNELS]\n"
             "                [--wbits W] [--abits A] [--json]\n"
+            "IMAGE OPTIONS override the model's transform: --resize N (shorter side), --crop-pct P,\n"
+            "--interpolation bicubic|bilinear.\n"
             "MODEL is a float safetensors file; for eval --mode fake/int it is a .repq file, and info\n"
             "takes either.\n"
             "KERNELS (integer engine, at most): auto (default), scalar, avx2, avxvnni, avx512vnni, amx.\n");
     return 2;
 }
 
-static int fail(const char *what, repq_status st, const void *handle)
+int fail(const char *what, repq_status st, const void *handle)
 {
     const char *msg = repq_last_error(handle);
     fprintf(stderr, "repq: %s: %s%s%s\n", what, repq_status_string(st), *msg ? ": " : "", msg);
     return 1;
 }
 
-/* Arguments of the form --name VALUE; flags without value are listed in `flags`. */
-typedef struct args {
-    const char *positional;
-    const char *data, *mode, *calib, *method, *weights, *post_gelu, *out, *model, *arch, *kernels;
-    long long offset, limit, calib_offset, calib_images, wbits, abits, batch, threads;
-    int json;
-} args;
-
 static int parse_args(int argc, char **argv, args *a)
 {
     memset(a, 0, sizeof *a);
+    a->inputs = (const char **)calloc((size_t)argc + 1, sizeof *a->inputs);
+    if (!a->inputs)
+        return -1;
     a->limit = 0;
     a->calib_images = 32;
     a->wbits = 8;
     a->abits = 8;
     a->batch = 8;
     a->threads = 1;
+    a->top = 5;
     for (int i = 0; i < argc; i++) {
         const char *k = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -66,15 +72,18 @@ static int parse_args(int argc, char **argv, args *a)
             {"--data", &a->data}, {"--mode", &a->mode}, {"--calib", &a->calib},
             {"--method", &a->method}, {"-o", &a->out}, {"--model", &a->model}, {"--arch", &a->arch},
             {"--kernels", &a->kernels}, {"--weights", &a->weights}, {"--post-gelu", &a->post_gelu},
+            {"--images", &a->images}, {"--labels", &a->labels}, {"--class-names", &a->class_names},
+            {"--interpolation", &a->interpolation}, {"--crop-pct", &a->crop_pct},
         };
         struct { const char *name; long long *dst; } nums[] = {
             {"--offset", &a->offset}, {"--limit", &a->limit}, {"--calib-offset", &a->calib_offset},
             {"--calib-images", &a->calib_images}, {"--wbits", &a->wbits}, {"--abits", &a->abits},
-            {"--batch", &a->batch}, {"--threads", &a->threads},
+            {"--batch", &a->batch}, {"--threads", &a->threads}, {"--top", &a->top},
+            {"--resize", &a->resize},
         };
         int matched = 0;
-        if (strcmp(k, "--json") == 0) {
-            a->json = 1;
+        if (strcmp(k, "--json") == 0 || strcmp(k, "--png") == 0) {
+            *(k[2] == 'j' ? &a->json : &a->png) = 1;
             continue;
         }
         for (size_t j = 0; j < sizeof strs / sizeof strs[0] && !matched; j++)
@@ -95,9 +104,12 @@ static int parse_args(int argc, char **argv, args *a)
             i++;
             continue;
         }
-        if (k[0] == '-' || a->positional)
+        if (k[0] == '-' && k[1] != '\0')
             return fprintf(stderr, "repq: unexpected argument '%s'\n", k), -1;
-        a->positional = k;
+        if (!a->positional)
+            a->positional = k;
+        else
+            a->inputs[a->num_inputs++] = k;
     }
     return 0;
 }
@@ -125,7 +137,7 @@ static const char *kernels_name(const repq_session *s)
 }
 
 /* Session options from the command line: threads and kernels. */
-static repq_status session_options(const args *a, repq_options *o)
+repq_status session_options(const args *a, repq_options *o)
 {
     repq_status st = repq_options_set_int(o, REPQ_OPT_THREADS, a->threads);
     return st ? st : repq_options_set_int(o, REPQ_OPT_KERNELS, kernels_arg(a));
@@ -249,7 +261,7 @@ static int cmd_info(repq_context *ctx, const args *a)
 }
 
 /* user: the stage's name. */
-static void progress_bar(void *user, int32_t done, int32_t total)
+void progress_bar(void *user, int32_t done, int32_t total)
 {
     int width = 30, filled = total > 0 ? (int)((int64_t)width * done / total) : width;
     fprintf(stderr, "\r%-14s [%.*s%*s] %d/%d", (const char *)user, filled, "##############################",
@@ -288,7 +300,11 @@ static int cmd_quantize(repq_context *ctx, const args *a)
         rc = fail("loading the model", st, ctx);
         goto out;
     }
-    if ((st = repq_cifar_load(ctx, a->calib, a->calib_offset, a->calib_images, &images, &labels))) {
+    struct stat calib_stat;
+    if (stat(a->calib, &calib_stat) == 0 && S_ISDIR(calib_stat.st_mode)) {
+        if (cli_calibration_images(ctx, a, m, &images))
+            goto out;
+    } else if ((st = repq_cifar_load(ctx, a->calib, a->calib_offset, a->calib_images, &images, &labels))) {
         rc = fail("reading the calibration images", st, ctx);
         goto out;
     }
@@ -330,7 +346,7 @@ static int cmd_quantize(repq_context *ctx, const args *a)
         goto out;
     }
     int64_t n = 0;
-    repq_tensor_describe(labels, NULL, NULL, &n, 1);
+    repq_tensor_describe(images, NULL, NULL, &n, 1);
     printf("quantized W%lldA%lld (%s) on %lld calibration images: calibration %.0f ms, "
            "reparameterization %.0f ms",
            a->wbits, a->abits,
@@ -354,70 +370,85 @@ out:
     return rc;
 }
 
+repq_status runner_open(repq_context *ctx, const args *a, const char *mode, int32_t max_batch, runner *r)
+{
+    memset(r, 0, sizeof *r);
+    repq_status st;
+    if (strcmp(mode, "fp32") == 0) {
+        if ((st = repq_model_load(ctx, a->positional, NULL, &r->model)))
+            return fail("loading the model", st, ctx), st;
+        repq_model_get_int(r->model, REPQ_MODEL_NUM_CLASSES, &r->classes);
+        return REPQ_OK;
+    }
+    if ((st = repq_qmodel_load(ctx, a->positional, &r->qmodel)))
+        return fail("loading the quantized model", st, ctx), st;
+    repq_qmodel_get_int(r->qmodel, REPQ_MODEL_NUM_CLASSES, &r->classes);
+    if (strcmp(mode, "int") != 0)
+        return REPQ_OK;
+    repq_options *o = NULL;
+    if ((st = repq_options_new(&o)) || (st = session_options(a, o)))
+        fail("setting options (--threads, --kernels)", st, o);
+    else if ((st = repq_session_new(ctx, r->qmodel, o, max_batch, &r->session)))
+        fail("creating the session", st, ctx);
+    else if (isatty(STDERR_FILENO))
+        fprintf(stderr, "repq: integer kernels: %s\n", kernels_name(r->session));
+    repq_options_free(o);
+    if (st)
+        runner_close(r);
+    return st;
+}
+
+repq_status runner_run(runner *r, repq_tensor *images, repq_tensor *logits)
+{
+    repq_status st = REPQ_OK;
+    if (r->model && (st = repq_model_forward(r->model, images, logits)))
+        fail("running the model", st, r->model);
+    else if (r->session && (st = repq_session_run(r->session, images, logits)))
+        fail("running the session", st, r->session);
+    else if (r->qmodel && !r->session && (st = repq_qmodel_forward(r->qmodel, REPQ_FORWARD_FAKE_QUANT, images, logits)))
+        fail("running the fake-quant model", st, r->qmodel);
+    return st;
+}
+
+void runner_close(runner *r)
+{
+    repq_session_free(r->session);
+    repq_qmodel_free(r->qmodel);
+    repq_model_free(r->model);
+    memset(r, 0, sizeof *r);
+}
+
 /* Runs the model the mode names over all images, reporting any failure itself. */
 static repq_status run_mode(repq_context *ctx, const args *a, const char *mode, repq_tensor *images,
                             repq_tensor **out_logits, double *out_seconds)
 {
-    repq_model *m = NULL;
-    repq_qmodel *q = NULL;
-    repq_session *s = NULL;
-    repq_options *o = NULL;
-    repq_status st;
-    int64_t n = 0, classes = 0;
+    int64_t n = 0;
     repq_tensor_describe(images, NULL, NULL, &n, 1);
-    if (strcmp(mode, "fp32") == 0) {
-        if ((st = repq_model_load(ctx, a->positional, NULL, &m))) {
-            fail("loading the model", st, ctx);
-            goto out;
-        }
-        repq_model_get_int(m, REPQ_MODEL_NUM_CLASSES, &classes);
-    } else {
-        if ((st = repq_qmodel_load(ctx, a->positional, &q))) {
-            fail("loading the quantized model", st, ctx);
-            goto out;
-        }
-        repq_qmodel_get_int(q, REPQ_MODEL_NUM_CLASSES, &classes);
-    }
-    int64_t shape[2] = {n, classes};
+    runner r;
+    repq_status st = runner_open(ctx, a, mode, (int32_t)n, &r);
+    if (st)
+        return st;
+    int64_t shape[2] = {n, r.classes};
     if ((st = repq_tensor_new(ctx, REPQ_DTYPE_F32, 2, shape, NULL, out_logits))) {
         fail("allocating logits", st, ctx);
-        goto out;
+    } else {
+        double t0 = now_seconds();
+        st = runner_run(&r, images, *out_logits);
+        *out_seconds = now_seconds() - t0;
     }
-    if (strcmp(mode, "int") == 0) {
-        if ((st = repq_options_new(&o)) || (st = session_options(a, o))) {
-            fail("setting options (--threads, --kernels)", st, o);
-            goto out;
-        }
-        if ((st = repq_session_new(ctx, q, o, (int32_t)n, &s))) {
-            fail("creating the session", st, ctx);
-            goto out;
-        }
-        if (isatty(STDERR_FILENO))
-            fprintf(stderr, "repq: integer kernels: %s\n", kernels_name(s));
-    }
-    double t0 = now_seconds();
-    if (m && (st = repq_model_forward(m, images, *out_logits)))
-        fail("running the model", st, m);
-    else if (s && (st = repq_session_run(s, images, *out_logits)))
-        fail("running the session", st, s);
-    else if (q && !s && (st = repq_qmodel_forward(q, REPQ_FORWARD_FAKE_QUANT, images, *out_logits)))
-        fail("running the fake-quant model", st, q);
-    *out_seconds = now_seconds() - t0;
-out:
-    repq_session_free(s);
-    repq_options_free(o);
-    repq_qmodel_free(q);
-    repq_model_free(m);
+    runner_close(&r);
     return st;
 }
 
 static int cmd_eval(repq_context *ctx, const args *a)
 {
-    if (!a->positional || !a->data)
-        return usage();
     const char *mode = a->mode ? a->mode : "fp32";
     if (strcmp(mode, "fp32") != 0 && strcmp(mode, "fake") != 0 && strcmp(mode, "int") != 0)
         return fprintf(stderr, "repq: --mode is fp32, fake or int\n"), 2;
+    if (a->positional && a->images && !a->data)
+        return cmd_eval_images(ctx, a, mode);
+    if (!a->positional || !a->data || a->images)
+        return usage();
     repq_tensor *images = NULL, *labels = NULL, *logits = NULL;
     repq_status st = repq_cifar_load(ctx, a->data, a->offset, a->limit, &images, &labels);
     if (st)
@@ -569,6 +600,8 @@ int main(int argc, char **argv)
     if (kernels_arg(&a) < 0)
         return fprintf(stderr, "repq: unknown --kernels '%s' (auto, scalar, avx2, avxvnni, avx512vnni, amx)\n",
                        a.kernels), 2;
+    if (a.num_inputs > 0 && strcmp(argv[1], "classify") != 0 && strcmp(argv[1], "preprocess") != 0)
+        return fprintf(stderr, "repq: unexpected argument '%s'\n", a.inputs[0]), 2;
     repq_context *ctx;
     if (repq_context_new(&ctx) != REPQ_OK)
         return 1;
@@ -581,8 +614,13 @@ int main(int argc, char **argv)
         rc = cmd_quantize(ctx, &a);
     else if (strcmp(argv[1], "bench") == 0)
         rc = cmd_bench(ctx, &a);
+    else if (strcmp(argv[1], "classify") == 0)
+        rc = cmd_classify(ctx, &a);
+    else if (strcmp(argv[1], "preprocess") == 0)
+        rc = cmd_preprocess(ctx, &a);
     else
         rc = usage();
     repq_context_free(ctx);
+    free(a.inputs);
     return rc;
 }

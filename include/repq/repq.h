@@ -7,5 +7,6 @@
 #include "tensor.h"
 #include "model.h"
 #include "quant.h"
+#include "image.h"
 
 #endif

@@ -26,7 +26,9 @@ typedef enum repq_object_kind {
     REPQ_KIND_OPTIONS = 0x52510004u,
     REPQ_KIND_CALIB = 0x52510005u,
     REPQ_KIND_QMODEL = 0x52510006u,
-    REPQ_KIND_SESSION = 0x52510007u
+    REPQ_KIND_SESSION = 0x52510007u,
+    REPQ_KIND_IMAGE_LOADER = 0x52510008u,
+    REPQ_KIND_IMAGE_FOLDER = 0x52510009u
 } repq_object_kind;
 
 typedef struct repq_object {

@@ -22,7 +22,13 @@ REPQ_API repq_status repq_tensor_new(repq_context *ctx, repq_dtype dtype, int32_
                                      const int64_t *shape, const void *data,
                                      repq_tensor **out_tensor)
 {
-    repq_object *err = repq_context_object(ctx);
+    repq_allocator allocator = repq_allocator_of(ctx);
+    return repq_tensor_create(repq_context_object(ctx), &allocator, dtype, ndim, shape, data, out_tensor);
+}
+
+repq_status repq_tensor_create(repq_object *err, const repq_allocator *al, repq_dtype dtype, int32_t ndim,
+                               const int64_t *shape, const void *data, repq_tensor **out_tensor)
+{
     if (!out_tensor)
         return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_tensor_new: out_tensor is NULL");
     *out_tensor = NULL;
@@ -46,7 +52,7 @@ REPQ_API repq_status repq_tensor_new(repq_context *ctx, repq_dtype dtype, int32_
     size_t nbytes;
     if (!repq_size_mul(numel, esize, &nbytes))
         return repq_fail(err, REPQ_ERR_OVERFLOW, "repq_tensor_new: byte size overflows");
-    repq_allocator allocator = repq_allocator_of(ctx);
+    repq_allocator allocator = *al;
     repq_tensor *t = repq_mem_alloc(&allocator, sizeof *t);
     if (!t)
         return repq_fail(err, REPQ_ERR_NOMEM, "repq_tensor_new: out of memory");

@@ -228,6 +228,8 @@ static repq_status metadata_json(repq_object *err, const repq_qmodel *q, char **
              put(ja, "class_token", json_true()) && put(ja, "global_pool", json_string("token")) &&
              put(ja, "act", json_string("gelu_erf")) && put(jp, "mean", float3(a->mean)) &&
              put(jp, "std", float3(a->std)) && put(jp, "scale", json_real((double)a->pixel_scale)) &&
+             put(jp, "crop_pct", json_real(a->image.crop_pct)) &&
+             put(jp, "interpolation", json_string(a->image.interpolation == REPQ_RESAMPLE_BILINEAR ? "bilinear" : "bicubic")) &&
              put(jq, "weight_bits", json_integer(q->weight_bits)) && put(jq, "act_bits", json_integer(q->act_bits)) &&
              put(jq, "patch_input_bits", json_integer(q->patch_input_bits)) &&
              put(jq, "method", json_integer(q->method));

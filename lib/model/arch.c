@@ -16,19 +16,23 @@ typedef struct preset {
     const char *name;
     int32_t embed_dim, depth, heads;
     const float *mean, *std;
+    double crop_pct;
 } preset;
 
-/* timm's configurations; augreg ViTs normalize with 0.5, DeiTs with ImageNet's. */
+/* timm's configurations; augreg ViTs normalize with 0.5 and crop 90%, DeiTs use
+ * ImageNet's mean/std and crop 87.5% (Swin: ImageNet's, 90%); all resize bicubic. */
 static const preset presets[] = {
-    {"deit_tiny_patch16_224", 192, 12, 3, imagenet_mean, imagenet_std},
-    {"deit_small_patch16_224", 384, 12, 6, imagenet_mean, imagenet_std},
-    {"deit_base_patch16_224", 768, 12, 12, imagenet_mean, imagenet_std},
-    {"vit_small_patch16_224", 384, 12, 6, half, half},
-    {"vit_base_patch16_224", 768, 12, 12, half, half},
+    {"deit_tiny_patch16_224", 192, 12, 3, imagenet_mean, imagenet_std, 0.875},
+    {"deit_small_patch16_224", 384, 12, 6, imagenet_mean, imagenet_std, 0.875},
+    {"deit_base_patch16_224", 768, 12, 12, imagenet_mean, imagenet_std, 0.875},
+    {"vit_small_patch16_224", 384, 12, 6, half, half, 0.9},
+    {"vit_base_patch16_224", 768, 12, 12, half, half, 0.9},
 };
 
 static void set_norm(repq_arch *a, const float *mean, const float *std)
 {
+    a->image.crop_pct = REPQ_DEFAULT_CROP_PCT;
+    a->image.interpolation = REPQ_RESAMPLE_BICUBIC;
     a->pixel_scale = 1.0f / 255.0f;
     for (int c = 0; c < 3; c++) {
         a->mean[c] = mean[c];
@@ -56,6 +60,9 @@ void repq_arch_from_swin(const repq_swin_arch *s, repq_arch *out)
         out->std[c] = s->std[c];
     }
     out->swin = *s;
+    /* timm's Swin configurations crop 90%, bicubic. */
+    out->image.crop_pct = 0.9;
+    out->image.interpolation = REPQ_RESAMPLE_BICUBIC;
 }
 
 repq_status repq_arch_from_preset(repq_object *err, const char *name, repq_arch *out)
@@ -84,6 +91,7 @@ repq_status repq_arch_from_preset(repq_object *err, const char *name, repq_arch 
         out->mlp_hidden = 4 * p->embed_dim;
         out->norm_eps = 1e-6f;
         set_norm(out, p->mean, p->std);
+        out->image.crop_pct = p->crop_pct;
         return REPQ_OK;
     }
     return repq_fail(err, REPQ_ERR_UNSUPPORTED, "unknown architecture preset '%s'", name);
@@ -129,6 +137,43 @@ static repq_status parse_arch(repq_object *err, json_t *root, repq_arch *a)
     return REPQ_OK;
 }
 
+/* timm's names for the resize; "crop_pct" as in timm's pretrained_cfg. */
+static repq_status parse_image_prep(repq_object *err, json_t *root, repq_image_prep *out)
+{
+    json_t *pct = json_object_get(root, "crop_pct");
+    if (pct) {
+        double v = json_is_number(pct) ? json_number_value(pct) : 0.0;
+        if (!(v >= 0.05 && v <= 1.0))
+            return repq_fail(err, REPQ_ERR_FORMAT, "preprocess: crop_pct is not a number in [0.05, 1]");
+        out->crop_pct = v;
+    }
+    json_t *interp = json_object_get(root, "interpolation");
+    if (interp) {
+        const char *name = json_is_string(interp) ? json_string_value(interp) : "";
+        if (strcmp(name, "bicubic") == 0)
+            out->interpolation = REPQ_RESAMPLE_BICUBIC;
+        else if (strcmp(name, "bilinear") == 0)
+            out->interpolation = REPQ_RESAMPLE_BILINEAR;
+        else
+            return repq_fail(err, REPQ_ERR_UNSUPPORTED, "preprocess: interpolation is \"bicubic\" or \"bilinear\"");
+    }
+    return REPQ_OK;
+}
+
+/* The resize fields of a "preprocess" entry (NULL: none) into out. */
+static repq_status image_prep_from_text(repq_object *err, const char *preprocess_json, repq_image_prep *out)
+{
+    if (!preprocess_json)
+        return REPQ_OK;
+    json_t *root;
+    repq_status st = repq_arch_json_parse(err, "preprocess", preprocess_json, &root);
+    if (st)
+        return st;
+    st = parse_image_prep(err, root, out);
+    json_decref(root);
+    return st;
+}
+
 static repq_status read_arch(repq_object *err, json_t *root, void *arch) { return parse_arch(err, root, arch); }
 
 repq_status repq_arch_from_json(repq_object *err, const char *arch_json,
@@ -138,7 +183,7 @@ repq_status repq_arch_from_json(repq_object *err, const char *arch_json,
     memset(&a, 0, sizeof a);
     set_norm(&a, imagenet_mean, imagenet_std);
     repq_status st = repq_arch_json_read(err, arch_json, preprocess_json, read_arch, &a, &a.pixel_scale, a.mean, a.std);
-    if (st)
+    if (st || (st = image_prep_from_text(err, preprocess_json, &a.image)))
         return st;
     *out = a;
     return REPQ_OK;
@@ -169,8 +214,10 @@ repq_status repq_arch_from_metadata(repq_object *err, const char *format, const 
     if ((format && strcmp(format, "timm.swin_transformer") == 0) || family == REPQ_FAMILY_SWIN) {
         repq_swin_arch s;
         repq_status st = repq_swin_arch_from_json(err, arch_json, preprocess_json, &s);
-        if (st == REPQ_OK)
+        if (st == REPQ_OK) {
             repq_arch_from_swin(&s, out);
+            st = image_prep_from_text(err, preprocess_json, &out->image);
+        }
         return st;
     }
     return repq_arch_from_json(err, arch_json, preprocess_json, out);

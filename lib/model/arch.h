@@ -6,6 +6,7 @@
 #include "core/object.h"
 #include "model/swin_arch.h"
 #include "repq/model.h" /* repq_family */
+#include "model/preprocess.h"
 
 /* The fields every family has, read family-neutrally where a family has several
  * values: depth counts all transformer blocks, and embed_dim, num_heads and mlp_hidden
@@ -25,6 +26,7 @@ typedef struct repq_arch {
     float pixel_scale;
     float mean[3];
     float std[3];
+    repq_image_prep image; /* resize and crop of image files (lib/image) */
     repq_swin_arch swin;
 } repq_arch;
 
