@@ -212,11 +212,7 @@ static repq_status metadata_json(repq_object *err, const repq_qmodel *q, char **
     json_t *ja = json_object(), *jp = json_object(), *jq = json_object(), *acts = json_array();
     bool ok = ja && jp && jq && acts;
     if (ok && a->family == REPQ_FAMILY_SWIN)
-        ok = swin_arch_json(ja, &a->swin, ratio) && put(jp, "mean", float3(a->mean)) && put(jp, "std", float3(a->std)) &&
-             put(jp, "scale", json_real((double)a->pixel_scale)) &&
-             put(jq, "weight_bits", json_integer(q->weight_bits)) && put(jq, "act_bits", json_integer(q->act_bits)) &&
-             put(jq, "patch_input_bits", json_integer(q->patch_input_bits)) &&
-             put(jq, "method", json_integer(q->method));
+        ok = swin_arch_json(ja, &a->swin, ratio);
     else if (ok)
         ok = put(ja, "img_size", json_integer(a->img_size)) && put(ja, "patch_size", json_integer(a->patch_size)) &&
              put(ja, "in_chans", json_integer(a->in_chans)) &&
@@ -226,8 +222,10 @@ static repq_status metadata_json(repq_object *err, const repq_qmodel *q, char **
              put(ja, "mlp_hidden", json_integer(a->mlp_hidden)) &&
              put(ja, "norm_eps", json_real((double)a->norm_eps)) && put(ja, "qkv_bias", json_true()) &&
              put(ja, "class_token", json_true()) && put(ja, "global_pool", json_string("token")) &&
-             put(ja, "act", json_string("gelu_erf")) && put(jp, "mean", float3(a->mean)) &&
-             put(jp, "std", float3(a->std)) && put(jp, "scale", json_real((double)a->pixel_scale)) &&
+             put(ja, "act", json_string("gelu_erf"));
+    if (ok)
+        ok = put(jp, "mean", float3(a->mean)) && put(jp, "std", float3(a->std)) &&
+             put(jp, "scale", json_real((double)a->pixel_scale)) &&
              put(jp, "crop_pct", json_real(a->image.crop_pct)) &&
              put(jp, "interpolation", json_string(a->image.interpolation == REPQ_RESAMPLE_BILINEAR ? "bilinear" : "bicubic")) &&
              put(jq, "weight_bits", json_integer(q->weight_bits)) && put(jq, "act_bits", json_integer(q->act_bits)) &&
