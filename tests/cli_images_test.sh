@@ -72,4 +72,21 @@ grep -q "\"format\": \"png\"" <<<"$out" || fail "preprocess --json: $out"
 [ -s "$work/pngs/$(basename "${flat_pngs[0]}")" ] || fail "preprocess --png wrote no picture"
 "$repq" eval "$model" --images "$work/imagenet" --interpolation lanczos >/dev/null 2>&1
 [ $? -ne 0 ] || fail "an unknown --interpolation was accepted"
-echo "cli images test: eval (fp32, fake, int; folders and labels file), quantize --calib DIR, classify, preprocess all behave"
+# A Swin end to end from photos: quantize on a folder (timm's transform for it: resize
+# 248, crop 224), evaluate the file in fake quantization and in integers (the same
+# top-1: the session reproduces fake quant), classify with the integer engine.
+swin=$data/swin_micro_rand.safetensors
+mkdir -p "$work/photos/a" "$work/photos/b"
+cp "$data"/photos/n0*.JPEG "$work/photos/a/" && cp "$data/photos/as_png.png" "$data/photos/grey.png" "$work/photos/b/" ||
+    fail "could not copy the photos"
+out=$("$repq" quantize "$swin" --calib "$work/photos" --calib-images 4 --wbits 4 --abits 4 -o "$work/swin.repq") ||
+    fail "quantize of the Swin on photos failed: $out"
+fake=$("$repq" eval "$work/swin.repq" --images "$work/photos" --mode fake) || fail "Swin fake eval failed: $fake"
+int=$("$repq" eval "$work/swin.repq" --images "$work/photos" --mode int) || fail "Swin int eval failed: $int"
+[ -n "$(top1 "$fake")" ] && [ "$(top1 "$fake")" = "$(top1 "$int")" ] ||
+    fail "Swin: fake quant ($fake) and integer ($int) top-1 differ"
+"$repq" classify "$work/swin.repq" "$data/photos/grey.jpg" --top 2 --mode int | grep -q "%" ||
+    fail "classify of the quantized Swin"
+"$repq" info "$work/swin.repq" | grep -q "family *swin" || fail "info on the quantized Swin"
+echo "swin: fake $(top1 "$fake")%, int $(top1 "$int")% on the photos"
+echo "cli images test: eval (fp32, fake, int; folders and labels file), quantize --calib DIR, classify, preprocess all behave; a Swin from photos"
