@@ -1113,6 +1113,20 @@ static void stage_attributes_are_timms(void **state)
     assert_int_equal(repq_model_get_stage_int(vit, 0, REPQ_STAGE_WINDOW_SIZE, &v), REPQ_OK);
     assert_int_equal(v, 0);
     assert_int_equal(repq_model_get_stage_int(vit, 1, REPQ_STAGE_DEPTH, &v), REPQ_ERR_INVALID_ARGUMENT);
+#ifdef REPQ_HAVE_IMAGES
+    /* timm evaluates its Swins at crop_pct 0.9, bicubic: 224 / 0.9 -> 248 (DeiT: 0.875 -> 256). */
+    repq_image_loader *l;
+    assert_int_equal(repq_image_loader_new(ctx, m, &l), REPQ_OK);
+    assert_int_equal(repq_image_loader_get_int(l, REPQ_IMAGE_RESIZE_SIZE, &v), REPQ_OK);
+    assert_int_equal(v, 248);
+    assert_int_equal(repq_image_loader_get_int(l, REPQ_IMAGE_INTERPOLATION, &v), REPQ_OK);
+    assert_int_equal(v, REPQ_INTERPOLATION_BICUBIC);
+    repq_image_loader_free(l);
+    assert_int_equal(repq_image_loader_new(ctx, vit, &l), REPQ_OK);
+    assert_int_equal(repq_image_loader_get_int(l, REPQ_IMAGE_RESIZE_SIZE, &v), REPQ_OK);
+    assert_int_equal(v, 256);
+    repq_image_loader_free(l);
+#endif
     repq_model_free(vit);
     repq_model_free(m);
     repq_context_free(ctx);
