@@ -879,6 +879,13 @@ static bool refused(repq_status st)
     return st == REPQ_ERR_FORMAT || st == REPQ_ERR_UNSUPPORTED;
 }
 
+static void huge_first_float(uint8_t *bytes, size_t n)
+{
+    const float v = 1e37f;
+    if (n >= sizeof v)
+        memcpy(bytes, &v, sizeof v);
+}
+
 /* Edited Swin qmodel files: each refused with an error naming what is wrong, nothing
  * leaked (ASan). */
 static void hostile_qmodel_files_are_refused(void **state)
@@ -928,6 +935,10 @@ static void hostile_qmodel_files_are_refused(void **state)
         printf("tensor %s %s\n", tensors[i].tensor, tensors[i].drop ? "dropped" : "reshaped");
         assert_int_equal(load_edited(dir, src, &tensors[i], true, tensors[i].tensor), REPQ_ERR_FORMAT);
     }
+    /* A relative position bias no score grid of the block's q and k quantizers can hold
+     * (the session would refuse the block, fake quantization could not run it). */
+    const st_edit huge = {.tensor = "layers.0.blocks.1.attn.relative_position_bias_table", .patch = huge_first_float};
+    assert_int_equal(load_edited(dir, src, &huge, true, "relative position bias"), REPQ_ERR_FORMAT);
     for (int grow = 0; grow < 2; grow++) {
         char *q = quant_table_resized(src, grow);
         const st_edit e = {.key = "quant", .value = q};

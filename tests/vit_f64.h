@@ -19,7 +19,7 @@ bool vit_f64_fake_quantize(const repq_act_quant *aq, double *x, size_t rows, siz
 
 /* logits [n, num_classes] of n U8 images [n, C, H, W] through the parameters `values`
  * (vit_f64_params layout of `layout`). With acts set (a qmodel's quantizer table,
- * repq_qmodel_act_index order) every activation quantizer in it is applied where the
+ * slot order) every activation quantizer in it is applied where the
  * model's forward applies it; the weights are used as they are. Returns false when out
  * of memory or on a quantizer it does not know. */
 bool vit_f64_forward(const repq_arch *a, const repq_params *layout, const double *values,

@@ -412,10 +412,7 @@ static repq_status window_init(repq_session *s, repq_object *err, const repq_net
         repq_swin_window_regions(w, b->region);
     repq_swin_relative_position_index(w->win_h, w->win_w, index);
     const float *table = repq_net_param_data(s->q->net, s->q->fq_params.arena, node->rel_bias);
-    const size_t table_size = s->q->net->params[node->rel_bias].count;
-    double table_max = 0.0;
-    for (size_t i = 0; i < table_size; i++)
-        table_max = fmax(table_max, fabs((double)table[i]));
+    const double table_max = repq_window_bias_max(s->q->net, &s->q->fq_params, node);
     const repq_quant_params qp = {b->q.s, b->q.z, b->q.bits}, kp = {b->k.s, b->k.z, b->k.bits};
     const int shift = repq_window_score_shift(&qp, &kp, (int32_t)b->hd, table_max - REPQ_SWIN_MASK);
     if (shift < 0)

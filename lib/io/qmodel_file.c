@@ -691,6 +691,9 @@ static repq_status parse_file(repq_object *err, const repq_allocator *al, const 
         st = read_tensors(err, f, q->net, h.weight_bits, q);
     if (st == REPQ_OK) {
         repq_qmodel_rebuild_fq(q);
+        st = repq_qmodel_check_windows(err, REPQ_ERR_FORMAT, q);
+    }
+    if (st == REPQ_OK) {
         /* The float weights are not stored: both sets hold the dequantized codes. */
         memcpy(q->float_params.arena, q->fq_params.arena, q->fq_params.arena_floats * sizeof(float));
         q->has_float_weights = 0;

@@ -305,11 +305,7 @@ static size_t product_tokens(const repq_product *p)
 static repq_status window_scores(fake_quant *fq, const repq_product *p, const repq_quant_params *qq,
                                  const repq_quant_params *kq, const float *vf, const double *vd)
 {
-    const repq_net *net = fq->q->net;
-    const float *table = repq_net_param_data(net, fq->q->fq_params.arena, p->node->rel_bias);
-    double table_max = 0.0;
-    for (size_t i = 0; i < net->params[p->node->rel_bias].count; i++)
-        table_max = fmax(table_max, fabs((double)table[i]));
+    const double table_max = repq_window_bias_max(fq->q->net, &fq->q->fq_params, p->node);
     const int32_t hd = p->node->dim / p->node->heads;
     const int shift = repq_window_score_shift(qq, kq, hd, table_max - REPQ_SWIN_MASK);
     if (shift < 0)
@@ -353,7 +349,8 @@ static repq_status scores_product(fake_quant *fq, const repq_product *p, bool *d
     for (size_t j = 0; j < t; j++)
         zk[j] = kq->zero_point;
     size_t ldq, ldk;
-    const uint8_t *qc = head_codes(qs, p, gathered, &ldq), *kc = head_codes(ks, p, gathered + t * hd, &ldk);
+    const uint8_t *qc = head_codes(qs, p, gathered, &ldq);
+    const uint8_t *kc = head_codes(ks, p, gathered ? gathered + t * hd : NULL, &ldk);
     const float *vf;
     const double *vd;
     repq_status st = exact_sums(fq, t, t, hd, qc, ldq, qq->zero_point, (1 << qq->bits) - 1, kc, ldk, zk,

@@ -289,3 +289,29 @@ REPQ_API repq_status repq_qmodel_get_stage_int(const repq_qmodel *q, int32_t sta
         return REPQ_ERR_INVALID_ARGUMENT;
     return repq_net_stage_attr(q->net, stage, (int32_t)attr, out_value);
 }
+
+double repq_window_bias_max(const repq_net *net, const repq_params *p, const repq_net_node *node)
+{
+    const float *table = repq_net_param_data(net, p->arena, node->rel_bias);
+    double m = 0.0;
+    for (size_t i = 0; i < net->params[node->rel_bias].count; i++)
+        m = fmax(m, fabs((double)table[i]));
+    return m;
+}
+
+repq_status repq_qmodel_check_windows(repq_object *err, repq_status code, const repq_qmodel *q)
+{
+    for (int32_t i = 0; i < q->net->num_nodes; i++) {
+        const repq_net_node *node = &q->net->nodes[i];
+        if (!node->windowed)
+            continue;
+        const repq_act_quant *qa = &q->acts[node->slot[REPQ_QP_Q]], *ka = &q->acts[node->slot[REPQ_QP_K]];
+        if (qa->kind != REPQ_AQ_UNIFORM || ka->kind != REPQ_AQ_UNIFORM)
+            continue; /* not layer-wise yet: nothing runs on the score grid */
+        const double bias = repq_window_bias_max(q->net, &q->fq_params, node);
+        if (repq_window_score_shift(&qa->uniform, &ka->uniform, node->dim / node->heads, bias - REPQ_SWIN_MASK) < 0)
+            return repq_fail(err, code, "block %d: its relative position bias (up to %g) does not fit the score grid "
+                             "of its q and k quantizers", (int)node->unit, bias);
+    }
+    return REPQ_OK;
+}

@@ -101,6 +101,11 @@ int32_t repq_qmodel_two_region_blocks(const repq_qmodel *q);
 int repq_window_score_shift(const repq_quant_params *q, const repq_quant_params *k, int32_t head_dim, double bias_max);
 /* value / in_scale on the grid 2^-shift, rounded to the nearest integer (ties to even). */
 int32_t repq_window_score_round(double value, double in_scale, int shift);
+/* The largest |entry| of a windowed block's relative position bias table in `p`. */
+double repq_window_bias_max(const repq_net *net, const repq_params *p, const repq_net_node *node);
+/* Every windowed block's scores fit a grid (repq_window_score_shift >= 0) with its q and
+ * k quantizers; else fails with `code`, naming the block. */
+repq_status repq_qmodel_check_windows(repq_object *err, repq_status code, const repq_qmodel *q);
 
 /* Apply an activation quantizer in place to x [rows, cols] (fake quantization). */
 repq_status repq_act_quant_apply(const repq_act_quant *q, float *x, size_t rows, size_t cols);

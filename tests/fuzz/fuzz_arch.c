@@ -12,13 +12,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/swin_arch.h"
 #include "model/arch.h"
+#include "model/net.h"
+#include "model/swin_arch.h"
 
 static void check(int cond)
 {
     if (!cond)
         __builtin_trap();
+}
+
+/* An accepted architecture describes a network: its builder accepts it and lays out a
+ * non-empty parameter arena. */
+static void check_network(const repq_arch *a)
+{
+    repq_allocator al = repq_allocator_of(NULL);
+    repq_net *net = NULL;
+    check(repq_net_build(NULL, &al, a, &net) == REPQ_OK && net->param_floats > 0 && net->num_nodes >= 2);
+    repq_net_free(&al, net);
 }
 
 static void check_swin(const char *arch, const char *pre)
@@ -47,6 +58,9 @@ static void check_swin(const char *arch, const char *pre)
     check(repq_swin_param_count(&a) > 0);
     for (int c = 0; c < 3; c++)
         check(isfinite(a.mean[c]) && a.std[c] > 0.0f && isfinite(a.std[c]));
+    repq_arch full;
+    repq_arch_from_swin(&a, &full);
+    check_network(&full);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -73,8 +87,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check(a.pixel_scale > 0.0f && isfinite(a.pixel_scale));
         for (int c = 0; c < 3; c++)
             check(isfinite(a.mean[c]) && a.std[c] > 0.0f && isfinite(a.std[c]));
-        size_t floats;
-        check(repq_vit_param_count(&a, &floats));
+        check_network(&a);
     }
     check_swin(arch, pre);
     free(arch);
