@@ -48,6 +48,9 @@ typedef struct fake_quant {
     stash st[REPQ_QP_COUNT];
     void *buf[BUF_COUNT]; /* product scratch, grown on demand */
     size_t cap[BUF_COUNT];
+    /* The score grid of the windowed block whose products run (computed once per block). */
+    const repq_net_node *grid_node;
+    int grid_shift;
 } fake_quant;
 
 /* At least `count` elements of `size` bytes in *p, or NULL (out of memory or overflow). */
@@ -305,9 +308,12 @@ static size_t product_tokens(const repq_product *p)
 static repq_status window_scores(fake_quant *fq, const repq_product *p, const repq_quant_params *qq,
                                  const repq_quant_params *kq, const float *vf, const double *vd)
 {
-    const double table_max = repq_window_bias_max(fq->q->net, &fq->q->fq_params, p->node);
-    const int32_t hd = p->node->dim / p->node->heads;
-    const int shift = repq_window_score_shift(qq, kq, hd, table_max - REPQ_SWIN_MASK);
+    if (fq->grid_node != p->node) {
+        const double table_max = repq_window_bias_max(fq->q->net, &fq->q->fq_params, p->node);
+        fq->grid_shift = repq_window_score_shift(qq, kq, p->node->dim / p->node->heads, table_max - REPQ_SWIN_MASK);
+        fq->grid_node = p->node;
+    }
+    const int shift = fq->grid_shift;
     if (shift < 0)
         return REPQ_ERR_UNSUPPORTED;
     const double in_scale = (double)qq->scale * (double)kq->scale;
