@@ -110,7 +110,7 @@ struct repq_session {
     repq_kernel_level level;
     uint32_t cpu_mask; /* repq_cpu_detect() at creation */
     int32_t max_batch, threads;
-    size_t t, dim, heads, hd, hidden, np, pd, classes;
+    size_t t, dim, np, pd, classes; /* the patch embedding's and head's; blocks keep their own */
     size_t nibble_k; /* largest input count of a layer with 4-bit packed weights (0: none) */
     aq patch_in, head_in;
     qlin patch, head;
@@ -611,9 +611,6 @@ REPQ_API repq_status repq_session_new(repq_context *ctx, const repq_qmodel *q, c
     s->threads = threads;
     s->t = (size_t)q->net->nodes[0].tokens; /* the patch embedding's token rows */
     s->dim = (size_t)a->embed_dim;
-    s->heads = (size_t)a->num_heads;
-    s->hd = s->dim / s->heads;
-    s->hidden = (size_t)a->mlp_hidden;
     s->np = (size_t)repq_vit_patches(a);
     s->pd = (size_t)repq_vit_patch_dim(a);
     s->classes = (size_t)a->num_classes;
