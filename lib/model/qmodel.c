@@ -20,22 +20,6 @@ float *repq_net_linear_bias(const repq_net *net, const repq_params *p, int32_t i
     return bias < 0 ? NULL : repq_net_param_data(net, p->arena, bias);
 }
 
-int32_t repq_net_slot_find(const repq_net *net, int32_t unit, repq_qpoint pt)
-{
-    for (int32_t i = 0; i < net->num_slots; i++)
-        if (net->slots[i].used && net->slots[i].unit == unit && net->slots[i].point == pt)
-            return i;
-    return -1;
-}
-
-int32_t repq_net_block_linear(const repq_net *net, int32_t block, int32_t which)
-{
-    for (int32_t i = 0; i < net->num_nodes; i++)
-        if (net->nodes[i].op == REPQ_OP_BLOCK && net->nodes[i].unit == block)
-            return net->nodes[i].linear[which];
-    return -1;
-}
-
 static void release_acts(const repq_allocator *al, repq_act_quant *acts, size_t n)
 {
     if (!acts)

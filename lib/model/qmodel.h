@@ -58,11 +58,6 @@ float *repq_net_linear_weight(const repq_net *net, const repq_params *p, int32_t
                               int32_t *out_cols);
 /* The bias of linear layer `id` within a parameter set (NULL if it has none). */
 float *repq_net_linear_bias(const repq_net *net, const repq_params *p, int32_t id);
-/* The slot of point `pt` in unit `unit` (-1: the once-only points), or -1 if none. */
-int32_t repq_net_slot_find(const repq_net *net, int32_t unit, repq_qpoint pt);
-/* The block node of transformer block `block`'s linear layer `which` (0 qkv, 1 proj,
- * 2 fc1, 3 fc2), or -1. */
-int32_t repq_net_block_linear(const repq_net *net, int32_t block, int32_t which);
 
 /* A new qmodel with parameter sets, weight arenas and quantizer table allocated
  * (zero: every activation quantizer NONE). */
