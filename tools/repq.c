@@ -28,7 +28,7 @@ int usage(void)
             "                [--threads T] [--kernels KERNELS]\n"
             "  repq quantize MODEL --calib FILE [--calib-offset K] [--calib-images N]\n"
             "                --wbits W --abits A [--method repq|minmax] [--weights rtn|gptq]\n"
-            "                [--post-gelu two-region|uniform] -o OUT.repq\n"
+            "                [--post-gelu two-region|uniform] [--mixed] -o OUT.repq\n"
             "  repq eval MODEL --images DIR [--labels FILE] [--mode fp32|fake|int] [--batch B] [--threads T]\n"
             "                [--limit N] [--json] [IMAGE OPTIONS]\n"
             "  repq quantize MODEL --calib DIR [--calib-images N] ... (images picked evenly over the sorted folder)\n"
@@ -84,6 +84,10 @@ static int parse_args(int argc, char **argv, args *a)
         int matched = 0;
         if (strcmp(k, "--json") == 0 || strcmp(k, "--png") == 0) {
             *(k[2] == 'j' ? &a->json : &a->png) = 1;
+            continue;
+        }
+        if (strcmp(k, "--mixed") == 0) {
+            a->mixed = 1;
             continue;
         }
         for (size_t j = 0; j < sizeof strs / sizeof strs[0] && !matched; j++)
@@ -311,7 +315,8 @@ static int cmd_quantize(repq_context *ctx, const args *a)
     if ((st = repq_options_new(&o)) || (st = repq_options_set_int(o, REPQ_OPT_WEIGHT_BITS, a->wbits)) ||
         (st = repq_options_set_int(o, REPQ_OPT_ACT_BITS, a->abits)) ||
         (st = repq_options_set_int(o, REPQ_OPT_METHOD, method)) ||
-        (st = repq_options_set_int(o, REPQ_OPT_POST_GELU, post_gelu))) {
+        (st = repq_options_set_int(o, REPQ_OPT_POST_GELU, post_gelu)) ||
+        (st = repq_options_set_int(o, REPQ_OPT_MIXED, a->mixed))) {
         rc = fail("setting options", st, o);
         goto out;
     }
@@ -347,9 +352,9 @@ static int cmd_quantize(repq_context *ctx, const args *a)
     }
     int64_t n = 0;
     repq_tensor_describe(images, NULL, NULL, &n, 1);
-    printf("quantized W%lldA%lld (%s) on %lld calibration images: calibration %.0f ms, "
+    printf("quantized W%lldA%lld%s (%s) on %lld calibration images: calibration %.0f ms, "
            "reparameterization %.0f ms",
-           a->wbits, a->abits,
+           a->wbits, a->abits, a->mixed ? " mixed (average widths)" : "",
            method == REPQ_METHOD_MINMAX         ? "minmax"
            : post_gelu == REPQ_POST_GELU_UNIFORM ? "repq, post-GELU single grid"
                                                  : "repq, post-GELU two-region",

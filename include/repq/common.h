@@ -108,7 +108,12 @@ typedef enum repq_option {
     REPQ_OPT_PATCH_INPUT_BITS = 4, /* bits of the patch embedding's input, 2..8, default 8 */
     REPQ_OPT_THREADS = 5,          /* worker threads of a session, 1..256, default 1 */
     REPQ_OPT_KERNELS = 6,          /* repq_kernels (0..5): the most a session may use, default AUTO */
-    REPQ_OPT_POST_GELU = 7         /* repq_post_gelu (0..1): the quantizer of fc2's input, default TWO_REGION */
+    REPQ_OPT_POST_GELU = 7,        /* repq_post_gelu (0..1): the quantizer of fc2's input, default TWO_REGION */
+    REPQ_OPT_MIXED = 10            /* 0..1, default 0. 1: greedy mixed precision: every linear layer's
+                                      weight and every activation gets a width from {4, 5, 6, 8}, chosen
+                                      by measured sensitivity so that the average widths (weighted by
+                                      weights, and by activation values per image) are at most
+                                      REPQ_OPT_WEIGHT_BITS and REPQ_OPT_ACT_BITS (then 4..8) */
 } repq_option;
 
 /* Kernel families of the integer engine, slowest first. A session uses the best

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "calib/calib.h"
+#include "calib/mixed.h"
 #include "core/options.h"
 #include "core/tensor.h"
 #include "model/model.h"
@@ -48,6 +49,7 @@ REPQ_API repq_status repq_calib_new(repq_context *ctx, repq_model *model,
     c->patch_input_bits = o->patch_input_bits;
     c->method = o->method;
     c->post_gelu = o->post_gelu;
+    c->mixed = o->mixed != 0;
     *out_calib = c;
     return REPQ_OK;
 }
@@ -105,39 +107,37 @@ typedef struct observer {
 
 /* The reference's choice of quantizer for each point (reference.md), or the naive
  * baseline's: layer-wise min/max everywhere, uniform after softmax. */
-static repq_status search_point(observer *ob, int32_t slot, float *x, size_t rows, size_t cols)
+repq_status repq_calib_search_slot(const repq_calib *c, const repq_net *net, const repq_allocator *al, int32_t slot,
+                                   int32_t bits, float *x, size_t rows, size_t cols, float *scratch,
+                                   repq_act_quant *aq)
 {
-    repq_qmodel *q = ob->q;
-    repq_act_quant *aq = &q->acts[slot];
-    const repq_net_slot *sl = &q->net->slots[slot];
+    const repq_net_slot *sl = &net->slots[slot];
     const repq_qpoint point = sl->point;
     /* The input of a linear layer right after a LayerNorm: channel-wise, for the fold. */
-    const bool post_ln = sl->feeds >= 0 && q->net->linear[sl->feeds].norm_weight >= 0;
-    int32_t bits = point == REPQ_QP_PATCH_IN ? q->patch_input_bits : q->act_bits;
+    const bool post_ln = sl->feeds >= 0 && net->linear[sl->feeds].norm_weight >= 0;
     size_t n = rows * cols;
-    if (q->method == REPQ_METHOD_MINMAX) {
+    if (c->method == REPQ_METHOD_MINMAX) {
         aq->kind = REPQ_AQ_UNIFORM;
         return repq_quant_minmax(x, n, 1, bits, &aq->uniform, NULL);
     }
     if (point == REPQ_QP_ATTN) {
         aq->kind = REPQ_AQ_LOG_SQRT2;
-        return repq_logq_search(x, n, 1, bits, REPQ_LOG_SQRT2, ob->scratch, &aq->log, NULL);
+        return repq_logq_search(x, n, 1, bits, REPQ_LOG_SQRT2, scratch, &aq->log, NULL);
     }
     if (post_ln) {
         aq->kind = REPQ_AQ_UNIFORM_CHANNEL;
-        if (repq_act_quant_set_channels(&q->base.allocator, aq, (int32_t)cols) != REPQ_OK)
+        if (repq_act_quant_set_channels(al, aq, (int32_t)cols) != REPQ_OK)
             return REPQ_ERR_NOMEM;
-        return repq_quant_search_cols(x, rows, cols, bits, REPQ_RANGE_PERCENTILE, ob->scratch,
-                                      aq->per_channel);
+        return repq_quant_search_cols(x, rows, cols, bits, REPQ_RANGE_PERCENTILE, scratch, aq->per_channel);
     }
     aq->kind = REPQ_AQ_UNIFORM;
     double mse;
-    repq_status st = repq_quant_search(x, n, 1, bits, ob->scratch, &aq->uniform, &mse);
-    if (st || point != REPQ_QP_FC2_IN || ob->calib->post_gelu != REPQ_POST_GELU_TWO_REGION)
+    repq_status st = repq_quant_search(x, n, 1, bits, scratch, &aq->uniform, &mse);
+    if (st || point != REPQ_QP_FC2_IN || c->post_gelu != REPQ_POST_GELU_TWO_REGION)
         return st;
     /* OPT-m: the two-region quantizer where it has less error than the layer-wise one. */
     double two_mse;
-    if ((st = repq_tworeg_search(x, n, &aq->uniform, ob->scratch, &aq->two, &two_mse)))
+    if ((st = repq_tworeg_search(x, n, &aq->uniform, scratch, &aq->two, &two_mse)))
         return st;
     if (!(two_mse < mse))
         return REPQ_OK;
@@ -148,6 +148,14 @@ static repq_status search_point(observer *ob, int32_t slot, float *x, size_t row
     else
         aq->kind = REPQ_AQ_TWO_REGION;
     return REPQ_OK;
+}
+
+static repq_status search_point(observer *ob, int32_t slot, float *x, size_t rows, size_t cols)
+{
+    repq_qmodel *q = ob->q;
+    int32_t bits = q->net->slots[slot].point == REPQ_QP_PATCH_IN ? q->patch_input_bits : q->act_bits;
+    return repq_calib_search_slot(ob->calib, q->net, &q->base.allocator, slot, bits, x, rows, cols, ob->scratch,
+                                  &q->acts[slot]);
 }
 
 static repq_status observe(void *user, int32_t slot, float *x, size_t rows, size_t cols)
@@ -169,6 +177,23 @@ static repq_status observe(void *user, int32_t slot, float *x, size_t rows, size
     return st;
 }
 
+/* Greedy mixed precision: the widths of every quantizer, then the calibration at them. */
+static repq_status choose_widths(repq_calib *c)
+{
+    const repq_net *net = c->model->net;
+    const repq_allocator *al = &c->base.allocator;
+    int8_t *layer_bits = repq_mem_alloc(al, (size_t)net->num_linear);
+    int8_t *slot_bits = repq_mem_alloc(al, (size_t)net->num_slots);
+    repq_status st = layer_bits && slot_bits ? REPQ_OK : repq_fail(&c->base, REPQ_ERR_NOMEM, "mixed precision: out of memory");
+    if (st == REPQ_OK)
+        st = repq_mixed_choose(c, layer_bits, slot_bits);
+    if (st == REPQ_OK)
+        st = repq_calib_set_widths(c, layer_bits, slot_bits);
+    repq_mem_free(al, layer_bits);
+    repq_mem_free(al, slot_bits);
+    return st;
+}
+
 REPQ_API repq_status repq_calib_finish(repq_calib *c, repq_qmodel **out_qmodel)
 {
     if (!repq_object_is(c, REPQ_KIND_CALIB))
@@ -181,6 +206,17 @@ REPQ_API repq_status repq_calib_finish(repq_calib *c, repq_qmodel **out_qmodel)
         return repq_fail(&c->base, REPQ_ERR_STATE, "repq_calib_finish: already finished");
     if (c->images == 0)
         return repq_fail(&c->base, REPQ_ERR_STATE, "repq_calib_finish: no calibration image was fed");
+    repq_status st = c->mixed ? choose_widths(c) : REPQ_OK;
+    if (st == REPQ_OK)
+        st = repq_calib_run(c, out_qmodel);
+    if (st)
+        return repq_fail_default(&c->base, st, "repq_calib_finish");
+    c->finished = true;
+    return REPQ_OK;
+}
+
+repq_status repq_calib_run(repq_calib *c, repq_qmodel **out_qmodel)
+{
     const repq_allocator *al = &c->base.allocator;
     const repq_arch *a = &c->model->arch;
     repq_qmodel *q;
@@ -215,9 +251,8 @@ REPQ_API repq_status repq_calib_finish(repq_calib *c, repq_qmodel **out_qmodel)
     repq_mem_free(al, logits);
     if (st) {
         repq_qmodel_free(q);
-        return repq_fail_default(&c->base, st, "repq_calib_finish");
+        return st;
     }
-    c->finished = true;
     *out_qmodel = q;
     return REPQ_OK;
 }

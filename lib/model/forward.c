@@ -558,9 +558,15 @@ repq_status repq_net_block_apply(repq_object *err, const repq_allocator *al, con
     return st;
 }
 
-repq_status repq_net_forward(repq_object *err, const repq_allocator *al, const repq_net *net,
-                             const repq_params *p, const void *images, bool pixels_u8, size_t n,
-                             const repq_hook *hook, float *logits)
+size_t repq_net_stream_floats(const repq_net *net, int32_t node)
+{
+    const repq_net_node *nd = &net->nodes[node];
+    return nd->op == REPQ_OP_HEAD ? 0 : (size_t)nd->tokens * (size_t)nd->dim;
+}
+
+repq_status repq_net_forward_resume(repq_object *err, const repq_allocator *al, const repq_net *net,
+                                    const repq_params *p, const void *images, bool pixels_u8, size_t n,
+                                    const repq_hook *hook, const repq_net_resume *resume, float *logits)
 {
     scratch s;
     float *mem;
@@ -568,7 +574,10 @@ repq_status repq_net_forward(repq_object *err, const repq_allocator *al, const r
     if (st)
         return st;
     s.arena = p->arena;
-    for (int32_t i = 0; i < net->num_nodes && st == REPQ_OK; i++) {
+    int32_t first = resume ? resume->first_node : 0;
+    if (first > 0)
+        memcpy(s.x, resume->saved[first - 1], n * repq_net_stream_floats(net, first - 1) * sizeof(float));
+    for (int32_t i = first; i < net->num_nodes && st == REPQ_OK; i++) {
         const repq_net_node *node = &net->nodes[i];
         switch (node->op) {
         case REPQ_OP_PATCH_EMBED: st = patch_embed(node, images, pixels_u8, n, &s, hook); break;
@@ -576,7 +585,16 @@ repq_status repq_net_forward(repq_object *err, const repq_allocator *al, const r
         case REPQ_OP_HEAD: st = head_forward(node, n, &s, hook, logits); break;
         case REPQ_OP_MERGE: st = merge_forward(node, n, &s, hook); break;
         }
+        if (st == REPQ_OK && resume && resume->save && resume->saved[i])
+            memcpy(resume->saved[i], s.x, n * repq_net_stream_floats(net, i) * sizeof(float));
     }
     repq_mem_free(al, mem);
     return st;
+}
+
+repq_status repq_net_forward(repq_object *err, const repq_allocator *al, const repq_net *net,
+                             const repq_params *p, const void *images, bool pixels_u8, size_t n,
+                             const repq_hook *hook, float *logits)
+{
+    return repq_net_forward_resume(err, al, net, p, images, pixels_u8, n, hook, NULL, logits);
 }

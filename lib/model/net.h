@@ -122,6 +122,23 @@ repq_status repq_net_forward(repq_object *err, const repq_allocator *al, const r
                              const repq_params *p, const void *images, bool pixels_u8, size_t n,
                              const repq_hook *hook, float *logits);
 
+/* Saving and reusing the residual stream between nodes, so that forwards which differ
+ * only from some node on (one quantizer changed) skip the nodes before it. */
+typedef struct repq_net_resume {
+    int32_t first_node; /* > 0: start there, the stream read from saved[first_node - 1] */
+    bool save;          /* write node i's output stream to saved[i] where saved[i] != NULL */
+    float **saved;      /* [num_nodes]: n * repq_net_stream_floats(net, i) floats each */
+} repq_net_resume;
+
+/* Floats per image of the stream a node hands to the next (0 for the head). */
+size_t repq_net_stream_floats(const repq_net *net, int32_t node);
+
+/* repq_net_forward with `resume` (NULL: the plain forward). The caller guarantees that
+ * the saved stream came from the same images and everything before first_node. */
+repq_status repq_net_forward_resume(repq_object *err, const repq_allocator *al, const repq_net *net,
+                                    const repq_params *p, const void *images, bool pixels_u8, size_t n,
+                                    const repq_hook *hook, const repq_net_resume *resume, float *logits);
+
 /* Block node `node` of `net` applied in place to x [n, tokens, dim] (for tests). */
 repq_status repq_net_block_apply(repq_object *err, const repq_allocator *al, const repq_net *net,
                                  const repq_net_node *node, const repq_params *p, float *x, size_t n);

@@ -79,8 +79,14 @@ repq_status repq_qmodel_reparameterize_to(repq_context *ctx, const repq_qmodel *
     if (!t || !(t->scale_factor > 0.0) || !isfinite(t->scale_factor) || t->zero_offset < -255 || t->zero_offset > 255)
         return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "repq_qmodel_reparameterize: bad layer-wise target");
     repq_allocator al = repq_allocator_of(ctx);
+    return repq_qmodel_reparameterize_with(err, &al, src, t, out);
+}
+
+repq_status repq_qmodel_reparameterize_with(repq_object *err, const repq_allocator *al, const repq_qmodel *src,
+                                            const repq_reparam_target *t, repq_qmodel **out)
+{
     repq_qmodel *q = NULL;
-    repq_status st = repq_qmodel_clone(err, &al, src, &q);
+    repq_status st = repq_qmodel_clone(err, al, src, &q);
     if (st || src->reparameterized) {
         *out = q;
         return st;

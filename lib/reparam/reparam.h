@@ -21,4 +21,9 @@ typedef struct repq_reparam_target {
 repq_status repq_qmodel_reparameterize_to(repq_context *ctx, const repq_qmodel *src, const repq_reparam_target *t,
                                           repq_qmodel **out);
 
+/* The same, with the error reported to `err` and the copy allocated with `al` (for
+ * stages that hold an allocator, not a context). Arguments are not checked again. */
+repq_status repq_qmodel_reparameterize_with(repq_object *err, const repq_allocator *al, const repq_qmodel *src,
+                                            const repq_reparam_target *t, repq_qmodel **out);
+
 #endif
