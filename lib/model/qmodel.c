@@ -292,8 +292,32 @@ REPQ_API repq_status repq_qmodel_get_int(const repq_qmodel *q, int32_t attr, int
     case REPQ_QMODEL_METHOD: *out_value = q->method; return REPQ_OK;
     case REPQ_QMODEL_REPARAMETERIZED: *out_value = q->reparameterized; return REPQ_OK;
     case REPQ_QMODEL_TWO_REGION_BLOCKS: *out_value = repq_qmodel_two_region_blocks(q); return REPQ_OK;
+    case REPQ_QMODEL_NUM_LAYERS: *out_value = q->num_linear; return REPQ_OK;
+    case REPQ_QMODEL_MIXED_WIDTHS: *out_value = repq_qmodel_widths_mixed(q); return REPQ_OK;
     }
     return repq_net_attr(q->net, attr, out_value);
+}
+
+REPQ_API repq_status repq_qmodel_get_layer_int(const repq_qmodel *q, int32_t layer, repq_layer_attr attr,
+                                               int64_t *out_value)
+{
+    if (!repq_object_is(q, REPQ_KIND_QMODEL) || layer < 0 || layer >= q->num_linear || !out_value)
+        return REPQ_ERR_INVALID_ARGUMENT;
+    switch (attr) {
+    case REPQ_LAYER_WEIGHT_BITS: *out_value = q->layer_bits[layer]; return REPQ_OK;
+    case REPQ_LAYER_INPUT_BITS: *out_value = repq_act_quant_bits(&q->acts[q->net->linear[layer].input]); return REPQ_OK;
+    case REPQ_LAYER_OUT_FEATURES: *out_value = q->linear[layer].out; return REPQ_OK;
+    case REPQ_LAYER_IN_FEATURES: *out_value = q->linear[layer].in; return REPQ_OK;
+    }
+    return REPQ_ERR_INVALID_ARGUMENT;
+}
+
+REPQ_API repq_status repq_qmodel_get_layer_name(const repq_qmodel *q, int32_t layer, const char **out_name)
+{
+    if (!repq_object_is(q, REPQ_KIND_QMODEL) || layer < 0 || layer >= q->num_linear || !out_name)
+        return REPQ_ERR_INVALID_ARGUMENT;
+    *out_name = q->net->linear[layer].name;
+    return REPQ_OK;
 }
 
 int repq_window_score_shift(const repq_quant_params *q, const repq_quant_params *k, int32_t head_dim, double bias_max)
