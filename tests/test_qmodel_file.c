@@ -434,8 +434,8 @@ static void unchanged_copy_loads(void **state)
 static void newer_format_version_is_unsupported(void **state)
 {
     fixture *f = *state;
-    edit e = {.key = "format_version", .value = "4"};
-    assert_int_equal(load_edited(f->tiny4_path, &e, "4"), REPQ_ERR_UNSUPPORTED);
+    edit e = {.key = "format_version", .value = "5"};
+    assert_int_equal(load_edited(f->tiny4_path, &e, "5"), REPQ_ERR_UNSUPPORTED);
     e.value = "3.1"; /* a newer minor version of a known major is read */
     assert_int_equal(load_edited(f->tiny4_path, &e, NULL), REPQ_OK);
     e.value = "2.7";

@@ -215,6 +215,37 @@ static repq_status qmodel_stage(const void *q, int32_t stage, int32_t attr, int6
     return repq_qmodel_get_stage_int(q, stage, (repq_stage_attr)attr, v);
 }
 
+/* With mixed widths: each linear layer's weight and input widths, and the averages
+ * weighted by the layers' weight counts (what the widths cost in memory and, per
+ * multiply, in arithmetic). */
+static void print_layer_widths(const repq_qmodel *q)
+{
+    int64_t mixed = 0, layers = 0;
+    repq_qmodel_get_int(q, REPQ_QMODEL_MIXED_WIDTHS, &mixed);
+    repq_qmodel_get_int(q, REPQ_QMODEL_NUM_LAYERS, &layers);
+    if (!mixed)
+        return;
+    printf("  %-32s %8s %8s %12s\n", "layer", "w bits", "in bits", "weights");
+    double weights = 0.0, wsum = 0.0, asum = 0.0;
+    for (int32_t i = 0; i < layers; i++) {
+        const char *name = "?";
+        int64_t wb = 0, ab = 0, out = 0, in = 0;
+        repq_qmodel_get_layer_name(q, i, &name);
+        repq_qmodel_get_layer_int(q, i, REPQ_LAYER_WEIGHT_BITS, &wb);
+        repq_qmodel_get_layer_int(q, i, REPQ_LAYER_INPUT_BITS, &ab);
+        repq_qmodel_get_layer_int(q, i, REPQ_LAYER_OUT_FEATURES, &out);
+        repq_qmodel_get_layer_int(q, i, REPQ_LAYER_IN_FEATURES, &in);
+        const double n = (double)out * (double)in;
+        weights += n;
+        wsum += n * (double)wb;
+        asum += n * (double)ab;
+        printf("  %-32s %8lld %8lld %12lld\n", name, (long long)wb, (long long)ab, (long long)(out * in));
+    }
+    if (weights > 0.0)
+        printf("  %-22s %.3f weight bits, %.3f input bits (averages weighted by weights)\n", "mixed widths",
+               wsum / weights, asum / weights);
+}
+
 static void print_qmodel(const char *path, const repq_qmodel *q)
 {
     int64_t method = 0;
@@ -226,6 +257,7 @@ static void print_qmodel(const char *path, const repq_qmodel *q)
     print_rows(rows, sizeof rows / sizeof rows[0], qmodel_attr, q);
     print_rows(arch_rows, sizeof arch_rows / sizeof arch_rows[0], qmodel_attr, q);
     print_stages(qmodel_attr, qmodel_stage, q);
+    print_layer_widths(q);
 }
 
 /* A float model, or a quantized one (.repq); a file that is neither gets the float

@@ -117,6 +117,8 @@ REPQ_API repq_status repq_qmodel_forward(const repq_qmodel *qmodel, repq_forward
 
 /* Attributes of a qmodel: the same keys as repq_model_attr plus these. */
 typedef enum repq_qmodel_attr {
+    /* The widths the calibration options asked for. With mixed widths (MIXED_WIDTHS)
+     * each linear layer has its own: repq_qmodel_get_layer_int. */
     REPQ_QMODEL_WEIGHT_BITS = 101,
     REPQ_QMODEL_ACT_BITS = 102,
     REPQ_QMODEL_METHOD = 103,
@@ -124,7 +126,11 @@ typedef enum repq_qmodel_attr {
     /* Blocks whose post-GELU activations (fc2's input) are quantized with two regions
      * (REPQ_POST_GELU_TWO_REGION keeps them only where they beat one grid; none at 8
      * bits): 0 to depth. */
-    REPQ_QMODEL_TWO_REGION_BLOCKS = 105
+    REPQ_QMODEL_TWO_REGION_BLOCKS = 105,
+    REPQ_QMODEL_NUM_LAYERS = 106,  /* linear layers, in the network's order (layer indices) */
+    /* 1 if some layer's weight width differs from WEIGHT_BITS or some activation's
+     * from ACT_BITS (the patch embedding's input: from its own option), else 0 */
+    REPQ_QMODEL_MIXED_WIDTHS = 107
 } repq_qmodel_attr;
 /* Errors: REPQ_ERR_INVALID_ARGUMENT (not a qmodel, unknown attr, NULL out_value); no
  * message is recorded (a qmodel is shared read-only by threads). */
@@ -133,6 +139,25 @@ REPQ_API repq_status repq_qmodel_get_int(const repq_qmodel *qmodel, int32_t attr
 /* The architecture's stage attributes, as repq_model_get_stage_int. */
 REPQ_API repq_status repq_qmodel_get_stage_int(const repq_qmodel *qmodel, int32_t stage, repq_stage_attr attr,
                                                int64_t *out_value);
+
+/* Integer attributes of one linear layer of a qmodel. Values are part of the ABI. */
+typedef enum repq_layer_attr {
+    REPQ_LAYER_WEIGHT_BITS = 1,  /* width of its weight codes */
+    REPQ_LAYER_INPUT_BITS = 2,   /* width of the activation quantizer of its input */
+    REPQ_LAYER_OUT_FEATURES = 3,
+    REPQ_LAYER_IN_FEATURES = 4   /* weights: OUT_FEATURES x IN_FEATURES */
+} repq_layer_attr;
+/* Attribute `attr` of linear layer `layer` (0 <= layer < REPQ_QMODEL_NUM_LAYERS), in
+ * the network's order: patch embedding, each block's qkv, proj, fc1, fc2 (a Swin's
+ * patch merging reductions between its stages), head. Thread-safe on a shared qmodel.
+ * Errors: REPQ_ERR_INVALID_ARGUMENT (not a qmodel, layer out of range, unknown attr,
+ * NULL out_value); no message is recorded. */
+REPQ_API repq_status repq_qmodel_get_layer_int(const repq_qmodel *qmodel, int32_t layer, repq_layer_attr attr,
+                                               int64_t *out_value);
+/* The timm name of linear layer `layer` (e.g. "blocks.3.mlp.fc1"), UTF-8, owned by the
+ * qmodel and valid until it is freed. Errors: REPQ_ERR_INVALID_ARGUMENT (not a qmodel,
+ * layer out of range, NULL out_name); no message is recorded. */
+REPQ_API repq_status repq_qmodel_get_layer_name(const repq_qmodel *qmodel, int32_t layer, const char **out_name);
 
 /* Save a reparameterized qmodel as one safetensors file (format: docs/format.md) with a
  * CRC-32C of its bytes in the header. The file is written to a temporary file in the

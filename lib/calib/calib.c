@@ -7,6 +7,7 @@
 #include "core/options.h"
 #include "core/tensor.h"
 #include "model/model.h"
+#include "calib/quantizer.h"
 #include "model/qmodel.h"
 
 REPQ_API repq_status repq_calib_set_progress(repq_calib *c, repq_progress_fn fn, void *user)
@@ -61,7 +62,49 @@ REPQ_API void repq_calib_free(repq_calib *c)
     repq_allocator al = c->base.allocator;
     c->base.kind = 0;
     repq_mem_free(&al, c->data);
+    repq_mem_free(&al, c->layer_bits);
+    repq_mem_free(&al, c->slot_bits);
     repq_mem_free(&al, c);
+}
+
+/* A copy of widths[0..n) in *dst (freed first; NULL stays NULL). */
+static repq_status copy_widths(repq_calib *c, const int8_t *widths, int32_t n, const char *what, int8_t **dst)
+{
+    for (int32_t i = 0; widths && i < n; i++)
+        if (widths[i] < REPQ_QUANT_MIN_BITS || widths[i] > REPQ_QUANT_MAX_BITS)
+            return repq_fail(&c->base, REPQ_ERR_INVALID_ARGUMENT, "repq_calib_set_widths: %s %d has %d bits "
+                             "(want %d..%d)", what, (int)i, (int)widths[i], REPQ_QUANT_MIN_BITS, REPQ_QUANT_MAX_BITS);
+    int8_t *copy = NULL;
+    if (widths && !(copy = repq_mem_alloc(&c->base.allocator, (size_t)n)))
+        return repq_fail(&c->base, REPQ_ERR_NOMEM, "repq_calib_set_widths: out of memory");
+    if (copy)
+        memcpy(copy, widths, (size_t)n);
+    repq_mem_free(&c->base.allocator, *dst);
+    *dst = copy;
+    return REPQ_OK;
+}
+
+repq_status repq_calib_set_widths(repq_calib *c, const int8_t *layer_weight_bits, const int8_t *slot_act_bits)
+{
+    if (!repq_object_is(c, REPQ_KIND_CALIB))
+        return REPQ_ERR_INVALID_ARGUMENT;
+    if (c->finished)
+        return repq_fail(&c->base, REPQ_ERR_STATE, "repq_calib_set_widths: the calibrator is already finished");
+    const repq_net *net = c->model->net;
+    /* Both checked before either is replaced: a refused call changes nothing. */
+    int8_t *layers = NULL, *slots = NULL;
+    repq_status st = copy_widths(c, layer_weight_bits, net->num_linear, "linear layer", &layers);
+    if (st == REPQ_OK)
+        st = copy_widths(c, slot_act_bits, net->num_slots, "activation slot", &slots);
+    if (st) {
+        repq_mem_free(&c->base.allocator, layers);
+        return st;
+    }
+    repq_mem_free(&c->base.allocator, c->layer_bits);
+    repq_mem_free(&c->base.allocator, c->slot_bits);
+    c->layer_bits = layers;
+    c->slot_bits = slots;
+    return REPQ_OK;
 }
 
 REPQ_API repq_status repq_calib_feed(repq_calib *c, repq_tensor *images)
@@ -153,7 +196,10 @@ repq_status repq_calib_search_slot(const repq_calib *c, const repq_net *net, con
 static repq_status search_point(observer *ob, int32_t slot, float *x, size_t rows, size_t cols)
 {
     repq_qmodel *q = ob->q;
-    int32_t bits = q->net->slots[slot].point == REPQ_QP_PATCH_IN ? q->patch_input_bits : q->act_bits;
+    const int8_t *widths = ob->calib->slot_bits;
+    int32_t bits = widths                                            ? widths[slot]
+                   : q->net->slots[slot].point == REPQ_QP_PATCH_IN ? q->patch_input_bits
+                                                                   : q->act_bits;
     return repq_calib_search_slot(ob->calib, q->net, &q->base.allocator, slot, bits, x, rows, cols, ob->scratch,
                                   &q->acts[slot]);
 }
@@ -229,6 +275,8 @@ repq_status repq_calib_run(repq_calib *c, repq_qmodel **out_qmodel)
     q->method = c->method;
     q->has_float_weights = 1;
     q->reparameterized = c->method == REPQ_METHOD_MINMAX;
+    for (int32_t id = 0; id < q->num_linear; id++)
+        q->layer_bits[id] = c->layer_bits ? c->layer_bits[id] : (int8_t)c->weight_bits;
     memcpy(q->float_params.arena, c->model->params.arena, q->float_params.arena_floats * sizeof(float));
     report(c, 0);
     st = repq_qmodel_quantize_weights(&c->base, q, false);

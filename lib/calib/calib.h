@@ -15,6 +15,8 @@ struct repq_calib {
     int32_t weight_bits, act_bits, patch_input_bits, method;
     int32_t post_gelu;     /* repq_post_gelu */
     bool mixed;            /* greedy mixed precision (mixed.h) */
+    int8_t *layer_bits;    /* [net->num_linear] weight widths, NULL: weight_bits */
+    int8_t *slot_bits;     /* [net->num_slots] activation widths, NULL: act_bits (patch_input_bits) */
     bool finished;
     bool pixels_u8;        /* dtype of the fed images (all batches alike) */
     size_t images;         /* fed so far */
@@ -24,6 +26,17 @@ struct repq_calib {
     repq_progress_fn progress;
     void *progress_user;
 };
+
+/* Per-layer weight widths (indexed by the net's linear-layer id, net->num_linear
+ * entries) and per-slot activation widths (by slot id, net->num_slots entries), each
+ * entry in 2..8, replacing the uniform widths of the options for the next
+ * repq_calib_finish; NULL keeps the options' width (the patch-input slot keeps
+ * patch_input_bits unless slot_act_bits is given; entries of unused slots are checked
+ * but unused). The arrays are copied. Weight quantization, the requantization after
+ * reparameterization and GPTQ then use each layer's width.
+ * Errors (recorded on `c`): REPQ_ERR_INVALID_ARGUMENT (not a calibrator, an entry out
+ * of range), REPQ_ERR_STATE (already finished), REPQ_ERR_NOMEM. */
+repq_status repq_calib_set_widths(repq_calib *c, const int8_t *layer_weight_bits, const int8_t *slot_act_bits);
 
 /* Search the quantizer of `slot` at `bits` on its calibration data x [rows, cols]
  * into aq (kind NONE on entry), with the calibrator's choice of quantizer kind.

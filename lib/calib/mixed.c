@@ -191,11 +191,18 @@ static repq_status measure(bench *b, repq_mixed_unit *units, size_t n)
     float *scratch = repq_mem_alloc(b->al, widest * sizeof(float));
     repq_quant_params *wq = repq_mem_alloc(b->al, widest * sizeof *wq);
     repq_status st = keep && scratch && wq ? REPQ_OK : REPQ_ERR_NOMEM;
+    /* Measured at the narrowest width only; the wider ones scale with the squared step
+     * of a grid over the same range, (2^b - 1)^-2, the additive-noise model. */
+    const int32_t narrowest = repq_mixed_widths[REPQ_MIXED_NUM_WIDTHS - 1];
+    const double steps_narrowest = (double)((1 << narrowest) - 1);
     for (size_t i = 0; i < n && st == REPQ_OK; i++) {
-        units[i].cost[0] = 0.0;
-        for (int w = 1; w < REPQ_MIXED_NUM_WIDTHS && st == REPQ_OK; w++)
-            st = units[i].weight ? weight_cost(b, &units[i], repq_mixed_widths[w], keep, scratch, wq, &units[i].cost[w])
-                                 : act_cost(b, &units[i], repq_mixed_widths[w], &units[i].cost[w]);
+        repq_mixed_unit *u = &units[i];
+        double cost = 0.0;
+        st = u->weight ? weight_cost(b, u, narrowest, keep, scratch, wq, &cost) : act_cost(b, u, narrowest, &cost);
+        for (int w = 0; w < REPQ_MIXED_NUM_WIDTHS; w++) {
+            double ratio = steps_narrowest / (double)((1 << repq_mixed_widths[w]) - 1);
+            u->cost[w] = w == 0 ? 0.0 : cost * ratio * ratio;
+        }
     }
     repq_mem_free(b->al, keep);
     repq_mem_free(b->al, scratch);
@@ -208,11 +215,15 @@ static repq_status measure(bench *b, repq_mixed_unit *units, size_t n)
 static repq_status calibrate_widest(repq_calib *c, repq_qmodel **out)
 {
     int32_t wb = c->weight_bits, ab = c->act_bits;
+    int8_t *layer_bits = c->layer_bits, *slot_bits = c->slot_bits;
     c->weight_bits = c->act_bits = repq_mixed_widths[0];
+    c->layer_bits = c->slot_bits = NULL;
     repq_qmodel *q = NULL;
     repq_status st = repq_calib_run(c, &q);
     c->weight_bits = wb;
     c->act_bits = ab;
+    c->layer_bits = layer_bits;
+    c->slot_bits = slot_bits;
     if (st)
         return st;
     const repq_reparam_target mean = {1.0, 0};

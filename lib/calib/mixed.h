@@ -21,7 +21,7 @@
 extern const int32_t repq_mixed_widths[REPQ_MIXED_NUM_WIDTHS]; /* 8, 6, 5, 4: widest first */
 
 /* Images the sensitivity forwards use (the first ones fed). */
-#define REPQ_MIXED_PROBE_IMAGES 8
+#define REPQ_MIXED_PROBE_IMAGES 4
 
 /* One quantizer the allocation chooses a width for. */
 typedef struct repq_mixed_unit {

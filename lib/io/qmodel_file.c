@@ -17,9 +17,11 @@
 #define QMODEL_FORMAT "repq.qmodel"
 /* Version 2 added the two-region quantizer (kind 5), which version-1 readers would
  * refuse as malformed; version 3 the Swin family (its own activation table and tensor
- * names). A file is written with the oldest version that holds it, so version-1
- * readers still read every ViT file without a two-region quantizer. */
-#define QMODEL_FORMAT_MAJOR 3
+ * names); version 4 mixed widths (a weight width per linear layer, "layer_bits", and
+ * activation quantizers whose bits differ from the header's). A file is written with
+ * the oldest version that holds it, so version-1 readers still read every ViT file
+ * without a two-region quantizer, and uniform files are what they were before 4. */
+#define QMODEL_FORMAT_MAJOR 4
 
 
 /* ---- What a file holds -------------------------------------------------------------- */
@@ -81,13 +83,23 @@ static repq_status check_kind(repq_object *err, repq_status code, const repq_net
                      "reparameterized model cannot have there", i, (int)block, (int)pt, (int)kind);
 }
 
+/* The widths a file's header sets: each activation quantizer's bits must be the
+ * header's act_bits (patch_input_bits at the patch input) unless widths are mixed
+ * (version 4), where each quantizer carries its own. */
+typedef struct header_widths {
+    int32_t act_bits, patch_input_bits;
+    bool mixed;
+} header_widths;
+
 /* Check the parameters of quantizer `i` (its kind already checked): bits agreeing
  * with the header, usable scale and zero point, finite levels. */
-static repq_status check_params(repq_object *err, repq_status code, const repq_net *net, int32_t act_bits,
-                                int32_t patch_input_bits, size_t i, const repq_act_quant *aq)
+static repq_status check_params(repq_object *err, repq_status code, const repq_net *net, const header_widths *hw,
+                                size_t i, const repq_act_quant *aq)
 {
     const repq_qpoint pt = net->slots[i].point;
-    int32_t bits = pt == REPQ_QP_PATCH_IN ? patch_input_bits : act_bits;
+    int32_t bits = pt == REPQ_QP_PATCH_IN ? hw->patch_input_bits : hw->act_bits;
+    if (hw->mixed)
+        bits = repq_act_quant_bits(aq);
     if (aq->kind == REPQ_AQ_UNIFORM) {
         const repq_quant_params *u = &aq->uniform;
         if (repq_quant_params_check(u) != REPQ_OK)
@@ -123,11 +135,11 @@ static repq_status check_params(repq_object *err, repq_status code, const repq_n
     return REPQ_OK;
 }
 
-static repq_status check_act(repq_object *err, repq_status code, const repq_net *net, int32_t act_bits,
-                             int32_t patch_input_bits, size_t i, const repq_act_quant *aq)
+static repq_status check_act(repq_object *err, repq_status code, const repq_net *net, const header_widths *hw,
+                             size_t i, const repq_act_quant *aq)
 {
     repq_status st = check_kind(err, code, net, i, aq->kind);
-    return st ? st : check_params(err, code, net, act_bits, patch_input_bits, i, aq);
+    return st ? st : check_params(err, code, net, hw, i, aq);
 }
 
 static bool bits_ok(int32_t b)
@@ -231,6 +243,13 @@ static repq_status metadata_json(repq_object *err, const repq_qmodel *q, char **
              put(jq, "weight_bits", json_integer(q->weight_bits)) && put(jq, "act_bits", json_integer(q->act_bits)) &&
              put(jq, "patch_input_bits", json_integer(q->patch_input_bits)) &&
              put(jq, "method", json_integer(q->method));
+    if (ok && repq_qmodel_widths_mixed(q)) {
+        int32_t *bits = repq_mem_alloc(&q->base.allocator, (size_t)q->num_linear * sizeof *bits);
+        for (int32_t id = 0; bits && id < q->num_linear; id++)
+            bits[id] = q->layer_bits[id];
+        ok = bits && put(jq, "layer_bits", int_array(bits, q->num_linear));
+        repq_mem_free(&q->base.allocator, bits);
+    }
     for (int32_t i = 0; ok && i < q->net->num_slots; i++) {
         const repq_act_quant *aq = &q->acts[i];
         json_t *e = json_object();
@@ -281,8 +300,8 @@ static size_t staging_bytes(const repq_qmodel *q)
     for (int32_t id = 0; id < q->num_linear; id++) {
         const repq_qlinear *l = &q->linear[id];
         total += (size_t)l->out * 8;
-        if (q->weight_bits <= 4)
-            total += (size_t)l->out * (size_t)packed_cols(q->weight_bits, l->in);
+        if (q->layer_bits[id] <= 4)
+            total += (size_t)l->out * (size_t)packed_cols(q->layer_bits[id], l->in);
     }
     return total;
 }
@@ -301,9 +320,9 @@ static repq_status add_tensors(repq_st_writer *w, const repq_qmodel *q, uint8_t 
             scales[o] = l->wq[o].scale;
             zps[o] = l->wq[o].zero_point;
         }
-        int64_t cols = packed_cols(q->weight_bits, l->in);
+        int64_t cols = packed_cols(q->layer_bits[id], l->in);
         const uint8_t *codes = l->codes;
-        if (q->weight_bits <= 4) {
+        if (q->layer_bits[id] <= 4) {
             uint8_t *packed = stage;
             stage += (size_t)l->out * (size_t)cols;
             for (int32_t o = 0; o < l->out; o++) {
@@ -333,10 +352,12 @@ static repq_status add_tensors(repq_st_writer *w, const repq_qmodel *q, uint8_t 
     return st;
 }
 
-/* The oldest format version that holds q: 3 for a Swin, 2 with a two-region quantizer,
- * else 1 (which every reader reads). */
+/* The oldest format version that holds q: 4 with mixed widths, 3 for a Swin, 2 with a
+ * two-region quantizer, else 1 (which every reader reads). */
 static const char *format_version(const repq_qmodel *q)
 {
+    if (repq_qmodel_widths_mixed(q))
+        return "4";
     if (q->arch.family == REPQ_FAMILY_SWIN)
         return "3";
     return repq_qmodel_two_region_blocks(q) > 0 ? "2" : "1";
@@ -357,12 +378,13 @@ REPQ_API repq_status repq_qmodel_save(repq_qmodel *q, const char *path)
         return repq_fail(err, REPQ_ERR_STATE, "repq_qmodel_save: bits out of range");
     /* Never write a file the loader would refuse. */
     repq_status st = REPQ_OK;
+    const header_widths hw = {q->act_bits, q->patch_input_bits, repq_qmodel_widths_mixed(q)};
     for (int32_t i = 0; i < q->net->num_slots && st == REPQ_OK; i++)
-        st = check_act(err, REPQ_ERR_STATE, q->net, q->act_bits, q->patch_input_bits, (size_t)i, &q->acts[i]);
+        st = check_act(err, REPQ_ERR_STATE, q->net, &hw, (size_t)i, &q->acts[i]);
     for (int32_t id = 0; id < q->num_linear && st == REPQ_OK; id++)
         for (int32_t o = 0; o < q->linear[id].out && st == REPQ_OK; o++)
             if (repq_quant_params_check(&q->linear[id].wq[o]) != REPQ_OK ||
-                q->linear[id].wq[o].bits != q->weight_bits)
+                q->linear[id].wq[o].bits != q->layer_bits[id])
                 st = repq_fail(err, REPQ_ERR_STATE, "repq_qmodel_save: linear layer %d channel %d has "
                                "unusable weight quantizer", (int)id, (int)o);
     if (st)
@@ -472,6 +494,33 @@ static repq_status parse_quant_header(repq_object *err, json_t *root, quant_head
     return REPQ_OK;
 }
 
+/* Each linear layer's weight width: version 4's "layer_bits" (one entry per layer, in
+ * the net's order), else the header's weight_bits for every layer. */
+static repq_status parse_layer_bits(repq_object *err, json_t *root, const repq_net *net, const quant_header *h,
+                                    int8_t *bits)
+{
+    json_t *arr = json_object_get(root, "layer_bits");
+    if (h->format_major < 4) {
+        if (arr)
+            return repq_fail(err, REPQ_ERR_FORMAT, "quant: 'layer_bits' needs format_version 4 (the file says %ld)",
+                             h->format_major);
+        memset(bits, h->weight_bits, (size_t)net->num_linear);
+        return REPQ_OK;
+    }
+    if (!json_is_array(arr) || json_array_size(arr) != (size_t)net->num_linear)
+        return repq_fail(err, REPQ_ERR_FORMAT, "quant: 'layer_bits' is not an array of %d entries (one per linear "
+                         "layer)", (int)net->num_linear);
+    for (int32_t id = 0; id < net->num_linear; id++) {
+        json_t *v = json_array_get(arr, (size_t)id);
+        if (!json_is_integer(v) || json_integer_value(v) < REPQ_QUANT_MIN_BITS ||
+            json_integer_value(v) > REPQ_QUANT_MAX_BITS)
+            return repq_fail(err, REPQ_ERR_FORMAT, "quant: layer_bits[%d] (layer '%s') is not an integer in [%d, %d]",
+                             (int)id, net->linear[id].name, REPQ_QUANT_MIN_BITS, REPQ_QUANT_MAX_BITS);
+        bits[id] = (int8_t)json_integer_value(v);
+    }
+    return REPQ_OK;
+}
+
 static repq_status parse_acts(repq_object *err, json_t *root, const repq_net *net, const quant_header *h,
                               repq_act_quant *acts)
 {
@@ -512,7 +561,8 @@ static repq_status parse_acts(repq_object *err, json_t *root, const repq_net *ne
                 return st;
             aq->log.base = (repq_log_base)base;
         }
-        if ((st = check_params(err, REPQ_ERR_FORMAT, net, h->act_bits, h->patch_input_bits, i, aq)))
+        const header_widths hw = {h->act_bits, h->patch_input_bits, h->format_major >= 4};
+        if ((st = check_params(err, REPQ_ERR_FORMAT, net, &hw, i, aq)))
             return st;
     }
     return REPQ_OK;
@@ -545,12 +595,12 @@ static const repq_st_tensor *expect(repq_object *err, repq_status *st, const rep
  * check-only pass runs before anything is allocated, so a small file cannot make the
  * loader allocate a large model. */
 static repq_status read_tensors(repq_object *err, const repq_st_file *f, const repq_net *net,
-                                int32_t weight_bits, repq_qmodel *q)
+                                const int8_t *layer_bits, repq_qmodel *q)
 {
     repq_status st = REPQ_OK;
     char name[96];
     for (int32_t id = 0; id < net->num_linear; id++) {
-        const int32_t out = net->linear[id].out, in = net->linear[id].in;
+        const int32_t out = net->linear[id].out, in = net->linear[id].in, weight_bits = layer_bits[id];
         const char *base = net->linear[id].name;
         int64_t cols = packed_cols(weight_bits, in);
         int64_t cshape[2] = {out, cols}, vshape[1] = {out};
@@ -671,15 +721,21 @@ static repq_status parse_file(repq_object *err, const repq_allocator *al, const 
     st = parse_quant_header(err, root, &h);
     h.format_major = major;
     repq_net *net = NULL;
+    int8_t *layer_bits = NULL;
     if (st == REPQ_OK)
         st = repq_net_build(err, al, &a, &net);
+    if (st == REPQ_OK && !(layer_bits = repq_mem_alloc(al, (size_t)net->num_linear)))
+        st = repq_fail(err, REPQ_ERR_NOMEM, "out of memory reading the layer widths");
     if (st == REPQ_OK)
-        st = read_tensors(err, f, net, h.weight_bits, NULL);
+        st = parse_layer_bits(err, root, net, &h, layer_bits);
+    if (st == REPQ_OK)
+        st = read_tensors(err, f, net, layer_bits, NULL);
     repq_net_free(al, net);
     repq_qmodel *q = NULL;
     if (st == REPQ_OK)
         st = repq_qmodel_alloc(err, al, &a, &q);
     if (st == REPQ_OK) {
+        memcpy(q->layer_bits, layer_bits, (size_t)q->num_linear);
         q->weight_bits = h.weight_bits;
         q->act_bits = h.act_bits;
         q->patch_input_bits = h.patch_input_bits;
@@ -688,7 +744,8 @@ static repq_status parse_file(repq_object *err, const repq_allocator *al, const 
     }
     json_decref(root);
     if (st == REPQ_OK)
-        st = read_tensors(err, f, q->net, h.weight_bits, q);
+        st = read_tensors(err, f, q->net, q->layer_bits, q);
+    repq_mem_free(al, layer_bits);
     if (st == REPQ_OK) {
         repq_qmodel_rebuild_fq(q);
         st = repq_qmodel_check_windows(err, REPQ_ERR_FORMAT, q);

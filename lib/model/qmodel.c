@@ -40,6 +40,7 @@ REPQ_API void repq_qmodel_free(repq_qmodel *q)
     repq_mem_free(&al, q->linear);
     repq_mem_free(&al, q->code_arena);
     repq_mem_free(&al, q->wq_arena);
+    repq_mem_free(&al, q->layer_bits);
     release_acts(&al, q->acts, q->net ? (size_t)q->net->num_slots : 0);
     repq_net_free(&al, q->net);
     repq_mem_free(&al, q);
@@ -70,7 +71,8 @@ repq_status repq_qmodel_alloc(repq_object *err, const repq_allocator *al, const 
         }
         q->code_arena = repq_mem_alloc(al, codes);
         q->wq_arena = repq_mem_alloc(al, channels * sizeof *q->wq_arena);
-        if (!q->linear || !q->acts || !q->code_arena || !q->wq_arena)
+        q->layer_bits = repq_mem_alloc(al, (size_t)q->num_linear * sizeof *q->layer_bits);
+        if (!q->linear || !q->acts || !q->code_arena || !q->wq_arena || !q->layer_bits)
             st = repq_fail(err, REPQ_ERR_NOMEM, "out of memory for a quantized model");
     }
     if (st) {
@@ -122,6 +124,7 @@ repq_status repq_qmodel_clone(repq_object *err, const repq_allocator *al, const 
                       (size_t)q->linear[q->num_linear - 1].out;
     memcpy(q->code_arena, src->code_arena, codes);
     memcpy(q->wq_arena, src->wq_arena, channels * sizeof *q->wq_arena);
+    memcpy(q->layer_bits, src->layer_bits, (size_t)q->num_linear * sizeof *q->layer_bits);
     for (int32_t i = 0; i < src->net->num_slots; i++) {
         const repq_act_quant *s = &src->acts[i];
         repq_act_quant *d = &q->acts[i];
@@ -159,6 +162,36 @@ void repq_qmodel_rebuild_fq(repq_qmodel *q)
         repq_qmodel_dequantize_layer(q, id);
 }
 
+/* Layer `id` at q->layer_bits[id]; scratch holds one row. fq_params is left alone. */
+static repq_status search_layer(repq_object *err, repq_qmodel *q, int32_t id, float *scratch)
+{
+    repq_range_method range = q->method == REPQ_METHOD_MINMAX ? REPQ_RANGE_MINMAX : REPQ_RANGE_PERCENTILE;
+    repq_qlinear *l = &q->linear[id];
+    int32_t r, c;
+    const float *w = repq_net_linear_weight(q->net, &q->float_params, id, &r, &c);
+    repq_status st = repq_quant_search_rows(w, (size_t)r, (size_t)c, q->layer_bits[id], range, scratch, l->wq);
+    for (int32_t o = 0; o < r && st == REPQ_OK; o++)
+        st = repq_quant_quantize(&l->wq[o], w + (size_t)o * (size_t)c, (size_t)c, l->codes + (size_t)o * (size_t)c);
+    if (st)
+        return repq_fail(err, st, "quantizing the weights of linear layer %d at %d bits failed", (int)id,
+                         (int)q->layer_bits[id]);
+    return REPQ_OK;
+}
+
+repq_status repq_qmodel_quantize_layer(repq_object *err, repq_qmodel *q, int32_t id, int32_t bits)
+{
+    if (id < 0 || id >= q->num_linear || bits < REPQ_QUANT_MIN_BITS || bits > REPQ_QUANT_MAX_BITS)
+        return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "quantize layer %d at %d bits: no such layer or width",
+                         (int)id, (int)bits);
+    float *scratch = repq_mem_alloc(&q->base.allocator, (size_t)q->linear[id].in * sizeof(float));
+    if (!scratch)
+        return repq_fail(err, REPQ_ERR_NOMEM, "out of memory for the weight search");
+    q->layer_bits[id] = (int8_t)bits;
+    repq_status st = search_layer(err, q, id, scratch);
+    repq_mem_free(&q->base.allocator, scratch);
+    return st ? st : repq_qmodel_dequantize_layer(q, id);
+}
+
 repq_status repq_qmodel_quantize_weights(repq_object *err, repq_qmodel *q, bool post_ln_only)
 {
     const repq_allocator *al = &q->base.allocator;
@@ -168,25 +201,40 @@ repq_status repq_qmodel_quantize_weights(repq_object *err, repq_qmodel *q, bool 
     float *scratch = repq_mem_alloc(al, (size_t)max_in * sizeof(float));
     if (!scratch)
         return repq_fail(err, REPQ_ERR_NOMEM, "out of memory for the weight search");
-    repq_range_method range = q->method == REPQ_METHOD_MINMAX ? REPQ_RANGE_MINMAX : REPQ_RANGE_PERCENTILE;
     repq_status st = REPQ_OK;
-    for (int32_t id = 0; id < q->num_linear && st == REPQ_OK; id++) {
-        if (post_ln_only && q->net->linear[id].norm_weight < 0)
-            continue;
-        repq_qlinear *l = &q->linear[id];
-        int32_t r, c;
-        const float *w = repq_net_linear_weight(q->net, &q->float_params, id, &r, &c);
-        st = repq_quant_search_rows(w, (size_t)r, (size_t)c, q->weight_bits, range, scratch, l->wq);
-        for (int32_t o = 0; o < r && st == REPQ_OK; o++)
-            st = repq_quant_quantize(&l->wq[o], w + (size_t)o * (size_t)c, (size_t)c,
-                                     l->codes + (size_t)o * (size_t)c);
-        if (st)
-            st = repq_fail(err, st, "quantizing the weights of linear layer %d failed", (int)id);
-    }
+    for (int32_t id = 0; id < q->num_linear && st == REPQ_OK; id++)
+        if (!post_ln_only || q->net->linear[id].norm_weight >= 0)
+            st = search_layer(err, q, id, scratch);
     repq_mem_free(al, scratch);
     if (st == REPQ_OK)
         repq_qmodel_rebuild_fq(q);
     return st;
+}
+
+int32_t repq_act_quant_bits(const repq_act_quant *q)
+{
+    switch (q->kind) {
+    case REPQ_AQ_UNIFORM: return q->uniform.bits;
+    case REPQ_AQ_UNIFORM_CHANNEL: return q->channels > 0 ? q->per_channel[0].bits : 0;
+    case REPQ_AQ_LOG_SQRT2:
+    case REPQ_AQ_LOG2_PARITY: return q->log.bits;
+    case REPQ_AQ_TWO_REGION: return q->two.bits;
+    }
+    return 0;
+}
+
+bool repq_qmodel_widths_mixed(const repq_qmodel *q)
+{
+    for (int32_t id = 0; id < q->num_linear; id++)
+        if (q->layer_bits[id] != q->weight_bits)
+            return true;
+    for (int32_t i = 0; i < q->net->num_slots; i++) {
+        const repq_net_slot *sl = &q->net->slots[i];
+        const int32_t want = sl->point == REPQ_QP_PATCH_IN ? q->patch_input_bits : q->act_bits;
+        if (sl->used && repq_act_quant_bits(&q->acts[i]) != want)
+            return true;
+    }
+    return false;
 }
 
 repq_status repq_act_quant_apply(const repq_act_quant *q, float *x, size_t rows, size_t cols)
@@ -244,8 +292,32 @@ REPQ_API repq_status repq_qmodel_get_int(const repq_qmodel *q, int32_t attr, int
     case REPQ_QMODEL_METHOD: *out_value = q->method; return REPQ_OK;
     case REPQ_QMODEL_REPARAMETERIZED: *out_value = q->reparameterized; return REPQ_OK;
     case REPQ_QMODEL_TWO_REGION_BLOCKS: *out_value = repq_qmodel_two_region_blocks(q); return REPQ_OK;
+    case REPQ_QMODEL_NUM_LAYERS: *out_value = q->num_linear; return REPQ_OK;
+    case REPQ_QMODEL_MIXED_WIDTHS: *out_value = repq_qmodel_widths_mixed(q); return REPQ_OK;
     }
     return repq_net_attr(q->net, attr, out_value);
+}
+
+REPQ_API repq_status repq_qmodel_get_layer_int(const repq_qmodel *q, int32_t layer, repq_layer_attr attr,
+                                               int64_t *out_value)
+{
+    if (!repq_object_is(q, REPQ_KIND_QMODEL) || layer < 0 || layer >= q->num_linear || !out_value)
+        return REPQ_ERR_INVALID_ARGUMENT;
+    switch (attr) {
+    case REPQ_LAYER_WEIGHT_BITS: *out_value = q->layer_bits[layer]; return REPQ_OK;
+    case REPQ_LAYER_INPUT_BITS: *out_value = repq_act_quant_bits(&q->acts[q->net->linear[layer].input]); return REPQ_OK;
+    case REPQ_LAYER_OUT_FEATURES: *out_value = q->linear[layer].out; return REPQ_OK;
+    case REPQ_LAYER_IN_FEATURES: *out_value = q->linear[layer].in; return REPQ_OK;
+    }
+    return REPQ_ERR_INVALID_ARGUMENT;
+}
+
+REPQ_API repq_status repq_qmodel_get_layer_name(const repq_qmodel *q, int32_t layer, const char **out_name)
+{
+    if (!repq_object_is(q, REPQ_KIND_QMODEL) || layer < 0 || layer >= q->num_linear || !out_name)
+        return REPQ_ERR_INVALID_ARGUMENT;
+    *out_name = q->net->linear[layer].name;
+    return REPQ_OK;
 }
 
 int repq_window_score_shift(const repq_quant_params *q, const repq_quant_params *k, int32_t head_dim, double bias_max)

@@ -41,6 +41,9 @@ struct repq_qmodel {
     repq_object base;
     repq_arch arch;
     repq_net *net;             /* layers, slots and nodes */
+    /* The options' widths. Each layer's own weight width is layer_bits[id] (its
+     * quantizers' bits), each slot's its quantizer's bits: they differ from these
+     * when widths are mixed (repq_calib_set_widths). */
     int32_t weight_bits, act_bits, patch_input_bits, method;
     int32_t reparameterized;
     int32_t has_float_weights; /* 0 after loading from a file: float_params weights = fq */
@@ -51,6 +54,7 @@ struct repq_qmodel {
     uint8_t *code_arena;
     repq_quant_params *wq_arena;
     repq_act_quant *acts;      /* [net->num_slots]: the quantizer of each activation slot */
+    int8_t *layer_bits;        /* [num_linear]: each linear layer's weight width */
 };
 
 /* The weight of linear layer `id` within a parameter set, with its shape. */
@@ -69,10 +73,22 @@ repq_status repq_qmodel_clone(repq_object *err, const repq_allocator *al, const 
 /* Give one activation quantizer `channels` per-channel entries (replacing any). */
 repq_status repq_act_quant_set_channels(const repq_allocator *al, repq_act_quant *q, int32_t channels);
 /* Search per-output-channel quantizers of every linear weight of float_params at
- * weight_bits and store the codes (method picks percentile or min/max ranges), then
+ * its layer's width (layer_bits) and store the codes (method picks percentile or min/max ranges), then
  * rebuild fq_params. With `post_ln_only`, only the layers that follow a LayerNorm
  * (qkv and fc1, whose weights reparameterization rewrites) are searched again. */
 repq_status repq_qmodel_quantize_weights(repq_object *err, repq_qmodel *q, bool post_ln_only);
+/* Search per-output-channel quantizers of linear layer `id`'s float_params weight at
+ * `bits` (2..8; the qmodel's method picks the ranges), store them, the codes and
+ * layer_bits[id] = bits, and rebuild that layer's weight in fq_params. The weights of
+ * a qmodel loaded from a file are its dequantized codes: searching them again is
+ * allowed but is not the calibrated result. Errors: REPQ_ERR_INVALID_ARGUMENT (id or
+ * bits out of range), REPQ_ERR_NUMERIC, REPQ_ERR_NOMEM. */
+repq_status repq_qmodel_quantize_layer(repq_object *err, repq_qmodel *q, int32_t id, int32_t bits);
+/* The width of an activation quantizer (0 for NONE). */
+int32_t repq_act_quant_bits(const repq_act_quant *q);
+/* Whether some layer's weight width differs from weight_bits, some used slot's from
+ * act_bits (the patch input's from patch_input_bits): a file then needs version 4. */
+bool repq_qmodel_widths_mixed(const repq_qmodel *q);
 /* fq_params <- float_params with every linear weight replaced by its dequantized codes. */
 void repq_qmodel_rebuild_fq(repq_qmodel *q);
 /* The weight of linear layer `id` in fq_params <- its dequantized codes. Errors as
