@@ -106,11 +106,10 @@ typedef struct bench {
     repq_qmodel *base;  /* reparameterized, every quantizer at the widest width */
     const repq_allocator *al;
     size_t images, nlogits;
-    float *reference;   /* float logits */
+    float *base_logits;
     float *logits;
     float **saved;      /* the base forward's stream after each node */
     probe probe;
-    double base_mse;
 } bench;
 
 static repq_status run(bench *b, int32_t first_node, bool save)
@@ -143,7 +142,7 @@ static repq_status weight_cost(bench *b, repq_mixed_unit *u, int32_t bits, float
         st = run(b, u->node, false);
     memcpy(fq, keep, count * sizeof(float));
     if (st == REPQ_OK)
-        *out = logit_mse(b->logits, b->reference, b->nlogits) - b->base_mse;
+        *out = logit_mse(b->logits, b->base_logits, b->nlogits);
     return st;
 }
 
@@ -155,7 +154,7 @@ static repq_status act_cost(bench *b, repq_mixed_unit *u, int32_t bits, double *
     trial_clear(&b->probe);
     b->probe.slot = -1;
     if (st == REPQ_OK)
-        *out = logit_mse(b->logits, b->reference, b->nlogits) - b->base_mse;
+        *out = logit_mse(b->logits, b->base_logits, b->nlogits);
     return st;
 }
 
@@ -212,8 +211,12 @@ static repq_status measure(bench *b, repq_mixed_unit *units, size_t n)
 
 /* The base model: one calibration with every quantizer at the widest width, then
  * reparameterized as the final model will be. */
-static repq_status calibrate_widest(repq_calib *c, repq_qmodel **out)
+static repq_status calibrate_widest(repq_calib *c, size_t images, repq_qmodel **out)
 {
+    /* On the probe images only: at the widest width the searches need little data, and
+     * the sensitivities are measured on those images anyway. */
+    size_t all_images = c->images;
+    c->images = images;
     int32_t wb = c->weight_bits, ab = c->act_bits;
     int8_t *layer_bits = c->layer_bits, *slot_bits = c->slot_bits;
     c->weight_bits = c->act_bits = repq_mixed_widths[0];
@@ -224,6 +227,7 @@ static repq_status calibrate_widest(repq_calib *c, repq_qmodel **out)
     c->act_bits = ab;
     c->layer_bits = layer_bits;
     c->slot_bits = slot_bits;
+    c->images = all_images;
     if (st)
         return st;
     const repq_reparam_target mean = {1.0, 0};
@@ -242,7 +246,7 @@ static void bench_release(bench *b)
         for (int32_t i = 0; b->base && i < b->base->net->num_nodes; i++)
             repq_mem_free(al, b->saved[i]);
     repq_mem_free(al, b->saved);
-    repq_mem_free(al, b->reference);
+    repq_mem_free(al, b->base_logits);
     repq_mem_free(al, b->logits);
     repq_mem_free(al, b->probe.scratch);
     repq_mem_free(al, b->probe.slot_size);
@@ -255,31 +259,27 @@ static repq_status bench_init(repq_calib *c, bench *b)
     const repq_allocator *al = &c->base.allocator;
     *b = (bench){.c = c, .al = al};
     b->images = c->images < REPQ_MIXED_PROBE_IMAGES ? c->images : REPQ_MIXED_PROBE_IMAGES;
-    repq_status st = calibrate_widest(c, &b->base);
+    repq_status st = calibrate_widest(c, b->images, &b->base);
     if (st)
         return st;
     const repq_net *net = b->base->net;
     b->nlogits = b->images * (size_t)net->arch.num_classes;
-    b->reference = repq_mem_alloc(al, b->nlogits * sizeof(float));
+    b->base_logits = repq_mem_alloc(al, b->nlogits * sizeof(float));
     b->logits = repq_mem_alloc(al, b->nlogits * sizeof(float));
     b->saved = zalloc(al, (size_t)net->num_nodes, sizeof(float *));
     b->probe = (probe){.calib = c, .base = b->base, .al = al, .slot = -1, .images = b->images};
     b->probe.scratch = repq_mem_alloc(al, b->images * repq_net_largest_activation(net) * sizeof(float));
     b->probe.slot_size = zalloc(al, (size_t)net->num_slots, sizeof(double));
-    if (!b->reference || !b->logits || !b->saved || !b->probe.scratch || !b->probe.slot_size)
+    if (!b->base_logits || !b->logits || !b->saved || !b->probe.scratch || !b->probe.slot_size)
         return REPQ_ERR_NOMEM;
     for (int32_t i = 0; i < net->num_nodes; i++) {
         size_t floats = b->images * repq_net_stream_floats(net, i);
         if (floats && !(b->saved[i] = repq_mem_alloc(al, floats * sizeof(float))))
             return REPQ_ERR_NOMEM;
     }
-    repq_hook exact = {NULL, NULL, true, NULL};
-    st = repq_net_forward(&c->base, al, net, &b->base->float_params, c->data, c->pixels_u8, b->images, &exact,
-                          b->reference);
+    st = run(b, 0, true);
     if (st == REPQ_OK)
-        st = run(b, 0, true);
-    if (st == REPQ_OK)
-        b->base_mse = logit_mse(b->logits, b->reference, b->nlogits);
+        memcpy(b->base_logits, b->logits, b->nlogits * sizeof(float));
     return st;
 }
 

@@ -3,15 +3,20 @@
  *
  * Every linear layer's weight and every activation that feeds a product (the patch
  * embedding's input excepted: it keeps patch_input_bits) gets a width from
- * REPQ_MIXED_WIDTHS. Sensitivity: the calibrator is run once with everything at the
- * widest width and reparameterized; then, on a few calibration images, each quantizer
- * alone is searched again at each narrower width and the increase of the logits' mean
- * squared error against the float model is measured (a forward that resumes at the
- * node the quantizer belongs to). Allocation: starting from the widest width, the
- * quantizer whose next narrower width costs the least error per bit saved is narrowed,
+ * REPQ_MIXED_WIDTHS. Sensitivity: the calibrator is run once on the probe images with
+ * everything at the widest width, and reparameterized (the base model); then each
+ * quantizer alone is searched again at the narrowest width (weights: round to nearest
+ * per output channel) and the mean squared difference of the logits from the base
+ * model's is measured, with a forward that resumes at the node the quantizer belongs
+ * to. The difference from the base model, not the error against the float model:
+ * that error is dominated by the other quantizers, and its change by one of them
+ * is mostly the cross term, whose sign is noise. Wider widths are given the
+ * additive-noise estimate cost(b) = cost(4) ((2^4 - 1) / (2^b - 1))^2 (the squared
+ * step of a grid over the same range). Allocation: starting from the widest width, the
+ * quantizer whose next narrower width costs the least per bit saved is narrowed,
  * until the average width, weighted by weights (model size) or by activation values
- * per image, is at most the calibrator's weight_bits / act_bits. Errors are assumed to
- * add up; they are not measured again after each step. */
+ * per image, is at most the calibrator's weight_bits / act_bits. Costs are assumed to
+ * add up (independent noises); they are not measured again after each step. */
 #ifndef REPQ_CALIB_MIXED_H
 #define REPQ_CALIB_MIXED_H
 
@@ -21,7 +26,7 @@
 extern const int32_t repq_mixed_widths[REPQ_MIXED_NUM_WIDTHS]; /* 8, 6, 5, 4: widest first */
 
 /* Images the sensitivity forwards use (the first ones fed). */
-#define REPQ_MIXED_PROBE_IMAGES 4
+#define REPQ_MIXED_PROBE_IMAGES 8
 
 /* One quantizer the allocation chooses a width for. */
 typedef struct repq_mixed_unit {
@@ -29,7 +34,7 @@ typedef struct repq_mixed_unit {
     int32_t id;
     int32_t node;   /* the first node its width changes */
     double size;    /* weights of the layer, or values per image of the activation */
-    double cost[REPQ_MIXED_NUM_WIDTHS]; /* logit MSE increase at each width (cost[0] = 0) */
+    double cost[REPQ_MIXED_NUM_WIDTHS]; /* logit difference at each width (cost[0] = 0) */
     int32_t level;  /* chosen index into repq_mixed_widths */
 } repq_mixed_unit;
 
