@@ -25,6 +25,7 @@
 #include "model/qmodel.h"
 #include "repq/repq.h"
 #include "data_file.h"
+#include "session_checks.h"
 #include "st_edit.h"
 
 #define VIT_MODEL REPQ_TEST_DATA "/vit_tiny_cifar10.safetensors"
@@ -46,7 +47,7 @@ typedef struct mix {
 
 typedef struct fixture {
     repq_model *vit, *swin;
-    repq_tensor *calib, *eval, *small, *swin_images;
+    repq_tensor *calib, *eval, *small, *pair, *swin_images; /* pair: the first 2 of small */
     mix uniform4;      /* options W4A4, no widths set */
     mix equal4_on8;    /* options W8A8, every width set to 4 (the patch input kept at 8) */
     mix equal4_on4;    /* options W4A4, every width set to 4 */
@@ -122,7 +123,7 @@ static repq_tensor *swin_inputs(void)
 static int setup(void **state)
 {
     fixture *f = &fx;
-    repq_tensor *labels = NULL, *l2 = NULL, *l3 = NULL;
+    repq_tensor *labels = NULL, *l2 = NULL, *l3 = NULL, *l4 = NULL;
     snprintf(f->dir, sizeof f->dir, "/tmp/repq_mixed_XXXXXX");
     if (!mkdtemp(f->dir) || snprintf(f->path, sizeof f->path, "%s/a.repq", f->dir) >= (int)sizeof f->path ||
         snprintf(f->path2, sizeof f->path2, "%s/b.repq", f->dir) >= (int)sizeof f->path2 ||
@@ -131,11 +132,13 @@ static int setup(void **state)
     if (repq_model_load(NULL, VIT_MODEL, NULL, &f->vit) || repq_model_load(NULL, SWIN_MODEL, NULL, &f->swin) ||
         repq_cifar_load(NULL, VIT_CALIB, 0, 32, &f->calib, &labels) ||
         repq_cifar_load(NULL, VIT_TEST, 0, N_EVAL, &f->eval, &l2) ||
-        repq_cifar_load(NULL, VIT_TEST, 0, N_SMALL, &f->small, &l3) || !(f->swin_images = swin_inputs()))
+        repq_cifar_load(NULL, VIT_TEST, 0, N_SMALL, &f->small, &l3) ||
+        repq_cifar_load(NULL, VIT_TEST, 0, 2, &f->pair, &l4) || !(f->swin_images = swin_inputs()))
         return -1;
     repq_tensor_free(labels);
     repq_tensor_free(l2);
     repq_tensor_free(l3);
+    repq_tensor_free(l4);
     const repq_net *net = f->vit->net, *snet = f->swin->net;
     const size_t layers = (size_t)net->num_linear, slots = (size_t)net->num_slots;
     f->equal4_on8 = (mix){equal_widths(layers, 4), equal_widths(slots, 4), NULL, NULL};
@@ -173,6 +176,7 @@ static int teardown(void **state)
     repq_tensor_free(f->calib);
     repq_tensor_free(f->eval);
     repq_tensor_free(f->small);
+    repq_tensor_free(f->pair);
     repq_tensor_free(f->swin_images);
     repq_model_free(f->vit);
     repq_model_free(f->swin);
@@ -520,6 +524,13 @@ static void every_level_gives_the_same_bits(void **state)
     }
 }
 
+static void run_allocates_nothing(void **state)
+{
+    fixture *f = *state;
+    for (int k = 0; k < MIXES; k++)
+        session_runs_allocate_nothing(f->vit_mix[k].rq, f->small, f->pair, CLASSES);
+}
+
 /* ---- Hostile version-4 files ------------------------------------------------------------ */
 
 /* The "quant" metadata of `path` with layer_bits[index] set to `value` (index -1: the
@@ -715,6 +726,7 @@ int main(void)
         cmocka_unit_test(mixed_files_round_trip_bit_identically),
         cmocka_unit_test(hostile_version_4_files_are_refused),
         cmocka_unit_test(every_level_gives_the_same_bits),
+        cmocka_unit_test(run_allocates_nothing),
         cmocka_unit_test(session_agrees_with_fake_quant),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
