@@ -82,7 +82,9 @@ repq_status repq_qmodel_quantize_weights(repq_object *err, repq_qmodel *q, bool 
  * layer_bits[id] = bits, and rebuild that layer's weight in fq_params. The weights of
  * a qmodel loaded from a file are its dequantized codes: searching them again is
  * allowed but is not the calibrated result. Errors: REPQ_ERR_INVALID_ARGUMENT (id or
- * bits out of range), REPQ_ERR_NUMERIC, REPQ_ERR_NOMEM. */
+ * bits out of range; nothing changed), REPQ_ERR_NOMEM (nothing changed),
+ * REPQ_ERR_NUMERIC (NaN or infinity in the weights, which a model's loader refuses:
+ * the layer is then left half-searched and the qmodel must be dropped). */
 repq_status repq_qmodel_quantize_layer(repq_object *err, repq_qmodel *q, int32_t id, int32_t bits);
 /* The width of an activation quantizer (0 for NONE). */
 int32_t repq_act_quant_bits(const repq_act_quant *q);
