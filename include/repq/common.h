@@ -108,7 +108,10 @@ typedef enum repq_option {
     REPQ_OPT_PATCH_INPUT_BITS = 4, /* bits of the patch embedding's input, 2..8, default 8 */
     REPQ_OPT_THREADS = 5,          /* worker threads of a session, 1..256, default 1 */
     REPQ_OPT_KERNELS = 6,          /* repq_kernels (0..5): the most a session may use, default AUTO */
-    REPQ_OPT_POST_GELU = 7         /* repq_post_gelu (0..1): the quantizer of fc2's input, default TWO_REGION */
+    REPQ_OPT_POST_GELU = 7,        /* repq_post_gelu (0..1): the quantizer of fc2's input, default TWO_REGION */
+    REPQ_OPT_DUAL_CLIP = 8         /* clipping of the post-LayerNorm channels (0..1): 0 the reference's
+                                      percentile search, 1 RepQuant's per-channel dual clipping
+                                      (docs/method.md); default 0 */
 } repq_option;
 
 /* Kernel families of the integer engine, slowest first. A session uses the best

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "calib/calib.h"
+#include "calib/dual_clip.h"
 #include "core/options.h"
 #include "core/tensor.h"
 #include "model/model.h"
@@ -48,6 +49,7 @@ REPQ_API repq_status repq_calib_new(repq_context *ctx, repq_model *model,
     c->patch_input_bits = o->patch_input_bits;
     c->method = o->method;
     c->post_gelu = o->post_gelu;
+    c->dual_clip = o->dual_clip;
     *out_calib = c;
     return REPQ_OK;
 }
@@ -127,6 +129,8 @@ static repq_status search_point(observer *ob, int32_t slot, float *x, size_t row
         aq->kind = REPQ_AQ_UNIFORM_CHANNEL;
         if (repq_act_quant_set_channels(&q->base.allocator, aq, (int32_t)cols) != REPQ_OK)
             return REPQ_ERR_NOMEM;
+        if (ob->calib->dual_clip)
+            return repq_quant_search_cols_dual(x, rows, cols, bits, ob->scratch, aq->per_channel);
         return repq_quant_search_cols(x, rows, cols, bits, REPQ_RANGE_PERCENTILE, ob->scratch,
                                       aq->per_channel);
     }

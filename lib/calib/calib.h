@@ -13,6 +13,7 @@ struct repq_calib {
     repq_model *model;
     int32_t weight_bits, act_bits, patch_input_bits, method;
     int32_t post_gelu;     /* repq_post_gelu */
+    int32_t dual_clip;     /* REPQ_OPT_DUAL_CLIP */
     bool finished;
     bool pixels_u8;        /* dtype of the fed images (all batches alike) */
     size_t images;         /* fed so far */
