@@ -13,8 +13,9 @@
  * more (a Gaussian's is about 4% a side at 2 bits); the bound also keeps the wanted
  * ranks in the two tails, where selection is one pass (repq_order_statistics). */
 #define MAX_RANKS 128
-/* Per side: the ranks and the reference's three quantiles. */
-#define MAX_BOUNDS (MAX_RANKS + REPQ_QUANT_NUM_CANDIDATES)
+/* Per side: the ranks (or, for a small channel, half its values) and the reference's
+ * three quantiles. */
+#define MAX_BOUNDS (MAX_RANKS + REPQ_DUAL_CLIP_EXHAUSTIVE_N + REPQ_QUANT_NUM_CANDIDATES)
 
 /* The channel being searched: a contiguous copy of its values. */
 typedef struct channel {
@@ -127,19 +128,30 @@ repq_status repq_quant_search_dual(const float *x, size_t n, size_t stride, int3
         (st = repq_quant_best_range(scratch, n, bits, ref_lo, ref_hi, REPQ_QUANT_NUM_CANDIDATES, &ref, &ref_sse)))
         return st;
 
-    /* Order statistics of both tails, selected in the scratch copy. */
-    size_t r[MAX_RANKS], ranks[2 * MAX_RANKS], nr = tail_ranks(n, r), nk = 0;
-    for (size_t i = 0; i < nr; i++)
-        ranks[nk++] = r[i];
-    for (size_t i = nr; i-- > 0;)
-        if (n - 1 - r[i] > ranks[nk - 1])
-            ranks[nk++] = n - 1 - r[i];
-    repq_order_statistics(scratch, n, ranks, nk);
     float lows[MAX_BOUNDS], highs[MAX_BOUNDS];
     size_t nl = 0, nh = 0;
-    for (size_t i = 0; i < nr; i++) {
-        lows[nl++] = scratch[r[i]];
-        highs[nh++] = scratch[n - 1 - r[i]];
+    const bool exhaustive = n <= REPQ_DUAL_CLIP_EXHAUSTIVE_N;
+    if (exhaustive) {
+        /* Every value of the lower half is a lower bound, every one of the upper half an
+         * upper bound. */
+        qsort(scratch, n, sizeof *scratch, cmp_float);
+        for (size_t i = 0; i <= (n - 1) / 2; i++)
+            lows[nl++] = scratch[i];
+        for (size_t i = n / 2; i < n; i++)
+            highs[nh++] = scratch[i];
+    } else {
+        /* Order statistics of both tails, selected in the scratch copy. */
+        size_t r[MAX_RANKS], ranks[2 * MAX_RANKS], nr = tail_ranks(n, r), nk = 0;
+        for (size_t i = 0; i < nr; i++)
+            ranks[nk++] = r[i];
+        for (size_t i = nr; i-- > 0;)
+            if (n - 1 - r[i] > ranks[nk - 1])
+                ranks[nk++] = n - 1 - r[i];
+        repq_order_statistics(scratch, n, ranks, nk);
+        for (size_t i = 0; i < nr; i++) {
+            lows[nl++] = scratch[r[i]];
+            highs[nh++] = scratch[n - 1 - r[i]];
+        }
     }
     for (int c = 0; c < REPQ_QUANT_NUM_CANDIDATES; c++) {
         lows[nl++] = ref_lo[c];
@@ -160,8 +172,13 @@ repq_status repq_quant_search_dual(const float *x, size_t n, size_t stride, int3
             hi = ref_hi[c];
         }
     }
-    step(&ch, highs, 0, nh, true, &lo, &hi, &best);
-    bool moved = step(&ch, lows, 0, nl, false, &lo, &hi, &best);
+    for (size_t i = 0; exhaustive && i < nl; i++) {
+        float at = lows[i];
+        if (step(&ch, highs, 0, nh, true, &at, &hi, &best))
+            lo = at;
+    }
+    bool moved = !exhaustive && step(&ch, highs, 0, nh, true, &lo, &hi, &best);
+    moved = !exhaustive && (step(&ch, lows, 0, nl, false, &lo, &hi, &best) || moved);
     for (int sweep = 1; sweep < REPQ_DUAL_CLIP_MAX_SWEEPS && moved; sweep++) {
         moved = local_step(&ch, highs, nh, true, &lo, &hi, &best);
         moved |= local_step(&ch, lows, nl, false, &lo, &hi, &best);
