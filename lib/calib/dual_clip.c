@@ -69,7 +69,10 @@ static bool step(const channel *ch, const float *cands, size_t from, size_t to, 
 {
     bool moved = false;
     repq_quant_params p;
+    const float held = upper ? *hi : *lo; /* scored already: *best */
     for (size_t i = from; i < to; i++) {
+        if (cands[i] == held)
+            continue;
         double sse = upper ? score(ch, *lo, cands[i], &p) : score(ch, cands[i], *hi, &p);
         if (sse < *best) {
             *best = sse;
@@ -172,11 +175,15 @@ repq_status repq_quant_search_dual(const float *x, size_t n, size_t stride, int3
             hi = ref_hi[c];
         }
     }
-    for (size_t i = 0; exhaustive && i < nl; i++) {
-        float at = lows[i];
-        if (step(&ch, highs, 0, nh, true, &at, &hi, &best))
-            lo = at;
-    }
+    for (size_t i = 0; exhaustive && i < nl; i++)
+        for (size_t j = 0; j < nh; j++) {
+            double sse = score(&ch, lows[i], highs[j], &cand);
+            if (sse < best) {
+                best = sse;
+                lo = lows[i];
+                hi = highs[j];
+            }
+        }
     bool moved = !exhaustive && step(&ch, highs, 0, nh, true, &lo, &hi, &best);
     moved = !exhaustive && (step(&ch, lows, 0, nl, false, &lo, &hi, &best) || moved);
     for (int sweep = 1; sweep < REPQ_DUAL_CLIP_MAX_SWEEPS && moved; sweep++) {
