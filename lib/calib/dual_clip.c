@@ -63,23 +63,28 @@ static size_t sort_unique(float *b, size_t count)
     return u;
 }
 
+/* Makes [l, h] the current pair if it scores below *best. */
+static bool try_pair(const channel *ch, float l, float h, float *lo, float *hi, double *best)
+{
+    repq_quant_params p;
+    const double sse = score(ch, l, h, &p);
+    if (!(sse < *best))
+        return false;
+    *best = sse;
+    *lo = l;
+    *hi = h;
+    return true;
+}
+
 /* Coordinate step on one bound: the best of cands[from, to) with the other bound held. */
 static bool step(const channel *ch, const float *cands, size_t from, size_t to, bool upper, float *lo,
                  float *hi, double *best)
 {
     bool moved = false;
-    repq_quant_params p;
     const float held = upper ? *hi : *lo; /* scored already: *best */
-    for (size_t i = from; i < to; i++) {
-        if (cands[i] == held)
-            continue;
-        double sse = upper ? score(ch, *lo, cands[i], &p) : score(ch, cands[i], *hi, &p);
-        if (sse < *best) {
-            *best = sse;
-            *(upper ? hi : lo) = cands[i];
-            moved = true;
-        }
-    }
+    for (size_t i = from; i < to; i++)
+        if (cands[i] != held)
+            moved |= upper ? try_pair(ch, *lo, cands[i], lo, hi, best) : try_pair(ch, cands[i], *hi, lo, hi, best);
     return moved;
 }
 
@@ -167,23 +172,11 @@ repq_status repq_quant_search_dual(const float *x, size_t n, size_t stride, int3
     repq_quant_params cand;
     float lo = ref_lo[0], hi = ref_hi[0];
     double best = INFINITY;
-    for (int c = 0; c < REPQ_QUANT_NUM_CANDIDATES; c++) {
-        double sse = score(&ch, ref_lo[c], ref_hi[c], &cand);
-        if (sse < best) {
-            best = sse;
-            lo = ref_lo[c];
-            hi = ref_hi[c];
-        }
-    }
+    for (int c = 0; c < REPQ_QUANT_NUM_CANDIDATES; c++)
+        try_pair(&ch, ref_lo[c], ref_hi[c], &lo, &hi, &best);
     for (size_t i = 0; exhaustive && i < nl; i++)
-        for (size_t j = 0; j < nh; j++) {
-            double sse = score(&ch, lows[i], highs[j], &cand);
-            if (sse < best) {
-                best = sse;
-                lo = lows[i];
-                hi = highs[j];
-            }
-        }
+        for (size_t j = 0; j < nh; j++)
+            try_pair(&ch, lows[i], highs[j], &lo, &hi, &best);
     bool moved = !exhaustive && step(&ch, highs, 0, nh, true, &lo, &hi, &best);
     moved = !exhaustive && (step(&ch, lows, 0, nl, false, &lo, &hi, &best) || moved);
     for (int sweep = 1; sweep < REPQ_DUAL_CLIP_MAX_SWEEPS && moved; sweep++) {
