@@ -24,12 +24,13 @@ typedef struct channel {
     int32_t bits;
 } channel;
 
-/* SSE of the grid that [lo, hi] gives; INFINITY for an unusable pair. */
-static double score(const channel *ch, float lo, float hi, repq_quant_params *p)
+/* SSE of the grid that [lo, hi] gives (or some partial sum above `bound`); INFINITY
+ * for an unusable pair. */
+static double score(const channel *ch, float lo, float hi, double bound, repq_quant_params *p)
 {
     if (!(lo <= hi) || repq_quant_params_from_range(lo, hi, ch->bits, p) != REPQ_OK)
         return INFINITY;
-    return repq_quant_sse_lanes(p, ch->v, ch->n);
+    return repq_quant_sse_lanes(p, ch->v, ch->n, bound);
 }
 
 static size_t tail_ranks(size_t n, size_t ranks[MAX_RANKS])
@@ -46,16 +47,10 @@ static size_t tail_ranks(size_t n, size_t ranks[MAX_RANKS])
     return count;
 }
 
-static int cmp_float(const void *a, const void *b)
-{
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
-/* Sorts and removes repeated values; returns the new count. */
+/* Sorts (they come nearly sorted) and removes repeated values; returns the new count. */
 static size_t sort_unique(float *b, size_t count)
 {
-    qsort(b, count, sizeof *b, cmp_float);
+    repq_sort_small(b, count);
     size_t u = 0;
     for (size_t i = 0; i < count; i++)
         if (u == 0 || b[i] != b[u - 1])
@@ -67,7 +62,7 @@ static size_t sort_unique(float *b, size_t count)
 static bool try_pair(const channel *ch, float l, float h, float *lo, float *hi, double *best)
 {
     repq_quant_params p;
-    const double sse = score(ch, l, h, &p);
+    const double sse = score(ch, l, h, *best, &p);
     if (!(sse < *best))
         return false;
     *best = sse;
@@ -142,7 +137,7 @@ repq_status repq_quant_search_dual(const float *x, size_t n, size_t stride, int3
     if (exhaustive) {
         /* Every value of the lower half is a lower bound, every one of the upper half an
          * upper bound. */
-        qsort(scratch, n, sizeof *scratch, cmp_float);
+        repq_sort_small(scratch, n);
         for (size_t i = 0; i <= (n - 1) / 2; i++)
             lows[nl++] = scratch[i];
         for (size_t i = n / 2; i < n; i++)
@@ -187,8 +182,8 @@ repq_status repq_quant_search_dual(const float *x, size_t n, size_t stride, int3
     refine(&ch, lows, nl, false, &lo, &hi, &best);
 
     /* Kept only where it beats the reference, both summed in the same order. */
-    const double ref_lanes = repq_quant_sse_lanes(&ref, scratch, n);
-    const double cand_lanes = score(&ch, lo, hi, &cand);
+    const double ref_lanes = repq_quant_sse_lanes(&ref, scratch, n, INFINITY);
+    const double cand_lanes = score(&ch, lo, hi, INFINITY, &cand);
     const bool dual = cand_lanes < ref_lanes;
     *out = dual ? cand : ref;
     if (mse)

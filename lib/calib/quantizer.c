@@ -177,9 +177,17 @@ VECTORIZED static double uniform_sse_lanes(const repq_quant_params *p, const flo
     return sum;
 }
 
-double repq_quant_sse_lanes(const repq_quant_params *p, const float *x, size_t n)
+#define SSE_CHUNK 256
+double repq_quant_sse_lanes(const repq_quant_params *p, const float *x, size_t n, double bound)
 {
-    return uniform_sse_lanes(p, x, n);
+    /* The last chunk first, then the others from the front: selection leaves the
+     * largest values at the end and the smallest at the front, where the clipping
+     * candidates of a search differ most. */
+    const size_t last = n > SSE_CHUNK ? (n - 1) / SSE_CHUNK * SSE_CHUNK : 0;
+    double total = uniform_sse_lanes(p, x + last, n - last);
+    for (size_t i = 0; i < last && !(total > bound); i += SSE_CHUNK)
+        total += uniform_sse_lanes(p, x + i, SSE_CHUNK);
+    return total;
 }
 
 /* Checks a strided view: non-NULL, n > 0, stride > 0, (n - 1) * stride addressable. */
@@ -230,6 +238,18 @@ static int cmp_float(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Small pieces: insertion sort, no comparison callback (no NaN here). */
+static void insertion_sort(float *v, size_t len)
+{
+    for (size_t i = 1; i < len; i++) {
+        const float t = v[i];
+        size_t j = i;
+        for (; j > 0 && v[j - 1] > t; j--)
+            v[j] = v[j - 1];
+        v[j] = t;
+    }
+}
+
 static int cmp_size(const void *a, const void *b)
 {
     size_t x = *(const size_t *)a, y = *(const size_t *)b;
@@ -244,7 +264,11 @@ static void multiselect(float *v, size_t lo, size_t hi, const size_t *ks, size_t
 {
     while (nk > 0) {
         size_t len = hi - lo;
-        if (len <= 16 || depth-- <= 0) {
+        if (len <= 16) {
+            insertion_sort(v + lo, len);
+            return;
+        }
+        if (depth-- <= 0) {
             qsort(v + lo, len, sizeof *v, cmp_float);
             return;
         }
@@ -341,6 +365,11 @@ static int depth_limit(size_t n)
         d += 2;
     }
     return d;
+}
+
+void repq_sort_small(float *v, size_t len)
+{
+    insertion_sort(v, len);
 }
 
 void repq_order_statistics(float *v, size_t n, const size_t *ranks, size_t nr)

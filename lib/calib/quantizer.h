@@ -83,9 +83,12 @@ repq_status repq_quant_fake(const repq_quant_params *p, float *x, size_t n);
 repq_status repq_quant_mse(const repq_quant_params *p, const float *x, size_t n, size_t stride,
                            double *mse);
 /* For searches that score many candidates: the sum of squared fake-quantization errors
- * of the n finite values x[0, n), in double, summed over 8 lanes (vectorized; equal to
- * n times repq_quant_mse up to the order of the additions). p must be valid. */
-double repq_quant_sse_lanes(const repq_quant_params *p, const float *x, size_t n);
+ * of the n finite values x[0, n), in double, summed over 8 lanes in chunks of 256
+ * values, the last chunk first (vectorized; equal to n times repq_quant_mse up to the
+ * order of the additions). Stops after the first chunk at which the running sum
+ * exceeds `bound` and returns that partial sum (> bound): a candidate that cannot win
+ * costs less. Below the bound the result does not depend on it. p must be valid. */
+double repq_quant_sse_lanes(const repq_quant_params *p, const float *x, size_t n, double bound);
 
 /* ---- Quantiles ------------------------------------------------------------------ */
 
@@ -104,6 +107,9 @@ repq_status repq_quantiles(const float *x, size_t n, size_t stride, const double
  * holds the k-th smallest value for every k in ranks[0, nr) (ascending, distinct, all
  * < n), by the same selection as repq_quantiles. The caller has checked the data. */
 void repq_order_statistics(float *v, size_t n, const size_t *ranks, size_t nr);
+
+/* Sorts v[0, len) (no NaN) by insertion: for short or nearly sorted arrays. */
+void repq_sort_small(float *v, size_t len);
 
 /* ---- Range searches --------------------------------------------------------------- */
 
