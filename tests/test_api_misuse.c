@@ -239,7 +239,7 @@ static void options_record_their_own_messages(void **state)
     const struct { repq_option key; int64_t lo, hi; } ranges[] = {
         {REPQ_OPT_WEIGHT_BITS, 2, 8}, {REPQ_OPT_ACT_BITS, 2, 8}, {REPQ_OPT_METHOD, 0, 1},
         {REPQ_OPT_PATCH_INPUT_BITS, 2, 8}, {REPQ_OPT_THREADS, 1, 256}, {REPQ_OPT_KERNELS, 0, 5},
-        {REPQ_OPT_POST_GELU, 0, 1},
+        {REPQ_OPT_POST_GELU, 0, 1}, {REPQ_OPT_DUAL_CLIP, 0, 1},
     };
     for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++) {
         char want[64];

@@ -101,6 +101,13 @@ static void options_check_ranges(void **state)
     assert_int_equal(repq_options_set_int(o, REPQ_OPT_POST_GELU, REPQ_POST_GELU_UNIFORM), REPQ_OK);
     assert_int_equal(repq_options_get_int(o, REPQ_OPT_POST_GELU, &v), REPQ_OK);
     assert_int_equal(v, REPQ_POST_GELU_UNIFORM);
+    assert_int_equal(repq_options_get_int(o, REPQ_OPT_DUAL_CLIP, &v), REPQ_OK);
+    assert_int_equal(v, 0); /* the reference's search until the ablation picks a default */
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_DUAL_CLIP, 2), REPQ_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(repq_last_error(o), "dual_clip"));
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_DUAL_CLIP, 1), REPQ_OK);
+    assert_int_equal(repq_options_get_int(o, REPQ_OPT_DUAL_CLIP, &v), REPQ_OK);
+    assert_int_equal(v, 1);
     assert_int_equal(repq_options_set_int(o, (repq_option)1234, 1), REPQ_ERR_INVALID_ARGUMENT);
     assert_int_equal(repq_options_set_int(NULL, REPQ_OPT_ACT_BITS, 8), REPQ_ERR_INVALID_ARGUMENT);
     repq_options_free(o);

@@ -2,12 +2,14 @@
  * and the layer-wise quantizer it produces sees the same codes as the channel-wise one. */
 #include <math.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "model/qmodel.h"
@@ -25,28 +27,53 @@ typedef struct fixture {
     repq_model *model;
     repq_qmodel *channelwise, *layerwise;
     repq_tensor *test, *labels;
+    /* With dual clipping: the same calibration without it, to compare against. */
+    repq_qmodel *reference;
 } fixture;
+
+/* W4A4, the first 32 calibration images. */
+static repq_status calibrate(repq_model *model, repq_tensor *calib, int dual_clip, repq_qmodel **out)
+{
+    repq_options *o;
+    repq_calib *c = NULL;
+    repq_status st;
+    if ((st = repq_options_new(&o)))
+        return st;
+    if (!(st = repq_options_set_int(o, REPQ_OPT_WEIGHT_BITS, 4)) && !(st = repq_options_set_int(o, REPQ_OPT_ACT_BITS, 4)) &&
+        !(st = repq_options_set_int(o, REPQ_OPT_DUAL_CLIP, dual_clip)) && !(st = repq_calib_new(NULL, model, o, &c)) &&
+        !(st = repq_calib_feed(c, calib)))
+        st = repq_calib_finish(c, out);
+    repq_calib_free(c);
+    repq_options_free(o);
+    return st;
+}
+
+static int setup_with(void **state, fixture *f, int dual_clip)
+{
+    repq_tensor *calib, *calib_labels;
+    if (repq_model_load(NULL, MODEL_PATH, NULL, &f->model) ||
+        repq_cifar_load(NULL, CALIB_IMAGES, 0, 32, &calib, &calib_labels) ||
+        repq_cifar_load(NULL, TEST_IMAGES, 0, N_TEST, &f->test, &f->labels) ||
+        calibrate(f->model, calib, dual_clip, &f->channelwise) ||
+        (dual_clip && calibrate(f->model, calib, 0, &f->reference)) ||
+        repq_qmodel_reparameterize(NULL, f->channelwise, &f->layerwise))
+        return -1;
+    repq_tensor_free(calib);
+    repq_tensor_free(calib_labels);
+    *state = f;
+    return 0;
+}
 
 static int setup(void **state)
 {
     static fixture f;
-    repq_tensor *calib, *calib_labels;
-    repq_options *o;
-    repq_calib *c;
-    if (repq_model_load(NULL, MODEL_PATH, NULL, &f.model) ||
-        repq_cifar_load(NULL, CALIB_IMAGES, 0, 32, &calib, &calib_labels) ||
-        repq_cifar_load(NULL, TEST_IMAGES, 0, N_TEST, &f.test, &f.labels) || repq_options_new(&o) ||
-        repq_options_set_int(o, REPQ_OPT_WEIGHT_BITS, 4) || repq_options_set_int(o, REPQ_OPT_ACT_BITS, 4) ||
-        repq_calib_new(NULL, f.model, o, &c) || repq_calib_feed(c, calib) ||
-        repq_calib_finish(c, &f.channelwise) ||
-        repq_qmodel_reparameterize(NULL, f.channelwise, &f.layerwise))
-        return -1;
-    repq_calib_free(c);
-    repq_options_free(o);
-    repq_tensor_free(calib);
-    repq_tensor_free(calib_labels);
-    *state = &f;
-    return 0;
+    return setup_with(state, &f, 0);
+}
+
+static int setup_dual_clip(void **state)
+{
+    static fixture f;
+    return setup_with(state, &f, 1);
 }
 
 static int teardown(void **state)
@@ -54,6 +81,7 @@ static int teardown(void **state)
     fixture *f = *state;
     repq_qmodel_free(f->channelwise);
     repq_qmodel_free(f->layerwise);
+    repq_qmodel_free(f->reference);
     repq_model_free(f->model);
     repq_tensor_free(f->test);
     repq_tensor_free(f->labels);
@@ -317,6 +345,67 @@ static void unrounded_rebuild_is_the_reference_fold(void **state)
     free(frac);
 }
 
+/* Dual clipping changes the post-LayerNorm channel quantizers and keeps their kind (and
+ * every other point's kind). The points before the first LayerNorm see the same data
+ * and keep their quantizers; later ones calibrate on activations that the changed
+ * quantizers produced, so they may move too. */
+static void dual_clipping_moves_post_layer_norm_channels(void **state)
+{
+    fixture *f = *state;
+    const repq_qmodel *d = f->channelwise, *r = f->reference;
+    size_t changed = 0, channels = 0;
+    bool before_first = true;
+    for (int32_t slot = 0; slot < d->net->num_slots; slot++) {
+        const repq_act_quant *a = &d->acts[slot], *b = &r->acts[slot];
+        assert_int_equal(a->kind, b->kind);
+        if (a->kind != REPQ_AQ_UNIFORM_CHANNEL) {
+            if (before_first)
+                assert_memory_equal(&a->uniform, &b->uniform, sizeof a->uniform);
+            continue;
+        }
+        before_first = false;
+        for (int32_t c = 0; c < a->channels; c++)
+            changed += memcmp(&a->per_channel[c], &b->per_channel[c], sizeof a->per_channel[c]) != 0;
+        channels += (size_t)a->channels;
+    }
+    print_message("dual clipping changed %zu of %zu post-LayerNorm channel quantizers\n", changed, channels);
+    assert_true(changed >= channels / 10);
+}
+
+/* The reparameterized dual-clipped model saves and loads back unchanged: the same
+ * quantizers and the same fake-quant logits. */
+static void dual_clipped_model_saves_and_loads(void **state)
+{
+    fixture *f = *state;
+    char dir[] = "/tmp/repq_dual_clip_XXXXXX", path[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/w4a4.repq", dir);
+    repq_qmodel *loaded;
+    assert_int_equal(repq_qmodel_save(f->layerwise, path), REPQ_OK);
+    assert_int_equal(repq_qmodel_load(NULL, path, &loaded), REPQ_OK);
+    for (int32_t slot = 0; slot < f->layerwise->net->num_slots; slot++) {
+        const repq_act_quant *a = &loaded->acts[slot], *b = &f->layerwise->acts[slot];
+        assert_int_equal(a->kind, b->kind);
+        if (a->kind == REPQ_AQ_UNIFORM)
+            assert_memory_equal(&a->uniform, &b->uniform, sizeof a->uniform);
+    }
+    int64_t shape[2] = {N_TEST, 10};
+    repq_tensor *a, *b;
+    assert_int_equal(repq_tensor_new(NULL, REPQ_DTYPE_F32, 2, shape, NULL, &a), REPQ_OK);
+    assert_int_equal(repq_tensor_new(NULL, REPQ_DTYPE_F32, 2, shape, NULL, &b), REPQ_OK);
+    assert_int_equal(repq_qmodel_forward(f->layerwise, REPQ_FORWARD_FAKE_QUANT, f->test, a), REPQ_OK);
+    assert_int_equal(repq_qmodel_forward(loaded, REPQ_FORWARD_FAKE_QUANT, f->test, b), REPQ_OK);
+    static float x[N_TEST * 10], y[N_TEST * 10];
+    run(a, x, N_TEST * 10);
+    run(b, y, N_TEST * 10);
+    assert_memory_equal(x, y, sizeof x);
+    repq_tensor_free(a);
+    repq_tensor_free(b);
+    repq_qmodel_free(loaded);
+    assert_int_equal(remove(path), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -328,5 +417,14 @@ int main(void)
         cmocka_unit_test(fake_quant_predictions_survive_reparameterization),
         cmocka_unit_test(reparameterizing_twice_changes_nothing),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    /* The fold is the same for any per-channel (s, z): with dual clipping it is exact too. */
+    const struct CMUnitTest dual_clip_tests[] = {
+        cmocka_unit_test(dual_clipping_moves_post_layer_norm_channels),
+        cmocka_unit_test(without_quantization_logits_are_unchanged),
+        cmocka_unit_test(layer_wise_codes_equal_channel_wise_codes),
+        cmocka_unit_test(fake_quant_predictions_survive_reparameterization),
+        cmocka_unit_test(dual_clipped_model_saves_and_loads),
+    };
+    int failed = cmocka_run_group_tests_name("reference clipping", tests, setup, teardown);
+    return failed + cmocka_run_group_tests_name("dual clipping", dual_clip_tests, setup_dual_clip, teardown);
 }

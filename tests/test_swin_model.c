@@ -268,13 +268,15 @@ typedef struct swin_fixture {
 
 static swin_fixture sfx;
 
-static repq_status quantize(repq_model *m, repq_tensor *calib, int bits, repq_qmodel **raw, repq_qmodel **out)
+static repq_status quantize(repq_model *m, repq_tensor *calib, int bits, int dual_clip, repq_qmodel **raw,
+                            repq_qmodel **out)
 {
     repq_options *o;
     repq_calib *c;
     repq_status st;
     if ((st = repq_options_new(&o)) || (st = repq_options_set_int(o, REPQ_OPT_WEIGHT_BITS, bits)) ||
-        (st = repq_options_set_int(o, REPQ_OPT_ACT_BITS, bits)) || (st = repq_calib_new(NULL, m, o, &c)))
+        (st = repq_options_set_int(o, REPQ_OPT_ACT_BITS, bits)) ||
+        (st = repq_options_set_int(o, REPQ_OPT_DUAL_CLIP, dual_clip)) || (st = repq_calib_new(NULL, m, o, &c)))
         return st;
     if (!(st = repq_calib_feed(c, calib)) && !(st = repq_calib_finish(c, raw)))
         st = repq_qmodel_reparameterize(NULL, *raw, out);
@@ -292,7 +294,7 @@ static int quant_setup(void **state)
     f->calib = generated_images(N_CALIB, 1);
     f->eval = generated_images(N_EVAL, 2);
     f->small = generated_images(N_SMALL, 2);
-    if (quantize(f->model, f->calib, 8, &f->raw8, &f->w8a8) || quantize(f->model, f->calib, 4, &f->raw4, &f->w4a4))
+    if (quantize(f->model, f->calib, 8, 0, &f->raw8, &f->w8a8) || quantize(f->model, f->calib, 4, 0, &f->raw4, &f->w4a4))
         return -1;
     if (snprintf(f->w8a8_path, sizeof f->w8a8_path, "%s/w8a8.safetensors", f->dir) >= (int)sizeof f->w8a8_path ||
         repq_qmodel_save(f->w8a8, f->w8a8_path))
@@ -583,6 +585,25 @@ static void session_agrees_with_fake_quant_w4a4(void **state)
 {
     swin_fixture *f = *state;
     agreement(f->w4a4, f->eval, "W4A4", 0.04);
+}
+
+/* Dual clipping on all three post-LayerNorm points of a Swin (norm1, norm2, patch
+ * merging): the fold stays exact and the session still reproduces the fake quant. */
+static void dual_clipping_on_swin(void **state)
+{
+    swin_fixture *f = *state;
+    repq_qmodel *raw, *rep;
+    assert_int_equal(quantize(f->model, f->calib, 4, 1, &raw, &rep), REPQ_OK);
+    size_t changed = 0;
+    for (int32_t slot = 0; slot < raw->net->num_slots; slot++)
+        for (int32_t c = 0; raw->acts[slot].kind == REPQ_AQ_UNIFORM_CHANNEL && c < raw->acts[slot].channels; c++)
+            changed += memcmp(&raw->acts[slot].per_channel[c], &f->raw4->acts[slot].per_channel[c],
+                              sizeof raw->acts[slot].per_channel[c]) != 0;
+    assert_true(changed > 0);
+    codes_match(raw, rep, f->small, "W4A4, dual clipping");
+    agreement(rep, f->eval, "W4A4, dual clipping", 0.04);
+    repq_qmodel_free(raw);
+    repq_qmodel_free(rep);
 }
 
 static void every_level_gives_the_same_bits(void **state)
@@ -1025,7 +1046,7 @@ static void small_swin_session_agrees_with_fake_quant(void **state)
     assert_int_equal(repq_tensor_new(NULL, REPQ_DTYPE_F32, 2, shape, NULL, &y), REPQ_OK);
     for (int bits = 8; bits >= 4; bits -= 4) {
         repq_qmodel *raw, *q;
-        assert_int_equal(quantize(m, calib, bits, &raw, &q), REPQ_OK);
+        assert_int_equal(quantize(m, calib, bits, 0, &raw, &q), REPQ_OK);
         static float a[N_IMAGES * CLASSES], b[N_IMAGES * CLASSES];
         assert_int_equal(repq_qmodel_forward(q, REPQ_FORWARD_FAKE_QUANT, images, y), REPQ_OK);
         assert_int_equal(repq_tensor_read(y, a, sizeof a), REPQ_OK);
@@ -1155,6 +1176,7 @@ int main(void)
         cmocka_unit_test(layer_wise_codes_equal_channel_wise_codes),
         cmocka_unit_test(session_agrees_with_fake_quant_w8a8),
         cmocka_unit_test(session_agrees_with_fake_quant_w4a4),
+        cmocka_unit_test(dual_clipping_on_swin),
         cmocka_unit_test(every_level_gives_the_same_bits),
         cmocka_unit_test(threads_give_the_same_bits),
         cmocka_unit_test(session_run_allocates_nothing),

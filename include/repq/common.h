@@ -109,6 +109,9 @@ typedef enum repq_option {
     REPQ_OPT_THREADS = 5,          /* worker threads of a session, 1..256, default 1 */
     REPQ_OPT_KERNELS = 6,          /* repq_kernels (0..5): the most a session may use, default AUTO */
     REPQ_OPT_POST_GELU = 7,        /* repq_post_gelu (0..1): the quantizer of fc2's input, default TWO_REGION */
+    REPQ_OPT_DUAL_CLIP = 8,        /* clipping of the post-LayerNorm channels (0..1): 0 the reference's
+                                      percentile search, 1 RepQuant's per-channel dual clipping
+                                      (docs/method.md); default 0 */
     REPQ_OPT_MIXED = 10            /* 0..1, default 0. 1: greedy mixed precision: every linear layer's
                                       weight and every activation gets a width from {4, 5, 6, 8}, chosen
                                       by measured sensitivity so that the average widths (weighted by

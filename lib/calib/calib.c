@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "calib/calib.h"
+#include "calib/dual_clip.h"
 #include "calib/mixed.h"
 #include "core/options.h"
 #include "core/tensor.h"
@@ -50,6 +51,7 @@ REPQ_API repq_status repq_calib_new(repq_context *ctx, repq_model *model,
     c->patch_input_bits = o->patch_input_bits;
     c->method = o->method;
     c->post_gelu = o->post_gelu;
+    c->dual_clip = o->dual_clip;
     c->mixed = o->mixed != 0;
     *out_calib = c;
     return REPQ_OK;
@@ -171,7 +173,10 @@ repq_status repq_calib_search_slot(const repq_calib *c, const repq_net *net, con
         aq->kind = REPQ_AQ_UNIFORM_CHANNEL;
         if (repq_act_quant_set_channels(al, aq, (int32_t)cols) != REPQ_OK)
             return REPQ_ERR_NOMEM;
-        return repq_quant_search_cols(x, rows, cols, bits, REPQ_RANGE_PERCENTILE, scratch, aq->per_channel);
+        if (c->dual_clip)
+            return repq_quant_search_cols_dual(x, rows, cols, bits, scratch, aq->per_channel);
+        return repq_quant_search_cols(x, rows, cols, bits, REPQ_RANGE_PERCENTILE, scratch,
+                                      aq->per_channel);
     }
     aq->kind = REPQ_AQ_UNIFORM;
     double mse;

@@ -14,6 +14,7 @@ struct repq_calib {
     repq_model *model;
     int32_t weight_bits, act_bits, patch_input_bits, method;
     int32_t post_gelu;     /* repq_post_gelu */
+    int32_t dual_clip;     /* REPQ_OPT_DUAL_CLIP */
     bool mixed;            /* greedy mixed precision (mixed.h) */
     int8_t *layer_bits;    /* [net->num_linear] weight widths, NULL: weight_bits */
     int8_t *slot_bits;     /* [net->num_slots] activation widths, NULL: act_bits (patch_input_bits) */

@@ -155,6 +155,41 @@ static double uniform_sse(const repq_quant_params *p, const float *x, size_t n, 
     return sum;
 }
 
+#define SSE_LANES 8
+VECTORIZED static double uniform_sse_lanes(const repq_quant_params *p, const float *x, size_t n)
+{
+    const float s = p->scale, zf = (float)p->zero_point, qmax = (float)((1 << p->bits) - 1);
+    double lane[SSE_LANES] = {0};
+    size_t i = 0;
+    for (; i + SSE_LANES <= n; i += SSE_LANES)
+        for (size_t l = 0; l < SSE_LANES; l++) {
+            const float v = x[i + l];
+            const double e = (double)v - (double)(s * (uniform_code(v, s, zf, qmax) - zf));
+            lane[l] += e * e;
+        }
+    for (size_t l = 0; i < n; i++, l++) {
+        const double e = (double)x[i] - (double)(s * (uniform_code(x[i], s, zf, qmax) - zf));
+        lane[l] += e * e;
+    }
+    double sum = 0.0;
+    for (size_t l = 0; l < SSE_LANES; l++)
+        sum += lane[l];
+    return sum;
+}
+
+#define SSE_CHUNK 256
+double repq_quant_sse_lanes(const repq_quant_params *p, const float *x, size_t n, double bound)
+{
+    /* The last chunk first, then the others from the front: selection leaves the
+     * largest values at the end and the smallest at the front, where the clipping
+     * candidates of a search differ most. */
+    const size_t last = n > SSE_CHUNK ? (n - 1) / SSE_CHUNK * SSE_CHUNK : 0;
+    double total = uniform_sse_lanes(p, x + last, n - last);
+    for (size_t i = 0; i < last && !(total > bound); i += SSE_CHUNK)
+        total += uniform_sse_lanes(p, x + i, SSE_CHUNK);
+    return total;
+}
+
 /* Checks a strided view: non-NULL, n > 0, stride > 0, (n - 1) * stride addressable. */
 static repq_status check_view(const float *x, size_t n, size_t stride)
 {
@@ -203,6 +238,18 @@ static int cmp_float(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Small pieces: insertion sort, no comparison callback (no NaN here). */
+static void insertion_sort(float *v, size_t len)
+{
+    for (size_t i = 1; i < len; i++) {
+        const float t = v[i];
+        size_t j = i;
+        for (; j > 0 && v[j - 1] > t; j--)
+            v[j] = v[j - 1];
+        v[j] = t;
+    }
+}
+
 static int cmp_size(const void *a, const void *b)
 {
     size_t x = *(const size_t *)a, y = *(const size_t *)b;
@@ -217,7 +264,11 @@ static void multiselect(float *v, size_t lo, size_t hi, const size_t *ks, size_t
 {
     while (nk > 0) {
         size_t len = hi - lo;
-        if (len <= 16 || depth-- <= 0) {
+        if (len <= 16) {
+            insertion_sort(v + lo, len);
+            return;
+        }
+        if (depth-- <= 0) {
             qsort(v + lo, len, sizeof *v, cmp_float);
             return;
         }
@@ -316,6 +367,17 @@ static int depth_limit(size_t n)
     return d;
 }
 
+void repq_sort_small(float *v, size_t len)
+{
+    insertion_sort(v, len);
+}
+
+void repq_order_statistics(float *v, size_t n, const size_t *ranks, size_t nr)
+{
+    if (n < TAIL_MIN_N || !tail_select(v, n, ranks, nr, depth_limit(n)))
+        multiselect(v, 0, n, ranks, nr, depth_limit(n));
+}
+
 /* NumPy's linear interpolation between a (at floor h) and b, weight t = h - floor h. */
 static float lerp_numpy(double a, double b, double t)
 {
@@ -341,8 +403,7 @@ static void quantiles_inplace(float *v, size_t n, const double *p, size_t np, fl
     for (size_t j = 0; j < nk; j++)
         if (u == 0 || ks[j] != ks[u - 1])
             ks[u++] = ks[j];
-    if (n < TAIL_MIN_N || !tail_select(v, n, ks, u, depth_limit(n)))
-        multiselect(v, 0, n, ks, u, depth_limit(n));
+    repq_order_statistics(v, n, ks, u);
     for (size_t j = 0; j < np; j++) {
         double h = (double)(n - 1) * p[j];
         size_t i = (size_t)floor(h);
@@ -385,13 +446,13 @@ repq_status repq_quantiles(const float *x, size_t n, size_t stride, const double
 
 /* ---- Uniform range searches ------------------------------------------------------ */
 
-repq_status repq_quant_search(const float *x, size_t n, size_t stride, int32_t bits,
-                              float *scratch, repq_quant_params *out, double *mse)
+repq_status repq_quant_candidate_ranges(const float *x, size_t n, size_t stride, float *scratch,
+                                        float lo[REPQ_QUANT_NUM_CANDIDATES], float hi[REPQ_QUANT_NUM_CANDIDATES])
 {
     repq_status st = check_view(x, n, stride);
     if (st != REPQ_OK)
         return st;
-    if (!scratch || !out || !bits_ok(bits))
+    if (!scratch || !lo || !hi)
         return REPQ_ERR_INVALID_ARGUMENT;
     if (!gather(x, n, stride, scratch))
         return REPQ_ERR_NUMERIC;
@@ -402,23 +463,51 @@ repq_status repq_quant_search(const float *x, size_t n, size_t stride, int32_t b
         p[2 * c + 1] = repq_quant_percentiles[c];
     }
     quantiles_inplace(scratch, n, p, 2 * REPQ_QUANT_NUM_CANDIDATES, q);
+    for (int c = 0; c < REPQ_QUANT_NUM_CANDIDATES; c++) {
+        lo[c] = q[2 * c];
+        hi[c] = q[2 * c + 1];
+    }
+    return REPQ_OK;
+}
+
+repq_status repq_quant_search(const float *x, size_t n, size_t stride, int32_t bits,
+                              float *scratch, repq_quant_params *out, double *mse)
+{
+    if (!out || !bits_ok(bits))
+        return REPQ_ERR_INVALID_ARGUMENT;
+    float lo[REPQ_QUANT_NUM_CANDIDATES], hi[REPQ_QUANT_NUM_CANDIDATES];
+    repq_status st = repq_quant_candidate_ranges(x, n, stride, scratch, lo, hi);
+    if (st != REPQ_OK)
+        return st;
     /* The scratch now holds a permutation of the data: score over it, contiguously. */
+    double sse;
+    if ((st = repq_quant_best_range(scratch, n, bits, lo, hi, REPQ_QUANT_NUM_CANDIDATES, out, &sse)) != REPQ_OK)
+        return st;
+    if (mse)
+        *mse = sse / (double)n;
+    return REPQ_OK;
+}
+
+repq_status repq_quant_best_range(const float *x, size_t n, int32_t bits, const float *lo, const float *hi,
+                                  size_t count, repq_quant_params *out, double *sse)
+{
+    if (!x || n == 0 || !lo || !hi || count == 0 || !out || !sse)
+        return REPQ_ERR_INVALID_ARGUMENT;
     repq_quant_params best = {0};
     double best_sse = INFINITY;
-    for (int c = 0; c < REPQ_QUANT_NUM_CANDIDATES; c++) {
+    for (size_t c = 0; c < count; c++) {
         repq_quant_params cand;
-        st = repq_quant_params_from_range(q[2 * c], q[2 * c + 1], bits, &cand);
+        repq_status st = repq_quant_params_from_range(lo[c], hi[c], bits, &cand);
         if (st != REPQ_OK)
             return st;
-        double sse = uniform_sse(&cand, scratch, n, 1);
-        if (sse < best_sse) {
-            best_sse = sse;
+        double e = uniform_sse(&cand, x, n, 1);
+        if (e < best_sse) {
+            best_sse = e;
             best = cand;
         }
     }
     *out = best;
-    if (mse)
-        *mse = best_sse / (double)n;
+    *sse = best_sse;
     return REPQ_OK;
 }
 

@@ -82,6 +82,13 @@ repq_status repq_quant_fake(const repq_quant_params *p, float *x, size_t n);
  * leaving x unchanged. */
 repq_status repq_quant_mse(const repq_quant_params *p, const float *x, size_t n, size_t stride,
                            double *mse);
+/* For searches that score many candidates: the sum of squared fake-quantization errors
+ * of the n finite values x[0, n), in double, summed over 8 lanes in chunks of 256
+ * values, the last chunk first (vectorized; equal to n times repq_quant_mse up to the
+ * order of the additions). Stops after the first chunk at which the running sum
+ * exceeds `bound` and returns that partial sum (> bound): a candidate that cannot win
+ * costs less. Below the bound the result does not depend on it. p must be valid. */
+double repq_quant_sse_lanes(const repq_quant_params *p, const float *x, size_t n, double bound);
 
 /* ---- Quantiles ------------------------------------------------------------------ */
 
@@ -96,7 +103,21 @@ repq_status repq_quant_mse(const repq_quant_params *p, const float *x, size_t n,
 repq_status repq_quantiles(const float *x, size_t n, size_t stride, const double *p, size_t np,
                            float *scratch, float *out);
 
+/* Order statistics of the n finite values v[0, n), rearranged in place: afterwards v[k]
+ * holds the k-th smallest value for every k in ranks[0, nr) (ascending, distinct, all
+ * < n), by the same selection as repq_quantiles. The caller has checked the data. */
+void repq_order_statistics(float *v, size_t n, const size_t *ranks, size_t nr);
+
+/* Sorts v[0, len) (no NaN) by insertion: for short or nearly sorted arrays. */
+void repq_sort_small(float *v, size_t len);
+
 /* ---- Range searches --------------------------------------------------------------- */
+
+/* The reference search's candidate ranges over the n values x[i * stride]: for p_c in
+ * repq_quant_percentiles, lo[c] = quantile(1 - p_c), hi[c] = quantile(p_c). scratch: n
+ * floats, afterwards a permutation of the values; must not overlap x. */
+repq_status repq_quant_candidate_ranges(const float *x, size_t n, size_t stride, float *scratch,
+                                        float lo[REPQ_QUANT_NUM_CANDIDATES], float hi[REPQ_QUANT_NUM_CANDIDATES]);
 
 /* The reference's search over the n values x[i * stride] (stride 1: a weight row or a
  * whole tensor; stride = channels: one channel of a [tokens][channels] matrix): for p
@@ -106,6 +127,11 @@ repq_status repq_quantiles(const float *x, size_t n, size_t stride, const double
  * scratch: n floats of the caller's, overwritten; must not overlap x. */
 repq_status repq_quant_search(const float *x, size_t n, size_t stride, int32_t bits,
                               float *scratch, repq_quant_params *out, double *mse);
+/* The first least-SSE of the `count` ranges [lo[c], hi[c]] (each through
+ * repq_quant_params_from_range) over the n finite values x[0, n): its (s, z) to *out
+ * and its sum of squared errors to *sse. */
+repq_status repq_quant_best_range(const float *x, size_t n, int32_t bits, const float *lo, const float *hi,
+                                  size_t count, repq_quant_params *out, double *sse);
 /* Naive baseline: lo = min(x), hi = max(x), then repq_quant_params_from_range. No
  * scratch. mse may be NULL. */
 repq_status repq_quant_minmax(const float *x, size_t n, size_t stride, int32_t bits,

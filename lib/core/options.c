@@ -24,6 +24,7 @@ void repq_options_defaults(repq_options *o)
     o->threads = 1;
     o->kernels = REPQ_KERNELS_AUTO;
     o->post_gelu = REPQ_POST_GELU_TWO_REGION;
+    o->dual_clip = 0;
     o->mixed = 0;
 }
 
@@ -78,6 +79,10 @@ REPQ_API repq_status repq_options_set_int(repq_options *o, repq_option key, int6
         if ((st = check_range(o, "post_gelu", value, REPQ_POST_GELU_UNIFORM, REPQ_POST_GELU_TWO_REGION)) == REPQ_OK)
             o->post_gelu = (int32_t)value;
         return st;
+    case REPQ_OPT_DUAL_CLIP:
+        if ((st = check_range(o, "dual_clip", value, 0, 1)) == REPQ_OK)
+            o->dual_clip = (int32_t)value;
+        return st;
     case REPQ_OPT_MIXED:
         if ((st = check_range(o, "mixed", value, 0, 1)) == REPQ_OK)
             o->mixed = (int32_t)value;
@@ -102,6 +107,7 @@ REPQ_API repq_status repq_options_get_int(const repq_options *o, repq_option key
     case REPQ_OPT_THREADS: *out_value = o->threads; return REPQ_OK;
     case REPQ_OPT_KERNELS: *out_value = o->kernels; return REPQ_OK;
     case REPQ_OPT_POST_GELU: *out_value = o->post_gelu; return REPQ_OK;
+    case REPQ_OPT_DUAL_CLIP: *out_value = o->dual_clip; return REPQ_OK;
     case REPQ_OPT_MIXED: *out_value = o->mixed; return REPQ_OK;
     }
     return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "unknown option key %d", (int)key);
