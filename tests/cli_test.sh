@@ -31,6 +31,14 @@ out=$("$repq" quantize "$data/vit_tiny_cifar10.safetensors" --calib "$data/cifar
 grep -aqF 'kind\":5' "$work/rtn.repq" || fail "the default file has no two-region quantizer"
 grep -aqF 'kind\":5' "$work/uniform.repq" && fail "--post-gelu uniform wrote a two-region quantizer"
 
+# SQ-b rewrites the float parameters before calibration: another model, which runs in integers.
+out=$("$repq" quantize "$data/vit_tiny_cifar10.safetensors" --calib "$data/cifar10_calib.bin" \
+    --calib-images 4 --wbits 4 --abits 4 --smooth sqb -o "$work/sqb.repq") || fail "quantize --smooth sqb failed: $out"
+grep -q "SQ-b" <<<"$out" || fail "quantize --smooth sqb did not say so: $out"
+cmp -s "$work/rtn.repq" "$work/sqb.repq" && fail "--smooth sqb changed nothing in the file"
+eval_out=$("$repq" eval "$work/sqb.repq" --data "$data/cifar10_test_dev.bin" --limit 20 --mode int) ||
+    fail "eval of the SQ-b file failed: $eval_out"
+
 # info reads float and quantized models, whatever the name, and refuses what is neither.
 info=$("$repq" info "$work/rtn.repq") || fail "info on a .repq file failed: $info"
 grep -q "weight bits *4" <<<"$info" || fail "info did not give the weight bits: $info"
@@ -53,7 +61,7 @@ rc=$?
 [ $rc -eq 1 ] || fail "info on a truncated file exited with $rc, not 1"
 grep -q "truncated" "$work/info.log" || fail "info on a truncated file did not say why: $(cat "$work/info.log")"
 
-for bad in "--weights gptx" "--method repqq" "--post-gelu twoRegion"; do
+for bad in "--weights gptx" "--method repqq" "--post-gelu twoRegion" "--smooth sqbb"; do
     # shellcheck disable=SC2086
     "$repq" quantize "$data/vit_tiny_cifar10.safetensors" --calib "$data/cifar10_calib.bin" $bad \
         -o "$work/bad.repq" >"$work/bad.log" 2>&1
@@ -61,4 +69,4 @@ for bad in "--weights gptx" "--method repqq" "--post-gelu twoRegion"; do
     [ $rc -eq 2 ] || fail "'$bad' exited with $rc, not 2"
     [ -e "$work/bad.repq" ] && fail "'$bad' wrote a file"
 done
-echo "cli test: quantize (rtn, gptq, post-GELU uniform), eval in integers, info and bad options all behave"
+echo "cli test: quantize (rtn, gptq, post-GELU uniform, SQ-b), eval in integers, info and bad options all behave"

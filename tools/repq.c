@@ -28,7 +28,7 @@ int usage(void)
             "                [--threads T] [--kernels KERNELS]\n"
             "  repq quantize MODEL --calib FILE [--calib-offset K] [--calib-images N]\n"
             "                --wbits W --abits A [--method repq|minmax] [--weights rtn|gptq]\n"
-            "                [--post-gelu two-region|uniform] -o OUT.repq\n"
+            "                [--post-gelu two-region|uniform] [--smooth sqb|off] -o OUT.repq\n"
             "  repq eval MODEL --images DIR [--labels FILE] [--mode fp32|fake|int] [--batch B] [--threads T]\n"
             "                [--limit N] [--json] [IMAGE OPTIONS]\n"
             "  repq quantize MODEL --calib DIR [--calib-images N] ... (images picked evenly over the sorted folder)\n"
@@ -72,6 +72,7 @@ static int parse_args(int argc, char **argv, args *a)
             {"--data", &a->data}, {"--mode", &a->mode}, {"--calib", &a->calib},
             {"--method", &a->method}, {"-o", &a->out}, {"--model", &a->model}, {"--arch", &a->arch},
             {"--kernels", &a->kernels}, {"--weights", &a->weights}, {"--post-gelu", &a->post_gelu},
+            {"--smooth", &a->smooth},
             {"--images", &a->images}, {"--labels", &a->labels}, {"--class-names", &a->class_names},
             {"--interpolation", &a->interpolation}, {"--crop-pct", &a->crop_pct},
         };
@@ -289,6 +290,11 @@ static int cmd_quantize(repq_context *ctx, const args *a)
         post_gelu = REPQ_POST_GELU_UNIFORM;
     else if (a->post_gelu && strcmp(a->post_gelu, "two-region") != 0)
         return fprintf(stderr, "repq: --post-gelu is two-region or uniform\n"), 2;
+    int smooth = REPQ_SMOOTH_OFF;
+    if (a->smooth && strcmp(a->smooth, "sqb") == 0)
+        smooth = REPQ_SMOOTH_SQB;
+    else if (a->smooth && strcmp(a->smooth, "off") != 0)
+        return fprintf(stderr, "repq: --smooth is sqb or off\n"), 2;
     repq_model *m = NULL;
     repq_tensor *images = NULL, *labels = NULL;
     repq_options *o = NULL;
@@ -311,7 +317,8 @@ static int cmd_quantize(repq_context *ctx, const args *a)
     if ((st = repq_options_new(&o)) || (st = repq_options_set_int(o, REPQ_OPT_WEIGHT_BITS, a->wbits)) ||
         (st = repq_options_set_int(o, REPQ_OPT_ACT_BITS, a->abits)) ||
         (st = repq_options_set_int(o, REPQ_OPT_METHOD, method)) ||
-        (st = repq_options_set_int(o, REPQ_OPT_POST_GELU, post_gelu))) {
+        (st = repq_options_set_int(o, REPQ_OPT_POST_GELU, post_gelu)) ||
+        (st = repq_options_set_int(o, REPQ_OPT_SMOOTH, smooth))) {
         rc = fail("setting options", st, o);
         goto out;
     }
@@ -347,13 +354,13 @@ static int cmd_quantize(repq_context *ctx, const args *a)
     }
     int64_t n = 0;
     repq_tensor_describe(images, NULL, NULL, &n, 1);
-    printf("quantized W%lldA%lld (%s) on %lld calibration images: calibration %.0f ms, "
+    printf("quantized W%lldA%lld (%s%s) on %lld calibration images: calibration %.0f ms, "
            "reparameterization %.0f ms",
            a->wbits, a->abits,
            method == REPQ_METHOD_MINMAX         ? "minmax"
            : post_gelu == REPQ_POST_GELU_UNIFORM ? "repq, post-GELU single grid"
                                                  : "repq, post-GELU two-region",
-           (long long)n, t1 - t0, t2 - t1);
+           smooth == REPQ_SMOOTH_SQB ? ", SQ-b" : "", (long long)n, t1 - t0, t2 - t1);
     if (gptq)
         printf(", GPTQ weight reconstruction %.0f ms", t3 - t2);
     printf(" -> %s\n", a->out);

@@ -108,7 +108,8 @@ typedef enum repq_option {
     REPQ_OPT_PATCH_INPUT_BITS = 4, /* bits of the patch embedding's input, 2..8, default 8 */
     REPQ_OPT_THREADS = 5,          /* worker threads of a session, 1..256, default 1 */
     REPQ_OPT_KERNELS = 6,          /* repq_kernels (0..5): the most a session may use, default AUTO */
-    REPQ_OPT_POST_GELU = 7         /* repq_post_gelu (0..1): the quantizer of fc2's input, default TWO_REGION */
+    REPQ_OPT_POST_GELU = 7,        /* repq_post_gelu (0..1): the quantizer of fc2's input, default TWO_REGION */
+    REPQ_OPT_SMOOTH = 9            /* repq_smooth (0..1): SQ-b before calibration, default OFF */
 } repq_option;
 
 /* Kernel families of the integer engine, slowest first. A session uses the best
@@ -134,6 +135,15 @@ typedef enum repq_post_gelu {
     REPQ_POST_GELU_TWO_REGION = 1 /* MPTQ-ViT's OPT-m: a finer step for the negative values, the
                                      regions and the ratio of the steps searched (docs/method.md) */
 } repq_post_gelu;
+
+/* MPTQ-ViT's SQ-b (SmoothQuant with a bias term) under either method: every channel of
+ * the inputs of the linear layers after a LayerNorm, of proj and of the head is shifted
+ * to its centre and divided by a smoothing factor, folded exactly into the layers that
+ * produce and consume it before calibration (docs/method.md). */
+typedef enum repq_smooth {
+    REPQ_SMOOTH_OFF = 0,
+    REPQ_SMOOTH_SQB = 1
+} repq_smooth;
 
 /* Errors: REPQ_ERR_INVALID_ARGUMENT (NULL out_options), REPQ_ERR_NOMEM; nothing is recorded. */
 REPQ_API repq_status repq_options_new(repq_options **out_options);

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "calib/calib.h"
+#include "calib/smooth.h"
 #include "core/options.h"
 #include "core/tensor.h"
 #include "model/model.h"
@@ -48,6 +49,8 @@ REPQ_API repq_status repq_calib_new(repq_context *ctx, repq_model *model,
     c->patch_input_bits = o->patch_input_bits;
     c->method = o->method;
     c->post_gelu = o->post_gelu;
+    c->smooth = o->smooth;
+    c->smooth_sites = REPQ_SQB_ALL;
     *out_calib = c;
     return REPQ_OK;
 }
@@ -195,7 +198,12 @@ REPQ_API repq_status repq_calib_finish(repq_calib *c, repq_qmodel **out_qmodel)
     q->reparameterized = c->method == REPQ_METHOD_MINMAX;
     memcpy(q->float_params.arena, c->model->params.arena, q->float_params.arena_floats * sizeof(float));
     report(c, 0);
-    st = repq_qmodel_quantize_weights(&c->base, q, false);
+    if (c->smooth == REPQ_SMOOTH_SQB) {
+        repq_smooth_config sqb = {c->smooth_sites, REPQ_SQB_ALPHA};
+        st = repq_smooth_model(&c->base, al, q->net, &q->float_params, c->data, c->pixels_u8, c->images, &sqb);
+    }
+    if (st == REPQ_OK)
+        st = repq_qmodel_quantize_weights(&c->base, q, false);
     if (st == REPQ_OK)
         report(c, 1);
     float *logits = NULL;

@@ -13,6 +13,8 @@ struct repq_calib {
     repq_model *model;
     int32_t weight_bits, act_bits, patch_input_bits, method;
     int32_t post_gelu;     /* repq_post_gelu */
+    int32_t smooth;        /* repq_smooth */
+    int32_t smooth_sites;  /* REPQ_SQB_* bits where SQ-b applies (all; tests narrow it) */
     bool finished;
     bool pixels_u8;        /* dtype of the fed images (all batches alike) */
     size_t images;         /* fed so far */

@@ -24,6 +24,7 @@ void repq_options_defaults(repq_options *o)
     o->threads = 1;
     o->kernels = REPQ_KERNELS_AUTO;
     o->post_gelu = REPQ_POST_GELU_TWO_REGION;
+    o->smooth = REPQ_SMOOTH_OFF;
 }
 
 REPQ_API void repq_options_free(repq_options *options)
@@ -77,6 +78,10 @@ REPQ_API repq_status repq_options_set_int(repq_options *o, repq_option key, int6
         if ((st = check_range(o, "post_gelu", value, REPQ_POST_GELU_UNIFORM, REPQ_POST_GELU_TWO_REGION)) == REPQ_OK)
             o->post_gelu = (int32_t)value;
         return st;
+    case REPQ_OPT_SMOOTH:
+        if ((st = check_range(o, "smooth", value, REPQ_SMOOTH_OFF, REPQ_SMOOTH_SQB)) == REPQ_OK)
+            o->smooth = (int32_t)value;
+        return st;
     }
     return repq_fail(&o->base, REPQ_ERR_INVALID_ARGUMENT, "unknown option key %d", (int)key);
 }
@@ -97,6 +102,7 @@ REPQ_API repq_status repq_options_get_int(const repq_options *o, repq_option key
     case REPQ_OPT_THREADS: *out_value = o->threads; return REPQ_OK;
     case REPQ_OPT_KERNELS: *out_value = o->kernels; return REPQ_OK;
     case REPQ_OPT_POST_GELU: *out_value = o->post_gelu; return REPQ_OK;
+    case REPQ_OPT_SMOOTH: *out_value = o->smooth; return REPQ_OK;
     }
     return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "unknown option key %d", (int)key);
 }

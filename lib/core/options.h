@@ -13,6 +13,7 @@ struct repq_options {
     int32_t threads;
     int32_t kernels;   /* repq_kernels */
     int32_t post_gelu; /* repq_post_gelu */
+    int32_t smooth;    /* repq_smooth */
 };
 
 void repq_options_defaults(repq_options *o);
