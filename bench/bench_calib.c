@@ -30,9 +30,10 @@ static int check(repq_status st, const char *what)
 }
 
 /* Seconds of each stage (best of BEST_OF runs): fp32 forward, calibration,
- * reparameterization, reconstruction, and calibration with the reference's single-grid
- * post-GELU quantizer (the difference is the two-region search). */
-enum { STAGES = 5 };
+ * reparameterization, reconstruction, calibration with the reference's single-grid
+ * post-GELU quantizer (the difference is the two-region search), and calibration with
+ * SQ-b (the difference is its statistics forward and folds). */
+enum { STAGES = 6 };
 static int measure(repq_model *m, repq_tensor *images, int bits, double secs[STAGES])
 {
     int64_t dims[4], n_classes = 0;
@@ -40,21 +41,25 @@ static int measure(repq_model *m, repq_tensor *images, int bits, double secs[STA
     repq_model_get_int(m, REPQ_MODEL_NUM_CLASSES, &n_classes);
     int64_t shape[2] = {dims[0], n_classes};
     repq_tensor *logits;
-    repq_options *o, *single;
+    repq_options *o, *single, *sqb;
     if (check(repq_tensor_new(NULL, REPQ_DTYPE_F32, 2, shape, NULL, &logits), "logits") ||
-        check(repq_options_new(&o), "options") || check(repq_options_new(&single), "options"))
+        check(repq_options_new(&o), "options") || check(repq_options_new(&single), "options") ||
+        check(repq_options_new(&sqb), "options"))
         return 1;
     repq_options_set_int(o, REPQ_OPT_WEIGHT_BITS, bits);
     repq_options_set_int(o, REPQ_OPT_ACT_BITS, bits);
     repq_options_set_int(single, REPQ_OPT_WEIGHT_BITS, bits);
     repq_options_set_int(single, REPQ_OPT_ACT_BITS, bits);
     repq_options_set_int(single, REPQ_OPT_POST_GELU, REPQ_POST_GELU_UNIFORM);
+    repq_options_set_int(sqb, REPQ_OPT_WEIGHT_BITS, bits);
+    repq_options_set_int(sqb, REPQ_OPT_ACT_BITS, bits);
+    repq_options_set_int(sqb, REPQ_OPT_SMOOTH, REPQ_SMOOTH_SQB);
     for (int i = 0; i < STAGES; i++)
         secs[i] = 1e30;
     int failed = 0;
     for (int run = 0; run < BEST_OF && !failed; run++) {
-        repq_calib *c = NULL, *c1 = NULL;
-        repq_qmodel *q = NULL, *r = NULL, *g = NULL, *q1 = NULL;
+        repq_calib *c = NULL, *c1 = NULL, *c2 = NULL;
+        repq_qmodel *q = NULL, *r = NULL, *g = NULL, *q1 = NULL, *q2 = NULL;
         double t[STAGES + 1];
         t[0] = now();
         failed |= check(repq_model_forward(m, images, logits), "fp32 forward");
@@ -69,8 +74,13 @@ static int measure(repq_model *m, repq_tensor *images, int bits, double secs[STA
         failed |= failed || check(repq_calib_new(NULL, m, single, &c1), "calibrator") ||
                   check(repq_calib_feed(c1, images), "feed") || check(repq_calib_finish(c1, &q1), "calibration");
         t[5] = now();
+        failed |= failed || check(repq_calib_new(NULL, m, sqb, &c2), "calibrator") ||
+                  check(repq_calib_feed(c2, images), "feed") || check(repq_calib_finish(c2, &q2), "calibration");
+        t[6] = now();
         for (int i = 0; i < STAGES; i++)
             secs[i] = t[i + 1] - t[i] < secs[i] ? t[i + 1] - t[i] : secs[i];
+        repq_qmodel_free(q2);
+        repq_calib_free(c2);
         repq_qmodel_free(q1);
         repq_calib_free(c1);
         repq_qmodel_free(g);
@@ -80,15 +90,17 @@ static int measure(repq_model *m, repq_tensor *images, int bits, double secs[STA
     }
     repq_options_free(o);
     repq_options_free(single);
+    repq_options_free(sqb);
     repq_tensor_free(logits);
     return failed;
 }
 
 static void row(const char *model, int64_t images, int bits, const double secs[STAGES])
 {
-    printf("| %-24s | %3lld | W%dA%d | %7.3f | %7.3f (%5.1fx) | %7.3f (%5.1fx) | %7.3f (%5.2fx) | %7.3f (%5.1fx) |\n",
+    printf("| %-24s | %3lld | W%dA%d | %7.3f | %7.3f (%5.1fx) | %7.3f (%5.1fx) | %7.3f (%5.1fx) | %7.3f (%5.2fx) "
+           "| %7.3f (%5.1fx) |\n",
            model, (long long)images, bits, bits, secs[0], secs[1], secs[1] / secs[0], secs[4], secs[4] / secs[0],
-           secs[2], secs[2] / secs[0], secs[3], secs[3] / secs[0]);
+           secs[5], secs[5] / secs[0], secs[2], secs[2] / secs[0], secs[3], secs[3] / secs[0]);
 }
 
 int main(int argc, char **argv)
@@ -98,8 +110,8 @@ int main(int argc, char **argv)
     printf("Quantization stages, seconds (best of %d) and multiples of the fp32 forward of the same images\n",
            BEST_OF);
     printf("| model | images | bits | fp32 forward | calibration | calibration, post-GELU single grid | "
-           "reparameterization | GPTQ reconstruction |\n");
-    printf("|---|---|---|---|---|---|---|---|\n");
+           "calibration with SQ-b | reparameterization | GPTQ reconstruction |\n");
+    printf("|---|---|---|---|---|---|---|---|---|\n");
     int failed = 0;
     if (!filter || strstr("cifar10_vit_tiny", filter)) {
         char model_path[4096], calib_path[4096];
