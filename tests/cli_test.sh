@@ -39,6 +39,13 @@ grep -q "dual clipping" <<<"$out" || fail "quantize --clip dual did not say so: 
 cmp -s "$work/rtn.repq" "$work/dual.repq" && fail "--clip dual changed nothing in the file"
 "$repq" eval "$work/dual.repq" --data "$data/cifar10_test_dev.bin" --limit 20 --mode int | grep -q "top-1" ||
     fail "eval of the dual-clipped file failed"
+# SQ-b rewrites the float parameters before calibration: another model, which runs in integers.
+out=$("$repq" quantize "$data/vit_tiny_cifar10.safetensors" --calib "$data/cifar10_calib.bin" \
+    --calib-images 4 --wbits 4 --abits 4 --smooth sqb -o "$work/sqb.repq") || fail "quantize --smooth sqb failed: $out"
+grep -q "SQ-b" <<<"$out" || fail "quantize --smooth sqb did not say so: $out"
+cmp -s "$work/rtn.repq" "$work/sqb.repq" && fail "--smooth sqb changed nothing in the file"
+eval_out=$("$repq" eval "$work/sqb.repq" --data "$data/cifar10_test_dev.bin" --limit 20 --mode int) ||
+    fail "eval of the SQ-b file failed: $eval_out"
 
 # info reads float and quantized models, whatever the name, and refuses what is neither.
 info=$("$repq" info "$work/rtn.repq") || fail "info on a .repq file failed: $info"
@@ -62,7 +69,7 @@ rc=$?
 [ $rc -eq 1 ] || fail "info on a truncated file exited with $rc, not 1"
 grep -q "truncated" "$work/info.log" || fail "info on a truncated file did not say why: $(cat "$work/info.log")"
 
-for bad in "--weights gptx" "--method repqq" "--post-gelu twoRegion" "--clip dula"; do
+for bad in "--weights gptx" "--method repqq" "--post-gelu twoRegion" "--clip dula" "--smooth sqbb"; do
     # shellcheck disable=SC2086
     "$repq" quantize "$data/vit_tiny_cifar10.safetensors" --calib "$data/cifar10_calib.bin" $bad \
         -o "$work/bad.repq" >"$work/bad.log" 2>&1
@@ -70,4 +77,4 @@ for bad in "--weights gptx" "--method repqq" "--post-gelu twoRegion" "--clip dul
     [ $rc -eq 2 ] || fail "'$bad' exited with $rc, not 2"
     [ -e "$work/bad.repq" ] && fail "'$bad' wrote a file"
 done
-echo "cli test: quantize (rtn, gptq, post-GELU uniform, dual clipping), eval in integers, info and bad options all behave"
+echo "cli test: quantize (rtn, gptq, post-GELU uniform, dual clipping, SQ-b), eval in integers, info and bad options all behave"

@@ -28,7 +28,7 @@ int usage(void)
             "                [--threads T] [--kernels KERNELS]\n"
             "  repq quantize MODEL --calib FILE [--calib-offset K] [--calib-images N]\n"
             "                --wbits W --abits A [--method repq|minmax] [--weights rtn|gptq]\n"
-            "                [--post-gelu two-region|uniform] [--clip reference|dual] [--mixed] -o OUT.repq\n"
+            "                [--post-gelu two-region|uniform] [--clip reference|dual] [--smooth sqb|off] [--mixed] -o OUT.repq\n"
             "  repq eval MODEL --images DIR [--labels FILE] [--mode fp32|fake|int] [--batch B] [--threads T]\n"
             "                [--limit N] [--json] [IMAGE OPTIONS]\n"
             "  repq quantize MODEL --calib DIR [--calib-images N] ... (images picked evenly over the sorted folder)\n"
@@ -73,6 +73,7 @@ static int parse_args(int argc, char **argv, args *a)
             {"--method", &a->method}, {"-o", &a->out}, {"--model", &a->model}, {"--arch", &a->arch},
             {"--kernels", &a->kernels}, {"--weights", &a->weights}, {"--post-gelu", &a->post_gelu},
             {"--clip", &a->clip},
+            {"--smooth", &a->smooth},
             {"--images", &a->images}, {"--labels", &a->labels}, {"--class-names", &a->class_names},
             {"--interpolation", &a->interpolation}, {"--crop-pct", &a->crop_pct},
         };
@@ -329,6 +330,11 @@ static int cmd_quantize(repq_context *ctx, const args *a)
     const bool dual_clip = a->clip && strcmp(a->clip, "dual") == 0;
     if (a->clip && !dual_clip && strcmp(a->clip, "reference") != 0)
         return fprintf(stderr, "repq: --clip is reference or dual\n"), 2;
+    int smooth = REPQ_SMOOTH_OFF;
+    if (a->smooth && strcmp(a->smooth, "sqb") == 0)
+        smooth = REPQ_SMOOTH_SQB;
+    else if (a->smooth && strcmp(a->smooth, "off") != 0)
+        return fprintf(stderr, "repq: --smooth is sqb or off\n"), 2;
     repq_model *m = NULL;
     repq_tensor *images = NULL, *labels = NULL;
     repq_options *o = NULL;
@@ -353,6 +359,7 @@ static int cmd_quantize(repq_context *ctx, const args *a)
         (st = repq_options_set_int(o, REPQ_OPT_METHOD, method)) ||
         (st = repq_options_set_int(o, REPQ_OPT_POST_GELU, post_gelu)) ||
         (st = repq_options_set_int(o, REPQ_OPT_DUAL_CLIP, dual_clip)) ||
+        (st = repq_options_set_int(o, REPQ_OPT_SMOOTH, smooth)) ||
         (st = repq_options_set_int(o, REPQ_OPT_MIXED, a->mixed))) {
         rc = fail("setting options", st, o);
         goto out;
@@ -389,14 +396,14 @@ static int cmd_quantize(repq_context *ctx, const args *a)
     }
     int64_t n = 0;
     repq_tensor_describe(images, NULL, NULL, &n, 1);
-    printf("quantized W%lldA%lld%s (%s%s) on %lld calibration images: calibration %.0f ms, "
+    printf("quantized W%lldA%lld%s (%s%s%s) on %lld calibration images: calibration %.0f ms, "
            "reparameterization %.0f ms",
            a->wbits, a->abits, a->mixed ? " mixed (average widths)" : "",
            method == REPQ_METHOD_MINMAX         ? "minmax"
            : post_gelu == REPQ_POST_GELU_UNIFORM ? "repq, post-GELU single grid"
                                                  : "repq, post-GELU two-region",
            dual_clip ? ", post-LayerNorm dual clipping" : "",
-           (long long)n, t1 - t0, t2 - t1);
+           smooth == REPQ_SMOOTH_SQB ? ", SQ-b" : "", (long long)n, t1 - t0, t2 - t1);
     if (gptq)
         printf(", GPTQ weight reconstruction %.0f ms", t3 - t2);
     printf(" -> %s\n", a->out);

@@ -112,6 +112,7 @@ typedef enum repq_option {
     REPQ_OPT_DUAL_CLIP = 8,        /* clipping of the post-LayerNorm channels (0..1): 0 the reference's
                                       percentile search, 1 RepQuant's per-channel dual clipping
                                       (docs/method.md); default 0 */
+    REPQ_OPT_SMOOTH = 9,           /* repq_smooth (0..1): SQ-b before calibration, default OFF */
     REPQ_OPT_MIXED = 10            /* 0..1, default 0. 1: greedy mixed precision: every linear layer's
                                       weight and every activation gets a width from {4, 5, 6, 8}, chosen
                                       by measured sensitivity so that the average widths (weighted by
@@ -142,6 +143,15 @@ typedef enum repq_post_gelu {
     REPQ_POST_GELU_TWO_REGION = 1 /* MPTQ-ViT's OPT-m: a finer step for the negative values, the
                                      regions and the ratio of the steps searched (docs/method.md) */
 } repq_post_gelu;
+
+/* MPTQ-ViT's SQ-b (SmoothQuant with a bias term) under either method: every channel of
+ * the inputs of the linear layers after a LayerNorm, of proj and of the head is shifted
+ * to its centre and divided by a smoothing factor, folded exactly into the layers that
+ * produce and consume it before calibration (docs/method.md). */
+typedef enum repq_smooth {
+    REPQ_SMOOTH_OFF = 0,
+    REPQ_SMOOTH_SQB = 1
+} repq_smooth;
 
 /* Errors: REPQ_ERR_INVALID_ARGUMENT (NULL out_options), REPQ_ERR_NOMEM; nothing is recorded. */
 REPQ_API repq_status repq_options_new(repq_options **out_options);

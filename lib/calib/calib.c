@@ -5,6 +5,7 @@
 #include "calib/calib.h"
 #include "calib/dual_clip.h"
 #include "calib/mixed.h"
+#include "calib/smooth.h"
 #include "core/options.h"
 #include "core/tensor.h"
 #include "model/model.h"
@@ -53,6 +54,8 @@ REPQ_API repq_status repq_calib_new(repq_context *ctx, repq_model *model,
     c->post_gelu = o->post_gelu;
     c->dual_clip = o->dual_clip;
     c->mixed = o->mixed != 0;
+    c->smooth = o->smooth;
+    c->smooth_sites = REPQ_SQB_ALL;
     *out_calib = c;
     return REPQ_OK;
 }
@@ -284,7 +287,12 @@ repq_status repq_calib_run(repq_calib *c, repq_qmodel **out_qmodel)
         q->layer_bits[id] = c->layer_bits ? c->layer_bits[id] : (int8_t)c->weight_bits;
     memcpy(q->float_params.arena, c->model->params.arena, q->float_params.arena_floats * sizeof(float));
     report(c, 0);
-    st = repq_qmodel_quantize_weights(&c->base, q, false);
+    if (c->smooth == REPQ_SMOOTH_SQB) {
+        repq_smooth_config sqb = {c->smooth_sites, REPQ_SQB_ALPHA};
+        st = repq_smooth_model(&c->base, al, q->net, &q->float_params, c->data, c->pixels_u8, c->images, &sqb);
+    }
+    if (st == REPQ_OK)
+        st = repq_qmodel_quantize_weights(&c->base, q, false);
     if (st == REPQ_OK)
         report(c, 1);
     float *logits = NULL;

@@ -18,6 +18,8 @@ struct repq_calib {
     bool mixed;            /* greedy mixed precision (mixed.h) */
     int8_t *layer_bits;    /* [net->num_linear] weight widths, NULL: weight_bits */
     int8_t *slot_bits;     /* [net->num_slots] activation widths, NULL: act_bits (patch_input_bits) */
+    int32_t smooth;        /* repq_smooth */
+    int32_t smooth_sites;  /* REPQ_SQB_* bits where SQ-b applies (all; tests narrow it) */
     bool finished;
     bool pixels_u8;        /* dtype of the fed images (all batches alike) */
     size_t images;         /* fed so far */

@@ -15,6 +15,7 @@ struct repq_options {
     int32_t post_gelu; /* repq_post_gelu */
     int32_t dual_clip; /* REPQ_OPT_DUAL_CLIP: 0 the reference's search, 1 dual clipping */
     int32_t mixed;     /* greedy mixed precision */
+    int32_t smooth;    /* repq_smooth */
 };
 
 void repq_options_defaults(repq_options *o);
