@@ -50,11 +50,11 @@ static int fail(const char *what, repq_status st, const void *obj)
     return 1;
 }
 
-static int argmax(const float *row, int k)
+static int argmax(const float *v, int k)
 {
     int best = 0;
     for (int j = 1; j < k; j++)
-        if (row[j] > row[best])
+        if (v[j] > v[best])
             best = j;
     return best;
 }
