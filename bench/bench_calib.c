@@ -4,8 +4,13 @@
  * (repq_model_forward) of the same calibration images. Models: the bundled CIFAR-10
  * ViT on 32 calibration images, and deit_tiny_patch16_224 / deit_small_patch16_224 with
  * random weights on 8 random 224x224 images (timing only; their accuracy means nothing).
+ * Calibration is timed as the default, with each option of docs/method.md alone, and
+ * with everything on; that last model is then reparameterized and reconstructed with
+ * GPTQ, and the sum is the whole pipeline's time. Mixed precision is skipped for
+ * deit_small (a forward per quantizer: about a minute there).
  *
  * Usage: bench_calib [data_dir [model_filter]] */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,78 +34,104 @@ static int check(repq_status st, const char *what)
     return st != REPQ_OK;
 }
 
-/* Seconds of each stage (best of BEST_OF runs): fp32 forward, calibration,
- * reparameterization, reconstruction, calibration with the reference's single-grid
- * post-GELU quantizer (the difference is the two-region search), and calibration with
- * post-LayerNorm dual clipping (the difference is the dual-clipping search). */
-enum { STAGES = 6 };
-static int measure(repq_model *m, repq_tensor *images, int bits, double secs[STAGES])
+/* The calibrations timed: the default, then one option at a time, then everything on. */
+typedef struct variant {
+    const char *name;
+    int post_gelu_uniform, dual_clip, smooth, mixed;
+} variant;
+
+static const variant variants[] = {
+    {"calibration", 0, 0, 0, 0},
+    {"post-GELU single grid", 1, 0, 0, 0},
+    {"dual clipping", 0, 1, 0, 0},
+    {"SQ-b", 0, 0, 1, 0},
+    {"mixed precision", 0, 0, 0, 1},
+    {"dual clipping + SQ-b + mixed", 0, 1, 1, 1},
+};
+enum { VARIANTS = sizeof variants / sizeof variants[0], ALL_ON = VARIANTS - 1 };
+
+/* Seconds (best of BEST_OF runs) of: [0] the fp32 forward, [1 + v] calibration variant v,
+ * [1 + VARIANTS] reparameterization and [2 + VARIANTS] GPTQ of the everything-on model
+ * (of the default model without `with_mixed`).
+ * Variants with mixed precision are skipped (NAN) unless `with_mixed`. */
+enum { STAGES = VARIANTS + 3 };
+static int measure(repq_model *m, repq_tensor *images, int bits, int with_mixed, double secs[STAGES])
 {
     int64_t dims[4], n_classes = 0;
     repq_tensor_describe(images, NULL, NULL, dims, 4);
     repq_model_get_int(m, REPQ_MODEL_NUM_CLASSES, &n_classes);
     int64_t shape[2] = {dims[0], n_classes};
     repq_tensor *logits;
-    repq_options *o, *single, *dual;
-    if (check(repq_tensor_new(NULL, REPQ_DTYPE_F32, 2, shape, NULL, &logits), "logits") ||
-        check(repq_options_new(&o), "options") || check(repq_options_new(&single), "options") ||
-        check(repq_options_new(&dual), "options"))
+    if (check(repq_tensor_new(NULL, REPQ_DTYPE_F32, 2, shape, NULL, &logits), "logits"))
         return 1;
-    repq_options_set_int(o, REPQ_OPT_WEIGHT_BITS, bits);
-    repq_options_set_int(o, REPQ_OPT_ACT_BITS, bits);
-    repq_options_set_int(single, REPQ_OPT_WEIGHT_BITS, bits);
-    repq_options_set_int(single, REPQ_OPT_ACT_BITS, bits);
-    repq_options_set_int(single, REPQ_OPT_POST_GELU, REPQ_POST_GELU_UNIFORM);
-    repq_options_set_int(dual, REPQ_OPT_WEIGHT_BITS, bits);
-    repq_options_set_int(dual, REPQ_OPT_ACT_BITS, bits);
-    repq_options_set_int(dual, REPQ_OPT_DUAL_CLIP, 1);
     for (int i = 0; i < STAGES; i++)
         secs[i] = 1e30;
     int failed = 0;
     for (int run = 0; run < BEST_OF && !failed; run++) {
-        repq_calib *c = NULL, *c1 = NULL, *c2 = NULL;
-        repq_qmodel *q = NULL, *r = NULL, *g = NULL, *q1 = NULL, *q2 = NULL;
-        double t[STAGES + 1];
-        t[0] = now();
+        double t0 = now();
         failed |= check(repq_model_forward(m, images, logits), "fp32 forward");
-        t[1] = now();
-        failed |= failed || check(repq_calib_new(NULL, m, o, &c), "calibrator") ||
-                  check(repq_calib_feed(c, images), "feed") || check(repq_calib_finish(c, &q), "calibration");
-        t[2] = now();
-        failed |= failed || check(repq_qmodel_reparameterize(NULL, q, &r), "reparameterization");
-        t[3] = now();
-        failed |= failed || check(repq_calib_reconstruct(c, r, &g), "reconstruction");
-        t[4] = now();
-        failed |= failed || check(repq_calib_new(NULL, m, single, &c1), "calibrator") ||
-                  check(repq_calib_feed(c1, images), "feed") || check(repq_calib_finish(c1, &q1), "calibration");
-        t[5] = now();
-        failed |= failed || check(repq_calib_new(NULL, m, dual, &c2), "calibrator") ||
-                  check(repq_calib_feed(c2, images), "feed") || check(repq_calib_finish(c2, &q2), "calibration");
-        t[6] = now();
-        for (int i = 0; i < STAGES; i++)
-            secs[i] = t[i + 1] - t[i] < secs[i] ? t[i + 1] - t[i] : secs[i];
-        repq_qmodel_free(q2);
-        repq_calib_free(c2);
-        repq_qmodel_free(q1);
-        repq_calib_free(c1);
-        repq_qmodel_free(g);
-        repq_qmodel_free(r);
-        repq_qmodel_free(q);
-        repq_calib_free(c);
+        double t = now() - t0;
+        secs[0] = t < secs[0] ? t : secs[0];
+        for (int v = 0; v < VARIANTS && !failed; v++) {
+            const variant *x = &variants[v];
+            if (x->mixed && !with_mixed) {
+                secs[1 + v] = NAN;
+                continue;
+            }
+            repq_options *o = NULL;
+            repq_calib *c = NULL;
+            repq_qmodel *q = NULL, *r = NULL, *g = NULL;
+            failed |= check(repq_options_new(&o), "options") ||
+                      check(repq_options_set_int(o, REPQ_OPT_WEIGHT_BITS, bits), "options") ||
+                      check(repq_options_set_int(o, REPQ_OPT_ACT_BITS, bits), "options") ||
+                      check(repq_options_set_int(o, REPQ_OPT_POST_GELU, x->post_gelu_uniform ? REPQ_POST_GELU_UNIFORM
+                                                                                               : REPQ_POST_GELU_TWO_REGION),
+                            "options") ||
+                      check(repq_options_set_int(o, REPQ_OPT_DUAL_CLIP, x->dual_clip), "options") ||
+                      check(repq_options_set_int(o, REPQ_OPT_SMOOTH, x->smooth), "options") ||
+                      check(repq_options_set_int(o, REPQ_OPT_MIXED, x->mixed), "options");
+            double t1 = now();
+            failed |= failed || check(repq_calib_new(NULL, m, o, &c), "calibrator") ||
+                      check(repq_calib_feed(c, images), "feed") || check(repq_calib_finish(c, &q), "calibration");
+            double t2 = now();
+            /* Reparameterization and GPTQ of the everything-on model (of the default one
+             * where mixed precision is skipped). */
+            if (with_mixed ? v == ALL_ON : v == 0) {
+                failed |= failed || check(repq_qmodel_reparameterize(NULL, q, &r), "reparameterization");
+                double t3 = now();
+                failed |= failed || check(repq_calib_reconstruct(c, r, &g), "reconstruction");
+                double t4 = now();
+                secs[1 + VARIANTS] = t3 - t2 < secs[1 + VARIANTS] ? t3 - t2 : secs[1 + VARIANTS];
+                secs[2 + VARIANTS] = t4 - t3 < secs[2 + VARIANTS] ? t4 - t3 : secs[2 + VARIANTS];
+            }
+            secs[1 + v] = t2 - t1 < secs[1 + v] ? t2 - t1 : secs[1 + v];
+            repq_qmodel_free(g);
+            repq_qmodel_free(r);
+            repq_qmodel_free(q);
+            repq_calib_free(c);
+            repq_options_free(o);
+        }
     }
-    repq_options_free(o);
-    repq_options_free(single);
-    repq_options_free(dual);
     repq_tensor_free(logits);
     return failed;
 }
 
 static void row(const char *model, int64_t images, int bits, const double secs[STAGES])
 {
-    printf("| %-24s | %3lld | W%dA%d | %7.3f | %7.3f (%5.1fx) | %7.3f (%5.1fx) | %7.3f (%5.1fx, %+.3f) | "
-           "%7.3f (%5.2fx) | %7.3f (%5.1fx) |\n",
-           model, (long long)images, bits, bits, secs[0], secs[1], secs[1] / secs[0], secs[4], secs[4] / secs[0],
-           secs[5], secs[5] / secs[0], secs[5] - secs[1], secs[2], secs[2] / secs[0], secs[3], secs[3] / secs[0]);
+    printf("| %-24s | %3lld | W%dA%d | %7.3f |", model, (long long)images, bits, bits, secs[0]);
+    for (int i = 1; i < STAGES; i++) {
+        if (isnan(secs[i]))
+            printf(" - |");
+        else
+            printf(" %7.3f (%5.1fx) |", secs[i], secs[i] / secs[0]);
+    }
+    double total = 0.0;
+    for (int i = 1 + ALL_ON; i < STAGES; i++)
+        total += secs[i];
+    if (isnan(secs[1 + ALL_ON]))
+        printf(" - |\n");
+    else
+        printf(" %7.3f |\n", total);
 }
 
 int main(int argc, char **argv)
@@ -109,9 +140,13 @@ int main(int argc, char **argv)
     const char *filter = argc > 2 ? argv[2] : NULL;
     printf("Quantization stages, seconds (best of %d) and multiples of the fp32 forward of the same images\n",
            BEST_OF);
-    printf("| model | images | bits | fp32 forward | calibration | calibration, post-GELU single grid | "
-           "calibration, post-LN dual clipping (added seconds) | reparameterization | GPTQ reconstruction |\n");
-    printf("|---|---|---|---|---|---|---|---|---|\n");
+    printf("| model | images | bits | fp32 forward |");
+    for (int v = 0; v < VARIANTS; v++)
+        printf(" %s%s |", v ? "calibration, " : "", variants[v].name);
+    printf(" reparameterization | GPTQ reconstruction | everything on: calibration + reparameterization + GPTQ |\n|");
+    for (int i = 0; i < STAGES + 4; i++)
+        printf("---|");
+    printf("\n");
     int failed = 0;
     if (!filter || strstr("cifar10_vit_tiny", filter)) {
         char model_path[4096], calib_path[4096];
@@ -124,7 +159,7 @@ int main(int argc, char **argv)
             check(repq_cifar_load(NULL, calib_path, 0, 32, &images, &labels), calib_path))
             failed = 1;
         for (int bits = 8; bits >= 4 && !failed; bits -= 4)
-            if (!(failed = measure(m, images, bits, secs)))
+            if (!(failed = measure(m, images, bits, 1, secs)))
                 row("cifar10_vit_tiny", 32, bits, secs);
         repq_tensor_free(images);
         repq_tensor_free(labels);
@@ -145,7 +180,7 @@ int main(int argc, char **argv)
         double secs[STAGES];
         if (!pixels || check(repq_model_create_random(NULL, presets[i], 0, 1, &m), presets[i]) ||
             check(repq_tensor_new(NULL, REPQ_DTYPE_U8, 4, shape, pixels, &images), "images") ||
-            (failed = measure(m, images, 4, secs)))
+            (failed = measure(m, images, 4, i == 0, secs)))
             failed = 1;
         else
             row(presets[i], 8, 4, secs);
