@@ -26,6 +26,7 @@
 #include "repq/repq.h"
 #include "data_file.h"
 #include "session_checks.h"
+#include "swin_small_file.h"
 #include "st_edit.h"
 
 #define VIT_MODEL REPQ_TEST_DATA "/vit_tiny_cifar10.safetensors"
@@ -36,7 +37,7 @@
 #define N_EVAL 600
 #define N_SMALL 8
 #define N_SWIN 4
-#define CLASSES 10
+#define CLASSES 10 /* the most of any model here (the small Swin has 3) */
 #define MIXES 2
 
 /* One calibration's widths and results. */
@@ -391,10 +392,19 @@ static void equal_widths_give_the_uniform_model(void **state)
 
 /* ---- Files ----------------------------------------------------------------------------- */
 
+static size_t classes_of(const repq_qmodel *q)
+{
+    int64_t k = 0;
+    assert_int_equal(repq_qmodel_get_int(q, REPQ_MODEL_NUM_CLASSES, &k), REPQ_OK);
+    assert_true(k >= 1 && k <= CLASSES);
+    return (size_t)k;
+}
+
+/* Logits [n, classes_of(q)] of `images` into out, by fake quantization or a session. */
 static void logits_of(const repq_qmodel *q, bool session, repq_kernel_level level, repq_tensor *images, float *out)
 {
-    const size_t n = (size_t)images->shape[0];
-    const int64_t shape[2] = {(int64_t)n, CLASSES};
+    const size_t n = (size_t)images->shape[0], k = classes_of(q);
+    const int64_t shape[2] = {(int64_t)n, (int64_t)k};
     repq_tensor *y;
     assert_int_equal(repq_tensor_new(NULL, REPQ_DTYPE_F32, 2, shape, NULL, &y), REPQ_OK);
     if (session) {
@@ -411,7 +421,7 @@ static void logits_of(const repq_qmodel *q, bool session, repq_kernel_level leve
     } else {
         assert_int_equal(repq_qmodel_forward(q, REPQ_FORWARD_FAKE_QUANT, images, y), REPQ_OK);
     }
-    assert_int_equal(repq_tensor_read(y, out, n * CLASSES * sizeof(float)), REPQ_OK);
+    assert_int_equal(repq_tensor_read(y, out, n * k * sizeof(float)), REPQ_OK);
     repq_tensor_free(y);
 }
 
@@ -435,7 +445,7 @@ static void round_trip(fixture *f, const mix *x, repq_tensor *images)
     for (int session = 0; session < 2; session++) {
         logits_of(x->rq, session, best, images, a);
         logits_of(back, session, best, images, b);
-        assert_memory_equal(a, b, n * CLASSES * sizeof(float));
+        assert_memory_equal(a, b, n * classes_of(back) * sizeof(float));
     }
     free(a);
     free(b);
@@ -452,10 +462,10 @@ static void mixed_files_round_trip_bit_identically(void **state)
 
 /* ---- The session runs mixed layers ------------------------------------------------------ */
 
-static size_t argmax(const float *r)
+static size_t argmax(const float *r, size_t k)
 {
     size_t best = 0;
-    for (size_t j = 1; j < CLASSES; j++)
+    for (size_t j = 1; j < k; j++)
         if (r[j] > r[best])
             best = j;
     return best;
@@ -471,8 +481,8 @@ static size_t argmax(const float *r)
  * with every top-1 the same: it gets 0.08. */
 static void agreement(const repq_qmodel *q, repq_tensor *images, const char *name, double max_rms)
 {
-    const size_t n = (size_t)images->shape[0];
-    float *a = malloc(n * CLASSES * sizeof(float)), *b = malloc(n * CLASSES * sizeof(float));
+    const size_t n = (size_t)images->shape[0], k = classes_of(q);
+    float *a = malloc(n * k * sizeof(float)), *b = malloc(n * k * sizeof(float));
     assert_non_null(a);
     assert_non_null(b);
     logits_of(q, false, REPQ_LEVEL_SCALAR, images, a);
@@ -480,11 +490,11 @@ static void agreement(const repq_qmodel *q, repq_tensor *images, const char *nam
     size_t same = 0;
     double err = 0.0, ref = 0.0;
     for (size_t i = 0; i < n; i++) {
-        same += argmax(a + i * CLASSES) == argmax(b + i * CLASSES);
-        for (size_t j = 0; j < CLASSES; j++) {
-            const double e = (double)a[i * CLASSES + j] - (double)b[i * CLASSES + j];
+        same += argmax(a + i * k, k) == argmax(b + i * k, k);
+        for (size_t j = 0; j < k; j++) {
+            const double e = (double)a[i * k + j] - (double)b[i * k + j];
             err += e * e;
-            ref += (double)a[i * CLASSES + j] * (double)a[i * CLASSES + j];
+            ref += (double)a[i * k + j] * (double)a[i * k + j];
         }
     }
     const double agree = 100.0 * (double)same / (double)n, rms = sqrt(err / ref);
@@ -514,7 +524,7 @@ static void every_level_gives_the_same_bits(void **state)
     const repq_qmodel *qs[MIXES + 1] = {f->vit_mix[0].rq, f->vit_mix[1].rq, f->swin_mix.rq};
     repq_tensor *images[MIXES + 1] = {f->small, f->small, f->swin_images};
     for (int m = 0; m < MIXES + 1; m++) {
-        const size_t bytes = (size_t)images[m]->shape[0] * CLASSES * sizeof(float);
+        const size_t bytes = (size_t)images[m]->shape[0] * classes_of(qs[m]) * sizeof(float);
         logits_of(qs[m], true, REPQ_LEVEL_SCALAR, images[m], ref);
         for (int lv = REPQ_LEVEL_AVX2; lv <= (int)best; lv++) {
             logits_of(qs[m], true, (repq_kernel_level)lv, images[m], got);
@@ -529,6 +539,36 @@ static void run_allocates_nothing(void **state)
     fixture *f = *state;
     for (int k = 0; k < MIXES; k++)
         session_runs_allocate_nothing(f->vit_mix[k].rq, f->small, f->pair, CLASSES);
+}
+
+/* A second Swin geometry (tests/swin_small_file.h: windows shifted on odd blocks, 32x32
+ * images, so the CIFAR images serve) at random widths: round trip and agreement on the
+ * N_EVAL test images. Its file is the fuzz seed of version 4
+ * (tests/fuzz/corpus/qmodel/swin_small_mixed.safetensors, written when
+ * REPQ_WRITE_CORPUS names a folder). */
+static void small_swin_at_random_widths(void **state)
+{
+    fixture *f = *state;
+    char path[160];
+    snprintf(path, sizeof path, "%s/small_float.safetensors", f->dir);
+    assert_int_equal(swin_small_write(path, SWIN_SMALL_ARCH, 9, false), REPQ_OK);
+    repq_model *m;
+    assert_int_equal(repq_model_load(NULL, path, NULL, &m), REPQ_OK);
+    unlink(path);
+    mix x = {random_widths((size_t)m->net->num_linear, 41), random_widths((size_t)m->net->num_slots, 42), NULL,
+             NULL};
+    assert_int_equal(calibrate(m, f->small, 5, &x), REPQ_OK);
+    check_widths(x.rq, x.layer_bits, x.slot_bits);
+    round_trip(f, &x, f->small);
+    agreement(x.rq, f->eval, "small Swin mix", 0.04);
+    const char *corpus = getenv("REPQ_WRITE_CORPUS");
+    if (corpus) {
+        char seed[256];
+        snprintf(seed, sizeof seed, "%s/swin_small_mixed.safetensors", corpus);
+        assert_int_equal(repq_qmodel_save(x.rq, seed), REPQ_OK);
+    }
+    mix_free(&x);
+    repq_model_free(m);
 }
 
 /* ---- Hostile version-4 files ------------------------------------------------------------ */
@@ -728,6 +768,7 @@ int main(void)
         cmocka_unit_test(every_level_gives_the_same_bits),
         cmocka_unit_test(run_allocates_nothing),
         cmocka_unit_test(session_agrees_with_fake_quant),
+        cmocka_unit_test(small_swin_at_random_widths),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
