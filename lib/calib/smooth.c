@@ -89,7 +89,7 @@ typedef struct sites {
     int32_t *of_slot; /* [net->num_slots]: the site observed there, or -1 */
 } sites;
 
-static site norm_site(int32_t slot, int32_t consumer, int32_t gamma, int32_t beta, int32_t channels)
+static site new_site(int32_t slot, int32_t consumer, int32_t gamma, int32_t beta, int32_t channels)
 {
     return (site){slot, consumer, gamma, beta, -1, (size_t)channels, NULL, NULL};
 }
@@ -103,19 +103,19 @@ static int32_t list_sites(const repq_net *net, int32_t which, site *list)
         for (int32_t id = 0; id < net->num_linear; id++) {
             const repq_net_linear *l = &net->linear[id];
             if (l->norm_weight >= 0)
-                list[count++] = norm_site(l->input, id, l->norm_weight, l->norm_bias, l->in);
+                list[count++] = new_site(l->input, id, l->norm_weight, l->norm_bias, l->in);
         }
     for (int32_t i = 0; i < net->num_nodes; i++) {
         const repq_net_node *node = &net->nodes[i];
         if (node->op == REPQ_OP_BLOCK && (which & REPQ_SQB_VALUES)) {
             const int32_t proj = node->linear[1];
-            list[count] = norm_site(node->slot[REPQ_QP_PROJ_IN], proj, -1, -1, net->linear[proj].in);
+            list[count] = new_site(node->slot[REPQ_QP_PROJ_IN], proj, -1, -1, net->linear[proj].in);
             list[count++].values = node->linear[0];
         }
         /* The head is a LayerNorm pair already when the net describes it as one. */
         if (node->op == REPQ_OP_HEAD && (which & REPQ_SQB_HEAD) && node->norm_weight >= 0 &&
             net->linear[node->linear[0]].norm_weight < 0)
-            list[count++] = norm_site(node->slot[REPQ_QP_HEAD_IN], node->linear[0], node->norm_weight,
+            list[count++] = new_site(node->slot[REPQ_QP_HEAD_IN], node->linear[0], node->norm_weight,
                                       node->norm_bias, net->linear[node->linear[0]].in);
     }
     return count;
