@@ -41,6 +41,24 @@ int main(int argc, char **argv)
                "an option out of range gives its own message");
     }
     {
+        // Per-layer widths: a uniform file's layers all have its widths.
+        repq::qmodel q = repq::qmodel::load(ctx, argv[1]);
+        const int64_t layers = q.get(REPQ_QMODEL_NUM_LAYERS);
+        expect(layers > 0, "the qmodel has layers");
+        for (int32_t i = 0; i < layers; i++) {
+            expect(q.layer_get(i, REPQ_LAYER_WEIGHT_BITS) == q.get(REPQ_QMODEL_WEIGHT_BITS),
+                   "a uniform file's layer has its weight width");
+            expect(!q.layer_name(i).empty(), "every layer has a name");
+        }
+        expect(q.layer_name(0) == "patch_embed.proj", "layer 0 is the patch embedding");
+        try {
+            q.layer_get(static_cast<int32_t>(layers), REPQ_LAYER_WEIGHT_BITS);
+            expect(false, "a layer past the last accepted");
+        } catch (const repq::error &e) {
+            expect(e.status() == REPQ_ERR_INVALID_ARGUMENT, "a layer past the last gives REPQ_ERR_INVALID_ARGUMENT");
+        }
+    }
+    {
         auto make_session = [&]() {
             repq::qmodel q = repq::qmodel::load(ctx, argv[1]);
             return repq::session(ctx, q, 1); // q is dropped here

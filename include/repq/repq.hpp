@@ -221,6 +221,19 @@ public:
         detail::check(repq_qmodel_get_int(get(), attr, &v), nullptr, "repq_qmodel_get_int");
         return v;
     }
+    /* Attribute of linear layer `layer` (0 <= layer < get(REPQ_QMODEL_NUM_LAYERS)). */
+    int64_t layer_get(int32_t layer, repq_layer_attr attr) const
+    {
+        int64_t v = 0;
+        detail::check(repq_qmodel_get_layer_int(get(), layer, attr, &v), nullptr, "repq_qmodel_get_layer_int");
+        return v;
+    }
+    std::string layer_name(int32_t layer) const
+    {
+        const char *name = nullptr;
+        detail::check(repq_qmodel_get_layer_name(get(), layer, &name), nullptr, "repq_qmodel_get_layer_name");
+        return name;
+    }
     /* Messages of a failure are recorded on `logits` (the qmodel may be shared). */
     void forward(repq_forward_mode mode, const tensor &images, const tensor &logits) const
     {
