@@ -91,6 +91,27 @@ static repq_status stage_calibrate(repq_context *ctx, prepared *p)
     return st;
 }
 
+/* Every calibration option of docs/method.md at once: dual clipping, SQ-b and greedy
+ * mixed precision (its sensitivity forwards, the widths, the file format 4). */
+static repq_status stage_calibrate_options(repq_context *ctx, prepared *p)
+{
+    repq_calib *c = NULL;
+    repq_options *o = NULL;
+    repq_qmodel *q = NULL, *r = NULL;
+    repq_status st;
+    if (!(st = repq_options_new(&o)) && !(st = repq_options_set_int(o, REPQ_OPT_WEIGHT_BITS, 5)) &&
+        !(st = repq_options_set_int(o, REPQ_OPT_ACT_BITS, 5)) && !(st = repq_options_set_int(o, REPQ_OPT_DUAL_CLIP, 1)) &&
+        !(st = repq_options_set_int(o, REPQ_OPT_SMOOTH, REPQ_SMOOTH_SQB)) &&
+        !(st = repq_options_set_int(o, REPQ_OPT_MIXED, 1)) && !(st = repq_calib_new(ctx, p->model, o, &c)) &&
+        !(st = repq_calib_feed(c, p->images)) && !(st = repq_calib_finish(c, &q)))
+        st = repq_qmodel_reparameterize(ctx, q, &r);
+    repq_qmodel_free(q);
+    repq_qmodel_free(r);
+    repq_calib_free(c);
+    repq_options_free(o);
+    return st;
+}
+
 static repq_status stage_save_load(repq_context *ctx, prepared *p)
 {
     repq_qmodel *q = NULL;
@@ -185,6 +206,7 @@ static void inject_all_stages(prepared *p)
     assert_int_equal(repq_qmodel_load(NULL, p->saved, &p->loaded), REPQ_OK);
     long total = inject("load model and images", stage_load, p) +
                  inject("calibrate, reparameterize, reconstruct", stage_calibrate, p) +
+                 inject("calibrate with dual clipping, SQ-b, mixed", stage_calibrate_options, p) +
                  inject("save and load qmodel", stage_save_load, p) + inject("session and run", stage_run, p);
 #ifdef REPQ_HAVE_IMAGES
     if (p->cifar) /* the image files are decoded for the bundled 32x32 model */

@@ -181,14 +181,19 @@ static size_t list_units(const repq_net *net, const double *slot_size, repq_mixe
 static repq_status measure(bench *b, repq_mixed_unit *units, size_t n)
 {
     const repq_net *net = b->base->net;
-    size_t widest = 0;
+    size_t largest = 0, rows = 0, cols = 0;
     for (int32_t id = 0; id < net->num_linear; id++) {
-        size_t sz = (size_t)net->linear[id].out * (size_t)net->linear[id].in;
-        widest = sz > widest ? sz : widest;
+        const repq_net_linear *l = &net->linear[id];
+        size_t sz = (size_t)l->out * (size_t)l->in;
+        largest = sz > largest ? sz : largest;
+        rows = (size_t)l->out > rows ? (size_t)l->out : rows;
+        cols = (size_t)l->in > cols ? (size_t)l->in : cols;
     }
-    float *keep = repq_mem_alloc(b->al, widest * sizeof(float));
-    float *scratch = repq_mem_alloc(b->al, widest * sizeof(float));
-    repq_quant_params *wq = repq_mem_alloc(b->al, widest * sizeof *wq);
+    /* A layer's fake-quant weight while it is replaced, the search's row scratch, and
+     * the row quantizers. */
+    float *keep = repq_mem_alloc(b->al, largest * sizeof(float));
+    float *scratch = repq_mem_alloc(b->al, cols * sizeof(float));
+    repq_quant_params *wq = repq_mem_alloc(b->al, rows * sizeof *wq);
     repq_status st = keep && scratch && wq ? REPQ_OK : REPQ_ERR_NOMEM;
     /* Measured at the narrowest width only; the wider ones scale with the squared step
      * of a grid over the same range, (2^b - 1)^-2, the additive-noise model. */
