@@ -45,8 +45,9 @@ typedef struct repq_session repq_session;
 
 /* Options read: REPQ_OPT_WEIGHT_BITS, REPQ_OPT_ACT_BITS, REPQ_OPT_METHOD,
  * REPQ_OPT_PATCH_INPUT_BITS, REPQ_OPT_POST_GELU, REPQ_OPT_DUAL_CLIP. `options` may be
- * NULL (W8A8, RepQ-ViT); they are copied. Errors (recorded on ctx): REPQ_ERR_INVALID_ARGUMENT (NULL out_calib,
- * model not a model, options not an options object), REPQ_ERR_NOMEM. */
+ * NULL (W8A8, RepQ-ViT); they are copied. Errors (recorded on ctx):
+ * REPQ_ERR_INVALID_ARGUMENT (NULL out_calib, model not a model, options not an options
+ * object), REPQ_ERR_NOMEM. */
 REPQ_API repq_status repq_calib_new(repq_context *ctx, repq_model *model,
                                     const repq_options *options, repq_calib **out_calib);
 REPQ_API void repq_calib_free(repq_calib *calib);
