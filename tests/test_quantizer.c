@@ -598,6 +598,13 @@ static void mse_matches_double_recomputation(void **state)
         double want = sum / N;
         assert_near(mse, want, 1e-5 * want);
         assert_near(mse2, want, 1e-5 * want);
+        /* The lane sums for searches: the same sum in another order; with a bound below
+         * it, a partial sum above the bound (it stops early), never the full one. */
+        const double lanes = repq_quant_sse_lanes(&p, x, N, INFINITY);
+        assert_near(lanes, sum, 1e-5 * sum);
+        assert_true(repq_quant_sse_lanes(&p, x, N, lanes) == lanes);
+        const double partial = repq_quant_sse_lanes(&p, x, N, 0.01 * sum);
+        assert_true(partial > 0.01 * sum && partial < lanes);
         /* Candidates rebuilt from the quantiles: none is better than the chosen one. */
         for (int c = 0; c < REPQ_QUANT_NUM_CANDIDATES; c++) {
             double pp[2] = {1.0 - repq_quant_percentiles[c], repq_quant_percentiles[c]};

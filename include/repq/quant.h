@@ -44,10 +44,12 @@ typedef struct repq_qmodel repq_qmodel;
 typedef struct repq_session repq_session;
 
 /* Options read: REPQ_OPT_WEIGHT_BITS, REPQ_OPT_ACT_BITS, REPQ_OPT_METHOD,
- * REPQ_OPT_PATCH_INPUT_BITS, REPQ_OPT_POST_GELU, REPQ_OPT_DUAL_CLIP, REPQ_OPT_SMOOTH (SQ-b: repq_calib_finish
- * then runs one more float forward over the images). `options` may be NULL (W8A8, RepQ-ViT);
- * they are copied. Errors (recorded on ctx): REPQ_ERR_INVALID_ARGUMENT (NULL out_calib,
- * model not a model, options not an options object), REPQ_ERR_NOMEM. */
+ * REPQ_OPT_PATCH_INPUT_BITS, REPQ_OPT_POST_GELU, REPQ_OPT_DUAL_CLIP, REPQ_OPT_SMOOTH (SQ-b:
+ * repq_calib_finish then runs one more float forward over the images), REPQ_OPT_MIXED
+ * (greedy mixed precision: repq_calib_finish first measures every quantizer's
+ * sensitivity, docs/method.md). `options` may be NULL (W8A8, RepQ-ViT); they are copied.
+ * Errors (recorded on ctx): REPQ_ERR_INVALID_ARGUMENT (NULL out_calib, model not a model,
+ * options not an options object), REPQ_ERR_NOMEM. */
 REPQ_API repq_status repq_calib_new(repq_context *ctx, repq_model *model,
                                     const repq_options *options, repq_calib **out_calib);
 REPQ_API void repq_calib_free(repq_calib *calib);
