@@ -30,6 +30,7 @@ typedef struct suite {
     repq_tensor *calib, *calib_labels, *test, *labels, *logits;
     int64_t n;
     double fp32;
+    double w4a4; /* W4A4 top-1 once measured (0 before) */
 } suite;
 
 static double now(void)
@@ -584,6 +585,7 @@ static void w4a4_beats_reference_and_baseline(void **state)
     repq_qmodel *q, *r;
     repq_calib *c;
     double repq = quantized_top1(s, 4, REPQ_METHOD_REPQ, &q, &r, &c);
+    s->w4a4 = repq;
     assert_int_equal(repq_tensor_read(s->logits, nearest, (size_t)s->n * 10 * sizeof(float)), REPQ_OK);
     session_agrees(s, r, 4, repq);
     unrounded_agrees(s, q, r, repq);
@@ -600,6 +602,45 @@ static void w4a4_beats_reference_and_baseline(void **state)
     repq_calib_free(c);
     repq_qmodel_free(q);
     repq_qmodel_free(r);
+}
+
+/* Greedy mixed precision at an average of 5 weight bits and 5 activation bits against
+ * uniform W4A4 on the standard calibration set, fake quantization, all 5,000 images; the
+ * integer session must agree with it as with uniform widths. The issue's targets are
+ * over eight calibration sets (+0.5 over W4A4, within 0.3 of W6A6: docs/accuracy.md);
+ * one set is one draw, with a standard deviation of 0.2-0.3 points, so the bound
+ * asserted on it is looser: +0.2. */
+static void w4a4_then_mixed_w5a5_above_it(void **state)
+{
+    suite *s = *state;
+    if (s->w4a4 == 0.0) /* run alone (a filter): measure W4A4 here */
+        s->w4a4 = quantized_top1(s, 4, REPQ_METHOD_REPQ, NULL, NULL, NULL);
+    repq_options *o;
+    repq_calib *c;
+    repq_qmodel *q, *r;
+    assert_int_equal(repq_options_new(&o), REPQ_OK);
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_WEIGHT_BITS, 5), REPQ_OK);
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_ACT_BITS, 5), REPQ_OK);
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_MIXED, 1), REPQ_OK);
+    assert_int_equal(repq_calib_new(NULL, s->model, o, &c), REPQ_OK);
+    assert_int_equal(repq_calib_feed(c, s->calib), REPQ_OK);
+    double t0 = now();
+    assert_int_equal(repq_calib_finish(c, &q), REPQ_OK);
+    assert_int_equal(repq_qmodel_reparameterize(NULL, q, &r), REPQ_OK);
+    double secs = now() - t0, top1;
+    int64_t mixed = 0;
+    assert_int_equal(repq_qmodel_get_int(r, REPQ_QMODEL_MIXED_WIDTHS, &mixed), REPQ_OK);
+    assert_int_equal(mixed, 1);
+    assert_int_equal(repq_qmodel_forward(r, REPQ_FORWARD_FAKE_QUANT, s->test, s->logits), REPQ_OK);
+    assert_int_equal(repq_top1_compute(s->logits, s->labels, &top1), REPQ_OK);
+    print_message("| W5A5 mixed | repq | %.2f | calibration + reparameterization %.2f s | uniform W4A4 %.2f |\n",
+                  100 * top1, secs, 100 * s->w4a4);
+    session_agrees(s, r, 5, top1);
+    assert_true(100 * (top1 - s->w4a4) >= 0.2);
+    repq_qmodel_free(q);
+    repq_qmodel_free(r);
+    repq_calib_free(c);
+    repq_options_free(o);
 }
 
 /* REPQ_CALIB_SETS=N (not set in CI: about three minutes per set): W4A4 calibrated on N
@@ -654,6 +695,7 @@ int main(void)
         cmocka_unit_test(w8a8_and_w6a6_stay_near_fp32),
         cmocka_unit_test(w4a4_beats_reference_and_baseline),
         cmocka_unit_test(w4a8_gptq_lowers_the_weight_error),
+        cmocka_unit_test(w4a4_then_mixed_w5a5_above_it),
         cmocka_unit_test(reparameterization_reference_quantizers),
         cmocka_unit_test(reparameterization_keeps_predictions),
         cmocka_unit_test(calibration_sets_study),
