@@ -47,6 +47,20 @@ cmp -s "$work/rtn.repq" "$work/sqb.repq" && fail "--smooth sqb changed nothing i
 eval_out=$("$repq" eval "$work/sqb.repq" --data "$data/cifar10_test_dev.bin" --limit 20 --mode int) ||
     fail "eval of the SQ-b file failed: $eval_out"
 
+# Greedy mixed precision: the averages asked for, a per-layer allocation that info prints.
+out=$("$repq" quantize "$data/vit_tiny_cifar10.safetensors" --calib "$data/cifar10_calib.bin" \
+    --calib-images 8 --wbits 5 --abits 5 --mixed -o "$work/mixed.repq") || fail "quantize --mixed failed: $out"
+grep -q "mixed" <<<"$out" || fail "quantize --mixed did not say so: $out"
+mixed_info=$("$repq" info "$work/mixed.repq") || fail "info on the mixed file failed: $mixed_info"
+grep -q "blocks.0.mlp.fc1 *[4568] *[4568] " <<<"$mixed_info" || fail "info did not list fc1's widths: $mixed_info"
+grep -q "mixed widths *[45]\.[0-9]* weight bits" <<<"$mixed_info" || fail "info did not give the averages: $mixed_info"
+"$repq" eval "$work/mixed.repq" --data "$data/cifar10_test_dev.bin" --limit 20 --mode int | grep -q "top-1" ||
+    fail "eval of the mixed file failed"
+"$repq" quantize "$data/vit_tiny_cifar10.safetensors" --calib "$data/cifar10_calib.bin" --calib-images 4 \
+    --wbits 3 --abits 5 --mixed -o "$work/bad.repq" >"$work/bad.log" 2>&1 && fail "--mixed with --wbits 3 succeeded"
+grep -q "below the narrowest width" "$work/bad.log" || fail "--mixed --wbits 3 without its reason: $(cat "$work/bad.log")"
+[ -e "$work/bad.repq" ] && fail "--mixed --wbits 3 wrote a file"
+
 # info reads float and quantized models, whatever the name, and refuses what is neither.
 info=$("$repq" info "$work/rtn.repq") || fail "info on a .repq file failed: $info"
 grep -q "weight bits *4" <<<"$info" || fail "info did not give the weight bits: $info"
@@ -77,4 +91,4 @@ for bad in "--weights gptx" "--method repqq" "--post-gelu twoRegion" "--clip dul
     [ $rc -eq 2 ] || fail "'$bad' exited with $rc, not 2"
     [ -e "$work/bad.repq" ] && fail "'$bad' wrote a file"
 done
-echo "cli test: quantize (rtn, gptq, post-GELU uniform, dual clipping, SQ-b), eval in integers, info and bad options all behave"
+echo "cli test: quantize (rtn, gptq, post-GELU uniform, dual clipping, SQ-b, mixed), eval in integers, info and bad options all behave"
