@@ -290,6 +290,12 @@ static repq_status bench_init(repq_calib *c, bench *b)
 
 repq_status repq_mixed_choose(repq_calib *c, int8_t *layer_bits, int8_t *slot_bits)
 {
+    /* An impossible budget is refused before any measurement. */
+    const int32_t narrowest = repq_mixed_widths[REPQ_MIXED_NUM_WIDTHS - 1];
+    if (c->weight_bits < narrowest || c->act_bits < narrowest)
+        return repq_fail(&c->base, REPQ_ERR_INVALID_ARGUMENT, "mixed precision: %s %d is below the narrowest width %d",
+                         c->weight_bits < narrowest ? "weight_bits" : "act_bits",
+                         (int)(c->weight_bits < narrowest ? c->weight_bits : c->act_bits), (int)narrowest);
     bench b;
     repq_status st = bench_init(c, &b);
     const repq_net *net = b.base ? b.base->net : NULL;
