@@ -316,6 +316,8 @@ repq_status repq_mixed_choose(repq_calib *c, int8_t *layer_bits, int8_t *slot_bi
         st = repq_fail(&c->base, st, "mixed precision: act_bits %d is below the narrowest width %d",
                        (int)c->act_bits, (int)repq_mixed_widths[REPQ_MIXED_NUM_WIDTHS - 1]);
     if (st == REPQ_OK) {
+        for (int32_t i = 0; i < net->num_linear; i++)
+            layer_bits[i] = (int8_t)c->weight_bits;
         for (int32_t i = 0; i < net->num_slots; i++)
             slot_bits[i] = (int8_t)(net->slots[i].point == REPQ_QP_PATCH_IN ? c->patch_input_bits : c->act_bits);
         for (size_t i = 0; i < n; i++)
