@@ -143,9 +143,11 @@ check | time | preset) ;;
 esac
 if [ "$command" = preset ]; then
     [ $# -eq 2 ] || usage
-    [ -z "$(missing_packages | grep -o 'python3-[a-z]*' || true)" ] || $install ||
+    if $install; then
+        install_packages
+    elif [[ "$(missing_packages)" == *python3-* ]]; then
         skip "missing python3-onnx or python3-numpy (bench/ort/ort.sh --install installs them)"
-    $install && install_packages
+    fi
     vit_onnx preset "$1" "$2"
     exit 0
 fi
