@@ -25,6 +25,7 @@ ONNX Runtime fuses into DynamicQuantizeMatMul when it loads the graph. Attention
 softmax, GELU and LayerNorm stay float. --per-channel uses one weight scale per output column.
 """
 import json
+import math
 import struct
 import sys
 
@@ -63,6 +64,8 @@ def read_safetensors(path):
     if not isinstance(header, dict):
         die(f"{path}: header is not a JSON object")
     meta = header.pop("__metadata__", {}) or {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        die(f"{path}: __metadata__ is not a map of strings")
     data = memoryview(blob)[8 + hlen:]
     tensors = {}
     for name, info in header.items():
@@ -72,7 +75,9 @@ def read_safetensors(path):
             die(f"{path}: tensor {name!r} has a malformed entry")
         if dtype not in DTYPES:
             die(f"{path}: tensor {name!r} has dtype {dtype}; F32, F16 and BF16 are supported")
-        count = int(np.prod(shape)) if shape else 1
+        if any(d < 0 for d in shape):
+            die(f"{path}: tensor {name!r} has a negative dimension")
+        count = math.prod(shape)
         if not (0 <= start <= end <= len(data)) or end - start != count * np.dtype(DTYPES[dtype]).itemsize:
             die(f"{path}: tensor {name!r}: offsets {start}..{end} do not fit its shape or the file")
         raw = np.frombuffer(data[start:end], DTYPES[dtype])
@@ -127,6 +132,16 @@ def random_preset(name, path, seed):
 
 # ---------------------------------------------------------------- the architecture
 
+def json_object(text, key, path):
+    try:
+        obj = json.loads(text)
+    except ValueError as e:
+        die(f"{path}: {key} metadata is not JSON ({e})")
+    if not isinstance(obj, dict):
+        die(f"{path}: {key} metadata is not a JSON object")
+    return obj
+
+
 class Arch:
     """The fields of librepq's "architecture" metadata that this graph implements; anything
     librepq's ViT forward would refuse is refused here too."""
@@ -134,7 +149,7 @@ class Arch:
     def __init__(self, meta, tensors, path):
         if "architecture" not in meta:
             die(f"{path}: no 'architecture' metadata (librepq's, see docs/format.md)")
-        a = json.loads(meta["architecture"])
+        a = json_object(meta["architecture"], "architecture", path)
         if a.get("family", "vit") != "vit" or meta.get("format") == "timm.swin_transformer":
             die(f"{path}: only ViT/DeiT models are supported (not a Swin)")
         for key, want in (("global_pool", "token"), ("act", "gelu_erf"), ("class_token", True),
@@ -145,15 +160,25 @@ class Arch:
             self.img, self.patch = int(a["img_size"]), int(a["patch_size"])
             self.classes, self.dim = int(a["num_classes"]), int(a["embed_dim"])
             self.depth, self.heads = int(a["depth"]), int(a["num_heads"])
+            self.eps = float(a.get("norm_eps", 1e-6))
+            self.hidden = int(round(float(a.get("mlp_ratio", 4.0)) * self.dim))
         except (KeyError, ValueError, TypeError) as e:
             die(f"{path}: architecture metadata lacks or misstates {e}")
-        self.eps = float(a.get("norm_eps", 1e-6))
-        self.hidden = int(round(float(a.get("mlp_ratio", 4.0)) * self.dim))
-        if self.img % self.patch or self.dim % self.heads:
-            die(f"{path}: patch_size must divide img_size and num_heads embed_dim")
+        if min(self.img, self.patch, self.classes, self.dim, self.depth, self.heads, self.hidden) < 1:
+            die(f"{path}: architecture sizes must be positive")
+        if self.img % self.patch or self.dim % self.heads or not 0 < self.eps < 1:
+            die(f"{path}: patch_size must divide img_size, num_heads embed_dim, and norm_eps be in (0, 1)")
         self.grid = self.img // self.patch
         self.tokens = self.grid * self.grid + 1
-        self.preprocess = {**IMAGENET_PREPROCESS, **json.loads(meta.get("preprocess", "{}"))}
+        pre = {**IMAGENET_PREPROCESS, **json_object(meta.get("preprocess", "{}"), "preprocess", path)}
+        try:
+            mean, std, scale = (np.array(pre[k], np.float32).reshape(v) for k, v in
+                                (("mean", 3), ("std", 3), ("scale", ())))
+        except (ValueError, TypeError):
+            die(f"{path}: preprocess mean and std must be 3 numbers, scale one")
+        if not (np.all(std > 0) and np.all(np.isfinite(mean)) and np.isfinite(scale)):
+            die(f"{path}: preprocess std must be positive and every value finite")
+        self.mean, self.std, self.scale = mean.reshape(1, 3, 1, 1), std.reshape(1, 3, 1, 1), scale
         self.check_shapes(tensors, path)
 
     def check_shapes(self, t, path):
@@ -311,10 +336,7 @@ def cmd_inputs(path, cifar, count, out):
     if raw.size < n * rec:
         die(f"{cifar}: fewer than {n} CIFAR-10 records")
     px = raw[:n * rec].reshape(n, rec)[:, 1:].reshape(n, 3, 32, 32).astype(np.float32)
-    pre = a.preprocess
-    mean = np.array(pre["mean"], np.float32).reshape(1, 3, 1, 1)
-    std = np.array(pre["std"], np.float32).reshape(1, 3, 1, 1)
-    ((px * np.float32(pre["scale"]) - mean) / std).astype(np.float32).tofile(out)
+    ((px * a.scale - a.mean) / a.std).astype(np.float32).tofile(out)
 
 
 def cmd_compare(fp32_file, int8_file, ref_file, cifar, count, classes):
