@@ -10,6 +10,10 @@
 #       ONNX Runtime fp32 and int8 images/s: one JSON line per run, then a table
 #   bench/ort/ort.sh [--install] preset NAME OUT.safetensors
 #       writes a random-weight DeiT preset with librepq's metadata (for `repq bench --model`)
+#   bench/ort/ort.sh [--install] graphs MODEL.safetensors BATCH DIR
+#   bench/ort/ort.sh [--install] run DIR BATCH THREADS LABEL ROUNDS
+#       the two steps of `time`, for interleaving ONNX Runtime's rounds with another runtime's
+#       (side_by_side.sh): DIR/fp32.onnx, DIR/int8.onnx, then JSON lines of ROUNDS rounds each
 #   bench/ort/ort.sh --install
 #       installs nodejs, npm, python3-onnx, python3-numpy (apt-get, as root or with sudo) and
 #       onnxruntime-node (npm, into $LIBREPQ_ORT_DIR), then exits
@@ -26,7 +30,7 @@ ort_version=${LIBREPQ_ORT_VERSION:-1.31.1}
 python=/usr/bin/python3 # Debian's python3-onnx is installed for the system interpreter
 
 skip() { echo "ort.sh: skipped: $*" >&2; exit 77; }
-usage() { sed -n '6,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '6,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 missing_packages() {
     local need=()
@@ -92,6 +96,23 @@ check() {
     vit_onnx compare "$work/fp32.f32" "$work/int8.f32" "$ref" "$cifar" "$count" "$classes"
 }
 
+graphs() {
+    [ $# -eq 3 ] || usage
+    local shape
+    shape=$(vit_onnx shape "$1")
+    echo "${shape%% *}" >"$3/img"
+    vit_onnx graph "$1" "$2" "$3/fp32.onnx" "$3/int8.onnx"
+}
+
+run() {
+    [ $# -eq 5 ] || usage
+    local img
+    img=$(cat "$1/img")
+    for precision in fp32 int8; do
+        ort_run time "$1/$precision.onnx" "$2" "$img" "$3" "$4" "$5"
+    done
+}
+
 ort_version_installed() { node -p "require('$ort_dir/node_modules/onnxruntime-node/package.json').version"; }
 
 time_ort() {
@@ -106,14 +127,9 @@ time_ort() {
         label=$what
         vit_onnx preset "$what" "$model"
     fi
-    local shape img
-    shape=$(vit_onnx shape "$model")
-    img=${shape%% *}
-    vit_onnx graph "$model" "$batch" "$work/fp32.onnx" "$work/int8.onnx"
+    graphs "$model" "$batch" "$work"
     for threads in "$@"; do
-        for precision in fp32 int8; do
-            ort_run time "$work/$precision.onnx" "$batch" "$img" "$threads" "$label" | tee -a "$work/runs.jsonl"
-        done
+        run "$work" "$batch" "$threads" "$label" 3 | tee -a "$work/runs.jsonl"
     done
     "$python" - "$work/runs.jsonl" <<'EOF'
 import json, sys
@@ -138,7 +154,7 @@ command=${1:-}
 [ -n "$command" ] || usage
 shift
 case $command in
-check | time | preset) ;;
+check | time | preset | graphs | run) ;;
 *) usage ;;
 esac
 if [ "$command" = preset ]; then
@@ -157,4 +173,6 @@ trap 'rm -rf "$work"' EXIT
 case $command in
 check) check "$@" ;;
 time) time_ort "$@" ;;
+graphs) graphs "$@" ;;
+run) run "$@" ;;
 esac

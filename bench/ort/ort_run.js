@@ -1,6 +1,7 @@
 // Runs an ONNX graph from vit_onnx.py with onnxruntime-node (CPU execution provider).
-//   node ort_run.js time MODEL.onnx BATCH IMG THREADS LABEL
-//       one JSON line: images/s, best of 3 rounds of >= 1 s each after 3 warm-up runs
+//   node ort_run.js time MODEL.onnx BATCH IMG THREADS LABEL [ROUNDS]
+//       one JSON line: images/s, best of ROUNDS (default 3) rounds of >= 1 s each after
+//       3 warm-up runs
 //   node ort_run.js logits MODEL.onnx BATCH IMG INPUTS.f32 OUT.f32
 //       the logits of the normalized float images in INPUTS.f32 (exactly BATCH of them)
 // THREADS is ONNX Runtime's intra-op thread count (inter-op: 1, sequential execution), the
@@ -20,7 +21,7 @@ async function open(file, threads) {
   });
 }
 
-async function time(file, batch, img, threads, label) {
+async function time(file, batch, img, threads, label, rounds) {
   const session = await open(file, threads);
   const n = batch * 3 * img * img;
   const data = new Float32Array(n);
@@ -28,7 +29,7 @@ async function time(file, batch, img, threads, label) {
   const feeds = {x: new ort.Tensor('float32', data, [batch, 3, img, img])};
   for (let w = 0; w < 3; w++) await session.run(feeds);
   let best = 0;
-  for (let round = 0; round < 3; round++) {
+  for (let round = 0; round < rounds; round++) {
     let runs = 0;
     const t0 = seconds();
     let elapsed;
@@ -55,9 +56,9 @@ async function logits(file, batch, img, inputs, out) {
 }
 
 (async () => {
-  const [cmd, file, b, s, a4, a5] = process.argv.slice(2);
+  const [cmd, file, b, s, a4, a5, a6] = process.argv.slice(2);
   const batch = parseInt(b, 10), img = parseInt(s, 10);
-  if (cmd === 'time') await time(file, batch, img, parseInt(a4, 10), a5 || file);
+  if (cmd === 'time') await time(file, batch, img, parseInt(a4, 10), a5 || file, parseInt(a6 || '3', 10));
   else if (cmd === 'logits') await logits(file, batch, img, a4, a5);
   else throw new Error('usage: ort_run.js time|logits MODEL.onnx BATCH IMG ...');
 })().catch((e) => { console.error(`ort_run.js: ${e.message || e}`); process.exit(1); });

@@ -10,8 +10,9 @@
 # --repq defaults to build/tools/repq; --install lets ort.sh install its tools (see ort.sh).
 # The environment variables LIBREPQ_ORT_MODELS, LIBREPQ_ORT_BATCHES and LIBREPQ_ORT_THREADS
 # set the defaults of the three lists (e.g. for `meson test --benchmark --suite ort`).
-# Starts with `ort.sh check` (the ONNX graph is the network librepq runs) and exits 77
-# (skipped) when ONNX Runtime's tools are absent.
+# Each figure is the best of 3 rounds of at least a second, round k of every runtime run
+# back to back. Starts with `ort.sh check` (the ONNX graph is the network librepq runs) and
+# exits 77 (skipped) when ONNX Runtime's tools are absent.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -53,17 +54,25 @@ for m in "${model_list[@]}"; do
     model=$work/$preset.safetensors
     "$here/ort.sh" preset "$preset" "$model"
     for b in "${batch_list[@]}"; do
+        graphs=$work/graphs-$preset-$b
+        mkdir -p "$graphs"
+        "$here/ort.sh" graphs "$model" "$b" "$graphs"
         for t in "${thread_list[@]}"; do
-            echo "== $preset batch $b threads $t: librepq W8A8 and W4A4, 3 rounds each"
-            for bits in 8 4 8 4 8 4; do
-                "$repq" bench --model "$model" --batch "$b" --threads "$t" --wbits $bits --abits $bits --json |
-                    grep '^{' | sed "s|\"model\": \"[^\"]*\"|\"runtime\": \"librepq\", \"model\": \"$preset\"|" |
-                    tee -a "$runs"
+            # Round k of every runtime runs within the same few seconds, so that a change of
+            # the machine's load between rounds cannot favour one of them.
+            for round in 1 2 3; do
+                echo "== $preset batch $b threads $t, round $round: librepq W8A8, W4A4; ONNX Runtime fp32, int8"
+                for bits in 8 4; do
+                    "$repq" bench --model "$model" --batch "$b" --threads "$t" --wbits $bits --abits $bits --json |
+                        grep '^{' | sed "s|\"model\": \"[^\"]*\"|\"runtime\": \"librepq\", \"model\": \"$preset\"|" |
+                        tee -a "$runs"
+                done
+                "$here/ort.sh" run "$graphs" "$b" "$t" "$preset" 1 | tee -a "$runs"
             done
         done
-        echo "== $preset batch $b threads ${thread_list[*]}: ONNX Runtime fp32 and int8"
-        "$here/ort.sh" time "$model" "$b" "${thread_list[@]}" | grep '^{' | tee -a "$runs"
+        rm -rf "$graphs"
     done
+    rm -f "$model"
 done
 
 cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
