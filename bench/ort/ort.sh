@@ -3,7 +3,7 @@
 # int8 runtime users already have, as a peer for `repq bench` (docs/benchmarks.md,
 # "Comparing with ONNX Runtime"). Optional: nothing of librepq's build or CI needs it.
 #
-#   bench/ort/ort.sh [--install] check [MODEL CIFAR REF_LOGITS]
+#   bench/ort/ort.sh [--install] check|--check [MODEL CIFAR REF_LOGITS]
 #       the fp32 graph reproduces PyTorch's logits (max |diff| <= 1e-4, else exit 1) and the
 #       int8 graph's top-1 agreement; default: the bundled CIFAR-10 ViT and its reference logits
 #   bench/ort/ort.sh [--install] time PRESET|MODEL.safetensors BATCH THREADS...
@@ -153,6 +153,7 @@ fi
 command=${1:-}
 [ -n "$command" ] || usage
 shift
+[ "$command" != --check ] || command=check
 case $command in
 check | time | preset | graphs | run) ;;
 *) usage ;;
