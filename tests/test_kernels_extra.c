@@ -17,6 +17,7 @@
 #include "kernels/gemm_s8.h"
 #include "kernels/quantize_f32.h"
 #include "kernels/softmax_log2.h"
+#include "model/float_ops.h"
 
 int repq_test_kernels_extra(void);
 
@@ -275,12 +276,191 @@ static void softmax_bias_matches_corrected(void **state)
     }
 }
 
+/* The fused fc1 epilogue (acc -> y -> GELU -> fc2 codes) gives, at every level, the bits
+ * of the three steps the session ran before it (float epilogue, repq_float_gelu,
+ * quantizer), and codes within one step of an exact-erf GELU computed in double. Inputs
+ * cover both GELU tails (exp's clamp included), uniform and two-region quantizers, odd
+ * widths and tails. */
+static void gelu_epilogue_matches_steps(void **state)
+{
+    (void)state;
+    repq_kernel_level best = repq_kernel_level_best(repq_cpu_detect());
+    enum { M = 5, NC = 77, LD = 83 };
+    static int32_t acc[M * LD], rowsum[M], colmul[NC], colconst[NC];
+    static float scale[NC], bias[NC], y[M * LD];
+    static uint8_t ref[M * LD], steps[M * LD], got[M * LD];
+    size_t near = 0, total = 0;
+    for (int trial = 0; trial < 200; trial++) {
+        const size_t m = 1 + next_u32() % M, n = 1 + next_u32() % NC;
+        const float span = trial % 4 == 0 ? 1e-2f : trial % 4 == 1 ? 1e-4f : 1e-5f; /* |y| up to ~1000, 10, 1 */
+        for (size_t i = 0; i < m * LD; i++)
+            acc[i] = (int32_t)(next_u32() % 2000001) - 1000000;
+        for (size_t i = 0; i < m; i++)
+            rowsum[i] = (int32_t)(next_u32() % 100000);
+        for (size_t j = 0; j < n; j++) {
+            colmul[j] = (int32_t)(next_u32() % 513) - 256;
+            colconst[j] = (int32_t)(next_u32() % 20000001) - 10000000;
+            scale[j] = next_float(0.1f * span, span);
+            bias[j] = next_float(-2.0f, 1.0f);
+        }
+        repq_gelu_codes q = {next_float(0.002f, 0.1f), 0, 2 + (int32_t)(next_u32() % 7), trial & 1, 0, 0};
+        if (q.two_region) {
+            q.shift = (int32_t)(next_u32() % 6);
+            q.zero_point = 1 + (int32_t)(next_u32() % 40);
+            q.top = (255 - q.zero_point) >> q.shift;
+            q.bits = 8;
+        } else {
+            q.zero_point = (int32_t)(next_u32() % (uint32_t)(1 << q.bits));
+        }
+        /* Every fifth trial: a fine uniform grid (steps of ~1e-6 of GELU's value) on a
+         * narrow window of y around a centre, where any change of GELU's float
+         * operations moves codes. */
+        const bool fine = trial % 5 == 4;
+        if (fine) {
+            const float c = next_float(-6.0f, 3.0f);
+            const double g0 = 0.5 * c * (1.0 + erf(c / sqrt(2.0)));
+            const double slope = fmax(fabs(0.5 * (1.0 + erf(c / sqrt(2.0))) + c * exp(-0.5 * c * c) / sqrt(2 * 3.14159265358979323846)),
+                                      1e-3);
+            q = (repq_gelu_codes){(float)(1e-6 * fmax(fabs(g0), 1e-6)), 0, 8, false, 0, 0};
+            q.zero_point = 128 - (int32_t)nearbyint(g0 / q.scale);
+            for (size_t i = 0; i < m * LD; i++)
+                acc[i] = (int32_t)(next_u32() % 2001) - 1000;
+            for (size_t i = 0; i < m; i++)
+                rowsum[i] = 0;
+            for (size_t j = 0; j < n; j++) {
+                colmul[j] = colconst[j] = 0;
+                scale[j] = (float)(100.0 * q.scale / slope / 1000.0);
+                bias[j] = c;
+            }
+        }
+        /* Every seventh trial: y on a 2^-20 grid within +-20 steps of where the exact
+         * GELU crosses a code boundary, so the fast path's margin decides. */
+        const bool edge = !fine && trial % 7 == 6;
+        if (edge) {
+            q = (repq_gelu_codes){next_float(0.005f, 0.05f), 0, 8, false, 0, 0};
+            q.zero_point = 10 + (int32_t)(next_u32() % 30);
+            for (size_t j = 0; j < n; j++) {
+                /* a boundary (k + 1/2) s between GELU's minimum and 8, then y there by bisection */
+                const int kmin = (int)ceil(-0.16 / q.scale), kmax = (int)(7.9 / q.scale);
+                const double target = ((double)(kmin + (int)(next_u32() % (uint32_t)(kmax - kmin))) + 0.5) * q.scale;
+                double a = -0.75, hi = 8.0; /* GELU increases on [-0.75, 8] */
+                for (int it = 0; it < 60; it++) {
+                    const double mid = 0.5 * (a + hi);
+                    if (0.5 * mid * (1.0 + erf(mid / sqrt(2.0))) < target)
+                        a = mid;
+                    else
+                        hi = mid;
+                }
+                for (size_t i = 0; i < m; i++)
+                    acc[i * LD + j] = (int32_t)lrint(a * 1048576.0) + (int32_t)((i * 7 + j) % 41) - 20;
+                colmul[j] = colconst[j] = 0;
+                scale[j] = 0x1p-20f;
+            }
+            for (size_t i = 0; i < m; i++)
+                rowsum[i] = 0;
+        }
+        const bool use_bias = !edge && (fine || trial % 3 != 0);
+        const float *b = use_bias ? bias : NULL;
+        repq_gemm_out_gelu_u8(REPQ_LEVEL_SCALAR, m, n, acc, LD, rowsum, colmul, colconst, scale, b, &q, ref, LD);
+        repq_gemm_out_f32(REPQ_LEVEL_SCALAR, m, n, acc, LD, rowsum, colmul, colconst, scale, b, false, y, LD);
+        for (size_t i = 0; i < m; i++) {
+            float *row = y + i * LD;
+            /* The reference in double, before repq_float_gelu overwrites the row. */
+            for (size_t j = 0; j < n; j++) {
+                const double g = 0.5 * row[j] * (1.0 + erf(row[j] / sqrt(2.0)));
+                double c;
+                if (q.two_region) {
+                    const double qq = g / q.scale, p2m = (double)(1 << q.shift);
+                    c = qq >= 0 ? fmin(nearbyint(qq), q.top) * p2m : fmax(nearbyint(qq * p2m), -q.zero_point);
+                } else {
+                    c = fmin(fmax(nearbyint(g / q.scale), -q.zero_point), (1 << q.bits) - 1 - q.zero_point);
+                }
+                const int want = (int)c + q.zero_point, have = ref[i * LD + j];
+                if (fine || edge)
+                    continue; /* the float GELU's own error decides these */
+                if (abs(want - have) > 1)
+                    fail_msg("y=%.9g: code %d, exact GELU's %d", (double)row[j], have, want);
+                near += want == have;
+                total++;
+            }
+            repq_float_gelu(row, n);
+            if (q.two_region)
+                repq_quantize_f32_two_region_u8(REPQ_LEVEL_SCALAR, n, row, q.scale, q.zero_point, q.top, q.shift,
+                                                steps + i * LD);
+            else
+                repq_quantize_f32_u8(REPQ_LEVEL_SCALAR, n, row, q.scale, q.zero_point, q.bits, steps + i * LD);
+            assert_memory_equal(steps + i * LD, ref + i * LD, n);
+        }
+        for (int lv = REPQ_LEVEL_AVX2; lv <= (int)best; lv++) {
+            memset(got, 0xa5, sizeof got);
+            repq_gemm_out_gelu_u8((repq_kernel_level)lv, m, n, acc, LD, rowsum, colmul, colconst, scale, b, &q, got,
+                                  LD);
+            for (size_t i = 0; i < m; i++) {
+                assert_memory_equal(got + i * LD, ref + i * LD, n);
+                assert_int_equal(got[i * LD + n], 0xa5);
+            }
+        }
+    }
+    print_message("fused GELU codes equal to an exact-erf GELU's: %zu of %zu\n", near, total);
+    assert_true((double)near >= 0.999 * (double)total);
+}
+
+/* The fast GELU of the fused epilogue stays within a quarter of REPQ_GELU_FAST_ERR of
+ * repq_gelu_one on every 256th float of [-9, 9] and at the pieces' ends (the margin
+ * that makes the fused epilogue exact rests on this bound). */
+static void gelu_fast_stays_within_its_bound(void **state)
+{
+    (void)state;
+    enum { CHUNK = 4096 };
+    static float y[CHUNK], fast[CHUNK];
+    if (!repq_gelu_fast_f32(repq_kernel_level_best(repq_cpu_detect()), 1, y, fast))
+        skip();
+    double worst = 0.0, at = 0.0;
+    size_t count = 0;
+    /* Bit patterns of [-9, 9] in float order: negatives from -9 up to -0, then 0 to 9. */
+    uint32_t lo_bits, hi_bits;
+    const float nine = 9.0f;
+    memcpy(&hi_bits, &nine, sizeof hi_bits);
+    lo_bits = 0;
+    for (int side = 0; side < 2; side++)
+        for (uint64_t b = lo_bits; b <= hi_bits;) {
+            size_t k = 0;
+            for (; k < CHUNK && b <= hi_bits; k++, b += 256) {
+                uint32_t bits = (uint32_t)b | (side ? 0x80000000u : 0u);
+                memcpy(&y[k], &bits, sizeof bits);
+            }
+            repq_gelu_fast_f32(REPQ_LEVEL_AVX512VNNI, k, y, fast);
+            for (size_t i = 0; i < k; i++) {
+                const double e = fabs((double)fast[i] - (double)repq_gelu_one(y[i]));
+                if (e > worst) {
+                    worst = e;
+                    at = y[i];
+                }
+            }
+            count += k;
+        }
+    for (int i = 0; i <= 32; i++)
+        for (int d = -2; d <= 2; d++) {
+            y[0] = nextafterf(nextafterf(-8.0f + 0.5f * (float)i, d < 0 ? -INFINITY : INFINITY),
+                              d < 0 ? -INFINITY : INFINITY);
+            y[0] = d == 0 ? -8.0f + 0.5f * (float)i : y[0];
+            repq_gelu_fast_f32(REPQ_LEVEL_AVX512VNNI, 1, y, fast);
+            const double e = fabs((double)fast[0] - (double)repq_gelu_one(y[0]));
+            worst = e > worst ? e : worst;
+        }
+    print_message("fast GELU: largest difference %.3g (at %.6g) over %zu values; bound %g\n", worst, at, count,
+                  (double)REPQ_GELU_FAST_ERR);
+    assert_true(worst <= 0.25 * (double)REPQ_GELU_FAST_ERR);
+}
+
 int repq_test_kernels_extra(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(quantize_matches_quantizer),
         cmocka_unit_test(two_region_quantize_matches_quantizer),
         cmocka_unit_test(epilogues_are_exact_and_agree),
+        cmocka_unit_test(gelu_epilogue_matches_steps),
+        cmocka_unit_test(gelu_fast_stays_within_its_bound),
         cmocka_unit_test(attn_v_gemm_matches_shifts),
         cmocka_unit_test(attn_pack_k_matches_pack),
         cmocka_unit_test(softmax_bias_matches_corrected),

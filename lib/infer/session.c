@@ -562,19 +562,9 @@ static void post_attention(repq_session *s, int worker, const qblock *b, size_t 
     norm_codes(s, s->x + r0 * d, m, d, b->p->norm2_w, b->p->norm2_b, &b->fc1_in, w);
     tock(s, worker, REPQ_STAGE_FLOAT, t0);
     gemm_rows(s, worker, &b->fc1, m, w->a, d, w, t0);
-    /* One row at a time, so the hidden activations stay in L1 from the accumulators
-     * to the fc2 codes (same operations as on the whole block). */
-    for (size_t i = 0; i < m; i++) {
-        repq_gemm_out_f32(s->level, 1, hid, w->acc + i * hid, hid, w->rowsum + i, b->fc1.colmul,
-                          b->fc1.colconst, b->fc1.scale, b->fc1.bias, false, w->f, hid);
-        repq_float_gelu(w->f, hid);
-        if (b->fc2_two_region)
-            repq_quantize_f32_two_region_u8(s->level, hid, w->f, b->fc2_two.scale, b->fc2_two.zero_point,
-                                            (1 << b->fc2_two.bits) - 1 - b->fc2_two.zero_point,
-                                            b->fc2_two.neg_shift, w->a + i * hid);
-        else
-            repq_quantize_f32_u8(s->level, hid, w->f, b->fc2_in.s, b->fc2_in.z, b->fc2_in.bits, w->a + i * hid);
-    }
+    /* fc2's codes straight from fc1's accumulators (GELU in registers). */
+    repq_gemm_out_gelu_u8(s->level, m, hid, w->acc, hid, w->rowsum, b->fc1.colmul, b->fc1.colconst, b->fc1.scale,
+                          b->fc1.bias, &b->fc2_codes, w->a, hid);
     tock(s, worker, REPQ_STAGE_FLOAT, t0);
     gemm_rows(s, worker, &b->fc2, m, w->a, hid, w, t0);
     out_f32(s, worker, &b->fc2, m, w, true, s->x + r0 * d, d, t0);

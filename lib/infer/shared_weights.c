@@ -59,17 +59,20 @@ static repq_status get_fc2_input(repq_shared_weights *s, repq_object *err, const
 {
     const int32_t slot = node->slot[REPQ_QP_FC2_IN], block = node->unit;
     const repq_act_quant *a = &s->q->acts[slot];
-    b->fc2_two_region = a->kind == REPQ_AQ_TWO_REGION;
-    if (!b->fc2_two_region)
-        return get_uniform(s, err, slot, &b->fc2_in);
+    if (a->kind != REPQ_AQ_TWO_REGION) {
+        repq_status st = get_uniform(s, err, slot, &b->fc2_in);
+        b->fc2_codes = (repq_gelu_codes){b->fc2_in.s, b->fc2_in.z, b->fc2_in.bits, false, 0, 0};
+        return st;
+    }
     repq_quant_params grid;
     if (repq_act_quant_grid(a, &grid, &b->fc2_in.max_code))
         return repq_fail(err, REPQ_ERR_UNSUPPORTED, "repq_session_new: block %d: fc2's two-region input quantizer "
                          "is not valid", (int)block);
-    b->fc2_two = a->two;
     b->fc2_in.s = grid.scale;
     b->fc2_in.z = grid.zero_point;
     b->fc2_in.bits = grid.bits;
+    b->fc2_codes = (repq_gelu_codes){a->two.scale, a->two.zero_point, a->two.bits, true,
+                                     (1 << a->two.bits) - 1 - a->two.zero_point, a->two.neg_shift};
     return REPQ_OK;
 }
 

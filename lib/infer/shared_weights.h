@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "core/object.h"
+#include "kernels/quantize_f32.h"
 #include "kernels/softmax_log2.h"
 #include "model/qmodel.h"
 
@@ -44,8 +45,9 @@ typedef struct qblock {
     int32_t mask; /* timm's additive -100 between regions, on the score grid */
     int score_shift;
     aq qkv_in, q, k, v, proj_in, fc1_in, fc2_in;
-    bool fc2_two_region;           /* fc2_in is the fine grid of fc2_two */
-    repq_tworeg_params fc2_two;
+    /* fc2's input quantizer as the fused fc1 epilogue takes it; when two-region,
+     * fc2_in is its fine grid (what fc2's zero-point corrections use). */
+    repq_gelu_codes fc2_codes;
     qlin lq, lk, lv, proj, fc1, fc2;
     /* q k^T: k codes become s8 by subtracting koff; colmul = koff - z_k. */
     int32_t koff, qk_colmul, qk_const; /* qk_const = -hd * z_q * qk_colmul */

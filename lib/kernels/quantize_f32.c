@@ -7,6 +7,8 @@
 
 #include <immintrin.h>
 
+#include "model/float_ops.h"
+
 #define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
 
 static inline uint8_t quant_one(float x, float s, float zf, float qmax)
@@ -82,6 +84,35 @@ static void out_u8_scalar(size_t m, size_t n, const int32_t *acc, size_t ldacc, 
         }
 }
 
+static inline uint8_t gelu_code_one(float y, const repq_gelu_codes *q)
+{
+    const float g = repq_gelu_one(y), zf = (float)q->zero_point;
+    if (q->two_region)
+        return two_region_one(g, q->scale, zf, (float)q->top, (float)(1 << q->shift));
+    return quant_one(g, q->scale, zf, (float)((1 << q->bits) - 1));
+}
+
+static void out_gelu_scalar(size_t m, size_t n, const int32_t *acc, size_t ldacc, const int32_t *rowsum,
+                            const int32_t *colmul, const int32_t *colconst, const float *scale, const float *bias,
+                            const repq_gelu_codes *q, uint8_t *out, size_t ldout)
+{
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            float p = (float)exact_one(acc[i * ldacc + j], rowsum[i], colmul[j], colconst[j]) * scale[j];
+            out[i * ldout + j] = gelu_code_one(p + (bias ? bias[j] : 0.0f), q);
+        }
+}
+
+/* The constants of repq_gelu_one and repq_exp_approx, in their order. */
+static const float gelu_q[9] = {0.08467032771701788f, -0.44902833687390276f, 0.8071263623290387f,
+                                -0.5287060290108232f, 0.5279574393340273f,   0.08236901611811902f,
+                                0.25319514052047687f, 0.22222790034520473f,  0.00018816854908172318f};
+static const float exp_p[8] = {1.0f / 5040.0f, 1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f,
+                               1.0f / 6.0f,    0.5f,          1.0f,          1.0f};
+#define EXP_LO (-87.33654f)
+#define EXP_HI 88.0f
+#define ROUND_MAGIC 12582912.0f
+
 /* ---- AVX-512 ------------------------------------------------------------------- */
 
 static inline __mmask16 tail_mask(size_t left)
@@ -110,6 +141,17 @@ AVX512_TARGET static void quantize_avx512(size_t n, const float *x, float s, flo
 }
 
 /* max(t, -z) returns -z when t is NaN, like fmaxf. */
+AVX512_TARGET static inline __m512i two_region_vec(__m512 x, __m512 vs, __m512 vz, __m512 vt, __m512 vp, __m512 vnz)
+{
+    const __m512 q = _mm512_div_ps(x, vs);
+    const __mmask16 pos = _mm512_cmp_ps_mask(q, _mm512_setzero_ps(), _CMP_GE_OQ);
+    const __m512 cp =
+        _mm512_mul_ps(_mm512_min_ps(_mm512_roundscale_ps(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vt), vp);
+    const __m512 cn = _mm512_max_ps(
+        _mm512_roundscale_ps(_mm512_mul_ps(q, vp), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vnz);
+    return _mm512_cvttps_epi32(_mm512_add_ps(_mm512_mask_blend_ps(pos, cn, cp), vz));
+}
+
 AVX512_TARGET static void two_region_avx512(size_t n, const float *x, float s, float zf, float top, float p2m,
                                             uint8_t *codes)
 {
@@ -117,14 +159,8 @@ AVX512_TARGET static void two_region_avx512(size_t n, const float *x, float s, f
                  vp = _mm512_set1_ps(p2m), vnz = _mm512_set1_ps(-zf);
     for (size_t i = 0; i < n; i += 16) {
         const __mmask16 mk = tail_mask(n - i);
-        const __m512 q = _mm512_div_ps(_mm512_maskz_loadu_ps(mk, x + i), vs);
-        const __mmask16 pos = _mm512_cmp_ps_mask(q, _mm512_setzero_ps(), _CMP_GE_OQ);
-        const __m512 cp = _mm512_mul_ps(
-            _mm512_min_ps(_mm512_roundscale_ps(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vt), vp);
-        const __m512 cn = _mm512_max_ps(
-            _mm512_roundscale_ps(_mm512_mul_ps(q, vp), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vnz);
-        const __m512 c = _mm512_add_ps(_mm512_mask_blend_ps(pos, cn, cp), vz);
-        _mm512_mask_cvtepi32_storeu_epi8(codes + i, mk, _mm512_cvttps_epi32(c));
+        _mm512_mask_cvtepi32_storeu_epi8(codes + i, mk,
+                                         two_region_vec(_mm512_maskz_loadu_ps(mk, x + i), vs, vz, vt, vp, vnz));
     }
 }
 
@@ -195,6 +231,174 @@ AVX512_TARGET static void out_u8_avx512(size_t m, size_t n, const int32_t *acc, 
     }
 }
 
+/* repq_gelu_one on 16 lanes: the same operations in the same order (its two
+ * "q * t - c" steps as a product then a subtraction), selects where the C has ?:.
+ * The loops over constants are unrolled so that no branch or reload stays in them. */
+AVX512_TARGET static inline __m512 gelu_vec(__m512 x)
+{
+    const __m512 z = _mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(0.70710678118654752f));
+    const __m512 one = _mm512_set1_ps(1.0f);
+    const __m512 t = _mm512_div_ps(one, _mm512_add_ps(one, _mm512_mul_ps(_mm512_set1_ps(0.4f), z)));
+    __m512 q = _mm512_set1_ps(gelu_q[0]);
+    q = _mm512_sub_ps(_mm512_mul_ps(q, t), _mm512_set1_ps(-gelu_q[1]));
+    q = _mm512_add_ps(_mm512_mul_ps(q, t), _mm512_set1_ps(gelu_q[2]));
+    q = _mm512_sub_ps(_mm512_mul_ps(q, t), _mm512_set1_ps(-gelu_q[3]));
+#pragma GCC unroll 8
+    for (int i = 4; i < 9; i++)
+        q = _mm512_add_ps(_mm512_mul_ps(q, t), _mm512_set1_ps(gelu_q[i]));
+    /* repq_exp_approx(-z z) */
+    const __m512 e = _mm512_mul_ps(_mm512_xor_ps(z, _mm512_set1_ps(-0.0f)), z); /* (-z) z */
+    const __m512 lo = _mm512_set1_ps(EXP_LO), magic = _mm512_set1_ps(ROUND_MAGIC);
+    const __mmask16 below = _mm512_cmp_ps_mask(e, lo, _CMP_LT_OQ);
+    __m512 xc = _mm512_mask_blend_ps(below, e, lo);
+    xc = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(xc, _mm512_set1_ps(EXP_HI), _CMP_GT_OQ), xc,
+                              _mm512_set1_ps(EXP_HI));
+    const __m512 tt = _mm512_add_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)), magic);
+    const __m512 nn = _mm512_sub_ps(tt, magic);
+    const __m512i bits = _mm512_slli_epi32(
+        _mm512_add_epi32(_mm512_sub_epi32(_mm512_castps_si512(tt), _mm512_set1_epi32(0x4b400000)),
+                         _mm512_set1_epi32(127)),
+        23);
+    const __m512 r = _mm512_sub_ps(_mm512_sub_ps(xc, _mm512_mul_ps(nn, _mm512_set1_ps(0.693359375f))),
+                                   _mm512_mul_ps(nn, _mm512_set1_ps(-2.12194440e-4f)));
+    __m512 p = _mm512_set1_ps(exp_p[0]);
+#pragma GCC unroll 8
+    for (int i = 1; i < 8; i++)
+        p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(exp_p[i]));
+    const __m512 ex = _mm512_maskz_mul_ps((__mmask16)~below, p, _mm512_castsi512_ps(bits));
+    const __m512 erfc_z = _mm512_mul_ps(q, ex);
+    const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+    const __m512 f = _mm512_mask_blend_ps(neg, _mm512_sub_ps(_mm512_set1_ps(2.0f), erfc_z), erfc_z);
+    return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x), f);
+}
+
+/* A fast GELU for the codes' sake: on [-8, 8), 32 quartics of width 1/2 (in u = y
+ * minus the piece's centre; fitted by scripts/fit_gelu_fast.py, Chebyshev
+ * interpolation), y above, 0 below. It differs from repq_gelu_one by at most
+ * REPQ_GELU_FAST_ERR (tests/test_kernels_extra.c checks a quarter of that on a dense
+ * scan), so a code computed from it is the exact code wherever no quantization
+ * boundary lies within REPQ_GELU_FAST_ERR of it; elsewhere the exact path runs. */
+static const float gelu_fast_coef[5][32] = {
+    {-3.560836386e-14f, -1.510797130e-12f, -4.989773872e-11f, -1.282664641e-09f,
+     -2.565749213e-08f, -3.992604150e-07f, -4.831145361e-06f, -4.542623356e-05f,
+     -3.315648064e-04f, -1.875331393e-03f, -8.194348775e-03f, -2.750506438e-02f,
+     -7.010352612e-02f, -1.320622116e-01f, -1.699705124e-01f, -1.003234163e-01f,
+     1.496765763e-01f, 5.800294876e-01f, 1.117937803e+00f, 1.679896474e+00f,
+     2.222494841e+00f, 2.741805553e+00f, 3.248124599e+00f, 3.749668360e+00f,
+     4.249954700e+00f, 4.749995232e+00f, 5.249999523e+00f, 5.750000000e+00f,
+     6.250000000e+00f, 6.750000000e+00f, 7.250000000e+00f, 7.750000000e+00f},
+    {-2.665713787e-13f, -1.067639987e-11f, -3.305832830e-10f, -7.909385147e-09f,
+     -1.460945214e-07f, -2.080634658e-06f, -2.280405170e-05f, -1.918128110e-04f,
+     -1.232997049e-03f, -6.016506348e-03f, -2.202960290e-02f, -5.919846520e-02f,
+     -1.109356880e-01f, -1.226539835e-01f, 8.018804947e-04f, 3.046434820e-01f,
+     6.953565478e-01f, 9.991981387e-01f, 1.122653961e+00f, 1.110935688e+00f,
+     1.059198499e+00f, 1.022029638e+00f, 1.006016493e+00f, 1.001232982e+00f,
+     1.000191808e+00f, 1.000022769e+00f, 1.000002027e+00f, 1.000000119e+00f,
+     1.000000000e+00f, 1.000000000e+00f, 1.000000000e+00f, 1.000000000e+00f},
+    {-1.039836077e-12f, -3.861074654e-11f, -1.103993785e-09f, -2.426438606e-08f,
+     -4.089744436e-07f, -5.269456778e-06f, -5.167111885e-05f, -3.831127251e-04f,
+     -2.126406645e-03f, -8.687164634e-03f, -2.529323660e-02f, -4.860346764e-02f,
+     -4.583234712e-02f, 3.996260464e-02f, 2.164454460e-01f, 3.745750785e-01f,
+     3.745750785e-01f, 2.164454460e-01f, 3.996260464e-02f, -4.583234712e-02f,
+     -4.860346764e-02f, -2.529323660e-02f, -8.687164634e-03f, -2.126406645e-03f,
+     -3.831127251e-04f, -5.167111885e-05f, -5.269456778e-06f, -4.089744436e-07f,
+     -2.426438606e-08f, -1.103993785e-09f, -3.861074654e-11f, -1.039836077e-12f},
+    {-3.202003549e-12f, -1.072823080e-10f, -2.757333251e-09f, -5.419546767e-08f,
+     -8.112668297e-07f, -9.196713108e-06f, -7.831176481e-05f, -4.946733825e-04f,
+     -2.269967925e-03f, -7.268911693e-03f, -1.471607387e-02f, -1.208757609e-02f,
+     2.420363575e-02f, 9.226570278e-02f, 1.276250780e-01f, 6.235844269e-02f,
+     -6.235844269e-02f, -1.276250780e-01f, -9.226570278e-02f, -2.420363575e-02f,
+     1.208757609e-02f, 1.471607387e-02f, 7.268911693e-03f, 2.269967925e-03f,
+     4.946733825e-04f, 7.831176481e-05f, 9.196713108e-06f, 8.112668297e-07f,
+     5.419546767e-08f, 2.757333251e-09f, 1.072823080e-10f, 3.202003549e-12f},
+    {-5.480791602e-12f, -1.718557796e-10f, -4.103076545e-09f, -7.423824400e-08f,
+     -1.011395057e-06f, -1.028017323e-05f, -7.688149344e-05f, -4.134075425e-04f,
+     -1.529814675e-03f, -3.500190098e-03f, -3.014276270e-03f, 7.818349637e-03f,
+     2.881139144e-02f, 3.369654343e-02f, -4.941171035e-03f, -5.683917180e-02f,
+     -5.683917180e-02f, -4.941171035e-03f, 3.369654343e-02f, 2.881139144e-02f,
+     7.818349637e-03f, -3.014276270e-03f, -3.500190098e-03f, -1.529814675e-03f,
+     -4.134075425e-04f, -7.688149344e-05f, -1.028017323e-05f, -1.011395057e-06f,
+     -7.423824400e-08f, -4.103076545e-09f, -1.718557796e-10f, -5.480791602e-12f},
+};
+
+AVX512_TARGET static inline __m512 gelu_fast_vec(__m512 y, const __m512 lo[5], const __m512 hi[5])
+{
+    const __m512 t = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_add_ps(y, _mm512_set1_ps(8.0f)),
+                                                               _mm512_set1_ps(2.0f)),
+                                                 _mm512_setzero_ps()),
+                                   _mm512_set1_ps(31.5f));
+    const __m512i idx = _mm512_cvttps_epi32(t);
+    const __m512 centre = _mm512_sub_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(idx), _mm512_set1_ps(0.5f)),
+                                        _mm512_set1_ps(7.75f));
+    const __m512 u = _mm512_sub_ps(y, centre);
+    __m512 p = _mm512_permutex2var_ps(lo[4], idx, hi[4]);
+    for (int j = 3; j >= 0; j--)
+        p = _mm512_fmadd_ps(p, u, _mm512_permutex2var_ps(lo[j], idx, hi[j]));
+    p = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(y, _mm512_set1_ps(8.0f), _CMP_GE_OQ), p, y);
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(y, _mm512_set1_ps(-8.0f), _CMP_LT_OQ), p, _mm512_setzero_ps());
+}
+
+/* Codes from the fast GELU g where they are certain: w = g / unit (unit = s, or s 2^-shift
+ * on the two-region quantizer's negative side) is rounded to r, and the lane is
+ * ambiguous when a half-integer lies within (REPQ_GELU_FAST_ERR + rounding slack) / unit of w.
+ * With REPQ_GELU_FAST_ERR / unit <= 1/4 on the finer side (checked by the caller), a sign
+ * difference between g and the exact GELU near 0 gives code z both ways. */
+AVX512_TARGET static inline __m512i fast_codes(__m512 g, const repq_gelu_codes *q, __m512 inv, __m512 vz,
+                                               __m512 vq, __m512 vt, __m512 vp, __m512 vnz, __mmask16 *ambiguous)
+{
+    const __mmask16 neg = q->two_region ? _mm512_cmp_ps_mask(g, _mm512_setzero_ps(), _CMP_LT_OQ) : 0;
+    const __m512 inv_l = _mm512_mask_mul_ps(inv, neg, inv, vp);
+    const __m512 w = _mm512_mul_ps(g, inv_l);
+    const __m512 r = _mm512_roundscale_ps(w, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 d = _mm512_abs_ps(_mm512_sub_ps(w, r));
+    const __m512 slack = _mm512_fmadd_ps(_mm512_abs_ps(w), _mm512_set1_ps(0x1p-20f), _mm512_set1_ps(0x1p-20f));
+    const __m512 limit = _mm512_sub_ps(_mm512_set1_ps(0.5f),
+                                       _mm512_fmadd_ps(_mm512_set1_ps(REPQ_GELU_FAST_ERR), inv_l, slack));
+    *ambiguous = _mm512_cmp_ps_mask(d, limit, _CMP_NLT_UQ);
+    __m512 c;
+    if (q->two_region)
+        c = _mm512_mask_blend_ps(neg, _mm512_mul_ps(_mm512_min_ps(r, vt), vp), _mm512_max_ps(r, vnz));
+    else
+        c = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(r, vz), _mm512_setzero_ps()), vq);
+    return _mm512_cvttps_epi32(q->two_region ? _mm512_add_ps(c, vz) : c);
+}
+
+AVX512_TARGET static void out_gelu_avx512(size_t m, size_t n, const int32_t *acc, size_t ldacc,
+                                          const int32_t *rowsum, const int32_t *colmul, const int32_t *colconst,
+                                          const float *scale, const float *bias, const repq_gelu_codes *q,
+                                          uint8_t *out, size_t ldout)
+{
+    const __m512 vs = _mm512_set1_ps(q->scale), vz = _mm512_set1_ps((float)q->zero_point);
+    const __m512 vq = _mm512_set1_ps((float)((1 << q->bits) - 1)), vt = _mm512_set1_ps((float)q->top);
+    const __m512 vp = _mm512_set1_ps((float)(1 << q->shift)), vnz = _mm512_set1_ps(-(float)q->zero_point);
+    const float inv_s = 1.0f / q->scale;
+    const __m512 inv = _mm512_set1_ps(inv_s);
+    /* The fast path needs the error to stay within a quarter step of the finer grid. */
+    const bool fast = REPQ_GELU_FAST_ERR * inv_s * (float)(q->two_region ? 1 << q->shift : 1) <= 0.25f;
+    __m512 lo[5], hi[5];
+    for (int k = 0; k < 5; k++) {
+        lo[k] = _mm512_loadu_ps(gelu_fast_coef[k]);
+        hi[k] = _mm512_loadu_ps(gelu_fast_coef[k] + 16);
+    }
+    for (size_t i = 0; i < m; i++) {
+        const __m512i rs = _mm512_set1_epi32(rowsum[i]);
+        for (size_t j = 0; j < n; j += 16) {
+            const __mmask16 mk = tail_mask(n - j);
+            const __m512 y = y_vec(acc + i * ldacc + j, rs, colmul + j, colconst + j, scale + j,
+                                   bias ? bias + j : NULL, mk);
+            __mmask16 ambiguous = 0xffff;
+            __m512i c = _mm512_setzero_si512();
+            if (fast)
+                c = fast_codes(gelu_fast_vec(y, lo, hi), q, inv, vz, vq, vt, vp, vnz, &ambiguous);
+            if (ambiguous & mk) {
+                const __m512 g = gelu_vec(y);
+                c = q->two_region ? two_region_vec(g, vs, vz, vt, vp, vnz) : quant_vec(g, vs, vz, vq);
+            }
+            _mm512_mask_cvtepi32_storeu_epi8(out + i * ldout + j, mk, c);
+        }
+    }
+}
+
 /* ---- AVX2: 8 lanes, the last n % 8 columns through the scalar formulas ---------- */
 
 #define AVX2_TARGET __attribute__((target("avx2")))
@@ -223,6 +427,17 @@ AVX2_TARGET static void quantize_avx2(size_t n, const float *x, float s, float z
     quantize_scalar(n - i, x + i, s, zf, qmax, codes + i);
 }
 
+AVX2_TARGET static inline __m256i two_region_vec8(__m256 x, __m256 vs, __m256 vz, __m256 vt, __m256 vp, __m256 vnz)
+{
+    const __m256 q = _mm256_div_ps(x, vs);
+    const __m256 pos = _mm256_cmp_ps(q, _mm256_setzero_ps(), _CMP_GE_OQ);
+    const __m256 cp =
+        _mm256_mul_ps(_mm256_min_ps(_mm256_round_ps(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vt), vp);
+    const __m256 cn =
+        _mm256_max_ps(_mm256_round_ps(_mm256_mul_ps(q, vp), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vnz);
+    return _mm256_cvttps_epi32(_mm256_add_ps(_mm256_blendv_ps(cn, cp, pos), vz));
+}
+
 AVX2_TARGET static void two_region_avx2(size_t n, const float *x, float s, float zf, float top, float p2m,
                                         uint8_t *codes)
 {
@@ -230,13 +445,7 @@ AVX2_TARGET static void two_region_avx2(size_t n, const float *x, float s, float
                  vp = _mm256_set1_ps(p2m), vnz = _mm256_set1_ps(-zf);
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        const __m256 q = _mm256_div_ps(_mm256_loadu_ps(x + i), vs);
-        const __m256 pos = _mm256_cmp_ps(q, _mm256_setzero_ps(), _CMP_GE_OQ);
-        const __m256 cp = _mm256_mul_ps(
-            _mm256_min_ps(_mm256_round_ps(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vt), vp);
-        const __m256 cn = _mm256_max_ps(
-            _mm256_round_ps(_mm256_mul_ps(q, vp), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vnz);
-        store_codes8(codes + i, _mm256_cvttps_epi32(_mm256_add_ps(_mm256_blendv_ps(cn, cp, pos), vz)));
+        store_codes8(codes + i, two_region_vec8(_mm256_loadu_ps(x + i), vs, vz, vt, vp, vnz));
     }
     two_region_scalar(n - i, x + i, s, zf, top, p2m, codes + i);
 }
@@ -284,6 +493,64 @@ AVX2_TARGET static void out_u8_avx2(size_t m, size_t n, const int32_t *acc, size
                                                          vs, vz, vq));
         out_u8_scalar(1, n - n8, acc + i * ldacc + n8, ldacc, rowsum + i, colmul + n8, colconst + n8, scale + n8,
                       bias ? bias + n8 : NULL, qs, zf, qmax, out + i * ldout + n8, ldout);
+    }
+}
+
+/* gelu_vec on 8 lanes. */
+AVX2_TARGET static inline __m256 gelu_vec8(__m256 x)
+{
+    const __m256 z = _mm256_mul_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), x), _mm256_set1_ps(0.70710678118654752f));
+    const __m256 one = _mm256_set1_ps(1.0f);
+    const __m256 t = _mm256_div_ps(one, _mm256_add_ps(one, _mm256_mul_ps(_mm256_set1_ps(0.4f), z)));
+    __m256 q = _mm256_set1_ps(gelu_q[0]);
+    q = _mm256_sub_ps(_mm256_mul_ps(q, t), _mm256_set1_ps(-gelu_q[1]));
+    q = _mm256_add_ps(_mm256_mul_ps(q, t), _mm256_set1_ps(gelu_q[2]));
+    q = _mm256_sub_ps(_mm256_mul_ps(q, t), _mm256_set1_ps(-gelu_q[3]));
+#pragma GCC unroll 8
+    for (int i = 4; i < 9; i++)
+        q = _mm256_add_ps(_mm256_mul_ps(q, t), _mm256_set1_ps(gelu_q[i]));
+    const __m256 e = _mm256_mul_ps(_mm256_xor_ps(z, _mm256_set1_ps(-0.0f)), z); /* (-z) z */
+    const __m256 lo = _mm256_set1_ps(EXP_LO), hi = _mm256_set1_ps(EXP_HI), magic = _mm256_set1_ps(ROUND_MAGIC);
+    const __m256 below = _mm256_cmp_ps(e, lo, _CMP_LT_OQ);
+    __m256 xc = _mm256_blendv_ps(e, lo, below);
+    xc = _mm256_blendv_ps(xc, hi, _mm256_cmp_ps(xc, hi, _CMP_GT_OQ));
+    const __m256 tt = _mm256_add_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)), magic);
+    const __m256 nn = _mm256_sub_ps(tt, magic);
+    const __m256i bits = _mm256_slli_epi32(
+        _mm256_add_epi32(_mm256_sub_epi32(_mm256_castps_si256(tt), _mm256_set1_epi32(0x4b400000)),
+                         _mm256_set1_epi32(127)),
+        23);
+    const __m256 r = _mm256_sub_ps(_mm256_sub_ps(xc, _mm256_mul_ps(nn, _mm256_set1_ps(0.693359375f))),
+                                   _mm256_mul_ps(nn, _mm256_set1_ps(-2.12194440e-4f)));
+    __m256 p = _mm256_set1_ps(exp_p[0]);
+#pragma GCC unroll 8
+    for (int i = 1; i < 8; i++)
+        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(exp_p[i]));
+    const __m256 ex = _mm256_andnot_ps(below, _mm256_mul_ps(p, _mm256_castsi256_ps(bits)));
+    const __m256 erfc_z = _mm256_mul_ps(q, ex);
+    const __m256 neg = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ);
+    const __m256 f = _mm256_blendv_ps(_mm256_sub_ps(_mm256_set1_ps(2.0f), erfc_z), erfc_z, neg);
+    return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), f);
+}
+
+AVX2_TARGET static void out_gelu_avx2(size_t m, size_t n, const int32_t *acc, size_t ldacc, const int32_t *rowsum,
+                                      const int32_t *colmul, const int32_t *colconst, const float *scale,
+                                      const float *bias, const repq_gelu_codes *q, uint8_t *out, size_t ldout)
+{
+    const __m256 vs = _mm256_set1_ps(q->scale), vz = _mm256_set1_ps((float)q->zero_point);
+    const __m256 vq = _mm256_set1_ps((float)((1 << q->bits) - 1)), vt = _mm256_set1_ps((float)q->top);
+    const __m256 vp = _mm256_set1_ps((float)(1 << q->shift)), vnz = _mm256_set1_ps(-(float)q->zero_point);
+    const size_t n8 = n / 8 * 8;
+    for (size_t i = 0; i < m; i++) {
+        const __m256i rs = _mm256_set1_epi32(rowsum[i]);
+        for (size_t j = 0; j < n8; j += 8) {
+            const __m256 g = gelu_vec8(
+                y_vec8(acc + i * ldacc + j, rs, colmul + j, colconst + j, scale + j, bias ? bias + j : NULL));
+            const __m256i c = q->two_region ? two_region_vec8(g, vs, vz, vt, vp, vnz) : quant_vec8(g, vs, vz, vq);
+            store_codes8(out + i * ldout + j, c);
+        }
+        out_gelu_scalar(1, n - n8, acc + i * ldacc + n8, ldacc, rowsum + i, colmul + n8, colconst + n8, scale + n8,
+                        bias ? bias + n8 : NULL, q, out + i * ldout + n8, ldout);
     }
 }
 
@@ -346,4 +613,38 @@ void repq_gemm_out_u8(repq_kernel_level level, size_t m, size_t n, const int32_t
         out_u8_avx2(m, n, acc, ldacc, rowsum, colmul, colconst, scale, bias, qscale, zf, qmax, out, ldout);
     else
         out_u8_scalar(m, n, acc, ldacc, rowsum, colmul, colconst, scale, bias, qscale, zf, qmax, out, ldout);
+}
+
+void repq_gemm_out_gelu_u8(repq_kernel_level level, size_t m, size_t n, const int32_t *acc, size_t ldacc,
+                           const int32_t *rowsum, const int32_t *colmul, const int32_t *colconst,
+                           const float *scale, const float *bias, const repq_gelu_codes *q, uint8_t *out,
+                           size_t ldout)
+{
+    if (level >= REPQ_LEVEL_AVX512VNNI)
+        out_gelu_avx512(m, n, acc, ldacc, rowsum, colmul, colconst, scale, bias, q, out, ldout);
+    else if (level >= REPQ_LEVEL_AVX2)
+        out_gelu_avx2(m, n, acc, ldacc, rowsum, colmul, colconst, scale, bias, q, out, ldout);
+    else
+        out_gelu_scalar(m, n, acc, ldacc, rowsum, colmul, colconst, scale, bias, q, out, ldout);
+}
+
+AVX512_TARGET static void gelu_fast_avx512(size_t n, const float *y, float *out)
+{
+    __m512 lo[5], hi[5];
+    for (int k = 0; k < 5; k++) {
+        lo[k] = _mm512_loadu_ps(gelu_fast_coef[k]);
+        hi[k] = _mm512_loadu_ps(gelu_fast_coef[k] + 16);
+    }
+    for (size_t i = 0; i < n; i += 16) {
+        const __mmask16 mk = tail_mask(n - i);
+        _mm512_mask_storeu_ps(out + i, mk, gelu_fast_vec(_mm512_maskz_loadu_ps(mk, y + i), lo, hi));
+    }
+}
+
+bool repq_gelu_fast_f32(repq_kernel_level level, size_t n, const float *y, float *out)
+{
+    if (level < REPQ_LEVEL_AVX512VNNI)
+        return false;
+    gelu_fast_avx512(n, y, out);
+    return true;
 }

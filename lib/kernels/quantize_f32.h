@@ -50,4 +50,30 @@ void repq_gemm_out_u8(repq_kernel_level level, size_t m, size_t n, const int32_t
                       const float *scale, const float *bias, float qscale, int32_t qzp, int32_t bits,
                       uint8_t *out, size_t ldout);
 
+/* fc2's input quantizer as the fused epilogue takes it: uniform (two_region false:
+ * scale, zero_point, bits) or two-region (scale, zero_point, top, shift as
+ * repq_quantize_f32_two_region_u8). */
+typedef struct repq_gelu_codes {
+    float scale;
+    int32_t zero_point, bits;
+    bool two_region;
+    int32_t top, shift;
+} repq_gelu_codes;
+
+/* out[i][j] = the code of GELU(y) (model/float_ops.h's repq_gelu_one) under q: the
+ * same bits as repq_gemm_out_f32, repq_float_gelu and repq_quantize_f32_u8 (or
+ * _two_region_u8) in turn, without the float row in between. */
+void repq_gemm_out_gelu_u8(repq_kernel_level level, size_t m, size_t n, const int32_t *acc, size_t ldacc,
+                           const int32_t *rowsum, const int32_t *colmul, const int32_t *colconst,
+                           const float *scale, const float *bias, const repq_gelu_codes *q, uint8_t *out,
+                           size_t ldout);
+
+/* Where AVX-512 is available, repq_gemm_out_gelu_u8 first computes the codes from a
+ * fast GELU (piecewise quartics) that stays within REPQ_GELU_FAST_ERR of
+ * repq_gelu_one, and recomputes exactly every vector with a lane whose code is not
+ * certain under that bound. The fast GELU on n values, for the test of the bound;
+ * false (nothing written) below AVX-512. */
+#define REPQ_GELU_FAST_ERR 2e-5f
+bool repq_gelu_fast_f32(repq_kernel_level level, size_t n, const float *y, float *out);
+
 #endif

@@ -5,6 +5,7 @@
 #ifndef REPQ_MODEL_FLOAT_OPS_H
 #define REPQ_MODEL_FLOAT_OPS_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -40,6 +41,29 @@ static inline float repq_exp_approx(float x)
     p = p * r + 1.0f;
     p = p * r + 1.0f;
     return x < lo ? 0.0f : p * scale;
+}
+
+/* GELU with the exact erf, through erfc(z) = exp(-z^2) Q(t), t = 1 / (1 + 0.4 z), z >= 0,
+ * where Q is a degree-8 polynomial fitted here to a relative error of 1.3e-8 on
+ * [0, 6] (erfc(6) = 2e-17; past that exp(-z^2) takes it to 0). Negative inputs use
+ * 1 + erf(-z) = erfc(z) directly, so the small tail of GELU keeps its relative
+ * accuracy instead of cancelling against 1. The integer session's fused fc1 epilogue
+ * (kernels/quantize_f32.c) repeats these operations in the same order. */
+static inline float repq_gelu_one(float x)
+{
+    float z = fabsf(x) * 0.70710678118654752f;
+    float t = 1.0f / (1.0f + 0.4f * z);
+    float q = 0.08467032771701788f;
+    q = q * t - 0.44902833687390276f;
+    q = q * t + 0.8071263623290387f;
+    q = q * t - 0.5287060290108232f;
+    q = q * t + 0.5279574393340273f;
+    q = q * t + 0.08236901611811902f;
+    q = q * t + 0.25319514052047687f;
+    q = q * t + 0.22222790034520473f;
+    q = q * t + 0.00018816854908172318f;
+    float erfc_z = q * repq_exp_approx(-z * z);
+    return 0.5f * x * (x < 0.0f ? erfc_z : 2.0f - erfc_z);
 }
 
 /* Sum in REPQ_LANES fixed partial sums, combined pairwise: the order is the same whatever
