@@ -6,10 +6,10 @@
  *
  * Every tile is configured once as 16 rows x 64 bytes; edges are handled without
  * reconfiguring (ldtilecfg clears the accumulators):
- *  - the last m % 16 rows go to the AVX-512 VNNI kernel (a staged partial tile
- *    costs more than they are worth), and so does all of an m below 16;
- *  - k bytes past the last whole 64: the A rows of that step are copied into a
- *    zeroed 16 x 64 buffer;
+ *  - the last m % 16 rows and k bytes past the last whole 64: the A rows of that
+ *    step are copied into a zeroed 16 x 64 buffer (rows past m add zero rows to C,
+ *    which are not stored); at 197 tokens this costs less than running the 5 last
+ *    rows on the AVX-512 VNNI kernel, as an earlier version did;
  *  - the k tail of B: the tile reads up to 15 blocks past the group, which is the
  *    next group or the slack that repq_gemm_u8s8_packed_size reserves; those
  *    bytes meet the zero A bytes of the staged copy, so they add nothing;
@@ -51,47 +51,44 @@ typedef struct tile_config {
 
 static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
 
-/* The A operand of one k step for 16 rows from a + kc: straight from the matrix
- * when the step is whole, otherwise a zero-padded copy in `stage`. */
-static const uint8_t *a_operand(const uint8_t *a, size_t lda, size_t kc, size_t k, uint8_t *stage,
+/* The A operand of one k step for `rows` (<= 16) rows from a + kc: straight from the
+ * matrix when the step is whole, otherwise a zero-padded copy in `stage`. */
+static const uint8_t *a_operand(const uint8_t *a, size_t lda, size_t kc, size_t k, size_t rows, uint8_t *stage,
                                 size_t *stride)
 {
-    if (k - kc >= TILE_K) {
+    if (k - kc >= TILE_K && rows == TILE_ROWS) {
         *stride = lda;
         return a + kc;
     }
+    const size_t bytes = min_size(k - kc, TILE_K);
     memset(stage, 0, TILE_ROWS * TILE_K);
-    for (size_t r = 0; r < TILE_ROWS; r++)
-        memcpy(stage + r * TILE_K, a + r * lda + kc, k - kc);
+    for (size_t r = 0; r < rows; r++)
+        memcpy(stage + r * TILE_K, a + r * lda + kc, bytes);
     *stride = TILE_K;
     return stage;
 }
 
-static void copy_out(const int32_t *tile, size_t cols, int32_t *c, size_t ldc)
+static void copy_out(const int32_t *tile, size_t rows, size_t cols, int32_t *c, size_t ldc)
 {
-    for (size_t r = 0; r < TILE_ROWS; r++)
+    for (size_t r = 0; r < rows; r++)
         memcpy(c + r * ldc, tile + r * GROUP, cols * sizeof *c);
 }
 
-/* Stores accumulator tile `t` (a literal tile number) to 16 rows x cols of c. */
-#define STORE_TILE(t, c, ldc, cols, buf)                                                  \
+/* Stores accumulator tile `t` (a literal tile number) to rows x cols of c. */
+#define STORE_TILE(t, c, ldc, rows, cols, buf)                                            \
     do {                                                                                  \
-        if ((cols) == GROUP) {                                                            \
+        if ((cols) == GROUP && (rows) == TILE_ROWS) {                                     \
             _tile_stored(t, (c), (ldc) * sizeof(int32_t));                                \
         } else {                                                                          \
             _tile_stored(t, (buf), GROUP * sizeof(int32_t));                              \
-            copy_out((buf), (cols), (c), (ldc));                                          \
+            copy_out((buf), (rows), (cols), (c), (ldc));                                  \
         }                                                                                 \
     } while (0)
 
 AMX_TARGET void repq_gemm_u8s8_amx(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda,
                                    const void *packed, int32_t *c, size_t ldc)
 {
-    const size_t m_tail = m % TILE_ROWS;
-    if (m_tail)
-        repq_gemm_u8s8_avx512vnni(m_tail, n, k, a + (m - m_tail) * lda, lda, packed, c + (m - m_tail) * ldc, ldc);
-    m -= m_tail;
-    if (m == 0)
+    if (m == 0 || n == 0)
         return;
 
     tile_config cfg;
@@ -118,6 +115,8 @@ AMX_TARGET void repq_gemm_u8s8_amx(size_t m, size_t n, size_t k, const uint8_t *
             const size_t cols1 = two_groups ? min_size(GROUP, n - (g + 1) * GROUP) : 0;
             for (size_t i = ib; i < ib + mb; i += 2 * TILE_ROWS) {
                 const bool two_tiles = ib + mb - i > TILE_ROWS;
+                const size_t rows0 = min_size(TILE_ROWS, ib + mb - i);
+                const size_t rows1 = two_tiles ? min_size(TILE_ROWS, ib + mb - i - TILE_ROWS) : 0;
                 const uint8_t *ar0 = a + i * lda, *ar1 = ar0 + TILE_ROWS * lda;
                 _tile_zero(0);
                 _tile_zero(1);
@@ -126,7 +125,7 @@ AMX_TARGET void repq_gemm_u8s8_amx(size_t m, size_t n, size_t k, const uint8_t *
                 for (size_t kc = 0; kc < k; kc += TILE_K) {
                     const size_t boff = kc / QUAD * BLOCK;
                     size_t s0, s1;
-                    _tile_loadd(4, a_operand(ar0, lda, kc, k, stage0, &s0), s0);
+                    _tile_loadd(4, a_operand(ar0, lda, kc, k, rows0, stage0, &s0), s0);
                     _tile_loadd(6, b0 + boff, BLOCK);
                     _tile_dpbusd(0, 4, 6);
                     if (two_groups) {
@@ -134,20 +133,20 @@ AMX_TARGET void repq_gemm_u8s8_amx(size_t m, size_t n, size_t k, const uint8_t *
                         _tile_dpbusd(1, 4, 7);
                     }
                     if (two_tiles) {
-                        _tile_loadd(5, a_operand(ar1, lda, kc, k, stage1, &s1), s1);
+                        _tile_loadd(5, a_operand(ar1, lda, kc, k, rows1, stage1, &s1), s1);
                         _tile_dpbusd(2, 5, 6);
                         if (two_groups)
                             _tile_dpbusd(3, 5, 7);
                     }
                 }
                 int32_t *c0 = c + i * ldc + g * GROUP, *c1 = c0 + TILE_ROWS * ldc;
-                STORE_TILE(0, c0, ldc, cols0, cbuf);
+                STORE_TILE(0, c0, ldc, rows0, cols0, cbuf);
                 if (two_groups)
-                    STORE_TILE(1, c0 + GROUP, ldc, cols1, cbuf);
+                    STORE_TILE(1, c0 + GROUP, ldc, rows0, cols1, cbuf);
                 if (two_tiles) {
-                    STORE_TILE(2, c1, ldc, cols0, cbuf);
+                    STORE_TILE(2, c1, ldc, rows1, cols0, cbuf);
                     if (two_groups)
-                        STORE_TILE(3, c1 + GROUP, ldc, cols1, cbuf);
+                        STORE_TILE(3, c1 + GROUP, ldc, rows1, cols1, cbuf);
                 }
             }
         }
