@@ -389,8 +389,6 @@ static void sessions_share_one_qmodel(void **state)
     sessions_on_threads(f->w8a8, f->small, 8, ref, N_SMALL * CLASSES);
 }
 
-int repq_test_kernels_extra(void);
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -409,6 +407,5 @@ int main(void)
      * ThreadSanitizer, where the whole suite is slow). */
     if (getenv("REPQ_TEST_FILTER"))
         cmocka_set_test_filter(getenv("REPQ_TEST_FILTER"));
-    int failed = repq_test_kernels_extra();
-    return failed + cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, teardown);
 }
