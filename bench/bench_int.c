@@ -114,6 +114,7 @@ int main(void)
            repq_kernel_level_name(level), cpu);
     printf("| model | batch | threads | fp32 img/s | W8A8 img/s | W8A8 / fp32 | W4A4 img/s | W4A4 / fp32 |\n"
            "|---|---|---|---|---|---|---|---|\n");
+    double shared_mb[MODELS] = {0}, own_mb[MODELS] = {0}, shared4_mb[MODELS] = {0}, own4_mb[MODELS] = {0};
     for (int mi = 0; mi < MODELS; mi++) {
         repq_model *m = NULL;
         repq_status st = mi < MODELS - 1 ? repq_model_create_random(NULL, names[mi], 0, 42, &m)
@@ -142,6 +143,15 @@ int main(void)
                 repq_session_free(s);
                 repq_session_free(s4);
                 continue;
+            }
+            if (threads == 1) {
+                size_t shared, own;
+                repq_session_memory(s, &shared, &own);
+                shared_mb[mi] = (double)shared / 1e6;
+                own_mb[mi] = (double)own / 1e6;
+                repq_session_memory(s4, &shared, &own);
+                shared4_mb[mi] = (double)shared / 1e6;
+                own4_mb[mi] = (double)own / 1e6;
             }
             openblas_set_num_threads(threads);
             for (int batch = 1; batch <= 8; batch += 7) {
@@ -185,5 +195,12 @@ int main(void)
         repq_qmodel_free(q4);
         repq_model_free(m);
     }
+    printf("\n# memory: what the sessions of one qmodel share, and what each session adds (max_batch 8, 1 thread)\n"
+           "| model | W8A8 shared MB | W8A8 per session MB | W4A4 shared MB | W4A4 per session MB |\n"
+           "|---|---|---|---|---|\n");
+    for (int mi = 0; mi < MODELS; mi++)
+        if (shared_mb[mi] > 0)
+            printf("| %s | %.1f | %.1f | %.1f | %.1f |\n", names[mi], shared_mb[mi], own_mb[mi], shared4_mb[mi],
+                   own4_mb[mi]);
     return 0;
 }

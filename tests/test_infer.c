@@ -15,6 +15,7 @@
 
 #include "core/tensor.h"
 #include "infer/session.h"
+#include "infer/shared_weights.h"
 #include "kernel_levels.h"
 #include "kernels/cpu.h"
 #include "model/qmodel.h"
@@ -398,6 +399,50 @@ static void sessions_share_one_qmodel(void **state)
     sessions_on_threads(f->w8a8, f->small, 8, ref, N_SMALL * CLASSES);
 }
 
+/* Sessions of one qmodel hold one copy of its packed weights: the second session adds
+ * only its own scratch, the weights outlive the first session's free and go with the
+ * last one's, and a session on the survivors computes the same bits. */
+static void sessions_share_packed_weights(void **state)
+{
+    fixture *f = *state;
+    static float ref[N_SMALL * CLASSES], got[N_SMALL * CLASSES];
+    const repq_kernel_level best = repq_kernel_level_best(repq_cpu_detect());
+    session_logits(f->w8a8, 1, best, f->small, ref);
+    assert_null(f->w8a8->shared);
+    repq_session *a, *b;
+    assert_int_equal(repq_session_new(NULL, f->w8a8, NULL, N_SMALL, &a), REPQ_OK);
+    const repq_shared_weights *w = f->w8a8->shared;
+    assert_non_null(w);
+    assert_int_equal(repq_session_new(NULL, f->w8a8, NULL, 1, &b), REPQ_OK);
+    assert_ptr_equal(f->w8a8->shared, w);
+    assert_int_equal(w->users, 2);
+    size_t shared_a, own_a, shared_b, own_b;
+    repq_session_memory(a, &shared_a, &own_a);
+    repq_session_memory(b, &shared_b, &own_b);
+    assert_int_equal(shared_a, shared_b);
+    /* Packed weights: at least one byte per weight of every layer. */
+    size_t weights = 0;
+    for (int32_t i = 0; i < f->w8a8->num_linear; i++)
+        weights += (size_t)f->w8a8->linear[i].out * (size_t)f->w8a8->linear[i].in;
+    assert_true(shared_a >= weights);
+    assert_true(own_b < own_a); /* scratch for 1 image against 16 */
+    print_message("shared weights %.2f MB; own memory %.2f MB at max_batch %d, %.2f MB at 1\n", shared_a / 1e6,
+                  own_a / 1e6, N_SMALL, own_b / 1e6);
+    repq_session_free(a);
+    assert_ptr_equal(f->w8a8->shared, w);
+    assert_int_equal(w->users, 1);
+    for (size_t i = 0; i < N_SMALL; i++) {
+        repq_tensor *x = slice(f->small, i, 1), *y = logits_new(1);
+        assert_int_equal(repq_session_run(b, x, y), REPQ_OK);
+        assert_int_equal(repq_tensor_read(y, got + i * CLASSES, CLASSES * sizeof(float)), REPQ_OK);
+        repq_tensor_free(x);
+        repq_tensor_free(y);
+    }
+    assert_memory_equal(got, ref, sizeof ref);
+    repq_session_free(b);
+    assert_null(f->w8a8->shared);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -408,6 +453,7 @@ int main(void)
         cmocka_unit_test(threads_give_the_same_bits),
         cmocka_unit_test(float_images_match_pixels),
         cmocka_unit_test(sessions_share_one_qmodel),
+        cmocka_unit_test(sessions_share_packed_weights),
         cmocka_unit_test(loaded_qmodel_runs),
         cmocka_unit_test(agrees_with_fake_quant_w8a8),
         cmocka_unit_test(agrees_with_fake_quant_w4a4),

@@ -16,7 +16,9 @@
  * Thread safety: a repq_qmodel is immutable once made and may be shared read-only by
  * many sessions on many threads (its last-error message is only written by calls
  * that take it as their first argument and are documented as writing it). A
- * calibrator and a session belong to one thread at a time.
+ * calibrator and a session belong to one thread at a time. The sessions of one qmodel
+ * share its packed weights (built by the first session, released with the last), so
+ * each further session costs only its scratch; the qmodel must outlive its sessions.
  */
 #ifndef REPQ_QUANT_H
 #define REPQ_QUANT_H

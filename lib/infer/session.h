@@ -21,4 +21,8 @@ typedef enum repq_session_stage {
 void repq_session_profile(repq_session *s, bool enable);
 void repq_session_profile_read(const repq_session *s, double out_seconds[REPQ_STAGE_COUNT]);
 
+/* Bytes of the weights and tables shared with the qmodel's other sessions, and of
+ * this session's own memory (activations, scratch, thread pool). */
+void repq_session_memory(const repq_session *s, size_t *out_shared, size_t *out_own);
+
 #endif

@@ -35,6 +35,7 @@ REPQ_API void repq_qmodel_free(repq_qmodel *q)
         return;
     repq_allocator al = q->base.allocator;
     q->base.kind = 0;
+    pthread_mutex_destroy(&q->shared_lock);
     repq_params_release(&al, &q->float_params);
     repq_params_release(&al, &q->fq_params);
     repq_mem_free(&al, q->linear);
@@ -53,6 +54,10 @@ repq_status repq_qmodel_alloc(repq_object *err, const repq_allocator *al, const 
     repq_qmodel *q = repq_mem_alloc(al, sizeof *q);
     if (!q)
         return repq_fail(err, REPQ_ERR_NOMEM, "out of memory for a quantized model");
+    if (pthread_mutex_init(&q->shared_lock, NULL)) {
+        repq_mem_free(al, q);
+        return repq_fail(err, REPQ_ERR_NOMEM, "cannot create a quantized model's lock");
+    }
     repq_object_init(&q->base, REPQ_KIND_QMODEL, *al);
     q->arch = *a;
     repq_status st = repq_net_build(err, al, a, &q->net);

@@ -6,6 +6,8 @@
 #ifndef REPQ_MODEL_QMODEL_H
 #define REPQ_MODEL_QMODEL_H
 
+#include <pthread.h>
+
 #include "calib/quantizer.h"
 #include "calib/two_region.h"
 #include "model/net.h"
@@ -55,6 +57,10 @@ struct repq_qmodel {
     repq_quant_params *wq_arena;
     repq_act_quant *acts;      /* [net->num_slots]: the quantizer of each activation slot */
     int8_t *layer_bits;        /* [num_linear]: each linear layer's weight width */
+    /* What its sessions share (lib/infer/shared_weights.h), while any exists; the
+     * only field written after creation, under shared_lock. */
+    pthread_mutex_t shared_lock;
+    struct repq_shared_weights *shared;
 };
 
 /* The weight of linear layer `id` within a parameter set, with its shape. */
