@@ -71,7 +71,8 @@ if [ "$fuzz_status" -ne 0 ] && [ "$fuzz_bad" -eq 0 ]; then
     failed=$((failed + 1)) # the fuzz build itself failed
 fi
 
-# A skipped test (a missing toolchain) is neither passed nor failed: it is named here.
+# A skipped test (a missing toolchain, a kernel level the CPU lacks) is neither passed
+# nor failed: it is named here, with the last line it printed (the reason).
 if [ "$skipped" -gt 0 ]; then
     echo "$skipped skipped (not counted as passed):"
     # meson is Python, so python3 is there to read its JSON log.

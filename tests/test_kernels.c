@@ -1,6 +1,8 @@
 /* Tests of lib/kernels: every SIMD level against the scalar reference bit for
  * bit, the scalar references against hand-worked cases and naive loops, and the
- * integer log2 softmax against its float contract. */
+ * integer log2 softmax against its float contract. meson runs this program once per
+ * level (tests/kernel_levels.h): "kernels" for the scalar references, "kernels avx2"
+ * and so on for one level each, skipped where the CPU lacks it. */
 /* mmap and MAP_ANONYMOUS are outside plain C11. */
 #define _DEFAULT_SOURCE
 #include <setjmp.h>
@@ -15,14 +17,13 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "kernel_levels.h"
 #include "kernels/attn_log2.h"
 #include "kernels/cpu.h"
 #include "kernels/gemm_s8.h"
 #include "kernels/gemm_u4.h"
 #include "kernels/requant.h"
 #include "kernels/softmax_log2.h"
-
-static uint32_t cpu_mask;
 
 /* xorshift64*: a fixed seed per test makes failures reproducible. */
 static uint64_t rng_state;
@@ -43,22 +44,16 @@ static double rng_unit(void) { return (double)(rng_next() >> 11) * 0x1p-53; }
 static const repq_kernel_level simd_levels[] = {REPQ_LEVEL_AVX2, REPQ_LEVEL_AVXVNNI, REPQ_LEVEL_AVX512VNNI,
                                                 REPQ_LEVEL_AMX};
 #define N_SIMD (sizeof simd_levels / sizeof simd_levels[0])
-
-static int cpu_setup(void **state)
-{
-    (void)state;
-    cpu_mask = repq_cpu_detect();
-    return 0;
-}
-
-static int level_available(repq_kernel_level level)
-{
-    return repq_kernel_level_clamp(cpu_mask, level) == level;
-}
+/* For hand cases: a level that shares a lower one's code still dispatches to it correctly. */
+static const repq_kernel_level every_level[] = {REPQ_LEVEL_SCALAR, REPQ_LEVEL_AVX2, REPQ_LEVEL_AVXVNNI,
+                                                REPQ_LEVEL_AVX512VNNI, REPQ_LEVEL_AMX};
+#define N_LEVELS (sizeof every_level / sizeof every_level[0])
 
 static void cpu_levels_are_ordered(void **state)
 {
     (void)state;
+    skip_unless_scalar_checked();
+    const uint32_t cpu_mask = repq_cpu_detect();
     assert_true(cpu_mask & REPQ_CPU_SCALAR);
     const repq_kernel_level best = repq_kernel_level_best(cpu_mask);
     assert_int_equal(repq_kernel_level_clamp(cpu_mask, REPQ_LEVEL_SCALAR), REPQ_LEVEL_SCALAR);
@@ -98,10 +93,12 @@ static void gemm_scalar_hand_case(void **state)
     const int32_t expect[2][3] = {{5, 146, 30}, {275, -32635, 798}};
     void *p = pack_weights(3, 4, &b[0][0], 4);
     int32_t c[2][3];
-    repq_gemm_u8s8_scalar(2, 3, 4, &a[0][0], 4, p, &c[0][0], 3);
-    assert_memory_equal(c, expect, sizeof c);
+    if (kernel_level_checked(REPQ_LEVEL_SCALAR)) {
+        repq_gemm_u8s8_scalar(2, 3, 4, &a[0][0], 4, p, &c[0][0], 3);
+        assert_memory_equal(c, expect, sizeof c);
+    }
     for (size_t l = 0; l < N_SIMD; l++) {
-        if (!level_available(simd_levels[l]))
+        if (!kernel_level_checked(simd_levels[l]))
             continue;
         memset(c, 0, sizeof c);
         repq_gemm_u8s8(simd_levels[l], 2, 3, 4, &a[0][0], 4, p, &c[0][0], 3);
@@ -138,9 +135,10 @@ static void gemm_check_shape(size_t m, size_t n, size_t k, int extremes)
         b[i] = extremes ? -128 : (int8_t)rng_next();
     void *p = pack_weights(n, k, b, ldb);
     repq_gemm_u8s8_scalar(m, n, k, a, lda, p, ref, ldc);
-    check_naive("s8", m, n, k, a, lda, b, ldb, ref, ldc);
+    if (kernel_level_checked(REPQ_LEVEL_SCALAR))
+        check_naive("s8", m, n, k, a, lda, b, ldb, ref, ldc);
     for (size_t l = 0; l < N_SIMD; l++) {
-        if (!level_available(simd_levels[l]))
+        if (!kernel_level_checked(simd_levels[l]))
             continue;
         for (size_t i = 0; i < m * ldc; i++)
             c[i] = ref[i] = 0x5a5a5a5a;
@@ -205,6 +203,7 @@ static guarded guarded_alloc(size_t bytes)
 static void gemm_reads_stay_inside_operands(void **state)
 {
     (void)state;
+    skip_unless_simd_checked();
     rng_seed(5);
     /* k tails of 1, 3 and 5 bytes past a quad, 1 to 15 quads past a tile; rows
      * and columns past a tile. Both operands end right before a guard page. */
@@ -224,7 +223,7 @@ static void gemm_reads_stay_inside_operands(void **state)
         repq_gemm_u8s8_pack(n, k, b, k, gb.p);
         repq_gemm_u8s8_scalar(m, n, k, a, k, gb.p, ref, n);
         for (size_t l = 0; l < N_SIMD; l++) {
-            if (!level_available(simd_levels[l]))
+            if (!kernel_level_checked(simd_levels[l]))
                 continue;
             memset(c, 0x5a, m * n * sizeof *c);
             repq_gemm_u8s8(simd_levels[l], m, n, k, a, k, gb.p, c, n);
@@ -258,9 +257,10 @@ static void gemm_u4_check_shape(size_t m, size_t n, size_t k, int extremes)
     for (size_t i = 0; i < m * ldc; i++)
         ref[i] = 0x5a5a5a5a;
     repq_gemm_u8u4(REPQ_LEVEL_SCALAR, m, n, k, a, lda, p, ref, ldc, scratch);
-    check_naive("u4", m, n, k, a, lda, b, ldb, ref, ldc);
+    if (kernel_level_checked(REPQ_LEVEL_SCALAR))
+        check_naive("u4", m, n, k, a, lda, b, ldb, ref, ldc);
     for (size_t l = 0; l < N_SIMD; l++) {
-        if (!level_available(simd_levels[l]))
+        if (!kernel_level_checked(simd_levels[l]))
             continue;
         for (size_t i = 0; i < m * ldc; i++)
             c[i] = 0x5a5a5a5a;
@@ -276,6 +276,7 @@ static void gemm_u4_check_shape(size_t m, size_t n, size_t k, int extremes)
 static void gemm_u4_hand_case(void **state)
 {
     (void)state;
+    skip_unless_scalar_checked();
     /* Two columns of one group, k = 5: element (column j, k p) of a block sits in
      * byte 4j + p % 4 of the 64-byte block, i.e. a low nibble for j < 8. */
     const int8_t b[2][5] = {{1, 2, 3, 4, 15}, {0, 15, 0, 15, 7}};
@@ -343,11 +344,10 @@ static void requant_hand_cases(void **state)
         assert_true(repq_requant_multiplier_from_float(0.5, &mults[j], &shifts[j]));
     const uint8_t expect[5] = {125, 130, 255, 0, 132};
     uint8_t out[5];
-    const repq_kernel_level levels[] = {REPQ_LEVEL_SCALAR, REPQ_LEVEL_AVX2, REPQ_LEVEL_AVX512VNNI};
-    for (size_t l = 0; l < 3; l++) {
-        if (!level_available(levels[l]))
+    for (size_t l = 0; l < N_LEVELS; l++) {
+        if (!kernel_level_checked(every_level[l]))
             continue;
-        repq_requant_u8(levels[l], 1, 5, acc, 5, bias, mults, shifts, 128, 0, 255, out, 5);
+        repq_requant_u8(every_level[l], 1, 5, acc, 5, bias, mults, shifts, 128, 0, 255, out, 5);
         assert_memory_equal(out, expect, 5);
     }
 }
@@ -355,6 +355,7 @@ static void requant_hand_cases(void **state)
 static void requant_multiplier_is_accurate(void **state)
 {
     (void)state;
+    skip_unless_scalar_checked();
     rng_seed(2);
     for (int it = 0; it < 10000; it++) {
         const double real = ldexp(0.5 + rng_unit() * 0.5, rng_range(-31, 15));
@@ -406,14 +407,14 @@ static void requant_levels_match_scalar(void **state)
             repq_dequant_f32(REPQ_LEVEL_SCALAR, m, n, acc, ld, bias, scale, fref, ld);
             const uint8_t *rows = (const uint8_t *)acc;
             repq_row_sums_u8(REPQ_LEVEL_SCALAR, m, n * 4, rows, ld * 4, sref);
-            for (size_t i = 0; i < m; i++) {
+            for (size_t i = 0; i < m && kernel_level_checked(REPQ_LEVEL_SCALAR); i++) {
                 int32_t s = 0;
                 for (size_t q = 0; q < n * 4; q++)
                     s += rows[i * ld * 4 + q];
                 assert_int_equal(s, sref[i]);
             }
             for (size_t l = 0; l < N_SIMD; l++) {
-                if (!level_available(simd_levels[l]))
+                if (!kernel_level_checked(simd_levels[l]))
                     continue;
                 repq_requant_u8(simd_levels[l], m, n, acc, ld, bias, mult, shift, zp, qmin, qmax, out, ld);
                 for (size_t i = 0; i < m; i++)
@@ -437,6 +438,7 @@ static void requant_levels_match_scalar(void **state)
 static void softmax_log2_sum_matches_definition(void **state)
 {
     (void)state;
+    skip_unless_scalar_checked();
     rng_seed(9);
     size_t checked = 0;
     for (int i = 0; i < 400000; i++) {
@@ -471,6 +473,7 @@ static void softmax_log2_sum_matches_definition(void **state)
 static void softmax_hand_cases(void **state)
 {
     (void)state;
+    skip_unless_scalar_checked();
     repq_log2softmax_params p;
     assert_false(repq_log2softmax_prepare(0.1f, 1.5f, 4, &p));
     assert_false(repq_log2softmax_prepare(0.1f, 0.5f, 9, &p));
@@ -522,6 +525,7 @@ static int float_code(const double *r, size_t n, size_t j, double s, int bits)
 static void softmax_follows_float_contract(void **state)
 {
     (void)state;
+    skip_unless_scalar_checked();
     rng_seed(4);
     const size_t ns[] = {1, 3, 5, 15, 16, 17, 33, 63, 65, 100, 197};
     size_t total = 0, same = 0, total_live = 0, same_live = 0;
@@ -564,8 +568,7 @@ static void softmax_follows_float_contract(void **state)
 static void softmax_levels_match_scalar(void **state)
 {
     (void)state;
-    if (!level_available(REPQ_LEVEL_AVX512VNNI))
-        skip();
+    skip_unless_simd_checked();
     rng_seed(5);
     const size_t ns[] = {1, 3, 5, 15, 16, 17, 33, 63, 65, 100, 197, 1000};
     static int32_t x[3 * 1000];
@@ -582,8 +585,12 @@ static void softmax_levels_match_scalar(void **state)
                  : mode == 1 ? rng_range(-1000, 1000)
                              : (rng_next() & 1 ? INT32_MAX : INT32_MIN); /* extreme spread */
         repq_log2softmax_rows(REPQ_LEVEL_SCALAR, &p, 3, n, x, n, ref, n);
-        repq_log2softmax_rows(REPQ_LEVEL_AVX512VNNI, &p, 3, n, x, n, out, n);
-        assert_memory_equal(out, ref, 3 * n);
+        for (size_t l = 0; l < N_SIMD; l++) {
+            if (!kernel_level_checked(simd_levels[l]))
+                continue;
+            repq_log2softmax_rows(simd_levels[l], &p, 3, n, x, n, out, n);
+            assert_memory_equal(out, ref, 3 * n);
+        }
     }
 }
 
@@ -598,11 +605,11 @@ static void attn_hand_case(void **state)
     /* v - 12: (-2, 8), (0, 6), (2, 4). E = (-32+16, 128+32) = (-16, 160); D = (0, 48). */
     int32_t e[2], d[2];
     uint8_t out[2];
-    const repq_kernel_level levels[] = {REPQ_LEVEL_SCALAR, REPQ_LEVEL_AVX2, REPQ_LEVEL_AVX512VNNI};
-    for (size_t l = 0; l < 3; l++) {
-        if (!level_available(levels[l]))
+    for (size_t l = 0; l < N_LEVELS; l++) {
+        const repq_kernel_level level = every_level[l];
+        if (!kernel_level_checked(level))
             continue;
-        repq_attn_v_accumulate(levels[l], 1, 4, 2, codes, 4, 16, &v[0][0], 2, 12, 4, e, d, 2);
+        repq_attn_v_accumulate(level, 1, 4, 2, codes, 4, 16, &v[0][0], 2, 12, 4, e, d, 2);
         assert_int_equal(e[0], -16);
         assert_int_equal(e[1], 160);
         assert_int_equal(d[0], 0);
@@ -610,16 +617,16 @@ static void attn_hand_case(void **state)
         /* Levels 1 and sqrt2 at 2^0, s_v = 1: o = 2^-F (E + sqrt2 D) = (-1, 14.24); at scale
          * 0.25 and zero point 100 the codes are (96, 100 + round(56.97)) = (96, 157). */
         const double ce = ldexp(1.0, -8), co = 1.41421356 * ldexp(1.0, -8);
-        repq_attn_v_finish(levels[l], 1, 2, e, d, NULL, NULL, 2, 4, ce, co, 0.25f, 100, 8, out, 2);
+        repq_attn_v_finish(level, 1, 2, e, d, NULL, NULL, 2, 4, ce, co, 0.25f, 100, 8, out, 2);
         assert_int_equal(out[0], 96);
         assert_int_equal(out[1], 157);
         /* A tail term -64 at 2^-2F: o[0] = (-16 * 16 - 64) 2^-8 = -1.25, code 95. At 4 bits
          * with zero point 10 the codes clamp to 15: (10 - 5, 15). */
         const int32_t e2[2] = {-64, 0}, d2[2] = {0, 0};
-        repq_attn_v_finish(levels[l], 1, 2, e, d, e2, d2, 2, 4, ce, co, 0.25f, 100, 8, out, 2);
+        repq_attn_v_finish(level, 1, 2, e, d, e2, d2, 2, 4, ce, co, 0.25f, 100, 8, out, 2);
         assert_int_equal(out[0], 95);
         assert_int_equal(out[1], 157);
-        repq_attn_v_finish(levels[l], 1, 2, e, d, e2, d2, 2, 4, ce, co, 0.25f, 10, 4, out, 2);
+        repq_attn_v_finish(level, 1, 2, e, d, e2, d2, 2, 4, ce, co, 0.25f, 10, 4, out, 2);
         assert_int_equal(out[0], 5);
         assert_int_equal(out[1], 15);
     }
@@ -670,7 +677,7 @@ static void attn_levels_match_scalar(void **state)
             repq_attn_v_accumulate(REPQ_LEVEL_SCALAR, rows, tokens, dim, codes, tokens, sentinel, v, ldv, zv,
                                    frac, e0, d0, ldacc);
             /* Spot-check the scalar reference against the definition. */
-            for (size_t j = 0; j < dim; j++) {
+            for (size_t j = 0; j < dim && kernel_level_checked(REPQ_LEVEL_SCALAR); j++) {
                 int64_t se = 0, sd = 0;
                 for (size_t t = 0; t < tokens; t++) {
                     const int c = codes[t], h = (c + 1) / 2;
@@ -688,7 +695,7 @@ static void attn_levels_match_scalar(void **state)
             repq_attn_v_finish(REPQ_LEVEL_SCALAR, rows, dim, e0, d0, with_tail ? e2 : NULL, with_tail ? d2 : NULL,
                                ldacc, frac, ce, co, 1.0f, zp, obits, o0, dim);
             for (size_t l = 0; l < N_SIMD; l++) {
-                if (!level_available(simd_levels[l]))
+                if (!kernel_level_checked(simd_levels[l]))
                     continue;
                 repq_attn_v_accumulate(simd_levels[l], rows, tokens, dim, codes, tokens, sentinel, v, ldv, zv,
                                        frac, e1, d1, ldacc);
@@ -703,6 +710,8 @@ static void attn_levels_match_scalar(void **state)
             free(codes); free(v); free(e0); free(d0); free(e1); free(d1); free(e2); free(d2); free(o0); free(o1);
         }
 }
+
+int repq_test_kernels_extra(void);
 
 int main(void)
 {
@@ -724,5 +733,6 @@ int main(void)
         cmocka_unit_test(attn_hand_case),
         cmocka_unit_test(attn_levels_match_scalar),
     };
-    return cmocka_run_group_tests(tests, cpu_setup, NULL);
+    kernel_levels_select();
+    return cmocka_run_group_tests(tests, NULL, NULL) + repq_test_kernels_extra();
 }

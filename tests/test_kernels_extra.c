@@ -1,6 +1,7 @@
 /* Tests of the kernels added for integer inference (lib/kernels/quantize_f32.h):
  * every level returns the scalar reference's bits, and the reference follows
- * repq_quant_quantize and exact integer arithmetic. Linked into test_infer. */
+ * repq_quant_quantize and exact integer arithmetic. Linked into test_kernels, whose
+ * level selection (tests/kernel_levels.h) says which levels are checked. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +13,7 @@
 
 #include "calib/quantizer.h"
 #include "calib/two_region.h"
+#include "kernel_levels.h"
 #include "kernels/attn_log2.h"
 #include "kernels/cpu.h"
 #include "kernels/gemm_s8.h"
@@ -34,7 +36,6 @@ static float next_float(float lo, float hi) { return lo + (hi - lo) * (float)(ne
 static void quantize_matches_quantizer(void **state)
 {
     (void)state;
-    repq_kernel_level best = repq_kernel_level_best(repq_cpu_detect());
     enum { N = 1037 };
     static float x[N];
     static uint8_t ref[N], got[N];
@@ -55,7 +56,9 @@ static void quantize_matches_quantizer(void **state)
             x[2] = -INFINITY;
         }
         assert_int_equal(repq_quant_quantize(&p, x, n, ref), n > 0 ? REPQ_ERR_NUMERIC : REPQ_OK);
-        for (int lv = REPQ_LEVEL_SCALAR; lv <= (int)best; lv++) {
+        for (int lv = REPQ_LEVEL_SCALAR; lv <= REPQ_LEVEL_AMX; lv++) {
+            if (!kernel_level_checked((repq_kernel_level)lv))
+                continue;
             memset(got, 0xa5, sizeof got);
             repq_quantize_f32_u8((repq_kernel_level)lv, n, x, p.scale, p.zero_point, p.bits, got);
             assert_memory_equal(ref, got, n);
@@ -70,7 +73,6 @@ static void quantize_matches_quantizer(void **state)
 static void two_region_quantize_matches_quantizer(void **state)
 {
     (void)state;
-    repq_kernel_level best = repq_kernel_level_best(repq_cpu_detect());
     enum { N = 1037 };
     static float x[N];
     static uint8_t ref[N], got[N];
@@ -97,7 +99,9 @@ static void two_region_quantize_matches_quantizer(void **state)
             if (!isfinite(x[i]))
                 want = REPQ_ERR_NUMERIC;
         assert_int_equal(repq_tworeg_quantize(&p, x, n, ref), want);
-        for (int lv = REPQ_LEVEL_SCALAR; lv <= (int)best; lv++) {
+        for (int lv = REPQ_LEVEL_SCALAR; lv <= REPQ_LEVEL_AMX; lv++) {
+            if (!kernel_level_checked((repq_kernel_level)lv))
+                continue;
             memset(got, 0xa5, sizeof got);
             repq_quantize_f32_two_region_u8((repq_kernel_level)lv, n, x, p.scale, p.zero_point,
                                             (1 << p.bits) - 1 - p.zero_point, p.neg_shift, got);
@@ -110,7 +114,6 @@ static void two_region_quantize_matches_quantizer(void **state)
 static void epilogues_are_exact_and_agree(void **state)
 {
     (void)state;
-    repq_kernel_level best = repq_kernel_level_best(repq_cpu_detect());
     enum { M = 13, NC = 53, LD = 61 };
     static int32_t acc[M * LD], rowsum[M], colmul[NC], colconst[NC], fixed[M * LD], got_i[M * LD];
     static float scale[NC], bias[NC], ref_f[M * LD], got_f[M * LD];
@@ -129,7 +132,7 @@ static void epilogues_are_exact_and_agree(void **state)
         }
         memcpy(fixed, acc, sizeof acc);
         repq_gemm_correct_s32(REPQ_LEVEL_SCALAR, m, n, fixed, LD, rowsum, colmul, colconst);
-        for (size_t i = 0; i < m; i++)
+        for (size_t i = 0; i < m && kernel_level_checked(REPQ_LEVEL_SCALAR); i++)
             for (size_t j = 0; j < n; j++)
                 assert_int_equal(fixed[i * LD + j],
                                  (int64_t)acc[i * LD + j] + (int64_t)colmul[j] * rowsum[i] + colconst[j]);
@@ -143,12 +146,14 @@ static void epilogues_are_exact_and_agree(void **state)
         static float y[M * LD];
         repq_gemm_out_f32(REPQ_LEVEL_SCALAR, m, n, acc, LD, rowsum, colmul, colconst, scale, bias, false, y, LD);
         repq_quant_params qp = {0.05f, 7, 8};
-        for (size_t i = 0; i < m; i++) {
+        for (size_t i = 0; i < m && kernel_level_checked(REPQ_LEVEL_SCALAR); i++) {
             uint8_t c[NC];
             repq_quant_quantize(&qp, y + i * LD, n, c);
             assert_memory_equal(c, ref_u + i * LD, n);
         }
-        for (int lv = REPQ_LEVEL_AVX2; lv <= (int)best; lv++) {
+        for (int lv = REPQ_LEVEL_AVX2; lv <= REPQ_LEVEL_AMX; lv++) {
+            if (!kernel_level_checked((repq_kernel_level)lv))
+                continue;
             memcpy(got_i, acc, sizeof acc);
             repq_gemm_correct_s32((repq_kernel_level)lv, m, n, got_i, LD, rowsum, colmul, colconst);
             assert_memory_equal(got_i, fixed, sizeof fixed);
@@ -171,7 +176,6 @@ static void epilogues_are_exact_and_agree(void **state)
 static void attn_v_gemm_matches_shifts(void **state)
 {
     (void)state;
-    repq_kernel_level best = repq_kernel_level_best(repq_cpu_detect());
     enum { R = 70, T = 213, DIM = 83, LDC = 217, LDV = 91, LDA = 89 };
     static uint8_t codes[R * LDC], v[T * LDV];
     static int32_t e0[R * LDA], d0[R * LDA], e1[R * LDA], d1[R * LDA];
@@ -205,7 +209,9 @@ static void attn_v_gemm_matches_shifts(void **state)
             v[i] = (uint8_t)next_u32();
         repq_attn_v_accumulate(REPQ_LEVEL_SCALAR, rows, tokens, dim, codes, LDC, sentinel, v, LDV, zv, frac, e0, d0,
                                LDA);
-        for (int lv = REPQ_LEVEL_SCALAR; lv <= (int)best; lv++) {
+        for (int lv = REPQ_LEVEL_SCALAR; lv <= REPQ_LEVEL_AMX; lv++) {
+            if (!kernel_level_checked((repq_kernel_level)lv))
+                continue;
             memset(e1, 0x5a, sizeof e1);
             memset(d1, 0x5a, sizeof d1);
             repq_attn_v_accumulate_gemm((repq_kernel_level)lv, rows, tokens, dim, codes, LDC, sentinel, v, LDV, zv,
@@ -223,7 +229,6 @@ static void attn_v_gemm_matches_shifts(void **state)
 static void attn_pack_k_matches_pack(void **state)
 {
     (void)state;
-    repq_kernel_level best = repq_kernel_level_best(repq_cpu_detect());
     enum { T = 213, HD = 100, LDK = 131 };
     static uint8_t k[T * LDK];
     static int8_t s8[T * HD];
@@ -239,7 +244,9 @@ static void attn_pack_k_matches_pack(void **state)
         const size_t bytes = repq_gemm_u8s8_packed_size(tokens, hd);
         memset(ref, 0x33, sizeof ref);
         repq_gemm_u8s8_pack(tokens, hd, s8, hd, ref);
-        for (int lv = REPQ_LEVEL_SCALAR; lv <= (int)best; lv++) {
+        for (int lv = REPQ_LEVEL_SCALAR; lv <= REPQ_LEVEL_AMX; lv++) {
+            if (!kernel_level_checked((repq_kernel_level)lv))
+                continue;
             memset(got, 0x5a, sizeof got);
             repq_attn_pack_k((repq_kernel_level)lv, tokens, hd, k, LDK, off, got);
             assert_memory_equal(got, ref, bytes);
@@ -252,7 +259,6 @@ static void attn_pack_k_matches_pack(void **state)
 static void softmax_bias_matches_corrected(void **state)
 {
     (void)state;
-    repq_kernel_level best = repq_kernel_level_best(repq_cpu_detect());
     enum { R = 5, N = 203 };
     static int32_t x[R * N], xb[R * N], bias[N];
     static uint8_t ref[R * N], got[R * N];
@@ -268,7 +274,9 @@ static void softmax_bias_matches_corrected(void **state)
             xb[i] = x[i] + bias[i % n];
         }
         repq_log2softmax_rows(REPQ_LEVEL_SCALAR, &p, R, n, xb, n, ref, n);
-        for (int lv = REPQ_LEVEL_SCALAR; lv <= (int)best; lv++) {
+        for (int lv = REPQ_LEVEL_SCALAR; lv <= REPQ_LEVEL_AMX; lv++) {
+            if (!kernel_level_checked((repq_kernel_level)lv))
+                continue;
             memset(got, 0x5a, sizeof got);
             repq_log2softmax_rows_bias((repq_kernel_level)lv, &p, R, n, x, n, bias, got, n);
             assert_memory_equal(got, ref, R * n);
