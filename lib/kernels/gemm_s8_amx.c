@@ -4,12 +4,14 @@
  * an AMX B tile (K/4 rows of N*4 bytes), so 16 consecutive blocks of a group are
  * one B tile with a 64-byte stride and the weights need no second layout.
  *
- * Every tile is configured once as 16 rows x 64 bytes; edges are handled without
- * reconfiguring (ldtilecfg clears the accumulators):
- *  - the last m % 16 rows and k bytes past the last whole 64: the A rows of that
- *    step are copied into a zeroed 16 x 64 buffer (rows past m add zero rows to C,
- *    which are not stored); at 197 tokens this costs less than running the 5 last
- *    rows on the AVX-512 VNNI kernel, as an earlier version did;
+ * Every tile is configured as 16 rows x 64 bytes; edges (ldtilecfg clears the
+ * accumulators):
+ *  - the last m % 16 rows run once more through the same loop with the tiles
+ *    reconfigured to that many rows (one more ldtilecfg per call); at 197 tokens
+ *    this costs less than running the 5 last rows on the AVX-512 VNNI kernel, as an
+ *    earlier version did;
+ *  - k bytes past the last whole 64: the A rows of that step are copied into a
+ *    zeroed 16 x 64 buffer;
  *  - the k tail of B: the tile reads up to 15 blocks past the group, which is the
  *    next group or the slack that repq_gemm_u8s8_packed_size reserves; those
  *    bytes meet the zero A bytes of the staged copy, so they add nothing;
@@ -51,12 +53,13 @@ typedef struct tile_config {
 
 static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
 
-/* The A operand of one k step for `rows` (<= 16) rows from a + kc: straight from the
- * matrix when the step is whole, otherwise a zero-padded copy in `stage`. */
+/* The A operand of one k step for `rows` (<= 16, the tile's configured rows) rows from
+ * a + kc: straight from the matrix when the step is whole, otherwise a zero-padded
+ * copy in `stage`. */
 static const uint8_t *a_operand(const uint8_t *a, size_t lda, size_t kc, size_t k, size_t rows, uint8_t *stage,
                                 size_t *stride)
 {
-    if (k - kc >= TILE_K && rows == TILE_ROWS) {
+    if (k - kc >= TILE_K) {
         *stride = lda;
         return a + kc;
     }
@@ -74,10 +77,11 @@ static void copy_out(const int32_t *tile, size_t rows, size_t cols, int32_t *c, 
         memcpy(c + r * ldc, tile + r * GROUP, cols * sizeof *c);
 }
 
-/* Stores accumulator tile `t` (a literal tile number) to rows x cols of c. */
+/* Stores accumulator tile `t` (a literal tile number, configured with `rows` rows)
+ * to rows x cols of c. */
 #define STORE_TILE(t, c, ldc, rows, cols, buf)                                            \
     do {                                                                                  \
-        if ((cols) == GROUP && (rows) == TILE_ROWS) {                                     \
+        if ((cols) == GROUP) {                                                            \
             _tile_stored(t, (c), (ldc) * sizeof(int32_t));                                \
         } else {                                                                          \
             _tile_stored(t, (buf), GROUP * sizeof(int32_t));                              \
@@ -85,29 +89,18 @@ static void copy_out(const int32_t *tile, size_t rows, size_t cols, int32_t *c, 
         }                                                                                 \
     } while (0)
 
-AMX_TARGET void repq_gemm_u8s8_amx(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda,
-                                   const void *packed, int32_t *c, size_t ldc)
+/* C[rows, n] for rows 16-row tiles of A starting at a (16 x 64-byte tiles, or the
+ * tail's `rows` when fewer than 16, as configured by the caller): two row tiles by
+ * two column groups of accumulators per step of k. */
+AMX_TARGET static void tiles(size_t rows, size_t n, size_t k, const uint8_t *a, size_t lda, const int8_t *bp,
+                             int32_t *c, size_t ldc)
 {
-    if (m == 0 || n == 0)
-        return;
-
-    tile_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette = 1;
-    for (int t = 0; t < 8; t++) {
-        cfg.rows[t] = TILE_ROWS;
-        cfg.colsb[t] = TILE_K;
-    }
-    _tile_loadconfig(&cfg);
-
     const size_t kq = (k + QUAD - 1) / QUAD, groups = (n + GROUP - 1) / GROUP;
     const size_t gstride = kq * BLOCK;
-    const int8_t *bp = packed;
     alignas(64) uint8_t stage0[TILE_ROWS * TILE_K], stage1[TILE_ROWS * TILE_K];
     alignas(64) int32_t cbuf[TILE_ROWS * GROUP];
-
-    for (size_t ib = 0; ib < m; ib += ROW_BLOCK) {
-        const size_t mb = min_size(ROW_BLOCK, m - ib);
+    for (size_t ib = 0; ib < rows; ib += ROW_BLOCK) {
+        const size_t mb = min_size(ROW_BLOCK, rows - ib);
         for (size_t g = 0; g < groups; g += 2) {
             const bool two_groups = g + 1 < groups;
             const int8_t *b0 = bp + g * gstride, *b1 = b0 + gstride;
@@ -150,6 +143,32 @@ AMX_TARGET void repq_gemm_u8s8_amx(size_t m, size_t n, size_t k, const uint8_t *
                 }
             }
         }
+    }
+}
+
+AMX_TARGET void repq_gemm_u8s8_amx(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda,
+                                   const void *packed, int32_t *c, size_t ldc)
+{
+    if (m == 0 || n == 0)
+        return;
+    tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg.rows[t] = TILE_ROWS;
+        cfg.colsb[t] = TILE_K;
+    }
+    const size_t tail = m % TILE_ROWS, full = m - tail;
+    if (full) {
+        _tile_loadconfig(&cfg);
+        tiles(full, n, k, a, lda, packed, c, ldc);
+    }
+    if (tail) {
+        /* Accumulators and A tiles of `tail` rows: nothing computed past m. */
+        for (int t = 0; t < 6; t++)
+            cfg.rows[t] = (uint8_t)tail;
+        _tile_loadconfig(&cfg);
+        tiles(tail, n, k, a + full * lda, lda, packed, c + full * ldc, ldc);
     }
     _tile_release();
 }
