@@ -1,7 +1,8 @@
-/* Integer log2 softmax: scalar reference and an AVX-512 version equal to it. */
+/* Integer log2 softmax: scalar reference and AVX2 and AVX-512 versions equal to it. */
 #include "kernels/softmax_log2.h"
 
 #include <math.h>
+#include <string.h>
 
 #include <immintrin.h>
 
@@ -228,6 +229,91 @@ AVX512_TARGET static void row_avx512(const repq_log2softmax_params *p, size_t n,
     }
 }
 
+/* ---- AVX2 + FMA: the AVX-512 row on 8 lanes (a gather for the table) ------------- */
+
+#define AVX2_TARGET __attribute__((target("avx2,fma")))
+
+AVX2_TARGET static inline __m256i tail_mask8(size_t left)
+{
+    const int32_t l = left >= 8 ? 8 : (int32_t)left;
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(l), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+AVX2_TARGET static inline __m256i load_scores8(const int32_t *x, const int32_t *bias, size_t j, __m256i mk)
+{
+    const __m256i v = _mm256_maskload_epi32((const int *)(x + j), mk);
+    return bias ? _mm256_add_epi32(v, _mm256_maskload_epi32((const int *)(bias + j), mk)) : v;
+}
+
+AVX2_TARGET static inline __m256i t_q22_avx2(__m256i xmax, __m256i x, __m256i dcap, __m256i cm, __m128i cs,
+                                             __m256i tcap)
+{
+    const __m256i d = _mm256_min_epu32(_mm256_sub_epi32(xmax, x), dcap);
+    const __m256i te = _mm256_srl_epi64(_mm256_mul_epu32(d, cm), cs);
+    const __m256i to = _mm256_srl_epi64(_mm256_mul_epu32(_mm256_srli_epi64(d, 32), cm), cs);
+    return _mm256_min_epu32(_mm256_blend_epi32(te, _mm256_slli_epi64(to, 32), 0xaa), tcap);
+}
+
+AVX2_TARGET static void row_avx2(const repq_log2softmax_params *p, size_t n, const int32_t *x, const int32_t *bias,
+                                 uint8_t *codes)
+{
+    const __m256i lowest = _mm256_set1_epi32(INT32_MIN);
+    __m256i vmax = lowest;
+    for (size_t j = 0; j < n; j += 8) {
+        const __m256i mk = tail_mask8(n - j);
+        vmax = _mm256_max_epi32(vmax, _mm256_blendv_epi8(lowest, load_scores8(x, bias, j, mk), mk));
+    }
+    __m128i m4 = _mm_max_epi32(_mm256_castsi256_si128(vmax), _mm256_extracti128_si256(vmax, 1));
+    m4 = _mm_max_epi32(m4, _mm_shuffle_epi32(m4, 0x4e));
+    m4 = _mm_max_epi32(m4, _mm_shuffle_epi32(m4, 0xb1));
+    const __m256i xmax = _mm256_set1_epi32(_mm_cvtsi128_si32(m4));
+    const __m256i dcap = _mm256_set1_epi32((int32_t)p->dcap), cm = _mm256_set1_epi64x((int64_t)p->cm);
+    const __m256i tcap32 = _mm256_set1_epi32((int32_t)T_CAP);
+    const __m128i cs = _mm_cvtsi32_si128((int)p->cs);
+    const __m256i fmask = _mm256_set1_epi32((int32_t)(T_ONE - 1)), rmask = _mm256_set1_epi32(0x1ffff);
+    const __m256 ln2 = _mm256_set1_ps(LN2_2M22), one_f = _mm256_set1_ps(1.0f);
+    const __m256 c3 = _mm256_set1_ps(-1.0f / 6.0f), c2 = _mm256_set1_ps(0.5f), c1 = _mm256_set1_ps(-1.0f);
+    __m256i sum_lo = _mm256_setzero_si256(), sum_hi = _mm256_setzero_si256();
+    for (size_t j = 0; j < n; j += 8) {
+        const __m256i mk = tail_mask8(n - j);
+        const __m256i t = t_q22_avx2(xmax, load_scores8(x, bias, j, mk), dcap, cm, cs, tcap32);
+        const __m256i f = _mm256_and_si256(t, fmask);
+        const __m256 u = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(f, rmask)), ln2);
+        const __m256 poly = _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_fmadd_ps(c3, u, c2), u, c1), u, one_f);
+        const __m256 tab = _mm256_i32gather_ps(exp2_tabf, _mm256_srli_epi32(f, 17), 4);
+        const __m256i e = _mm256_cvttps_epi32(_mm256_mul_ps(tab, poly));
+        /* vpsrlvd gives 0 for counts >= 32, exactly the scalar's cut-off. */
+        const __m256i v = _mm256_and_si256(_mm256_srlv_epi32(e, _mm256_srli_epi32(t, T_FRAC)), mk);
+        sum_lo = _mm256_add_epi64(sum_lo, _mm256_cvtepu32_epi64(_mm256_castsi256_si128(v)));
+        sum_hi = _mm256_add_epi64(sum_hi, _mm256_cvtepu32_epi64(_mm256_extracti128_si256(v, 1)));
+    }
+    const __m256i sum4 = _mm256_add_epi64(sum_lo, sum_hi);
+    const __m128i sum2 = _mm_add_epi64(_mm256_castsi256_si128(sum4), _mm256_extracti128_si256(sum4, 1));
+    const uint64_t sum = (uint64_t)_mm_cvtsi128_si64(sum2) + (uint64_t)_mm_extract_epi64(sum2, 1);
+    const int32_t offset = row_offset(p, sum);
+    const __m256i voff = _mm256_set1_epi32(offset), half = _mm256_set1_epi32((int32_t)(T_ONE / 2 - 1));
+    const __m256i one = _mm256_set1_epi32(1), cmax = _mm256_set1_epi32(p->code_max);
+    const __m256i sentinel = _mm256_set1_epi32(p->sentinel);
+    for (size_t j = 0; j < n; j += 8) {
+        const __m256i mk = tail_mask8(n - j);
+        const __m256i t = t_q22_avx2(xmax, load_scores8(x, bias, j, mk), dcap, cm, cs, tcap32);
+        __m256i v = _mm256_add_epi32(_mm256_slli_epi32(t, 1), voff);
+        v = _mm256_max_epi32(v, _mm256_setzero_si256());
+        const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(v, T_FRAC), one);
+        __m256i code = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(v, half), odd), T_FRAC);
+        code = _mm256_blendv_epi8(code, sentinel, _mm256_cmpgt_epi32(code, cmax));
+        const __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(code), _mm256_extracti128_si256(code, 1));
+        const __m128i b = _mm_packus_epi16(w, w);
+        if (n - j >= 8) {
+            _mm_storel_epi64((__m128i *)(void *)(codes + j), b);
+        } else {
+            uint8_t tmp[16];
+            _mm_storeu_si128((__m128i *)(void *)tmp, b);
+            memcpy(codes + j, tmp, n - j);
+        }
+    }
+}
+
 void repq_log2softmax_rows_bias(repq_kernel_level level, const repq_log2softmax_params *params, size_t rows,
                                 size_t n, const int32_t *x, size_t ldx, const int32_t *colbias, uint8_t *codes,
                                 size_t ldcodes)
@@ -235,6 +321,8 @@ void repq_log2softmax_rows_bias(repq_kernel_level level, const repq_log2softmax_
     for (size_t i = 0; i < rows; i++) {
         if (level >= REPQ_LEVEL_AVX512VNNI)
             row_avx512(params, n, x + i * ldx, colbias, codes + i * ldcodes);
+        else if (level >= REPQ_LEVEL_AVX2)
+            row_avx2(params, n, x + i * ldx, colbias, codes + i * ldcodes);
         else
             row_scalar(params, n, x + i * ldx, colbias, codes + i * ldcodes);
     }
