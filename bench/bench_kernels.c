@@ -15,6 +15,7 @@
 #include "kernels/gemm_s8.h"
 #include "kernels/gemm_u4.h"
 #include "kernels/quantize_f32.h"
+#include "model/float_ops.h"
 
 #define MIN_SECONDS 0.3
 
@@ -206,6 +207,64 @@ static void bench_quantize(repq_kernel_level best)
     }
 }
 
+/* fc1's epilogue to fc2's codes over rows x n accumulators: the three steps the session
+ * ran before (float epilogue, repq_float_gelu, quantizer) or the fused kernel. */
+static double time_gelu_epilogue(repq_kernel_level lv, bool fused, size_t rows, size_t n, const int32_t *acc,
+                                 const int32_t *rowsum, const int32_t *colmul, const int32_t *colconst,
+                                 const float *scale, const float *bias, float *f, uint8_t *codes)
+{
+    const repq_gelu_codes q = {0.02f, 12, 8, false, 0, 0};
+    long reps = 0;
+    const double t0 = now();
+    double dt;
+    do {
+        if (fused) {
+            repq_gemm_out_gelu_u8(lv, rows, n, acc, n, rowsum, colmul, colconst, scale, bias, &q, codes, n);
+        } else {
+            repq_gemm_out_f32(lv, rows, n, acc, n, rowsum, colmul, colconst, scale, bias, false, f, n);
+            repq_float_gelu(f, rows * n);
+            repq_quantize_f32_u8(lv, rows * n, f, q.scale, q.zero_point, q.bits, codes);
+        }
+        reps++;
+        dt = now() - t0;
+    } while (dt < MIN_SECONDS);
+    return (double)rows * (double)n * (double)reps / dt * 1e-9;
+}
+
+/* 96 rows of deit_small's fc1 (1536 outputs), y spread over about [-4, 4]. */
+static void bench_gelu_epilogue(repq_kernel_level best)
+{
+    enum { ROWS = 96, N = 1536 };
+    static int32_t acc[ROWS * N], rowsum[ROWS], colmul[N], colconst[N];
+    static float scale[N], bias[N], f[ROWS * N];
+    static uint8_t codes[ROWS * N];
+    uint32_t r = 12345;
+    for (size_t i = 0; i < ROWS * N; i++) {
+        r = r * 1664525u + 1013904223u;
+        acc[i] = (int32_t)(r >> 12) - (1 << 19);
+    }
+    for (size_t i = 0; i < ROWS; i++)
+        rowsum[i] = 20000 + (int32_t)i;
+    for (size_t j = 0; j < N; j++) {
+        colmul[j] = (int32_t)(j % 7) - 3;
+        colconst[j] = -(int32_t)(j % 11) * 1000;
+        scale[j] = 8e-6f;
+        bias[j] = -0.5f + 0.001f * (float)(j % 100);
+    }
+    printf("\nfc1 epilogue -> GELU -> fc2 codes (%d x %d accumulators): | level | three steps Gelem/s | "
+           "fused Gelem/s | fused / steps |\n|---|---|---|---|\n", ROWS, N);
+    for (int lv = REPQ_LEVEL_SCALAR; lv <= (int)best; lv++) {
+        if (lv == REPQ_LEVEL_AVXVNNI || lv == REPQ_LEVEL_AMX)
+            continue; /* the same code as the level below */
+        const double steps = time_gelu_epilogue((repq_kernel_level)lv, false, ROWS, N, acc, rowsum, colmul, colconst,
+                                                scale, bias, f, codes);
+        const double fused = time_gelu_epilogue((repq_kernel_level)lv, true, ROWS, N, acc, rowsum, colmul, colconst,
+                                                scale, bias, f, codes);
+        printf("| %s | %.2f | %.2f | %.2f |\n", repq_kernel_level_name((repq_kernel_level)lv), steps, fused,
+               fused / steps);
+    }
+}
+
 static double time_sgemm(size_t m, size_t n, size_t k, const float *a, const float *b, float *c)
 {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, a, (int)k, b, (int)k,
@@ -293,5 +352,6 @@ int main(void)
     if (best >= REPQ_LEVEL_AVX512VNNI)
         bench_u4(best);
     bench_quantize(best);
+    bench_gelu_epilogue(best);
     return 0;
 }

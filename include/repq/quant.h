@@ -17,8 +17,10 @@
  * many sessions on many threads (its last-error message is only written by calls
  * that take it as their first argument and are documented as writing it). A
  * calibrator and a session belong to one thread at a time. The sessions of one qmodel
- * share its packed weights (built by the first session, released with the last), so
- * each further session costs only its scratch; the qmodel must outlive its sessions.
+ * share its packed weights (built by the first session, released with the last, with
+ * the qmodel's allocator, under a lock the qmodel holds), so each further session
+ * costs only its scratch (the session context's allocator); the qmodel must outlive
+ * its sessions.
  */
 #ifndef REPQ_QUANT_H
 #define REPQ_QUANT_H
