@@ -154,6 +154,10 @@ static void row_scalar(const repq_log2softmax_params *p, size_t n, const int32_t
 
 #define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
 
+/* Scores per row whose t the AVX-512 row keeps between its passes (4 KB of stack);
+ * longer rows compute t twice. */
+#define T_KEPT 1024
+
 AVX512_TARGET static inline __mmask16 tail_mask(size_t left)
 {
     return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
@@ -199,9 +203,14 @@ AVX512_TARGET static void row_avx512(const repq_log2softmax_params *p, size_t n,
     const __m512 ln2 = _mm512_set1_ps(LN2_2M22), one_f = _mm512_set1_ps(1.0f);
     const __m512 c3 = _mm512_set1_ps(-1.0f / 6.0f), c2 = _mm512_set1_ps(0.5f), c1 = _mm512_set1_ps(-1.0f);
     __m512i sum_lo = _mm512_setzero_si512(), sum_hi = _mm512_setzero_si512();
+    /* t of each score, kept for the codes' pass when the row fits. */
+    uint32_t kept[T_KEPT];
+    const bool keep = n <= T_KEPT;
     for (size_t j = 0; j < n; j += 16) {
         const __mmask16 mk = tail_mask(n - j);
         const __m512i t = t_q22_avx512(xmax, load_scores(x, bias, j, mk), dcap, cm, cs, tcap32);
+        if (keep)
+            _mm512_mask_storeu_epi32(kept + j, mk, t);
         const __m512i f = _mm512_and_si512(t, fmask);
         const __m512 u = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(f, rmask)), ln2);
         const __m512 poly = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_fmadd_ps(c3, u, c2), u, c1), u, one_f);
@@ -219,7 +228,8 @@ AVX512_TARGET static void row_avx512(const repq_log2softmax_params *p, size_t n,
     const __m512i sentinel = _mm512_set1_epi32(p->sentinel);
     for (size_t j = 0; j < n; j += 16) {
         const __mmask16 mk = tail_mask(n - j);
-        const __m512i t = t_q22_avx512(xmax, load_scores(x, bias, j, mk), dcap, cm, cs, tcap32);
+        const __m512i t = keep ? _mm512_maskz_loadu_epi32(mk, kept + j)
+                               : t_q22_avx512(xmax, load_scores(x, bias, j, mk), dcap, cm, cs, tcap32);
         __m512i v = _mm512_add_epi32(_mm512_slli_epi32(t, 1), voff);
         v = _mm512_max_epi32(v, _mm512_setzero_si512());
         const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(v, T_FRAC), one);
