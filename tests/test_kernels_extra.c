@@ -463,6 +463,34 @@ static void gelu_fast_stays_within_its_bound(void **state)
     assert_true(worst <= 0.25 * (double)REPQ_GELU_FAST_ERR);
 }
 
+/* LayerNorm straight to codes equals LayerNorm then the quantizer, on rows of odd
+ * widths with outliers, constant rows, infinities' neighbours and every width 2-8. */
+static void layer_norm_codes_match_steps(void **state)
+{
+    (void)state;
+    skip_unless_scalar_checked();
+    enum { ROWS = 3, D = 391 };
+    static float x[ROWS * D], g[D], b[D], y[ROWS * D];
+    static uint8_t want[ROWS * D], got[ROWS * D];
+    /* 2000 sets of rows, about a million codes. */
+    for (int trial = 0; trial < 2000; trial++) {
+        const size_t d = 1 + next_u32() % D;
+        for (size_t i = 0; i < ROWS * d; i++)
+            x[i] = trial % 10 == 9 ? 1.5f : next_float(-3.0f, 3.0f) * (next_u32() % 50 == 0 ? 1000.0f : 1.0f);
+        for (size_t c = 0; c < d; c++) {
+            g[c] = next_float(-2.0f, 2.0f);
+            b[c] = next_float(-1.0f, 1.0f);
+        }
+        const int32_t bits = 2 + (int32_t)(next_u32() % 7);
+        const float s = next_float(0.001f, 0.2f);
+        const int32_t z = (int32_t)(next_u32() % 300) - 20;
+        repq_float_layer_norm(x, ROWS, d, g, b, 1e-6f, y);
+        repq_quantize_f32_u8(REPQ_LEVEL_SCALAR, ROWS * d, y, s, z, bits, want);
+        repq_float_layer_norm_codes(x, ROWS, d, g, b, 1e-6f, s, z, bits, got);
+        assert_memory_equal(got, want, ROWS * d);
+    }
+}
+
 int repq_test_kernels_extra(void)
 {
     const struct CMUnitTest tests[] = {
@@ -471,6 +499,7 @@ int repq_test_kernels_extra(void)
         cmocka_unit_test(epilogues_are_exact_and_agree),
         cmocka_unit_test(gelu_epilogue_matches_steps),
         cmocka_unit_test(gelu_fast_stays_within_its_bound),
+        cmocka_unit_test(layer_norm_codes_match_steps),
         cmocka_unit_test(attn_v_gemm_matches_shifts),
         cmocka_unit_test(attn_pack_k_matches_pack),
         cmocka_unit_test(softmax_bias_matches_corrected),

@@ -514,15 +514,11 @@ static void patch_task(repq_session *s, int worker, int workers, const void *arg
     }
 }
 
-/* w->a = codes of LayerNorm(x) for m rows of d, a row at a time so each stays in L1
- * between the two steps. */
+/* w->a = codes of LayerNorm(x) for m rows of d, without a float row in between. */
 static void norm_codes(repq_session *s, const float *x, size_t m, size_t d, const float *g, const float *bias,
                        const aq *codes_q, wscratch *w)
 {
-    for (size_t i = 0; i < m; i++) {
-        repq_float_layer_norm(x + i * d, 1, d, g, bias, s->arch.norm_eps, w->f);
-        repq_quantize_f32_u8(s->level, d, w->f, codes_q->s, codes_q->z, codes_q->bits, w->a + i * d);
-    }
+    repq_float_layer_norm_codes(x, m, d, g, bias, s->arch.norm_eps, codes_q->s, codes_q->z, codes_q->bits, w->a);
 }
 
 /* LayerNorm 1 of block bi and q, k, v codes for token rows [r0, r0 + m). */

@@ -79,6 +79,10 @@ static inline float repq_lanes_total(float acc[REPQ_LANES])
 /* LayerNorm of each row of x [rows, d] with gain g and bias b into y. */
 void repq_float_layer_norm(const float *x, size_t rows, size_t d, const float *g, const float *b,
                            float eps, float *y);
+/* LayerNorm straight to codes: the codes repq_quantize_f32_u8(scale, zp, bits) gives of
+ * repq_float_layer_norm's output, without the float row. */
+void repq_float_layer_norm_codes(const float *x, size_t rows, size_t d, const float *g, const float *b, float eps,
+                                 float scale, int32_t zp, int32_t bits, uint8_t *codes);
 /* GELU (erf form) in place. */
 void repq_float_gelu(float *x, size_t n);
 
