@@ -1,6 +1,7 @@
 #include "core/object.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,31 @@ void repq_mem_free(const repq_allocator *allocator, void *ptr)
 {
     if (ptr)
         allocator->release(allocator->user, ptr);
+}
+
+void *repq_mem_chain_alloc(const repq_allocator *allocator, repq_mem_chain *chain, size_t count, size_t size)
+{
+    size_t bytes, total;
+    if (!repq_size_mul(count, size, &bytes) || !repq_size_add(bytes, REPQ_ALIGNMENT, &total))
+        return NULL;
+    uint8_t *p = repq_mem_alloc(allocator, total);
+    if (!p)
+        return NULL;
+    memcpy(p, &chain->head, sizeof(void *));
+    chain->head = p;
+    chain->bytes += total;
+    return p + REPQ_ALIGNMENT;
+}
+
+void repq_mem_chain_free(const repq_allocator *allocator, repq_mem_chain *chain)
+{
+    while (chain->head) {
+        void *next;
+        memcpy(&next, chain->head, sizeof(void *));
+        repq_mem_free(allocator, chain->head);
+        chain->head = next;
+    }
+    chain->bytes = 0;
 }
 
 repq_status repq_fail(repq_object *obj, repq_status status, const char *fmt, ...)

@@ -50,6 +50,17 @@ bool repq_object_is(const void *handle, repq_object_kind kind);
 void *repq_mem_alloc(const repq_allocator *allocator, size_t size);
 void repq_mem_free(const repq_allocator *allocator, void *ptr);
 
+/* Blocks freed together: each allocation is linked into the chain (its first bytes hold
+ * the previous head) and counted, and one call frees them all. */
+typedef struct repq_mem_chain {
+    void *head;
+    size_t bytes; /* allocated so far, links included */
+} repq_mem_chain;
+/* Zeroed, REPQ_ALIGNMENT-aligned room for count x size bytes linked into `chain`, or
+ * NULL (overflow or out of memory). */
+void *repq_mem_chain_alloc(const repq_allocator *allocator, repq_mem_chain *chain, size_t count, size_t size);
+void repq_mem_chain_free(const repq_allocator *allocator, repq_mem_chain *chain);
+
 /* Record a formatted message on `obj` (which may be NULL) and return `status`. */
 repq_status repq_fail(repq_object *obj, repq_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -80,8 +80,7 @@ struct repq_session {
     wscratch *ws;
     helper_arg *hargs;
     pool pool;
-    void *chain; /* every allocation, for free */
-    size_t bytes; /* their total */
+    repq_mem_chain mem; /* every allocation but the struct, for free */
     /* The current run. */
     size_t n;
     const void *images;
@@ -95,26 +94,12 @@ struct repq_session {
 
 static void *salloc(repq_session *s, size_t count, size_t size)
 {
-    size_t bytes, total;
-    if (!repq_size_mul(count, size, &bytes) || !repq_size_add(bytes, REPQ_ALIGNMENT, &total))
-        return NULL;
-    uint8_t *p = repq_mem_alloc(&s->base.allocator, total);
-    if (!p)
-        return NULL;
-    memcpy(p, &s->chain, sizeof(void *));
-    s->chain = p;
-    s->bytes += total;
-    return p + REPQ_ALIGNMENT;
+    return repq_mem_chain_alloc(&s->base.allocator, &s->mem, count, size);
 }
 
 static void sfree_all(repq_session *s)
 {
-    while (s->chain) {
-        void *next;
-        memcpy(&next, s->chain, sizeof(void *));
-        repq_mem_free(&s->base.allocator, s->chain);
-        s->chain = next;
-    }
+    repq_mem_chain_free(&s->base.allocator, &s->mem);
 }
 
 /* ---- timers ---------------------------------------------------------------------- */
@@ -402,8 +387,8 @@ void repq_session_profile(repq_session *s, bool enable)
 
 void repq_session_memory(const repq_session *s, size_t *out_shared, size_t *out_own)
 {
-    *out_shared = s->w->bytes;
-    *out_own = s->bytes + sizeof *s;
+    *out_shared = repq_shared_weights_bytes(s->w);
+    *out_own = s->mem.bytes + sizeof *s;
 }
 
 void repq_session_profile_read(const repq_session *s, double out[REPQ_STAGE_COUNT])

@@ -15,27 +15,13 @@
 
 static void *salloc(repq_shared_weights *s, size_t count, size_t size)
 {
-    size_t bytes, total;
-    if (!repq_size_mul(count, size, &bytes) || !repq_size_add(bytes, REPQ_ALIGNMENT, &total))
-        return NULL;
-    uint8_t *p = repq_mem_alloc(&s->al, total);
-    if (!p)
-        return NULL;
-    memcpy(p, &s->chain, sizeof(void *));
-    s->chain = p;
-    s->bytes += total;
-    return p + REPQ_ALIGNMENT;
+    return repq_mem_chain_alloc(&s->al, &s->mem, count, size);
 }
 
 static void free_all(repq_shared_weights *s)
 {
-    while (s->chain) {
-        void *next;
-        memcpy(&next, s->chain, sizeof(void *));
-        repq_mem_free(&s->al, s->chain);
-        s->chain = next;
-    }
     repq_allocator al = s->al;
+    repq_mem_chain_free(&al, &s->mem);
     repq_mem_free(&al, s);
 }
 
@@ -348,7 +334,6 @@ repq_status repq_shared_weights_acquire(repq_object *err, const repq_qmodel *q, 
             memset(s, 0, sizeof *s);
             s->q = q;
             s->al = al;
-            s->bytes = sizeof *s;
             if ((st = build(err, s)))
                 free_all(s);
             else
@@ -361,6 +346,11 @@ repq_status repq_shared_weights_acquire(repq_object *err, const repq_qmodel *q, 
     }
     pthread_mutex_unlock(&mq->shared_lock);
     return st;
+}
+
+size_t repq_shared_weights_bytes(const repq_shared_weights *w)
+{
+    return sizeof *w + w->mem.bytes;
 }
 
 void repq_shared_weights_release(const repq_shared_weights *w)

@@ -59,8 +59,7 @@ typedef struct qblock {
 typedef struct repq_shared_weights {
     const repq_qmodel *q;
     repq_allocator al;
-    void *chain;  /* every allocation, for free */
-    size_t bytes; /* their total */
+    repq_mem_chain mem; /* every allocation but this struct */
     int32_t users;
     size_t nibble_k; /* largest input count of a layer with 4-bit packed weights (0: none) */
     aq patch_in, head_in;
@@ -78,6 +77,8 @@ typedef struct repq_shared_weights {
  * Each successful call must be paired with repq_shared_weights_release. Errors as
  * repq_session_new's, recorded on err. */
 repq_status repq_shared_weights_acquire(repq_object *err, const repq_qmodel *q, const repq_shared_weights **out);
+/* Bytes they take. */
+size_t repq_shared_weights_bytes(const repq_shared_weights *w);
 /* Drop one use; the last one frees them. NULL is ignored. */
 void repq_shared_weights_release(const repq_shared_weights *w);
 
