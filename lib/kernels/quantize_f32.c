@@ -103,15 +103,6 @@ static void out_gelu_scalar(size_t m, size_t n, const int32_t *acc, size_t ldacc
         }
 }
 
-/* The constants of repq_gelu_one and repq_exp_approx, in their order. */
-static const float gelu_q[9] = {0.08467032771701788f, -0.44902833687390276f, 0.8071263623290387f,
-                                -0.5287060290108232f, 0.5279574393340273f,   0.08236901611811902f,
-                                0.25319514052047687f, 0.22222790034520473f,  0.00018816854908172318f};
-static const float exp_p[8] = {1.0f / 5040.0f, 1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f,
-                               1.0f / 6.0f,    0.5f,          1.0f,          1.0f};
-#define EXP_LO (-87.33654f)
-#define EXP_HI 88.0f
-#define ROUND_MAGIC 12582912.0f
 
 /* ---- AVX-512 ------------------------------------------------------------------- */
 
@@ -231,40 +222,37 @@ AVX512_TARGET static void out_u8_avx512(size_t m, size_t n, const int32_t *acc, 
     }
 }
 
-/* repq_gelu_one on 16 lanes: the same operations in the same order (its two
- * "q * t - c" steps as a product then a subtraction), selects where the C has ?:.
- * The loops over constants are unrolled so that no branch or reload stays in them. */
+/* repq_gelu_one on 16 lanes: the same operations and constants in the same order,
+ * selects where the C has ?:. The loops over constants are unrolled so that no branch
+ * or reload stays in them. */
 AVX512_TARGET static inline __m512 gelu_vec(__m512 x)
 {
     const __m512 z = _mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(0.70710678118654752f));
     const __m512 one = _mm512_set1_ps(1.0f);
     const __m512 t = _mm512_div_ps(one, _mm512_add_ps(one, _mm512_mul_ps(_mm512_set1_ps(0.4f), z)));
-    __m512 q = _mm512_set1_ps(gelu_q[0]);
-    q = _mm512_sub_ps(_mm512_mul_ps(q, t), _mm512_set1_ps(-gelu_q[1]));
-    q = _mm512_add_ps(_mm512_mul_ps(q, t), _mm512_set1_ps(gelu_q[2]));
-    q = _mm512_sub_ps(_mm512_mul_ps(q, t), _mm512_set1_ps(-gelu_q[3]));
-#pragma GCC unroll 8
-    for (int i = 4; i < 9; i++)
-        q = _mm512_add_ps(_mm512_mul_ps(q, t), _mm512_set1_ps(gelu_q[i]));
+    __m512 q = _mm512_set1_ps(repq_gelu_erfc_q[0]);
+#pragma GCC unroll 9
+    for (int i = 1; i < REPQ_GELU_TERMS; i++)
+        q = _mm512_add_ps(_mm512_mul_ps(q, t), _mm512_set1_ps(repq_gelu_erfc_q[i]));
     /* repq_exp_approx(-z z) */
     const __m512 e = _mm512_mul_ps(_mm512_xor_ps(z, _mm512_set1_ps(-0.0f)), z); /* (-z) z */
-    const __m512 lo = _mm512_set1_ps(EXP_LO), magic = _mm512_set1_ps(ROUND_MAGIC);
+    const __m512 lo = _mm512_set1_ps(REPQ_EXP_LO), magic = _mm512_set1_ps(REPQ_EXP_ROUND_MAGIC);
     const __mmask16 below = _mm512_cmp_ps_mask(e, lo, _CMP_LT_OQ);
     __m512 xc = _mm512_mask_blend_ps(below, e, lo);
-    xc = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(xc, _mm512_set1_ps(EXP_HI), _CMP_GT_OQ), xc,
-                              _mm512_set1_ps(EXP_HI));
-    const __m512 tt = _mm512_add_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)), magic);
+    xc = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(xc, _mm512_set1_ps(REPQ_EXP_HI), _CMP_GT_OQ), xc,
+                              _mm512_set1_ps(REPQ_EXP_HI));
+    const __m512 tt = _mm512_add_ps(_mm512_mul_ps(xc, _mm512_set1_ps(REPQ_EXP_LOG2E)), magic);
     const __m512 nn = _mm512_sub_ps(tt, magic);
     const __m512i bits = _mm512_slli_epi32(
         _mm512_add_epi32(_mm512_sub_epi32(_mm512_castps_si512(tt), _mm512_set1_epi32(0x4b400000)),
                          _mm512_set1_epi32(127)),
         23);
-    const __m512 r = _mm512_sub_ps(_mm512_sub_ps(xc, _mm512_mul_ps(nn, _mm512_set1_ps(0.693359375f))),
-                                   _mm512_mul_ps(nn, _mm512_set1_ps(-2.12194440e-4f)));
-    __m512 p = _mm512_set1_ps(exp_p[0]);
+    const __m512 r = _mm512_sub_ps(_mm512_sub_ps(xc, _mm512_mul_ps(nn, _mm512_set1_ps(REPQ_EXP_LN2_HI))),
+                                   _mm512_mul_ps(nn, _mm512_set1_ps(REPQ_EXP_LN2_LO)));
+    __m512 p = _mm512_set1_ps(repq_exp_taylor[0]);
 #pragma GCC unroll 8
-    for (int i = 1; i < 8; i++)
-        p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(exp_p[i]));
+    for (int i = 1; i < REPQ_EXP_TERMS; i++)
+        p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(repq_exp_taylor[i]));
     const __m512 ex = _mm512_maskz_mul_ps((__mmask16)~below, p, _mm512_castsi512_ps(bits));
     const __m512 erfc_z = _mm512_mul_ps(q, ex);
     const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
@@ -321,6 +309,15 @@ static const float gelu_fast_coef[5][32] = {
      -7.423824400e-08f, -4.103076545e-09f, -1.718557796e-10f, -5.480791602e-12f},
 };
 
+/* The table as the permutes take it: pieces 0-15 and 16-31 of each coefficient. */
+AVX512_TARGET static inline void load_fast_coef(__m512 lo[5], __m512 hi[5])
+{
+    for (int k = 0; k < 5; k++) {
+        lo[k] = _mm512_loadu_ps(gelu_fast_coef[k]);
+        hi[k] = _mm512_loadu_ps(gelu_fast_coef[k] + 16);
+    }
+}
+
 AVX512_TARGET static inline __m512 gelu_fast_vec(__m512 y, const __m512 lo[5], const __m512 hi[5])
 {
     const __m512 t = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_add_ps(y, _mm512_set1_ps(8.0f)),
@@ -376,10 +373,7 @@ AVX512_TARGET static void out_gelu_avx512(size_t m, size_t n, const int32_t *acc
     /* The fast path needs the error to stay within a quarter step of the finer grid. */
     const bool fast = REPQ_GELU_FAST_ERR * inv_s * (float)(q->two_region ? 1 << q->shift : 1) <= 0.25f;
     __m512 lo[5], hi[5];
-    for (int k = 0; k < 5; k++) {
-        lo[k] = _mm512_loadu_ps(gelu_fast_coef[k]);
-        hi[k] = _mm512_loadu_ps(gelu_fast_coef[k] + 16);
-    }
+    load_fast_coef(lo, hi);
     for (size_t i = 0; i < m; i++) {
         const __m512i rs = _mm512_set1_epi32(rowsum[i]);
         for (size_t j = 0; j < n; j += 16) {
@@ -502,30 +496,28 @@ AVX2_TARGET static inline __m256 gelu_vec8(__m256 x)
     const __m256 z = _mm256_mul_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), x), _mm256_set1_ps(0.70710678118654752f));
     const __m256 one = _mm256_set1_ps(1.0f);
     const __m256 t = _mm256_div_ps(one, _mm256_add_ps(one, _mm256_mul_ps(_mm256_set1_ps(0.4f), z)));
-    __m256 q = _mm256_set1_ps(gelu_q[0]);
-    q = _mm256_sub_ps(_mm256_mul_ps(q, t), _mm256_set1_ps(-gelu_q[1]));
-    q = _mm256_add_ps(_mm256_mul_ps(q, t), _mm256_set1_ps(gelu_q[2]));
-    q = _mm256_sub_ps(_mm256_mul_ps(q, t), _mm256_set1_ps(-gelu_q[3]));
-#pragma GCC unroll 8
-    for (int i = 4; i < 9; i++)
-        q = _mm256_add_ps(_mm256_mul_ps(q, t), _mm256_set1_ps(gelu_q[i]));
+    __m256 q = _mm256_set1_ps(repq_gelu_erfc_q[0]);
+#pragma GCC unroll 9
+    for (int i = 1; i < REPQ_GELU_TERMS; i++)
+        q = _mm256_add_ps(_mm256_mul_ps(q, t), _mm256_set1_ps(repq_gelu_erfc_q[i]));
     const __m256 e = _mm256_mul_ps(_mm256_xor_ps(z, _mm256_set1_ps(-0.0f)), z); /* (-z) z */
-    const __m256 lo = _mm256_set1_ps(EXP_LO), hi = _mm256_set1_ps(EXP_HI), magic = _mm256_set1_ps(ROUND_MAGIC);
+    const __m256 lo = _mm256_set1_ps(REPQ_EXP_LO), hi = _mm256_set1_ps(REPQ_EXP_HI);
+    const __m256 magic = _mm256_set1_ps(REPQ_EXP_ROUND_MAGIC);
     const __m256 below = _mm256_cmp_ps(e, lo, _CMP_LT_OQ);
     __m256 xc = _mm256_blendv_ps(e, lo, below);
     xc = _mm256_blendv_ps(xc, hi, _mm256_cmp_ps(xc, hi, _CMP_GT_OQ));
-    const __m256 tt = _mm256_add_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)), magic);
+    const __m256 tt = _mm256_add_ps(_mm256_mul_ps(xc, _mm256_set1_ps(REPQ_EXP_LOG2E)), magic);
     const __m256 nn = _mm256_sub_ps(tt, magic);
     const __m256i bits = _mm256_slli_epi32(
         _mm256_add_epi32(_mm256_sub_epi32(_mm256_castps_si256(tt), _mm256_set1_epi32(0x4b400000)),
                          _mm256_set1_epi32(127)),
         23);
-    const __m256 r = _mm256_sub_ps(_mm256_sub_ps(xc, _mm256_mul_ps(nn, _mm256_set1_ps(0.693359375f))),
-                                   _mm256_mul_ps(nn, _mm256_set1_ps(-2.12194440e-4f)));
-    __m256 p = _mm256_set1_ps(exp_p[0]);
+    const __m256 r = _mm256_sub_ps(_mm256_sub_ps(xc, _mm256_mul_ps(nn, _mm256_set1_ps(REPQ_EXP_LN2_HI))),
+                                   _mm256_mul_ps(nn, _mm256_set1_ps(REPQ_EXP_LN2_LO)));
+    __m256 p = _mm256_set1_ps(repq_exp_taylor[0]);
 #pragma GCC unroll 8
-    for (int i = 1; i < 8; i++)
-        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(exp_p[i]));
+    for (int i = 1; i < REPQ_EXP_TERMS; i++)
+        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(repq_exp_taylor[i]));
     const __m256 ex = _mm256_andnot_ps(below, _mm256_mul_ps(p, _mm256_castsi256_ps(bits)));
     const __m256 erfc_z = _mm256_mul_ps(q, ex);
     const __m256 neg = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ);
@@ -631,10 +623,7 @@ void repq_gemm_out_gelu_u8(repq_kernel_level level, size_t m, size_t n, const in
 AVX512_TARGET static void gelu_fast_avx512(size_t n, const float *y, float *out)
 {
     __m512 lo[5], hi[5];
-    for (int k = 0; k < 5; k++) {
-        lo[k] = _mm512_loadu_ps(gelu_fast_coef[k]);
-        hi[k] = _mm512_loadu_ps(gelu_fast_coef[k] + 16);
-    }
+    load_fast_coef(lo, hi);
     for (size_t i = 0; i < n; i += 16) {
         const __mmask16 mk = tail_mask(n - i);
         _mm512_mask_storeu_ps(out + i, mk, gelu_fast_vec(_mm512_maskz_loadu_ps(mk, y + i), lo, hi));

@@ -17,30 +17,37 @@
  * would go subnormal). x = n ln2 + r with n = round(x / ln2) and |r| <= ln2 / 2, so
  * exp(x) = 2^n exp(r); ln2 is split in two (Cody and Waite) so that r is exact to
  * float precision, and exp(r) is its degree-7 Taylor polynomial (truncation error
- * below 1e-8 on that interval). 2^n is built in the exponent field. */
+ * below 1e-8 on that interval). 2^n is built in the exponent field. The constants are
+ * named because kernels/quantize_f32.c evaluates the same function on vectors. */
+#define REPQ_EXP_LO (-87.33654f)
+#define REPQ_EXP_HI 88.0f
+#define REPQ_EXP_ROUND_MAGIC 12582912.0f /* 1.5 * 2^23 */
+#define REPQ_EXP_LOG2E 1.44269504088896341f
+#define REPQ_EXP_LN2_HI 0.693359375f
+#define REPQ_EXP_LN2_LO (-2.12194440e-4f)
+#define REPQ_EXP_TERMS 8
+/* Horner's order: the highest power first. */
+static const float repq_exp_taylor[REPQ_EXP_TERMS] = {1.0f / 5040.0f, 1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f,
+                                                      1.0f / 6.0f,    0.5f,          1.0f,          1.0f};
+
 static inline float repq_exp_approx(float x)
 {
-    const float lo = -87.33654f, hi = 88.0f, round_magic = 12582912.0f; /* 1.5 * 2^23 */
-    float xc = x < lo ? lo : x;
-    xc = xc > hi ? hi : xc;
+    float xc = x < REPQ_EXP_LO ? REPQ_EXP_LO : x;
+    xc = xc > REPQ_EXP_HI ? REPQ_EXP_HI : xc;
     /* Adding 1.5 * 2^23 rounds to an integer held in the low mantissa bits. */
-    float t = xc * 1.44269504088896341f + round_magic;
-    float n = t - round_magic;
+    float t = xc * REPQ_EXP_LOG2E + REPQ_EXP_ROUND_MAGIC;
+    float n = t - REPQ_EXP_ROUND_MAGIC;
     uint32_t bits;
     memcpy(&bits, &t, sizeof bits);
     bits = (bits - 0x4b400000u + 127u) << 23; /* n + 127 is in [1, 254]; a shift, not a vpmulld */
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    return x < lo ? 0.0f : p * scale;
+    float r = (xc - n * REPQ_EXP_LN2_HI) - n * REPQ_EXP_LN2_LO;
+    float p = repq_exp_taylor[0];
+#pragma GCC unroll 8
+    for (int i = 1; i < REPQ_EXP_TERMS; i++)
+        p = p * r + repq_exp_taylor[i];
+    return x < REPQ_EXP_LO ? 0.0f : p * scale;
 }
 
 /* GELU with the exact erf, through erfc(z) = exp(-z^2) Q(t), t = 1 / (1 + 0.4 z), z >= 0,
@@ -48,20 +55,24 @@ static inline float repq_exp_approx(float x)
  * [0, 6] (erfc(6) = 2e-17; past that exp(-z^2) takes it to 0). Negative inputs use
  * 1 + erf(-z) = erfc(z) directly, so the small tail of GELU keeps its relative
  * accuracy instead of cancelling against 1. The integer session's fused fc1 epilogue
- * (kernels/quantize_f32.c) repeats these operations in the same order. */
+ * (kernels/quantize_f32.c) repeats these operations, with these constants, in the same
+ * order. */
+#define REPQ_GELU_TERMS 9
+/* Q's coefficients in Horner's order (subtracting a constant is adding its negative,
+ * bit for bit). */
+static const float repq_gelu_erfc_q[REPQ_GELU_TERMS] = {
+    0.08467032771701788f, -0.44902833687390276f, 0.8071263623290387f,  -0.5287060290108232f,
+    0.5279574393340273f,  0.08236901611811902f,  0.25319514052047687f, 0.22222790034520473f,
+    0.00018816854908172318f};
+
 static inline float repq_gelu_one(float x)
 {
     float z = fabsf(x) * 0.70710678118654752f;
     float t = 1.0f / (1.0f + 0.4f * z);
-    float q = 0.08467032771701788f;
-    q = q * t - 0.44902833687390276f;
-    q = q * t + 0.8071263623290387f;
-    q = q * t - 0.5287060290108232f;
-    q = q * t + 0.5279574393340273f;
-    q = q * t + 0.08236901611811902f;
-    q = q * t + 0.25319514052047687f;
-    q = q * t + 0.22222790034520473f;
-    q = q * t + 0.00018816854908172318f;
+    float q = repq_gelu_erfc_q[0];
+#pragma GCC unroll 9
+    for (int i = 1; i < REPQ_GELU_TERMS; i++)
+        q = q * t + repq_gelu_erfc_q[i];
     float erfc_z = q * repq_exp_approx(-z * z);
     return 0.5f * x * (x < 0.0f ? erfc_z : 2.0f - erfc_z);
 }
