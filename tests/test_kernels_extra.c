@@ -111,6 +111,25 @@ static void two_region_quantize_matches_quantizer(void **state)
     }
 }
 
+/* Random operands of a GEMM epilogue: m rows of accumulators (stride ld), row sums,
+ * and per column a zero-point multiplier, a constant, a scale in [s_lo, s_hi) and a
+ * bias in [b_lo, b_hi), drawn in that order. */
+static void random_epilogue(size_t m, size_t n, size_t ld, int32_t *acc, int32_t *rowsum, int32_t *colmul,
+                            int32_t *colconst, float *scale, float s_lo, float s_hi, float *bias, float b_lo,
+                            float b_hi)
+{
+    for (size_t i = 0; i < m * ld; i++)
+        acc[i] = (int32_t)(next_u32() % 2000001) - 1000000;
+    for (size_t i = 0; i < m; i++)
+        rowsum[i] = (int32_t)(next_u32() % 100000);
+    for (size_t j = 0; j < n; j++) {
+        colmul[j] = (int32_t)(next_u32() % 513) - 256;
+        colconst[j] = (int32_t)(next_u32() % 20000001) - 10000000;
+        scale[j] = next_float(s_lo, s_hi);
+        bias[j] = next_float(b_lo, b_hi);
+    }
+}
+
 static void epilogues_are_exact_and_agree(void **state)
 {
     (void)state;
@@ -120,16 +139,7 @@ static void epilogues_are_exact_and_agree(void **state)
     static uint8_t ref_u[M * LD], got_u[M * LD];
     for (int trial = 0; trial < 50; trial++) {
         size_t m = 1 + next_u32() % M, n = 1 + next_u32() % NC;
-        for (size_t i = 0; i < m * LD; i++)
-            acc[i] = (int32_t)(next_u32() % 2000001) - 1000000;
-        for (size_t i = 0; i < m; i++)
-            rowsum[i] = (int32_t)(next_u32() % 100000);
-        for (size_t j = 0; j < n; j++) {
-            colmul[j] = (int32_t)(next_u32() % 513) - 256;
-            colconst[j] = (int32_t)(next_u32() % 20000001) - 10000000;
-            scale[j] = next_float(1e-6f, 1e-4f);
-            bias[j] = next_float(-3.0f, 3.0f);
-        }
+        random_epilogue(m, n, LD, acc, rowsum, colmul, colconst, scale, 1e-6f, 1e-4f, bias, -3.0f, 3.0f);
         memcpy(fixed, acc, sizeof acc);
         repq_gemm_correct_s32(REPQ_LEVEL_SCALAR, m, n, fixed, LD, rowsum, colmul, colconst);
         for (size_t i = 0; i < m && kernel_level_checked(REPQ_LEVEL_SCALAR); i++)
@@ -300,16 +310,7 @@ static void gelu_epilogue_matches_steps(void **state)
     for (int trial = 0; trial < 200; trial++) {
         const size_t m = 1 + next_u32() % M, n = 1 + next_u32() % NC;
         const float span = trial % 4 == 0 ? 1e-2f : trial % 4 == 1 ? 1e-4f : 1e-5f; /* |y| up to ~1000, 10, 1 */
-        for (size_t i = 0; i < m * LD; i++)
-            acc[i] = (int32_t)(next_u32() % 2000001) - 1000000;
-        for (size_t i = 0; i < m; i++)
-            rowsum[i] = (int32_t)(next_u32() % 100000);
-        for (size_t j = 0; j < n; j++) {
-            colmul[j] = (int32_t)(next_u32() % 513) - 256;
-            colconst[j] = (int32_t)(next_u32() % 20000001) - 10000000;
-            scale[j] = next_float(0.1f * span, span);
-            bias[j] = next_float(-2.0f, 1.0f);
-        }
+        random_epilogue(m, n, LD, acc, rowsum, colmul, colconst, scale, 0.1f * span, span, bias, -2.0f, 1.0f);
         repq_gelu_codes q = {next_float(0.002f, 0.1f), 0, 2 + (int32_t)(next_u32() % 7), trial & 1, 0, 0};
         if (q.two_region) {
             q.shift = (int32_t)(next_u32() % 6);
