@@ -12,6 +12,7 @@
 #include "core/object.h"
 #include "core/options.h"
 #include "core/tensor.h"
+#include "core/vectorize.h"
 #include "model/float_ops.h"
 #include "infer/session.h"
 #include "infer/shared_weights.h"
@@ -573,16 +574,38 @@ static void rows_task(repq_session *s, int worker, int workers, const void *arg)
     }
 }
 
-/* area rows of one head's codes through a window's row map, into dst [area, hd]. */
+/* area rows of one head's codes through a window's row map, into dst [area, hd]; the
+ * usual head widths get copies of a constant size, which the compiler inlines. */
 static void gather_head(const uint8_t *codes, size_t d, const int32_t *rows, size_t area, size_t hd, uint8_t *dst)
 {
-    for (size_t i = 0; i < area; i++)
-        memcpy(dst + i * hd, codes + (size_t)rows[i] * d, hd);
+    if (hd == 32)
+        for (size_t i = 0; i < area; i++)
+            memcpy(dst + i * 32, codes + (size_t)rows[i] * d, 32);
+    else if (hd == 64)
+        for (size_t i = 0; i < area; i++)
+            memcpy(dst + i * 64, codes + (size_t)rows[i] * d, 64);
+    else
+        for (size_t i = 0; i < area; i++)
+            memcpy(dst + i * hd, codes + (size_t)rows[i] * d, hd);
+}
+
+/* The inverse: dst rows (stride d) through the row map from src [area, hd]. */
+static void scatter_head(const uint8_t *src, const int32_t *rows, size_t area, size_t hd, size_t d, uint8_t *dst)
+{
+    if (hd == 32)
+        for (size_t i = 0; i < area; i++)
+            memcpy(dst + (size_t)rows[i] * d, src + i * 32, 32);
+    else if (hd == 64)
+        for (size_t i = 0; i < area; i++)
+            memcpy(dst + (size_t)rows[i] * d, src + i * 64, 64);
+    else
+        for (size_t i = 0; i < area; i++)
+            memcpy(dst + (size_t)rows[i] * d, src + i * hd, hd);
 }
 
 /* Window attention scores: on the grid 2^score_shift finer, plus the head's relative
  * position bias and, between different regions of a shifted window, the mask. */
-static void window_scores(const qblock *b, size_t h, size_t window, int32_t *sc, int32_t *colconst)
+VECTORIZED static void window_scores(const qblock *b, size_t h, size_t window, int32_t *sc, int32_t *colconst)
 {
     const size_t area = b->area;
     const int32_t *bias = b->bias + h * area * area, *reg = b->region ? b->region + window * area : NULL;
@@ -653,8 +676,7 @@ static void attn_task(repq_session *s, int worker, int workers, const void *arg)
                            b->av_even, b->av_odd, b->proj_in.s, b->proj_in.z, b->proj_in.bits, out,
                            b->windowed ? hd : d);
         if (b->windowed)
-            for (size_t i = 0; i < t; i++)
-                memcpy(s->oc + base + (size_t)b->rows[win * t + i] * d, w->og + i * hd, hd);
+            scatter_head(w->og, b->rows + win * t, t, hd, d, s->oc + base);
     }
     tock(s, worker, REPQ_STAGE_ATTENTION, &t0);
 }
