@@ -470,6 +470,49 @@ static void softmax_log2_sum_matches_definition(void **state)
     assert_int_equal(checked, 400000);
 }
 
+/* The batch log2 (vector lanes at AVX-512) equals the definition at every level on
+ * the same kinds of sums: random magnitudes, around powers of two (2^52 and up take
+ * the definition), and around Q22 boundaries, in batches of every length to 19. */
+static void softmax_log2_batch_matches_definition(void **state)
+{
+    (void)state;
+    skip_unless_simd_checked();
+    rng_seed(19);
+    enum { N = 60000 };
+    static uint64_t sum[N];
+    static int32_t want[N], got[N];
+    size_t n = 0;
+    while (n < 30000) {
+        const int bits = 31 + (int)(rng_next() % 33);
+        const uint64_t v = rng_next() >> (64 - bits);
+        sum[n++] = v < (UINT64_C(1) << 30) ? (UINT64_C(1) << 30) + v : v;
+    }
+    for (int e = 30; e < 64; e++)
+        for (int64_t dx = -2; dx <= 2; dx++)
+            if (e < 63 || dx < 0)
+                sum[n++] = (UINT64_C(1) << e) + (uint64_t)dx;
+    while (n + 3 <= N) {
+        const double u = (double)(rng_next() % ((uint64_t)22 << 22));
+        const uint64_t center = (uint64_t)ldexp(exp2(u / 4194304.0), 30);
+        for (int dx = -1; dx <= 1; dx++)
+            sum[n++] = center + (uint64_t)(int64_t)dx;
+    }
+    for (size_t i = 0; i < n; i++)
+        want[i] = repq_log2_q22_reference(sum[i]);
+    for (size_t l = 0; l < N_SIMD; l++) {
+        if (!kernel_level_checked(simd_levels[l]))
+            continue;
+        for (size_t i = 0, len = 1; i < n; i += len, len = len % 19 + 1) {
+            const size_t c = n - i < len ? n - i : len;
+            repq_log2_q22_batch(simd_levels[l], c, sum + i, got + i);
+        }
+        for (size_t i = 0; i < n; i++)
+            if (got[i] != want[i])
+                fail_msg("%s: log2 of %llu: %d != %d", repq_kernel_level_name(simd_levels[l]),
+                         (unsigned long long)sum[i], got[i], want[i]);
+    }
+}
+
 static void softmax_hand_cases(void **state)
 {
     (void)state;
@@ -570,27 +613,29 @@ static void softmax_levels_match_scalar(void **state)
     (void)state;
     skip_unless_simd_checked();
     rng_seed(5);
-    /* 1100: past the 1024 scores whose t the AVX-512 row keeps between passes. */
-    const size_t ns[] = {1, 3, 5, 15, 16, 17, 33, 63, 65, 100, 197, 1000, 1024, 1100};
-    static int32_t x[3 * 1100];
-    static uint8_t ref[3 * 1100], out[3 * 1100];
-    for (int it = 0; it < 300; it++) {
+    /* Up to 37 rows, so that the AVX-512 groups of up to 16 rows split with a rest;
+     * 4097 and 5000: past the 4096 scores whose t it keeps between passes. */
+    const size_t ns[] = {1, 3, 5, 15, 16, 17, 33, 49, 63, 65, 100, 197, 1000, 1024, 1100, 4097, 5000};
+    static int32_t x[37 * 5000];
+    static uint8_t ref[37 * 5000], out[37 * 5000];
+    for (int it = 0; it < 340; it++) {
         const size_t n = ns[it % (sizeof ns / sizeof *ns)];
+        const size_t rows = n > 1100 ? 2 + (size_t)(it % 3) : 1 + (size_t)(it * 7 % 37);
         const float in_scale = (float)ldexp(0.5 + rng_unit(), rng_range(-30, 8));
         const float s = (float)ldexp(0.5 + 0.5 * rng_unit(), -rng_range(0, 60));
         repq_log2softmax_params p;
         assert_true(repq_log2softmax_prepare(in_scale, s, rng_range(2, 8), &p));
         const int mode = it % 3;
-        for (size_t j = 0; j < 3 * n; j++)
+        for (size_t j = 0; j < rows * n; j++)
             x[j] = mode == 0 ? (int32_t)rng_next()                      /* full int32 range */
                  : mode == 1 ? rng_range(-1000, 1000)
                              : (rng_next() & 1 ? INT32_MAX : INT32_MIN); /* extreme spread */
-        repq_log2softmax_rows(REPQ_LEVEL_SCALAR, &p, 3, n, x, n, ref, n);
+        repq_log2softmax_rows(REPQ_LEVEL_SCALAR, &p, rows, n, x, n, ref, n);
         for (size_t l = 0; l < N_SIMD; l++) {
             if (!kernel_level_checked(simd_levels[l]))
                 continue;
-            repq_log2softmax_rows(simd_levels[l], &p, 3, n, x, n, out, n);
-            assert_memory_equal(out, ref, 3 * n);
+            repq_log2softmax_rows(simd_levels[l], &p, rows, n, x, n, out, n);
+            assert_memory_equal(out, ref, rows * n);
         }
     }
 }
@@ -728,6 +773,7 @@ int main(void)
         cmocka_unit_test(requant_multiplier_is_accurate),
         cmocka_unit_test(requant_levels_match_scalar),
         cmocka_unit_test(softmax_log2_sum_matches_definition),
+        cmocka_unit_test(softmax_log2_batch_matches_definition),
         cmocka_unit_test(softmax_hand_cases),
         cmocka_unit_test(softmax_follows_float_contract),
         cmocka_unit_test(softmax_levels_match_scalar),

@@ -154,22 +154,15 @@ static void row_scalar(const repq_log2softmax_params *p, size_t n, const int32_t
 
 #define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
 
-/* Scores per row whose t the AVX-512 row keeps between its passes (4 KB of stack);
- * longer rows compute t twice. */
-#define T_KEPT 1024
+/* Scores per call whose t the AVX-512 rows keep between their passes (16 KB of stack),
+ * in groups of up to ROW_GROUP rows that share one vector log2; rows longer than
+ * T_KEPT compute t twice. */
+#define T_KEPT 4096
+#define ROW_GROUP 16
 
 AVX512_TARGET static inline __mmask16 tail_mask(size_t left)
 {
     return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
-}
-
-/* (a * b) >> sh per 32-bit lane, from the exact 64-bit products (result < 2^32). */
-AVX512_TARGET static inline __m512i mul_shr_avx512(__m512i a, __m512i b, int sh)
-{
-    const __m512i pe = _mm512_srli_epi64(_mm512_mul_epu32(a, b), (unsigned)sh);
-    const __m512i po =
-        _mm512_srli_epi64(_mm512_mul_epu32(_mm512_srli_epi64(a, 32), _mm512_srli_epi64(b, 32)), (unsigned)sh);
-    return _mm512_mask_blend_epi32((__mmask16)0xaaaa, pe, _mm512_slli_epi64(po, 32));
 }
 
 AVX512_TARGET static inline __m512i t_q22_avx512(__m512i xmax, __m512i x, __m512i dcap, __m512i cm,
@@ -188,13 +181,19 @@ AVX512_TARGET static inline __m512i load_scores(const int32_t *x, const int32_t 
     return bias ? _mm512_add_epi32(v, _mm512_maskz_loadu_epi32(mk, bias + j)) : v;
 }
 
-AVX512_TARGET static void row_avx512(const repq_log2softmax_params *p, size_t n, const int32_t *x,
-                                     const int32_t *bias, uint8_t *codes)
+AVX512_TARGET static int32_t row_max_avx512(size_t n, const int32_t *x, const int32_t *bias)
 {
     __m512i vmax = _mm512_set1_epi32(INT32_MIN);
     for (size_t j = 0; j < n; j += 16)
         vmax = _mm512_mask_max_epi32(vmax, tail_mask(n - j), vmax, load_scores(x, bias, j, tail_mask(n - j)));
-    const __m512i xmax = _mm512_set1_epi32(_mm512_reduce_max_epi32(vmax));
+    return _mm512_reduce_max_epi32(vmax);
+}
+
+/* The row's sum S of 2^-t in Q30; t kept in `kept` unless it is NULL. */
+AVX512_TARGET static uint64_t row_sum_avx512(const repq_log2softmax_params *p, size_t n, const int32_t *x,
+                                             const int32_t *bias, int32_t row_max, uint32_t *kept)
+{
+    const __m512i xmax = _mm512_set1_epi32(row_max);
     const __m512i dcap = _mm512_set1_epi32((int32_t)p->dcap), cm = _mm512_set1_epi64(p->cm);
     const __m512i tcap32 = _mm512_set1_epi32((int32_t)T_CAP);
     const __m128i cs = _mm_cvtsi32_si128((int)p->cs);
@@ -203,13 +202,10 @@ AVX512_TARGET static void row_avx512(const repq_log2softmax_params *p, size_t n,
     const __m512 ln2 = _mm512_set1_ps(LN2_2M22), one_f = _mm512_set1_ps(1.0f);
     const __m512 c3 = _mm512_set1_ps(-1.0f / 6.0f), c2 = _mm512_set1_ps(0.5f), c1 = _mm512_set1_ps(-1.0f);
     __m512i sum_lo = _mm512_setzero_si512(), sum_hi = _mm512_setzero_si512();
-    /* t of each score, kept for the codes' pass when the row fits. */
-    uint32_t kept[T_KEPT];
-    const bool keep = n <= T_KEPT;
     for (size_t j = 0; j < n; j += 16) {
         const __mmask16 mk = tail_mask(n - j);
         const __m512i t = t_q22_avx512(xmax, load_scores(x, bias, j, mk), dcap, cm, cs, tcap32);
-        if (keep)
+        if (kept)
             _mm512_mask_storeu_epi32(kept + j, mk, t);
         const __m512i f = _mm512_and_si512(t, fmask);
         const __m512 u = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(f, rmask)), ln2);
@@ -221,14 +217,24 @@ AVX512_TARGET static void row_avx512(const repq_log2softmax_params *p, size_t n,
         sum_lo = _mm512_add_epi64(sum_lo, _mm512_cvtepu32_epi64(_mm512_castsi512_si256(v)));
         sum_hi = _mm512_add_epi64(sum_hi, _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(v, 1)));
     }
-    const __m512i sum = _mm512_add_epi64(sum_lo, sum_hi);
-    const int32_t offset = row_offset(p, (uint64_t)_mm512_reduce_add_epi64(sum));
+    return (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(sum_lo, sum_hi));
+}
+
+/* The codes of a row from its kept t, or from the scores again when kept is NULL. */
+AVX512_TARGET static void row_codes_avx512(const repq_log2softmax_params *p, size_t n, const int32_t *x,
+                                           const int32_t *bias, int32_t row_max, const uint32_t *kept,
+                                           int32_t offset, uint8_t *codes)
+{
+    const __m512i xmax = _mm512_set1_epi32(row_max);
+    const __m512i dcap = _mm512_set1_epi32((int32_t)p->dcap), cm = _mm512_set1_epi64(p->cm);
+    const __m512i tcap32 = _mm512_set1_epi32((int32_t)T_CAP);
+    const __m128i cs = _mm_cvtsi32_si128((int)p->cs);
     const __m512i voff = _mm512_set1_epi32(offset), half = _mm512_set1_epi32((int32_t)(T_ONE / 2 - 1));
     const __m512i one = _mm512_set1_epi32(1), cmax = _mm512_set1_epi32(p->code_max);
     const __m512i sentinel = _mm512_set1_epi32(p->sentinel);
     for (size_t j = 0; j < n; j += 16) {
         const __mmask16 mk = tail_mask(n - j);
-        const __m512i t = keep ? _mm512_maskz_loadu_epi32(mk, kept + j)
+        const __m512i t = kept ? _mm512_maskz_loadu_epi32(mk, kept + j)
                                : t_q22_avx512(xmax, load_scores(x, bias, j, mk), dcap, cm, cs, tcap32);
         __m512i v = _mm512_add_epi32(_mm512_slli_epi32(t, 1), voff);
         v = _mm512_max_epi32(v, _mm512_setzero_si512());
@@ -236,6 +242,72 @@ AVX512_TARGET static void row_avx512(const repq_log2softmax_params *p, size_t n,
         __m512i code = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(v, half), odd), T_FRAC);
         code = _mm512_mask_mov_epi32(code, _mm512_cmpgt_epi32_mask(code, cmax), sentinel);
         _mm512_mask_cvtepi32_storeu_epi8(codes + j, mk, code);
+    }
+}
+
+/* repq_log2_q22 of up to 8 sums in double lanes: sum = 2^e m with m in [sqrt(1/2),
+ * sqrt(2)), log2 m = (2 / ln 2) atanh(r), r = (m - 1) / (m + 1), |r| < 0.1716, by
+ * its odd series to r^13 (the rest is below 7e-13, a few millionths of a Q22 unit).
+ * Lanes whose sum is 2^52 or more, or whose value lies within 1e-3 of a Q22 unit
+ * boundary, take the definition, as the scalar function does. */
+AVX512_TARGET static void log2_q22_avx512(size_t count, const uint64_t *sum, int32_t *out)
+{
+    static const double series[7] = {2.0 / 0.6931471805599453, 2.0 / (3 * 0.6931471805599453),
+                                     2.0 / (5 * 0.6931471805599453), 2.0 / (7 * 0.6931471805599453),
+                                     2.0 / (9 * 0.6931471805599453), 2.0 / (11 * 0.6931471805599453),
+                                     2.0 / (13 * 0.6931471805599453)};
+    const __mmask8 mk = (__mmask8)((1u << count) - 1);
+    const __m512i s = _mm512_maskz_loadu_epi64(mk, sum);
+    const __m512d magic = _mm512_set1_pd(0x1p52);
+    const __mmask8 wide = _mm512_mask_cmpge_epu64_mask(mk, s, _mm512_set1_epi64((int64_t)(UINT64_C(1) << 52)));
+    /* Exact for s < 2^52: the integer in a double's mantissa, minus 2^52. Masked-off
+     * lanes read 0 and give -inf and NaN below, which only reach discarded lanes. */
+    const __m512d x = _mm512_sub_pd(_mm512_castsi512_pd(_mm512_or_si512(s, _mm512_castpd_si512(magic))), magic);
+    __m512d e = _mm512_getexp_pd(x);
+    __m512d m = _mm512_getmant_pd(x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_src);
+    const __mmask8 high = _mm512_cmp_pd_mask(m, _mm512_set1_pd(1.4142135623730951), _CMP_GT_OQ);
+    m = _mm512_mask_mul_pd(m, high, m, _mm512_set1_pd(0.5));
+    e = _mm512_mask_add_pd(e, high, e, _mm512_set1_pd(1.0));
+    const __m512d one = _mm512_set1_pd(1.0);
+    const __m512d r = _mm512_div_pd(_mm512_sub_pd(m, one), _mm512_add_pd(m, one));
+    const __m512d r2 = _mm512_mul_pd(r, r);
+    __m512d poly = _mm512_set1_pd(series[6]);
+    for (int k = 5; k >= 0; k--)
+        poly = _mm512_fmadd_pd(poly, r2, _mm512_set1_pd(series[k]));
+    const __m512d y = _mm512_mul_pd(_mm512_fmadd_pd(r, poly, _mm512_sub_pd(e, _mm512_set1_pd(30.0))),
+                                    _mm512_set1_pd((double)T_ONE));
+    const __m512d f = _mm512_roundscale_pd(y, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    const __m512d frac = _mm512_sub_pd(y, f);
+    const __mmask8 safe = _mm512_cmp_pd_mask(frac, _mm512_set1_pd(1e-3), _CMP_GT_OQ) &
+                          _mm512_cmp_pd_mask(frac, _mm512_set1_pd(1.0 - 1e-3), _CMP_LT_OQ) & mk & (__mmask8)~wide;
+    _mm256_mask_storeu_epi32(out, safe, _mm512_cvttpd_epi32(f));
+    for (unsigned left = mk & (__mmask8)~safe; left; left &= left - 1) {
+        const int lane = __builtin_ctz(left);
+        out[lane] = repq_log2_q22_reference(sum[lane]);
+    }
+}
+
+/* Rows in groups: for each row its maximum and sum (t kept), one vector log2 for the
+ * group's sums, then each row's codes. */
+AVX512_TARGET static void rows_avx512(const repq_log2softmax_params *p, size_t rows, size_t n, const int32_t *x,
+                                      size_t ldx, const int32_t *bias, uint8_t *codes, size_t ldcodes)
+{
+    uint32_t kept[T_KEPT];
+    const size_t fit = T_KEPT / n, group = fit < 1 ? 1 : fit > ROW_GROUP ? ROW_GROUP : fit;
+    for (size_t i0 = 0; i0 < rows; i0 += group) {
+        const size_t g = rows - i0 < group ? rows - i0 : group;
+        int32_t row_max[ROW_GROUP], offset[ROW_GROUP];
+        uint64_t sum[ROW_GROUP];
+        for (size_t r = 0; r < g; r++) {
+            const int32_t *xr = x + (i0 + r) * ldx;
+            row_max[r] = row_max_avx512(n, xr, bias);
+            sum[r] = row_sum_avx512(p, n, xr, bias, row_max[r], fit ? kept + r * n : NULL);
+        }
+        for (size_t r = 0; r < g; r += 8)
+            log2_q22_avx512(g - r < 8 ? g - r : 8, sum + r, offset + r);
+        for (size_t r = 0; r < g; r++)
+            row_codes_avx512(p, n, x + (i0 + r) * ldx, bias, row_max[r], fit ? kept + r * n : NULL,
+                             2 * offset[r] + p->two_log2_s, codes + (i0 + r) * ldcodes);
     }
 }
 
@@ -324,14 +396,26 @@ AVX2_TARGET static void row_avx2(const repq_log2softmax_params *p, size_t n, con
     }
 }
 
+void repq_log2_q22_batch(repq_kernel_level level, size_t count, const uint64_t *sum, int32_t *out)
+{
+    size_t i = 0;
+    if (level >= REPQ_LEVEL_AVX512VNNI)
+        for (; i < count; i += 8)
+            log2_q22_avx512(count - i < 8 ? count - i : 8, sum + i, out + i);
+    for (; i < count; i++)
+        out[i] = repq_log2_q22(sum[i]);
+}
+
 void repq_log2softmax_rows_bias(repq_kernel_level level, const repq_log2softmax_params *params, size_t rows,
                                 size_t n, const int32_t *x, size_t ldx, const int32_t *colbias, uint8_t *codes,
                                 size_t ldcodes)
 {
+    if (level >= REPQ_LEVEL_AVX512VNNI) {
+        rows_avx512(params, rows, n, x, ldx, colbias, codes, ldcodes);
+        return;
+    }
     for (size_t i = 0; i < rows; i++) {
-        if (level >= REPQ_LEVEL_AVX512VNNI)
-            row_avx512(params, n, x + i * ldx, colbias, codes + i * ldcodes);
-        else if (level >= REPQ_LEVEL_AVX2)
+        if (level >= REPQ_LEVEL_AVX2)
             row_avx2(params, n, x + i * ldx, colbias, codes + i * ldcodes);
         else
             row_scalar(params, n, x + i * ldx, colbias, codes + i * ldcodes);

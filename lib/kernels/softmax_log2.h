@@ -17,7 +17,8 @@
  *       floor(t); the Q30 terms are summed in uint64.
  *   log2 S in Q22: leading-zero count for the integer part, 22 exact fraction bits by
  *       repeated squaring of the normalized Q62 mantissa (128-bit products); a double
- *       log2 gives the same bits faster away from Q22 boundaries (repq_log2_q22).
+ *       log2 gives the same bits faster away from Q22 boundaries (repq_log2_q22; with
+ *       AVX-512 the rows go in groups of up to 16 whose sums share one vector log2).
  *   code = round_half_even((2*T + 2*log2 S + 2*log2 s) / 2^22), all in Q22.
  * The codes equal the double-precision contract's except within ~1e-6 of a code
  * step from a rounding boundary (all 93,433 entries of the kernel test agree).
@@ -62,5 +63,9 @@ int32_t repq_log2_q22_reference(uint64_t sum);
 
 /* The same bits, through a double log2 where that is unambiguous. */
 int32_t repq_log2_q22(uint64_t sum);
+
+/* out[i] = repq_log2_q22(sum[i]) for i < count, eight at a time in vector lanes
+ * where the level has AVX-512 (the softmax's rows share one such call per group). */
+void repq_log2_q22_batch(repq_kernel_level level, size_t count, const uint64_t *sum, int32_t *out);
 
 #endif
