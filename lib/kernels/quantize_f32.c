@@ -320,37 +320,67 @@ AVX512_TARGET static inline void load_fast_coef(__m512 lo[5], __m512 hi[5])
 
 AVX512_TARGET static inline __m512 gelu_fast_vec(__m512 y, const __m512 lo[5], const __m512 hi[5])
 {
-    const __m512 t = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_add_ps(y, _mm512_set1_ps(8.0f)),
-                                                               _mm512_set1_ps(2.0f)),
-                                                 _mm512_setzero_ps()),
+    /* Below -8 the first piece at its left end (|GELU| < 1e-13 there); max keeps NaN
+     * (its second operand), so that a NaN lane is never certain. */
+    const __m512 yc = _mm512_max_ps(_mm512_set1_ps(-8.0f), y);
+    const __m512 t = _mm512_min_ps(_mm512_fmadd_ps(yc, _mm512_set1_ps(2.0f), _mm512_set1_ps(16.0f)),
                                    _mm512_set1_ps(31.5f));
     const __m512i idx = _mm512_cvttps_epi32(t);
-    const __m512 centre = _mm512_sub_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(idx), _mm512_set1_ps(0.5f)),
-                                        _mm512_set1_ps(7.75f));
-    const __m512 u = _mm512_sub_ps(y, centre);
+    const __m512 centre = _mm512_fmsub_ps(_mm512_cvtepi32_ps(idx), _mm512_set1_ps(0.5f), _mm512_set1_ps(7.75f));
+    const __m512 u = _mm512_sub_ps(yc, centre);
     __m512 p = _mm512_permutex2var_ps(lo[4], idx, hi[4]);
     for (int j = 3; j >= 0; j--)
         p = _mm512_fmadd_ps(p, u, _mm512_permutex2var_ps(lo[j], idx, hi[j]));
-    p = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(y, _mm512_set1_ps(8.0f), _CMP_GE_OQ), p, y);
-    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(y, _mm512_set1_ps(-8.0f), _CMP_LT_OQ), p, _mm512_setzero_ps());
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(y, _mm512_set1_ps(8.0f), _CMP_GE_OQ), p, y);
+}
+
+/* What the fast codes need besides the quantizer: 1 / unit on each side and, per side,
+ * how far from 1/2 the rounding of w = g / unit must stay for the code to be certain:
+ * REPQ_GELU_FAST_ERR / unit plus a slack for the float rounding of w here and in the
+ * exact path (2^-20 (|w| + 1), taken at |w| = wmax). Lanes beyond wmax clamp to the
+ * same end code both ways, so the slack need not cover them. */
+typedef struct fast_limits {
+    __m512 inv_pos, inv_neg, limit_pos, limit_neg;
+} fast_limits;
+
+static float fast_limit(float inv, float wmax)
+{
+    return 0.5f - (REPQ_GELU_FAST_ERR * inv + (wmax + 1.0f) * 0x1p-20f);
+}
+
+AVX512_TARGET static fast_limits fast_limits_of(const repq_gelu_codes *q)
+{
+    const float inv = 1.0f / q->scale, finer = inv * (float)(1 << q->shift);
+    const float z = (float)q->zero_point, qmax = (float)((1 << q->bits) - 1);
+    fast_limits l;
+    l.inv_pos = _mm512_set1_ps(inv);
+    if (q->two_region) {
+        const float wmax = (float)(q->top > q->zero_point ? q->top : q->zero_point) + 1.0f;
+        l.inv_neg = _mm512_set1_ps(finer);
+        l.limit_pos = _mm512_set1_ps(fast_limit(inv, wmax));
+        l.limit_neg = _mm512_set1_ps(fast_limit(finer, wmax));
+    } else {
+        const float wmax = fmaxf(fabsf(z), fabsf(qmax - z)) + 1.0f;
+        l.inv_neg = l.inv_pos;
+        l.limit_pos = l.limit_neg = _mm512_set1_ps(fast_limit(inv, wmax));
+    }
+    return l;
 }
 
 /* Codes from the fast GELU g where they are certain: w = g / unit (unit = s, or s 2^-shift
  * on the two-region quantizer's negative side) is rounded to r, and the lane is
- * ambiguous when a half-integer lies within (REPQ_GELU_FAST_ERR + rounding slack) / unit of w.
- * With REPQ_GELU_FAST_ERR / unit <= 1/4 on the finer side (checked by the caller), a sign
+ * ambiguous when a half-integer lies within the side's limit of w. With
+ * REPQ_GELU_FAST_ERR / unit <= 1/4 on the finer side (checked by the caller), a sign
  * difference between g and the exact GELU near 0 gives code z both ways. */
-AVX512_TARGET static inline __m512i fast_codes(__m512 g, const repq_gelu_codes *q, __m512 inv, __m512 vz,
-                                               __m512 vq, __m512 vt, __m512 vp, __m512 vnz, __mmask16 *ambiguous)
+AVX512_TARGET static inline __m512i fast_codes(__m512 g, const repq_gelu_codes *q, const fast_limits *l,
+                                               __m512 vz, __m512 vq, __m512 vt, __m512 vp, __m512 vnz,
+                                               __mmask16 *ambiguous)
 {
     const __mmask16 neg = q->two_region ? _mm512_cmp_ps_mask(g, _mm512_setzero_ps(), _CMP_LT_OQ) : 0;
-    const __m512 inv_l = _mm512_mask_mul_ps(inv, neg, inv, vp);
-    const __m512 w = _mm512_mul_ps(g, inv_l);
+    const __m512 w = _mm512_mul_ps(g, q->two_region ? _mm512_mask_blend_ps(neg, l->inv_pos, l->inv_neg) : l->inv_pos);
     const __m512 r = _mm512_roundscale_ps(w, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m512 d = _mm512_abs_ps(_mm512_sub_ps(w, r));
-    const __m512 slack = _mm512_fmadd_ps(_mm512_abs_ps(w), _mm512_set1_ps(0x1p-20f), _mm512_set1_ps(0x1p-20f));
-    const __m512 limit = _mm512_sub_ps(_mm512_set1_ps(0.5f),
-                                       _mm512_fmadd_ps(_mm512_set1_ps(REPQ_GELU_FAST_ERR), inv_l, slack));
+    const __m512 limit = q->two_region ? _mm512_mask_blend_ps(neg, l->limit_pos, l->limit_neg) : l->limit_pos;
     *ambiguous = _mm512_cmp_ps_mask(d, limit, _CMP_NLT_UQ);
     __m512 c;
     if (q->two_region)
@@ -369,7 +399,7 @@ AVX512_TARGET static void out_gelu_avx512(size_t m, size_t n, const int32_t *acc
     const __m512 vq = _mm512_set1_ps((float)((1 << q->bits) - 1)), vt = _mm512_set1_ps((float)q->top);
     const __m512 vp = _mm512_set1_ps((float)(1 << q->shift)), vnz = _mm512_set1_ps(-(float)q->zero_point);
     const float inv_s = 1.0f / q->scale;
-    const __m512 inv = _mm512_set1_ps(inv_s);
+    const fast_limits limits = fast_limits_of(q);
     /* The fast path needs the error to stay within a quarter step of the finer grid. */
     const bool fast = REPQ_GELU_FAST_ERR * inv_s * (float)(q->two_region ? 1 << q->shift : 1) <= 0.25f;
     __m512 lo[5], hi[5];
@@ -383,7 +413,7 @@ AVX512_TARGET static void out_gelu_avx512(size_t m, size_t n, const int32_t *acc
             __mmask16 ambiguous = 0xffff;
             __m512i c = _mm512_setzero_si512();
             if (fast)
-                c = fast_codes(gelu_fast_vec(y, lo, hi), q, inv, vz, vq, vt, vp, vnz, &ambiguous);
+                c = fast_codes(gelu_fast_vec(y, lo, hi), q, &limits, vz, vq, vt, vp, vnz, &ambiguous);
             if (ambiguous & mk) {
                 const __m512 g = gelu_vec(y);
                 c = q->two_region ? two_region_vec(g, vs, vz, vt, vp, vnz) : quant_vec(g, vs, vz, vq);
