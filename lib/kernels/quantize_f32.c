@@ -263,7 +263,7 @@ AVX512_TARGET static inline __m512 gelu_vec(__m512 x)
 /* A fast GELU for the codes' sake: on [-8, 8), 32 quartics of width 1/2 (in u = y
  * minus the piece's centre; fitted by scripts/fit_gelu_fast.py, Chebyshev
  * interpolation), y above, 0 below. It differs from repq_gelu_one by at most
- * REPQ_GELU_FAST_ERR (tests/test_kernels_extra.c checks a quarter of that on a dense
+ * REPQ_GELU_FAST_ERR (tests/test_kernels_extra.c checks a third of that on a dense
  * scan), so a code computed from it is the exact code wherever no quantization
  * boundary lies within REPQ_GELU_FAST_ERR of it; elsewhere the exact path runs. */
 static const float gelu_fast_coef[5][32] = {

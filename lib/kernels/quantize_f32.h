@@ -73,7 +73,7 @@ void repq_gemm_out_gelu_u8(repq_kernel_level level, size_t m, size_t n, const in
  * repq_gelu_one, and recomputes exactly every vector with a lane whose code is not
  * certain under that bound. The fast GELU on n values, for the test of the bound;
  * false (nothing written) below AVX-512. */
-#define REPQ_GELU_FAST_ERR 2e-5f
+#define REPQ_GELU_FAST_ERR 6e-6f
 bool repq_gelu_fast_f32(repq_kernel_level level, size_t n, const float *y, float *out);
 
 #endif
