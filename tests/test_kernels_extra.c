@@ -161,9 +161,28 @@ static void epilogues_are_exact_and_agree(void **state)
             repq_quant_quantize(&qp, y + i * LD, n, c);
             assert_memory_equal(c, ref_u + i * LD, n);
         }
+        /* The scaled one is the f32 one, a product by post, then the quantizer. */
+        const float post = 1.0f / sqrtf((float)(16 << (trial % 3)));
+        static uint8_t ref_s[M * LD], got_s[M * LD];
+        memset(ref_s, 0x5a, sizeof ref_s);
+        repq_gemm_out_scaled_u8(REPQ_LEVEL_SCALAR, m, n, acc, LD, rowsum, colmul, colconst, scale, bias, post, 0.01f,
+                                100, 8, ref_s, LD);
+        repq_quant_params qs = {0.01f, 100, 8};
+        for (size_t i = 0; i < m && kernel_level_checked(REPQ_LEVEL_SCALAR); i++) {
+            float yp[NC];
+            uint8_t c[NC];
+            for (size_t j = 0; j < n; j++)
+                yp[j] = y[i * LD + j] * post;
+            repq_quant_quantize(&qs, yp, n, c);
+            assert_memory_equal(c, ref_s + i * LD, n);
+        }
         for (int lv = REPQ_LEVEL_AVX2; lv <= REPQ_LEVEL_AMX; lv++) {
             if (!kernel_level_checked((repq_kernel_level)lv))
                 continue;
+            memset(got_s, 0x5a, sizeof got_s); /* as ref_s: a row left unwritten shows */
+            repq_gemm_out_scaled_u8((repq_kernel_level)lv, m, n, acc, LD, rowsum, colmul, colconst, scale, bias, post,
+                                    0.01f, 100, 8, got_s, LD);
+            assert_memory_equal(got_s, ref_s, sizeof got_s);
             memcpy(got_i, acc, sizeof acc);
             repq_gemm_correct_s32((repq_kernel_level)lv, m, n, got_i, LD, rowsum, colmul, colconst);
             assert_memory_equal(got_i, fixed, sizeof fixed);

@@ -517,12 +517,10 @@ static void pre_attention(repq_session *s, int worker, const qblock *b, size_t r
     gemm_rows(s, worker, &b->lq, m, w->a, d, w, t0);
     if (b->q_scaled) {
         /* Swin: q times 1 / sqrt(head_dim) in float, then its quantizer (as the reference). */
-        out_f32(s, worker, &b->lq, m, w, false, w->f, d, t0);
-        const float scale = 1.0f / sqrtf((float)b->hd);
-        for (size_t i = 0; i < m * d; i++)
-            w->f[i] *= scale;
-        repq_quantize_f32_u8(s->level, m * d, w->f, b->q.s, b->q.z, b->q.bits, s->qc + r0 * d);
-        tock(s, worker, REPQ_STAGE_FLOAT, t0);
+        const qlin *l = &b->lq;
+        repq_gemm_out_scaled_u8(s->level, m, l->n, w->acc, l->n, w->rowsum, l->colmul, l->colconst, l->scale,
+                                l->bias, 1.0f / sqrtf((float)b->hd), b->q.s, b->q.z, b->q.bits, s->qc + r0 * d, d);
+        tock(s, worker, REPQ_STAGE_EPILOGUE, t0);
     } else {
         out_u8(s, worker, &b->lq, &b->q, m, w, s->qc + r0 * d, d, t0);
     }
@@ -703,12 +701,11 @@ static void merge_task(repq_session *s, int worker, int workers, const void *arg
         const size_t m = hi - r0 < ROW_BLOCK ? hi - r0 : ROW_BLOCK;
         for (size_t i = 0; i < m; i++) {
             const size_t r = r0 + i, img = r / tout, token = r % tout;
-            float *row = w->f + wide; /* [wide] after the normalized row */
             for (size_t part = 0; part < 4; part++)
-                memcpy(row + part * din, s->x + (img * tin + (size_t)map[4 * token + part]) * din, din * sizeof(float));
-            repq_float_layer_norm(row, 1, wide, g, beta, s->arch.norm_eps, w->f);
-            repq_quantize_f32_u8(s->level, wide, w->f, in->s, in->z, in->bits, w->a + i * wide);
+                memcpy(w->f + (i * 4 + part) * din, s->x + (img * tin + (size_t)map[4 * token + part]) * din,
+                       din * sizeof(float));
         }
+        repq_float_layer_norm_codes(w->f, m, wide, g, beta, s->arch.norm_eps, in->s, in->z, in->bits, w->a);
         tock(s, worker, REPQ_STAGE_FLOAT, &t0);
         gemm_rows(s, worker, l, m, w->a, wide, w, &t0);
         out_f32(s, worker, l, m, w, false, s->x2 + r0 * d, d, &t0);

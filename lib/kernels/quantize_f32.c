@@ -74,13 +74,14 @@ static void out_f32_scalar(size_t m, size_t n, const int32_t *acc, size_t ldacc,
 
 static void out_u8_scalar(size_t m, size_t n, const int32_t *acc, size_t ldacc, const int32_t *rowsum,
                           const int32_t *colmul, const int32_t *colconst, const float *scale,
-                          const float *bias, float qs, float zf, float qmax, uint8_t *out, size_t ldout)
+                          const float *bias, float post, float qs, float zf, float qmax, uint8_t *out,
+                          size_t ldout)
 {
     for (size_t i = 0; i < m; i++)
         for (size_t j = 0; j < n; j++) {
             float p = (float)exact_one(acc[i * ldacc + j], rowsum[i], colmul[j], colconst[j]) * scale[j];
             float y = p + (bias ? bias[j] : 0.0f);
-            out[i * ldout + j] = quant_one(y, qs, zf, qmax);
+            out[i * ldout + j] = quant_one(y * post, qs, zf, qmax);
         }
 }
 
@@ -208,16 +209,17 @@ AVX512_TARGET static void out_f32_avx512(size_t m, size_t n, const int32_t *acc,
 AVX512_TARGET static void out_u8_avx512(size_t m, size_t n, const int32_t *acc, size_t ldacc,
                                         const int32_t *rowsum, const int32_t *colmul,
                                         const int32_t *colconst, const float *scale, const float *bias,
-                                        float qs, float zf, float qmax, uint8_t *out, size_t ldout)
+                                        float post, float qs, float zf, float qmax, uint8_t *out, size_t ldout)
 {
     const __m512 vs = _mm512_set1_ps(qs), vz = _mm512_set1_ps(zf), vq = _mm512_set1_ps(qmax);
+    const __m512 vpost = _mm512_set1_ps(post);
     for (size_t i = 0; i < m; i++) {
         const __m512i rs = _mm512_set1_epi32(rowsum[i]);
         for (size_t j = 0; j < n; j += 16) {
             const __mmask16 mk = tail_mask(n - j);
             const __m512 y = y_vec(acc + i * ldacc + j, rs, colmul + j, colconst + j, scale + j,
                                    bias ? bias + j : NULL, mk);
-            _mm512_mask_cvtepi32_storeu_epi8(out + i * ldout + j, mk, quant_vec(y, vs, vz, vq));
+            _mm512_mask_cvtepi32_storeu_epi8(out + i * ldout + j, mk, quant_vec(_mm512_mul_ps(y, vpost), vs, vz, vq));
         }
     }
 }
@@ -505,18 +507,21 @@ AVX2_TARGET static void out_f32_avx2(size_t m, size_t n, const int32_t *acc, siz
 
 AVX2_TARGET static void out_u8_avx2(size_t m, size_t n, const int32_t *acc, size_t ldacc, const int32_t *rowsum,
                                     const int32_t *colmul, const int32_t *colconst, const float *scale,
-                                    const float *bias, float qs, float zf, float qmax, uint8_t *out, size_t ldout)
+                                    const float *bias, float post, float qs, float zf, float qmax, uint8_t *out,
+                                    size_t ldout)
 {
     const __m256 vs = _mm256_set1_ps(qs), vz = _mm256_set1_ps(zf), vq = _mm256_set1_ps(qmax);
+    const __m256 vpost = _mm256_set1_ps(post);
     const size_t n8 = n / 8 * 8;
     for (size_t i = 0; i < m; i++) {
         const __m256i rs = _mm256_set1_epi32(rowsum[i]);
-        for (size_t j = 0; j < n8; j += 8)
-            store_codes8(out + i * ldout + j, quant_vec8(y_vec8(acc + i * ldacc + j, rs, colmul + j, colconst + j,
-                                                                scale + j, bias ? bias + j : NULL),
-                                                         vs, vz, vq));
+        for (size_t j = 0; j < n8; j += 8) {
+            const __m256 y = y_vec8(acc + i * ldacc + j, rs, colmul + j, colconst + j, scale + j,
+                                    bias ? bias + j : NULL);
+            store_codes8(out + i * ldout + j, quant_vec8(_mm256_mul_ps(y, vpost), vs, vz, vq));
+        }
         out_u8_scalar(1, n - n8, acc + i * ldacc + n8, ldacc, rowsum + i, colmul + n8, colconst + n8, scale + n8,
-                      bias ? bias + n8 : NULL, qs, zf, qmax, out + i * ldout + n8, ldout);
+                      bias ? bias + n8 : NULL, post, qs, zf, qmax, out + i * ldout + n8, ldout);
     }
 }
 
@@ -623,18 +628,28 @@ void repq_gemm_out_f32(repq_kernel_level level, size_t m, size_t n, const int32_
         out_f32_scalar(m, n, acc, ldacc, rowsum, colmul, colconst, scale, bias, accumulate, out, ldout);
 }
 
+void repq_gemm_out_scaled_u8(repq_kernel_level level, size_t m, size_t n, const int32_t *acc, size_t ldacc,
+                             const int32_t *rowsum, const int32_t *colmul, const int32_t *colconst,
+                             const float *scale, const float *bias, float post, float qscale, int32_t qzp,
+                             int32_t bits, uint8_t *out, size_t ldout)
+{
+    const float zf = (float)qzp, qmax = (float)((1 << bits) - 1);
+    if (level >= REPQ_LEVEL_AVX512VNNI)
+        out_u8_avx512(m, n, acc, ldacc, rowsum, colmul, colconst, scale, bias, post, qscale, zf, qmax, out, ldout);
+    else if (level >= REPQ_LEVEL_AVX2)
+        out_u8_avx2(m, n, acc, ldacc, rowsum, colmul, colconst, scale, bias, post, qscale, zf, qmax, out, ldout);
+    else
+        out_u8_scalar(m, n, acc, ldacc, rowsum, colmul, colconst, scale, bias, post, qscale, zf, qmax, out, ldout);
+}
+
 void repq_gemm_out_u8(repq_kernel_level level, size_t m, size_t n, const int32_t *acc, size_t ldacc,
                       const int32_t *rowsum, const int32_t *colmul, const int32_t *colconst,
                       const float *scale, const float *bias, float qscale, int32_t qzp, int32_t bits,
                       uint8_t *out, size_t ldout)
 {
-    const float zf = (float)qzp, qmax = (float)((1 << bits) - 1);
-    if (level >= REPQ_LEVEL_AVX512VNNI)
-        out_u8_avx512(m, n, acc, ldacc, rowsum, colmul, colconst, scale, bias, qscale, zf, qmax, out, ldout);
-    else if (level >= REPQ_LEVEL_AVX2)
-        out_u8_avx2(m, n, acc, ldacc, rowsum, colmul, colconst, scale, bias, qscale, zf, qmax, out, ldout);
-    else
-        out_u8_scalar(m, n, acc, ldacc, rowsum, colmul, colconst, scale, bias, qscale, zf, qmax, out, ldout);
+    /* y * 1 is y for every float, so this is the plain epilogue. */
+    repq_gemm_out_scaled_u8(level, m, n, acc, ldacc, rowsum, colmul, colconst, scale, bias, 1.0f, qscale, qzp, bits,
+                            out, ldout);
 }
 
 void repq_gemm_out_gelu_u8(repq_kernel_level level, size_t m, size_t n, const int32_t *acc, size_t ldacc,

@@ -50,6 +50,13 @@ void repq_gemm_out_u8(repq_kernel_level level, size_t m, size_t n, const int32_t
                       const float *scale, const float *bias, float qscale, int32_t qzp, int32_t bits,
                       uint8_t *out, size_t ldout);
 
+/* The same for y * post (one float product): Swin's q, scaled by 1 / sqrt(head_dim)
+ * in float before its quantizer. */
+void repq_gemm_out_scaled_u8(repq_kernel_level level, size_t m, size_t n, const int32_t *acc, size_t ldacc,
+                             const int32_t *rowsum, const int32_t *colmul, const int32_t *colconst,
+                             const float *scale, const float *bias, float post, float qscale, int32_t qzp,
+                             int32_t bits, uint8_t *out, size_t ldout);
+
 /* fc2's input quantizer as the fused epilogue takes it: uniform (two_region false:
  * scale, zero_point, bits) or two-region (scale, zero_point, top, shift as
  * repq_quantize_f32_two_region_u8). */
