@@ -122,10 +122,11 @@ static void check_naive(const char *what, size_t m, size_t n, size_t k, const ui
         }
 }
 
-static void gemm_check_shape(size_t m, size_t n, size_t k, int extremes)
+static void gemm_check_shape_lda(size_t m, size_t n, size_t k, size_t lda, int extremes)
 {
-    const size_t lda = k + 3, ldb = k + 1, ldc = n + 5;
-    uint8_t *a = malloc(m * lda);
+    const size_t ldb = k + 1, ldc = n + 5;
+    /* 64-byte aligned, so that lda a multiple of 64 gives whole cache-line rows. */
+    uint8_t *a = aligned_alloc(64, (m * lda + 63) / 64 * 64);
     int8_t *b = malloc(n * ldb);
     int32_t *ref = malloc(m * ldc * sizeof *ref), *c = malloc(m * ldc * sizeof *c);
     assert_true(a && b && ref && c);
@@ -156,6 +157,11 @@ static void gemm_check_shape(size_t m, size_t n, size_t k, int extremes)
     free(c);
 }
 
+static void gemm_check_shape(size_t m, size_t n, size_t k, int extremes)
+{
+    gemm_check_shape_lda(m, n, k, k + 3, extremes);
+}
+
 static void gemm_levels_match_scalar(void **state)
 {
     (void)state;
@@ -169,6 +175,15 @@ static void gemm_levels_match_scalar(void **state)
                 gemm_check_shape(ms[x], ns[y], ks[z], 0);
     gemm_check_shape(13, 70, 1100, 0); /* crosses the VNNI K chunk */
     gemm_check_shape(7, 33, 2051, 0);
+    /* The AMX kernel's A paths: whole aligned lines (k and lda multiples of 64), a
+     * staged block (k up to 256), a staged k tail (longer k); 197 rows span three
+     * row blocks. */
+    gemm_check_shape_lda(197, 65, 128, 128, 0);
+    gemm_check_shape_lda(197, 65, 320, 320, 0);
+    gemm_check_shape_lda(197, 33, 256, 260, 0);
+    gemm_check_shape_lda(197, 33, 96, 96, 0);
+    gemm_check_shape_lda(197, 33, 300, 300, 0);
+    gemm_check_shape_lda(40, 17, 384, 448, 0);
 }
 
 static void gemm_extremes_do_not_overflow(void **state)

@@ -10,8 +10,12 @@
  *    reconfigured to that many rows (one more ldtilecfg per call), rather than on
  *    the AVX-512 VNNI kernel, which took 4 % of a deit_small session at batch 1 for
  *    the 5 rows past 192 of each 197-token pass;
- *  - k bytes past the last whole 64: the A rows of that step are copied into a
- *    zeroed 16 x 64 buffer;
+ *  - A rows that are not whole 64-byte lines (k or lda not a multiple of 64, or a
+ *    misaligned): when k rounded up to 64 is at most STAGE_K, each block of ROW_BLOCK
+ *    rows is copied once into a zero-padded, aligned buffer that every column group
+ *    of the block reads (tile rows split across cache lines, and copying per tile
+ *    and group, made swin_tiny's k = 96 layers run at a third of the k = 128 speed);
+ *    for longer k only the bytes past the last whole 64 are staged that way;
  *  - the k tail of B: the tile reads up to 15 blocks past the group, which is the
  *    next group or the slack that repq_gemm_u8s8_packed_size reserves; those
  *    bytes meet the zero A bytes of the staged copy, so they add nothing;
@@ -34,6 +38,9 @@
 /* Rows of A per pass over all column groups: a block of A stays in L1/L2 while
  * the B panels stream past it. */
 #define ROW_BLOCK 96
+/* Longest (64-rounded) k whose A block is staged whole: ROW_BLOCK x STAGE_K bytes (24 KB)
+ * of stack. */
+#define STAGE_K 256
 
 #define AMX_TARGET __attribute__((target("amx-tile,amx-int8")))
 
@@ -53,22 +60,13 @@ typedef struct tile_config {
 
 static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
 
-/* The A operand of one k step for `rows` (<= 16, the tile's configured rows) rows from
- * a + kc: straight from the matrix when the step is whole, otherwise a zero-padded
- * copy in `stage`. */
-static const uint8_t *a_operand(const uint8_t *a, size_t lda, size_t kc, size_t k, size_t rows, uint8_t *stage,
-                                size_t *stride)
+/* Bytes [k0, k) of `rows` rows of a, zero-padded to `width` bytes per row, in stage. */
+static void stage_rows(const uint8_t *a, size_t lda, size_t k0, size_t k, size_t width, size_t rows,
+                       uint8_t *stage)
 {
-    if (k - kc >= TILE_K) {
-        *stride = lda;
-        return a + kc;
-    }
-    const size_t bytes = min_size(k - kc, TILE_K);
-    memset(stage, 0, TILE_ROWS * TILE_K);
+    memset(stage, 0, rows * width);
     for (size_t r = 0; r < rows; r++)
-        memcpy(stage + r * TILE_K, a + r * lda + kc, bytes);
-    *stride = TILE_K;
-    return stage;
+        memcpy(stage + r * width, a + r * lda + k0, k - k0);
 }
 
 static void copy_out(const int32_t *tile, size_t rows, size_t cols, int32_t *c, size_t ldc)
@@ -96,11 +94,24 @@ AMX_TARGET static void tiles(size_t rows, size_t n, size_t k, const uint8_t *a, 
                              int32_t *c, size_t ldc)
 {
     const size_t kq = (k + QUAD - 1) / QUAD, groups = (n + GROUP - 1) / GROUP;
-    const size_t gstride = kq * BLOCK;
-    alignas(64) uint8_t stage0[TILE_ROWS * TILE_K], stage1[TILE_ROWS * TILE_K];
+    const size_t gstride = kq * BLOCK, kpad = (k + TILE_K - 1) / TILE_K * TILE_K;
+    const bool lines = k == kpad && lda % TILE_K == 0 && (uintptr_t)a % TILE_K == 0;
+    const bool whole_block = !lines && kpad <= STAGE_K;
+    /* k steps before this one read the matrix (or the staged block) directly. */
+    const size_t kdirect = whole_block ? kpad : k / TILE_K * TILE_K;
+    alignas(64) uint8_t stage[ROW_BLOCK * STAGE_K];
     alignas(64) int32_t cbuf[TILE_ROWS * GROUP];
     for (size_t ib = 0; ib < rows; ib += ROW_BLOCK) {
         const size_t mb = min_size(ROW_BLOCK, rows - ib);
+        const uint8_t *ab = a + ib * lda; /* this block's rows, stride sa */
+        size_t sa = lda;
+        if (whole_block) {
+            stage_rows(ab, lda, 0, k, kpad, mb, stage);
+            ab = stage;
+            sa = kpad;
+        } else if (kdirect < k) {
+            stage_rows(ab, lda, kdirect, k, TILE_K, mb, stage);
+        }
         for (size_t g = 0; g < groups; g += 2) {
             const bool two_groups = g + 1 < groups;
             const int8_t *b0 = bp + g * gstride, *b1 = b0 + gstride;
@@ -110,15 +121,17 @@ AMX_TARGET static void tiles(size_t rows, size_t n, size_t k, const uint8_t *a, 
                 const bool two_tiles = ib + mb - i > TILE_ROWS;
                 const size_t rows0 = min_size(TILE_ROWS, ib + mb - i);
                 const size_t rows1 = two_tiles ? min_size(TILE_ROWS, ib + mb - i - TILE_ROWS) : 0;
-                const uint8_t *ar0 = a + i * lda, *ar1 = ar0 + TILE_ROWS * lda;
+                const uint8_t *ar0 = ab + (i - ib) * sa, *ar1 = ar0 + TILE_ROWS * sa;
                 _tile_zero(0);
                 _tile_zero(1);
                 _tile_zero(2);
                 _tile_zero(3);
+                const uint8_t *st0 = stage + (i - ib) * TILE_K, *st1 = st0 + TILE_ROWS * TILE_K;
                 for (size_t kc = 0; kc < k; kc += TILE_K) {
                     const size_t boff = kc / QUAD * BLOCK;
-                    size_t s0, s1;
-                    _tile_loadd(4, a_operand(ar0, lda, kc, k, rows0, stage0, &s0), s0);
+                    const bool whole = kc < kdirect;
+                    const size_t s0 = whole ? sa : TILE_K, s1 = s0;
+                    _tile_loadd(4, whole ? ar0 + kc : st0, s0);
                     _tile_loadd(6, b0 + boff, BLOCK);
                     _tile_dpbusd(0, 4, 6);
                     if (two_groups) {
@@ -126,7 +139,7 @@ AMX_TARGET static void tiles(size_t rows, size_t n, size_t k, const uint8_t *a, 
                         _tile_dpbusd(1, 4, 7);
                     }
                     if (two_tiles) {
-                        _tile_loadd(5, a_operand(ar1, lda, kc, k, rows1, stage1, &s1), s1);
+                        _tile_loadd(5, whole ? ar1 + kc : st1, s1);
                         _tile_dpbusd(2, 5, 6);
                         if (two_groups)
                             _tile_dpbusd(3, 5, 7);
