@@ -330,9 +330,12 @@ AVX512_TARGET static inline __m512 gelu_fast_vec(__m512 y, const __m512 lo[5], c
     const __m512i idx = _mm512_cvttps_epi32(t);
     const __m512 centre = _mm512_fmsub_ps(_mm512_cvtepi32_ps(idx), _mm512_set1_ps(0.5f), _mm512_set1_ps(7.75f));
     const __m512 u = _mm512_sub_ps(yc, centre);
+    /* Written out, so that the ten coefficient vectors stay in registers. */
     __m512 p = _mm512_permutex2var_ps(lo[4], idx, hi[4]);
-    for (int j = 3; j >= 0; j--)
-        p = _mm512_fmadd_ps(p, u, _mm512_permutex2var_ps(lo[j], idx, hi[j]));
+    p = _mm512_fmadd_ps(p, u, _mm512_permutex2var_ps(lo[3], idx, hi[3]));
+    p = _mm512_fmadd_ps(p, u, _mm512_permutex2var_ps(lo[2], idx, hi[2]));
+    p = _mm512_fmadd_ps(p, u, _mm512_permutex2var_ps(lo[1], idx, hi[1]));
+    p = _mm512_fmadd_ps(p, u, _mm512_permutex2var_ps(lo[0], idx, hi[0]));
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(y, _mm512_set1_ps(8.0f), _CMP_GE_OQ), p, y);
 }
 
@@ -392,12 +395,24 @@ AVX512_TARGET static inline __m512i fast_codes(__m512 g, const repq_gelu_codes *
     return _mm512_cvttps_epi32(q->two_region ? _mm512_add_ps(c, vz) : c);
 }
 
+/* The exact steps for one vector, out of line: the fast path's loop keeps its
+ * coefficient and constant vectors in registers only without this code inside it. */
+AVX512_TARGET __attribute__((noinline)) static __m512i exact_gelu_codes(__m512 y, const repq_gelu_codes *q)
+{
+    const __m512 vs = _mm512_set1_ps(q->scale), vz = _mm512_set1_ps((float)q->zero_point);
+    const __m512 g = gelu_vec(y);
+    if (!q->two_region)
+        return quant_vec(g, vs, vz, _mm512_set1_ps((float)((1 << q->bits) - 1)));
+    return two_region_vec(g, vs, vz, _mm512_set1_ps((float)q->top), _mm512_set1_ps((float)(1 << q->shift)),
+                          _mm512_set1_ps(-(float)q->zero_point));
+}
+
 AVX512_TARGET static void out_gelu_avx512(size_t m, size_t n, const int32_t *acc, size_t ldacc,
                                           const int32_t *rowsum, const int32_t *colmul, const int32_t *colconst,
                                           const float *scale, const float *bias, const repq_gelu_codes *q,
                                           uint8_t *out, size_t ldout)
 {
-    const __m512 vs = _mm512_set1_ps(q->scale), vz = _mm512_set1_ps((float)q->zero_point);
+    const __m512 vz = _mm512_set1_ps((float)q->zero_point);
     const __m512 vq = _mm512_set1_ps((float)((1 << q->bits) - 1)), vt = _mm512_set1_ps((float)q->top);
     const __m512 vp = _mm512_set1_ps((float)(1 << q->shift)), vnz = _mm512_set1_ps(-(float)q->zero_point);
     const float inv_s = 1.0f / q->scale;
@@ -416,10 +431,8 @@ AVX512_TARGET static void out_gelu_avx512(size_t m, size_t n, const int32_t *acc
             __m512i c = _mm512_setzero_si512();
             if (fast)
                 c = fast_codes(gelu_fast_vec(y, lo, hi), q, &limits, vz, vq, vt, vp, vnz, &ambiguous);
-            if (ambiguous & mk) {
-                const __m512 g = gelu_vec(y);
-                c = q->two_region ? two_region_vec(g, vs, vz, vt, vp, vnz) : quant_vec(g, vs, vz, vq);
-            }
+            if (ambiguous & mk)
+                c = exact_gelu_codes(y, q);
             _mm512_mask_cvtepi32_storeu_epi8(out + i * ldout + j, mk, c);
         }
     }
