@@ -47,8 +47,12 @@ static void quantize_matches_quantizer(void **state)
         size_t n = 1 + next_u32() % N;
         for (size_t i = 0; i < n; i++) {
             x[i] = next_float(-200.0f, 200.0f) * p.scale;
-            if (i % 5 == 0) /* exact ties of x / s */
+            if (i % 5 == 0 || i % 5 == 1) /* exact ties of x / s */
                 x[i] = ((float)((int32_t)(next_u32() % 400) - 200) + 0.5f) * p.scale;
+            /* and their neighbours a few ulps away, where x / s and x * (1 / s) can
+             * round to different integers (the AVX-512 kernels must notice) */
+            for (uint32_t k = i % 5 == 1 ? 1 + next_u32() % 4 : 0, up = next_u32() & 1; k > 0; k--)
+                x[i] = nextafterf(x[i], up ? INFINITY : -INFINITY);
         }
         x[0] = NAN;
         if (n > 2) {
