@@ -604,33 +604,30 @@ static void rows_task(repq_session *s, int worker, int workers, const void *arg)
     }
 }
 
-/* area rows of one head's codes through a window's row map, into dst [area, hd]; the
- * usual head widths get copies of a constant size, which the compiler inlines. */
-static void gather_head(const uint8_t *codes, size_t d, const int32_t *rows, size_t area, size_t hd, uint8_t *dst)
+/* One row of a head's codes; the usual head widths get copies of a constant size,
+ * which the compiler inlines instead of calling memcpy. */
+static inline void copy_head_row(uint8_t *dst, const uint8_t *src, size_t hd)
 {
     if (hd == 32)
-        for (size_t i = 0; i < area; i++)
-            memcpy(dst + i * 32, codes + (size_t)rows[i] * d, 32);
+        memcpy(dst, src, 32);
     else if (hd == 64)
-        for (size_t i = 0; i < area; i++)
-            memcpy(dst + i * 64, codes + (size_t)rows[i] * d, 64);
+        memcpy(dst, src, 64);
     else
-        for (size_t i = 0; i < area; i++)
-            memcpy(dst + i * hd, codes + (size_t)rows[i] * d, hd);
+        memcpy(dst, src, hd);
+}
+
+/* area rows of one head's codes through a window's row map, into dst [area, hd]. */
+static void gather_head(const uint8_t *codes, size_t d, const int32_t *rows, size_t area, size_t hd, uint8_t *dst)
+{
+    for (size_t i = 0; i < area; i++)
+        copy_head_row(dst + i * hd, codes + (size_t)rows[i] * d, hd);
 }
 
 /* The inverse: dst rows (stride d) through the row map from src [area, hd]. */
 static void scatter_head(const uint8_t *src, const int32_t *rows, size_t area, size_t hd, size_t d, uint8_t *dst)
 {
-    if (hd == 32)
-        for (size_t i = 0; i < area; i++)
-            memcpy(dst + (size_t)rows[i] * d, src + i * 32, 32);
-    else if (hd == 64)
-        for (size_t i = 0; i < area; i++)
-            memcpy(dst + (size_t)rows[i] * d, src + i * 64, 64);
-    else
-        for (size_t i = 0; i < area; i++)
-            memcpy(dst + (size_t)rows[i] * d, src + i * hd, hd);
+    for (size_t i = 0; i < area; i++)
+        copy_head_row(dst + (size_t)rows[i] * d, src + i * hd, hd);
 }
 
 /* Window attention scores: on the grid 2^score_shift finer, plus the head's relative

@@ -127,6 +127,13 @@ AVX512_TARGET static inline __m512i quant_vec(__m512 x, __m512 s, __m512 zf, __m
  * half-integer. A vector with such a lane (or a NaN or infinity) takes the division.
  * The allowance is taken at the largest |w| that is not clamped (wmax); beyond it
  * both give the same end code. Off (`on` false) where 1 / s would lose precision. */
+/* The largest |x / s| (plus one) whose code is not a clamped end of [0, qmax] under
+ * zero point zf: beyond it a rounding difference cannot change the code. */
+static float unclamped_wmax(float zf, float qmax)
+{
+    return fmaxf(fabsf(zf), fabsf(qmax - zf)) + 1.0f;
+}
+
 typedef struct quant_recip {
     bool on;
     __m512 inv, limit;
@@ -135,7 +142,7 @@ typedef struct quant_recip {
 AVX512_TARGET static inline quant_recip quant_recip_of(float s, float zf, float qmax)
 {
     quant_recip r;
-    const float wmax = fmaxf(fabsf(zf), fabsf(qmax - zf)) + 1.0f;
+    const float wmax = unclamped_wmax(zf, qmax);
     r.on = s >= 0x1p-120f && s <= 0x1p120f;
     r.inv = _mm512_set1_ps(1.0f / s);
     r.limit = _mm512_set1_ps(0.5f - (wmax + 1.0f) * 0x1p-21f);
@@ -404,7 +411,7 @@ AVX512_TARGET static fast_limits fast_limits_of(const repq_gelu_codes *q)
         l.limit_pos = _mm512_set1_ps(fast_limit(inv, wmax));
         l.limit_neg = _mm512_set1_ps(fast_limit(finer, wmax));
     } else {
-        const float wmax = fmaxf(fabsf(z), fabsf(qmax - z)) + 1.0f;
+        const float wmax = unclamped_wmax(z, qmax);
         l.inv_neg = l.inv_pos;
         l.limit_pos = l.limit_neg = _mm512_set1_ps(fast_limit(inv, wmax));
     }

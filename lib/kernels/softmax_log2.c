@@ -118,10 +118,11 @@ int32_t repq_log2_q22(uint64_t sum)
     return repq_log2_q22_reference(sum);
 }
 
-/* 2*log2(S * 2^-30) + 2*log2(s), Q22. S >= 2^30 because the maximum contributes 1. */
-static int32_t row_offset(const repq_log2softmax_params *p, uint64_t sum)
+/* 2*log2(S * 2^-30) + 2*log2(s), Q22, from log2_s = log2(S * 2^-30) in Q22. S >= 2^30
+ * because the maximum contributes 1. */
+static int32_t row_offset(const repq_log2softmax_params *p, int32_t log2_s)
 {
-    return 2 * repq_log2_q22(sum) + p->two_log2_s;
+    return 2 * log2_s + p->two_log2_s;
 }
 
 static inline uint8_t code_of(const repq_log2softmax_params *p, uint32_t t, int32_t offset)
@@ -147,7 +148,7 @@ static void row_scalar(const repq_log2softmax_params *p, size_t n, const int32_t
     uint64_t sum = 0;
     for (size_t j = 0; j < n; j++)
         sum += exp2_neg_q30(t_q22(p, xmax, score(x, bias, j)));
-    const int32_t offset = row_offset(p, sum);
+    const int32_t offset = row_offset(p, repq_log2_q22(sum));
     for (size_t j = 0; j < n; j++)
         codes[j] = code_of(p, t_q22(p, xmax, score(x, bias, j)), offset);
 }
@@ -296,18 +297,17 @@ AVX512_TARGET static void rows_avx512(const repq_log2softmax_params *p, size_t r
     const size_t fit = T_KEPT / n, group = fit < 1 ? 1 : fit > ROW_GROUP ? ROW_GROUP : fit;
     for (size_t i0 = 0; i0 < rows; i0 += group) {
         const size_t g = rows - i0 < group ? rows - i0 : group;
-        int32_t row_max[ROW_GROUP], offset[ROW_GROUP];
+        int32_t row_max[ROW_GROUP], log2_s[ROW_GROUP];
         uint64_t sum[ROW_GROUP];
         for (size_t r = 0; r < g; r++) {
             const int32_t *xr = x + (i0 + r) * ldx;
             row_max[r] = row_max_avx512(n, xr, bias);
             sum[r] = row_sum_avx512(p, n, xr, bias, row_max[r], fit ? kept + r * n : NULL);
         }
-        for (size_t r = 0; r < g; r += 8)
-            log2_q22_avx512(g - r < 8 ? g - r : 8, sum + r, offset + r);
+        repq_log2_q22_batch(REPQ_LEVEL_AVX512VNNI, g, sum, log2_s);
         for (size_t r = 0; r < g; r++)
             row_codes_avx512(p, n, x + (i0 + r) * ldx, bias, row_max[r], fit ? kept + r * n : NULL,
-                             2 * offset[r] + p->two_log2_s, codes + (i0 + r) * ldcodes);
+                             row_offset(p, log2_s[r]), codes + (i0 + r) * ldcodes);
     }
 }
 
@@ -372,7 +372,7 @@ AVX2_TARGET static void row_avx2(const repq_log2softmax_params *p, size_t n, con
     const __m256i sum4 = _mm256_add_epi64(sum_lo, sum_hi);
     const __m128i sum2 = _mm_add_epi64(_mm256_castsi256_si128(sum4), _mm256_extracti128_si256(sum4, 1));
     const uint64_t sum = (uint64_t)_mm_cvtsi128_si64(sum2) + (uint64_t)_mm_extract_epi64(sum2, 1);
-    const int32_t offset = row_offset(p, sum);
+    const int32_t offset = row_offset(p, repq_log2_q22(sum));
     const __m256i voff = _mm256_set1_epi32(offset), half = _mm256_set1_epi32((int32_t)(T_ONE / 2 - 1));
     const __m256i one = _mm256_set1_epi32(1), cmax = _mm256_set1_epi32(p->code_max);
     const __m256i sentinel = _mm256_set1_epi32(p->sentinel);
