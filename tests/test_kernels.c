@@ -122,8 +122,34 @@ static void check_naive(const char *what, size_t m, size_t n, size_t k, const ui
         }
 }
 
-static void gemm_check_shape_lda(size_t m, size_t n, size_t k, size_t lda, int extremes)
+/* Weights of a test GEMM. The AVX2 kernel takes a different form for a block
+ * (16 columns x 4 k) whose byte pairs all have |b0| + |b1| <= 128 ("narrow") than
+ * for one with a wider pair, and decides per column group whether to test quads
+ * one by one; these cover every form. */
+enum weights {
+    WEIGHTS_RANDOM,   /* uniform int8: nearly every block wide */
+    WEIGHTS_EXTREME,  /* all -128, with A all 255: the largest sums */
+    WEIGHTS_NARROW,   /* |b| <= 64: every block narrow */
+    WEIGHTS_FEW_WIDE, /* narrow, with one wide pair in about one quad in eight */
+};
+
+static int8_t weight_of(enum weights kind, size_t p)
 {
+    switch (kind) {
+    case WEIGHTS_EXTREME: return -128;
+    case WEIGHTS_NARROW: return (int8_t)((int)(rng_next() % 129) - 64);
+    case WEIGHTS_FEW_WIDE:
+        if (p % 2 == 0 && rng_next() % 256 == 0)
+            return rng_next() % 2 ? 127 : -128; /* with any partner beyond +-1: wide */
+        return (int8_t)((int)(rng_next() % 129) - 64);
+    case WEIGHTS_RANDOM: break;
+    }
+    return (int8_t)rng_next();
+}
+
+static void gemm_check_shape_lda(size_t m, size_t n, size_t k, size_t lda, enum weights kind)
+{
+    const bool extremes = kind == WEIGHTS_EXTREME;
     const size_t ldb = k + 1, ldc = n + 5;
     /* 64-byte aligned, so that lda a multiple of 64 gives whole cache-line rows. */
     uint8_t *a = aligned_alloc(64, (m * lda + 63) / 64 * 64);
@@ -133,7 +159,7 @@ static void gemm_check_shape_lda(size_t m, size_t n, size_t k, size_t lda, int e
     for (size_t i = 0; i < m * lda; i++)
         a[i] = extremes ? 255 : (uint8_t)rng_next();
     for (size_t i = 0; i < n * ldb; i++)
-        b[i] = extremes ? -128 : (int8_t)rng_next();
+        b[i] = weight_of(kind, i % ldb);
     void *p = pack_weights(n, k, b, ldb);
     repq_gemm_u8s8_scalar(m, n, k, a, lda, p, ref, ldc);
     if (kernel_level_checked(REPQ_LEVEL_SCALAR))
@@ -157,9 +183,9 @@ static void gemm_check_shape_lda(size_t m, size_t n, size_t k, size_t lda, int e
     free(c);
 }
 
-static void gemm_check_shape(size_t m, size_t n, size_t k, int extremes)
+static void gemm_check_shape(size_t m, size_t n, size_t k, enum weights kind)
 {
-    gemm_check_shape_lda(m, n, k, k + 3, extremes);
+    gemm_check_shape_lda(m, n, k, k + 3, kind);
 }
 
 static void gemm_levels_match_scalar(void **state)
@@ -172,25 +198,75 @@ static void gemm_levels_match_scalar(void **state)
     for (size_t x = 0; x < sizeof ms / sizeof *ms; x++)
         for (size_t y = 0; y < sizeof ns / sizeof *ns; y++)
             for (size_t z = 0; z < sizeof ks / sizeof *ks; z++)
-                gemm_check_shape(ms[x], ns[y], ks[z], 0);
-    gemm_check_shape(13, 70, 1100, 0); /* crosses the VNNI K chunk */
-    gemm_check_shape(7, 33, 2051, 0);
+                gemm_check_shape(ms[x], ns[y], ks[z], WEIGHTS_RANDOM);
+    gemm_check_shape(13, 70, 1100, WEIGHTS_RANDOM); /* crosses the VNNI K chunk */
+    gemm_check_shape(7, 33, 2051, WEIGHTS_RANDOM);
     /* The AMX kernel's A paths: whole aligned lines (k and lda multiples of 64), a
      * staged block (k up to 256), a staged k tail (longer k); 197 rows span three
      * row blocks. */
-    gemm_check_shape_lda(197, 65, 128, 128, 0);
-    gemm_check_shape_lda(197, 65, 320, 320, 0);
-    gemm_check_shape_lda(197, 33, 256, 260, 0);
-    gemm_check_shape_lda(197, 33, 96, 96, 0);
-    gemm_check_shape_lda(197, 33, 300, 300, 0);
-    gemm_check_shape_lda(40, 17, 384, 448, 0);
+    gemm_check_shape_lda(197, 65, 128, 128, WEIGHTS_RANDOM);
+    gemm_check_shape_lda(197, 65, 320, 320, WEIGHTS_RANDOM);
+    gemm_check_shape_lda(197, 33, 256, 260, WEIGHTS_RANDOM);
+    gemm_check_shape_lda(197, 33, 96, 96, WEIGHTS_RANDOM);
+    gemm_check_shape_lda(197, 33, 300, 300, WEIGHTS_RANDOM);
+    gemm_check_shape_lda(40, 17, 384, 448, WEIGHTS_RANDOM);
+    /* Narrow weights, and narrow ones with a few wide quads, over the same kinds of
+     * shapes: tails of rows, columns and k, k long enough for groups with a wide
+     * quad to be tested quad by quad and groups mostly wide. */
+    const enum weights kinds[] = {WEIGHTS_NARROW, WEIGHTS_FEW_WIDE};
+    for (size_t w = 0; w < 2; w++) {
+        for (size_t x = 0; x < sizeof ms / sizeof *ms; x++)
+            for (size_t z = 0; z < sizeof ks / sizeof *ks; z++)
+                gemm_check_shape(ms[x], 17, ks[z], kinds[w]);
+        gemm_check_shape(197, 65, 384, kinds[w]);
+        gemm_check_shape(13, 33, 1537, kinds[w]);
+    }
+}
+
+/* Pairs at the narrow form's limit: |b0| + |b1| = 128 times a = 255 is 32640 (or
+ * -32640), the largest int16 pair sum it allows; a quad with one pair of 129 must
+ * take the wide form. Expected values worked out here, not by a kernel. */
+static void gemm_narrow_limit(void **state)
+{
+    (void)state;
+    enum { N = 16, K = 12 };
+    const int8_t limit_pairs[][2] = {{127, 1}, {-128, 0}, {64, 64}, {-64, -64}, {100, -28}, {0, -128}, {-1, 127}, {28, 100}};
+    int8_t b[N][K];
+    uint8_t a[3][K];
+    memset(a, 255, sizeof a);
+    a[2][1] = 0; /* one row where the limit pairs' second product drops out */
+    for (int j = 0; j < N; j++) {
+        const int8_t *x = limit_pairs[j % 8], *y = limit_pairs[(j + 3) % 8];
+        /* quads 0 and 1: limit pairs only (narrow); quad 2: column 5 has (-65, -64). */
+        const int8_t row[K] = {x[0], x[1], y[0], y[1], y[0], y[1], x[0], x[1], 1, 2, j == 5 ? -65 : 3, j == 5 ? -64 : 4};
+        memcpy(b[j], row, K);
+    }
+    int32_t expect[3][N];
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < N; j++) {
+            const int8_t *x = limit_pairs[j % 8], *y = limit_pairs[(j + 3) % 8];
+            const int32_t ax1 = i == 2 ? 0 : 255;
+            /* The x pair at k 0-1 (a[i][1] = ax1) and 6-7, the y pair twice, quad 2. */
+            expect[i][j] = (255 * x[0] + ax1 * x[1]) + 255 * (x[0] + x[1]) + 2 * 255 * (y[0] + y[1]) +
+                           (j == 5 ? 255 * (1 + 2 - 65 - 64) : 255 * (1 + 2 + 3 + 4));
+        }
+    void *p = pack_weights(N, K, &b[0][0], K);
+    int32_t c[3][N];
+    for (size_t l = 0; l < N_LEVELS; l++) {
+        if (!kernel_level_checked(every_level[l]))
+            continue;
+        memset(c, 0x5a, sizeof c);
+        repq_gemm_u8s8(every_level[l], 3, N, K, &a[0][0], K, p, &c[0][0], N);
+        assert_memory_equal(c, expect, sizeof c);
+    }
+    free(p);
 }
 
 static void gemm_extremes_do_not_overflow(void **state)
 {
     (void)state;
     /* 255 * -128 * 65536 = -2139095040, the most negative sum the bound allows. */
-    gemm_check_shape(2, 17, REPQ_GEMM_U8S8_MAX_K, 1);
+    gemm_check_shape(2, 17, REPQ_GEMM_U8S8_MAX_K, WEIGHTS_EXTREME);
 }
 
 /* Memory whose last byte is followed by an inaccessible page: a kernel that reads
@@ -780,6 +856,7 @@ int main(void)
         cmocka_unit_test(cpu_levels_are_ordered),
         cmocka_unit_test(gemm_scalar_hand_case),
         cmocka_unit_test(gemm_levels_match_scalar),
+        cmocka_unit_test(gemm_narrow_limit),
         cmocka_unit_test(gemm_extremes_do_not_overflow),
         cmocka_unit_test(gemm_reads_stay_inside_operands),
         cmocka_unit_test(gemm_u4_hand_case),

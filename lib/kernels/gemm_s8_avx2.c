@@ -6,13 +6,20 @@
  * column group: 2 * TILE_MR int32 accumulators (12 of the 16 ymm registers), the
  * block's two halves and one broadcast A quad.
  *
- * AVX2 has no u8 x s8 dot product that cannot saturate (vpmaddubsw saturates its
- * int16 pair sums), so it forms the same 4-term sums from even and odd bytes:
- * vpmaddwd(a even bytes, b even bytes sign-extended) + vpmaddwd(odd, odd), each
- * product at most 255 * 128 and each pair sum exact in int32. Both kernels give
- * the scalar reference's bits. */
+ * AVX2 has no u8 x s8 dot product that cannot saturate: vpmaddubsw adds two
+ * products in int16, and 255 * b0 + 255 * b1 leaves int16 once |b0| + |b1| > 128.
+ * So the AVX2 kernel looks at the weights first. A block whose byte pairs (0-1 and
+ * 2-3 of every column) all have |b0| + |b1| <= 128 cannot saturate (255 * 128 =
+ * 32640) and takes vpmaddubsw then vpmaddwd by ones; a block with a wider pair
+ * takes the exact form, vpmaddwd(a even bytes, b even bytes sign-extended) +
+ * vpmaddwd(odd, odd), each product at most 255 * 128 and each pair sum exact in
+ * int32. Trained weights quantized per row rarely have two large values in one
+ * pair, so most blocks take the first form (about twice the multiply-adds per
+ * cycle); uniformly random weights, or attention keys, take the second more often.
+ * Either way every result has the scalar reference's bits. */
 #include "kernels/gemm_s8.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 #include <immintrin.h>
@@ -60,7 +67,7 @@ __attribute__((target("avx2"))) static inline bhalf_avx2 prep_avx2(const int8_t 
     return h;
 }
 
-__attribute__((target("avx2"))) static inline __m256i dot_avx2(__m256i acc, __m256i a, bhalf_avx2 b)
+__attribute__((target("avx2"))) static inline __m256i dot_wide(__m256i acc, __m256i a, bhalf_avx2 b)
 {
     const __m256i lo_bytes = _mm256_set1_epi16(0x00ff);
     const __m256i a_even = _mm256_and_si256(a, lo_bytes), a_odd = _mm256_srli_epi16(a, 8);
@@ -113,32 +120,162 @@ __attribute__((target("avx2"))) static inline void store_row(int32_t *c, __m256i
 #define VNNI_TARGET __attribute__((target("avx2,avxvnni")))
 #define AVX2_TARGET __attribute__((target("avx2")))
 DEFINE_TILE(tile_vnni, VNNI_TARGET, bhalf_vnni, prep_vnni, dot_vnni)
-DEFINE_TILE(tile_avx2, AVX2_TARGET, bhalf_avx2, prep_avx2, dot_avx2)
+DEFINE_TILE(tile_wide, AVX2_TARGET, bhalf_avx2, prep_avx2, dot_wide)
 
-/* Row tiles of TILE_MR, then one tile for the rest, with mr fixed per call site so
- * the accumulators live in registers. */
-#define DEFINE_GEMM(NAME, TARGET, TILE)                                                                \
-    TARGET void NAME(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda, const void *packed,  \
-                     int32_t *c, size_t ldc)                                                           \
-    {                                                                                                  \
-        const size_t kq = (k + QUAD - 1) / QUAD, groups = (n + GROUP - 1) / GROUP;                     \
-        const int8_t *bp = packed;                                                                     \
-        for (size_t g = 0; g < groups; g++) {                                                          \
-            const int8_t *bg = bp + g * kq * BLOCK;                                                    \
-            const size_t cols = n - g * GROUP < GROUP ? n - g * GROUP : GROUP;                         \
-            size_t i = 0;                                                                              \
-            for (; i + TILE_MR <= m; i += TILE_MR)                                                     \
-                TILE(TILE_MR, a + i * lda, lda, k, bg, c + i * ldc + g * GROUP, ldc, cols);            \
-            switch (m - i) {                                                                           \
-            case 5: TILE(5, a + i * lda, lda, k, bg, c + i * ldc + g * GROUP, ldc, cols); break;       \
-            case 4: TILE(4, a + i * lda, lda, k, bg, c + i * ldc + g * GROUP, ldc, cols); break;       \
-            case 3: TILE(3, a + i * lda, lda, k, bg, c + i * ldc + g * GROUP, ldc, cols); break;       \
-            case 2: TILE(2, a + i * lda, lda, k, bg, c + i * ldc + g * GROUP, ldc, cols); break;       \
-            case 1: TILE(1, a + i * lda, lda, k, bg, c + i * ldc + g * GROUP, ldc, cols); break;       \
-            default: break;                                                                            \
-            }                                                                                          \
+/* Row tiles of TILE_MR, then one tile for the rest, with mr a constant at each
+ * call so the accumulators live in registers. TILE_AT(mr, i) calls the tile of
+ * rows i .. i + mr - 1. */
+#define ROW_TILES(M, TILE_AT)                                                                          \
+    do {                                                                                               \
+        size_t i_ = 0;                                                                                 \
+        for (; i_ + TILE_MR <= (M); i_ += TILE_MR)                                                     \
+            TILE_AT(TILE_MR, i_);                                                                      \
+        switch ((M) - i_) {                                                                            \
+        case 5: TILE_AT(5, i_); break;                                                                 \
+        case 4: TILE_AT(4, i_); break;                                                                 \
+        case 3: TILE_AT(3, i_); break;                                                                 \
+        case 2: TILE_AT(2, i_); break;                                                                 \
+        case 1: TILE_AT(1, i_); break;                                                                 \
+        default: break;                                                                                \
         }                                                                                              \
-    }
+    } while (0)
 
-DEFINE_GEMM(repq_gemm_u8s8_avxvnni, VNNI_TARGET, tile_vnni)
-DEFINE_GEMM(repq_gemm_u8s8_avx2, AVX2_TARGET, tile_avx2)
+#define VNNI_TILE_AT(MR, I) tile_vnni(MR, a + (I) * lda, lda, k, bg, c + (I) * ldc + g * GROUP, ldc, cols)
+
+VNNI_TARGET void repq_gemm_u8s8_avxvnni(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda,
+                                        const void *packed, int32_t *c, size_t ldc)
+{
+    const size_t kq = (k + QUAD - 1) / QUAD, groups = (n + GROUP - 1) / GROUP;
+    const int8_t *bp = packed;
+    for (size_t g = 0; g < groups; g++) {
+        const int8_t *bg = bp + g * kq * BLOCK;
+        const size_t cols = n - g * GROUP < GROUP ? n - g * GROUP : GROUP;
+        ROW_TILES(m, VNNI_TILE_AT);
+    }
+}
+
+
+/* ---- plain AVX2: the narrow (vpmaddubsw) and wide (vpmaddwd) forms per block */
+
+#define MAX_QUADS (REPQ_GEMM_U8S8_MAX_K / QUAD)
+
+static inline bool quad_is_wide(const uint64_t *wide, size_t q)
+{
+    return (wide[q / 64] >> (q % 64)) & 1;
+}
+
+/* Marks the quads of one column group that have a pair with |b0| + |b1| > 128 and
+ * returns how many there are. */
+AVX2_TARGET static size_t mark_wide_quads(const int8_t *bg, size_t kq, uint64_t *wide)
+{
+    const __m256i ones = _mm256_set1_epi8(1), limit = _mm256_set1_epi16(128);
+    size_t count = 0;
+    memset(wide, 0, (kq + 63) / 64 * sizeof *wide);
+    for (size_t q = 0; q < kq; q++) {
+        const __m256i w0 = _mm256_loadu_si256((const __m256i *)(const void *)(bg + q * BLOCK));
+        const __m256i w1 = _mm256_loadu_si256((const __m256i *)(const void *)(bg + q * BLOCK + BLOCK / 2));
+        /* |b| read as an unsigned byte (|-128| is 0x80, 128) times 1, pairs summed:
+         * exact, at most 256. */
+        const __m256i s0 = _mm256_maddubs_epi16(_mm256_abs_epi8(w0), ones);
+        const __m256i s1 = _mm256_maddubs_epi16(_mm256_abs_epi8(w1), ones);
+        const __m256i over = _mm256_or_si256(_mm256_cmpgt_epi16(s0, limit), _mm256_cmpgt_epi16(s1, limit));
+        if (!_mm256_testz_si256(over, over)) {
+            wide[q / 64] |= (uint64_t)1 << (q % 64);
+            count++;
+        }
+    }
+    return count;
+}
+
+/* acc += 4-term sums for a half block whose pairs are all narrow: the int16 pair
+ * sums are exact, vpmaddwd by ones adds the two pairs of each column in int32. */
+AVX2_TARGET static inline __m256i dot_narrow(__m256i acc, __m256i x, const int8_t *p)
+{
+    const __m256i w = _mm256_loadu_si256((const __m256i *)(const void *)p);
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(x, w), _mm256_set1_epi16(1)));
+}
+
+/* Four A bytes in every lane; a partial last quad reads only the bytes inside the row. */
+AVX2_TARGET static inline __m256i broadcast_quad(const uint8_t *p, bool partial, size_t avail)
+{
+    int32_t quad;
+    if (!partial)
+        memcpy(&quad, p, sizeof quad);
+    else
+        quad = quad_at(p, avail);
+    return _mm256_set1_epi32(quad);
+}
+
+/* One tile of mr rows over all of k for one column group: every quad narrow, or
+ * (mixed) each as `wide` marks it. mixed is a constant where the tile is inlined,
+ * so the all-narrow loop has no test. */
+AVX2_TARGET static inline __attribute__((always_inline)) void tile_avx2(int mr, const uint8_t *a, size_t lda,
+                                                                         size_t k, const int8_t *bg,
+                                                                         bool mixed, const uint64_t *wide,
+                                                                         int32_t *c,
+                                                                         size_t ldc, size_t cols)
+{
+    __m256i lo[TILE_MR], hi[TILE_MR];
+    _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++) lo[r] = hi[r] = _mm256_setzero_si256();
+    const size_t kq = (k + QUAD - 1) / QUAD, kfull = k / QUAD;
+    for (size_t q = 0; q < kq; q++) {
+        const int8_t *blk = bg + q * BLOCK;
+        const bool partial = q >= kfull;
+        if (mixed && quad_is_wide(wide, q)) {
+            const bhalf_avx2 b0 = prep_avx2(blk), b1 = prep_avx2(blk + BLOCK / 2);
+            _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++)
+            {
+                const __m256i x = broadcast_quad(a + (size_t)r * lda + q * QUAD, partial, k - q * QUAD);
+                lo[r] = dot_wide(lo[r], x, b0);
+                hi[r] = dot_wide(hi[r], x, b1);
+            }
+        } else {
+            _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++)
+            {
+                const __m256i x = broadcast_quad(a + (size_t)r * lda + q * QUAD, partial, k - q * QUAD);
+                lo[r] = dot_narrow(lo[r], x, blk);
+                hi[r] = dot_narrow(hi[r], x, blk + BLOCK / 2);
+            }
+        }
+    }
+    _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++) store_row(c + (size_t)r * ldc, lo[r], hi[r], cols);
+}
+
+/* One column group, all rows, in each of the three ways: all quads wide, all
+ * narrow, or mixed. Separate functions: inlined into one, their tiles spilled
+ * accumulators. */
+#define WIDE_TILE_AT(MR, I) tile_wide(MR, a + (I) * lda, lda, k, bg, c + (I) * ldc, ldc, cols)
+#define NARROW_TILE_AT(MR, I) tile_avx2(MR, a + (I) * lda, lda, k, bg, false, NULL, c + (I) * ldc, ldc, cols)
+#define MIXED_TILE_AT(MR, I) tile_avx2(MR, a + (I) * lda, lda, k, bg, true, wide, c + (I) * ldc, ldc, cols)
+#define DEFINE_GROUP(NAME, TILE_AT)                                                                    \
+    AVX2_TARGET __attribute__((noinline)) static void NAME(size_t m, const uint8_t *a, size_t lda, size_t k, \
+                                                          const int8_t *bg, const uint64_t *wide, int32_t *c,  \
+                                                          size_t ldc, size_t cols)                             \
+    {                                                                                                          \
+        (void)wide;                                                                                            \
+        ROW_TILES(m, TILE_AT);                                                                                 \
+    }
+DEFINE_GROUP(group_wide, WIDE_TILE_AT)
+DEFINE_GROUP(group_narrow, NARROW_TILE_AT)
+DEFINE_GROUP(group_mixed, MIXED_TILE_AT)
+
+AVX2_TARGET void repq_gemm_u8s8_avx2(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda,
+                                     const void *packed, int32_t *c, size_t ldc)
+{
+    const size_t kq = (k + QUAD - 1) / QUAD, groups = (n + GROUP - 1) / GROUP;
+    const int8_t *bp = packed;
+    uint64_t wide[MAX_QUADS / 64]; /* 2 KB */
+    for (size_t g = 0; g < groups; g++) {
+        const int8_t *bg = bp + g * kq * BLOCK;
+        const size_t cols = n - g * GROUP < GROUP ? n - g * GROUP : GROUP;
+        /* Mostly wide groups (8-bit weights with large values, attention keys) skip
+         * the per-quad test: the wide form costs about what the test would save. */
+        const size_t nwide = mark_wide_quads(bg, kq, wide);
+        if (nwide == 0)
+            group_narrow(m, a, lda, k, bg, wide, c + g * GROUP, ldc, cols);
+        else if (2 * nwide > kq)
+            group_wide(m, a, lda, k, bg, wide, c + g * GROUP, ldc, cols);
+        else
+            group_mixed(m, a, lda, k, bg, wide, c + g * GROUP, ldc, cols);
+    }
+}
