@@ -4,7 +4,8 @@
 
 #include <string.h>
 
-#include "core/vectorize.h"
+#include <immintrin.h>
+
 #include "kernels/gemm_s8.h"
 
 #define GROUP 16
@@ -63,17 +64,39 @@ size_t repq_gemm_u8u4_scratch_size(size_t k)
     return repq_gemm_u8s8_packed_size(GROUP * PANEL_GROUPS, k);
 }
 
-/* Half blocks -> blocks: low nibbles to bytes 0-31, high nibbles to 32-63. */
-VECTORIZED static void unpack_blocks(const uint8_t *in, size_t blocks, uint8_t *out)
+/* Half blocks -> blocks: low nibbles to bytes 0-31, high nibbles to 32-63. The
+ * session unpacks every 4-bit weight once per pass, so at batch 1 this runs about
+ * as often as the GEMM reads the bytes: hence explicit vector forms. The scalar
+ * level never unpacks (repq_gemm_u8u4_scalar reads the nibbles), so the SIMD levels
+ * are checked against that reference through the whole GEMM. */
+__attribute__((target("avx2"))) static void unpack_blocks_avx2(const uint8_t *in, size_t blocks, uint8_t *out)
 {
+    const __m256i low = _mm256_set1_epi8(0x0f);
     for (size_t b = 0; b < blocks; b++) {
-        const uint8_t *src = in + b * HALF_BLOCK;
-        uint8_t *dst = out + b * BLOCK;
-        for (size_t x = 0; x < HALF_BLOCK; x++) {
-            dst[x] = src[x] & 0x0f;
-            dst[x + HALF_BLOCK] = src[x] >> 4;
-        }
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(in + b * HALF_BLOCK));
+        _mm256_storeu_si256((__m256i *)(void *)(out + b * BLOCK), _mm256_and_si256(v, low));
+        _mm256_storeu_si256((__m256i *)(void *)(out + b * BLOCK + HALF_BLOCK),
+                            _mm256_and_si256(_mm256_srli_epi16(v, 4), low));
     }
+}
+
+__attribute__((target("avx512f,avx512bw"))) static void unpack_blocks_avx512(const uint8_t *in, size_t blocks,
+                                                                           uint8_t *out)
+{
+    const __m512i low = _mm512_set1_epi8(0x0f);
+    for (size_t b = 0; b < blocks; b++) {
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(in + b * HALF_BLOCK));
+        const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
+        _mm512_storeu_si512((void *)(out + b * BLOCK), _mm512_and_si512(both, low));
+    }
+}
+
+static void unpack_blocks(repq_kernel_level level, const uint8_t *in, size_t blocks, uint8_t *out)
+{
+    if (level >= REPQ_LEVEL_AVX512VNNI)
+        unpack_blocks_avx512(in, blocks, out);
+    else
+        unpack_blocks_avx2(in, blocks, out);
 }
 
 void repq_gemm_u8u4(repq_kernel_level level, size_t m, size_t n, size_t k, const uint8_t *a, size_t lda,
@@ -92,7 +115,7 @@ void repq_gemm_u8u4(repq_kernel_level level, size_t m, size_t n, size_t k, const
         /* The panel is the 8-bit packing of these columns, slack included (zeroed so
          * the AMX kernel's tail reads stay defined). */
         const size_t bytes = ng * kq * BLOCK;
-        unpack_blocks(bp + g0 * kq * HALF_BLOCK, ng * kq, panel);
+        unpack_blocks(level, bp + g0 * kq * HALF_BLOCK, ng * kq, panel);
         memset(panel + bytes, 0, repq_gemm_u8s8_packed_size(cols, k) - bytes);
         repq_gemm_u8s8(level, m, cols, k, a, lda, panel, c + g0 * GROUP, ldc);
     }
