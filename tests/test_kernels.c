@@ -210,6 +210,9 @@ static void gemm_levels_match_scalar(void **state)
     gemm_check_shape_lda(197, 33, 96, 96, WEIGHTS_RANDOM);
     gemm_check_shape_lda(197, 33, 300, 300, WEIGHTS_RANDOM);
     gemm_check_shape_lda(40, 17, 384, 448, WEIGHTS_RANDOM);
+    /* Weights over 1 MB read in place: the AMX kernel's 208-row blocks; 245 rows are
+     * one such block, a partial one of 32 and a tail of 5. */
+    gemm_check_shape_lda(245, 520, 2048, 2048, WEIGHTS_RANDOM);
     /* Narrow weights, and narrow ones with a few wide quads, over the same kinds of
      * shapes: tails of rows, columns and k, k long enough for groups with a wide
      * quad to be tested quad by quad and groups mostly wide. */

@@ -36,8 +36,14 @@
 #define TILE_ROWS 16
 #define TILE_K 64 /* k bytes per A tile row = quads per B tile x 4 */
 /* Rows of A per pass over all column groups: a block of A stays in L1/L2 while
- * the B panels stream past it. */
+ * the B panels stream past it. Weights of more than BIG_B bytes (DeiT-Base's
+ * 1.8-2.4 MB layers, about an L2) read in place take blocks of up to BIG_B_BLOCK
+ * rows (a 197-token image in one pass), so that they stream from L3 or memory once
+ * per call rather than once per 96 rows; smaller weights stay in L2 between passes
+ * and keep the 96-row block, whose A stays in L1. */
 #define ROW_BLOCK 96
+#define BIG_B ((size_t)1 << 20)
+#define BIG_B_BLOCK 208
 /* Longest (64-rounded) k whose A block is staged whole: ROW_BLOCK x STAGE_K bytes (24 KB)
  * of stack. */
 #define STAGE_K 256
@@ -101,8 +107,9 @@ AMX_TARGET static void tiles(size_t rows, size_t n, size_t k, const uint8_t *a, 
     const size_t kdirect = whole_block ? kpad : k / TILE_K * TILE_K;
     alignas(64) uint8_t stage[ROW_BLOCK * STAGE_K];
     alignas(64) int32_t cbuf[TILE_ROWS * GROUP];
-    for (size_t ib = 0; ib < rows; ib += ROW_BLOCK) {
-        const size_t mb = min_size(ROW_BLOCK, rows - ib);
+    const size_t row_block = lines && n * k > BIG_B ? BIG_B_BLOCK : ROW_BLOCK;
+    for (size_t ib = 0; ib < rows; ib += row_block) {
+        const size_t mb = min_size(row_block, rows - ib);
         const uint8_t *ab = a + ib * lda; /* this block's rows, stride sa */
         size_t sa = lda;
         if (whole_block) {
