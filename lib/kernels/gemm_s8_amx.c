@@ -66,6 +66,12 @@ typedef struct tile_config {
 
 static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
 
+/* Whether A's tiles can be loaded straight from its rows: whole aligned 64-byte lines. */
+static bool reads_in_place(size_t k, const uint8_t *a, size_t lda)
+{
+    return k % TILE_K == 0 && lda % TILE_K == 0 && (uintptr_t)a % TILE_K == 0;
+}
+
 /* Bytes [k0, k) of `rows` rows of a, zero-padded to `width` bytes per row, in stage. */
 static void stage_rows(const uint8_t *a, size_t lda, size_t k0, size_t k, size_t width, size_t rows,
                        uint8_t *stage)
@@ -130,7 +136,7 @@ AMX_TARGET static void tiles(size_t rows, size_t n, size_t k, const uint8_t *a, 
 {
     const size_t kq = (k + QUAD - 1) / QUAD, groups = (n + GROUP - 1) / GROUP;
     const size_t gstride = kq * BLOCK, kpad = (k + TILE_K - 1) / TILE_K * TILE_K;
-    const bool lines = k == kpad && lda % TILE_K == 0 && (uintptr_t)a % TILE_K == 0;
+    const bool lines = reads_in_place(k, a, lda);
     const bool whole_block = !lines && kpad <= STAGE_K;
     /* k steps before this one read the matrix (or the staged block) directly. */
     const size_t kdirect = whole_block ? kpad : k / TILE_K * TILE_K;
@@ -217,11 +223,9 @@ AMX_TARGET void repq_gemm_u8s8_amx(size_t m, size_t n, size_t k, const uint8_t *
     tile_config tail_cfg = cfg;
     for (int t = 0; t < 6; t++) /* accumulators and A tiles of `tail` rows: nothing computed past m */
         tail_cfg.rows[t] = (uint8_t)tail;
-    const size_t kpad = (k + TILE_K - 1) / TILE_K * TILE_K;
-    const bool in_place = k == kpad && lda % TILE_K == 0 && (uintptr_t)a % TILE_K == 0;
     /* Each merge costs two ldtilecfg per column-group pair (~0.2 us each here), more
      * than re-reading weights that stay in L2. */
-    if (full && tail && in_place && n * k > BIG_B) {
+    if (full && tail && reads_in_place(k, a, lda) && n * k > BIG_B) {
         _tile_loadconfig(&cfg);
         tiles(full, n, k, a, lda, packed, c, ldc, tail, &cfg, &tail_cfg);
     } else {
