@@ -521,6 +521,61 @@ static void layer_norm_codes_match_steps(void **state)
     }
 }
 
+/* The leveled LayerNorm-to-codes kernel gives the float_ops loop's codes at every
+ * level: widths around the 16-lane tails, rows with a NaN or infinity, a scale whose
+ * reciprocal is off, and values exactly between two codes (and their neighbours). */
+static void layer_norm_codes_levels_agree(void **state)
+{
+    (void)state;
+    enum { ROWS = 4, D = 200 };
+    static float x[ROWS * D], g[D], b[D];
+    static uint8_t want[ROWS * D + 1], got[ROWS * D + 1];
+    for (int trial = 0; trial < 3000; trial++) {
+        const size_t d = trial < 40 ? 1 + (size_t)trial : 1 + next_u32() % D;
+        for (size_t i = 0; i < ROWS * d; i++)
+            x[i] = next_float(-3.0f, 3.0f) * (next_u32() % 50 == 0 ? 1000.0f : 1.0f);
+        for (size_t c = 0; c < d; c++) {
+            g[c] = next_float(-2.0f, 2.0f);
+            b[c] = next_float(-1.0f, 1.0f);
+        }
+        if (trial % 13 == 0)
+            x[next_u32() % (ROWS * d)] = trial % 26 ? INFINITY : NAN;
+        const int32_t bits = 2 + (int32_t)(next_u32() % 7);
+        float s = next_float(0.001f, 0.2f);
+        if (trial % 17 == 0)
+            s = 0x1p-125f;
+        const int32_t z = (int32_t)(next_u32() % 300) - 20;
+        if (trial % 5 == 0) {
+            /* zero gain and a bias on a half-integer multiple of s, give or take an ulp */
+            for (size_t c = 0; c < d; c++) {
+                g[c] = 0.0f;
+                b[c] = ((float)((int32_t)(next_u32() % 40) - 20) + 0.5f) * s;
+                if (c % 3)
+                    b[c] = nextafterf(b[c], c % 3 == 1 ? INFINITY : -INFINITY);
+            }
+        }
+        if (trial % 5 == 1) {
+            /* row 0's values near the midpoints between codes: the bias that moves each
+             * normalized product ((x - mean) inv) g (the LayerNorm with zero bias) onto
+             * one, rounded in float, so that how the product and the sum round decides */
+            static float y0[D];
+            memset(b, 0, d * sizeof *b);
+            repq_float_layer_norm(x, 1, d, g, b, 1e-6f, y0);
+            for (size_t c = 0; c < d; c++)
+                b[c] = ((float)((int32_t)(next_u32() % 40) - 20) + 0.5f) * s - y0[c];
+        }
+        repq_float_layer_norm_codes(x, ROWS, d, g, b, 1e-6f, s, z, bits, want);
+        for (int lv = REPQ_LEVEL_SCALAR; lv <= REPQ_LEVEL_AMX; lv++) {
+            if (!kernel_level_checked((repq_kernel_level)lv))
+                continue;
+            memset(got, 0xa5, sizeof got);
+            repq_layer_norm_codes_u8((repq_kernel_level)lv, x, ROWS, d, g, b, 1e-6f, s, z, bits, got);
+            assert_memory_equal(got, want, ROWS * d);
+            assert_int_equal(got[ROWS * d], 0xa5);
+        }
+    }
+}
+
 int repq_test_kernels_extra(void)
 {
     const struct CMUnitTest tests[] = {
@@ -530,6 +585,7 @@ int repq_test_kernels_extra(void)
         cmocka_unit_test(gelu_epilogue_matches_steps),
         cmocka_unit_test(gelu_fast_stays_within_its_bound),
         cmocka_unit_test(layer_norm_codes_match_steps),
+        cmocka_unit_test(layer_norm_codes_levels_agree),
         cmocka_unit_test(attn_v_gemm_matches_shifts),
         cmocka_unit_test(attn_pack_k_matches_pack),
         cmocka_unit_test(softmax_bias_matches_corrected),

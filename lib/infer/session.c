@@ -536,7 +536,7 @@ static void patch_task(repq_session *s, int worker, int workers, const void *arg
 static void norm_codes(repq_session *s, const float *x, size_t m, size_t d, const float *g, const float *bias,
                        const aq *codes_q, wscratch *w)
 {
-    repq_float_layer_norm_codes(x, m, d, g, bias, s->arch.norm_eps, codes_q->s, codes_q->z, codes_q->bits, w->a);
+    repq_layer_norm_codes_u8(s->level, x, m, d, g, bias, s->arch.norm_eps, codes_q->s, codes_q->z, codes_q->bits, w->a);
 }
 
 /* LayerNorm 1 of block bi and q, k, v codes for token rows [r0, r0 + m). */
@@ -734,7 +734,7 @@ static void merge_task(repq_session *s, int worker, int workers, const void *arg
                 memcpy(w->f + (i * 4 + part) * din, s->x + (img * tin + (size_t)map[4 * token + part]) * din,
                        din * sizeof(float));
         }
-        repq_float_layer_norm_codes(w->f, m, wide, g, beta, s->arch.norm_eps, in->s, in->z, in->bits, w->a);
+        repq_layer_norm_codes_u8(s->level, w->f, m, wide, g, beta, s->arch.norm_eps, in->s, in->z, in->bits, w->a);
         tock(s, worker, REPQ_STAGE_FLOAT, &t0);
         gemm_rows(s, worker, l, m, w->a, wide, w, &t0);
         out_f32(s, worker, l, m, w, false, s->x2 + r0 * d, d, &t0);

@@ -35,6 +35,10 @@ void repq_quantize_f32_u8(repq_kernel_level level, size_t n, const float *x, flo
 void repq_quantize_f32_two_region_u8(repq_kernel_level level, size_t n, const float *x, float scale, int32_t zp,
                                      int32_t top, int32_t shift, uint8_t *codes);
 
+/* repq_float_layer_norm_codes (model/float_ops.h) at the given level, bit for bit. */
+void repq_layer_norm_codes_u8(repq_kernel_level level, const float *x, size_t rows, size_t d, const float *g,
+                              const float *b, float eps, float scale, int32_t zp, int32_t bits, uint8_t *codes);
+
 /* acc[i][j] <- V[i][j] in place (m rows, n columns, row stride ldacc). */
 void repq_gemm_correct_s32(repq_kernel_level level, size_t m, size_t n, int32_t *acc, size_t ldacc,
                            const int32_t *rowsum, const int32_t *colmul, const int32_t *colconst);
