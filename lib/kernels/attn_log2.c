@@ -148,15 +148,16 @@ static int weight_planes(int frac_bits) { return frac_bits / 8 + 1; }
 size_t repq_attn_v_gemm_scratch_size(size_t tokens, size_t dim, int frac_bits)
 {
     const size_t rows = 2 * (size_t)weight_planes(frac_bits < 0 ? 0 : frac_bits) * GEMM_RB;
-    return 64 + round_up64(repq_gemm_u8s8_packed_size(dim, tokens)) + rows * round_up64(tokens) +
+    return 64 + round_up64(repq_gemm_u8s8_packed_size(dim, round_up64(tokens))) + rows * round_up64(tokens) +
            round_up64(rows * dim * sizeof(int32_t)) + round_up64(rows * sizeof(int32_t));
 }
 
-/* v - 128 as s8 in the GEMM's packed layout (n = dim columns, k = tokens): block
- * (g, q) byte 4*jj + tt is v[4q + tt][16g + jj] - 128, zeros past the matrix. */
-AVX512_TARGET static void pack_v_avx512(size_t tokens, size_t dim, const uint8_t *v, size_t ldv, int8_t *out)
+/* v - 128 as s8 in the GEMM's packed layout (n = dim columns, k = kpad >= tokens):
+ * block (g, q) byte 4*jj + tt is v[4q + tt][16g + jj] - 128, zeros past the matrix. */
+AVX512_TARGET static void pack_v_avx512(size_t tokens, size_t kpad, size_t dim, const uint8_t *v, size_t ldv,
+                                        int8_t *out)
 {
-    const size_t kq = (tokens + 3) / 4, groups = (dim + 15) / 16;
+    const size_t kq = (kpad + 3) / 4, groups = (dim + 15) / 16;
     const __m128i flip = _mm_set1_epi8((char)0x80);
     for (size_t g = 0; g < groups; g++) {
         const size_t j0 = 16 * g, cols = dim - j0 < 16 ? dim - j0 : 16;
@@ -178,7 +179,7 @@ AVX512_TARGET static void pack_v_avx512(size_t tokens, size_t dim, const uint8_t
             _mm_storeu_si128((__m128i *)(blk + 48), _mm_unpackhi_epi16(a01h, a23h));
         }
     }
-    zero_tile_slack(out, dim, tokens);
+    zero_tile_slack(out, dim, kpad);
 }
 
 /* Planes of `rows` code rows: plane q (q < P: even codes, byte plane p0 + q; else odd
@@ -336,17 +337,21 @@ void repq_attn_v_accumulate_gemm(repq_kernel_level level, size_t rows, size_t to
             p0 = 0;
     }
     const size_t np = 2 * (size_t)planes, lda = round_up64(tokens);
+    /* AMX reads the planes' rows in place when k is a whole number of 64-byte lines:
+     * the GEMM runs over all lda tokens (the planes are zero past `tokens`, and so is
+     * v's packing) instead of staging each block of rows into a padded copy. */
+    const size_t kg = level >= REPQ_LEVEL_AMX ? lda : tokens;
     uint8_t *base = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     int8_t *vp = (int8_t *)base;
-    uint8_t *w = base + round_up64(repq_gemm_u8s8_packed_size(dim, tokens));
+    uint8_t *w = base + round_up64(repq_gemm_u8s8_packed_size(dim, kg));
     int32_t *c = (int32_t *)(void *)(w + np * GEMM_RB * lda);
     int32_t *wsum = (int32_t *)(void *)((uint8_t *)c + round_up64(np * GEMM_RB * dim * sizeof(int32_t)));
-    pack_v_avx512(tokens, dim, v, ldv, vp);
+    pack_v_avx512(tokens, kg, dim, v, ldv, vp);
     for (size_t i0 = 0; i0 < rows; i0 += GEMM_RB) {
         const size_t rb = rows - i0 < GEMM_RB ? rows - i0 : GEMM_RB;
         planes_avx512(rb, tokens, codes + i0 * ldcodes, ldcodes, sentinel, frac_bits, p0, planes, w, lda);
         repq_row_sums_u8(level, np * rb, tokens, w, lda, wsum);
-        repq_gemm_u8s8(level, np * rb, dim, tokens, w, lda, vp, c, dim);
+        repq_gemm_u8s8(level, np * rb, dim, kg, w, lda, vp, c, dim);
         combine_planes_avx512(rb, dim, p0, planes, c, wsum, zv, e + i0 * ldacc, ldacc);
         combine_planes_avx512(rb, dim, p0, planes, c + (size_t)planes * rb * dim, wsum + (size_t)planes * rb, zv,
                               d + i0 * ldacc, ldacc);
