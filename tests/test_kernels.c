@@ -788,7 +788,7 @@ static void attn_levels_match_scalar(void **state)
     (void)state;
     rng_seed(6);
     const size_t tokens_list[] = {1, 3, 17, 197};
-    const size_t dims[] = {1, 5, 16, 17, 63, 64, 65, 100};
+    const size_t dims[] = {1, 5, 16, 17, 63, 64, 65, 100, 1100};
     for (size_t a = 0; a < sizeof tokens_list / sizeof *tokens_list; a++)
         for (size_t b = 0; b < sizeof dims / sizeof *dims; b++) {
             const size_t tokens = tokens_list[a], dim = dims[b], rows = 5;
@@ -800,7 +800,8 @@ static void attn_levels_match_scalar(void **state)
             int32_t *e0 = malloc(rows * ldacc * 4), *d0 = malloc(rows * ldacc * 4);
             int32_t *e1 = malloc(rows * ldacc * 4), *d1 = malloc(rows * ldacc * 4);
             int32_t *e2 = malloc(rows * ldacc * 4), *d2 = malloc(rows * ldacc * 4);
-            uint8_t *o0 = malloc(rows * dim), *o1 = malloc(rows * dim);
+            const size_t ldo = dim + 3; /* output rows with a stride of their own */
+            uint8_t *o0 = malloc(rows * ldo), *o1 = malloc(rows * ldo);
             assert_true(codes && v && e0 && d0 && e1 && d1 && e2 && d2 && o0 && o1);
             for (size_t i = 0; i < rows * tokens; i++)
                 codes[i] = (uint8_t)rng_range(0, sentinel);
@@ -833,7 +834,7 @@ static void attn_levels_match_scalar(void **state)
                 assert_int_equal(sd, d0[j]);
             }
             repq_attn_v_finish(REPQ_LEVEL_SCALAR, rows, dim, e0, d0, with_tail ? e2 : NULL, with_tail ? d2 : NULL,
-                               ldacc, frac, ce, co, 1.0f, zp, obits, o0, dim);
+                               ldacc, frac, ce, co, 1.0f, zp, obits, o0, ldo);
             for (size_t l = 0; l < N_SIMD; l++) {
                 if (!kernel_level_checked(simd_levels[l]))
                     continue;
@@ -844,8 +845,9 @@ static void attn_levels_match_scalar(void **state)
                     assert_memory_equal(d1 + i * ldacc, d0 + i * ldacc, dim * 4);
                 }
                 repq_attn_v_finish(simd_levels[l], rows, dim, e0, d0, with_tail ? e2 : NULL, with_tail ? d2 : NULL,
-                                   ldacc, frac, ce, co, 1.0f, zp, obits, o1, dim);
-                assert_memory_equal(o1, o0, rows * dim);
+                                   ldacc, frac, ce, co, 1.0f, zp, obits, o1, ldo);
+                for (size_t i = 0; i < rows; i++)
+                    assert_memory_equal(o1 + i * ldo, o0 + i * ldo, dim);
             }
             free(codes); free(v); free(e0); free(d0); free(e1); free(d1); free(e2); free(d2); free(o0); free(o1);
         }

@@ -409,7 +409,7 @@ bool repq_attn_v_tail_codes(size_t n, const uint8_t *codes, int32_t sentinel, in
     return tail_codes(n, codes, (uint8_t)sentinel, (uint8_t)(2 * frac_bits), tail);
 }
 
-#define CHUNK 64
+#define CHUNK 1024
 
 /* o[j] = (float)(ce * (E 2^F + E2) + co * (D 2^F + D2)) in double: products and sums, no
  * fused multiply-add in any clone, so every level gives the same bits. The int32
@@ -424,19 +424,47 @@ VECTORIZED static void combine_f32(size_t n, const int32_t *e, const int32_t *d,
     }
 }
 
+/* combine_f32 without E2 and D2: E 2^F is exact, and scaling by 2^F is exact in
+ * either factor, so ce E 2^F = (ce 2^F) E, the same double; the two products, their
+ * sum and the conversion as above. */
+AVX512_TARGET static void combine_f32_avx512(size_t n, const int32_t *e, const int32_t *d, double ce_f, double co_f,
+                                             float *o)
+{
+    const __m512d vce = _mm512_set1_pd(ce_f), vco = _mm512_set1_pd(co_f);
+    for (size_t j = 0; j < n; j += 8) {
+        const __mmask8 mk = n - j >= 8 ? (__mmask8)0xff : (__mmask8)((1u << (n - j)) - 1);
+        const __m512d ye = _mm512_cvtepi32_pd(_mm256_maskz_loadu_epi32(mk, e + j));
+        const __m512d yd = _mm512_cvtepi32_pd(_mm256_maskz_loadu_epi32(mk, d + j));
+        const __m512d y = _mm512_add_pd(_mm512_mul_pd(vce, ye), _mm512_mul_pd(vco, yd));
+        _mm256_mask_storeu_ps(o + j, mk, _mm512_cvtpd_ps(y));
+    }
+}
+
 void repq_attn_v_finish(repq_kernel_level level, size_t rows, size_t dim, const int32_t *e, const int32_t *d,
                         const int32_t *e2, const int32_t *d2, size_t ldacc, int frac_bits, double ce, double co,
                         float qscale, int32_t qzp, int32_t bits, uint8_t *out, size_t ldout)
 {
-    /* A chunk of a row at a time on the stack, so nothing is allocated; a missing tail
-     * adds zeros. */
+    /* Up to CHUNK values at a time on the stack (whole rows when they fit, so that
+     * the quantizer is set up once per group of rows), so nothing is allocated; a
+     * missing tail adds zeros. */
     static const int32_t zero[CHUNK];
     float o[CHUNK];
     const double two_f = ldexp(1.0, frac_bits);
-    for (size_t i = 0; i < rows; i++)
-        for (size_t j0 = 0; j0 < dim; j0 += CHUNK) {
-            const size_t nc = dim - j0 < CHUNK ? dim - j0 : CHUNK, at = i * ldacc + j0;
-            combine_f32(nc, e + at, d + at, e2 ? e2 + at : zero, d2 ? d2 + at : zero, two_f, ce, co, o);
-            repq_quantize_f32_u8(level, nc, o, qscale, qzp, bits, out + i * ldout + j0);
+    const bool fast = level >= REPQ_LEVEL_AVX512VNNI && !e2 && !d2;
+    const size_t width = dim < CHUNK ? dim : CHUNK, group = CHUNK / width;
+    for (size_t i0 = 0; i0 < rows; i0 += group) {
+        const size_t g = rows - i0 < group ? rows - i0 : group;
+        for (size_t j0 = 0; j0 < dim; j0 += width) {
+            const size_t nc = dim - j0 < width ? dim - j0 : width;
+            for (size_t r = 0; r < g; r++) {
+                const size_t at = (i0 + r) * ldacc + j0;
+                if (fast)
+                    combine_f32_avx512(nc, e + at, d + at, ce * two_f, co * two_f, o + r * width);
+                else
+                    combine_f32(nc, e + at, d + at, e2 ? e2 + at : zero, d2 ? d2 + at : zero, two_f, ce, co,
+                                o + r * width);
+            }
+            repq_quantize_rows_f32_u8(level, g, nc, o, width, qscale, qzp, bits, out + i0 * ldout + j0, ldout);
         }
+    }
 }

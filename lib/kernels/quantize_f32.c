@@ -164,16 +164,18 @@ AVX512_TARGET static inline __m512i quant_vec_recip(__m512 x, const quant_recip 
     return quant_vec(x, s, zf, qmax);
 }
 
-AVX512_TARGET static void quantize_avx512(size_t n, const float *x, float s, float zf, float qmax,
-                                          uint8_t *codes)
+/* rows x n values (strides ldx, ldcodes); the quantizer's constants are set up once. */
+AVX512_TARGET static void quantize_avx512(size_t rows, size_t n, const float *x, size_t ldx, float s, float zf,
+                                          float qmax, uint8_t *codes, size_t ldcodes)
 {
     const __m512 vs = _mm512_set1_ps(s), vz = _mm512_set1_ps(zf), vq = _mm512_set1_ps(qmax);
     const quant_recip rc = quant_recip_of(s, zf, qmax);
-    for (size_t i = 0; i < n; i += 16) {
-        const __mmask16 mk = tail_mask(n - i);
-        const __m512i c = quant_vec_recip(_mm512_maskz_loadu_ps(mk, x + i), &rc, vs, vz, vq);
-        _mm512_mask_cvtepi32_storeu_epi8(codes + i, mk, c);
-    }
+    for (size_t r = 0; r < rows; r++)
+        for (size_t i = 0; i < n; i += 16) {
+            const __mmask16 mk = tail_mask(n - i);
+            const __m512i c = quant_vec_recip(_mm512_maskz_loadu_ps(mk, x + r * ldx + i), &rc, vs, vz, vq);
+            _mm512_mask_cvtepi32_storeu_epi8(codes + r * ldcodes + i, mk, c);
+        }
 }
 
 /* model/float_ops.c's LayerNorm-to-codes on 16 lanes. The row statistics are its
@@ -721,13 +723,23 @@ AVX2_TARGET static void out_gelu_avx2(size_t m, size_t n, const int32_t *acc, si
 void repq_quantize_f32_u8(repq_kernel_level level, size_t n, const float *x, float scale, int32_t zp,
                           int32_t bits, uint8_t *codes)
 {
+    repq_quantize_rows_f32_u8(level, 1, n, x, n, scale, zp, bits, codes, n);
+}
+
+void repq_quantize_rows_f32_u8(repq_kernel_level level, size_t rows, size_t n, const float *x, size_t ldx,
+                               float scale, int32_t zp, int32_t bits, uint8_t *codes, size_t ldcodes)
+{
     const float zf = (float)zp, qmax = (float)((1 << bits) - 1);
-    if (level >= REPQ_LEVEL_AVX512VNNI)
-        quantize_avx512(n, x, scale, zf, qmax, codes);
-    else if (level >= REPQ_LEVEL_AVX2)
-        quantize_avx2(n, x, scale, zf, qmax, codes);
-    else
-        quantize_scalar(n, x, scale, zf, qmax, codes);
+    if (level >= REPQ_LEVEL_AVX512VNNI) {
+        quantize_avx512(rows, n, x, ldx, scale, zf, qmax, codes, ldcodes);
+        return;
+    }
+    for (size_t r = 0; r < rows; r++) {
+        if (level >= REPQ_LEVEL_AVX2)
+            quantize_avx2(n, x + r * ldx, scale, zf, qmax, codes + r * ldcodes);
+        else
+            quantize_scalar(n, x + r * ldx, scale, zf, qmax, codes + r * ldcodes);
+    }
 }
 
 void repq_quantize_f32_two_region_u8(repq_kernel_level level, size_t n, const float *x, float scale, int32_t zp,

@@ -29,6 +29,10 @@
 void repq_quantize_f32_u8(repq_kernel_level level, size_t n, const float *x, float scale, int32_t zp,
                           int32_t bits, uint8_t *codes);
 
+/* The same for rows x n values, row strides ldx and ldcodes. */
+void repq_quantize_rows_f32_u8(repq_kernel_level level, size_t rows, size_t n, const float *x, size_t ldx,
+                               float scale, int32_t zp, int32_t bits, uint8_t *codes, size_t ldcodes);
+
 /* codes[i] for i < n under the two-region quantizer (calib/two_region.h, bit for bit):
  *     q = x / s;  c = q >= 0 ? min(rint(q), top) 2^shift : max(rint(q 2^shift), -z);  code = c + z
  * NaN gives 0. Needs z >= 0, top >= 0, shift in [0, 7] and z + top 2^shift <= 255. */
