@@ -132,6 +132,7 @@ void repq_attn_v_accumulate(repq_kernel_level level, size_t rows, size_t tokens,
 /* ---- attention x V as GEMMs over byte planes of the weights ---------------------- */
 
 #define GEMM_RB 48 /* code rows per pass (a multiple of the GEMM's 6-row tile) */
+#define COUNT_STRIDE 4 /* rows between those whose planes are counted */
 
 static size_t round_up64(size_t x) { return (x + 63) & ~(size_t)63; }
 
@@ -144,6 +145,7 @@ static void zero_tile_slack(int8_t *packed, size_t n, size_t k)
     memset(packed + blocks, 0, repq_gemm_u8s8_packed_size(n, k) - blocks);
 }
 static int weight_planes(int frac_bits) { return frac_bits / 8 + 1; }
+#define MAX_PLANES 4 /* weight_planes(24) */
 
 size_t repq_attn_v_gemm_scratch_size(size_t tokens, size_t dim, int frac_bits)
 {
@@ -184,10 +186,11 @@ AVX512_TARGET static void pack_v_avx512(size_t tokens, size_t kpad, size_t dim, 
 
 /* Planes of `rows` code rows: plane q (q < P: even codes, byte plane p0 + q; else odd
  * codes, plane p0 + q - P) row i at w + (q * rows + i) * lda, tokens bytes, zero
- * padded to lda (a multiple of 64). */
+ * padded to lda (a multiple of 64), and the sum of each plane row's bytes at
+ * wsum[q * rows + i]. */
 AVX512_TARGET static void planes_avx512(size_t rows, size_t tokens, const uint8_t *codes, size_t ldcodes,
                                         int32_t sentinel, int frac_bits, int p0, int planes, uint8_t *w,
-                                        size_t lda)
+                                        size_t lda, int32_t *wsum)
 {
     const __m512i zero = _mm512_setzero_si512();
     const __m512i pow2 = _mm512_broadcast_i32x4(_mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, (char)128, 0, 0, 0, 0, 0,
@@ -197,6 +200,9 @@ AVX512_TARGET static void planes_avx512(size_t rows, size_t tokens, const uint8_
     const __m512i low5 = _mm512_set1_epi8(0x1f), one = _mm512_set1_epi8(1);
     for (size_t i = 0; i < rows; i++) {
         const uint8_t *cr = codes + i * ldcodes;
+        __m512i sums[2 * MAX_PLANES];
+        for (int q = 0; q < 2 * planes; q++)
+            sums[q] = zero;
         for (size_t t0 = 0; t0 < lda; t0 += 64) {
             const size_t left = t0 < tokens ? tokens - t0 : 0;
             const __mmask64 tail = left >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << left) - 1);
@@ -213,9 +219,13 @@ AVX512_TARGET static void planes_avx512(size_t rows, size_t tokens, const uint8_
                 const int p = p0 + q % planes;
                 __mmask64 m = valid & _mm512_cmpeq_epi8_mask(pl, _mm512_set1_epi8((char)p));
                 m &= q < planes ? ~odd : odd;
-                _mm512_storeu_si512(w + ((size_t)q * rows + i) * lda + t0, _mm512_maskz_mov_epi8(m, val));
+                const __m512i x = _mm512_maskz_mov_epi8(m, val);
+                _mm512_storeu_si512(w + ((size_t)q * rows + i) * lda + t0, x);
+                sums[q] = _mm512_add_epi64(sums[q], _mm512_sad_epu8(x, zero));
             }
         }
+        for (int q = 0; q < 2 * planes; q++)
+            wsum[(size_t)q * rows + i] = (int32_t)_mm512_reduce_add_epi64(sums[q]);
     }
 }
 
@@ -320,17 +330,20 @@ void repq_attn_v_accumulate_gemm(repq_kernel_level level, size_t rows, size_t to
     }
     /* All byte planes go through the GEMM, unless the entries outside the fullest
      * plane are few enough (under 1/32 of the entries per other plane) to add one by
-     * one: then only that plane does. */
+     * one: then only that plane does. Both ways give the same sums, so the choice is
+     * only about speed, and it is made on every COUNT_STRIDE-th row (a full count
+     * took a tenth of the whole product). */
     int planes = weight_planes(frac_bits), p0 = 0;
     bool sparse = false;
     if (planes > 1) {
         size_t counts[4], total = 0;
-        count_planes_avx512(rows, tokens, codes, ldcodes, sentinel, frac_bits, planes, counts);
+        const size_t sampled = (rows + COUNT_STRIDE - 1) / COUNT_STRIDE;
+        count_planes_avx512(sampled, tokens, codes, COUNT_STRIDE * ldcodes, sentinel, frac_bits, planes, counts);
         for (int p = 0; p < planes; p++) {
             total += counts[p];
             p0 = counts[p] > counts[p0] ? p : p0;
         }
-        sparse = (total - counts[p0]) * 32 < rows * tokens * (size_t)(planes - 1);
+        sparse = (total - counts[p0]) * 32 < sampled * tokens * (size_t)(planes - 1);
         if (sparse)
             planes = 1;
         else
@@ -349,8 +362,7 @@ void repq_attn_v_accumulate_gemm(repq_kernel_level level, size_t rows, size_t to
     pack_v_avx512(tokens, kg, dim, v, ldv, vp);
     for (size_t i0 = 0; i0 < rows; i0 += GEMM_RB) {
         const size_t rb = rows - i0 < GEMM_RB ? rows - i0 : GEMM_RB;
-        planes_avx512(rb, tokens, codes + i0 * ldcodes, ldcodes, sentinel, frac_bits, p0, planes, w, lda);
-        repq_row_sums_u8(level, np * rb, tokens, w, lda, wsum);
+        planes_avx512(rb, tokens, codes + i0 * ldcodes, ldcodes, sentinel, frac_bits, p0, planes, w, lda, wsum);
         repq_gemm_u8s8(level, np * rb, dim, kg, w, lda, vp, c, dim);
         combine_planes_avx512(rb, dim, p0, planes, c, wsum, zv, e + i0 * ldacc, ldacc);
         combine_planes_avx512(rb, dim, p0, planes, c + (size_t)planes * rb * dim, wsum + (size_t)planes * rb, zv,
