@@ -33,6 +33,10 @@
  * no slower elsewhere than 96. The scratch is sized for min(ROW_BLOCK, rows). */
 #define ROW_BLOCK 208
 
+/* Rows and columns of an AMX tile of q k^T scores, and the score matrix's stride. */
+#define SCORE_TILE 16
+static size_t score_stride(size_t tokens) { return (tokens + SCORE_TILE - 1) / SCORE_TILE * SCORE_TILE; }
+
 typedef struct wscratch {
     uint8_t *a;      /* [ROW_BLOCK, max in] codes */
     int32_t *acc;    /* [ROW_BLOCK, max out] */
@@ -285,7 +289,8 @@ static repq_status scratch_init(repq_session *s, repq_object *err)
     s->x = salloc(s, all, sizeof(float));
     s->x2 = net->arch.family == REPQ_FAMILY_SWIN ? salloc(s, all, sizeof(float)) : NULL;
     s->pooled = pool_floats ? salloc(s, pool_floats, sizeof(float)) : NULL;
-    s->qc = salloc(s, all, 1);
+    /* q's codes have SCORE_TILE rows of slack: the AMX q k^T reads whole tiles of rows. */
+    s->qc = salloc(s, all + SCORE_TILE * max_in, 1);
     s->kc = salloc(s, all, 1);
     s->vc = salloc(s, all, 1);
     s->oc = salloc(s, all, 1);
@@ -304,7 +309,7 @@ static repq_status scratch_init(repq_session *s, repq_object *err)
         x->f = salloc(s, rows * max_f, sizeof(float));
         x->rowsum = salloc(s, rows, sizeof(int32_t));
         x->kpack = salloc(s, repq_gemm_u8s8_packed_size(t, hd), 1);
-        x->sc = salloc(s, t * t, sizeof(int32_t));
+        x->sc = salloc(s, score_stride(t) * score_stride(t), sizeof(int32_t));
         x->codes = salloc(s, t * t, 1);
         x->e = salloc(s, t * hd, sizeof(int32_t));
         x->avs = salloc(s, repq_attn_v_gemm_scratch_size(t, hd, repq_attn_v_frac_bits_max(t)), 1);
@@ -632,13 +637,14 @@ static void scatter_head(const uint8_t *src, const int32_t *rows, size_t area, s
 
 /* Window attention scores: on the grid 2^score_shift finer, plus the head's relative
  * position bias and, between different regions of a shifted window, the mask. */
-VECTORIZED static void window_scores(const qblock *b, size_t h, size_t window, int32_t *sc, int32_t *colconst)
+VECTORIZED static void window_scores(const qblock *b, size_t h, size_t window, int32_t *sc, size_t ldsc,
+                                     int32_t *colconst)
 {
     const size_t area = b->area;
     const int32_t *bias = b->bias + h * area * area, *reg = b->region ? b->region + window * area : NULL;
     const int shift = b->score_shift;
     for (size_t i = 0; i < area; i++) {
-        int32_t *x = sc + i * area;
+        int32_t *x = sc + i * ldsc;
         const int32_t *bi = bias + i * area;
         if (reg) /* branch-free, so that the compiler vectorizes the row */
             for (size_t j = 0; j < area; j++)
@@ -663,6 +669,7 @@ static void attn_task(repq_session *s, int worker, int workers, const void *arg)
     split(s->n * heads * windows, worker, workers, &lo, &hi);
     double t0 = tick(s, worker);
     const int32_t sentinel = b->sm.sentinel;
+    const size_t ldsc = score_stride(t);
     for (size_t item = lo; item < hi; item++) {
         const size_t img = item / (heads * windows), h = item / windows % heads, win = item % windows;
         const size_t base = img * tokens * d + h * hd;
@@ -685,10 +692,14 @@ static void attn_task(repq_session *s, int worker, int workers, const void *arg)
         repq_row_sums_u8(lv, t, hd, kh, ld, w->colconst);
         for (size_t j = 0; j < t; j++)
             w->colconst[j] = -b->q.z * (w->colconst[j] - b->koff * (int32_t)hd);
-        repq_gemm_u8s8(lv, t, t, hd, qh, ld, w->kpack, w->sc, t);
+        /* At AMX the product runs over whole 16 x 16 tiles: rows past t read q's slack
+         * (or the next window's gathered rows), columns past t meet k's zero packing;
+         * the scores of real rows and columns are the same sums, and the rest is not read. */
+        const size_t tt = lv >= REPQ_LEVEL_AMX ? ldsc : t;
+        repq_gemm_u8s8(lv, tt, tt, hd, qh, ld, w->kpack, w->sc, ldsc);
         if (b->windowed)
-            window_scores(b, h, win, w->sc, w->colconst);
-        repq_log2softmax_rows_bias(lv, &b->sm, t, t, w->sc, t, w->colconst, w->codes, t);
+            window_scores(b, h, win, w->sc, ldsc, w->colconst);
+        repq_log2softmax_rows_bias(lv, &b->sm, t, t, w->sc, ldsc, w->colconst, w->codes, t);
         repq_attn_v_accumulate_gemm(lv, t, t, hd, w->codes, t, b->sm.sentinel, vh, ld, b->v.z, b->frac_bits, w->e,
                                     w->d, hd, w->avs);
         /* Probabilities below s_attn 2^-F (ceil(c/2) > F, only codes past 2F) do not
