@@ -319,7 +319,9 @@ static repq_status scratch_init(repq_session *s, repq_object *err)
         x->d2 = salloc(s, t * hd, sizeof(int32_t));
         x->panel = s->w->nibble_k ? salloc(s, repq_gemm_u8u4_scratch_size(s->w->nibble_k), 1) : NULL;
         x->colconst = salloc(s, t, sizeof(int32_t));
-        x->qg = salloc(s, 4 * t * hd, 1);
+        /* SCORE_TILE rows of slack after the four: a window's q k^T reads up to a whole
+         * tile of rows past its own (into kg, vg, og, then this). */
+        x->qg = salloc(s, (4 * t + SCORE_TILE) * hd, 1);
         if (!x->a || !x->acc || !x->f || !x->rowsum || !x->kpack || !x->sc || !x->codes || !x->e || !x->avs ||
             !x->d || !x->colconst || (s->w->nibble_k && !x->panel) || !x->tail || !x->e2 || !x->d2 || !x->qg)
             return repq_fail(err, REPQ_ERR_NOMEM, "repq_session_new: cannot allocate worker scratch");
