@@ -186,6 +186,7 @@ AVX512_TARGET static void quantize_avx512(size_t rows, size_t n, const float *x,
  * sums are a chain of dependent additions, which bounded gcc's clone of the plain
  * loop (2.2-2.4 Gelem/s here): NORM_ROWS rows at a time run side by side. */
 #define NORM_ROWS 4
+_Static_assert(REPQ_LANES == 16, "one AVX-512 vector holds the REPQ_LANES partial sums");
 
 AVX512_TARGET static float lanes_total512(__m512 v)
 {
