@@ -769,6 +769,10 @@ static void attn_hand_case(void **state)
         repq_attn_v_finish(level, 1, 2, e, d, e2, d2, 2, 4, ce, co, 0.25f, 10, 4, out, 2);
         assert_int_equal(out[0], 5);
         assert_int_equal(out[1], 15);
+        /* No columns: nothing is written. */
+        repq_attn_v_finish(level, 3, 0, e, d, NULL, NULL, 2, 4, ce, co, 0.25f, 100, 8, out, 2);
+        assert_int_equal(out[0], 5);
+        assert_int_equal(out[1], 15);
     }
     assert_int_equal(repq_attn_v_frac_bits_max(197), 14);
     /* Codes past 2F = 32 (ceil(c/2) > 16) shifted by 32; the rest, and the sentinel,

@@ -461,6 +461,8 @@ void repq_attn_v_finish(repq_kernel_level level, size_t rows, size_t dim, const 
      * missing tail adds zeros. */
     static const int32_t zero[CHUNK];
     float o[CHUNK];
+    if (dim == 0)
+        return;
     const double two_f = ldexp(1.0, frac_bits);
     const bool fast = level >= REPQ_LEVEL_AVX512VNNI && !e2 && !d2;
     const size_t width = dim < CHUNK ? dim : CHUNK, group = CHUNK / width;
