@@ -283,14 +283,14 @@ static repq_status scratch_init(repq_session *s, repq_object *err)
         max_out = (size_t)net->linear[i].out > max_out ? (size_t)net->linear[i].out : max_out;
     }
     size_t max_f = max_in > max_out ? max_in : max_out;
-    size_t all;
-    if (!repq_size_mul((size_t)s->max_batch, td, &all))
+    size_t all, q_all;
+    if (!repq_size_mul((size_t)s->max_batch, td, &all) || !repq_size_add(all, SCORE_TILE * max_in, &q_all))
         return repq_fail(err, REPQ_ERR_OVERFLOW, "repq_session_new: max_batch %d is too large", (int)s->max_batch);
     s->x = salloc(s, all, sizeof(float));
     s->x2 = net->arch.family == REPQ_FAMILY_SWIN ? salloc(s, all, sizeof(float)) : NULL;
     s->pooled = pool_floats ? salloc(s, pool_floats, sizeof(float)) : NULL;
     /* q's codes have SCORE_TILE rows of slack: the AMX q k^T reads whole tiles of rows. */
-    s->qc = salloc(s, all + SCORE_TILE * max_in, 1);
+    s->qc = salloc(s, q_all, 1);
     s->kc = salloc(s, all, 1);
     s->vc = salloc(s, all, 1);
     s->oc = salloc(s, all, 1);
