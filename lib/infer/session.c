@@ -671,7 +671,10 @@ static void attn_task(repq_session *s, int worker, int workers, const void *arg)
     split(s->n * heads * windows, worker, workers, &lo, &hi);
     double t0 = tick(s, worker);
     const int32_t sentinel = b->sm.sentinel;
-    const size_t ldsc = score_stride(t);
+    /* At AMX q k^T runs over whole 16 x 16 tiles: rows past t read q's slack (or the
+     * next window's gathered rows), columns past t meet k's zero packing; the scores
+     * of real rows and columns are the same sums, and the rest is not read. */
+    const size_t ldsc = score_stride(t), tt = lv >= REPQ_LEVEL_AMX ? ldsc : t;
     for (size_t item = lo; item < hi; item++) {
         const size_t img = item / (heads * windows), h = item / windows % heads, win = item % windows;
         const size_t base = img * tokens * d + h * hd;
@@ -694,10 +697,6 @@ static void attn_task(repq_session *s, int worker, int workers, const void *arg)
         repq_row_sums_u8(lv, t, hd, kh, ld, w->colconst);
         for (size_t j = 0; j < t; j++)
             w->colconst[j] = -b->q.z * (w->colconst[j] - b->koff * (int32_t)hd);
-        /* At AMX the product runs over whole 16 x 16 tiles: rows past t read q's slack
-         * (or the next window's gathered rows), columns past t meet k's zero packing;
-         * the scores of real rows and columns are the same sums, and the rest is not read. */
-        const size_t tt = lv >= REPQ_LEVEL_AMX ? ldsc : t;
         repq_gemm_u8s8(lv, tt, tt, hd, qh, ld, w->kpack, w->sc, ldsc);
         if (b->windowed)
             window_scores(b, h, win, w->sc, ldsc, w->colconst);

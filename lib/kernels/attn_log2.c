@@ -336,7 +336,7 @@ void repq_attn_v_accumulate_gemm(repq_kernel_level level, size_t rows, size_t to
     int planes = weight_planes(frac_bits), p0 = 0;
     bool sparse = false;
     if (planes > 1) {
-        size_t counts[4], total = 0;
+        size_t counts[MAX_PLANES], total = 0;
         const size_t sampled = (rows + COUNT_STRIDE - 1) / COUNT_STRIDE;
         count_planes_avx512(sampled, tokens, codes, COUNT_STRIDE * ldcodes, sentinel, frac_bits, planes, counts);
         for (int p = 0; p < planes; p++) {
@@ -463,7 +463,7 @@ void repq_attn_v_finish(repq_kernel_level level, size_t rows, size_t dim, const 
     float o[CHUNK];
     if (dim == 0)
         return;
-    const double two_f = ldexp(1.0, frac_bits);
+    const double two_f = ldexp(1.0, frac_bits), ce_f = ce * two_f, co_f = co * two_f;
     const bool fast = level >= REPQ_LEVEL_AVX512VNNI && !e2 && !d2;
     const size_t width = dim < CHUNK ? dim : CHUNK, group = CHUNK / width;
     for (size_t i0 = 0; i0 < rows; i0 += group) {
@@ -473,7 +473,7 @@ void repq_attn_v_finish(repq_kernel_level level, size_t rows, size_t dim, const 
             for (size_t r = 0; r < g; r++) {
                 const size_t at = (i0 + r) * ldacc + j0;
                 if (fast)
-                    combine_f32_avx512(nc, e + at, d + at, ce * two_f, co * two_f, o + r * width);
+                    combine_f32_avx512(nc, e + at, d + at, ce_f, co_f, o + r * width);
                 else
                     combine_f32(nc, e + at, d + at, e2 ? e2 + at : zero, d2 ? d2 + at : zero, two_f, ce, co,
                                 o + r * width);
