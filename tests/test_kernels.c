@@ -335,10 +335,12 @@ static void gemm_reads_stay_inside_operands(void **state)
 
 /* ---- 4-bit weights ------------------------------------------------------ */
 
-static void gemm_u4_check_shape(size_t m, size_t n, size_t k, int extremes)
+/* aligned: A rows are whole 64-byte lines at a 64-byte aligned address (the AMX
+ * form that reads A in place and unpacks the next panel while multiplying). */
+static void gemm_u4_check_shape_at(size_t m, size_t n, size_t k, int extremes, int aligned)
 {
-    const size_t lda = k + 3, ldb = k + 1, ldc = n + 5;
-    uint8_t *a = malloc(m * lda);
+    const size_t lda = aligned ? (k + 63) / 64 * 64 + 64 : k + 3, ldb = k + 1, ldc = n + 5;
+    uint8_t *a = aligned ? aligned_alloc(64, (m * lda + 63) / 64 * 64) : malloc(m * lda);
     int8_t *b = malloc(n * ldb);
     int32_t *ref = malloc(m * ldc * sizeof *ref), *c = malloc(m * ldc * sizeof *c);
     void *p = malloc(repq_gemm_u8u4_packed_size(n, k)), *scratch = malloc(repq_gemm_u8u4_scratch_size(k));
@@ -365,6 +367,11 @@ static void gemm_u4_check_shape(size_t m, size_t n, size_t k, int extremes)
                      repq_kernel_level_name(simd_levels[l]), m, n, k);
     }
     free(a); free(b); free(ref); free(c); free(p); free(scratch);
+}
+
+static void gemm_u4_check_shape(size_t m, size_t n, size_t k, int extremes)
+{
+    gemm_u4_check_shape_at(m, n, k, extremes, 0);
 }
 
 static void gemm_u4_hand_case(void **state)
@@ -402,6 +409,15 @@ static void gemm_u4_levels_match_scalar(void **state)
     gemm_u4_check_shape(7, 33, 1100, 0);
     /* 255 * 15 * 65536 < 2^31: the largest sum. */
     gemm_u4_check_shape(2, 17, REPQ_GEMM_U8S8_MAX_K, 1);
+    /* A in place: row tails (m % 16), odd column groups and panels, one panel or many. */
+    const size_t am[] = {1, 5, 16, 17, 33, 197};
+    const size_t an[] = {1, 17, 64, 65, 130, 200};
+    const size_t ak[] = {64, 384, 1536};
+    for (size_t x = 0; x < sizeof am / sizeof *am; x++)
+        for (size_t y = 0; y < sizeof an / sizeof *an; y++)
+            for (size_t z = 0; z < sizeof ak / sizeof *ak; z++)
+                gemm_u4_check_shape_at(am[x], an[y], ak[z], 0, 1);
+    gemm_u4_check_shape_at(37, 70, 4096, 1, 1);
 }
 
 /* ---- requantization ----------------------------------------------------- */
