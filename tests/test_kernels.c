@@ -335,8 +335,8 @@ static void gemm_reads_stay_inside_operands(void **state)
 
 /* ---- 4-bit weights ------------------------------------------------------ */
 
-/* aligned: A rows are whole 64-byte lines at a 64-byte aligned address (the AMX
- * form that reads A in place and unpacks the next panel while multiplying). */
+/* aligned: A rows are whole 64-byte lines at a 64-byte aligned address, as the
+ * session's codes are (the AMX kernel then reads A's tiles in place). */
 static void gemm_u4_check_shape_at(size_t m, size_t n, size_t k, int extremes, int aligned)
 {
     const size_t lda = aligned ? (k + 63) / 64 * 64 + 64 : k + 3, ldb = k + 1, ldc = n + 5;
@@ -409,7 +409,7 @@ static void gemm_u4_levels_match_scalar(void **state)
     gemm_u4_check_shape(7, 33, 1100, 0);
     /* 255 * 15 * 65536 < 2^31: the largest sum. */
     gemm_u4_check_shape(2, 17, REPQ_GEMM_U8S8_MAX_K, 1);
-    /* A in place: row tails (m % 16), odd column groups and panels, one panel or many. */
+    /* A read in place: row tails (m % 16), odd column groups and panels, one panel or many. */
     const size_t am[] = {1, 5, 16, 17, 33, 197};
     const size_t an[] = {1, 17, 64, 65, 130, 200};
     const size_t ak[] = {64, 384, 1536};

@@ -49,12 +49,4 @@ void repq_gemm_u8s8_avx512vnni(size_t m, size_t n, size_t k, const uint8_t *a, s
 void repq_gemm_u8s8_amx(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda, const void *packed,
                         int32_t *c, size_t ldc);
 
-/* For drivers that run the AMX kernel many times over (the 4-bit panels): the tile
- * configuration (16 x 64 bytes everywhere) is loaded once by begin and released by
- * end, and each call in between computes C[m, n] for m a multiple of 16 (m >= 16). */
-void repq_gemm_amx_begin(void);
-void repq_gemm_u8s8_amx_tiles(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda, const void *packed,
-                              int32_t *c, size_t ldc);
-void repq_gemm_amx_end(void);
-
 #endif

@@ -207,44 +207,18 @@ AMX_TARGET static void tiles(size_t rows, size_t n, size_t k, const uint8_t *a, 
     }
 }
 
-/* Every tile 16 rows x 64 bytes. */
-static void full_config(tile_config *cfg)
-{
-    memset(cfg, 0, sizeof *cfg);
-    cfg->palette = 1;
-    for (int t = 0; t < 8; t++) {
-        cfg->rows[t] = TILE_ROWS;
-        cfg->colsb[t] = TILE_K;
-    }
-}
-
-AMX_TARGET void repq_gemm_amx_begin(void)
-{
-    /* Constant data, not a local: gcc does not see ldtilecfg read the local's fields
-     * and drops their stores. */
-    static const tile_config cfg = {
-        .palette = 1,
-        .colsb = {TILE_K, TILE_K, TILE_K, TILE_K, TILE_K, TILE_K, TILE_K, TILE_K},
-        .rows = {TILE_ROWS, TILE_ROWS, TILE_ROWS, TILE_ROWS, TILE_ROWS, TILE_ROWS, TILE_ROWS, TILE_ROWS},
-    };
-    _tile_loadconfig(&cfg);
-}
-
-AMX_TARGET void repq_gemm_amx_end(void) { _tile_release(); }
-
-AMX_TARGET void repq_gemm_u8s8_amx_tiles(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda,
-                                         const void *packed, int32_t *c, size_t ldc)
-{
-    tiles(m, n, k, a, lda, packed, c, ldc, 0, NULL, NULL);
-}
-
 AMX_TARGET void repq_gemm_u8s8_amx(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda,
                                    const void *packed, int32_t *c, size_t ldc)
 {
     if (m == 0 || n == 0)
         return;
     tile_config cfg;
-    full_config(&cfg);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg.rows[t] = TILE_ROWS;
+        cfg.colsb[t] = TILE_K;
+    }
     const size_t tail = m % TILE_ROWS, full = m - tail;
     tile_config tail_cfg = cfg;
     for (int t = 0; t < 6; t++) /* accumulators and A tiles of `tail` rows: nothing computed past m */
