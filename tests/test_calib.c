@@ -414,7 +414,7 @@ static uint8_t *gptq_codes_of(fixture *f, const repq_qmodel *g, int32_t block, r
 {
     repq_allocator al = repq_allocator_of(NULL);
     recorder rec = {g, block, point, NULL, 0, 0};
-    repq_hook hook = {record, &rec, true, NULL};
+    repq_hook hook = {record, &rec, true, NULL, false};
     float logits[8 * 10];
     assert_int_equal(repq_net_forward(NULL, &al, g->net, &g->fq_params, f->images->data, true, 8, &hook, logits),
                      REPQ_OK);

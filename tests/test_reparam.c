@@ -151,7 +151,7 @@ static void capture_params(const repq_net *net, const repq_params *params, repq_
 {
     c->net = net;
     repq_allocator al = repq_allocator_of(NULL);
-    repq_hook hook = {grab, c, false, NULL};
+    repq_hook hook = {grab, c, false, NULL, false};
     float *logits = malloc(N_TEST * 10 * sizeof(float));
     const uint8_t *pixels;
     size_t nbytes;

@@ -309,7 +309,7 @@ static void record_ranges(const repq_net *net, const repq_params *p, const uint8
     assert_non_null(r->lo);
     assert_non_null(r->hi);
     repq_allocator al = repq_allocator_of(NULL);
-    repq_hook hook = {record, r, false, NULL};
+    repq_hook hook = {record, r, false, NULL, false};
     float *logits = malloc(n * (size_t)net->arch.num_classes * sizeof(float));
     assert_int_equal(repq_net_forward(NULL, &al, net, p, pixels, true, n, &hook, logits), REPQ_OK);
     free(logits);

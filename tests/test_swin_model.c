@@ -473,7 +473,7 @@ static void capture_post_ln(const repq_qmodel *q, const repq_tensor *images, slo
     c->cols = calloc((size_t)n, sizeof *c->cols);
     assert_true(c->x && c->rows && c->cols);
     repq_allocator al = repq_allocator_of(NULL);
-    repq_hook hook = {grab_post_ln, c, false, NULL};
+    repq_hook hook = {grab_post_ln, c, false, NULL, false};
     float *logits = malloc(count_of(images) * K * sizeof(float));
     assert_int_equal(repq_net_forward(NULL, &al, q->net, &q->float_params, images->data, true, count_of(images),
                                       &hook, logits),

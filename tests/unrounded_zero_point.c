@@ -101,7 +101,7 @@ repq_status unrounded_zero_point_forward(const repq_qmodel *channelwise, const r
         return REPQ_ERR_NOMEM;
     repq_status st = unrounded_zero_point_params(channelwise, r, &r->fq_params, &p, u.frac);
     if (!st) {
-        repq_hook hook = {apply, &u, true, NULL};
+        repq_hook hook = {apply, &u, true, NULL, false};
         st = repq_net_forward_tensors(NULL, al, r->net, &p, &hook, images, logits);
         repq_params_release(al, &p);
     }

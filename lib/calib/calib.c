@@ -304,7 +304,7 @@ repq_status repq_calib_run(repq_calib *c, repq_qmodel **out_qmodel)
         if (!ob.scratch || !logits)
             st = repq_fail(&c->base, REPQ_ERR_NOMEM, "calibration: out of memory");
     }
-    repq_hook hook = {observe, &ob, true, NULL};
+    repq_hook hook = {observe, &ob, true, NULL, false};
     if (st == REPQ_OK)
         st = repq_net_forward(&c->base, al, q->net, &q->fq_params, c->data, c->pixels_u8, c->images, &hook,
                               logits);

@@ -121,7 +121,7 @@ REPQ_API repq_status repq_calib_reconstruct(repq_calib *c, const repq_qmodel *sr
     float *logits = repq_mem_alloc(al, logit_bytes);
     if (!rb.gram || !rb.widen || !rb.work || !logits)
         st = repq_fail(err, REPQ_ERR_NOMEM, "weight reconstruction: out of memory");
-    repq_hook hook = {rebuild, &rb, true, NULL};
+    repq_hook hook = {rebuild, &rb, true, NULL, false};
     if (st == REPQ_OK)
         st = repq_net_forward(err, al, q->net, &q->fq_params, c->data, c->pixels_u8, c->images, &hook, logits);
     repq_mem_free(al, rb.gram);

@@ -202,7 +202,7 @@ repq_status repq_smooth_model(repq_object *err, const repq_allocator *al, const 
             }
             s.of_slot[si->slot] = i;
         }
-        repq_hook hook = {observe, &s, false, NULL};
+        repq_hook hook = {observe, &s, false, NULL, false};
         st = repq_net_forward(err, al, net, p, images, pixels_u8, n, &hook, logits);
         if (st)
             st = repq_fail_default(err, st, "SQ-b: the float forward");

@@ -57,9 +57,7 @@ static repq_status get_fc2_input(repq_shared_weights *s, repq_object *err, const
     b->fc2_in.s = grid.scale;
     b->fc2_in.z = grid.zero_point;
     b->fc2_in.bits = grid.bits;
-    b->fc2_codes = (repq_gelu_codes){a->two.scale, a->two.zero_point, a->two.bits, true,
-                                     (1 << a->two.bits) - 1 - a->two.zero_point, a->two.neg_shift};
-    return REPQ_OK;
+    return repq_act_quant_gelu_codes(a, &b->fc2_codes);
 }
 
 /* Largest |sum_p (a_p - za)(w_p - zw)| and of every partial sum the epilogue forms,

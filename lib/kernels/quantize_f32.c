@@ -85,22 +85,51 @@ static void out_u8_scalar(size_t m, size_t n, const int32_t *acc, size_t ldacc, 
         }
 }
 
-static inline uint8_t gelu_code_one(float y, const repq_gelu_codes *q)
+/* fc2's input code of a GELU value g, the fused epilogue's rule (quantize_f32.h):
+ * w = g (1 / unit), unit = s, or s 2^-shift on the two-region quantizer's negative
+ * side (g < 0), clamped to +-limit (past every code, NaN to +limit), rounded half to
+ * even. */
+typedef struct gelu_recip {
+    float pos, neg, limit;
+} gelu_recip;
+
+static gelu_recip gelu_recip_of(const repq_gelu_codes *q)
 {
-    const float g = repq_gelu_one(y), zf = (float)q->zero_point;
-    if (q->two_region)
-        return two_region_one(g, q->scale, zf, (float)q->top, (float)(1 << q->shift));
-    return quant_one(g, q->scale, zf, (float)((1 << q->bits) - 1));
+    const float inv = 1.0f / q->scale;
+    return (gelu_recip){inv, q->two_region ? inv * (float)(1 << q->shift) : inv,
+                        fabsf((float)q->zero_point) + (float)(1 << q->bits) + 1.0f};
+}
+
+static inline int32_t gelu_w_round(float w, float limit)
+{
+    w = w < limit ? w : limit;
+    w = w > -limit ? w : -limit;
+    return (int32_t)rintf(w);
+}
+
+static inline uint8_t gelu_code_of_value(float g, const repq_gelu_codes *q, gelu_recip r)
+{
+    if (q->two_region) {
+        if (g < 0.0f) {
+            const int32_t c = gelu_w_round(g * r.neg, r.limit);
+            return (uint8_t)((c > -q->zero_point ? c : -q->zero_point) + q->zero_point);
+        }
+        const int32_t c = gelu_w_round(g * r.pos, r.limit);
+        return (uint8_t)(((c < q->top ? c : q->top) << q->shift) + q->zero_point);
+    }
+    const int32_t c = gelu_w_round(g * r.pos, r.limit) + q->zero_point, qmax = (1 << q->bits) - 1;
+    return (uint8_t)(c < 0 ? 0 : c > qmax ? qmax : c);
 }
 
 static void out_gelu_scalar(size_t m, size_t n, const int32_t *acc, size_t ldacc, const int32_t *rowsum,
                             const int32_t *colmul, const int32_t *colconst, const float *scale, const float *bias,
                             const repq_gelu_codes *q, uint8_t *out, size_t ldout)
 {
+    const gelu_recip r = gelu_recip_of(q);
     for (size_t i = 0; i < m; i++)
         for (size_t j = 0; j < n; j++) {
             float p = (float)exact_one(acc[i * ldacc + j], rowsum[i], colmul[j], colconst[j]) * scale[j];
-            out[i * ldout + j] = gelu_code_one(p + (bias ? bias[j] : 0.0f), q);
+            out[i * ldout + j] = gelu_code_of_value(repq_gelu_quartic_one(p + (bias ? bias[j] : 0.0f)), q, r);
         }
 }
 
@@ -349,99 +378,12 @@ AVX512_TARGET static void out_u8_avx512(size_t m, size_t n, const int32_t *acc, 
     }
 }
 
-/* repq_gelu_one on 16 lanes: the same operations and constants in the same order,
- * selects where the C has ?:. The loops over constants are unrolled so that no branch
- * or reload stays in them. */
-AVX512_TARGET static inline __m512 gelu_vec(__m512 x)
-{
-    const __m512 z = _mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(0.70710678118654752f));
-    const __m512 one = _mm512_set1_ps(1.0f);
-    const __m512 t = _mm512_div_ps(one, _mm512_add_ps(one, _mm512_mul_ps(_mm512_set1_ps(0.4f), z)));
-    __m512 q = _mm512_set1_ps(repq_gelu_erfc_q[0]);
-#pragma GCC unroll 9
-    for (int i = 1; i < REPQ_GELU_TERMS; i++)
-        q = _mm512_add_ps(_mm512_mul_ps(q, t), _mm512_set1_ps(repq_gelu_erfc_q[i]));
-    /* repq_exp_approx(-z z) */
-    const __m512 e = _mm512_mul_ps(_mm512_xor_ps(z, _mm512_set1_ps(-0.0f)), z); /* (-z) z */
-    const __m512 lo = _mm512_set1_ps(REPQ_EXP_LO), magic = _mm512_set1_ps(REPQ_EXP_ROUND_MAGIC);
-    const __mmask16 below = _mm512_cmp_ps_mask(e, lo, _CMP_LT_OQ);
-    __m512 xc = _mm512_mask_blend_ps(below, e, lo);
-    xc = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(xc, _mm512_set1_ps(REPQ_EXP_HI), _CMP_GT_OQ), xc,
-                              _mm512_set1_ps(REPQ_EXP_HI));
-    const __m512 tt = _mm512_add_ps(_mm512_mul_ps(xc, _mm512_set1_ps(REPQ_EXP_LOG2E)), magic);
-    const __m512 nn = _mm512_sub_ps(tt, magic);
-    const __m512i bits = _mm512_slli_epi32(
-        _mm512_add_epi32(_mm512_sub_epi32(_mm512_castps_si512(tt), _mm512_set1_epi32(0x4b400000)),
-                         _mm512_set1_epi32(127)),
-        23);
-    const __m512 r = _mm512_sub_ps(_mm512_sub_ps(xc, _mm512_mul_ps(nn, _mm512_set1_ps(REPQ_EXP_LN2_HI))),
-                                   _mm512_mul_ps(nn, _mm512_set1_ps(REPQ_EXP_LN2_LO)));
-    __m512 p = _mm512_set1_ps(repq_exp_taylor[0]);
-#pragma GCC unroll 8
-    for (int i = 1; i < REPQ_EXP_TERMS; i++)
-        p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(repq_exp_taylor[i]));
-    const __m512 ex = _mm512_maskz_mul_ps((__mmask16)~below, p, _mm512_castsi512_ps(bits));
-    const __m512 erfc_z = _mm512_mul_ps(q, ex);
-    const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
-    const __m512 f = _mm512_mask_blend_ps(neg, _mm512_sub_ps(_mm512_set1_ps(2.0f), erfc_z), erfc_z);
-    return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), x), f);
-}
-
-/* A fast GELU for the codes' sake: on [-8, 8), 32 quartics of width 1/2 (in u = y
- * minus the piece's centre; fitted by scripts/fit_gelu_fast.py, Chebyshev
- * interpolation), y above, 0 below. It differs from repq_gelu_one by at most
- * REPQ_GELU_FAST_ERR (tests/test_kernels_extra.c checks a third of that on a dense
- * scan), so a code computed from it is the exact code wherever no quantization
- * boundary lies within REPQ_GELU_FAST_ERR of it; elsewhere the exact path runs. */
-static const float gelu_fast_coef[5][32] = {
-    {-3.560836386e-14f, -1.510797130e-12f, -4.989773872e-11f, -1.282664641e-09f,
-     -2.565749213e-08f, -3.992604150e-07f, -4.831145361e-06f, -4.542623356e-05f,
-     -3.315648064e-04f, -1.875331393e-03f, -8.194348775e-03f, -2.750506438e-02f,
-     -7.010352612e-02f, -1.320622116e-01f, -1.699705124e-01f, -1.003234163e-01f,
-     1.496765763e-01f, 5.800294876e-01f, 1.117937803e+00f, 1.679896474e+00f,
-     2.222494841e+00f, 2.741805553e+00f, 3.248124599e+00f, 3.749668360e+00f,
-     4.249954700e+00f, 4.749995232e+00f, 5.249999523e+00f, 5.750000000e+00f,
-     6.250000000e+00f, 6.750000000e+00f, 7.250000000e+00f, 7.750000000e+00f},
-    {-2.665713787e-13f, -1.067639987e-11f, -3.305832830e-10f, -7.909385147e-09f,
-     -1.460945214e-07f, -2.080634658e-06f, -2.280405170e-05f, -1.918128110e-04f,
-     -1.232997049e-03f, -6.016506348e-03f, -2.202960290e-02f, -5.919846520e-02f,
-     -1.109356880e-01f, -1.226539835e-01f, 8.018804947e-04f, 3.046434820e-01f,
-     6.953565478e-01f, 9.991981387e-01f, 1.122653961e+00f, 1.110935688e+00f,
-     1.059198499e+00f, 1.022029638e+00f, 1.006016493e+00f, 1.001232982e+00f,
-     1.000191808e+00f, 1.000022769e+00f, 1.000002027e+00f, 1.000000119e+00f,
-     1.000000000e+00f, 1.000000000e+00f, 1.000000000e+00f, 1.000000000e+00f},
-    {-1.039836077e-12f, -3.861074654e-11f, -1.103993785e-09f, -2.426438606e-08f,
-     -4.089744436e-07f, -5.269456778e-06f, -5.167111885e-05f, -3.831127251e-04f,
-     -2.126406645e-03f, -8.687164634e-03f, -2.529323660e-02f, -4.860346764e-02f,
-     -4.583234712e-02f, 3.996260464e-02f, 2.164454460e-01f, 3.745750785e-01f,
-     3.745750785e-01f, 2.164454460e-01f, 3.996260464e-02f, -4.583234712e-02f,
-     -4.860346764e-02f, -2.529323660e-02f, -8.687164634e-03f, -2.126406645e-03f,
-     -3.831127251e-04f, -5.167111885e-05f, -5.269456778e-06f, -4.089744436e-07f,
-     -2.426438606e-08f, -1.103993785e-09f, -3.861074654e-11f, -1.039836077e-12f},
-    {-3.202003549e-12f, -1.072823080e-10f, -2.757333251e-09f, -5.419546767e-08f,
-     -8.112668297e-07f, -9.196713108e-06f, -7.831176481e-05f, -4.946733825e-04f,
-     -2.269967925e-03f, -7.268911693e-03f, -1.471607387e-02f, -1.208757609e-02f,
-     2.420363575e-02f, 9.226570278e-02f, 1.276250780e-01f, 6.235844269e-02f,
-     -6.235844269e-02f, -1.276250780e-01f, -9.226570278e-02f, -2.420363575e-02f,
-     1.208757609e-02f, 1.471607387e-02f, 7.268911693e-03f, 2.269967925e-03f,
-     4.946733825e-04f, 7.831176481e-05f, 9.196713108e-06f, 8.112668297e-07f,
-     5.419546767e-08f, 2.757333251e-09f, 1.072823080e-10f, 3.202003549e-12f},
-    {-5.480791602e-12f, -1.718557796e-10f, -4.103076545e-09f, -7.423824400e-08f,
-     -1.011395057e-06f, -1.028017323e-05f, -7.688149344e-05f, -4.134075425e-04f,
-     -1.529814675e-03f, -3.500190098e-03f, -3.014276270e-03f, 7.818349637e-03f,
-     2.881139144e-02f, 3.369654343e-02f, -4.941171035e-03f, -5.683917180e-02f,
-     -5.683917180e-02f, -4.941171035e-03f, 3.369654343e-02f, 2.881139144e-02f,
-     7.818349637e-03f, -3.014276270e-03f, -3.500190098e-03f, -1.529814675e-03f,
-     -4.134075425e-04f, -7.688149344e-05f, -1.028017323e-05f, -1.011395057e-06f,
-     -7.423824400e-08f, -4.103076545e-09f, -1.718557796e-10f, -5.480791602e-12f},
-};
-
 /* The table as the permutes take it: pieces 0-15 and 16-31 of each coefficient. */
 AVX512_TARGET static inline void load_fast_coef(__m512 lo[5], __m512 hi[5])
 {
     for (int k = 0; k < 5; k++) {
-        lo[k] = _mm512_loadu_ps(gelu_fast_coef[k]);
-        hi[k] = _mm512_loadu_ps(gelu_fast_coef[k] + 16);
+        lo[k] = _mm512_loadu_ps(repq_gelu_quartic_coef[k]);
+        hi[k] = _mm512_loadu_ps(repq_gelu_quartic_coef[k] + 16);
     }
 }
 
@@ -464,86 +406,19 @@ AVX512_TARGET static inline __m512 gelu_fast_vec(__m512 y, const __m512 lo[5], c
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(y, _mm512_set1_ps(8.0f), _CMP_GE_OQ), p, y);
 }
 
-/* What the fast codes need besides the quantizer: 1 / unit on each side and, per side,
- * how far from 1/2 the rounding of w = g / unit must stay for the code to be certain:
- * REPQ_GELU_FAST_ERR / unit plus a slack for the float rounding of w here and in the
- * exact path (2^-20 (|w| + 1), taken at |w| = wmax). Lanes beyond wmax clamp to the
- * same end code both ways, so the slack need not cover them. */
-typedef struct fast_limits {
-    __m512 inv_pos, inv_neg, limit_pos, limit_neg;
-} fast_limits;
-
-static float fast_limit(float inv, float wmax)
+/* gelu_code_of_value (repq_gelu_quartic_one(y)) on 16 lanes, two_region fixed per
+ * instantiation. */
+AVX512_TARGET static inline __attribute__((always_inline)) void
+out_gelu_rows_avx512(size_t m, size_t n, const int32_t *acc, size_t ldacc, const int32_t *rowsum,
+                     const int32_t *colmul, const int32_t *colconst, const float *scale, const float *bias,
+                     const repq_gelu_codes *q, bool two_region, uint8_t *out, size_t ldout)
 {
-    return 0.5f - (REPQ_GELU_FAST_ERR * inv + (wmax + 1.0f) * 0x1p-20f);
-}
-
-AVX512_TARGET static fast_limits fast_limits_of(const repq_gelu_codes *q)
-{
-    const float inv = 1.0f / q->scale, finer = inv * (float)(1 << q->shift);
-    const float z = (float)q->zero_point, qmax = (float)((1 << q->bits) - 1);
-    fast_limits l;
-    l.inv_pos = _mm512_set1_ps(inv);
-    if (q->two_region) {
-        const float wmax = (float)(q->top > q->zero_point ? q->top : q->zero_point) + 1.0f;
-        l.inv_neg = _mm512_set1_ps(finer);
-        l.limit_pos = _mm512_set1_ps(fast_limit(inv, wmax));
-        l.limit_neg = _mm512_set1_ps(fast_limit(finer, wmax));
-    } else {
-        const float wmax = unclamped_wmax(z, qmax);
-        l.inv_neg = l.inv_pos;
-        l.limit_pos = l.limit_neg = _mm512_set1_ps(fast_limit(inv, wmax));
-    }
-    return l;
-}
-
-/* Codes from the fast GELU g where they are certain: w = g / unit (unit = s, or s 2^-shift
- * on the two-region quantizer's negative side) is rounded to r, and the lane is
- * ambiguous when a half-integer lies within the side's limit of w. With
- * REPQ_GELU_FAST_ERR / unit <= 1/4 on the finer side (checked by the caller), a sign
- * difference between g and the exact GELU near 0 gives code z both ways. */
-AVX512_TARGET static inline __m512i fast_codes(__m512 g, const repq_gelu_codes *q, const fast_limits *l,
-                                               __m512 vz, __m512 vq, __m512 vt, __m512 vp, __m512 vnz,
-                                               __mmask16 *ambiguous)
-{
-    const __mmask16 neg = q->two_region ? _mm512_cmp_ps_mask(g, _mm512_setzero_ps(), _CMP_LT_OQ) : 0;
-    const __m512 w = _mm512_mul_ps(g, q->two_region ? _mm512_mask_blend_ps(neg, l->inv_pos, l->inv_neg) : l->inv_pos);
-    const __m512 r = _mm512_roundscale_ps(w, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m512 d = _mm512_abs_ps(_mm512_sub_ps(w, r));
-    const __m512 limit = q->two_region ? _mm512_mask_blend_ps(neg, l->limit_pos, l->limit_neg) : l->limit_pos;
-    *ambiguous = _mm512_cmp_ps_mask(d, limit, _CMP_NLT_UQ);
-    __m512 c;
-    if (q->two_region)
-        c = _mm512_mask_blend_ps(neg, _mm512_mul_ps(_mm512_min_ps(r, vt), vp), _mm512_max_ps(r, vnz));
-    else
-        c = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(r, vz), _mm512_setzero_ps()), vq);
-    return _mm512_cvttps_epi32(q->two_region ? _mm512_add_ps(c, vz) : c);
-}
-
-/* The exact steps for one vector, out of line: the fast path's loop keeps its
- * coefficient and constant vectors in registers only without this code inside it. */
-AVX512_TARGET __attribute__((noinline)) static __m512i exact_gelu_codes(__m512 y, const repq_gelu_codes *q)
-{
-    const __m512 vs = _mm512_set1_ps(q->scale), vz = _mm512_set1_ps((float)q->zero_point);
-    const __m512 g = gelu_vec(y);
-    if (!q->two_region)
-        return quant_vec(g, vs, vz, _mm512_set1_ps((float)((1 << q->bits) - 1)));
-    return two_region_vec(g, vs, vz, _mm512_set1_ps((float)q->top), _mm512_set1_ps((float)(1 << q->shift)),
-                          _mm512_set1_ps(-(float)q->zero_point));
-}
-
-AVX512_TARGET static void out_gelu_avx512(size_t m, size_t n, const int32_t *acc, size_t ldacc,
-                                          const int32_t *rowsum, const int32_t *colmul, const int32_t *colconst,
-                                          const float *scale, const float *bias, const repq_gelu_codes *q,
-                                          uint8_t *out, size_t ldout)
-{
-    const __m512 vz = _mm512_set1_ps((float)q->zero_point);
-    const __m512 vq = _mm512_set1_ps((float)((1 << q->bits) - 1)), vt = _mm512_set1_ps((float)q->top);
-    const __m512 vp = _mm512_set1_ps((float)(1 << q->shift)), vnz = _mm512_set1_ps(-(float)q->zero_point);
-    const float inv_s = 1.0f / q->scale;
-    const fast_limits limits = fast_limits_of(q);
-    /* The fast path needs the error to stay within a quarter step of the finer grid. */
-    const bool fast = REPQ_GELU_FAST_ERR * inv_s * (float)(q->two_region ? 1 << q->shift : 1) <= 0.25f;
+    const gelu_recip r = gelu_recip_of(q);
+    const __m512 inv_pos = _mm512_set1_ps(r.pos), inv_neg = _mm512_set1_ps(r.neg);
+    const __m512 wlim = _mm512_set1_ps(r.limit), nwlim = _mm512_set1_ps(-r.limit);
+    const __m512i vz = _mm512_set1_epi32(q->zero_point), vnz = _mm512_set1_epi32(-q->zero_point);
+    const __m512i vtop = _mm512_set1_epi32(q->top), vqmax = _mm512_set1_epi32((1 << q->bits) - 1);
+    const __m512i shift = _mm512_set1_epi32(q->shift);
     __m512 lo[5], hi[5];
     load_fast_coef(lo, hi);
     for (size_t i = 0; i < m; i++) {
@@ -552,15 +427,32 @@ AVX512_TARGET static void out_gelu_avx512(size_t m, size_t n, const int32_t *acc
             const __mmask16 mk = tail_mask(n - j);
             const __m512 y = y_vec(acc + i * ldacc + j, rs, colmul + j, colconst + j, scale + j,
                                    bias ? bias + j : NULL, mk);
-            __mmask16 ambiguous = 0xffff;
-            __m512i c = _mm512_setzero_si512();
-            if (fast)
-                c = fast_codes(gelu_fast_vec(y, lo, hi), q, &limits, vz, vq, vt, vp, vnz, &ambiguous);
-            if (ambiguous & mk)
-                c = exact_gelu_codes(y, q);
-            _mm512_mask_cvtepi32_storeu_epi8(out + i * ldout + j, mk, c);
+            const __m512 g = gelu_fast_vec(y, lo, hi);
+            const __mmask16 neg = two_region ? _mm512_cmp_ps_mask(g, _mm512_setzero_ps(), _CMP_LT_OQ) : 0;
+            __m512 w = _mm512_mul_ps(g, two_region ? _mm512_mask_blend_ps(neg, inv_pos, inv_neg) : inv_pos);
+            w = _mm512_max_ps(_mm512_min_ps(w, wlim), nwlim);
+            const __m512i c = _mm512_cvt_roundps_epi32(w, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            __m512i code;
+            if (two_region)
+                code = _mm512_add_epi32(_mm512_mask_blend_epi32(neg, _mm512_sllv_epi32(_mm512_min_epi32(c, vtop), shift),
+                                                                _mm512_max_epi32(c, vnz)),
+                                        vz);
+            else
+                code = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(c, vz), _mm512_setzero_si512()), vqmax);
+            _mm512_mask_cvtepi32_storeu_epi8(out + i * ldout + j, mk, code);
         }
     }
+}
+
+AVX512_TARGET static void out_gelu_avx512(size_t m, size_t n, const int32_t *acc, size_t ldacc,
+                                          const int32_t *rowsum, const int32_t *colmul, const int32_t *colconst,
+                                          const float *scale, const float *bias, const repq_gelu_codes *q,
+                                          uint8_t *out, size_t ldout)
+{
+    if (q->two_region)
+        out_gelu_rows_avx512(m, n, acc, ldacc, rowsum, colmul, colconst, scale, bias, q, true, out, ldout);
+    else
+        out_gelu_rows_avx512(m, n, acc, ldacc, rowsum, colmul, colconst, scale, bias, q, false, out, ldout);
 }
 
 /* ---- AVX2: 8 lanes, the last n % 8 columns through the scalar formulas ---------- */
@@ -663,56 +555,52 @@ AVX2_TARGET static void out_u8_avx2(size_t m, size_t n, const int32_t *acc, size
     }
 }
 
-/* gelu_vec on 8 lanes. */
-AVX2_TARGET static inline __m256 gelu_vec8(__m256 x)
+#define AVX2_FMA_TARGET __attribute__((target("avx2,fma")))
+
+/* repq_gelu_quartic_one on 8 lanes, the coefficients gathered. */
+AVX2_FMA_TARGET static inline __m256 gelu_fast_vec8(__m256 y)
 {
-    const __m256 z = _mm256_mul_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), x), _mm256_set1_ps(0.70710678118654752f));
-    const __m256 one = _mm256_set1_ps(1.0f);
-    const __m256 t = _mm256_div_ps(one, _mm256_add_ps(one, _mm256_mul_ps(_mm256_set1_ps(0.4f), z)));
-    __m256 q = _mm256_set1_ps(repq_gelu_erfc_q[0]);
-#pragma GCC unroll 9
-    for (int i = 1; i < REPQ_GELU_TERMS; i++)
-        q = _mm256_add_ps(_mm256_mul_ps(q, t), _mm256_set1_ps(repq_gelu_erfc_q[i]));
-    const __m256 e = _mm256_mul_ps(_mm256_xor_ps(z, _mm256_set1_ps(-0.0f)), z); /* (-z) z */
-    const __m256 lo = _mm256_set1_ps(REPQ_EXP_LO), hi = _mm256_set1_ps(REPQ_EXP_HI);
-    const __m256 magic = _mm256_set1_ps(REPQ_EXP_ROUND_MAGIC);
-    const __m256 below = _mm256_cmp_ps(e, lo, _CMP_LT_OQ);
-    __m256 xc = _mm256_blendv_ps(e, lo, below);
-    xc = _mm256_blendv_ps(xc, hi, _mm256_cmp_ps(xc, hi, _CMP_GT_OQ));
-    const __m256 tt = _mm256_add_ps(_mm256_mul_ps(xc, _mm256_set1_ps(REPQ_EXP_LOG2E)), magic);
-    const __m256 nn = _mm256_sub_ps(tt, magic);
-    const __m256i bits = _mm256_slli_epi32(
-        _mm256_add_epi32(_mm256_sub_epi32(_mm256_castps_si256(tt), _mm256_set1_epi32(0x4b400000)),
-                         _mm256_set1_epi32(127)),
-        23);
-    const __m256 r = _mm256_sub_ps(_mm256_sub_ps(xc, _mm256_mul_ps(nn, _mm256_set1_ps(REPQ_EXP_LN2_HI))),
-                                   _mm256_mul_ps(nn, _mm256_set1_ps(REPQ_EXP_LN2_LO)));
-    __m256 p = _mm256_set1_ps(repq_exp_taylor[0]);
-#pragma GCC unroll 8
-    for (int i = 1; i < REPQ_EXP_TERMS; i++)
-        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(repq_exp_taylor[i]));
-    const __m256 ex = _mm256_andnot_ps(below, _mm256_mul_ps(p, _mm256_castsi256_ps(bits)));
-    const __m256 erfc_z = _mm256_mul_ps(q, ex);
-    const __m256 neg = _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ);
-    const __m256 f = _mm256_blendv_ps(_mm256_sub_ps(_mm256_set1_ps(2.0f), erfc_z), erfc_z, neg);
-    return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), f);
+    const __m256 yc = _mm256_max_ps(_mm256_set1_ps(-8.0f), y);
+    const __m256 t = _mm256_min_ps(_mm256_fmadd_ps(yc, _mm256_set1_ps(2.0f), _mm256_set1_ps(16.0f)),
+                                   _mm256_set1_ps(31.5f));
+    const __m256i idx = _mm256_cvttps_epi32(t);
+    const __m256 u = _mm256_sub_ps(
+        yc, _mm256_fmsub_ps(_mm256_cvtepi32_ps(idx), _mm256_set1_ps(0.5f), _mm256_set1_ps(7.75f)));
+    __m256 p = _mm256_i32gather_ps(repq_gelu_quartic_coef[4], idx, 4);
+    for (int k = 3; k >= 0; k--)
+        p = _mm256_fmadd_ps(p, u, _mm256_i32gather_ps(repq_gelu_quartic_coef[k], idx, 4));
+    return _mm256_blendv_ps(p, y, _mm256_cmp_ps(y, _mm256_set1_ps(8.0f), _CMP_GE_OQ));
 }
 
-AVX2_TARGET static void out_gelu_avx2(size_t m, size_t n, const int32_t *acc, size_t ldacc, const int32_t *rowsum,
-                                      const int32_t *colmul, const int32_t *colconst, const float *scale,
-                                      const float *bias, const repq_gelu_codes *q, uint8_t *out, size_t ldout)
+AVX2_FMA_TARGET static void out_gelu_avx2(size_t m, size_t n, const int32_t *acc, size_t ldacc,
+                                          const int32_t *rowsum, const int32_t *colmul, const int32_t *colconst,
+                                          const float *scale, const float *bias, const repq_gelu_codes *q,
+                                          uint8_t *out, size_t ldout)
 {
-    const __m256 vs = _mm256_set1_ps(q->scale), vz = _mm256_set1_ps((float)q->zero_point);
-    const __m256 vq = _mm256_set1_ps((float)((1 << q->bits) - 1)), vt = _mm256_set1_ps((float)q->top);
-    const __m256 vp = _mm256_set1_ps((float)(1 << q->shift)), vnz = _mm256_set1_ps(-(float)q->zero_point);
+    const gelu_recip r = gelu_recip_of(q);
+    const __m256 inv_pos = _mm256_set1_ps(r.pos), inv_neg = _mm256_set1_ps(r.neg);
+    const __m256 wlim = _mm256_set1_ps(r.limit), nwlim = _mm256_set1_ps(-r.limit);
+    const __m256i vz = _mm256_set1_epi32(q->zero_point), vnz = _mm256_set1_epi32(-q->zero_point);
+    const __m256i vtop = _mm256_set1_epi32(q->top), vqmax = _mm256_set1_epi32((1 << q->bits) - 1);
+    const __m256i shift = _mm256_set1_epi32(q->shift);
     const size_t n8 = n / 8 * 8;
     for (size_t i = 0; i < m; i++) {
         const __m256i rs = _mm256_set1_epi32(rowsum[i]);
         for (size_t j = 0; j < n8; j += 8) {
-            const __m256 g = gelu_vec8(
+            const __m256 g = gelu_fast_vec8(
                 y_vec8(acc + i * ldacc + j, rs, colmul + j, colconst + j, scale + j, bias ? bias + j : NULL));
-            const __m256i c = q->two_region ? two_region_vec8(g, vs, vz, vt, vp, vnz) : quant_vec8(g, vs, vz, vq);
-            store_codes8(out + i * ldout + j, c);
+            const __m256 neg = _mm256_cmp_ps(g, _mm256_setzero_ps(), _CMP_LT_OQ);
+            __m256 w = _mm256_mul_ps(g, q->two_region ? _mm256_blendv_ps(inv_pos, inv_neg, neg) : inv_pos);
+            w = _mm256_max_ps(_mm256_min_ps(w, wlim), nwlim);
+            const __m256i c = _mm256_cvttps_epi32(_mm256_round_ps(w, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+            __m256i code;
+            if (q->two_region)
+                code = _mm256_add_epi32(_mm256_blendv_epi8(_mm256_sllv_epi32(_mm256_min_epi32(c, vtop), shift),
+                                                           _mm256_max_epi32(c, vnz), _mm256_castps_si256(neg)),
+                                        vz);
+            else
+                code = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(c, vz), _mm256_setzero_si256()), vqmax);
+            store_codes8(out + i * ldout + j, code);
         }
         out_gelu_scalar(1, n - n8, acc + i * ldacc + n8, ldacc, rowsum + i, colmul + n8, colconst + n8, scale + n8,
                         bias ? bias + n8 : NULL, q, out + i * ldout + n8, ldout);
@@ -823,12 +711,25 @@ AVX512_TARGET static void gelu_fast_avx512(size_t n, const float *y, float *out)
     }
 }
 
-bool repq_gelu_fast_f32(repq_kernel_level level, size_t n, const float *y, float *out)
+bool repq_gelu_codes_u8(size_t n, const float *g, const repq_gelu_codes *q, uint8_t *codes)
 {
-    if (level < REPQ_LEVEL_AVX512VNNI)
-        return false;
-    gelu_fast_avx512(n, y, out);
-    return true;
+    const gelu_recip r = gelu_recip_of(q);
+    bool finite = true;
+    for (size_t i = 0; i < n; i++) {
+        finite &= isfinite(g[i]) != 0;
+        codes[i] = gelu_code_of_value(g[i], q, r);
+    }
+    return finite;
+}
+
+void repq_gelu_fast_f32(repq_kernel_level level, size_t n, const float *y, float *out)
+{
+    if (level >= REPQ_LEVEL_AVX512VNNI) {
+        gelu_fast_avx512(n, y, out);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        out[i] = repq_gelu_quartic_one(y[i]);
 }
 
 void repq_layer_norm_codes_u8(repq_kernel_level level, const float *x, size_t rows, size_t d, const float *g,

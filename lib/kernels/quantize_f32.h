@@ -75,20 +75,28 @@ typedef struct repq_gelu_codes {
     int32_t top, shift;
 } repq_gelu_codes;
 
-/* out[i][j] = the code of GELU(y) (model/float_ops.h's repq_gelu_one) under q: the
- * same bits as repq_gemm_out_f32, repq_float_gelu and repq_quantize_f32_u8 (or
- * _two_region_u8) in turn, without the float row in between. */
+/* out[i][j] = repq_gelu_codes_u8 of repq_gelu_quartic_one(y) (model/float_ops.h: the
+ * session's GELU, within REPQ_GELU_FAST_ERR of the erf form), y being
+ * repq_gemm_out_f32's value: the bits of those steps, which the fake-quant forward
+ * runs, at every level. */
 void repq_gemm_out_gelu_u8(repq_kernel_level level, size_t m, size_t n, const int32_t *acc, size_t ldacc,
                            const int32_t *rowsum, const int32_t *colmul, const int32_t *colconst,
                            const float *scale, const float *bias, const repq_gelu_codes *q, uint8_t *out,
                            size_t ldout);
 
-/* Where AVX-512 is available, repq_gemm_out_gelu_u8 first computes the codes from a
- * fast GELU (piecewise quartics) that stays within REPQ_GELU_FAST_ERR of
- * repq_gelu_one, and recomputes exactly every vector with a lane whose code is not
- * certain under that bound. The fast GELU on n values, for the test of the bound;
- * false (nothing written) below AVX-512. */
+/* fc2's input codes of GELU values g under q as the session forms them: w = g / unit
+ * as a product by the unit's reciprocal (unit = s, or s 2^-shift on the two-region
+ * quantizer's negative side, g < 0), rounded half to even; then, as
+ * repq_quantize_f32_u8 (uniform: clamped to [0, 2^bits - 1] after adding z) or
+ * repq_quantize_f32_two_region_u8 (min(w, top) 2^shift + z for g >= 0, max(w, -z) + z
+ * below). A code differs from those quantizers' (which divide) only where w lies
+ * within a float rounding of a half-integer. False if some g is not finite (codes
+ * written all the same). */
+bool repq_gelu_codes_u8(size_t n, const float *g, const repq_gelu_codes *q, uint8_t *codes);
+
+/* The epilogue's GELU on n values (the same bits at every level), for the test of its
+ * bound. */
 #define REPQ_GELU_FAST_ERR 6e-6f
-bool repq_gelu_fast_f32(repq_kernel_level level, size_t n, const float *y, float *out);
+void repq_gelu_fast_f32(repq_kernel_level level, size_t n, const float *y, float *out);
 
 #endif

@@ -140,6 +140,9 @@ typedef struct repq_hook {
      * whatever OpenBLAS kernel the CPU gets, and calibration the same qmodel. */
     bool exact_products;
     repq_status (*product)(void *user, const repq_product *p, bool *done);
+    /* GELU as the integer session computes it (repq_gelu_quartic_one) instead of the
+     * erf form: set by the forwards that model the session. */
+    bool session_gelu;
 } repq_hook;
 
 

@@ -54,9 +54,7 @@ static inline float repq_exp_approx(float x)
  * where Q is a degree-8 polynomial fitted here to a relative error of 1.3e-8 on
  * [0, 6] (erfc(6) = 2e-17; past that exp(-z^2) takes it to 0). Negative inputs use
  * 1 + erf(-z) = erfc(z) directly, so the small tail of GELU keeps its relative
- * accuracy instead of cancelling against 1. The integer session's fused fc1 epilogue
- * (kernels/quantize_f32.c) repeats these operations, with these constants, in the same
- * order. */
+ * accuracy instead of cancelling against 1. */
 #define REPQ_GELU_TERMS 9
 /* Q's coefficients in Horner's order (subtracting a constant is adding its negative,
  * bit for bit). */
@@ -75,6 +73,29 @@ static inline float repq_gelu_one(float x)
         q = q * t + repq_gelu_erfc_q[i];
     float erfc_z = q * repq_exp_approx(-z * z);
     return 0.5f * x * (x < 0.0f ? erfc_z : 2.0f - erfc_z);
+}
+
+/* The integer session's GELU, which its fused fc1 epilogue (kernels/quantize_f32.c)
+ * evaluates on vectors and the fake-quant forward repeats: on [-8, 8), 32 quartics of
+ * width 1/2 in u = y minus the piece's centre (fitted by scripts/fit_gelu_fast.py,
+ * Chebyshev interpolation), y from 8 up, the first piece's left end below -8 (|GELU| <
+ * 1e-13 there). Within 1.5e-6 of repq_gelu_one (kernels/quantize_f32.h bounds it by
+ * REPQ_GELU_FAST_ERR). Fused multiply-adds and selects only, so every CPU and level
+ * computes the same bits; max(-8, y) and min(t, 31.5) return their second operand for
+ * NaN, as the vector instructions do. */
+#define REPQ_GELU_QUARTIC_PIECES 32
+extern const float repq_gelu_quartic_coef[5][REPQ_GELU_QUARTIC_PIECES];
+
+static inline float repq_gelu_quartic_one(float y)
+{
+    const float yc = -8.0f > y ? -8.0f : y;
+    const float t0 = fmaf(yc, 2.0f, 16.0f), t = t0 < 31.5f ? t0 : 31.5f;
+    const int idx = (int)t;
+    const float u = yc - fmaf((float)idx, 0.5f, -7.75f);
+    float p = repq_gelu_quartic_coef[4][idx];
+    for (int k = 3; k >= 0; k--)
+        p = fmaf(p, u, repq_gelu_quartic_coef[k][idx]);
+    return y >= 8.0f ? y : p;
 }
 
 /* Sum in REPQ_LANES fixed partial sums, combined pairwise: the order is the same whatever
@@ -96,6 +117,8 @@ void repq_float_layer_norm_codes(const float *x, size_t rows, size_t d, const fl
                                  float scale, int32_t zp, int32_t bits, uint8_t *codes);
 /* GELU (erf form) in place. */
 void repq_float_gelu(float *x, size_t n);
+/* The session's GELU (repq_gelu_quartic_one) in place. */
+void repq_float_gelu_quartic(float *x, size_t n);
 
 /* out[c] = the mean of x[r][c] over `rows` rows of d: summed in double in row order,
  * divided, rounded once (average pooling; the float forward and the session share it). */

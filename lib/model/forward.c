@@ -366,7 +366,10 @@ static repq_status block_forward(const repq_net_node *node, size_t n, scratch *s
     if ((st = call_hook(hook, node->slot[REPQ_QP_FC1_IN], s->h, rows, d)) ||
         (st = qlinear(s, hook, node, node->linear[2], 0, s->h, rows, 0, hid, s->mlp, false)))
         return st;
-    repq_float_gelu(s->mlp, rows * hid);
+    if (hook && hook->session_gelu)
+        repq_float_gelu_quartic(s->mlp, rows * hid);
+    else
+        repq_float_gelu(s->mlp, rows * hid);
     if ((st = call_hook(hook, node->slot[REPQ_QP_FC2_IN], s->mlp, rows, hid)))
         return st;
     return qlinear(s, hook, node, node->linear[3], 0, s->mlp, rows, 0, d, s->x, true);

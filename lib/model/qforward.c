@@ -102,10 +102,19 @@ static repq_status apply(void *user, int32_t slot, float *x, size_t rows, size_t
     repq_quant_params grid;
     int32_t max_code;
     if (a->kind == REPQ_AQ_UNIFORM || a->kind == REPQ_AQ_TWO_REGION) {
-        if ((st = repq_act_quant_grid(a, &grid, &max_code)) ||
-            (st = a->kind == REPQ_AQ_UNIFORM ? repq_quant_quantize(&a->uniform, x, n, sh->codes)
-                                             : repq_tworeg_quantize(&a->two, x, n, sh->codes)))
+        if ((st = repq_act_quant_grid(a, &grid, &max_code)))
             return st;
+        if (fq->q->net->slots[slot].point == REPQ_QP_FC2_IN) {
+            /* GELU's output, rounded as the session's fused epilogue rounds it. */
+            repq_gelu_codes gc;
+            if ((st = repq_act_quant_gelu_codes(a, &gc)))
+                return st;
+            if (!repq_gelu_codes_u8(n, x, &gc, sh->codes))
+                return REPQ_ERR_NUMERIC;
+        } else if ((st = a->kind == REPQ_AQ_UNIFORM ? repq_quant_quantize(&a->uniform, x, n, sh->codes)
+                                                    : repq_tworeg_quantize(&a->two, x, n, sh->codes))) {
+            return st;
+        }
         dequantize_codes(x, sh->codes, n, grid.scale, (float)grid.zero_point);
     } else if ((st = repq_logq_quantize(&a->log, x, n, sh->codes)) || (st = repq_act_quant_apply(a, x, rows, cols))) {
         return st;
@@ -443,7 +452,7 @@ static repq_status apply_only(void *user, int32_t slot, float *x, size_t rows, s
 repq_status repq_qmodel_forward_activations(const repq_qmodel *q, const repq_params *p, repq_tensor *images,
                                             repq_tensor *logits)
 {
-    repq_hook hook = {apply_only, (void *)q, true, NULL};
+    repq_hook hook = {apply_only, (void *)q, true, NULL, true};
     return repq_net_forward_tensors(NULL, &q->base.allocator, q->net, p, &hook, images, logits);
 }
 
@@ -462,7 +471,7 @@ REPQ_API repq_status repq_qmodel_forward(const repq_qmodel *q, repq_forward_mode
         return repq_fail(err, REPQ_ERR_STATE, "repq_qmodel_forward: REPQ_FORWARD_FLOAT needs the float weights, "
                          "which a qmodel loaded from a file does not have (use REPQ_FORWARD_FAKE_QUANT)");
     fake_quant fq = {.q = q, .al = &q->base.allocator};
-    repq_hook hook = {apply, &fq, true, product};
+    repq_hook hook = {apply, &fq, true, product, true};
     bool fake = mode == REPQ_FORWARD_FAKE_QUANT;
     repq_status st = repq_net_forward_tensors(err, &q->base.allocator, q->net,
                                               fake ? &q->fq_params : &q->float_params, fake ? &hook : NULL, images,

@@ -279,6 +279,22 @@ repq_status repq_act_quant_grid(const repq_act_quant *q, repq_quant_params *grid
     return REPQ_OK;
 }
 
+repq_status repq_act_quant_gelu_codes(const repq_act_quant *q, repq_gelu_codes *out)
+{
+    if (q->kind == REPQ_AQ_TWO_REGION) {
+        repq_status st = repq_tworeg_params_check(&q->two);
+        if (st)
+            return st;
+        *out = (repq_gelu_codes){q->two.scale, q->two.zero_point, q->two.bits, true,
+                                 (1 << q->two.bits) - 1 - q->two.zero_point, q->two.neg_shift};
+        return REPQ_OK;
+    }
+    if (q->kind != REPQ_AQ_UNIFORM)
+        return REPQ_ERR_INVALID_ARGUMENT;
+    *out = (repq_gelu_codes){q->uniform.scale, q->uniform.zero_point, q->uniform.bits, false, 0, 0};
+    return REPQ_OK;
+}
+
 int32_t repq_qmodel_two_region_blocks(const repq_qmodel *q)
 {
     int32_t n = 0;

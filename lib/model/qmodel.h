@@ -10,6 +10,7 @@
 
 #include "calib/quantizer.h"
 #include "calib/two_region.h"
+#include "kernels/quantize_f32.h"
 #include "model/net.h"
 #include "repq/quant.h"
 
@@ -105,6 +106,10 @@ repq_status repq_qmodel_dequantize_layer(repq_qmodel *q, int32_t id);
 /* The uniform grid the codes of a layer-wise quantizer (UNIFORM or TWO_REGION) live
  * on, and its largest code; REPQ_ERR_INVALID_ARGUMENT for other kinds. */
 repq_status repq_act_quant_grid(const repq_act_quant *q, repq_quant_params *grid, int32_t *max_code);
+/* fc2's input quantizer (UNIFORM or TWO_REGION) as the session's fused GELU epilogue
+ * and the fake-quant forward take it (kernels/quantize_f32.h); REPQ_ERR_INVALID_ARGUMENT
+ * for other kinds. */
+repq_status repq_act_quant_gelu_codes(const repq_act_quant *q, repq_gelu_codes *out);
 /* How many slots quantize fc2's input with two regions (the only point that may). */
 int32_t repq_qmodel_two_region_blocks(const repq_qmodel *q);
 /* timm's additive mask between tokens that a shifted window brought together. */
