@@ -456,6 +456,57 @@ static void gelu_epilogue_matches_exact_gelu(void **state)
     assert_true((double)near >= 0.999 * (double)total);
 }
 
+/* fc2's input codes of GELU values, on hand-computed cases (ties to even, both clamps,
+ * both sides of the two-region quantizer, -0, NaN), and equal to the dividing
+ * quantizers' away from ties. */
+static void gelu_codes_round_like_the_quantizers(void **state)
+{
+    (void)state;
+    const repq_gelu_codes uni = {0.5f, 3, 4, false, 0, 0};
+    const float gu[] = {1.25f, 1.75f, -2.0f, 100.0f, -0.0f, 0.2f, -1.25f};
+    const uint8_t want_u[] = {5, 7, 0, 15, 3, 3, 1}; /* w 2.5 -> 2, 3.5 -> 4, -4, 200, 0, 0.4, -2.5 -> -2 */
+    uint8_t got[8];
+    assert_true(repq_gelu_codes_u8(7, gu, &uni, got));
+    assert_memory_equal(got, want_u, 7);
+    /* s 1/4, z 8, 4 bits, m 2: top 7, the negative side on steps of 1/16 */
+    const repq_gelu_codes two = {0.25f, 8, 4, true, 7, 2};
+    const float gt[] = {-0.09375f, -1.0f, 0.375f, 10.0f, 0.0f, -0.03125f, 0.625f};
+    const uint8_t want_t[] = {6, 0, 16, 36, 8, 8, 16}; /* -1.5 -> -2, -16 -> -8, 1.5 -> 2, 40 -> 7, 0, -0.5 -> 0, 2.5 -> 2 */
+    assert_true(repq_gelu_codes_u8(7, gt, &two, got));
+    assert_memory_equal(got, want_t, 7);
+    const float bad[] = {NAN};
+    assert_false(repq_gelu_codes_u8(1, bad, &uni, got));
+    assert_int_equal(got[0], 15);
+    /* Away from ties, the division's codes. */
+    enum { N = 4096 };
+    static float g[N];
+    static uint8_t mine[N], theirs[N];
+    for (int trial = 0; trial < 20; trial++) {
+        repq_gelu_codes q = {next_float(0.002f, 0.1f), 0, 2 + (int32_t)(next_u32() % 7), trial & 1, 0, 0};
+        if (q.two_region) {
+            q.shift = (int32_t)(next_u32() % 4);
+            q.zero_point = 1 + (int32_t)(next_u32() % 20);
+            q.bits = 4;
+            q.top = 15 - q.zero_point;
+        } else {
+            q.zero_point = (int32_t)(next_u32() % (uint32_t)(1 << q.bits));
+        }
+        for (size_t i = 0; i < N; i++)
+            g[i] = next_float(-0.2f, 1.0f) * (float)(1 << q.bits) * q.scale;
+        assert_true(repq_gelu_codes_u8(N, g, &q, mine));
+        if (q.two_region)
+            repq_quantize_f32_two_region_u8(REPQ_LEVEL_SCALAR, N, g, q.scale, q.zero_point, q.top, q.shift, theirs);
+        else
+            repq_quantize_f32_u8(REPQ_LEVEL_SCALAR, N, g, q.scale, q.zero_point, q.bits, theirs);
+        for (size_t i = 0; i < N; i++) {
+            const double unit = q.two_region && g[i] < 0 ? q.scale / (double)(1 << q.shift) : q.scale;
+            const double w = (double)g[i] / unit;
+            if (fabs(fabs(w - floor(w)) - 0.5) > 1e-5 * (fabs(w) + 1.0) && mine[i] != theirs[i])
+                fail_msg("g=%.9g: code %d, the quantizer's %d", (double)g[i], mine[i], theirs[i]);
+        }
+    }
+}
+
 /* The fused epilogue's GELU stays within a third of REPQ_GELU_FAST_ERR of
  * repq_gelu_one on every 256th float of [-9, 9] and at the pieces' ends, with the same
  * bits at every level. */
@@ -599,6 +650,7 @@ int repq_test_kernels_extra(void)
         cmocka_unit_test(epilogues_are_exact_and_agree),
         cmocka_unit_test(gelu_epilogue_matches_exact_gelu),
         cmocka_unit_test(gelu_fast_stays_within_its_bound),
+        cmocka_unit_test(gelu_codes_round_like_the_quantizers),
         cmocka_unit_test(layer_norm_codes_match_steps),
         cmocka_unit_test(layer_norm_codes_levels_agree),
         cmocka_unit_test(attn_v_gemm_matches_shifts),
