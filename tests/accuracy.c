@@ -447,7 +447,10 @@ static void reparameterization_keeps_predictions(void **state)
                   100.0 * (double)same32 / (double)n);
     assert_true((double)same32 >= 0.995 * (double)n);
     /* The library's float32 fake quantization against the float64 recomputation of the
-     * same quantizers: float32 noise only, measured 99.58% / 99.70% same top-1. A
+     * same quantizers (and the session's GELU, in double): float32 noise only, measured
+     * 99.80% / 99.78% same top-1 (99.58% / 99.70% when both used the erf form). Against
+     * the erf form in double the session's GELU gave 96.46%: a change of 1e-6 in GELU's
+     * value is not noise to this check. A
      * quantizer read differently moves it to 91-93% (checked on 500 images: log codes
      * floored instead of rounded; the two-region negative step taken as s). */
     const float *f32[2] = {before, after};

@@ -485,7 +485,7 @@ static void gelu_codes_round_like_the_quantizers(void **state)
         repq_gelu_codes q = {next_float(0.002f, 0.1f), 0, 2 + (int32_t)(next_u32() % 7), trial & 1, 0, 0};
         if (q.two_region) {
             q.shift = (int32_t)(next_u32() % 4);
-            q.zero_point = 1 + (int32_t)(next_u32() % 20);
+            q.zero_point = 1 + (int32_t)(next_u32() % 12);
             q.bits = 4;
             q.top = 15 - q.zero_point;
         } else {

@@ -2,6 +2,7 @@
 #include "vit_layout.h"
 
 #include "f64_ops.h"
+#include "model/float_ops.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -156,6 +157,21 @@ static bool attention(const forward64 *f, const params64 *p, const repq_block_pa
     return true;
 }
 
+/* The integer session's GELU (model/float_ops.h's quartic pieces), in double: what a
+ * quantized forward computes before fc2's input quantizer. */
+static double gelu_quartic(double y)
+{
+    if (y >= 8.0)
+        return y;
+    const double yc = y < -8.0 ? -8.0 : y;
+    const int piece = (int)fmin(2.0 * yc + 16.0, 31.5);
+    const double u = yc - (0.5 * piece - 7.75);
+    double g = repq_gelu_quartic_coef[4][piece];
+    for (int k = 3; k >= 0; k--)
+        g = g * u + repq_gelu_quartic_coef[k][piece];
+    return g;
+}
+
 static bool mlp(const forward64 *f, const params64 *p, const repq_block_params *blk, int32_t bi)
 {
     const size_t rows = f->n * f->t, d = f->d, hid = f->hid;
@@ -164,7 +180,7 @@ static bool mlp(const forward64 *f, const params64 *p, const repq_block_params *
         return false;
     f64_linear(f->h, rows, d, as_double(p, blk->fc1_w), as_double(p, blk->fc1_b), hid, f->mlp, false);
     for (size_t i = 0; i < rows * hid; i++)
-        f->mlp[i] = 0.5 * f->mlp[i] * (1.0 + erf(f->mlp[i] / sqrt(2.0)));
+        f->mlp[i] = f->acts ? gelu_quartic(f->mlp[i]) : 0.5 * f->mlp[i] * (1.0 + erf(f->mlp[i] / sqrt(2.0)));
     if (!quantize_at(f, bi, REPQ_QP_FC2_IN, f->mlp, rows, hid))
         return false;
     f64_linear(f->mlp, rows, hid, as_double(p, blk->fc2_w), as_double(p, blk->fc2_b), d, f->x, true);

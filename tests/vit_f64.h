@@ -20,7 +20,9 @@ bool vit_f64_fake_quantize(const repq_act_quant *aq, double *x, size_t rows, siz
 /* logits [n, num_classes] of n U8 images [n, C, H, W] through the parameters `values`
  * (vit_f64_params layout of `layout`). With acts set (a qmodel's quantizer table,
  * slot order) every activation quantizer in it is applied where the
- * model's forward applies it; the weights are used as they are. Returns false when out
+ * model's forward applies it, and GELU is the session's (the quartic pieces of
+ * model/float_ops.h) as in the fake-quant forward; without, GELU is the erf form. The
+ * weights are used as they are. Returns false when out
  * of memory or on a quantizer it does not know. */
 bool vit_f64_forward(const repq_arch *a, const repq_params *layout, const double *values,
                      const repq_act_quant *acts, const uint8_t *images, size_t n, double *logits);

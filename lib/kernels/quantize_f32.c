@@ -115,7 +115,7 @@ static inline uint8_t gelu_code_of_value(float g, const repq_gelu_codes *q, gelu
             return (uint8_t)((c > -q->zero_point ? c : -q->zero_point) + q->zero_point);
         }
         const int32_t c = gelu_w_round(g * r.pos, r.limit);
-        return (uint8_t)(((c < q->top ? c : q->top) << q->shift) + q->zero_point);
+        return (uint8_t)((c < q->top ? c : q->top) * (1 << q->shift) + q->zero_point);
     }
     const int32_t c = gelu_w_round(g * r.pos, r.limit) + q->zero_point, qmax = (1 << q->bits) - 1;
     return (uint8_t)(c < 0 ? 0 : c > qmax ? qmax : c);
