@@ -209,8 +209,9 @@ static void bench_quantize(repq_kernel_level best)
     }
 }
 
-/* fc1's epilogue to fc2's codes over rows x n accumulators: the three steps the session
- * ran before (float epilogue, repq_float_gelu, quantizer) or the fused kernel. */
+/* fc1's epilogue to fc2's codes over rows x n accumulators: the same three steps
+ * unfused (float epilogue, repq_float_gelu_quartic, repq_gelu_codes_u8: what the
+ * fake-quant forward runs) or the fused kernel. */
 static double time_gelu_epilogue(repq_kernel_level lv, bool fused, size_t rows, size_t n, const int32_t *acc,
                                  const int32_t *rowsum, const int32_t *colmul, const int32_t *colconst,
                                  const float *scale, const float *bias, float *f, uint8_t *codes)
@@ -224,8 +225,8 @@ static double time_gelu_epilogue(repq_kernel_level lv, bool fused, size_t rows, 
             repq_gemm_out_gelu_u8(lv, rows, n, acc, n, rowsum, colmul, colconst, scale, bias, &q, codes, n);
         } else {
             repq_gemm_out_f32(lv, rows, n, acc, n, rowsum, colmul, colconst, scale, bias, false, f, n);
-            repq_float_gelu(f, rows * n);
-            repq_quantize_f32_u8(lv, rows * n, f, q.scale, q.zero_point, q.bits, codes);
+            repq_float_gelu_quartic(f, rows * n);
+            repq_gelu_codes_u8(rows * n, f, &q, codes);
         }
         reps++;
         dt = now() - t0;
