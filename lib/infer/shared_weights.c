@@ -47,8 +47,7 @@ static repq_status get_fc2_input(repq_shared_weights *s, repq_object *err, const
     const repq_act_quant *a = &s->q->acts[slot];
     if (a->kind != REPQ_AQ_TWO_REGION) {
         repq_status st = get_uniform(s, err, slot, &b->fc2_in);
-        b->fc2_codes = (repq_gelu_codes){b->fc2_in.s, b->fc2_in.z, b->fc2_in.bits, false, 0, 0};
-        return st;
+        return st ? st : repq_act_quant_gelu_codes(a, &b->fc2_codes);
     }
     repq_quant_params grid;
     if (repq_act_quant_grid(a, &grid, &b->fc2_in.max_code))
