@@ -9,7 +9,8 @@
  *   ablation WBITS ABITS FLAGS FIRST_SET LAST_SET THREADS
  *
  * FLAGS: "-" or a comma list of dual (REPQ_OPT_DUAL_CLIP), sqb (REPQ_OPT_SMOOTH), mixed
- * (REPQ_OPT_MIXED), gptq (repq_calib_reconstruct), uniform-gelu (REPQ_POST_GELU_UNIFORM). */
+ * (REPQ_OPT_MIXED), gptq (repq_calib_reconstruct), gptq-float (the same with
+ * REPQ_GPTQ_TARGET_FLOAT_MODEL), uniform-gelu (REPQ_POST_GELU_UNIFORM). */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -25,7 +26,7 @@
 #define MAX_SETS 64
 
 typedef struct config {
-    int wbits, abits, dual, sqb, mixed, gptq, uniform_gelu;
+    int wbits, abits, dual, sqb, mixed, gptq, gptq_float, uniform_gelu;
 } config;
 
 typedef struct row {
@@ -79,6 +80,8 @@ static int one_set(study *s, int set, row *out)
         (st = repq_options_set_int(o, REPQ_OPT_DUAL_CLIP, g->dual)) ||
         (st = repq_options_set_int(o, REPQ_OPT_SMOOTH, g->sqb)) ||
         (st = repq_options_set_int(o, REPQ_OPT_MIXED, g->mixed)) ||
+        (st = repq_options_set_int(o, REPQ_OPT_GPTQ_TARGET,
+                                   g->gptq_float ? REPQ_GPTQ_TARGET_FLOAT_MODEL : REPQ_GPTQ_TARGET_QUANTIZED_INPUT)) ||
         (st = repq_options_set_int(o, REPQ_OPT_POST_GELU,
                                    g->uniform_gelu ? REPQ_POST_GELU_UNIFORM : REPQ_POST_GELU_TWO_REGION))) {
         rc = fail("options", st, o);
@@ -159,6 +162,8 @@ static int parse_flags(const char *flags, config *g)
             g->mixed = 1;
         else if (strcmp(t, "gptq") == 0)
             g->gptq = 1;
+        else if (strcmp(t, "gptq-float") == 0)
+            g->gptq = g->gptq_float = 1;
         else if (strcmp(t, "uniform-gelu") == 0)
             g->uniform_gelu = 1;
         else

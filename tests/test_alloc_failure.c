@@ -92,21 +92,25 @@ static repq_status stage_calibrate(repq_context *ctx, prepared *p)
 }
 
 /* Every calibration option of docs/method.md at once: dual clipping, SQ-b and greedy
- * mixed precision (its sensitivity forwards, the widths, the file format 4). */
+ * mixed precision (its sensitivity forwards, the widths, the file format 4), then GPTQ
+ * towards the float model (its node-by-node passes). */
 static repq_status stage_calibrate_options(repq_context *ctx, prepared *p)
 {
     repq_calib *c = NULL;
     repq_options *o = NULL;
-    repq_qmodel *q = NULL, *r = NULL;
+    repq_qmodel *q = NULL, *r = NULL, *g = NULL;
     repq_status st;
     if (!(st = repq_options_new(&o)) && !(st = repq_options_set_int(o, REPQ_OPT_WEIGHT_BITS, 5)) &&
         !(st = repq_options_set_int(o, REPQ_OPT_ACT_BITS, 5)) && !(st = repq_options_set_int(o, REPQ_OPT_DUAL_CLIP, 1)) &&
         !(st = repq_options_set_int(o, REPQ_OPT_SMOOTH, REPQ_SMOOTH_SQB)) &&
-        !(st = repq_options_set_int(o, REPQ_OPT_MIXED, 1)) && !(st = repq_calib_new(ctx, p->model, o, &c)) &&
-        !(st = repq_calib_feed(c, p->images)) && !(st = repq_calib_finish(c, &q)))
-        st = repq_qmodel_reparameterize(ctx, q, &r);
+        !(st = repq_options_set_int(o, REPQ_OPT_MIXED, 1)) &&
+        !(st = repq_options_set_int(o, REPQ_OPT_GPTQ_TARGET, REPQ_GPTQ_TARGET_FLOAT_MODEL)) &&
+        !(st = repq_calib_new(ctx, p->model, o, &c)) && !(st = repq_calib_feed(c, p->images)) &&
+        !(st = repq_calib_finish(c, &q)) && !(st = repq_qmodel_reparameterize(ctx, q, &r)))
+        st = repq_calib_reconstruct(c, r, &g);
     repq_qmodel_free(q);
     repq_qmodel_free(r);
+    repq_qmodel_free(g);
     repq_calib_free(c);
     repq_options_free(o);
     return st;
@@ -217,7 +221,7 @@ static void inject_all_stages(prepared *p)
     /* On the small Swin only: every unit of mixed precision is a forward, and the
      * bundled ViT's ~150 of them times each injected failure would take minutes. */
     if (!p->cifar)
-        total += inject("calibrate with dual clipping, SQ-b, mixed", stage_calibrate_options, p);
+        total += inject("calibrate with dual clipping, SQ-b, mixed, GPTQ", stage_calibrate_options, p);
 #ifdef REPQ_HAVE_IMAGES
     if (p->cifar) /* the image files are decoded for the bundled 32x32 model */
         total += inject("image loader, files, batch, folder", stage_images, p);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "calib/float_target.h"
 #include "calib/gptq.h"
 #include "core/tensor.h"
 #include "model/qmodel.h"
@@ -320,10 +321,12 @@ typedef struct stages {
     repq_qmodel *q, *r, *g;
 } stages;
 
-static stages run_stages(fixture *f, int wbits, int abits, repq_progress_fn progress, void *user)
+static stages run_stages(fixture *f, int wbits, int abits, repq_gptq_target target, repq_progress_fn progress,
+                         void *user)
 {
     stages st;
     st.o = options(wbits, abits, REPQ_METHOD_REPQ);
+    assert_int_equal(repq_options_set_int(st.o, REPQ_OPT_GPTQ_TARGET, target), REPQ_OK);
     assert_int_equal(repq_calib_new(f->ctx, f->model, st.o, &st.c), REPQ_OK);
     assert_int_equal(repq_calib_feed(st.c, f->images), REPQ_OK);
     assert_int_equal(repq_calib_finish(st.c, &st.q), REPQ_OK);
@@ -347,7 +350,7 @@ static void release_stages(stages *st)
 static void reconstruction_changes_only_codes_and_lowers_the_error(void **state)
 {
     fixture *f = *state;
-    stages st = run_stages(f, 4, 8, NULL, NULL);
+    stages st = run_stages(f, 4, 8, REPQ_GPTQ_TARGET_QUANTIZED_INPUT, NULL, NULL);
     const repq_qmodel *r = st.r, *g = st.g;
     int64_t v;
     assert_int_equal(repq_qmodel_get_int(g, REPQ_QMODEL_REPARAMETERIZED, &v), REPQ_OK);
@@ -389,6 +392,7 @@ static void reconstruction_changes_only_codes_and_lowers_the_error(void **state)
  * input of one point. */
 typedef struct recorder {
     const repq_qmodel *q;
+    bool quantize; /* false: record the float model's input (no quantizer applied) */
     int32_t block;
     repq_qpoint point;
     float *x;
@@ -398,7 +402,7 @@ typedef struct recorder {
 static repq_status record(void *user, int32_t slot, float *x, size_t rows, size_t cols)
 {
     recorder *rec = user;
-    repq_status st = repq_act_quant_apply(&rec->q->acts[slot], x, rows, cols);
+    repq_status st = rec->quantize ? repq_act_quant_apply(&rec->q->acts[slot], x, rows, cols) : REPQ_OK;
     if (st == REPQ_OK && slot == (int32_t)vit_act_index(&rec->q->arch, rec->block, rec->point)) {
         rec->x = malloc(rows * cols * sizeof(float));
         memcpy(rec->x, x, rows * cols * sizeof(float));
@@ -408,17 +412,28 @@ static repq_status record(void *user, int32_t slot, float *x, size_t rows, size_
     return st;
 }
 
-/* GPTQ codes of linear layer `id` of g, recomputed here from the input that layer gets
- * in g itself (activations quantized, every earlier layer with g's weights). */
-static uint8_t *gptq_codes_of(fixture *f, const repq_qmodel *g, int32_t block, repq_qpoint point, int32_t id)
+/* The input of one point in a forward over `p` (g's fake-quant parameters with its
+ * quantizers applied, or its float parameters without). */
+static recorder input_of(fixture *f, const repq_qmodel *g, const repq_params *p, bool quantize, int32_t block,
+                         repq_qpoint point)
 {
     repq_allocator al = repq_allocator_of(NULL);
-    recorder rec = {g, block, point, NULL, 0, 0};
+    recorder rec = {g, quantize, block, point, NULL, 0, 0};
     repq_hook hook = {record, &rec, true, NULL, false};
     float logits[8 * 10];
-    assert_int_equal(repq_net_forward(NULL, &al, g->net, &g->fq_params, f->images->data, true, 8, &hook, logits),
-                     REPQ_OK);
+    assert_int_equal(repq_net_forward(NULL, &al, g->net, p, f->images->data, true, 8, &hook, logits), REPQ_OK);
     assert_non_null(rec.x);
+    return rec;
+}
+
+/* GPTQ codes of linear layer `id` of g, recomputed here from the input that layer gets
+ * in g itself (activations quantized, every earlier layer with g's weights); with
+ * `float_target`, of the weights repq_float_target_weights makes from that input and
+ * the float model's. */
+static uint8_t *gptq_codes_of(fixture *f, const repq_qmodel *g, int32_t block, repq_qpoint point, int32_t id,
+                              bool float_target, bool *corrected)
+{
+    recorder rec = input_of(f, g, &g->fq_params, true, block, point);
     const repq_qlinear *l = &g->linear[id];
     assert_int_equal(rec.cols, (size_t)l->in);
     size_t in = (size_t)l->in, out = (size_t)l->out;
@@ -428,8 +443,22 @@ static uint8_t *gptq_codes_of(fixture *f, const repq_qmodel *g, int32_t block, r
     repq_gptq_gram_add(rec.x, rec.rows, in, scratch, 256, h);
     int32_t r, c;
     const float *w = repq_net_linear_weight(g->net, &g->float_params, id, &r, &c);
+    float *target = NULL;
+    if (float_target) {
+        recorder fl = input_of(f, g, &g->float_params, false, block, point);
+        assert_int_equal(fl.rows, rec.rows);
+        repq_allocator al = repq_allocator_of(NULL);
+        double lambda;
+        target = malloc(out * in * sizeof *target);
+        assert_int_equal(repq_float_target_weights(&al, w, out, in, rec.x, fl.x, 8, rec.rows / 8, target, &lambda),
+                         REPQ_OK);
+        print_message("linear layer %d: lambda %g of the mean diagonal\n", (int)id, lambda);
+        *corrected = *corrected || lambda > 0.0;
+        w = target;
+        free(fl.x);
+    }
     assert_int_equal(repq_gptq_quantize(w, out, in, h, REPQ_GPTQ_DAMPING, l->wq, work, codes), REPQ_OK);
-    free(rec.x), free(h), free(scratch), free(work);
+    free(rec.x), free(h), free(scratch), free(work), free(target);
     return codes;
 }
 
@@ -457,7 +486,7 @@ static void reconstruction_is_gptq_on_the_quantized_inputs(void **state)
 {
     fixture *f = *state;
     progress_log progress = {0, 0, 0, true};
-    stages st = run_stages(f, 4, 4, log_progress, &progress);
+    stages st = run_stages(f, 4, 4, REPQ_GPTQ_TARGET_QUANTIZED_INPUT, log_progress, &progress);
     const repq_qmodel *r = st.r, *g = st.g;
     /* One step per block and one for the head, as calibration counts them. */
     assert_true(progress.monotone);
@@ -479,11 +508,54 @@ static void reconstruction_is_gptq_on_the_quantized_inputs(void **state)
     const struct { int32_t block; repq_qpoint point; int32_t id; } layers[] = {
         {-1, REPQ_QP_PATCH_IN, 0}, {-1, REPQ_QP_HEAD_IN, g->num_linear - 1}};
     for (size_t i = 0; i < 2; i++) {
-        uint8_t *codes = gptq_codes_of(f, g, layers[i].block, layers[i].point, layers[i].id);
+        bool corrected = false;
+        uint8_t *codes = gptq_codes_of(f, g, layers[i].block, layers[i].point, layers[i].id, false, &corrected);
         const repq_qlinear *l = &g->linear[layers[i].id];
         assert_memory_equal(codes, l->codes, (size_t)l->out * (size_t)l->in);
         free(codes);
     }
+    release_stages(&st);
+}
+
+/* With the float-model target: a layer's codes are GPTQ's for the weights
+ * repq_float_target_weights makes from the input the layer gets in the reconstructed
+ * model and the float model's input (checked for the first layer, the last block's four
+ * and the head, at least one of them corrected: a pass that paired a layer with another
+ * layer's or another node's float input gives other codes); only codes change; and the
+ * progress is reported as for GPTQ's target. */
+static void float_target_reconstruction_is_gptq_of_the_corrected_weights(void **state)
+{
+    fixture *f = *state;
+    progress_log progress = {0, 0, 0, true};
+    stages st = run_stages(f, 4, 4, REPQ_GPTQ_TARGET_FLOAT_MODEL, log_progress, &progress);
+    stages classic = run_stages(f, 4, 4, REPQ_GPTQ_TARGET_QUANTIZED_INPUT, NULL, NULL);
+    const repq_qmodel *r = st.r, *g = st.g;
+    assert_true(progress.monotone);
+    assert_int_equal(progress.calls, r->arch.depth + 1);
+    assert_int_equal(progress.last, progress.total);
+    assert_memory_equal(g->float_params.arena, r->float_params.arena, r->float_params.arena_floats * sizeof(float));
+    size_t differ = 0;
+    for (int32_t id = 0; id < r->num_linear; id++) {
+        const repq_qlinear *lr = &r->linear[id], *lg = &g->linear[id], *lc = &classic.g->linear[id];
+        assert_memory_equal(lg->wq, lr->wq, (size_t)lr->out * sizeof *lr->wq);
+        for (size_t i = 0; i < (size_t)lr->out * (size_t)lr->in; i++)
+            differ += lg->codes[i] != lc->codes[i];
+    }
+    assert_true(differ > 0);
+    const int32_t last = g->arch.depth - 1;
+    const struct { int32_t block; repq_qpoint point; } layers[] = {
+        {-1, REPQ_QP_PATCH_IN}, {last, REPQ_QP_QKV_IN}, {last, REPQ_QP_PROJ_IN},
+        {last, REPQ_QP_FC1_IN}, {last, REPQ_QP_FC2_IN}, {-1, REPQ_QP_HEAD_IN}};
+    bool corrected = false;
+    for (size_t i = 0; i < sizeof layers / sizeof layers[0]; i++) {
+        const int32_t id = g->net->slots[vit_act_index(&g->arch, layers[i].block, layers[i].point)].feeds;
+        uint8_t *codes = gptq_codes_of(f, g, layers[i].block, layers[i].point, id, true, &corrected);
+        const repq_qlinear *l = &g->linear[id];
+        assert_memory_equal(codes, l->codes, (size_t)l->out * (size_t)l->in);
+        free(codes);
+    }
+    assert_true(corrected);
+    release_stages(&classic);
     release_stages(&st);
 }
 
@@ -499,6 +571,7 @@ int main(void)
         cmocka_unit_test(reconstruction_checks_its_inputs),
         cmocka_unit_test(reconstruction_changes_only_codes_and_lowers_the_error),
         cmocka_unit_test(reconstruction_is_gptq_on_the_quantized_inputs),
+        cmocka_unit_test(float_target_reconstruction_is_gptq_of_the_corrected_weights),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -27,7 +27,7 @@ int usage(void)
             "  repq eval MODEL --data FILE [--offset K] [--limit N] [--mode fp32|fake|int] [--json]\n"
             "                [--threads T] [--kernels KERNELS]\n"
             "  repq quantize MODEL --calib FILE [--calib-offset K] [--calib-images N]\n"
-            "                --wbits W --abits A [--method repq|minmax] [--weights rtn|gptq]\n"
+            "                --wbits W --abits A [--method repq|minmax] [--weights rtn|gptq|gptq-float]\n"
             "                [--post-gelu two-region|uniform] [--clip reference|dual] [--smooth sqb|off] [--mixed] -o OUT.repq\n"
             "  repq eval MODEL --images DIR [--labels FILE] [--mode fp32|fake|int] [--batch B] [--threads T]\n"
             "                [--limit N] [--json] [IMAGE OPTIONS]\n"
@@ -319,9 +319,10 @@ static int cmd_quantize(repq_context *ctx, const args *a)
         method = REPQ_METHOD_MINMAX;
     else if (a->method && strcmp(a->method, "repq") != 0)
         return fprintf(stderr, "repq: --method is repq or minmax\n"), 2;
-    bool gptq = a->weights && strcmp(a->weights, "gptq") == 0;
+    const bool gptq_float = a->weights && strcmp(a->weights, "gptq-float") == 0;
+    const bool gptq = gptq_float || (a->weights && strcmp(a->weights, "gptq") == 0);
     if (a->weights && !gptq && strcmp(a->weights, "rtn") != 0)
-        return fprintf(stderr, "repq: --weights is rtn or gptq\n"), 2;
+        return fprintf(stderr, "repq: --weights is rtn, gptq or gptq-float\n"), 2;
     int post_gelu = REPQ_POST_GELU_TWO_REGION;
     if (a->post_gelu && strcmp(a->post_gelu, "uniform") == 0)
         post_gelu = REPQ_POST_GELU_UNIFORM;
@@ -360,7 +361,9 @@ static int cmd_quantize(repq_context *ctx, const args *a)
         (st = repq_options_set_int(o, REPQ_OPT_POST_GELU, post_gelu)) ||
         (st = repq_options_set_int(o, REPQ_OPT_DUAL_CLIP, dual_clip)) ||
         (st = repq_options_set_int(o, REPQ_OPT_SMOOTH, smooth)) ||
-        (st = repq_options_set_int(o, REPQ_OPT_MIXED, a->mixed))) {
+        (st = repq_options_set_int(o, REPQ_OPT_MIXED, a->mixed)) ||
+        (st = repq_options_set_int(o, REPQ_OPT_GPTQ_TARGET,
+                                   gptq_float ? REPQ_GPTQ_TARGET_FLOAT_MODEL : REPQ_GPTQ_TARGET_QUANTIZED_INPUT))) {
         rc = fail("setting options", st, o);
         goto out;
     }

@@ -113,11 +113,13 @@ typedef enum repq_option {
                                       percentile search, 1 RepQuant's per-channel dual clipping
                                       (docs/method.md); default 0 */
     REPQ_OPT_SMOOTH = 9,           /* repq_smooth (0..1): SQ-b before calibration, default OFF */
-    REPQ_OPT_MIXED = 10            /* 0..1, default 0. 1: greedy mixed precision: every linear layer's
+    REPQ_OPT_MIXED = 10,           /* 0..1, default 0. 1: greedy mixed precision: every linear layer's
                                       weight and every activation gets a width from {4, 5, 6, 8}, chosen
                                       by measured sensitivity so that the average widths (weighted by
                                       weights, and by activation values per image) are at most
                                       REPQ_OPT_WEIGHT_BITS and REPQ_OPT_ACT_BITS (then 4..8) */
+    REPQ_OPT_GPTQ_TARGET = 11      /* repq_gptq_target (0..1): what repq_calib_reconstruct's GPTQ
+                                      keeps each layer's output close to, default QUANTIZED_INPUT */
 } repq_option;
 
 /* Kernel families of the integer engine, slowest first. A session uses the best
@@ -152,6 +154,17 @@ typedef enum repq_smooth {
     REPQ_SMOOTH_OFF = 0,
     REPQ_SMOOTH_SQB = 1
 } repq_smooth;
+
+/* What GPTQ weight reconstruction (repq_calib_reconstruct) keeps each linear layer's
+ * output close to, on the calibration images. */
+typedef enum repq_gptq_target {
+    REPQ_GPTQ_TARGET_QUANTIZED_INPUT = 0, /* GPTQ's: the layer's float weights applied to the
+                                             (quantized) inputs the layer receives */
+    REPQ_GPTQ_TARGET_FLOAT_MODEL = 1      /* the float model's output of the layer: the weights
+                                             also correct the error their inputs carry, by a
+                                             ridge regression whose strength is chosen per layer
+                                             by cross-validation over the images (docs/method.md) */
+} repq_gptq_target;
 
 /* Errors: REPQ_ERR_INVALID_ARGUMENT (NULL out_options), REPQ_ERR_NOMEM; nothing is recorded. */
 REPQ_API repq_status repq_options_new(repq_options **out_options);

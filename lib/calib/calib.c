@@ -56,6 +56,7 @@ REPQ_API repq_status repq_calib_new(repq_context *ctx, repq_model *model,
     c->mixed = o->mixed != 0;
     c->smooth = o->smooth;
     c->smooth_sites = REPQ_SQB_ALL;
+    c->gptq_target = o->gptq_target;
     *out_calib = c;
     return REPQ_OK;
 }

@@ -20,6 +20,7 @@ struct repq_calib {
     int8_t *slot_bits;     /* [net->num_slots] activation widths, NULL: act_bits (patch_input_bits) */
     int32_t smooth;        /* repq_smooth */
     int32_t smooth_sites;  /* REPQ_SQB_* bits where SQ-b applies (all; tests narrow it) */
+    int32_t gptq_target;   /* repq_gptq_target, read by repq_calib_reconstruct */
     bool finished;
     bool pixels_u8;        /* dtype of the fed images (all batches alike) */
     size_t images;         /* fed so far */

@@ -114,7 +114,7 @@ typedef struct bench {
 
 static repq_status run(bench *b, int32_t first_node, bool save)
 {
-    const repq_net_resume resume = {first_node, save, b->saved};
+    const repq_net_resume resume = {first_node, save, b->saved, 0};
     repq_hook hook = {probe_act, &b->probe, false, NULL, false};
     return repq_net_forward_resume(&b->c->base, b->al, b->base->net, &b->base->fq_params, b->c->data,
                                    b->c->pixels_u8, b->images, &hook, &resume, b->logits);

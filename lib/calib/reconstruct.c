@@ -2,10 +2,16 @@
  * images run once more through the reparameterized, fake-quantized model; when the
  * pass reaches a linear layer, that layer's weight codes are chosen by GPTQ for the
  * inputs it actually receives (already quantized, after every earlier layer was
- * reconstructed), then the pass goes on with the new weights. */
+ * reconstructed), then the pass goes on with the new weights.
+ *
+ * With the float-model target (float_target.h) the float model runs beside it, one
+ * node (block) at a time: the float pass records the node's layer inputs, then the
+ * quantized pass reconstructs the node's layers against them. Only one node's inputs
+ * are held. */
 #include <string.h>
 
 #include "calib/calib.h"
+#include "calib/float_target.h"
 #include "calib/gptq.h"
 #include "model/qmodel.h"
 
@@ -18,6 +24,9 @@ typedef struct rebuilder {
     double *gram;  /* [max_in][max_in] */
     double *widen; /* [GRAM_CHUNK][max_in] */
     double *work;  /* GPTQ's, for the largest layer */
+    /* Float-model target only: */
+    float **float_in;  /* [num_linear] the float model's input of each layer of the current node */
+    float *target;     /* [max out * max in] the weights GPTQ quantizes */
 } rebuilder;
 
 static repq_status reconstruct_layer(rebuilder *rb, int32_t id, const float *x, size_t rows)
@@ -29,7 +38,17 @@ static repq_status reconstruct_layer(rebuilder *rb, int32_t id, const float *x, 
     repq_gptq_gram_add(x, rows, in, rb->widen, GRAM_CHUNK, rb->gram);
     int32_t r, c;
     const float *w = repq_net_linear_weight(q->net, &q->float_params, id, &r, &c);
-    repq_status st = repq_gptq_quantize(w, out, in, rb->gram, REPQ_GPTQ_DAMPING, l->wq, rb->work, l->codes);
+    repq_status st = REPQ_OK;
+    if (rb->float_in) {
+        if (!rb->float_in[id] || rows % rb->calib->images != 0)
+            return REPQ_ERR_SHAPE;
+        double lambda;
+        st = repq_float_target_weights(&rb->calib->base.allocator, w, out, in, x, rb->float_in[id], rb->calib->images,
+                                       rows / rb->calib->images, rb->target, &lambda);
+        w = rb->target;
+    }
+    if (st == REPQ_OK)
+        st = repq_gptq_quantize(w, out, in, rb->gram, REPQ_GPTQ_DAMPING, l->wq, rb->work, l->codes);
     return st ? st : repq_qmodel_dequantize_layer(q, id);
 }
 
@@ -56,6 +75,78 @@ static repq_status rebuild(void *user, int32_t slot, float *x, size_t rows, size
     else if (c->progress && sl->point == REPQ_QP_HEAD_IN)
         c->progress(c->progress_user, total, total);
     return REPQ_OK;
+}
+
+/* The float pass's hook: keep the inputs of the node's linear layers. */
+static repq_status record_float_input(void *user, int32_t slot, float *x, size_t rows, size_t cols)
+{
+    rebuilder *rb = user;
+    const int32_t id = rb->q->net->slots[slot].feeds;
+    if (id < 0)
+        return REPQ_OK;
+    size_t bytes;
+    if (rb->float_in[id] || !repq_size_mul(rows, cols, &bytes) || !repq_size_mul(bytes, sizeof(float), &bytes))
+        return repq_fail(&rb->calib->base, REPQ_ERR_SHAPE, "weight reconstruction: layer %d's input seen twice",
+                         (int)id);
+    rb->float_in[id] = repq_mem_alloc(&rb->calib->base.allocator, bytes);
+    if (!rb->float_in[id])
+        return repq_fail(&rb->calib->base, REPQ_ERR_NOMEM, "weight reconstruction: out of memory");
+    memcpy(rb->float_in[id], x, bytes);
+    return REPQ_OK;
+}
+
+/* Node by node: the float model's pass over a node, then the quantized pass. Each
+ * pass keeps its own stream between nodes. */
+static repq_status rebuild_beside_float(rebuilder *rb, float *logits)
+{
+    repq_calib *c = rb->calib;
+    repq_qmodel *q = rb->q;
+    const repq_net *net = q->net;
+    const repq_allocator *al = &c->base.allocator;
+    size_t stream = 0, bytes = 0;
+    for (int32_t i = 0; i < net->num_nodes; i++) {
+        size_t f = repq_net_stream_floats(net, i);
+        stream = f > stream ? f : stream;
+    }
+    if (!repq_size_mul(stream, c->images, &bytes) || !repq_size_mul(bytes, sizeof(float), &bytes))
+        return repq_fail(&c->base, REPQ_ERR_OVERFLOW, "weight reconstruction: the calibration batch is too large");
+    repq_mem_chain chain = {0};
+    float **saved_float = repq_mem_chain_alloc(al, &chain, (size_t)net->num_nodes, sizeof(float *));
+    float **saved_quant = repq_mem_chain_alloc(al, &chain, (size_t)net->num_nodes, sizeof(float *));
+    float *streams[4];
+    for (int k = 0; k < 4; k++)
+        streams[k] = repq_mem_chain_alloc(al, &chain, bytes > 0 ? bytes : 1, 1);
+    rb->float_in = repq_mem_chain_alloc(al, &chain, (size_t)q->num_linear, sizeof(float *));
+    repq_status st = saved_float && saved_quant && streams[0] && streams[1] && streams[2] && streams[3] && rb->float_in
+                         ? REPQ_OK
+                         : repq_fail(&c->base, REPQ_ERR_NOMEM, "weight reconstruction: out of memory");
+    repq_hook record = {record_float_input, rb, true, NULL, false};
+    repq_hook rebuild_hook = {rebuild, rb, true, NULL, false};
+    for (int32_t i = 0; i < net->num_nodes && st == REPQ_OK; i++) {
+        /* Node i reads saved[i - 1] and writes saved[i]: two buffers per pass, alternating. */
+        if (i > 0) {
+            saved_float[i - 1] = streams[(i - 1) % 2];
+            saved_quant[i - 1] = streams[2 + (i - 1) % 2];
+        }
+        saved_float[i] = streams[i % 2];
+        saved_quant[i] = streams[2 + i % 2];
+        const repq_net_resume float_walk = {i, true, saved_float, i + 1};
+        const repq_net_resume quant_walk = {i, true, saved_quant, i + 1};
+        st = repq_net_forward_resume(&c->base, al, net, &q->float_params, c->data, c->pixels_u8, c->images, &record,
+                                     &float_walk, logits);
+        if (st == REPQ_OK)
+            st = repq_net_forward_resume(&c->base, al, net, &q->fq_params, c->data, c->pixels_u8, c->images,
+                                         &rebuild_hook, &quant_walk, logits);
+        for (int32_t id = 0; id < q->num_linear; id++) {
+            repq_mem_free(al, rb->float_in[id]);
+            rb->float_in[id] = NULL;
+        }
+        if (i > 0)
+            saved_float[i - 1] = saved_quant[i - 1] = NULL;
+    }
+    rb->float_in = NULL;
+    repq_mem_chain_free(al, &chain);
+    return st;
 }
 
 static bool same_arch(const repq_arch *a, const repq_arch *b)
@@ -99,34 +190,42 @@ REPQ_API repq_status repq_calib_reconstruct(repq_calib *c, const repq_qmodel *sr
     if (st)
         return st;
     size_t max_in = 0, max_work = 0, gram_bytes = 0, widen_bytes = 0, work_bytes = 0, logit_bytes = 0;
+    size_t max_weights = 0, target_bytes = 0;
     bool fits = true;
     for (int32_t id = 0; id < q->num_linear; id++) {
         size_t in = (size_t)q->linear[id].in, work = repq_gptq_work_doubles((size_t)q->linear[id].out, in);
+        size_t weights = (size_t)q->linear[id].out * in; /* the qmodel's layers exist: no overflow */
         fits = fits && work > 0;
         max_in = in > max_in ? in : max_in;
         max_work = work > max_work ? work : max_work;
+        max_weights = weights > max_weights ? weights : max_weights;
     }
     fits = fits && repq_size_mul(max_in, max_in, &gram_bytes) &&
            repq_size_mul(gram_bytes, sizeof(double), &gram_bytes) &&
            repq_size_mul(GRAM_CHUNK, max_in, &widen_bytes) &&
            repq_size_mul(widen_bytes, sizeof(double), &widen_bytes) &&
            repq_size_mul(max_work, sizeof(double), &work_bytes) &&
-           repq_size_mul(c->images, (size_t)q->arch.num_classes * sizeof(float), &logit_bytes);
+           repq_size_mul(c->images, (size_t)q->arch.num_classes * sizeof(float), &logit_bytes) &&
+           repq_size_mul(max_weights, sizeof(float), &target_bytes);
     if (!fits) {
         repq_qmodel_free(q);
         return repq_fail(err, REPQ_ERR_OVERFLOW, "weight reconstruction: the layers are too large for this machine");
     }
+    const bool float_target = c->gptq_target == REPQ_GPTQ_TARGET_FLOAT_MODEL;
     rebuilder rb = {c, q, repq_mem_alloc(al, gram_bytes), repq_mem_alloc(al, widen_bytes),
-                    repq_mem_alloc(al, work_bytes)};
+                    repq_mem_alloc(al, work_bytes), NULL, float_target ? repq_mem_alloc(al, target_bytes) : NULL};
     float *logits = repq_mem_alloc(al, logit_bytes);
-    if (!rb.gram || !rb.widen || !rb.work || !logits)
+    if (!rb.gram || !rb.widen || !rb.work || !logits || (float_target && !rb.target))
         st = repq_fail(err, REPQ_ERR_NOMEM, "weight reconstruction: out of memory");
     repq_hook hook = {rebuild, &rb, true, NULL, false};
-    if (st == REPQ_OK)
+    if (st == REPQ_OK && float_target)
+        st = rebuild_beside_float(&rb, logits);
+    else if (st == REPQ_OK)
         st = repq_net_forward(err, al, q->net, &q->fq_params, c->data, c->pixels_u8, c->images, &hook, logits);
     repq_mem_free(al, rb.gram);
     repq_mem_free(al, rb.widen);
     repq_mem_free(al, rb.work);
+    repq_mem_free(al, rb.target);
     repq_mem_free(al, logits);
     if (st) {
         repq_qmodel_free(q);

@@ -27,6 +27,7 @@ void repq_options_defaults(repq_options *o)
     o->dual_clip = 0;
     o->mixed = 0;
     o->smooth = REPQ_SMOOTH_OFF;
+    o->gptq_target = REPQ_GPTQ_TARGET_QUANTIZED_INPUT;
 }
 
 REPQ_API void repq_options_free(repq_options *options)
@@ -92,6 +93,11 @@ REPQ_API repq_status repq_options_set_int(repq_options *o, repq_option key, int6
         if ((st = check_range(o, "smooth", value, REPQ_SMOOTH_OFF, REPQ_SMOOTH_SQB)) == REPQ_OK)
             o->smooth = (int32_t)value;
         return st;
+    case REPQ_OPT_GPTQ_TARGET:
+        if ((st = check_range(o, "gptq_target", value, REPQ_GPTQ_TARGET_QUANTIZED_INPUT,
+                              REPQ_GPTQ_TARGET_FLOAT_MODEL)) == REPQ_OK)
+            o->gptq_target = (int32_t)value;
+        return st;
     }
     return repq_fail(&o->base, REPQ_ERR_INVALID_ARGUMENT, "unknown option key %d", (int)key);
 }
@@ -115,6 +121,7 @@ REPQ_API repq_status repq_options_get_int(const repq_options *o, repq_option key
     case REPQ_OPT_DUAL_CLIP: *out_value = o->dual_clip; return REPQ_OK;
     case REPQ_OPT_MIXED: *out_value = o->mixed; return REPQ_OK;
     case REPQ_OPT_SMOOTH: *out_value = o->smooth; return REPQ_OK;
+    case REPQ_OPT_GPTQ_TARGET: *out_value = o->gptq_target; return REPQ_OK;
     }
     return repq_fail(err, REPQ_ERR_INVALID_ARGUMENT, "unknown option key %d", (int)key);
 }

@@ -16,6 +16,7 @@ struct repq_options {
     int32_t dual_clip; /* REPQ_OPT_DUAL_CLIP: 0 the reference's search, 1 dual clipping */
     int32_t mixed;     /* greedy mixed precision */
     int32_t smooth;    /* repq_smooth */
+    int32_t gptq_target; /* repq_gptq_target */
 };
 
 void repq_options_defaults(repq_options *o);

@@ -578,9 +578,11 @@ repq_status repq_net_forward_resume(repq_object *err, const repq_allocator *al, 
         return st;
     s.arena = p->arena;
     int32_t first = resume ? resume->first_node : 0;
+    int32_t end = resume && resume->end_node > 0 && resume->end_node < net->num_nodes ? resume->end_node
+                                                                                      : net->num_nodes;
     if (first > 0)
         memcpy(s.x, resume->saved[first - 1], n * repq_net_stream_floats(net, first - 1) * sizeof(float));
-    for (int32_t i = first; i < net->num_nodes && st == REPQ_OK; i++) {
+    for (int32_t i = first; i < end && st == REPQ_OK; i++) {
         const repq_net_node *node = &net->nodes[i];
         switch (node->op) {
         case REPQ_OP_PATCH_EMBED: st = patch_embed(node, images, pixels_u8, n, &s, hook); break;

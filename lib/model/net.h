@@ -128,6 +128,7 @@ typedef struct repq_net_resume {
     int32_t first_node; /* > 0: start there, the stream read from saved[first_node - 1] */
     bool save;          /* write node i's output stream to saved[i] where saved[i] != NULL */
     float **saved;      /* [num_nodes]: n * repq_net_stream_floats(net, i) floats each */
+    int32_t end_node;   /* > 0: stop before this node (its input is then saved[end_node - 1]) */
 } repq_net_resume;
 
 /* Floats per image of the stream a node hands to the next (0 for the head). */
