@@ -10,19 +10,23 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fail() { echo "cli test: $*"; exit 1; }
 
-for weights in rtn gptq; do
+for weights in rtn gptq gptq-float; do
     out=$("$repq" quantize "$data/vit_tiny_cifar10.safetensors" --calib "$data/cifar10_calib.bin" \
         --calib-images 4 --wbits 4 --abits 4 --weights "$weights" -o "$work/$weights.repq") ||
         fail "quantize --weights $weights failed: $out"
     echo "$out"
     if [ "$weights" = gptq ]; then
-        grep -q "GPTQ weight reconstruction" <<<"$out" || fail "quantize --weights gptq did not reconstruct"
+        grep -q "GPTQ weight reconstruction [0-9]" <<<"$out" || fail "quantize --weights gptq did not reconstruct"
+    elif [ "$weights" = gptq-float ]; then
+        grep -q "GPTQ weight reconstruction towards the float model" <<<"$out" ||
+            fail "quantize --weights gptq-float did not reconstruct towards the float model"
     fi
     eval_out=$("$repq" eval "$work/$weights.repq" --data "$data/cifar10_test_dev.bin" --limit 20 --mode int) ||
         fail "eval of the $weights file failed: $eval_out"
     grep -q "top-1" <<<"$eval_out" || fail "eval printed no accuracy: $eval_out"
 done
 cmp -s "$work/rtn.repq" "$work/gptq.repq" && fail "GPTQ changed nothing in the file"
+cmp -s "$work/gptq.repq" "$work/gptq-float.repq" && fail "the float-model target changed nothing in the file"
 
 # The post-GELU quantizer: two regions by default, the reference's uniform one on request.
 out=$("$repq" quantize "$data/vit_tiny_cifar10.safetensors" --calib "$data/cifar10_calib.bin" \

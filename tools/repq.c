@@ -408,7 +408,7 @@ static int cmd_quantize(repq_context *ctx, const args *a)
            dual_clip ? ", post-LayerNorm dual clipping" : "",
            smooth == REPQ_SMOOTH_SQB ? ", SQ-b" : "", (long long)n, t1 - t0, t2 - t1);
     if (gptq)
-        printf(", GPTQ weight reconstruction %.0f ms", t3 - t2);
+        printf(", GPTQ weight reconstruction%s %.0f ms", gptq_float ? " towards the float model" : "", t3 - t2);
     printf(" -> %s\n", a->out);
     rc = 0;
 out:
