@@ -7,6 +7,11 @@
 #include <math.h>
 #include <string.h>
 
+/* LAPACK's symmetric eigensolver (divide and conquer), in OpenBLAS but not in its
+ * f77blas.h. */
+void dsyevd_(const char *jobz, const char *uplo, const blasint *n, double *a, const blasint *lda, double *w,
+             double *work, const blasint *lwork, blasint *iwork, const blasint *liwork, blasint *info);
+
 /* From barely regularized to a correction that is nearly a plain gradient step; three
  * points a decade. */
 const double repq_float_target_grid[REPQ_FLOAT_TARGET_GRID_SIZE] = {0.003, 0.01, 0.03, 0.1, 0.3, 1.0,
@@ -25,25 +30,51 @@ typedef struct fit {
     double *z;       /* [out][in] a correction */
     double *tmp;     /* [max(in, out)][in] */
     double *xq, *dx; /* [rows_per_image][in] one image widened */
+    double *r;       /* [rows_per_image][out] (Xf - X~) W^T of one image */
     half part[2];
+    /* The grid search in the eigenbasis of one half's H: */
+    double *vt;      /* [in][in] eigenvectors, one per row */
+    double *eig;     /* [in] eigenvalues */
+    double *p;       /* [out][in] that half's A in the eigenbasis */
+    double *m;       /* [in][in] the other half's H in the eigenbasis, then times P^T P */
+    double *q;       /* [in] */
+    double *work;    /* [1 + 6 in + 2 in^2] LAPACK's */
+    blasint *iwork;  /* [3 + 5 in] */
 } fit;
 
-/* h += X~^T X~ and d += (Xf - X~)^T X~ over the images of one parity. */
-static void add_images(fit *f, const float *xq, const float *xf, size_t images, size_t per, size_t parity,
-                       double *h, double *d)
+/* One half's statistics over the images of one parity: H = X~^T X~ and
+ * A = W (Xf - X~)^T X~, the latter as (R^T X~ with R = (Xf - X~) W^T) when the layer
+ * has fewer outputs than inputs (fewer products), else through D = (Xf - X~)^T X~. */
+static void half_statistics(fit *f, const float *xq, const float *xf, size_t images, size_t per, size_t parity,
+                            half *out_half)
 {
-    size_t in = f->in;
+    const size_t in = f->in, out = f->out;
+    const blasint bi = (blasint)in, bo = (blasint)out, bp = (blasint)per;
+    const bool through_outputs = out < in;
+    memset(out_half->h, 0, in * in * sizeof *out_half->h);
+    memset(through_outputs ? out_half->a : f->d, 0, (through_outputs ? out : in) * in * sizeof(double));
     for (size_t img = parity; img < images; img += 2) {
         const float *q = xq + img * per * in, *x = xf + img * per * in;
         for (size_t i = 0; i < per * in; i++) {
             f->xq[i] = q[i];
             f->dx[i] = (double)x[i] - (double)q[i];
         }
-        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)in, (blasint)in, (blasint)per, 1.0, f->xq,
-                    (blasint)in, f->xq, (blasint)in, 1.0, h, (blasint)in);
-        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (blasint)in, (blasint)in, (blasint)per, 1.0, f->dx,
-                    (blasint)in, f->xq, (blasint)in, 1.0, d, (blasint)in);
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, bi, bp, 1.0, f->xq, bi, 1.0, out_half->h, bi);
+        if (through_outputs) {
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bp, bo, bi, 1.0, f->dx, bi, f->w, bi, 0.0, f->r, bo);
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, bo, bi, bp, 1.0, f->r, bo, f->xq, bi, 1.0, out_half->a,
+                        bi);
+        } else {
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, bi, bi, bp, 1.0, f->dx, bi, f->xq, bi, 1.0, f->d, bi);
+        }
     }
+    if (!through_outputs)
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bo, bi, bi, 1.0, f->w, bi, f->d, bi, 0.0, out_half->a,
+                    bi);
+    /* dsyrk wrote one triangle; the products below read all of H. */
+    for (size_t i = 0; i < in; i++)
+        for (size_t j = 0; j < i; j++)
+            out_half->h[i * in + j] = out_half->h[j * in + i];
 }
 
 /* z <- a (h + lambda I)^-1 (h symmetric, so z^T solves (h + lambda I) z^T = a^T: the
@@ -63,17 +94,53 @@ static bool ridge_solve(fit *f, const double *h, const double *a, double lambda,
     return info == 0;
 }
 
-/* Change of the squared output error on a half when the weights move by z:
- * ||R - X~ z^T||^2 - ||R||^2 = -2 <z, a> + <z h, z>, with R = (Xf - X~) W^T. */
-static double error_change(fit *f, const double *z, const half *p)
+/* The held-out error changes of the whole grid for the correction fitted on half k,
+ * added to change[]. In the eigenbasis of H_k = V diag(e) V^T the fit is
+ * Z = P diag(g) V^T with P = A_k V and g_i = 1 / (e_i + lambda), and the change of the
+ * squared output error on the other half j,
+ *     ||R_j - X~_j Z^T||^2 - ||R_j||^2 = -2 <Z, A_j> + <Z H_j, Z>,
+ * is -2 sum_i g_i q_i + g^T ((V^T H_j V) o (P^T P)) g with q_i = sum_o P_oi (A_j V)_oi:
+ * one eigendecomposition and a few products per half, then O(in^2) per lambda. */
+static bool add_half_changes(fit *f, int k, double scale, double *change)
 {
-    size_t n = f->out * f->in;
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)f->out, (blasint)f->in, (blasint)f->in, 1.0, z,
-                (blasint)f->in, p->h, (blasint)f->in, 0.0, f->tmp, (blasint)f->in);
-    double e = 0.0;
-    for (size_t i = 0; i < n; i++)
-        e += z[i] * (f->tmp[i] - 2.0 * p->a[i]);
-    return e;
+    const size_t in = f->in, out = f->out;
+    const half *mine = &f->part[k], *other = &f->part[1 - k];
+    char vectors = 'V', lower = 'L';
+    blasint n = (blasint)in, lwork = (blasint)(1 + 6 * in + 2 * in * in), liwork = (blasint)(3 + 5 * in), info = 0;
+    memcpy(f->vt, mine->h, in * in * sizeof *f->vt);
+    /* Column-major eigenvectors of the symmetric H: read row-major, one per row. */
+    dsyevd_(&vectors, &lower, &n, f->vt, &n, f->eig, f->work, &lwork, f->iwork, &liwork, &info);
+    if (info != 0)
+        return false;
+    blasint bo = (blasint)out, bi = (blasint)in;
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bo, bi, bi, 1.0, mine->a, bi, f->vt, bi, 0.0, f->p, bi);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bo, bi, bi, 1.0, other->a, bi, f->vt, bi, 0.0, f->z, bi);
+    for (size_t i = 0; i < in; i++)
+        f->q[i] = 0.0;
+    for (size_t o = 0; o < out; o++)
+        for (size_t i = 0; i < in; i++)
+            f->q[i] += f->p[o * in + i] * f->z[o * in + i];
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bi, bi, bi, 1.0, f->vt, bi, other->h, bi, 0.0, f->tmp, bi);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bi, bi, bi, 1.0, f->tmp, bi, f->vt, bi, 0.0, f->m, bi);
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, bi, bi, bo, 1.0, f->p, bi, f->p, bi, 0.0, f->tmp, bi);
+    for (size_t i = 0; i < in * in; i++)
+        f->m[i] *= f->tmp[i];
+    double *g = f->z; /* free again: one row of in */
+    for (int c = 0; c < REPQ_FLOAT_TARGET_GRID_SIZE; c++) {
+        double lambda = repq_float_target_grid[c] * scale, linear = 0.0, quadratic = 0.0;
+        for (size_t i = 0; i < in; i++) {
+            g[i] = 1.0 / (fmax(f->eig[i], 0.0) + lambda);
+            linear += g[i] * f->q[i];
+        }
+        for (size_t i = 0; i < in; i++) {
+            double row = 0.0;
+            for (size_t j = 0; j < in; j++)
+                row += f->m[i * in + j] * g[j];
+            quadratic += g[i] * row;
+        }
+        change[c] += quadratic - 2.0 * linear;
+    }
+    return true;
 }
 
 static double mean_diagonal(const double *h, size_t in)
@@ -91,20 +158,15 @@ static double choose_lambda(fit *f)
     double scale = 0.5 * (mean_diagonal(f->part[0].h, f->in) + mean_diagonal(f->part[1].h, f->in));
     if (!(scale > 0.0) || !isfinite(scale))
         return 0.0;
+    double change[REPQ_FLOAT_TARGET_GRID_SIZE] = {0};
+    if (!add_half_changes(f, 0, scale, change) || !add_half_changes(f, 1, scale, change))
+        return 0.0;
     double best = 0.0, best_change = 0.0;
-    for (int g = 0; g < REPQ_FLOAT_TARGET_GRID_SIZE; g++) {
-        double change = 0.0;
-        bool ok = true;
-        for (int k = 0; k < 2 && ok; k++) {
-            ok = ridge_solve(f, f->part[k].h, f->part[k].a, repq_float_target_grid[g] * scale, f->z);
-            if (ok)
-                change += error_change(f, f->z, &f->part[1 - k]);
+    for (int c = 0; c < REPQ_FLOAT_TARGET_GRID_SIZE; c++)
+        if (isfinite(change[c]) && change[c] < best_change) {
+            best_change = change[c];
+            best = repq_float_target_grid[c];
         }
-        if (ok && isfinite(change) && change < best_change) {
-            best_change = change;
-            best = repq_float_target_grid[g];
-        }
-    }
     return best;
 }
 
@@ -125,10 +187,11 @@ repq_status repq_float_target_weights(const repq_allocator *al, const float *w, 
     if (!al || !w || !xq || !xf || !target || !out_lambda || out == 0 || in == 0 || images == 0 ||
         rows_per_image == 0)
         return REPQ_ERR_INVALID_ARGUMENT;
-    size_t wn, hn, rows, xn, big = out > in ? out : in, tn;
+    size_t wn, hn, rows, xn, rn, big = out > in ? out : in, tn;
     if (!repq_size_mul(out, in, &wn) || !repq_size_mul(in, in, &hn) || !repq_size_mul(images, rows_per_image, &rows) ||
-        !repq_size_mul(rows, in, &xn) || !repq_size_mul(rows_per_image, in, &tn) || !repq_size_mul(big, in, &big) ||
-        in > (size_t)INT32_MAX || out > (size_t)INT32_MAX || rows_per_image > (size_t)INT32_MAX)
+        !repq_size_mul(rows, in, &xn) || !repq_size_mul(rows_per_image, in, &tn) || !repq_size_mul(rows_per_image, out, &rn) || !repq_size_mul(big, in, &big) ||
+        in > (size_t)INT32_MAX || out > (size_t)INT32_MAX || rows_per_image > (size_t)INT32_MAX ||
+        hn > ((size_t)INT32_MAX - 1 - 6 * in) / 2) /* LAPACK's work size as a 32-bit integer */
         return REPQ_ERR_OVERFLOW;
     if (!all_finite(w, wn) || !all_finite(xq, xn) || !all_finite(xf, xn))
         return REPQ_ERR_NUMERIC;
@@ -139,8 +202,16 @@ repq_status repq_float_target_weights(const repq_allocator *al, const float *w, 
     fit f = {out, in, repq_mem_chain_alloc(al, &chain, wn, sizeof(double)),
              repq_mem_chain_alloc(al, &chain, hn, sizeof(double)), repq_mem_chain_alloc(al, &chain, wn, sizeof(double)),
              repq_mem_chain_alloc(al, &chain, big, sizeof(double)), repq_mem_chain_alloc(al, &chain, tn, sizeof(double)),
-             repq_mem_chain_alloc(al, &chain, tn, sizeof(double)), {{0}}};
-    bool ok = f.w && f.d && f.z && f.tmp && f.xq && f.dx;
+             repq_mem_chain_alloc(al, &chain, tn, sizeof(double)), NULL, {{0}}, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    f.r = repq_mem_chain_alloc(al, &chain, rn, sizeof(double));
+    f.vt = repq_mem_chain_alloc(al, &chain, hn, sizeof(double));
+    f.eig = repq_mem_chain_alloc(al, &chain, in, sizeof(double));
+    f.p = repq_mem_chain_alloc(al, &chain, wn, sizeof(double));
+    f.m = repq_mem_chain_alloc(al, &chain, hn, sizeof(double));
+    f.q = repq_mem_chain_alloc(al, &chain, in, sizeof(double));
+    f.work = repq_mem_chain_alloc(al, &chain, 1 + 6 * in + 2 * hn, sizeof(double));
+    f.iwork = repq_mem_chain_alloc(al, &chain, 3 + 5 * in, sizeof(blasint));
+    bool ok = f.w && f.d && f.z && f.tmp && f.xq && f.dx && f.vt && f.eig && f.p && f.m && f.q && f.work && f.iwork && f.r;
     for (int k = 0; k < 2 && ok; k++) {
         f.part[k].h = repq_mem_chain_alloc(al, &chain, hn, sizeof(double));
         f.part[k].a = repq_mem_chain_alloc(al, &chain, wn, sizeof(double));
@@ -152,12 +223,8 @@ repq_status repq_float_target_weights(const repq_allocator *al, const float *w, 
     }
     for (size_t i = 0; i < wn; i++)
         f.w[i] = w[i];
-    for (size_t k = 0; k < 2; k++) {
-        memset(f.d, 0, hn * sizeof *f.d);
-        add_images(&f, xq, xf, images, rows_per_image, k, f.part[k].h, f.d);
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)out, (blasint)in, (blasint)in, 1.0, f.w,
-                    (blasint)in, f.d, (blasint)in, 0.0, f.part[k].a, (blasint)in);
-    }
+    for (size_t k = 0; k < 2; k++)
+        half_statistics(&f, xq, xf, images, rows_per_image, k, &f.part[k]);
     double lambda = choose_lambda(&f);
     if (lambda > 0.0) {
         /* All images: the halves' sums. */
