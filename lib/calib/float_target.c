@@ -189,7 +189,8 @@ repq_status repq_float_target_weights(const repq_allocator *al, const float *w, 
         return REPQ_ERR_INVALID_ARGUMENT;
     size_t wn, hn, rows, xn, rn, big = out > in ? out : in, tn;
     if (!repq_size_mul(out, in, &wn) || !repq_size_mul(in, in, &hn) || !repq_size_mul(images, rows_per_image, &rows) ||
-        !repq_size_mul(rows, in, &xn) || !repq_size_mul(rows_per_image, in, &tn) || !repq_size_mul(rows_per_image, out, &rn) || !repq_size_mul(big, in, &big) ||
+        !repq_size_mul(rows, in, &xn) || !repq_size_mul(rows_per_image, in, &tn) ||
+        !repq_size_mul(rows_per_image, out, &rn) || !repq_size_mul(big, in, &big) ||
         in > (size_t)INT32_MAX || out > (size_t)INT32_MAX || rows_per_image > (size_t)INT32_MAX ||
         hn > ((size_t)INT32_MAX - 1 - 6 * in) / 2) /* LAPACK's work size as a 32-bit integer */
         return REPQ_ERR_OVERFLOW;
@@ -199,25 +200,15 @@ repq_status repq_float_target_weights(const repq_allocator *al, const float *w, 
     if (images < 2)
         return REPQ_OK;
     repq_mem_chain chain = {0};
-    fit f = {out, in, repq_mem_chain_alloc(al, &chain, wn, sizeof(double)),
-             repq_mem_chain_alloc(al, &chain, hn, sizeof(double)), repq_mem_chain_alloc(al, &chain, wn, sizeof(double)),
-             repq_mem_chain_alloc(al, &chain, big, sizeof(double)), repq_mem_chain_alloc(al, &chain, tn, sizeof(double)),
-             repq_mem_chain_alloc(al, &chain, tn, sizeof(double)), NULL, {{0}}, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
-    f.r = repq_mem_chain_alloc(al, &chain, rn, sizeof(double));
-    f.vt = repq_mem_chain_alloc(al, &chain, hn, sizeof(double));
-    f.eig = repq_mem_chain_alloc(al, &chain, in, sizeof(double));
-    f.p = repq_mem_chain_alloc(al, &chain, wn, sizeof(double));
-    f.m = repq_mem_chain_alloc(al, &chain, hn, sizeof(double));
-    f.q = repq_mem_chain_alloc(al, &chain, in, sizeof(double));
-    f.work = repq_mem_chain_alloc(al, &chain, 1 + 6 * in + 2 * hn, sizeof(double));
-    f.iwork = repq_mem_chain_alloc(al, &chain, 3 + 5 * in, sizeof(blasint));
-    bool ok = f.w && f.d && f.z && f.tmp && f.xq && f.dx && f.vt && f.eig && f.p && f.m && f.q && f.work && f.iwork && f.r;
-    for (int k = 0; k < 2 && ok; k++) {
-        f.part[k].h = repq_mem_chain_alloc(al, &chain, hn, sizeof(double));
-        f.part[k].a = repq_mem_chain_alloc(al, &chain, wn, sizeof(double));
-        ok = f.part[k].h && f.part[k].a;
-    }
-    if (!ok) {
+    fit f = {.out = out, .in = in};
+    double **buffers[] = {&f.w,  &f.d, &f.z, &f.tmp, &f.xq,   &f.dx,        &f.r,        &f.vt,       &f.eig,
+                          &f.p,  &f.m, &f.q, &f.work, &f.part[0].h, &f.part[0].a, &f.part[1].h, &f.part[1].a};
+    const size_t counts[] = {wn, hn, wn, big, tn, tn, rn, hn, in, wn, hn, in, 1 + 6 * in + 2 * hn, hn, wn, hn, wn};
+    bool ok = true;
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0] && ok; i++)
+        ok = (*buffers[i] = repq_mem_chain_alloc(al, &chain, counts[i], sizeof(double))) != NULL;
+    f.iwork = ok ? repq_mem_chain_alloc(al, &chain, 3 + 5 * in, sizeof(blasint)) : NULL;
+    if (!f.iwork) {
         repq_mem_chain_free(al, &chain);
         return REPQ_ERR_NOMEM;
     }

@@ -85,8 +85,11 @@ static repq_status record_float_input(void *user, int32_t slot, float *x, size_t
     if (id < 0)
         return REPQ_OK;
     size_t bytes;
-    if (rb->float_in[id] || !repq_size_mul(rows, cols, &bytes) || !repq_size_mul(bytes, sizeof(float), &bytes))
+    if (rb->float_in[id])
         return repq_fail(&rb->calib->base, REPQ_ERR_SHAPE, "weight reconstruction: layer %d's input seen twice",
+                         (int)id);
+    if (!repq_size_mul(rows, cols, &bytes) || !repq_size_mul(bytes, sizeof(float), &bytes))
+        return repq_fail(&rb->calib->base, REPQ_ERR_OVERFLOW, "weight reconstruction: layer %d's input is too large",
                          (int)id);
     rb->float_in[id] = repq_mem_alloc(&rb->calib->base.allocator, bytes);
     if (!rb->float_in[id])
