@@ -51,7 +51,8 @@ typedef struct repq_session repq_session;
  * REPQ_OPT_PATCH_INPUT_BITS, REPQ_OPT_POST_GELU, REPQ_OPT_DUAL_CLIP, REPQ_OPT_SMOOTH (SQ-b:
  * repq_calib_finish then runs one more float forward over the images), REPQ_OPT_MIXED
  * (greedy mixed precision: repq_calib_finish first measures every quantizer's
- * sensitivity, docs/method.md). `options` may be NULL (W8A8, RepQ-ViT); they are copied.
+ * sensitivity, docs/method.md), REPQ_OPT_GPTQ_TARGET (for repq_calib_reconstruct).
+ * `options` may be NULL (W8A8, RepQ-ViT); they are copied.
  * Errors (recorded on ctx): REPQ_ERR_INVALID_ARGUMENT (NULL out_calib, model not a model,
  * options not an options object), REPQ_ERR_NOMEM. */
 REPQ_API repq_status repq_calib_new(repq_context *ctx, repq_model *model,
@@ -81,7 +82,10 @@ REPQ_API void repq_qmodel_free(repq_qmodel *qmodel);
  * The calibrator's images run once more through the reparameterized, fake-quantized
  * model; each linear layer in turn gets the weight codes that make its output on the
  * inputs it actually receives closest to its float weights' (docs/method.md), instead
- * of each weight's own nearest code. Scales, zero points and activation quantizers are
+ * of each weight's own nearest code; with the calibrator's REPQ_OPT_GPTQ_TARGET =
+ * REPQ_GPTQ_TARGET_FLOAT_MODEL, closest to the float model's output of the layer, so
+ * that the weights also correct their inputs' error (the float model then runs beside
+ * the quantized one, a block at a time). Scales, zero points and activation quantizers are
  * kept, so the result runs wherever `qmodel` runs. `qmodel` is normally
  * repq_qmodel_reparameterize of this calibrator's result; any reparameterized qmodel of
  * the calibrated model's architecture is accepted, and its own quantizers (bits
