@@ -77,21 +77,16 @@ static void fp32_matches_reference_accuracy(void **state)
     assert_true(fabs(100 * s->fp32 - 79.94) <= 0.1);
 }
 
-/* The standard calibration set through calibration and reparameterization. Returns the
+/* The standard calibration set through calibration with options `o` and
+ * reparameterization. Returns the
  * reparameterized model; hands out the channel-wise one and the calibrator if asked
  * (freed otherwise), and the seconds of calibration + reparameterization if secs is
  * set. */
-static repq_qmodel *calibrated(suite *s, int wbits, int abits, int method, int post_gelu,
-                               repq_qmodel **out_channelwise, repq_calib **out_calib, double *secs)
+static repq_qmodel *calibrated_with(suite *s, const repq_options *o, repq_qmodel **out_channelwise,
+                                    repq_calib **out_calib, double *secs)
 {
-    repq_options *o;
     repq_calib *c;
     repq_qmodel *q, *r;
-    assert_int_equal(repq_options_new(&o), REPQ_OK);
-    assert_int_equal(repq_options_set_int(o, REPQ_OPT_WEIGHT_BITS, wbits), REPQ_OK);
-    assert_int_equal(repq_options_set_int(o, REPQ_OPT_ACT_BITS, abits), REPQ_OK);
-    assert_int_equal(repq_options_set_int(o, REPQ_OPT_METHOD, method), REPQ_OK);
-    assert_int_equal(repq_options_set_int(o, REPQ_OPT_POST_GELU, post_gelu), REPQ_OK);
     assert_int_equal(repq_calib_new(NULL, s->model, o, &c), REPQ_OK);
     assert_int_equal(repq_calib_feed(c, s->calib), REPQ_OK);
     double t0 = now();
@@ -99,7 +94,6 @@ static repq_qmodel *calibrated(suite *s, int wbits, int abits, int method, int p
     assert_int_equal(repq_qmodel_reparameterize(NULL, q, &r), REPQ_OK);
     if (secs)
         *secs = now() - t0;
-    repq_options_free(o);
     if (out_calib)
         *out_calib = c;
     else
@@ -108,6 +102,27 @@ static repq_qmodel *calibrated(suite *s, int wbits, int abits, int method, int p
         *out_channelwise = q;
     else
         repq_qmodel_free(q);
+    return r;
+}
+
+static repq_options *options_for(int wbits, int abits, int method, int post_gelu)
+{
+    repq_options *o;
+    assert_int_equal(repq_options_new(&o), REPQ_OK);
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_WEIGHT_BITS, wbits), REPQ_OK);
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_ACT_BITS, abits), REPQ_OK);
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_METHOD, method), REPQ_OK);
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_POST_GELU, post_gelu), REPQ_OK);
+    return o;
+}
+
+/* calibrated_with options of these widths, method and post-GELU quantizer. */
+static repq_qmodel *calibrated(suite *s, int wbits, int abits, int method, int post_gelu,
+                               repq_qmodel **out_channelwise, repq_calib **out_calib, double *secs)
+{
+    repq_options *o = options_for(wbits, abits, method, post_gelu);
+    repq_qmodel *r = calibrated_with(s, o, out_channelwise, out_calib, secs);
+    repq_options_free(o);
     return r;
 }
 
@@ -616,17 +631,11 @@ static void w4a4_beats_reference_and_baseline(void **state)
 static void w4a4_gptq_float_target_nearer_fp32(void **state)
 {
     suite *s = *state;
-    repq_options *o;
     repq_calib *c;
-    repq_qmodel *q, *r, *g;
-    assert_int_equal(repq_options_new(&o), REPQ_OK);
-    assert_int_equal(repq_options_set_int(o, REPQ_OPT_WEIGHT_BITS, 4), REPQ_OK);
-    assert_int_equal(repq_options_set_int(o, REPQ_OPT_ACT_BITS, 4), REPQ_OK);
+    repq_qmodel *g;
+    repq_options *o = options_for(4, 4, REPQ_METHOD_REPQ, REPQ_POST_GELU_TWO_REGION);
     assert_int_equal(repq_options_set_int(o, REPQ_OPT_GPTQ_TARGET, REPQ_GPTQ_TARGET_FLOAT_MODEL), REPQ_OK);
-    assert_int_equal(repq_calib_new(NULL, s->model, o, &c), REPQ_OK);
-    assert_int_equal(repq_calib_feed(c, s->calib), REPQ_OK);
-    assert_int_equal(repq_calib_finish(c, &q), REPQ_OK);
-    assert_int_equal(repq_qmodel_reparameterize(NULL, q, &r), REPQ_OK);
+    repq_qmodel *r = calibrated_with(s, o, NULL, &c, NULL);
     double t0 = now();
     assert_int_equal(repq_calib_reconstruct(c, r, &g), REPQ_OK);
     double secs = now() - t0, top1;
@@ -642,7 +651,6 @@ static void w4a4_gptq_float_target_nearer_fp32(void **state)
     assert_true(100 * top1 >= 79.12 - 0.5);
     repq_qmodel_free(g);
     repq_qmodel_free(r);
-    repq_qmodel_free(q);
     repq_calib_free(c);
     repq_options_free(o);
 }

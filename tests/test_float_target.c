@@ -112,6 +112,19 @@ static void fit_and_measure(size_t out, size_t in, size_t images, size_t per, fl
     layer_free(&l);
 }
 
+/* The call succeeds, returns w bit for bit and reports no lambda. */
+static void expect_weights_kept(const float *w, size_t out, size_t in, const float *xq, const float *xf,
+                                size_t images, size_t per)
+{
+    float *target = malloc(out * in * sizeof *target);
+    double lambda = -1.0;
+    assert_int_equal(repq_float_target_weights(&plain_allocator, w, out, in, xq, xf, images, per, target, &lambda),
+                     REPQ_OK);
+    assert_memory_equal(target, w, out * in * sizeof *target);
+    assert_true(lambda == 0.0);
+    free(target);
+}
+
 /* Xf = X~: nothing to correct, the weights come back bit for bit. */
 static void equal_inputs_keep_the_weights(void **state)
 {
@@ -120,12 +133,7 @@ static void equal_inputs_keep_the_weights(void **state)
     layer l = layer_new(&seed, 6, 10);
     sample s = draw(&seed, 8 * 13, 10, l.p, 0.0f, 0.0f);
     memcpy(s.xf, s.xq, s.rows * s.in * sizeof(float));
-    float target[60];
-    double lambda = -1.0;
-    assert_int_equal(repq_float_target_weights(&plain_allocator, l.w, 6, 10, s.xq, s.xf, 8, 13, target, &lambda),
-                     REPQ_OK);
-    assert_memory_equal(target, l.w, sizeof target);
-    assert_true(lambda == 0.0);
+    expect_weights_kept(l.w, 6, 10, s.xq, s.xf, 8, 13);
     sample_free(&s);
     layer_free(&l);
 }
@@ -199,12 +207,7 @@ static void one_image_keeps_the_weights(void **state)
     uint64_t seed = 3;
     layer l = layer_new(&seed, 4, 6);
     sample s = draw(&seed, 50, 6, l.p, 0.5f, 0.0f);
-    float target[24];
-    double lambda = -1.0;
-    assert_int_equal(repq_float_target_weights(&plain_allocator, l.w, 4, 6, s.xq, s.xf, 1, 50, target, &lambda),
-                     REPQ_OK);
-    assert_memory_equal(target, l.w, sizeof target);
-    assert_true(lambda == 0.0);
+    expect_weights_kept(l.w, 4, 6, s.xq, s.xf, 1, 50);
     sample_free(&s);
     layer_free(&l);
 }
@@ -213,12 +216,9 @@ static void one_image_keeps_the_weights(void **state)
 static void zero_inputs_keep_the_weights(void **state)
 {
     (void)state;
-    float w[6] = {1, -2, 3, 0.5f, 0.25f, -1}, xq[4 * 3] = {0}, xf[4 * 3] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
-    float target[6];
-    double lambda = -1.0;
-    assert_int_equal(repq_float_target_weights(&plain_allocator, w, 2, 3, xq, xf, 2, 2, target, &lambda), REPQ_OK);
-    assert_memory_equal(target, w, sizeof w);
-    assert_true(lambda == 0.0);
+    const float w[6] = {1, -2, 3, 0.5f, 0.25f, -1}, xq[4 * 3] = {0},
+                xf[4 * 3] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    expect_weights_kept(w, 2, 3, xq, xf, 2, 2);
 }
 
 static void bad_input_is_refused(void **state)

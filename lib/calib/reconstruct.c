@@ -126,11 +126,8 @@ static repq_status rebuild_beside_float(rebuilder *rb, float *logits)
     repq_hook record = {record_float_input, rb, true, NULL, false};
     repq_hook rebuild_hook = {rebuild, rb, true, NULL, false};
     for (int32_t i = 0; i < net->num_nodes && st == REPQ_OK; i++) {
-        /* Node i reads saved[i - 1] and writes saved[i]: two buffers per pass, alternating. */
-        if (i > 0) {
-            saved_float[i - 1] = streams[(i - 1) % 2];
-            saved_quant[i - 1] = streams[2 + (i - 1) % 2];
-        }
+        /* Node i reads saved[i - 1] (node i - 1's output) and writes saved[i]: two
+         * buffers per pass, alternating. */
         saved_float[i] = streams[i % 2];
         saved_quant[i] = streams[2 + i % 2];
         const repq_net_resume float_walk = {i, true, saved_float, i + 1};
