@@ -82,7 +82,7 @@ int main(int argc, char **argv)
     repq_tensor *calib = NULL, *calib_labels = NULL, *test = NULL, *labels = NULL;
     repq_options *options = NULL;
     repq_calib *calibrator = NULL;
-    repq_qmodel *channelwise = NULL, *qmodel = NULL, *loaded = NULL;
+    repq_qmodel *channelwise = NULL, *qmodel = NULL, *reconstructed = NULL, *loaded = NULL;
     repq_session *session = NULL;
     int rc = 1;
 
@@ -92,7 +92,8 @@ int main(int argc, char **argv)
         check(repq_cifar_load(ctx, argv[3], 0, limit, &test, &labels), "test images", ctx))
         goto out;
 
-    /* W4A4 with RepQ-ViT's quantizers; options record their own messages. */
+    /* W4A4 with the default pipeline (SQ-b, RepQ-ViT's quantizers, GPTQ towards the float
+     * model); options record their own messages. */
     if (check(repq_options_new(&options), "options", NULL) ||
         check(repq_options_set_int(options, REPQ_OPT_WEIGHT_BITS, 4), "options", options) ||
         check(repq_options_set_int(options, REPQ_OPT_ACT_BITS, 4), "options", options) ||
@@ -100,7 +101,8 @@ int main(int argc, char **argv)
         check(repq_calib_feed(calibrator, calib), "feed", calibrator) ||
         check(repq_calib_finish(calibrator, &channelwise), "calibrate", calibrator) ||
         check(repq_qmodel_reparameterize(ctx, channelwise, &qmodel), "reparameterize", ctx) ||
-        check(repq_qmodel_save(qmodel, out_path), "save", qmodel) ||
+        check(repq_calib_reconstruct(calibrator, qmodel, &reconstructed), "reconstruct", calibrator) ||
+        check(repq_qmodel_save(reconstructed, out_path), "save", reconstructed) ||
         check(repq_qmodel_load(ctx, out_path, &loaded), "load the saved model", ctx) ||
         check(repq_session_new(ctx, loaded, NULL, BATCH, &session), "session", ctx))
         goto out;
@@ -122,6 +124,7 @@ int main(int argc, char **argv)
 out:
     repq_session_free(session);
     repq_qmodel_free(loaded);
+    repq_qmodel_free(reconstructed);
     repq_qmodel_free(qmodel);
     repq_qmodel_free(channelwise);
     repq_calib_free(calibrator);

@@ -15,7 +15,7 @@ echo "== fp32 on the first $limit test images"
 $repq eval "$model" --data "$test_images" --limit "$limit"
 for bits in 8 4; do
     out=build/demo_w${bits}a${bits}.repq
-    echo "== quantize W${bits}A${bits} (RepQ-ViT with MPTQ-ViT's two-region post-GELU quantizer, 32 calibration images) -> $out"
+    echo "== quantize W${bits}A${bits} (the defaults: SQ-b, RepQ-ViT with MPTQ-ViT's two-region post-GELU quantizer, GPTQ towards the float model; 32 calibration images) -> $out"
     $repq quantize "$model" --calib data/cifar10_calib.bin --calib-images 32 \
         --wbits "$bits" --abits "$bits" -o "$out"
     for mode in fake int; do

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The repq tool end to end on a few images: quantize with and without GPTQ weight
-# reconstruction and with either post-GELU quantizer, run the file in integers, and
-# refuse bad option values with exit 2; info on float, quantized and broken files.
+# The repq tool end to end on a few images: quantize with the defaults (the best
+# combination measured: SQ-b and GPTQ towards the float model), with --reference and with
+# each option changed, run the file in integers, and refuse bad option values with exit
+# 2; info on float, quantized and broken files.
 # Usage: cli_test.sh REPQ_BINARY DATA_DIR
 set -u
 repq=$1
@@ -28,6 +29,28 @@ done
 cmp -s "$work/rtn.repq" "$work/gptq.repq" && fail "GPTQ changed nothing in the file"
 cmp -s "$work/gptq.repq" "$work/gptq-float.repq" && fail "the float-model target changed nothing in the file"
 
+# The defaults are --smooth sqb --weights gptq-float; --reference is the RepQ-ViT
+# reference's pipeline, flag by flag.
+quantize_small() { # OUT FLAGS...
+    local out=$1
+    shift
+    "$repq" quantize "$data/vit_tiny_cifar10.safetensors" --calib "$data/cifar10_calib.bin" \
+        --calib-images 4 --wbits 4 --abits 4 "$@" -o "$out"
+}
+out=$(quantize_small "$work/default.repq") || fail "quantize with the defaults failed: $out"
+grep -q "SQ-b.*towards the float model" <<<"$out" || fail "the defaults are not SQ-b + GPTQ towards the float model: $out"
+cmp -s "$work/default.repq" "$work/gptq-float.repq" || fail "the default file is not --smooth sqb --weights gptq-float's"
+out=$(quantize_small "$work/reference.repq" --reference) || fail "quantize --reference failed: $out"
+grep -q "SQ-b\|GPTQ" <<<"$out" && fail "--reference smoothed or reconstructed: $out"
+out=$(quantize_small "$work/reference_flags.repq" --post-gelu uniform --clip reference --smooth off --weights rtn) ||
+    fail "quantize with the reference's flags failed: $out"
+cmp -s "$work/reference.repq" "$work/reference_flags.repq" || fail "--reference is not the reference's flags"
+out=$(quantize_small "$work/reference_gptq.repq" --reference --weights gptq) || fail "--reference --weights gptq: $out"
+grep -q "GPTQ weight reconstruction [0-9]" <<<"$out" || fail "a flag given with --reference did not override it: $out"
+# The baseline stays plain: --method minmax neither smooths nor reconstructs unless asked.
+out=$(quantize_small "$work/minmax.repq" --method minmax) || fail "quantize --method minmax failed: $out"
+grep -q "SQ-b\|GPTQ" <<<"$out" && fail "--method minmax smoothed or reconstructed: $out"
+
 # The post-GELU quantizer: two regions by default, the reference's uniform one on request.
 out=$("$repq" quantize "$data/vit_tiny_cifar10.safetensors" --calib "$data/cifar10_calib.bin" \
     --calib-images 4 --wbits 4 --abits 4 --post-gelu uniform -o "$work/uniform.repq") ||
@@ -37,19 +60,19 @@ grep -aqF 'kind\":5' "$work/uniform.repq" && fail "--post-gelu uniform wrote a t
 
 # Post-LayerNorm dual clipping on request: a different file that evaluates.
 out=$("$repq" quantize "$data/vit_tiny_cifar10.safetensors" --calib "$data/cifar10_calib.bin" \
-    --calib-images 4 --wbits 4 --abits 4 --clip dual -o "$work/dual.repq") ||
+    --calib-images 4 --wbits 4 --abits 4 --clip dual --weights rtn -o "$work/dual.repq") ||
     fail "quantize --clip dual failed: $out"
 grep -q "dual clipping" <<<"$out" || fail "quantize --clip dual did not say so: $out"
 cmp -s "$work/rtn.repq" "$work/dual.repq" && fail "--clip dual changed nothing in the file"
 "$repq" eval "$work/dual.repq" --data "$data/cifar10_test_dev.bin" --limit 20 --mode int | grep -q "top-1" ||
     fail "eval of the dual-clipped file failed"
-# SQ-b rewrites the float parameters before calibration: another model, which runs in integers.
-out=$("$repq" quantize "$data/vit_tiny_cifar10.safetensors" --calib "$data/cifar10_calib.bin" \
-    --calib-images 4 --wbits 4 --abits 4 --smooth sqb -o "$work/sqb.repq") || fail "quantize --smooth sqb failed: $out"
-grep -q "SQ-b" <<<"$out" || fail "quantize --smooth sqb did not say so: $out"
-cmp -s "$work/rtn.repq" "$work/sqb.repq" && fail "--smooth sqb changed nothing in the file"
-eval_out=$("$repq" eval "$work/sqb.repq" --data "$data/cifar10_test_dev.bin" --limit 20 --mode int) ||
-    fail "eval of the SQ-b file failed: $eval_out"
+# SQ-b (on by default) rewrites the float parameters before calibration: without it,
+# another model, which runs in integers.
+out=$(quantize_small "$work/nosqb.repq" --smooth off --weights rtn) || fail "quantize --smooth off failed: $out"
+grep -q "SQ-b" <<<"$out" && fail "quantize --smooth off said SQ-b: $out"
+cmp -s "$work/rtn.repq" "$work/nosqb.repq" && fail "--smooth off changed nothing in the file"
+eval_out=$("$repq" eval "$work/nosqb.repq" --data "$data/cifar10_test_dev.bin" --limit 20 --mode int) ||
+    fail "eval of the file without SQ-b failed: $eval_out"
 
 # Greedy mixed precision: the averages asked for, a per-layer allocation that info prints.
 out=$("$repq" quantize "$data/vit_tiny_cifar10.safetensors" --calib "$data/cifar10_calib.bin" \
@@ -95,4 +118,4 @@ for bad in "--weights gptx" "--method repqq" "--post-gelu twoRegion" "--clip dul
     [ $rc -eq 2 ] || fail "'$bad' exited with $rc, not 2"
     [ -e "$work/bad.repq" ] && fail "'$bad' wrote a file"
 done
-echo "cli test: quantize (rtn, gptq, post-GELU uniform, dual clipping, SQ-b, mixed), eval in integers, info and bad options all behave"
+echo "cli test: quantize (defaults, --reference, rtn, gptq, post-GELU uniform, dual clipping, without SQ-b, mixed), eval in integers, info and bad options all behave"

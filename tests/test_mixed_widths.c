@@ -229,7 +229,8 @@ static void random_widths_reach_every_layer_and_slot(void **state)
 
 /* Before reparameterization a layer's codes are its float weights' nearest codes on
  * per-row quantizers searched at the layer's width: recomputed here with the
- * quantizer's primitives. repq_qmodel_quantize_layer gives the same from a model
+ * quantizer's primitives from the qmodel's float weights (SQ-b, on by default, rewrote
+ * the model's). repq_qmodel_quantize_layer gives the same from a model
  * calibrated at another width, and rebuilds that layer's fake-quant weight. */
 static void layer_codes_are_searched_at_the_layer_width(void **state)
 {
@@ -239,7 +240,7 @@ static void layer_codes_are_searched_at_the_layer_width(void **state)
     assert_int_equal(repq_qmodel_clone(NULL, &x->raw->base.allocator, f->uniform4.raw, &q), REPQ_OK);
     for (int32_t id = 0; id < q->num_linear; id++) {
         int32_t r, c;
-        const float *w = repq_net_linear_weight(f->vit->net, &f->vit->params, id, &r, &c);
+        const float *w = repq_net_linear_weight(x->raw->net, &x->raw->float_params, id, &r, &c);
         repq_quant_params *wq = calloc((size_t)r, sizeof *wq);
         uint8_t *codes = malloc((size_t)r * (size_t)c);
         float *scratch = malloc((size_t)c * sizeof(float));

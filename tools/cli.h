@@ -15,7 +15,7 @@ typedef struct args {
     const char *data, *mode, *calib, *method, *weights, *post_gelu, *clip, *smooth, *out, *model, *arch, *kernels;
     const char *images, *labels, *class_names, *interpolation, *crop_pct;
     long long offset, limit, calib_offset, calib_images, wbits, abits, batch, threads, top, resize;
-    int json, png, mixed;
+    int json, png, mixed, reference;
 } args;
 
 int usage(void);

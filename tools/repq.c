@@ -27,8 +27,9 @@ int usage(void)
             "  repq eval MODEL --data FILE [--offset K] [--limit N] [--mode fp32|fake|int] [--json]\n"
             "                [--threads T] [--kernels KERNELS]\n"
             "  repq quantize MODEL --calib FILE [--calib-offset K] [--calib-images N]\n"
-            "                --wbits W --abits A [--method repq|minmax] [--weights rtn|gptq|gptq-float]\n"
-            "                [--post-gelu two-region|uniform] [--clip reference|dual] [--smooth sqb|off] [--mixed] -o OUT.repq\n"
+            "                --wbits W --abits A [--method repq|minmax] [--weights gptq-float|gptq|rtn]\n"
+            "                [--post-gelu two-region|uniform] [--clip reference|dual] [--smooth sqb|off] [--mixed]\n"
+            "                [--reference] -o OUT.repq\n"
             "  repq eval MODEL --images DIR [--labels FILE] [--mode fp32|fake|int] [--batch B] [--threads T]\n"
             "                [--limit N] [--json] [IMAGE OPTIONS]\n"
             "  repq quantize MODEL --calib DIR [--calib-images N] ... (images picked evenly over the sorted folder)\n"
@@ -88,8 +89,8 @@ static int parse_args(int argc, char **argv, args *a)
             *(k[2] == 'j' ? &a->json : &a->png) = 1;
             continue;
         }
-        if (strcmp(k, "--mixed") == 0) {
-            a->mixed = 1;
+        if (strcmp(k, "--mixed") == 0 || strcmp(k, "--reference") == 0) {
+            *(k[2] == 'm' ? &a->mixed : &a->reference) = 1;
             continue;
         }
         for (size_t j = 0; j < sizeof strs / sizeof strs[0] && !matched; j++)
@@ -319,22 +320,29 @@ static int cmd_quantize(repq_context *ctx, const args *a)
         method = REPQ_METHOD_MINMAX;
     else if (a->method && strcmp(a->method, "repq") != 0)
         return fprintf(stderr, "repq: --method is repq or minmax\n"), 2;
-    const bool gptq_float = a->weights && strcmp(a->weights, "gptq-float") == 0;
-    const bool gptq = gptq_float || (a->weights && strcmp(a->weights, "gptq") == 0);
-    if (a->weights && !gptq && strcmp(a->weights, "rtn") != 0)
-        return fprintf(stderr, "repq: --weights is rtn, gptq or gptq-float\n"), 2;
+    /* The defaults are the best combination measured (docs/accuracy.md); --reference is
+     * the RepQ-ViT reference's pipeline and --method minmax the naive baseline, with
+     * neither smoothing nor reconstruction unless asked for. Explicit flags win. */
+    const bool plain = a->reference || method == REPQ_METHOD_MINMAX;
+    const char *weights = a->weights ? a->weights : plain ? "rtn" : "gptq-float";
+    const char *post_gelu_name = a->post_gelu ? a->post_gelu : a->reference ? "uniform" : "two-region";
+    const char *smooth_name = a->smooth ? a->smooth : plain ? "off" : "sqb";
+    const bool gptq_float = strcmp(weights, "gptq-float") == 0;
+    const bool gptq = gptq_float || strcmp(weights, "gptq") == 0;
+    if (!gptq && strcmp(weights, "rtn") != 0)
+        return fprintf(stderr, "repq: --weights is gptq-float, gptq or rtn\n"), 2;
     int post_gelu = REPQ_POST_GELU_TWO_REGION;
-    if (a->post_gelu && strcmp(a->post_gelu, "uniform") == 0)
+    if (strcmp(post_gelu_name, "uniform") == 0)
         post_gelu = REPQ_POST_GELU_UNIFORM;
-    else if (a->post_gelu && strcmp(a->post_gelu, "two-region") != 0)
+    else if (strcmp(post_gelu_name, "two-region") != 0)
         return fprintf(stderr, "repq: --post-gelu is two-region or uniform\n"), 2;
     const bool dual_clip = a->clip && strcmp(a->clip, "dual") == 0;
     if (a->clip && !dual_clip && strcmp(a->clip, "reference") != 0)
         return fprintf(stderr, "repq: --clip is reference or dual\n"), 2;
     int smooth = REPQ_SMOOTH_OFF;
-    if (a->smooth && strcmp(a->smooth, "sqb") == 0)
+    if (strcmp(smooth_name, "sqb") == 0)
         smooth = REPQ_SMOOTH_SQB;
-    else if (a->smooth && strcmp(a->smooth, "off") != 0)
+    else if (strcmp(smooth_name, "off") != 0)
         return fprintf(stderr, "repq: --smooth is sqb or off\n"), 2;
     repq_model *m = NULL;
     repq_tensor *images = NULL, *labels = NULL;

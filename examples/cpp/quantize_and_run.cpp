@@ -56,7 +56,7 @@ int main(int argc, char **argv)
         opts.set(REPQ_OPT_WEIGHT_BITS, 4).set(REPQ_OPT_ACT_BITS, 4);
         repq::calibrator calibrator(ctx, model, opts);
         calibrator.feed(calib_images);
-        calibrator.finish().reparameterize(ctx).save(out_path);
+        calibrator.reconstruct(calibrator.finish().reparameterize(ctx)).save(out_path);
         repq::qmodel loaded = repq::qmodel::load(ctx, out_path);
         repq::session session(ctx, loaded, static_cast<int32_t>(batch_size));
 

@@ -412,6 +412,25 @@ func (c *Calibrator) Finish() (*QModel, error) {
 	return ownQModel(raw), nil
 }
 
+// Reconstruct returns the weight reconstruction of a reparameterized qmodel (GPTQ towards
+// the float model by default, REPQ_OPT_GPTQ_TARGET).
+func (c *Calibrator) Reconstruct(reparameterized *QModel) (*QModel, error) {
+	if c.raw == nil {
+		return nil, closed("calibrator")
+	}
+	if err := reparameterized.usable(); err != nil {
+		return nil, err
+	}
+	var raw *C.repq_qmodel
+	st := C.repq_calib_reconstruct(c.raw, reparameterized.raw, &raw)
+	if err := check(st, unsafe.Pointer(c.raw), "repq_calib_reconstruct"); err != nil {
+		return nil, err
+	}
+	runtime.KeepAlive(c)
+	runtime.KeepAlive(reparameterized)
+	return ownQModel(raw), nil
+}
+
 func (c *Calibrator) Close() {
 	if c.raw != nil {
 		C.repq_calib_free(c.raw)

@@ -112,14 +112,16 @@ typedef enum repq_option {
     REPQ_OPT_DUAL_CLIP = 8,        /* clipping of the post-LayerNorm channels (0..1): 0 the reference's
                                       percentile search, 1 RepQuant's per-channel dual clipping
                                       (docs/method.md); default 0 */
-    REPQ_OPT_SMOOTH = 9,           /* repq_smooth (0..1): SQ-b before calibration, default OFF */
+    REPQ_OPT_SMOOTH = 9,           /* repq_smooth (0..1): SQ-b before calibration, default SQB
+                                      (part of the best measured combination) */
     REPQ_OPT_MIXED = 10,           /* 0..1, default 0. 1: greedy mixed precision: every linear layer's
                                       weight and every activation gets a width from {4, 5, 6, 8}, chosen
                                       by measured sensitivity so that the average widths (weighted by
                                       weights, and by activation values per image) are at most
                                       REPQ_OPT_WEIGHT_BITS and REPQ_OPT_ACT_BITS (then 4..8) */
     REPQ_OPT_GPTQ_TARGET = 11      /* repq_gptq_target (0..1): what repq_calib_reconstruct's GPTQ
-                                      keeps each layer's output close to, default QUANTIZED_INPUT */
+                                      keeps each layer's output close to, default FLOAT_MODEL
+                                      (part of the best measured combination) */
 } repq_option;
 
 /* Kernel families of the integer engine, slowest first. A session uses the best

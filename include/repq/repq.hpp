@@ -9,7 +9,7 @@
  *   opts.set(REPQ_OPT_WEIGHT_BITS, 4).set(REPQ_OPT_ACT_BITS, 4);
  *   repq::calibrator calib(ctx, model, opts);
  *   calib.feed(images);
- *   repq::qmodel q = calib.finish().reparameterize(ctx);
+ *   repq::qmodel q = calib.reconstruct(calib.finish().reparameterize(ctx));
  *   repq::session s(ctx, q, 16);
  *   s.run(batch, logits);
  *
@@ -263,6 +263,14 @@ public:
     {
         repq_qmodel *raw = nullptr;
         detail::check(repq_calib_finish(get(), &raw), get(), "repq_calib_finish");
+        return qmodel(raw);
+    }
+    /* Weight reconstruction (repq_calib_reconstruct) of a reparameterized qmodel, GPTQ
+     * towards the float model by default (REPQ_OPT_GPTQ_TARGET). */
+    qmodel reconstruct(const qmodel &reparameterized)
+    {
+        repq_qmodel *raw = nullptr;
+        detail::check(repq_calib_reconstruct(get(), reparameterized.get(), &raw), get(), "repq_calib_reconstruct");
         return qmodel(raw);
     }
     repq_calib *get() const noexcept { return handle_.get(); }

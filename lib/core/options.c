@@ -26,8 +26,10 @@ void repq_options_defaults(repq_options *o)
     o->post_gelu = REPQ_POST_GELU_TWO_REGION;
     o->dual_clip = 0;
     o->mixed = 0;
-    o->smooth = REPQ_SMOOTH_OFF;
-    o->gptq_target = REPQ_GPTQ_TARGET_QUANTIZED_INPUT;
+    /* The best combination measured (docs/accuracy.md, issue 16): SQ-b, and GPTQ towards
+     * the float model when the caller reconstructs. */
+    o->smooth = REPQ_SMOOTH_SQB;
+    o->gptq_target = REPQ_GPTQ_TARGET_FLOAT_MODEL;
 }
 
 REPQ_API void repq_options_free(repq_options *options)

@@ -287,6 +287,15 @@ impl Calibrator {
         check(st, self.raw as *const c_void, "repq_calib_finish")?;
         Ok(QModel::own(raw))
     }
+    /// Weight reconstruction of a reparameterized qmodel (GPTQ towards the float model
+    /// by default).
+    pub fn reconstruct(&mut self, reparameterized: &QModel) -> Result<QModel> {
+        let mut raw = ptr::null_mut();
+        // SAFETY: a live calibrator, a live qmodel (only read) and a valid out pointer.
+        let st = unsafe { sys::repq_calib_reconstruct(self.raw, reparameterized.handle.0, &mut raw) };
+        check(st, self.raw as *const c_void, "repq_calib_reconstruct")?;
+        Ok(QModel::own(raw))
+    }
 }
 
 impl Drop for Calibrator {

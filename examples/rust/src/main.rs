@@ -44,7 +44,8 @@ fn run(args: &[String]) -> Result<()> {
     options.set(sys::REPQ_OPT_WEIGHT_BITS, 4)?.set(sys::REPQ_OPT_ACT_BITS, 4)?;
     let mut calibrator = Calibrator::new(&ctx, &model, &options)?;
     calibrator.feed(&calib_images)?;
-    calibrator.finish()?.reparameterize(&ctx)?.save(out_path)?;
+    let reparameterized = calibrator.finish()?.reparameterize(&ctx)?;
+    calibrator.reconstruct(&reparameterized)?.save(out_path)?;
     let loaded = QModel::load(&ctx, out_path)?;
     let mut session = Session::new(&ctx, &loaded, BATCH as i32)?;
 

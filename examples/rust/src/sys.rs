@@ -114,6 +114,11 @@ extern "C" {
     pub fn repq_calib_free(calib: *mut repq_calib);
     pub fn repq_calib_feed(calib: *mut repq_calib, images: *mut repq_tensor) -> repq_status;
     pub fn repq_calib_finish(calib: *mut repq_calib, out_qmodel: *mut *mut repq_qmodel) -> repq_status;
+    pub fn repq_calib_reconstruct(
+        calib: *mut repq_calib,
+        qmodel: *const repq_qmodel,
+        out_qmodel: *mut *mut repq_qmodel,
+    ) -> repq_status;
 
     pub fn repq_qmodel_free(qmodel: *mut repq_qmodel);
     pub fn repq_qmodel_reparameterize(

@@ -122,7 +122,12 @@ func run(args []string) error {
 		return err
 	}
 	defer qmodel.Close()
-	if err := qmodel.Save(outPath); err != nil {
+	reconstructed, err := calibrator.Reconstruct(qmodel)
+	if err != nil {
+		return err
+	}
+	defer reconstructed.Close()
+	if err := reconstructed.Save(outPath); err != nil {
 		return err
 	}
 	loaded, err := repq.LoadQModel(ctx, outPath)
