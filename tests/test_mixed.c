@@ -205,12 +205,13 @@ static void every_width_is_allowed(const repq_qmodel *q)
                                                   : in_width_set(slot_bits(&q->acts[q->net->nodes[i].slot[k]])));
 }
 
-/* A budget of 8 bits narrows nothing: the same quantizers and codes as plain W8A8. */
-static void full_budget_is_the_uniform_model(void **state)
+/* A budget of 8 bits narrows nothing and one of 4 narrows everything (the sensitivity
+ * measurement of such a kind is skipped): the same quantizers and codes as the uniform
+ * widths. */
+static void same_as_uniform(fixture *f, int wbits, int abits)
 {
-    fixture *f = *state;
-    repq_qmodel *m = calibrate(f->ctx, f->model, f->images, 8, 8, 1);
-    repq_qmodel *u = calibrate(f->ctx, f->model, f->images, 8, 8, 0);
+    repq_qmodel *m = calibrate(f->ctx, f->model, f->images, wbits, abits, 1);
+    repq_qmodel *u = calibrate(f->ctx, f->model, f->images, wbits, abits, 0);
     for (int32_t id = 0; id < u->num_linear; id++) {
         const repq_qlinear *a = &m->linear[id], *b = &u->linear[id];
         assert_memory_equal(a->codes, b->codes, (size_t)a->out * (size_t)a->in);
@@ -222,10 +223,21 @@ static void full_budget_is_the_uniform_model(void **state)
             assert_memory_equal(m->acts[i].per_channel, u->acts[i].per_channel,
                                 (size_t)u->acts[i].channels * sizeof(repq_quant_params));
         else if (u->acts[i].kind != REPQ_AQ_NONE)
-            assert_int_equal(slot_bits(&m->acts[i]), 8);
+            assert_int_equal(slot_bits(&m->acts[i]),
+                             u->net->slots[i].point == REPQ_QP_PATCH_IN ? 8 : abits);
     }
     repq_qmodel_free(m);
     repq_qmodel_free(u);
+}
+
+static void full_budget_is_the_uniform_model(void **state)
+{
+    same_as_uniform(*state, 8, 8);
+}
+
+static void narrowest_weights_are_the_uniform_model(void **state)
+{
+    same_as_uniform(*state, 4, 8);
 }
 
 /* A W5A5 budget: every width in {4, 5, 6, 8}, averages (recomputed here from the
@@ -322,6 +334,7 @@ int main(void)
         cmocka_unit_test(allocation_leaves_the_other_kind_alone),
         cmocka_unit_test(allocation_refuses_an_impossible_budget),
         cmocka_unit_test(full_budget_is_the_uniform_model),
+        cmocka_unit_test(narrowest_weights_are_the_uniform_model),
         cmocka_unit_test(w5a5_budget_is_met_by_a_mix),
         cmocka_unit_test(budget_below_the_narrowest_width_is_refused),
         cmocka_unit_test(swin_takes_a_mix_too),

@@ -178,6 +178,13 @@ static size_t list_units(const repq_net *net, const double *slot_size, repq_mixe
     return n;
 }
 
+/* A budget at the widest width narrows nothing, one at the narrowest narrows every unit
+ * of its kind: either way the costs cannot change the allocation. */
+static bool budget_needs_costs(int32_t budget)
+{
+    return budget > repq_mixed_widths[REPQ_MIXED_NUM_WIDTHS - 1] && budget < repq_mixed_widths[0];
+}
+
 static repq_status measure(bench *b, repq_mixed_unit *units, size_t n)
 {
     const repq_net *net = b->base->net;
@@ -199,8 +206,11 @@ static repq_status measure(bench *b, repq_mixed_unit *units, size_t n)
      * of a grid over the same range, (2^b - 1)^-2, the additive-noise model. */
     const int32_t narrowest = repq_mixed_widths[REPQ_MIXED_NUM_WIDTHS - 1];
     const double steps_narrowest = (double)((1 << narrowest) - 1);
+    const bool weight_costs = budget_needs_costs(b->c->weight_bits), act_costs = budget_needs_costs(b->c->act_bits);
     for (size_t i = 0; i < n && st == REPQ_OK; i++) {
         repq_mixed_unit *u = &units[i];
+        if (!(u->weight ? weight_costs : act_costs))
+            continue; /* its costs stay 0 */
         double cost = 0.0;
         st = u->weight ? weight_cost(b, u, narrowest, keep, scratch, wq, &cost) : act_cost(b, u, narrowest, &cost);
         for (int w = 0; w < REPQ_MIXED_NUM_WIDTHS; w++) {
