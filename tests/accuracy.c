@@ -162,9 +162,8 @@ static double quantized_top1(suite *s, int bits, int method, repq_qmodel **out_c
 /* The default pipeline, what `repq quantize` does without flags: calibration with the
  * default options (SQ-b, two-region post-GELU quantizer), reparameterization and weight
  * reconstruction (GPTQ towards the float model). Evaluates the result's fake-quant
- * forward, whose logits stay in s->logits; hands out the round-to-nearest model before
- * reconstruction if asked. */
-static double default_top1(suite *s, int bits, repq_qmodel **out_nearest, repq_qmodel **out_reconstructed)
+ * forward, whose logits stay in s->logits, and hands the result out. */
+static double default_top1(suite *s, int bits, repq_qmodel **out_reconstructed)
 {
     repq_options *o = default_options(bits, bits);
     repq_calib *c;
@@ -179,10 +178,7 @@ static double default_top1(suite *s, int bits, repq_qmodel **out_nearest, repq_q
                   bits, bits, 100 * top1, secs);
     repq_calib_free(c);
     repq_options_free(o);
-    if (out_nearest)
-        *out_nearest = r;
-    else
-        repq_qmodel_free(r);
+    repq_qmodel_free(r);
     *out_reconstructed = g;
     return top1;
 }
@@ -290,9 +286,9 @@ static void w8a8_and_w6a6_stay_near_fp32(void **state)
     if (s->fp32 > 0)
         fp32 = s->fp32;
     repq_qmodel *r8, *r6;
-    double w8 = default_top1(s, 8, NULL, &r8);
+    double w8 = default_top1(s, 8, &r8);
     session_agrees(s, r8, 8, w8);
-    double w6 = default_top1(s, 6, NULL, &r6);
+    double w6 = default_top1(s, 6, &r6);
     session_agrees(s, r6, 6, w6);
     /* The issue's bound, on the default pipeline. Measured (docs/accuracy.md) the same on
      * every machine, since calibration and fake quantization sum their products exactly;
@@ -678,7 +674,7 @@ static void w4a4_default_nearer_fp32(void **state)
     if (s->w4a4 == 0.0) /* run alone (a filter): measure RepQ-ViT alone here */
         s->w4a4 = quantized_top1(s, 4, REPQ_METHOD_REPQ, NULL, NULL, NULL);
     repq_qmodel *g, *alone = calibrated(s, 4, 4, REPQ_METHOD_REPQ, REPQ_POST_GELU_TWO_REGION, NULL, NULL, NULL);
-    double top1 = default_top1(s, 4, NULL, &g);
+    double top1 = default_top1(s, 4, &g);
     session_agrees(s, g, 4, top1);
     const repq_qmodel *pair[2] = {alone, g};
     fidelity f = against_fp32(s, pair);
