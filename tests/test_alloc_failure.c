@@ -79,7 +79,11 @@ static repq_status stage_calibrate(repq_context *ctx, prepared *p)
     repq_options *o = NULL;
     repq_qmodel *q = NULL, *r = NULL, *g = NULL;
     repq_status st;
+    /* SQ-b and the float target (the defaults) are injected in the Swin stage; here the
+     * plain pipeline keeps the run short (every failure reruns it up to that point). */
     if (!(st = repq_options_new(&o)) && !(st = repq_options_set_int(o, REPQ_OPT_WEIGHT_BITS, 4)) &&
+        !(st = repq_options_set_int(o, REPQ_OPT_SMOOTH, REPQ_SMOOTH_OFF)) &&
+        !(st = repq_options_set_int(o, REPQ_OPT_GPTQ_TARGET, REPQ_GPTQ_TARGET_QUANTIZED_INPUT)) &&
         !(st = repq_calib_new(ctx, p->model, o, &c)) && !(st = repq_calib_feed(c, p->images)) &&
         !(st = repq_calib_finish(c, &q)) && !(st = repq_qmodel_reparameterize(ctx, q, &r)))
         st = repq_calib_reconstruct(c, r, &g);
