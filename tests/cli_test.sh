@@ -10,10 +10,16 @@ data=$2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fail() { echo "cli test: $*"; exit 1; }
+# W4A4 on 4 calibration images, with FLAGS.
+quantize_small() { # OUT FLAGS...
+    local out=$1
+    shift
+    "$repq" quantize "$data/vit_tiny_cifar10.safetensors" --calib "$data/cifar10_calib.bin" \
+        --calib-images 4 --wbits 4 --abits 4 "$@" -o "$out"
+}
 
 for weights in rtn gptq gptq-float; do
-    out=$("$repq" quantize "$data/vit_tiny_cifar10.safetensors" --calib "$data/cifar10_calib.bin" \
-        --calib-images 4 --wbits 4 --abits 4 --weights "$weights" -o "$work/$weights.repq") ||
+    out=$(quantize_small "$work/$weights.repq" --weights "$weights") ||
         fail "quantize --weights $weights failed: $out"
     echo "$out"
     if [ "$weights" = gptq ]; then
@@ -31,12 +37,6 @@ cmp -s "$work/gptq.repq" "$work/gptq-float.repq" && fail "the float-model target
 
 # The defaults are --smooth sqb --weights gptq-float; --reference is the RepQ-ViT
 # reference's pipeline, flag by flag.
-quantize_small() { # OUT FLAGS...
-    local out=$1
-    shift
-    "$repq" quantize "$data/vit_tiny_cifar10.safetensors" --calib "$data/cifar10_calib.bin" \
-        --calib-images 4 --wbits 4 --abits 4 "$@" -o "$out"
-}
 out=$(quantize_small "$work/default.repq") || fail "quantize with the defaults failed: $out"
 grep -q "SQ-b.*towards the float model" <<<"$out" || fail "the defaults are not SQ-b + GPTQ towards the float model: $out"
 cmp -s "$work/default.repq" "$work/gptq-float.repq" || fail "the default file is not --smooth sqb --weights gptq-float's"
@@ -52,15 +52,13 @@ out=$(quantize_small "$work/minmax.repq" --method minmax) || fail "quantize --me
 grep -q "SQ-b\|GPTQ" <<<"$out" && fail "--method minmax smoothed or reconstructed: $out"
 
 # The post-GELU quantizer: two regions by default, the reference's uniform one on request.
-out=$("$repq" quantize "$data/vit_tiny_cifar10.safetensors" --calib "$data/cifar10_calib.bin" \
-    --calib-images 4 --wbits 4 --abits 4 --post-gelu uniform -o "$work/uniform.repq") ||
+out=$(quantize_small "$work/uniform.repq" --post-gelu uniform) ||
     fail "quantize --post-gelu uniform failed: $out"
 grep -aqF 'kind\":5' "$work/rtn.repq" || fail "the default file has no two-region quantizer"
 grep -aqF 'kind\":5' "$work/uniform.repq" && fail "--post-gelu uniform wrote a two-region quantizer"
 
 # Post-LayerNorm dual clipping on request: a different file that evaluates.
-out=$("$repq" quantize "$data/vit_tiny_cifar10.safetensors" --calib "$data/cifar10_calib.bin" \
-    --calib-images 4 --wbits 4 --abits 4 --clip dual --weights rtn -o "$work/dual.repq") ||
+out=$(quantize_small "$work/dual.repq" --clip dual --weights rtn) ||
     fail "quantize --clip dual failed: $out"
 grep -q "dual clipping" <<<"$out" || fail "quantize --clip dual did not say so: $out"
 cmp -s "$work/rtn.repq" "$work/dual.repq" && fail "--clip dual changed nothing in the file"
