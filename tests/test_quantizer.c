@@ -222,6 +222,53 @@ static void non_finite_and_bad_arguments_are_rejected(void **state)
     assert_int_equal(repq_quantiles(x, 8, 1, &out_of_range, 1, scratch, &qv), REPQ_ERR_INVALID_ARGUMENT);
 }
 
+/* The quantize and fake loops are vectorized (whole vectors, then a tail): at every
+ * length up to a few vectors, and a NaN or infinity at every position, each value must
+ * be the one the formula gives element by element (division, round half to even,
+ * clamp), and the non-finite one must be reported wherever it is. */
+static float fake_by_formula(const repq_quant_params *p, float x)
+{
+    float t = rintf(x / p->scale) + (float)p->zero_point;
+    const float qmax = (float)((1 << p->bits) - 1);
+    t = t > 0.0f ? t : 0.0f;
+    t = t < qmax ? t : qmax;
+    return p->scale * (t - (float)p->zero_point);
+}
+
+static void vector_lengths_and_non_finite_positions(void **state)
+{
+    (void)state;
+    enum { MAX_N = 70 };
+    const repq_quant_params p = {0.037f, 9, 5};
+    const float bad[3] = {NAN, INFINITY, -INFINITY};
+    float src[MAX_N], x[MAX_N];
+    uint8_t codes[MAX_N];
+    uint32_t seed = 12345;
+    for (int i = 0; i < MAX_N; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        /* includes exact half steps (ties) and values past both ends */
+        src[i] = i % 5 == 0 ? p.scale * ((float)(i / 5) - 12.5f) : ((float)(seed >> 8) / 16777216.0f - 0.45f) * 1.6f;
+    }
+    for (size_t n = 1; n <= MAX_N; n++) {
+        memcpy(x, src, n * sizeof *x);
+        assert_int_equal(repq_quant_fake(&p, x, n), REPQ_OK);
+        for (size_t i = 0; i < n; i++)
+            if (memcmp(&x[i], &(float){fake_by_formula(&p, src[i])}, sizeof(float)) != 0)
+                fail_msg("n %zu, x[%zu] = %.9g: got %.9g, want %.9g", n, i, src[i], x[i],
+                         fake_by_formula(&p, src[i]));
+        assert_int_equal(repq_quant_quantize(&p, src, n, codes), REPQ_OK);
+        for (size_t i = 0; i < n; i++)
+            assert_int_equal(codes[i], (int)rintf(fake_by_formula(&p, src[i]) / p.scale) + p.zero_point);
+        for (size_t at = 0; at < n; at++)
+            for (int k = 0; k < 3; k++) {
+                memcpy(x, src, n * sizeof *x);
+                x[at] = bad[k];
+                assert_int_equal(repq_quant_quantize(&p, x, n, codes), REPQ_ERR_NUMERIC);
+                assert_int_equal(repq_quant_fake(&p, x, n), REPQ_ERR_NUMERIC);
+            }
+    }
+}
+
 /* x sorted: -5 -1 1 2 3 3.5 4 5 6 9 10 (n = 11, h = 10 p).
  *   p = 0      h = 0     -> -5
  *   p = 0.001  h = 0.01  -> -5 + 0.01 (-1 - -5) = -4.96
@@ -629,6 +676,7 @@ int main(void)
         cmocka_unit_test(negative_only_tensor_keeps_zero_point),
         cmocka_unit_test(zero_point_is_bounded),
         cmocka_unit_test(non_finite_and_bad_arguments_are_rejected),
+        cmocka_unit_test(vector_lengths_and_non_finite_positions),
         cmocka_unit_test(quantiles_match_numpy_linear),
         cmocka_unit_test(quantiles_on_permutations),
         cmocka_unit_test(quantiles_match_sorted_reference),

@@ -66,6 +66,60 @@ static void non_finite_input_is_reported(void **state)
     assert_int_equal(repq_tworeg_search(y, 2, &u, scratch, &out, &mse), REPQ_ERR_NUMERIC);
 }
 
+/* The level of x written out: q = x / s; q >= 0: s min(round(q), top); below zero:
+ * (s 2^-m) max(round(q 2^m), -z); NaN falls on the negative side's end. */
+static float level_by_formula(const repq_tworeg_params *p, float x)
+{
+    const float q = x / p->scale, top = (float)((1 << p->bits) - 1 - p->zero_point), p2m = (float)(1 << p->neg_shift);
+    if (q >= 0.0f) {
+        const float c = rintf(q);
+        return p->scale * (c < top ? c : top);
+    }
+    const float c = rintf(q * p2m), z = (float)p->zero_point;
+    return ldexpf(p->scale, -p->neg_shift) * (c > -z ? c : -z);
+}
+
+/* The quantize and fake loops are vectorized (whole vectors, then a tail): at every
+ * length up to a few vectors the values must be the formula's, element by element, and
+ * a NaN or infinity must be reported at any position. */
+static void vector_lengths_and_non_finite_positions(void **state)
+{
+    (void)state;
+    enum { MAX_N = 70 };
+    const repq_tworeg_params p = {0.043f, 3, 5, 2};
+    const float bad[3] = {NAN, INFINITY, -INFINITY};
+    float src[MAX_N], x[MAX_N];
+    uint8_t codes[MAX_N];
+    uint32_t seed = 777;
+    for (int i = 0; i < MAX_N; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        /* exact ties on both sides, past both ends, and a GELU-like spread */
+        src[i] = i % 7 == 0   ? p.scale * ((float)(i / 7) - 0.5f)
+                 : i % 7 == 3 ? -p.scale / 4.0f * ((float)(i / 7) + 0.5f)
+                              : ((float)(seed >> 8) / 16777216.0f - 0.15f) * 1.6f;
+    }
+    const float fine = ldexpf(p.scale, -p.neg_shift);
+    for (size_t n = 1; n <= MAX_N; n++) {
+        memcpy(x, src, n * sizeof *x);
+        assert_int_equal(repq_tworeg_fake(&p, x, n), REPQ_OK);
+        assert_int_equal(repq_tworeg_quantize(&p, src, n, codes), REPQ_OK);
+        for (size_t i = 0; i < n; i++) {
+            const float want = level_by_formula(&p, src[i]);
+            if (memcmp(&x[i], &want, sizeof want) != 0 && !(x[i] == 0.0f && want == 0.0f))
+                fail_msg("n %zu, x[%zu] = %.9g: got %.9g, want %.9g", n, i, src[i], x[i], want);
+            if (fine * (float)((int)codes[i] - p.zero_point) != want)
+                fail_msg("n %zu, x[%zu] = %.9g: code %d is not level %.9g", n, i, src[i], codes[i], want);
+        }
+        for (size_t at = 0; at < n; at++)
+            for (int k = 0; k < 3; k++) {
+                memcpy(x, src, n * sizeof *x);
+                x[at] = bad[k];
+                assert_int_equal(repq_tworeg_quantize(&p, x, n, codes), REPQ_ERR_NUMERIC);
+                assert_int_equal(repq_tworeg_fake(&p, x, n), REPQ_ERR_NUMERIC);
+            }
+    }
+}
+
 static void bad_parameters_are_refused(void **state)
 {
     (void)state;
@@ -213,6 +267,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(hand_computed_codes),
         cmocka_unit_test(non_finite_input_is_reported),
+        cmocka_unit_test(vector_lengths_and_non_finite_positions),
         cmocka_unit_test(bad_parameters_are_refused),
         cmocka_unit_test(zero_shift_is_the_uniform_quantizer),
         cmocka_unit_test(search_finds_the_least_error_candidate),

@@ -87,9 +87,9 @@ static inline float uniform_code(float x, float s, float zf, float qmax)
 VECTORIZED static bool uniform_quantize_all(const repq_quant_params *p, const float *x, size_t n, uint8_t *codes)
 {
     const float s = p->scale, zf = (float)p->zero_point, qmax = (float)((1 << p->bits) - 1);
-    bool finite = true;
+    int finite = 1; /* a bool reduction is not vectorized */
     for (size_t i = 0; i < n; i++) {
-        finite &= isfinite(x[i]) != 0;
+        finite &= repq_finite_lane(x[i]);
         codes[i] = (uint8_t)uniform_code(x[i], s, zf, qmax);
     }
     return finite;
@@ -98,9 +98,9 @@ VECTORIZED static bool uniform_quantize_all(const repq_quant_params *p, const fl
 VECTORIZED static bool uniform_fake_all(const repq_quant_params *p, float *x, size_t n)
 {
     const float s = p->scale, zf = (float)p->zero_point, qmax = (float)((1 << p->bits) - 1);
-    bool finite = true;
+    int finite = 1; /* a bool reduction is not vectorized */
     for (size_t i = 0; i < n; i++) {
-        finite &= isfinite(x[i]) != 0;
+        finite &= repq_finite_lane(x[i]);
         x[i] = s * (uniform_code(x[i], s, zf, qmax) - zf);
     }
     return finite;

@@ -75,9 +75,9 @@ static consts consts_of(const repq_tworeg_params *p)
  * despite -fvisibility=hidden. */
 VECTORIZED static bool quantize_all(const consts *k, const float *x, size_t n, uint8_t *codes)
 {
-    bool finite = true;
+    int finite = 1; /* a bool reduction is not vectorized */
     for (size_t i = 0; i < n; i++) {
-        finite &= isfinite(x[i]) != 0;
+        finite &= repq_finite_lane(x[i]);
         codes[i] = (uint8_t)code_of(x[i], k->s, k->zf, k->top, k->p2m);
     }
     return finite;
@@ -85,9 +85,9 @@ VECTORIZED static bool quantize_all(const consts *k, const float *x, size_t n, u
 
 VECTORIZED static bool fake_all(const consts *k, float *x, size_t n)
 {
-    bool finite = true;
+    int finite = 1; /* a bool reduction is not vectorized */
     for (size_t i = 0; i < n; i++) {
-        finite &= isfinite(x[i]) != 0;
+        finite &= repq_finite_lane(x[i]);
         x[i] = k->fine * (code_of(x[i], k->s, k->zf, k->top, k->p2m) - k->zf);
     }
     return finite;

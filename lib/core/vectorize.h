@@ -20,4 +20,11 @@
 #define VECTORIZED
 #endif
 
+/* isfinite(x) for VECTORIZED loops: gcc tests isfinite on the float's bits, which keeps
+ * it from vectorizing the loop; x - x is 0 exactly when x is finite (NaN otherwise). */
+static inline int repq_finite_lane(float x)
+{
+    return x - x == 0.0f;
+}
+
 #endif
