@@ -27,11 +27,11 @@ count() { # meson test log dir -> adds its results
 # oversubscribe them (and spin while they wait).
 export OPENBLAS_NUM_THREADS=1
 
-echo "== unit and accuracy suites"
+echo "== [${SECONDS} s] unit and accuracy suites"
 meson test -C build --print-errorlogs --suite unit --suite accuracy --suite install
 count build
 
-echo "== unit suites under AddressSanitizer and UndefinedBehaviorSanitizer"
+echo "== [${SECONDS} s] unit suites under AddressSanitizer and UndefinedBehaviorSanitizer"
 if [ ! -f build-asan/build.ninja ]; then
     meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbenchmarks=false >/dev/null
 fi
@@ -44,7 +44,7 @@ else
     failed=$((failed + 1))
 fi
 
-echo "== build without image support (-Dimages=disabled): the image API answers REPQ_ERR_UNSUPPORTED"
+echo "== [${SECONDS} s] build without image support (-Dimages=disabled): the image API answers REPQ_ERR_UNSUPPORTED"
 if [ ! -f build-noimg/build.ninja ]; then
     meson setup build-noimg -Dimages=disabled -Dbenchmarks=false >/dev/null
 fi
@@ -59,7 +59,7 @@ fi
 # A fixed number of inputs from a fixed seed: a reproducible regression run, not a search
 # (that is scripts/fuzz.sh SECONDS, for people).
 fuzz_runs=${FUZZ_RUNS:-100000}
-echo "== libFuzzer targets, $fuzz_runs inputs each from a fixed seed"
+echo "== [${SECONDS} s] libFuzzer targets, $fuzz_runs inputs each from a fixed seed"
 fuzz_out=$(FUZZ_RUNS=$fuzz_runs sh scripts/fuzz.sh 0 2>&1)
 fuzz_status=$?
 echo "$fuzz_out"
@@ -89,5 +89,6 @@ for path in sys.argv[1:]:
             print("  %s: %s" % (t["name"], out[-1] if out else "skipped"))
 ' build/meson-logs/testlog.json build-asan/meson-logs/testlog.json
 fi
+echo "(all stages: ${SECONDS} s)"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
