@@ -477,6 +477,18 @@ static void gelu_codes_round_like_the_quantizers(void **state)
     const float bad[] = {NAN};
     assert_false(repq_gelu_codes_u8(1, bad, &uni, got));
     assert_int_equal(got[0], 15);
+    /* A NaN or infinity anywhere in whole vectors and tails is reported. */
+    float row[40];
+    uint8_t codes[40];
+    for (size_t n = 1; n <= 40; n++)
+        for (size_t at = 0; at < n; at++)
+            for (int k = 0; k < 3; k++) {
+                for (size_t i = 0; i < n; i++)
+                    row[i] = 0.1f * (float)i - 1.0f;
+                row[at] = k == 0 ? NAN : k == 1 ? INFINITY : -INFINITY;
+                assert_false(repq_gelu_codes_u8(n, row, &uni, codes));
+                assert_false(repq_gelu_codes_u8(n, row, &two, codes));
+            }
     /* Away from ties, the division's codes. */
     enum { N = 4096 };
     static float g[N];

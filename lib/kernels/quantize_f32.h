@@ -94,8 +94,8 @@ void repq_gemm_out_gelu_u8(repq_kernel_level level, size_t m, size_t n, const in
  * written all the same). */
 bool repq_gelu_codes_u8(size_t n, const float *g, const repq_gelu_codes *q, uint8_t *codes);
 
-/* The epilogue's GELU on n values (the same bits at every level), for the test of its
- * bound. */
+/* The epilogue's GELU on n values (the same bits at every level): the fake-quant
+ * forward's GELU, and the test of its bound. out may be y. */
 #define REPQ_GELU_FAST_ERR 6e-6f
 void repq_gelu_fast_f32(repq_kernel_level level, size_t n, const float *y, float *out);
 

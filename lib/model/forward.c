@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "core/vectorize.h"
+#include "kernels/cpu.h"
+#include "kernels/quantize_f32.h"
 #include "model/float_ops.h"
 #include "model/qmodel.h"
 
@@ -22,6 +24,7 @@ typedef struct scratch {
     /* Exact products only: A rows (EXACT_ROWS at a time), all of B, C rows, as doubles. */
     double *da, *db, *dc;
     bool exact;
+    repq_kernel_level level; /* for the session's GELU, the same bits at every level */
 } scratch;
 
 #define EXACT_ROWS 256
@@ -367,7 +370,7 @@ static repq_status block_forward(const repq_net_node *node, size_t n, scratch *s
         (st = qlinear(s, hook, node, node->linear[2], 0, s->h, rows, 0, hid, s->mlp, false)))
         return st;
     if (hook && hook->session_gelu)
-        repq_float_gelu_quartic(s->mlp, rows * hid);
+        repq_gelu_fast_f32(s->level, rows * hid, s->mlp, s->mlp);
     else
         repq_float_gelu(s->mlp, rows * hid);
     if ((st = call_hook(hook, node->slot[REPQ_QP_FC2_IN], s->mlp, rows, hid)))
@@ -540,6 +543,7 @@ static repq_status scratch_alloc(repq_object *err, const repq_allocator *al, con
     }
     s->exact = exact;
     s->net = net;
+    s->level = repq_kernel_level_best(repq_cpu_detect());
     *out_mem = mem;
     return REPQ_OK;
 }
