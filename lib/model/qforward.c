@@ -116,8 +116,15 @@ static repq_status apply(void *user, int32_t slot, float *x, size_t rows, size_t
             return st;
         }
         dequantize_codes(x, sh->codes, n, grid.scale, (float)grid.zero_point);
-    } else if ((st = repq_logq_quantize(&a->log, x, n, sh->codes)) || (st = repq_act_quant_apply(a, x, rows, cols))) {
-        return st;
+    } else {
+        /* Below 8 bits a code is its level's index, the zero state included: the levels
+         * follow from the codes without a second logarithm. At 8 bits code 255 stands
+         * for both the last level and the zero state, which fake quantization keeps
+         * apart. */
+        if ((st = repq_logq_quantize(&a->log, x, n, sh->codes)) ||
+            (st = a->log.bits < 8 ? repq_logq_dequantize(&a->log, sh->codes, n, x)
+                                  : repq_act_quant_apply(a, x, rows, cols)))
+            return st;
     }
     *sh = (stash){sh->codes, sh->cap, rows, cols, slot, true};
     return REPQ_OK;
