@@ -652,7 +652,7 @@ static void mse_matches_double_recomputation(void **state)
         /* A skewed, heavy-tailed mix. */
         x[i] = (float)(0.3 + (u - 0.5) * (v < 0.01 ? 40.0 : 2.0) + (v > 0.98 ? 5.0 * v : 0.0));
     }
-    for (int32_t bits = 2; bits <= 7; bits++) {
+    for (int32_t bits = 2; bits <= 8; bits++) {
         repq_quant_params p;
         double mse, mse2;
         assert_int_equal(repq_quant_search(x, N, 1, bits, scratch, &p, &mse), REPQ_OK);
