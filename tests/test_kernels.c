@@ -131,6 +131,7 @@ enum weights {
     WEIGHTS_EXTREME,  /* all -128, with A all 255: the largest sums */
     WEIGHTS_NARROW,   /* |b| <= 64: every block narrow */
     WEIGHTS_FEW_WIDE, /* narrow, with one wide pair in about one quad in eight */
+    WEIGHTS_BY_GROUP, /* column group g: narrow, random, few wide as g % 3 */
 };
 
 static int8_t weight_of(enum weights kind, size_t p)
@@ -142,7 +143,8 @@ static int8_t weight_of(enum weights kind, size_t p)
         if (p % 2 == 0 && rng_next() % 256 == 0)
             return rng_next() % 2 ? 127 : -128; /* with any partner beyond +-1: wide */
         return (int8_t)((int)(rng_next() % 129) - 64);
-    case WEIGHTS_RANDOM: break;
+    case WEIGHTS_RANDOM:
+    case WEIGHTS_BY_GROUP: break; /* per column: gemm_check_shape_lda */
     }
     return (int8_t)rng_next();
 }
@@ -158,8 +160,9 @@ static void gemm_check_shape_lda(size_t m, size_t n, size_t k, size_t lda, enum 
     assert_true(a && b && ref && c);
     for (size_t i = 0; i < m * lda; i++)
         a[i] = extremes ? 255 : (uint8_t)rng_next();
+    const enum weights by_group[3] = {WEIGHTS_NARROW, WEIGHTS_RANDOM, WEIGHTS_FEW_WIDE};
     for (size_t i = 0; i < n * ldb; i++)
-        b[i] = weight_of(kind, i % ldb);
+        b[i] = weight_of(kind == WEIGHTS_BY_GROUP ? by_group[i / ldb / 16 % 3] : kind, i % ldb);
     void *p = pack_weights(n, k, b, ldb);
     repq_gemm_u8s8_scalar(m, n, k, a, lda, p, ref, ldc);
     if (kernel_level_checked(REPQ_LEVEL_SCALAR))
@@ -224,6 +227,15 @@ static void gemm_levels_match_scalar(void **state)
         gemm_check_shape(197, 65, 384, kinds[w]);
         gemm_check_shape(13, 33, 1537, kinds[w]);
     }
+    /* The AVX2 kernel classifies column groups in chunks of 64, does the narrow and
+     * mixed ones at once and then the wide ones by row tile over A rows widened once
+     * (k up to 4096; longer k keeps the per-group split): every kind side by side
+     * across a chunk boundary, and k on both sides of the limit. */
+    gemm_check_shape(13, 16 * 70 + 5, 97, WEIGHTS_BY_GROUP);
+    gemm_check_shape(6, 16 * 64 + 16, 40, WEIGHTS_BY_GROUP);
+    gemm_check_shape(7, 33, 4096, WEIGHTS_RANDOM);
+    gemm_check_shape(7, 33, 4097, WEIGHTS_RANDOM);
+    gemm_check_shape(5, 33, 4095, WEIGHTS_BY_GROUP);
 }
 
 /* Pairs at the narrow form's limit: |b0| + |b1| = 128 times a = 255 is 32640 (or

@@ -258,23 +258,122 @@ DEFINE_GROUP(group_wide, WIDE_TILE_AT)
 DEFINE_GROUP(group_narrow, NARROW_TILE_AT)
 DEFINE_GROUP(group_mixed, MIXED_TILE_AT)
 
+/* ---- the wide form with A widened once per row tile ---------------------------------
+ *
+ * The wide form's vpmaddwd needs A's even bytes (0, 2) and odd bytes (1, 3) of each quad
+ * as int16 pairs. Split from the broadcast quad, that is two of its ten vector
+ * operations per row and quad, repeated for every column group. For wide groups the
+ * rows are therefore widened once per row tile into `widened` (per quad: a0, a2, a1, a3
+ * as uint16), and the tile walks the wide groups with both halves of each quad
+ * broadcast from there: eight operations per row and quad. The products and sums are
+ * the same, so are the bits. A row tile's widened rows take TILE_MR * k * 2 bytes of
+ * stack; longer k keeps the per-group split. */
+#define WIDEN_MAX_K 4096
+/* Column groups classified (and their narrow or mixed ones done) before each pass of
+ * the wide ones over the row tiles. */
+#define GROUP_CHUNK 64
+
+/* Row r of a, quads 0 .. kq-1 (the last one partial when k % 4 != 0), as
+ * (a0, a2, a1, a3) uint16 per quad. */
+AVX2_TARGET static void widen_row(const uint8_t *a, size_t k, uint16_t *out)
+{
+    /* Each 4-byte quad of a 16-byte lane reordered to bytes 0, 2, 1, 3. */
+    const __m128i order = _mm_setr_epi8(0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15);
+    size_t p = 0;
+    for (; p + 16 <= k; p += 16) {
+        const __m128i v = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(const void *)(a + p)), order);
+        _mm256_storeu_si256((__m256i *)(void *)(out + p), _mm256_cvtepu8_epi16(v));
+    }
+    for (; p < k; p += QUAD) {
+        uint8_t q[QUAD] = {0, 0, 0, 0};
+        memcpy(q, a + p, k - p < QUAD ? k - p : QUAD);
+        out[p] = q[0];
+        out[p + 1] = q[2];
+        out[p + 2] = q[1];
+        out[p + 3] = q[3];
+    }
+}
+
+/* mr widened rows (stride kq quads) times one wide column group, all of k. */
+AVX2_TARGET static inline __attribute__((always_inline)) void tile_widened(int mr, const uint16_t *aw,
+                                                                            size_t kq, const int8_t *bg,
+                                                                            int32_t *c, size_t ldc, size_t cols)
+{
+    __m256i lo[TILE_MR], hi[TILE_MR];
+    _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++) lo[r] = hi[r] = _mm256_setzero_si256();
+    for (size_t q = 0; q < kq; q++) {
+        const bhalf_avx2 b0 = prep_avx2(bg + q * BLOCK), b1 = prep_avx2(bg + q * BLOCK + BLOCK / 2);
+        _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++)
+        {
+            const uint16_t *w = aw + ((size_t)r * kq + q) * QUAD;
+            int32_t even, odd;
+            memcpy(&even, w, sizeof even);
+            memcpy(&odd, w + 2, sizeof odd);
+            const __m256i xe = _mm256_set1_epi32(even), xo = _mm256_set1_epi32(odd);
+            lo[r] = _mm256_add_epi32(_mm256_add_epi32(lo[r], _mm256_madd_epi16(xe, b0.even)),
+                                     _mm256_madd_epi16(xo, b0.odd));
+            hi[r] = _mm256_add_epi32(_mm256_add_epi32(hi[r], _mm256_madd_epi16(xe, b1.even)),
+                                     _mm256_madd_epi16(xo, b1.odd));
+        }
+    }
+    _Pragma("GCC unroll 6") for (int r = 0; r < mr; r++) store_row(c + (size_t)r * ldc, lo[r], hi[r], cols);
+}
+
+/* Rows i .. i + mr - 1 widened, then times every group of the chunk marked wide. */
+AVX2_TARGET static inline __attribute__((always_inline)) void rows_widened(
+    int mr, const uint8_t *a, size_t lda, size_t n, size_t k, const int8_t *bp, const bool *wide_group,
+    size_t g0, size_t gn, uint16_t *aw, int32_t *c, size_t ldc)
+{
+    const size_t kq = (k + QUAD - 1) / QUAD;
+    for (int r = 0; r < mr; r++)
+        widen_row(a + (size_t)r * lda, k, aw + (size_t)r * kq * QUAD);
+    for (size_t g = g0; g < g0 + gn; g++)
+        if (wide_group[g - g0])
+            tile_widened(mr, aw, kq, bp + g * kq * BLOCK, c + g * GROUP, ldc,
+                         n - g * GROUP < GROUP ? n - g * GROUP : GROUP);
+}
+
+#define WIDENED_TILE_AT(MR, I)                                                                           \
+    rows_widened(MR, a + (I) * lda, lda, n, k, bp, wide_group, g0, gn, widened, c + (I) * ldc, ldc)
+
+AVX2_TARGET __attribute__((noinline)) static void groups_widened(size_t m, size_t n, size_t k, const uint8_t *a,
+                                                                 size_t lda, const int8_t *bp,
+                                                                 const bool *wide_group, size_t g0, size_t gn,
+                                                                 int32_t *c, size_t ldc)
+{
+    uint16_t widened[TILE_MR * WIDEN_MAX_K];
+    ROW_TILES(m, WIDENED_TILE_AT);
+}
+
 AVX2_TARGET void repq_gemm_u8s8_avx2(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda,
                                      const void *packed, int32_t *c, size_t ldc)
 {
     const size_t kq = (k + QUAD - 1) / QUAD, groups = (n + GROUP - 1) / GROUP;
     const int8_t *bp = packed;
     uint64_t wide[MAX_QUADS / 64]; /* 2 KB */
-    for (size_t g = 0; g < groups; g++) {
-        const int8_t *bg = bp + g * kq * BLOCK;
-        const size_t cols = n - g * GROUP < GROUP ? n - g * GROUP : GROUP;
-        /* Mostly wide groups (8-bit weights with large values, attention keys) skip
-         * the per-quad test: the wide form costs about what the test would save. */
-        const size_t nwide = mark_wide_quads(bg, kq, wide);
-        if (nwide == 0)
-            group_narrow(m, a, lda, k, bg, wide, c + g * GROUP, ldc, cols);
-        else if (2 * nwide > kq)
-            group_wide(m, a, lda, k, bg, wide, c + g * GROUP, ldc, cols);
-        else
-            group_mixed(m, a, lda, k, bg, wide, c + g * GROUP, ldc, cols);
+    bool wide_group[GROUP_CHUNK];
+    for (size_t g0 = 0; g0 < groups; g0 += GROUP_CHUNK) {
+        const size_t gn = groups - g0 < GROUP_CHUNK ? groups - g0 : GROUP_CHUNK;
+        size_t widened_groups = 0;
+        for (size_t g = g0; g < g0 + gn; g++) {
+            const int8_t *bg = bp + g * kq * BLOCK;
+            const size_t cols = n - g * GROUP < GROUP ? n - g * GROUP : GROUP;
+            /* Mostly wide groups (8-bit weights with large values, attention keys) skip
+             * the per-quad test: the wide form costs about what the test would save. */
+            const size_t nwide = mark_wide_quads(bg, kq, wide);
+            wide_group[g - g0] = false;
+            if (nwide == 0) {
+                group_narrow(m, a, lda, k, bg, wide, c + g * GROUP, ldc, cols);
+            } else if (2 * nwide <= kq) {
+                group_mixed(m, a, lda, k, bg, wide, c + g * GROUP, ldc, cols);
+            } else if (k > WIDEN_MAX_K) {
+                group_wide(m, a, lda, k, bg, wide, c + g * GROUP, ldc, cols);
+            } else {
+                wide_group[g - g0] = true;
+                widened_groups++;
+            }
+        }
+        if (widened_groups)
+            groups_widened(m, n, k, a, lda, bp, wide_group, g0, gn, c, ldc);
     }
 }
