@@ -87,7 +87,9 @@ AVX2_TARGET static inline __attribute__((always_inline)) void add_tokens32(const
 {
     for (size_t x = 0; x < count; x++) {
         const __m256i sh = _mm256_set1_epi32((int32_t)shift[x]);
-        for (int u = 0; u < 4; u++) {
+        /* Unrolled, so that acc stays in registers (a loop kept it in memory). */
+        _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++)
+        {
             __m256i b;
             if (wide) {
                 b = _mm256_loadu_si256((const __m256i *)(const void *)(wide + (size_t)tok[x] * ldw + 8 * u));
