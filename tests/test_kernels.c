@@ -820,9 +820,9 @@ static void attn_levels_match_scalar(void **state)
     (void)state;
     rng_seed(6);
     /* The AVX2 kernel lists each row's tokens (up to 1024; more take the compiler-
-     * vectorized loop) and widens V's first dim / 32 * 32 columns when tokens times
-     * those columns are at most 16384: 1025 tokens and 17 x 1100 / 197 x 100 take the
-     * other paths. */
+     * vectorized loop). Called this way it converts V per token; through
+     * repq_attn_v_accumulate_gemm it widens V in the scratch first, which
+     * attn_v_gemm_matches_shifts checks at the same levels. */
     const size_t tokens_list[] = {1, 3, 17, 197, 1025};
     const size_t dims[] = {1, 5, 16, 17, 63, 64, 65, 100, 1100};
     for (size_t a = 0; a < sizeof tokens_list / sizeof *tokens_list; a++)

@@ -105,13 +105,13 @@ AVX2_TARGET static inline __attribute__((always_inline)) void add_tokens32(const
 /* The AVX2 and AVX-VNNI levels. Each row's valid tokens are listed first, even and odd
  * codes apart with their shifts, so that the E and D accumulators of 32 columns stay in
  * registers and no token branches on its parity (which is random: a branch per token
- * mispredicted half the time). V's first dim / 32 * 32 columns are widened to int32
- * v - zv once per call when they fit WIDE_V_MAX values (every row then only loads,
- * shifts and adds); the last dim % 32 columns take the scalar loop. */
-#define WIDE_V_MAX 16384
+ * mispredicted half the time). With `widened` (tokens x dim / 32 * 32 int32, from the
+ * caller's scratch), V's first dim / 32 * 32 columns are widened to int32 v - zv once
+ * per call, so that every row only loads, shifts and adds; without it they are
+ * converted per token. The last dim % 32 columns take the plain loop. */
 AVX2_TARGET static void accumulate_avx2(size_t rows, size_t tokens, size_t dim, const uint8_t *codes,
                                         size_t ldcodes, int32_t sentinel, const uint8_t *v, size_t ldv, int32_t zv,
-                                        int frac_bits, int32_t *e, int32_t *d, size_t ldacc)
+                                        int frac_bits, int32_t *e, int32_t *d, size_t ldacc, int32_t *widened)
 {
     if (tokens > LIST_MAX) {
         accumulate_vectorized(rows, tokens, dim, codes, ldcodes, sentinel, v, ldv, zv, frac_bits, e, d, ldacc);
@@ -119,11 +119,10 @@ AVX2_TARGET static void accumulate_avx2(size_t rows, size_t tokens, size_t dim, 
     }
     uint16_t even_t[LIST_MAX], odd_t[LIST_MAX];
     uint32_t even_sh[LIST_MAX], odd_sh[LIST_MAX];
-    int32_t widened[WIDE_V_MAX];
     const __m256i vzv = _mm256_set1_epi32(zv);
     const size_t d32 = dim / 32 * 32;
     const int32_t *wide = NULL;
-    if (d32 && tokens * d32 <= WIDE_V_MAX) {
+    if (d32 && widened) {
         for (size_t t = 0; t < tokens; t++)
             for (size_t j = 0; j < d32; j += 8) {
                 const uint8_t *vr = v + t * ldv + j;
@@ -219,7 +218,7 @@ void repq_attn_v_accumulate(repq_kernel_level level, size_t rows, size_t tokens,
     if (level >= REPQ_LEVEL_AVX512VNNI)
         accumulate_avx512(rows, tokens, dim, codes, ldcodes, sentinel, v, ldv, zv, frac_bits, e, d, ldacc);
     else if (level >= REPQ_LEVEL_AVX2)
-        accumulate_avx2(rows, tokens, dim, codes, ldcodes, sentinel, v, ldv, zv, frac_bits, e, d, ldacc);
+        accumulate_avx2(rows, tokens, dim, codes, ldcodes, sentinel, v, ldv, zv, frac_bits, e, d, ldacc, NULL);
     else
         accumulate_scalar(rows, tokens, dim, codes, ldcodes, sentinel, v, ldv, zv, frac_bits, e, d, ldacc);
 }
@@ -245,8 +244,11 @@ static int weight_planes(int frac_bits) { return frac_bits / 8 + 1; }
 size_t repq_attn_v_gemm_scratch_size(size_t tokens, size_t dim, int frac_bits)
 {
     const size_t rows = 2 * (size_t)weight_planes(frac_bits < 0 ? 0 : frac_bits) * GEMM_RB;
-    return 64 + round_up64(repq_gemm_u8s8_packed_size(dim, round_up64(tokens))) + rows * round_up64(tokens) +
-           round_up64(rows * dim * sizeof(int32_t)) + round_up64(rows * sizeof(int32_t));
+    const size_t planes = 64 + round_up64(repq_gemm_u8s8_packed_size(dim, round_up64(tokens))) +
+                          rows * round_up64(tokens) + round_up64(rows * dim * sizeof(int32_t)) +
+                          round_up64(rows * sizeof(int32_t));
+    const size_t widened_v = 64 + tokens * dim * sizeof(int32_t); /* the AVX2 levels' widened V */
+    return planes > widened_v ? planes : widened_v;
 }
 
 /* v - 128 as s8 in the GEMM's packed layout (n = dim columns, k = kpad >= tokens):
@@ -419,8 +421,12 @@ void repq_attn_v_accumulate_gemm(repq_kernel_level level, size_t rows, size_t to
                                  void *scratch)
 {
     if (level < REPQ_LEVEL_AVX512VNNI) {
-        repq_attn_v_accumulate(level, rows, tokens, dim, codes, ldcodes, sentinel, v, ldv, zv, frac_bits, e, d,
-                               ldacc);
+        if (level >= REPQ_LEVEL_AVX2)
+            accumulate_avx2(rows, tokens, dim, codes, ldcodes, sentinel, v, ldv, zv, frac_bits, e, d, ldacc,
+                            (int32_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63));
+        else
+            repq_attn_v_accumulate(level, rows, tokens, dim, codes, ldcodes, sentinel, v, ldv, zv, frac_bits, e, d,
+                                   ldacc);
         return;
     }
     /* All byte planes go through the GEMM, unless the entries outside the fullest

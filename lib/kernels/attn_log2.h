@@ -34,7 +34,8 @@ void repq_attn_v_accumulate(repq_kernel_level level, size_t rows, size_t tokens,
 size_t repq_attn_v_gemm_scratch_size(size_t tokens, size_t dim, int frac_bits);
 
 /* The same E and D as repq_attn_v_accumulate, bit for bit, computed as u8 x s8
- * GEMMs (AVX-512 VNNI level and up; lower levels run repq_attn_v_accumulate).
+ * GEMMs (AVX-512 VNNI level and up; lower levels run repq_attn_v_accumulate's loop,
+ * the AVX2 levels with V widened to int32 in the scratch).
  * Every weight 2^e (e = F - h) is a single power of two, so it lies in one byte
  * "plane" p = e / 8 with value 2^(e % 8) <= 128: for even and odd codes and each of
  * the P = F/8 + 1 planes, a u8 matrix W_p[i][t] multiplies v - 128 (s8, packed once
