@@ -77,6 +77,12 @@ VECTORIZED static void accumulate_vectorized(size_t rows, size_t tokens, size_t 
 
 #define AVX2_TARGET __attribute__((target("avx2")))
 
+/* Eight bytes of v as int32 v - zv. */
+AVX2_TARGET static inline __m256i v_minus_zv8(const uint8_t *p, __m256i vzv)
+{
+    return _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p)), vzv);
+}
+
 /* acc (32 columns) += (v[t] - zv) << shift for each listed token t; v's rows are bytes
  * (stride ldv), or, when `wide` is set, int32 values v - zv already (stride ldw). */
 AVX2_TARGET static inline __attribute__((always_inline)) void add_tokens32(const uint16_t *tok,
@@ -90,13 +96,9 @@ AVX2_TARGET static inline __attribute__((always_inline)) void add_tokens32(const
         /* Unrolled, so that acc stays in registers (a loop kept it in memory). */
         _Pragma("GCC unroll 4") for (int u = 0; u < 4; u++)
         {
-            __m256i b;
-            if (wide) {
-                b = _mm256_loadu_si256((const __m256i *)(const void *)(wide + (size_t)tok[x] * ldw + 8 * u));
-            } else {
-                const uint8_t *vr = v + (size_t)tok[x] * ldv + 8 * u;
-                b = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)vr)), vzv);
-            }
+            const __m256i b =
+                wide ? _mm256_loadu_si256((const __m256i *)(const void *)(wide + (size_t)tok[x] * ldw + 8 * u))
+                     : v_minus_zv8(v + (size_t)tok[x] * ldv + 8 * u, vzv);
             acc[u] = _mm256_add_epi32(acc[u], _mm256_sllv_epi32(b, sh));
         }
     }
@@ -124,11 +126,8 @@ AVX2_TARGET static void accumulate_avx2(size_t rows, size_t tokens, size_t dim, 
     const int32_t *wide = NULL;
     if (d32 && widened) {
         for (size_t t = 0; t < tokens; t++)
-            for (size_t j = 0; j < d32; j += 8) {
-                const uint8_t *vr = v + t * ldv + j;
-                _mm256_storeu_si256((__m256i *)(void *)(widened + t * d32 + j),
-                                    _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)vr)), vzv));
-            }
+            for (size_t j = 0; j < d32; j += 8)
+                _mm256_storeu_si256((__m256i *)(void *)(widened + t * d32 + j), v_minus_zv8(v + t * ldv + j, vzv));
         wide = widened;
     }
     for (size_t i = 0; i < rows; i++) {
@@ -420,10 +419,11 @@ void repq_attn_v_accumulate_gemm(repq_kernel_level level, size_t rows, size_t to
                                  size_t ldv, int32_t zv, int frac_bits, int32_t *e, int32_t *d, size_t ldacc,
                                  void *scratch)
 {
+    uint8_t *base = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     if (level < REPQ_LEVEL_AVX512VNNI) {
         if (level >= REPQ_LEVEL_AVX2)
             accumulate_avx2(rows, tokens, dim, codes, ldcodes, sentinel, v, ldv, zv, frac_bits, e, d, ldacc,
-                            (int32_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63));
+                            (int32_t *)(void *)base);
         else
             repq_attn_v_accumulate(level, rows, tokens, dim, codes, ldcodes, sentinel, v, ldv, zv, frac_bits, e, d,
                                    ldacc);
@@ -455,7 +455,6 @@ void repq_attn_v_accumulate_gemm(repq_kernel_level level, size_t rows, size_t to
      * the GEMM runs over all lda tokens (the planes are zero past `tokens`, and so is
      * v's packing) instead of staging each block of rows into a padded copy. */
     const size_t kg = level >= REPQ_LEVEL_AMX ? lda : tokens;
-    uint8_t *base = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     int8_t *vp = (int8_t *)base;
     uint8_t *w = base + round_up64(repq_gemm_u8s8_packed_size(dim, kg));
     int32_t *c = (int32_t *)(void *)(w + np * GEMM_RB * lda);

@@ -285,12 +285,11 @@ AVX2_TARGET static void widen_row(const uint8_t *a, size_t k, uint16_t *out)
         _mm256_storeu_si256((__m256i *)(void *)(out + p), _mm256_cvtepu8_epi16(v));
     }
     for (; p < k; p += QUAD) {
-        uint8_t q[QUAD] = {0, 0, 0, 0};
-        memcpy(q, a + p, k - p < QUAD ? k - p : QUAD);
-        out[p] = q[0];
-        out[p + 1] = q[2];
-        out[p + 2] = q[1];
-        out[p + 3] = q[3];
+        const uint32_t q = (uint32_t)quad_at(a + p, k - p); /* byte t of the quad: bits 8t .. 8t + 7 */
+        out[p] = (uint16_t)(q & 0xff);
+        out[p + 1] = (uint16_t)((q >> 16) & 0xff);
+        out[p + 2] = (uint16_t)((q >> 8) & 0xff);
+        out[p + 3] = (uint16_t)(q >> 24);
     }
 }
 
