@@ -79,6 +79,11 @@ grep -q "mixed" <<<"$out" || fail "quantize --mixed did not say so: $out"
 mixed_info=$("$repq" info "$work/mixed.repq") || fail "info on the mixed file failed: $mixed_info"
 grep -q "blocks.0.mlp.fc1 *[4568] *[4568] " <<<"$mixed_info" || fail "info did not list fc1's widths: $mixed_info"
 grep -q "mixed widths *[45]\.[0-9]* weight bits" <<<"$mixed_info" || fail "info did not give the averages: $mixed_info"
+grep -q "blocks.0.attn.softmax *[4568] *12675 *log" <<<"$mixed_info" ||
+    fail "info did not list the attention probabilities' width: $mixed_info"
+# The activation budget holds on the measure info prints (5 bits, values per image).
+grep -Eq "mixed widths *(4\.[0-9]*|5\.000) activation bits" <<<"$mixed_info" ||
+    fail "info's activation average is not within the budget: $mixed_info"
 "$repq" eval "$work/mixed.repq" --data "$data/cifar10_test_dev.bin" --limit 20 --mode int | grep -q "top-1" ||
     fail "eval of the mixed file failed"
 "$repq" quantize "$data/vit_tiny_cifar10.safetensors" --calib "$data/cifar10_calib.bin" --calib-images 4 \

@@ -51,6 +51,20 @@ int main(int argc, char **argv)
             expect(!q.layer_name(i).empty(), "every layer has a name");
         }
         expect(q.layer_name(0) == "patch_embed.proj", "layer 0 is the patch embedding");
+        const int64_t acts = q.get(REPQ_QMODEL_NUM_ACTIVATIONS);
+        expect(acts > layers, "every layer's input and the attention's activations are listed");
+        for (int32_t i = 0; i < acts; i++)
+            expect(q.activation_get(i, REPQ_ACTIVATION_BITS) ==
+                       (i == 0 ? q.layer_get(0, REPQ_LAYER_INPUT_BITS) : q.get(REPQ_QMODEL_ACT_BITS)),
+                   "a uniform file's activation has its width (the patch input: its own)");
+        expect(q.activation_name(0) == "patch_embed.proj.input", "activation 0 is the patch embedding's input");
+        try {
+            q.activation_name(static_cast<int32_t>(acts));
+            expect(false, "an activation past the last accepted");
+        } catch (const repq::error &e) {
+            expect(e.status() == REPQ_ERR_INVALID_ARGUMENT,
+                   "an activation past the last gives REPQ_ERR_INVALID_ARGUMENT");
+        }
         try {
             q.layer_get(static_cast<int32_t>(layers), REPQ_LAYER_WEIGHT_BITS);
             expect(false, "a layer past the last accepted");

@@ -211,6 +211,29 @@ static void check_widths(const repq_qmodel *q, const int8_t *layer_bits, const i
     for (int32_t i = 0; i < q->net->num_slots; i++)
         if (q->net->slots[i].used)
             assert_int_equal(repq_act_quant_bits(&q->acts[i]), slot_bits[i]);
+    /* Through the public activation list: each layer's input, found by the layer's own
+     * name, has its slot's width. */
+    int64_t count = 0;
+    assert_int_equal(repq_qmodel_get_int(q, REPQ_QMODEL_NUM_ACTIVATIONS, &count), REPQ_OK);
+    for (int32_t id = 0; id < q->num_linear; id++) {
+        const char *layer = NULL;
+        assert_int_equal(repq_qmodel_get_layer_name(q, id, &layer), REPQ_OK);
+        char want[96];
+        snprintf(want, sizeof want, "%s.input", layer);
+        int found = 0;
+        for (int32_t a = 0; a < count; a++) {
+            const char *name = NULL;
+            int64_t bits = 0;
+            assert_int_equal(repq_qmodel_get_activation_name(q, a, &name), REPQ_OK);
+            if (strcmp(name, want) != 0)
+                continue;
+            found++;
+            assert_int_equal(repq_qmodel_get_activation_int(q, a, REPQ_ACTIVATION_BITS, &bits), REPQ_OK);
+            assert_int_equal(bits, slot_bits[q->net->linear[id].input]);
+        }
+        if (found != 1)
+            fail_msg("activation %s listed %d times", want, found);
+    }
 }
 
 static void random_widths_reach_every_layer_and_slot(void **state)
@@ -225,6 +248,129 @@ static void random_widths_reach_every_layer_and_slot(void **state)
     }
     check_widths(f->swin_mix.raw, f->swin_mix.layer_bits, f->swin_mix.slot_bits);
     check_widths(f->swin_mix.rq, f->swin_mix.layer_bits, f->swin_mix.slot_bits);
+}
+
+/* The bundled ViT's activations by hand: 32x32 images in 4x4 patches (64 patches and
+ * a class token, 65 tokens), 192 channels, 3 heads, 768 hidden, 10 classes; the ViT
+ * file layout puts block b's point p in slot 10 b + p and the once-only points in row
+ * `depth`. */
+static void check_vit_activation(const repq_qmodel *q, const int8_t *slot_bits, int32_t a, const char *name,
+                                 int64_t values, int64_t kind, int32_t slot)
+{
+    const char *got = NULL;
+    int64_t bits = 0, v = 0, k = 0;
+    assert_int_equal(repq_qmodel_get_activation_name(q, a, &got), REPQ_OK);
+    assert_string_equal(got, name);
+    assert_int_equal(repq_qmodel_get_activation_int(q, a, REPQ_ACTIVATION_BITS, &bits), REPQ_OK);
+    assert_int_equal(repq_qmodel_get_activation_int(q, a, REPQ_ACTIVATION_VALUES, &v), REPQ_OK);
+    assert_int_equal(repq_qmodel_get_activation_int(q, a, REPQ_ACTIVATION_KIND, &k), REPQ_OK);
+    assert_int_equal(bits, slot_bits[slot]);
+    assert_int_equal(v, values);
+    if (kind)
+        assert_int_equal(k, kind);
+    else if (k != REPQ_ACTIVATION_UNIFORM && k != REPQ_ACTIVATION_TWO_REGION)
+        fail_msg("%s: kind %d, not a post-GELU quantizer", name, (int)k);
+}
+
+static void activations_are_listed_in_the_network_order(void **state)
+{
+    fixture *f = *state;
+    const int32_t depth = 12, row = 10, t = 65, d = 192, heads = 3, hid = 768;
+    static const char *const parts[8] = {"attn.qkv.input", "attn.q", "attn.k", "attn.v",
+                                         "attn.softmax", "attn.proj.input", "mlp.fc1.input", "mlp.fc2.input"};
+    for (int k = 0; k < 2; k++) {
+        const mix *x = &f->vit_mix[k];
+        /* Before reparameterization the post-LayerNorm inputs are per channel. */
+        const repq_qmodel *qs[2] = {x->raw, x->rq};
+        for (int r = 0; r < 2; r++) {
+            const repq_qmodel *q = qs[r];
+            const int64_t ln_kind = r == 0 ? REPQ_ACTIVATION_CHANNELS : REPQ_ACTIVATION_UNIFORM;
+            int64_t count = 0;
+            assert_int_equal(repq_qmodel_get_int(q, REPQ_QMODEL_NUM_ACTIVATIONS, &count), REPQ_OK);
+            assert_int_equal(count, 2 + 8 * depth);
+            check_vit_activation(q, x->slot_bits, 0, "patch_embed.proj.input", 64 * 48, REPQ_ACTIVATION_UNIFORM,
+                                 depth * row + 0);
+            for (int32_t b = 0; b < depth; b++) {
+                const int64_t values[8] = {t * d, t * d, t * d, t * d, heads * t * t, t * d, t * d, t * hid};
+                const int64_t kinds[8] = {ln_kind, REPQ_ACTIVATION_UNIFORM, REPQ_ACTIVATION_UNIFORM,
+                                          REPQ_ACTIVATION_UNIFORM, REPQ_ACTIVATION_LOG, REPQ_ACTIVATION_UNIFORM,
+                                          ln_kind, 0};
+                for (int p = 0; p < 8; p++) {
+                    char name[64];
+                    snprintf(name, sizeof name, "blocks.%d.%s", (int)b, parts[p]);
+                    check_vit_activation(q, x->slot_bits, 1 + 8 * b + p, name, values[p], kinds[p], b * row + 1 + p);
+                }
+            }
+            check_vit_activation(q, x->slot_bits, 1 + 8 * depth, "head.input", d, REPQ_ACTIVATION_UNIFORM,
+                                 depth * row + 9);
+        }
+    }
+}
+
+/* The Swin's attention probabilities: heads x tokens x window area per block, q, k and v
+ * tokens x channels, from the public stage attributes. */
+static void swin_activations_follow_the_stages(void **state)
+{
+    fixture *f = *state;
+    const repq_qmodel *q = f->swin_mix.rq;
+    int64_t stages = 0, count = 0;
+    assert_int_equal(repq_qmodel_get_int(q, REPQ_MODEL_NUM_STAGES, &stages), REPQ_OK);
+    assert_int_equal(repq_qmodel_get_int(q, REPQ_QMODEL_NUM_ACTIVATIONS, &count), REPQ_OK);
+    int32_t seen = 0;
+    for (int32_t st = 0; st < stages; st++) {
+        int64_t depth = 0, dim = 0, heads = 0, tokens = 0, win = 0;
+        assert_int_equal(repq_qmodel_get_stage_int(q, st, REPQ_STAGE_DEPTH, &depth), REPQ_OK);
+        assert_int_equal(repq_qmodel_get_stage_int(q, st, REPQ_STAGE_EMBED_DIM, &dim), REPQ_OK);
+        assert_int_equal(repq_qmodel_get_stage_int(q, st, REPQ_STAGE_NUM_HEADS, &heads), REPQ_OK);
+        assert_int_equal(repq_qmodel_get_stage_int(q, st, REPQ_STAGE_NUM_TOKENS, &tokens), REPQ_OK);
+        assert_int_equal(repq_qmodel_get_stage_int(q, st, REPQ_STAGE_WINDOW_SIZE, &win), REPQ_OK);
+        for (int64_t b = 0; b < depth; b++) {
+            char want[64];
+            snprintf(want, sizeof want, "layers.%d.blocks.%d.attn.", (int)st, (int)b);
+            for (int32_t a = 0; a < count; a++) {
+                const char *name = NULL;
+                int64_t v = 0;
+                assert_int_equal(repq_qmodel_get_activation_name(q, a, &name), REPQ_OK);
+                if (strncmp(name, want, strlen(want)) != 0 || strstr(name, ".input"))
+                    continue;
+                assert_int_equal(repq_qmodel_get_activation_int(q, a, REPQ_ACTIVATION_VALUES, &v), REPQ_OK);
+                const char *part = name + strlen(want);
+                if (strcmp(part, "softmax") == 0)
+                    assert_int_equal(v, heads * tokens * win * win);
+                else
+                    assert_int_equal(v, tokens * dim);
+                seen++;
+            }
+        }
+    }
+    int64_t layers = 0;
+    assert_int_equal(repq_qmodel_get_int(q, REPQ_QMODEL_NUM_LAYERS, &layers), REPQ_OK);
+    /* Every activation is a layer's input or one of a block's four. */
+    assert_int_equal(seen, count - layers);
+}
+
+static void activation_queries_check_their_arguments(void **state)
+{
+    fixture *f = *state;
+    const repq_qmodel *q = f->vit_mix[0].rq;
+    int64_t count = 0, v = 0;
+    const char *name = NULL;
+    assert_int_equal(repq_qmodel_get_int(q, REPQ_QMODEL_NUM_ACTIVATIONS, &count), REPQ_OK);
+    assert_int_equal(repq_qmodel_get_activation_int(q, -1, REPQ_ACTIVATION_BITS, &v), REPQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(repq_qmodel_get_activation_int(q, (int32_t)count, REPQ_ACTIVATION_BITS, &v),
+                     REPQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(repq_qmodel_get_activation_int(q, 0, (repq_activation_attr)0, &v), REPQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(repq_qmodel_get_activation_int(q, 0, (repq_activation_attr)4, &v), REPQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(repq_qmodel_get_activation_int(q, 0, REPQ_ACTIVATION_BITS, NULL), REPQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(repq_qmodel_get_activation_int(NULL, 0, REPQ_ACTIVATION_BITS, &v), REPQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(repq_qmodel_get_activation_int((const repq_qmodel *)(const void *)f->vit, 0,
+                                                    REPQ_ACTIVATION_BITS, &v),
+                     REPQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(repq_qmodel_get_activation_name(q, (int32_t)count, &name), REPQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(repq_qmodel_get_activation_name(q, -1, &name), REPQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(repq_qmodel_get_activation_name(q, 0, NULL), REPQ_ERR_INVALID_ARGUMENT);
+    assert_int_equal(repq_qmodel_get_activation_name(NULL, 0, &name), REPQ_ERR_INVALID_ARGUMENT);
+    assert_null(name);
 }
 
 /* Before reparameterization a layer's codes are its float weights' nearest codes on
@@ -761,6 +907,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(set_widths_checks_its_arguments),
         cmocka_unit_test(random_widths_reach_every_layer_and_slot),
+        cmocka_unit_test(activations_are_listed_in_the_network_order),
+        cmocka_unit_test(swin_activations_follow_the_stages),
+        cmocka_unit_test(activation_queries_check_their_arguments),
         cmocka_unit_test(layer_codes_are_searched_at_the_layer_width),
         cmocka_unit_test(reconstruction_keeps_each_layer_width),
         cmocka_unit_test(equal_widths_give_the_uniform_model),

@@ -249,6 +249,38 @@ static void print_layer_widths(const repq_qmodel *q)
                wsum / weights, asum / weights);
 }
 
+/* With mixed widths: every quantized activation's width, and the average weighted by
+ * the values each holds per image (the measure the activation budget is spent in),
+ * without the patch embedding's input (activation 0), which keeps its own width. */
+static void print_activation_widths(const repq_qmodel *q)
+{
+    static const char *const kinds[] = {"?", "uniform", "channels", "log", "two-region"};
+    int64_t mixed = 0, count = 0;
+    repq_qmodel_get_int(q, REPQ_QMODEL_MIXED_WIDTHS, &mixed);
+    repq_qmodel_get_int(q, REPQ_QMODEL_NUM_ACTIVATIONS, &count);
+    if (!mixed)
+        return;
+    printf("  %-32s %8s %12s  %s\n", "activation", "bits", "values", "kind");
+    double values = 0.0, bits = 0.0;
+    for (int32_t i = 0; i < count; i++) {
+        const char *name = "?";
+        int64_t b = 0, v = 0, kind = 0;
+        repq_qmodel_get_activation_name(q, i, &name);
+        repq_qmodel_get_activation_int(q, i, REPQ_ACTIVATION_BITS, &b);
+        repq_qmodel_get_activation_int(q, i, REPQ_ACTIVATION_VALUES, &v);
+        repq_qmodel_get_activation_int(q, i, REPQ_ACTIVATION_KIND, &kind);
+        if (i > 0) {
+            values += (double)v;
+            bits += (double)v * (double)b;
+        }
+        printf("  %-32s %8lld %12lld  %s\n", name, (long long)b, (long long)v,
+               kinds[kind >= 1 && kind <= 4 ? kind : 0]);
+    }
+    if (values > 0.0)
+        printf("  %-22s %.3f activation bits (average weighted by values per image, patch input aside)\n", "mixed widths",
+               bits / values);
+}
+
 static void print_qmodel(const char *path, const repq_qmodel *q)
 {
     int64_t method = 0;
@@ -261,6 +293,7 @@ static void print_qmodel(const char *path, const repq_qmodel *q)
     print_rows(arch_rows, sizeof arch_rows / sizeof arch_rows[0], qmodel_attr, q);
     print_stages(qmodel_attr, qmodel_stage, q);
     print_layer_widths(q);
+    print_activation_widths(q);
 }
 
 /* A float model, or a quantized one (.repq); a file that is neither gets the float

@@ -141,7 +141,10 @@ typedef enum repq_qmodel_attr {
     REPQ_QMODEL_NUM_LAYERS = 106,  /* linear layers, in the network's order (layer indices) */
     /* 1 if some layer's weight width differs from WEIGHT_BITS or some activation's
      * from ACT_BITS (the patch embedding's input: from its own option), else 0 */
-    REPQ_QMODEL_MIXED_WIDTHS = 107
+    REPQ_QMODEL_MIXED_WIDTHS = 107,
+    /* Quantized activations, in the network's order (activation indices): every
+     * linear layer's input, and each block's q, k, v and attention probabilities */
+    REPQ_QMODEL_NUM_ACTIVATIONS = 108
 } repq_qmodel_attr;
 /* Errors: REPQ_ERR_INVALID_ARGUMENT (not a qmodel, unknown attr, NULL out_value); no
  * message is recorded (a qmodel is shared read-only by threads). */
@@ -169,6 +172,37 @@ REPQ_API repq_status repq_qmodel_get_layer_int(const repq_qmodel *qmodel, int32_
  * qmodel and valid until it is freed. Errors: REPQ_ERR_INVALID_ARGUMENT (not a qmodel,
  * layer out of range, NULL out_name); no message is recorded. */
 REPQ_API repq_status repq_qmodel_get_layer_name(const repq_qmodel *qmodel, int32_t layer, const char **out_name);
+
+/* How an activation's codes map to values. Values are part of the ABI. */
+typedef enum repq_activation_kind {
+    REPQ_ACTIVATION_UNIFORM = 1,    /* one scale and zero point for the whole tensor */
+    REPQ_ACTIVATION_CHANNELS = 2,   /* one scale and zero point per channel (before reparameterization) */
+    REPQ_ACTIVATION_LOG = 3,        /* powers of 2 or of sqrt2 (post-softmax probabilities) */
+    REPQ_ACTIVATION_TWO_REGION = 4  /* two steps, one per sign (post-GELU; MPTQ-ViT) */
+} repq_activation_kind;
+/* Integer attributes of one quantized activation. Values are part of the ABI. */
+typedef enum repq_activation_attr {
+    REPQ_ACTIVATION_BITS = 1,   /* width of its codes */
+    REPQ_ACTIVATION_VALUES = 2, /* values it holds per image (what its width costs in traffic) */
+    REPQ_ACTIVATION_KIND = 3    /* a repq_activation_kind */
+} repq_activation_attr;
+/* Attribute `attr` of activation `activation` (0 <= activation <
+ * REPQ_QMODEL_NUM_ACTIVATIONS), in the network's order: the patch embedding's input,
+ * then per block the qkv layer's input, q, k, v, the attention probabilities, proj's,
+ * fc1's and fc2's inputs (a Swin's patch merging reductions' inputs between its
+ * stages), and the head's input. With mixed widths (REPQ_QMODEL_MIXED_WIDTHS) each has
+ * its own BITS; REPQ_LAYER_INPUT_BITS is the BITS of a layer's input. Thread-safe on a
+ * shared qmodel. Errors: REPQ_ERR_INVALID_ARGUMENT (not a qmodel, activation out of
+ * range, unknown attr, NULL out_value); no message is recorded. */
+REPQ_API repq_status repq_qmodel_get_activation_int(const repq_qmodel *qmodel, int32_t activation,
+                                                    repq_activation_attr attr, int64_t *out_value);
+/* The name of activation `activation`: a layer's input is the layer's timm name and
+ * ".input" ("blocks.3.mlp.fc2.input"), the others the attention module's name and "q",
+ * "k", "v" or "softmax" ("blocks.3.attn.softmax"). UTF-8, owned by the qmodel and valid
+ * until it is freed. Errors: REPQ_ERR_INVALID_ARGUMENT (not a qmodel, activation out of
+ * range, NULL out_name); no message is recorded. */
+REPQ_API repq_status repq_qmodel_get_activation_name(const repq_qmodel *qmodel, int32_t activation,
+                                                     const char **out_name);
 
 /* Save a reparameterized qmodel as one safetensors file (format: docs/format.md) with a
  * CRC-32C of its bytes in the header. The file is written to a temporary file in the

@@ -234,6 +234,22 @@ public:
         detail::check(repq_qmodel_get_layer_name(get(), layer, &name), nullptr, "repq_qmodel_get_layer_name");
         return name;
     }
+    /* Attribute of quantized activation `activation` (0 <= activation <
+     * get(REPQ_QMODEL_NUM_ACTIVATIONS)). */
+    int64_t activation_get(int32_t activation, repq_activation_attr attr) const
+    {
+        int64_t v = 0;
+        detail::check(repq_qmodel_get_activation_int(get(), activation, attr, &v), nullptr,
+                      "repq_qmodel_get_activation_int");
+        return v;
+    }
+    std::string activation_name(int32_t activation) const
+    {
+        const char *name = nullptr;
+        detail::check(repq_qmodel_get_activation_name(get(), activation, &name), nullptr,
+                      "repq_qmodel_get_activation_name");
+        return name;
+    }
     /* Messages of a failure are recorded on `logits` (the qmodel may be shared). */
     void forward(repq_forward_mode mode, const tensor &images, const tensor &logits) const
     {

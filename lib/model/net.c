@@ -150,7 +150,7 @@ repq_status repq_net_build_vit(repq_object *err, const repq_allocator *al, const
         const int32_t row = i / VIT_ROW;
         const repq_qpoint pt = (repq_qpoint)(i % VIT_ROW);
         const bool once = pt == REPQ_QP_PATCH_IN || pt == REPQ_QP_HEAD_IN;
-        n->slots[i] = (repq_net_slot){pt, row == depth ? -1 : row, -1, (row == depth) == once};
+        n->slots[i] = (repq_net_slot){.point = pt, .unit = row == depth ? -1 : row, .feeds = -1, .used = (row == depth) == once};
     }
     builder b = {n, 0, true};
     const int64_t d = a->embed_dim, h = a->mlp_hidden, t = repq_vit_tokens(a), k = a->num_classes;
@@ -263,7 +263,7 @@ static int32_t synthetic_bias(builder *b, const char *layer, int64_t out)
 
 static int32_t add_slot(repq_net *n, repq_qpoint pt, int32_t unit)
 {
-    n->slots[n->num_slots] = (repq_net_slot){pt, unit, -1, true};
+    n->slots[n->num_slots] = (repq_net_slot){.point = pt, .unit = unit, .feeds = -1, .used = true};
     return n->num_slots++;
 }
 
@@ -391,9 +391,74 @@ repq_status repq_net_build_swin(repq_object *err, const repq_allocator *al, cons
     return REPQ_OK;
 }
 
+/* Rows a node's linear layers see per image: the patch rows (not the class token), one
+ * pooled row at the head, else the node's tokens. */
+static double linear_rows(const repq_net_node *node)
+{
+    if (node->op == REPQ_OP_HEAD)
+        return 1.0;
+    if (node->op == REPQ_OP_PATCH_EMBED && node->cls_token >= 0)
+        return node->tokens - 1.0;
+    return (double)node->tokens;
+}
+
+/* Name and size of the activation at point `pt` of `node`. */
+static void describe_slot(const repq_net *n, const repq_net_node *node, int pt, repq_net_slot *slot)
+{
+    const double tokens = node->tokens;
+    if (slot->feeds >= 0) {
+        const repq_net_linear *l = &n->linear[slot->feeds];
+        snprintf(slot->name, sizeof slot->name, "%s.input", l->name);
+        slot->values = (int64_t)(linear_rows(node) * l->in);
+        return;
+    }
+    /* q, k, v and the attention probabilities: named after the block's attention
+     * module, the qkv layer's name without its last part. */
+    const char *qkv = node->linear[0] >= 0 ? n->linear[node->linear[0]].name : "attn";
+    const char *dot = strrchr(qkv, '.');
+    const int prefix = dot ? (int)(dot - qkv) : (int)strlen(qkv);
+    const char *part = pt == REPQ_QP_Q ? "q" : pt == REPQ_QP_K ? "k" : pt == REPQ_QP_V ? "v" : "softmax";
+    snprintf(slot->name, sizeof slot->name, "%.*s.%s", prefix, qkv, part);
+    const double keys = node->windowed ? (double)repq_swin_window_area(&node->window) : tokens;
+    slot->values = (int64_t)(pt == REPQ_QP_ATTN ? node->heads * tokens * keys : tokens * node->dim);
+}
+
+/* Every used slot's name, size and place in the network's order. */
+static void describe_slots(repq_net *n)
+{
+    for (int32_t i = 0; i < n->num_slots; i++) {
+        n->slots[i].order = -1;
+        n->slots[i].name[0] = '\0';
+        n->slots[i].values = 0;
+    }
+    n->num_activations = 0;
+    for (int32_t i = 0; i < n->num_nodes; i++) {
+        const repq_net_node *node = &n->nodes[i];
+        for (int pt = 0; pt < REPQ_QP_COUNT; pt++) {
+            const int32_t s = node->slot[pt];
+            if (s < 0 || !n->slots[s].used)
+                continue;
+            describe_slot(n, node, pt, &n->slots[s]);
+            n->slots[s].order = n->num_activations++;
+        }
+    }
+}
+
 repq_status repq_net_build(repq_object *err, const repq_allocator *al, const repq_arch *a, repq_net **out)
 {
-    return a->family == REPQ_FAMILY_SWIN ? repq_net_build_swin(err, al, a, out) : repq_net_build_vit(err, al, a, out);
+    repq_status st = a->family == REPQ_FAMILY_SWIN ? repq_net_build_swin(err, al, a, out)
+                                                   : repq_net_build_vit(err, al, a, out);
+    if (st == REPQ_OK)
+        describe_slots(*out);
+    return st;
+}
+
+int32_t repq_net_activation_slot(const repq_net *net, int32_t index)
+{
+    for (int32_t i = 0; index >= 0 && i < net->num_slots; i++)
+        if (net->slots[i].order == index)
+            return i;
+    return -1;
 }
 
 double repq_net_flops(const repq_net *net)
@@ -402,9 +467,7 @@ double repq_net_flops(const repq_net *net)
     for (int32_t i = 0; i < net->num_nodes; i++) {
         const repq_net_node *node = &net->nodes[i];
         /* Rows through the node's linear layers: the head sees one pooled row. */
-        const double rows = node->op == REPQ_OP_HEAD ? 1.0
-                            : node->op == REPQ_OP_PATCH_EMBED && node->cls_token >= 0 ? node->tokens - 1.0
-                                                                                       : (double)node->tokens;
+        const double rows = linear_rows(node);
         for (int k = 0; k < 4; k++)
             if (node->linear[k] >= 0)
                 total += rows * net->linear[node->linear[k]].out * net->linear[node->linear[k]].in;

@@ -46,6 +46,12 @@ typedef struct repq_net_slot {
     int32_t unit;   /* block number, -1 for the once-only points */
     int32_t feeds;  /* the linear layer whose input it quantizes, or -1 */
     bool used;
+    /* What users see (repq_qmodel_get_activation_*): the activation's name after its
+     * layer ("blocks.3.mlp.fc2.input", "blocks.3.attn.softmax"), its place in the
+     * network's order (-1 when unused) and the values it holds per image. */
+    char name[64];
+    int32_t order;
+    int64_t values;
 } repq_net_slot;
 
 typedef enum repq_net_op {
@@ -96,6 +102,7 @@ typedef struct repq_net {
     repq_net_node *nodes;
     int32_t *param_order; /* [num_params]: parameters by unit, the network's first */
     int32_t num_blocks;   /* transformer blocks: calibration reports one step each */
+    int32_t num_activations; /* used slots */
 } repq_net;
 
 /* The description of the architecture's family. */
@@ -107,6 +114,9 @@ repq_status repq_net_build_vit(repq_object *err, const repq_allocator *al, const
 repq_status repq_net_build_swin(repq_object *err, const repq_allocator *al, const repq_arch *a,
                                 repq_net **out);
 void repq_net_free(const repq_allocator *al, repq_net *net);
+/* The slot of activation `index` (0 <= index < num_activations, the network's order:
+ * by node, then by quantization point), or -1. */
+int32_t repq_net_activation_slot(const repq_net *net, int32_t index);
 
 /* Allocate a zeroed arena laid out by `net` and point the ViT view's fields into it. */
 repq_status repq_params_alloc(repq_object *err, const repq_allocator *al, const repq_net *net,

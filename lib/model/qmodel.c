@@ -315,6 +315,7 @@ REPQ_API repq_status repq_qmodel_get_int(const repq_qmodel *q, int32_t attr, int
     case REPQ_QMODEL_TWO_REGION_BLOCKS: *out_value = repq_qmodel_two_region_blocks(q); return REPQ_OK;
     case REPQ_QMODEL_NUM_LAYERS: *out_value = q->num_linear; return REPQ_OK;
     case REPQ_QMODEL_MIXED_WIDTHS: *out_value = repq_qmodel_widths_mixed(q); return REPQ_OK;
+    case REPQ_QMODEL_NUM_ACTIVATIONS: *out_value = q->net->num_activations; return REPQ_OK;
     }
     return repq_net_attr(q->net, attr, out_value);
 }
@@ -338,6 +339,45 @@ REPQ_API repq_status repq_qmodel_get_layer_name(const repq_qmodel *q, int32_t la
     if (!repq_object_is(q, REPQ_KIND_QMODEL) || layer < 0 || layer >= q->num_linear || !out_name)
         return REPQ_ERR_INVALID_ARGUMENT;
     *out_name = q->net->linear[layer].name;
+    return REPQ_OK;
+}
+
+static int64_t activation_kind(const repq_act_quant *a)
+{
+    switch (a->kind) {
+    case REPQ_AQ_UNIFORM_CHANNEL: return REPQ_ACTIVATION_CHANNELS;
+    case REPQ_AQ_LOG_SQRT2:
+    case REPQ_AQ_LOG2_PARITY: return REPQ_ACTIVATION_LOG;
+    case REPQ_AQ_TWO_REGION: return REPQ_ACTIVATION_TWO_REGION;
+    case REPQ_AQ_UNIFORM: return REPQ_ACTIVATION_UNIFORM;
+    }
+    return 0;
+}
+
+REPQ_API repq_status repq_qmodel_get_activation_int(const repq_qmodel *q, int32_t activation,
+                                                    repq_activation_attr attr, int64_t *out_value)
+{
+    if (!repq_object_is(q, REPQ_KIND_QMODEL) || !out_value)
+        return REPQ_ERR_INVALID_ARGUMENT;
+    const int32_t slot = repq_net_activation_slot(q->net, activation);
+    if (slot < 0)
+        return REPQ_ERR_INVALID_ARGUMENT;
+    switch (attr) {
+    case REPQ_ACTIVATION_BITS: *out_value = repq_act_quant_bits(&q->acts[slot]); return REPQ_OK;
+    case REPQ_ACTIVATION_VALUES: *out_value = q->net->slots[slot].values; return REPQ_OK;
+    case REPQ_ACTIVATION_KIND: *out_value = activation_kind(&q->acts[slot]); return REPQ_OK;
+    }
+    return REPQ_ERR_INVALID_ARGUMENT;
+}
+
+REPQ_API repq_status repq_qmodel_get_activation_name(const repq_qmodel *q, int32_t activation, const char **out_name)
+{
+    if (!repq_object_is(q, REPQ_KIND_QMODEL) || !out_name)
+        return REPQ_ERR_INVALID_ARGUMENT;
+    const int32_t slot = repq_net_activation_slot(q->net, activation);
+    if (slot < 0)
+        return REPQ_ERR_INVALID_ARGUMENT;
+    *out_name = q->net->slots[slot].name;
     return REPQ_OK;
 }
 
