@@ -402,6 +402,13 @@ static double linear_rows(const repq_net_node *node)
     return (double)node->tokens;
 }
 
+/* A count held in a double, as int64_t (saturated: the cast of a larger double is
+ * undefined, and a hostile architecture can describe one). */
+static int64_t count_of(double v)
+{
+    return v < 0x1p62 ? (int64_t)v : (int64_t)1 << 62;
+}
+
 /* Name and size of the activation at point `pt` of `node`. */
 static void describe_slot(const repq_net *n, const repq_net_node *node, int pt, repq_net_slot *slot)
 {
@@ -409,7 +416,7 @@ static void describe_slot(const repq_net *n, const repq_net_node *node, int pt, 
     if (slot->feeds >= 0) {
         const repq_net_linear *l = &n->linear[slot->feeds];
         snprintf(slot->name, sizeof slot->name, "%s.input", l->name);
-        slot->values = (int64_t)(linear_rows(node) * l->in);
+        slot->values = count_of(linear_rows(node) * l->in);
         return;
     }
     /* q, k, v and the attention probabilities: named after the block's attention
@@ -420,7 +427,7 @@ static void describe_slot(const repq_net *n, const repq_net_node *node, int pt, 
     const char *part = pt == REPQ_QP_Q ? "q" : pt == REPQ_QP_K ? "k" : pt == REPQ_QP_V ? "v" : "softmax";
     snprintf(slot->name, sizeof slot->name, "%.*s.%s", prefix, qkv, part);
     const double keys = node->windowed ? (double)repq_swin_window_area(&node->window) : tokens;
-    slot->values = (int64_t)(pt == REPQ_QP_ATTN ? node->heads * tokens * keys : tokens * node->dim);
+    slot->values = count_of(pt == REPQ_QP_ATTN ? node->heads * tokens * keys : tokens * node->dim);
 }
 
 /* Every used slot's name, size and place in the network's order. */
