@@ -355,7 +355,12 @@ static void gemm_u4_check_shape_at(size_t m, size_t n, size_t k, int extremes, i
     uint8_t *a = aligned ? aligned_alloc(64, (m * lda + 63) / 64 * 64) : malloc(m * lda);
     int8_t *b = malloc(n * ldb);
     int32_t *ref = malloc(m * ldc * sizeof *ref), *c = malloc(m * ldc * sizeof *c);
-    void *p = malloc(repq_gemm_u8u4_packed_size(n, k)), *scratch = malloc(repq_gemm_u8u4_scratch_size(k));
+    /* Room for the widest level's scratch (AMX: the whole matrix unpacked). */
+    const size_t scratch_bytes = repq_gemm_u8u4_scratch_size(REPQ_LEVEL_AMX, k, repq_gemm_u8s8_packed_size(n, k)) >
+                                         repq_gemm_u8u4_scratch_size(REPQ_LEVEL_AVX2, k, 0)
+                                     ? repq_gemm_u8u4_scratch_size(REPQ_LEVEL_AMX, k, repq_gemm_u8s8_packed_size(n, k))
+                                     : repq_gemm_u8u4_scratch_size(REPQ_LEVEL_AVX2, k, 0);
+    void *p = malloc(repq_gemm_u8u4_packed_size(n, k)), *scratch = malloc(scratch_bytes);
     assert_true(a && b && ref && c && p && scratch);
     for (size_t i = 0; i < m * lda; i++)
         a[i] = extremes ? 255 : (uint8_t)rng_next();
@@ -372,7 +377,7 @@ static void gemm_u4_check_shape_at(size_t m, size_t n, size_t k, int extremes, i
             continue;
         for (size_t i = 0; i < m * ldc; i++)
             c[i] = 0x5a5a5a5a;
-        memset(scratch, 0xa5, repq_gemm_u8u4_scratch_size(k));
+        memset(scratch, 0xa5, scratch_bytes);
         repq_gemm_u8u4(simd_levels[l], m, n, k, a, lda, p, c, ldc, scratch);
         if (memcmp(c, ref, ((m - 1) * ldc + n) * sizeof *c) != 0)
             fail_msg("%s u4 gemm differs from scalar for m=%zu n=%zu k=%zu",
@@ -430,6 +435,9 @@ static void gemm_u4_levels_match_scalar(void **state)
             for (size_t z = 0; z < sizeof ak / sizeof *ak; z++)
                 gemm_u4_check_shape_at(am[x], an[y], ak[z], 0, 1);
     gemm_u4_check_shape_at(37, 70, 4096, 1, 1);
+    /* Weights over 1 MB: AMX's long row blocks with the row tail merged, the matrix
+     * unpacked while the first block's tiles run. */
+    gemm_u4_check_shape_at(197, 1540, 768, 0, 1);
 }
 
 /* ---- requantization ----------------------------------------------------- */

@@ -49,7 +49,7 @@ typedef struct wscratch {
     uint8_t *tail;   /* [T, T]: codes of the terms below s_attn 2^-F, shifted by 2F */
     int32_t *e2, *d2; /* [T, hd]: their accumulators */
     void *avs;       /* attention x V planes and products (repq_attn_v_gemm_scratch_size) */
-    void *panel;     /* unpacked 4-bit weight panel (repq_gemm_u8u4_scratch_size) */
+    void *panel;     /* unpacked 4-bit weights (repq_gemm_u8u4_scratch_size) */
     int32_t *colconst; /* [T]: the q k^T column correction */
     uint8_t *qg, *kg, *vg, *og; /* [area, hd]: a window's codes, gathered (Swin) */
 } wscratch;
@@ -317,7 +317,9 @@ static repq_status scratch_init(repq_session *s, repq_object *err)
         x->tail = salloc(s, t * t, 1);
         x->e2 = salloc(s, t * hd, sizeof(int32_t));
         x->d2 = salloc(s, t * hd, sizeof(int32_t));
-        x->panel = s->w->nibble_k ? salloc(s, repq_gemm_u8u4_scratch_size(s->w->nibble_k), 1) : NULL;
+        x->panel = s->w->nibble_k
+                       ? salloc(s, repq_gemm_u8u4_scratch_size(s->level, s->w->nibble_k, s->w->nibble_unpacked), 1)
+                       : NULL;
         x->colconst = salloc(s, t, sizeof(int32_t));
         /* SCORE_TILE rows of slack after the four: a window's q k^T reads up to a whole
          * tile of rows past its own (into kg, vg, og, then this). */

@@ -62,6 +62,7 @@ typedef struct repq_shared_weights {
     repq_mem_chain mem; /* every allocation but this struct */
     int32_t users;
     size_t nibble_k; /* largest input count of a layer with 4-bit packed weights (0: none) */
+    size_t nibble_unpacked; /* largest 8-bit packed size of such a layer */
     aq patch_in, head_in;
     qlin patch, head;
     qblock *blocks;
