@@ -355,11 +355,9 @@ static void gemm_u4_check_shape_at(size_t m, size_t n, size_t k, int extremes, i
     uint8_t *a = aligned ? aligned_alloc(64, (m * lda + 63) / 64 * 64) : malloc(m * lda);
     int8_t *b = malloc(n * ldb);
     int32_t *ref = malloc(m * ldc * sizeof *ref), *c = malloc(m * ldc * sizeof *c);
-    /* Room for the widest level's scratch (AMX: the whole matrix unpacked). */
-    const size_t scratch_bytes = repq_gemm_u8u4_scratch_size(REPQ_LEVEL_AMX, k, repq_gemm_u8s8_packed_size(n, k)) >
-                                         repq_gemm_u8u4_scratch_size(REPQ_LEVEL_AVX2, k, 0)
-                                     ? repq_gemm_u8u4_scratch_size(REPQ_LEVEL_AMX, k, repq_gemm_u8s8_packed_size(n, k))
-                                     : repq_gemm_u8u4_scratch_size(REPQ_LEVEL_AVX2, k, 0);
+    /* The AMX level's scratch covers every level's (a panel, or the whole matrix). */
+    const size_t scratch_bytes = repq_gemm_u8u4_scratch_size(REPQ_LEVEL_AMX, k, repq_gemm_u8s8_packed_size(n, k));
+    assert_true(scratch_bytes >= repq_gemm_u8u4_scratch_size(REPQ_LEVEL_AVX2, k, 0));
     void *p = malloc(repq_gemm_u8u4_packed_size(n, k)), *scratch = malloc(scratch_bytes);
     assert_true(a && b && ref && c && p && scratch);
     for (size_t i = 0; i < m * lda; i++)

@@ -259,7 +259,7 @@ AMX_TARGET void repq_gemm_u8s8_amx(size_t m, size_t n, size_t k, const uint8_t *
  * tiles' first row block reaches them, and the later row blocks and the row tail read
  * it there. Unpacking panel by panel before an 8-bit call per panel, as the other levels
  * do, cost two tile configurations and a pass of the row tail per panel: at a
- * 96-row block this runs at 0.77-0.88 of the 8-bit kernel's speed against 0.66-0.79
+ * 96-row block this runs at 0.76-0.88 of the 8-bit kernel's speed against 0.62-0.79
  * (bench_kernels). Unpacking in small steps between the tile multiplies, so that the
  * vector ports and the AMX unit overlap, measured the same and is not done. */
 AMX_TARGET void repq_gemm_u8u4_amx(size_t m, size_t n, size_t k, const uint8_t *a, size_t lda, const void *packed,

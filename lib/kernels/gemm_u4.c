@@ -65,10 +65,10 @@ void repq_gemm_u8u4_scalar(size_t m, size_t n, size_t k, const uint8_t *a, size_
 
 size_t repq_gemm_u8u4_scratch_size(repq_kernel_level level, size_t k, size_t unpacked)
 {
-    if (level == REPQ_LEVEL_AMX)
-        return unpacked;
-    /* PANEL_GROUPS groups as an n = 16 * PANEL_GROUPS matrix of the 8-bit layout. */
-    return repq_gemm_u8s8_packed_size(GROUP * PANEL_GROUPS, k);
+    /* PANEL_GROUPS groups as an n = 16 * PANEL_GROUPS matrix of the 8-bit layout; the
+     * AMX level takes panels too below AMX_WHOLE_MIN_ROWS rows. */
+    const size_t panel = repq_gemm_u8s8_packed_size(GROUP * PANEL_GROUPS, k);
+    return level == REPQ_LEVEL_AMX && unpacked > panel ? unpacked : panel;
 }
 
 /* Half blocks -> blocks: low nibbles to bytes 0-31, high nibbles to 32-63. The
