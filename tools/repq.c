@@ -260,7 +260,7 @@ static void print_activation_widths(const repq_qmodel *q)
     repq_qmodel_get_int(q, REPQ_QMODEL_NUM_ACTIVATIONS, &count);
     if (!mixed)
         return;
-    printf("  %-32s %8s %12s  %s\n", "activation", "bits", "values", "kind");
+    printf("  %-40s %8s %12s  %s\n", "activation", "bits", "values", "kind");
     double values = 0.0, bits = 0.0;
     for (int32_t i = 0; i < count; i++) {
         const char *name = "?";
@@ -273,7 +273,7 @@ static void print_activation_widths(const repq_qmodel *q)
             values += (double)v;
             bits += (double)v * (double)b;
         }
-        printf("  %-32s %8lld %12lld  %s\n", name, (long long)b, (long long)v,
+        printf("  %-40s %8lld %12lld  %s\n", name, (long long)b, (long long)v,
                kinds[kind >= 1 && kind <= 4 ? kind : 0]);
     }
     if (values > 0.0)

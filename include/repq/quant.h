@@ -184,7 +184,7 @@ typedef enum repq_activation_kind {
 typedef enum repq_activation_attr {
     REPQ_ACTIVATION_BITS = 1,   /* width of its codes */
     REPQ_ACTIVATION_VALUES = 2, /* values it holds per image (what its width costs in traffic) */
-    REPQ_ACTIVATION_KIND = 3    /* a repq_activation_kind */
+    REPQ_ACTIVATION_KIND = 3    /* a repq_activation_kind (0: not quantized) */
 } repq_activation_attr;
 /* Attribute `attr` of activation `activation` (0 <= activation <
  * REPQ_QMODEL_NUM_ACTIVATIONS), in the network's order: the patch embedding's input,

@@ -193,10 +193,12 @@ static repq_status act_cost(bench *b, repq_mixed_unit *u, int32_t bits, double *
     b->probe.slot = -1;
     if (st == REPQ_OK)
         *out = logit_mse(b->logits, b->base_logits, b->nlogits);
-    if (st == REPQ_OK && b->probe.log_trial) {
-        const double *err = b->probe.width_err, narrowest = err[REPQ_MIXED_NUM_WIDTHS - 1];
+    /* Nothing flushed at the narrowest width: no evidence either way, the uniform
+     * model stays (its costs grow with each narrowing, as the greedy steps assume). */
+    if (st == REPQ_OK && b->probe.log_trial && b->probe.width_err[REPQ_MIXED_NUM_WIDTHS - 1] > 0.0) {
+        const double *err = b->probe.width_err;
         for (int w = 1; w < REPQ_MIXED_NUM_WIDTHS; w++)
-            ratio[w] = narrowest > 0.0 ? err[w] / narrowest : 1.0;
+            ratio[w] = err[w] / err[REPQ_MIXED_NUM_WIDTHS - 1];
     }
     return st;
 }
