@@ -91,52 +91,6 @@ static void allocation_refuses_an_impossible_budget(void **state)
     assert_int_equal(repq_mixed_allocate(u, 1, false, 4.0), REPQ_OK);
 }
 
-/* Scale 1, base sqrt2: code t = round(-2 log2 x), kept while t < 2^b, else zero. 2^-3
- * (t = 6) is kept at every width, 2^-9 (t = 18) is lost at 4 bits, 2^-20 (t = 40) at 4
- * and 5, 2^-40 (t = 80) at 4, 5 and 6; every kept level is the power of 2 itself. So
- * narrowing to b bits changes exactly the values lost at b, each by its square. */
-static void log_width_errors_are_the_flushed_values(void **state)
-{
-    (void)state;
-    const float x[5] = {0x1p-3f, 0x1p-9f, 0x1p-20f, 0x1p-40f, 0.0f};
-    const repq_logq_params p = {1.0f, 4, REPQ_LOG_SQRT2};
-    double err[REPQ_MIXED_NUM_WIDTHS];
-    assert_int_equal(repq_mixed_log_width_errors(&p, x, 5, err), REPQ_OK);
-    const double lost6 = 0x1p-80, lost5 = 0x1p-40 + lost6, lost4 = 0x1p-18 + lost5;
-    assert_true(repq_mixed_widths[0] == 8 && repq_mixed_widths[1] == 6 && repq_mixed_widths[3] == 4);
-    assert_true(err[0] == 0.0);
-    assert_true(fabs(err[1] - lost6) <= 1e-12 * lost6);
-    assert_true(fabs(err[2] - lost5) <= 1e-12 * lost5);
-    assert_true(fabs(err[3] - lost4) <= 1e-12 * lost4);
-    /* Log2 levels: code t = -log2 x. 2^-9 (9) is kept at every width, 2^-20 (20) is lost
-     * at 4 bits, 2^-40 (40) at 4 and 5. */
-    const repq_logq_params p2 = {1.0f, 4, REPQ_LOG_2};
-    assert_int_equal(repq_mixed_log_width_errors(&p2, x, 5, err), REPQ_OK);
-    assert_true(err[1] == 0.0);
-    assert_true(fabs(err[2] - 0x1p-80) <= 1e-12 * 0x1p-80);
-    assert_true(fabs(err[3] - (0x1p-40 + 0x1p-80)) <= 1e-12 * 0x1p-40);
-    /* Longer than the function's chunk, with a tail: the same sum as the pieces. */
-    enum { N = 1000 };
-    float *many = malloc(N * sizeof(float));
-    assert_non_null(many);
-    for (int i = 0; i < N; i++)
-        many[i] = ldexpf(1.0f, -(i % 50));
-    double whole[REPQ_MIXED_NUM_WIDTHS], part[REPQ_MIXED_NUM_WIDTHS], sum[REPQ_MIXED_NUM_WIDTHS] = {0};
-    assert_int_equal(repq_mixed_log_width_errors(&p, many, N, whole), REPQ_OK);
-    for (int i = 0; i < N; i++) {
-        assert_int_equal(repq_mixed_log_width_errors(&p, many + i, 1, part), REPQ_OK);
-        for (int w = 0; w < REPQ_MIXED_NUM_WIDTHS; w++)
-            sum[w] += part[w];
-    }
-    for (int w = 0; w < REPQ_MIXED_NUM_WIDTHS; w++)
-        assert_true(fabs(whole[w] - sum[w]) <= 1e-12 * (sum[w] + 1e-300));
-    /* Codes 0 .. 98: each narrower width loses more. */
-    assert_true(whole[3] > whole[2] && whole[2] > whole[1] && whole[1] > 0.0);
-    free(many);
-    const repq_logq_params bad = {0.0f, 4, REPQ_LOG_SQRT2};
-    assert_int_not_equal(repq_mixed_log_width_errors(&bad, x, 5, err), REPQ_OK);
-}
-
 typedef struct fixture {
     repq_context *ctx;
     repq_model *model;
@@ -379,7 +333,6 @@ int main(void)
         cmocka_unit_test(allocation_weighs_by_size),
         cmocka_unit_test(allocation_leaves_the_other_kind_alone),
         cmocka_unit_test(allocation_refuses_an_impossible_budget),
-        cmocka_unit_test(log_width_errors_are_the_flushed_values),
         cmocka_unit_test(full_budget_is_the_uniform_model),
         cmocka_unit_test(narrowest_weights_are_the_uniform_model),
         cmocka_unit_test(w5a5_budget_is_met_by_a_mix),

@@ -66,38 +66,7 @@ typedef struct probe {
     float *scratch;
     double *slot_size; /* values per image of each slot, filled by the first forward */
     size_t images;
-    /* A log trial: repq_mixed_log_width_errors of the data at the slot. */
-    bool log_trial;
-    double width_err[REPQ_MIXED_NUM_WIDTHS];
 } probe;
-
-repq_status repq_mixed_log_width_errors(const repq_logq_params *p, const float *x, size_t n,
-                                        double err[REPQ_MIXED_NUM_WIDTHS])
-{
-    enum { CHUNK = 256 };
-    float wide[CHUNK], narrow[CHUNK];
-    for (int w = 0; w < REPQ_MIXED_NUM_WIDTHS; w++)
-        err[w] = 0.0;
-    for (size_t at = 0; at < n; at += CHUNK) {
-        const size_t len = n - at < CHUNK ? n - at : CHUNK;
-        repq_logq_params q = *p;
-        q.bits = repq_mixed_widths[0];
-        memcpy(wide, x + at, len * sizeof(float));
-        repq_status st = repq_logq_fake(&q, wide, len);
-        for (int w = 1; w < REPQ_MIXED_NUM_WIDTHS && st == REPQ_OK; w++) {
-            q.bits = repq_mixed_widths[w];
-            memcpy(narrow, x + at, len * sizeof(float));
-            st = repq_logq_fake(&q, narrow, len);
-            for (size_t i = 0; i < len; i++) {
-                const double d = (double)narrow[i] - (double)wide[i];
-                err[w] += d * d;
-            }
-        }
-        if (st)
-            return st;
-    }
-    return REPQ_OK;
-}
 
 static repq_status probe_act(void *user, int32_t slot, float *x, size_t rows, size_t cols)
 {
@@ -109,9 +78,6 @@ static repq_status probe_act(void *user, int32_t slot, float *x, size_t rows, si
     if (p->trial.kind == REPQ_AQ_NONE) {
         repq_status st = repq_calib_search_slot(p->calib, p->base->net, p->al, slot, p->bits, x, rows, cols,
                                                 p->scratch, &p->trial);
-        p->log_trial = p->trial.kind == REPQ_AQ_LOG_SQRT2 || p->trial.kind == REPQ_AQ_LOG2_PARITY;
-        if (st == REPQ_OK && p->log_trial)
-            st = repq_mixed_log_width_errors(&p->trial.log, x, rows * cols, p->width_err);
         if (st)
             return st;
     }
@@ -180,26 +146,15 @@ static repq_status weight_cost(bench *b, repq_mixed_unit *u, int32_t bits, float
     return st;
 }
 
-/* The cost at the narrowest width, and in ratio[] each width's cost relative to it
- * when the quantizer has a model of its own (a log quantizer), else left as it is. */
-static repq_status act_cost(bench *b, repq_mixed_unit *u, int32_t bits, double *out,
-                            double ratio[REPQ_MIXED_NUM_WIDTHS])
+static repq_status act_cost(bench *b, repq_mixed_unit *u, int32_t bits, double *out)
 {
     b->probe.slot = u->id;
     b->probe.bits = bits;
-    b->probe.log_trial = false;
     repq_status st = run(b, u->node, false);
     trial_clear(&b->probe);
     b->probe.slot = -1;
     if (st == REPQ_OK)
         *out = logit_mse(b->logits, b->base_logits, b->nlogits);
-    /* Nothing flushed at the narrowest width: no evidence either way, the uniform
-     * model stays (its costs grow with each narrowing, as the greedy steps assume). */
-    if (st == REPQ_OK && b->probe.log_trial && b->probe.width_err[REPQ_MIXED_NUM_WIDTHS - 1] > 0.0) {
-        const double *err = b->probe.width_err;
-        for (int w = 1; w < REPQ_MIXED_NUM_WIDTHS; w++)
-            ratio[w] = err[w] / err[REPQ_MIXED_NUM_WIDTHS - 1];
-    }
     return st;
 }
 
@@ -247,11 +202,8 @@ static repq_status measure(bench *b, repq_mixed_unit *units, size_t n)
     float *scratch = repq_mem_alloc(b->al, cols * sizeof(float));
     repq_quant_params *wq = repq_mem_alloc(b->al, rows * sizeof *wq);
     repq_status st = keep && scratch && wq ? REPQ_OK : REPQ_ERR_NOMEM;
-    /* Measured at the narrowest width only. A uniform grid's wider widths scale with
-     * its squared step over the same range, (2^b - 1)^-2, the additive-noise model. A
-     * log quantizer's grid is the same at every width down to its smallest level, so
-     * a narrower width differs from the widest only in the small values it flushes to
-     * zero: its costs scale with that squared difference, measured on the slot's data. */
+    /* Measured at the narrowest width only; the wider ones scale with the squared step
+     * of a grid over the same range, (2^b - 1)^-2, the additive-noise model. */
     const int32_t narrowest = repq_mixed_widths[REPQ_MIXED_NUM_WIDTHS - 1];
     const double steps_narrowest = (double)((1 << narrowest) - 1);
     const bool weight_costs = budget_needs_costs(b->c->weight_bits), act_costs = budget_needs_costs(b->c->act_bits);
@@ -259,15 +211,12 @@ static repq_status measure(bench *b, repq_mixed_unit *units, size_t n)
         repq_mixed_unit *u = &units[i];
         if (!(u->weight ? weight_costs : act_costs))
             continue; /* its costs stay 0 */
-        double cost = 0.0, ratio[REPQ_MIXED_NUM_WIDTHS];
+        double cost = 0.0;
+        st = u->weight ? weight_cost(b, u, narrowest, keep, scratch, wq, &cost) : act_cost(b, u, narrowest, &cost);
         for (int w = 0; w < REPQ_MIXED_NUM_WIDTHS; w++) {
-            const double r = steps_narrowest / (double)((1 << repq_mixed_widths[w]) - 1);
-            ratio[w] = r * r;
+            double ratio = steps_narrowest / (double)((1 << repq_mixed_widths[w]) - 1);
+            u->cost[w] = w == 0 ? 0.0 : cost * ratio * ratio;
         }
-        st = u->weight ? weight_cost(b, u, narrowest, keep, scratch, wq, &cost)
-                       : act_cost(b, u, narrowest, &cost, ratio);
-        for (int w = 0; w < REPQ_MIXED_NUM_WIDTHS; w++)
-            u->cost[w] = w == 0 ? 0.0 : cost * ratio[w];
     }
     repq_mem_free(b->al, keep);
     repq_mem_free(b->al, scratch);

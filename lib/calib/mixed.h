@@ -12,9 +12,7 @@
  * that error is dominated by the other quantizers, and its change by one of them
  * is mostly the cross term, whose sign is noise. Wider widths are given the
  * additive-noise estimate cost(b) = cost(4) ((2^4 - 1) / (2^b - 1))^2 (the squared
- * step of a grid over the same range); a log quantizer's (post-softmax) are cost(4)
- * scaled by repq_mixed_log_width_errors, since its grid does not get finer with width,
- * it only reaches smaller values. Allocation: starting from the widest width, the
+ * step of a grid over the same range). Allocation: starting from the widest width, the
  * quantizer whose next narrower width costs the least per bit saved is narrowed,
  * until the average width, weighted by weights (model size) or by activation values
  * per image, is at most the calibrator's weight_bits / act_bits. Costs are assumed to
@@ -45,13 +43,6 @@ typedef struct repq_mixed_unit {
  * size-weighted average width is at most `budget` bits. Sets each unit's level. Pure:
  * no allocation. REPQ_ERR_INVALID_ARGUMENT if the budget is below the narrowest width. */
 repq_status repq_mixed_allocate(repq_mixed_unit *units, size_t n, bool weights, double budget);
-
-/* err[w] = sum over x of (Q_w(x) - Q_8(x))^2, for the log quantizer p (scale and base)
- * at width repq_mixed_widths[w] and at the widest (err[0] = 0): what narrowing it
- * changes, the values below its smallest level flushed to zero. Errors of
- * repq_logq_fake (p unusable, NaN/Inf in x). */
-repq_status repq_mixed_log_width_errors(const repq_logq_params *p, const float *x, size_t n,
-                                        double err[REPQ_MIXED_NUM_WIDTHS]);
 
 /* Measure the sensitivities on the calibrator's images and choose the widths:
  * layer_bits [net->num_linear] and slot_bits [net->num_slots] (the patch input gets
