@@ -153,9 +153,9 @@ static void bench_u4(repq_kernel_level best)
         int32_t *c = malloc(m * n * sizeof *c);
         void *p8 = aligned_alloc(64, repq_gemm_u8s8_packed_size(n, k));
         void *p4 = aligned_alloc(64, (repq_gemm_u8u4_packed_size(n, k) + 63) / 64 * 64);
-        const size_t unpacked = repq_gemm_u8s8_packed_size(n, k);
-        const size_t panel = repq_gemm_u8u4_scratch_size(REPQ_LEVEL_AVX2, k, unpacked);
-        void *scratch = aligned_alloc(64, ((unpacked > panel ? unpacked : panel) + 63) / 64 * 64);
+        /* The AMX level's scratch covers every level's. */
+        const size_t scratch_bytes = repq_gemm_u8u4_scratch_size(REPQ_LEVEL_AMX, k, repq_gemm_u8s8_packed_size(n, k));
+        void *scratch = aligned_alloc(64, (scratch_bytes + 63) / 64 * 64);
         if (!a || !b || !c || !p8 || !p4 || !scratch)
             exit(1);
         for (size_t i = 0; i < m * k; i++)

@@ -218,16 +218,13 @@ static repq_status qmodel_stage(const void *q, int32_t stage, int32_t attr, int6
     return repq_qmodel_get_stage_int(q, stage, (repq_stage_attr)attr, v);
 }
 
-/* With mixed widths: each linear layer's weight and input widths, and the averages
+/* Each linear layer's weight and input widths, and the averages
  * weighted by the layers' weight counts (what the widths cost in memory and, per
  * multiply, in arithmetic). */
 static void print_layer_widths(const repq_qmodel *q)
 {
-    int64_t mixed = 0, layers = 0;
-    repq_qmodel_get_int(q, REPQ_QMODEL_MIXED_WIDTHS, &mixed);
+    int64_t layers = 0;
     repq_qmodel_get_int(q, REPQ_QMODEL_NUM_LAYERS, &layers);
-    if (!mixed)
-        return;
     printf("  %-32s %8s %8s %12s\n", "layer", "w bits", "in bits", "weights");
     double weights = 0.0, wsum = 0.0, asum = 0.0;
     for (int32_t i = 0; i < layers; i++) {
@@ -249,17 +246,14 @@ static void print_layer_widths(const repq_qmodel *q)
                wsum / weights, asum / weights);
 }
 
-/* With mixed widths: every quantized activation's width, and the average weighted by
+/* Every quantized activation's width, and the average weighted by
  * the values each holds per image (the measure the activation budget is spent in),
  * without the patch embedding's input (activation 0), which keeps its own width. */
 static void print_activation_widths(const repq_qmodel *q)
 {
     static const char *const kinds[] = {"?", "uniform", "channels", "log", "two-region"};
-    int64_t mixed = 0, count = 0;
-    repq_qmodel_get_int(q, REPQ_QMODEL_MIXED_WIDTHS, &mixed);
+    int64_t count = 0;
     repq_qmodel_get_int(q, REPQ_QMODEL_NUM_ACTIVATIONS, &count);
-    if (!mixed)
-        return;
     printf("  %-40s %8s %12s  %s\n", "activation", "bits", "values", "kind");
     double values = 0.0, bits = 0.0;
     for (int32_t i = 0; i < count; i++) {
@@ -292,8 +286,12 @@ static void print_qmodel(const char *path, const repq_qmodel *q)
     print_rows(rows, sizeof rows / sizeof rows[0], qmodel_attr, q);
     print_rows(arch_rows, sizeof arch_rows / sizeof arch_rows[0], qmodel_attr, q);
     print_stages(qmodel_attr, qmodel_stage, q);
-    print_layer_widths(q);
-    print_activation_widths(q);
+    int64_t mixed = 0;
+    repq_qmodel_get_int(q, REPQ_QMODEL_MIXED_WIDTHS, &mixed);
+    if (mixed) {
+        print_layer_widths(q);
+        print_activation_widths(q);
+    }
 }
 
 /* A float model, or a quantized one (.repq); a file that is neither gets the float
