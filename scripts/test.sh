@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds librepq and runs every test: the unit suites and the accuracy suite in the
-# normal build, the unit suites again under AddressSanitizer + UndefinedBehaviorSanitizer,
+# normal build, the unit suites again and the allocation-failure injection under
+# AddressSanitizer + UndefinedBehaviorSanitizer,
 # the image API of a build without image support, and every libFuzzer target for a short,
 # reproducible run.
 # Ends with one line "N passed, N failed".
@@ -31,13 +32,13 @@ echo "== [${SECONDS} s] unit and accuracy suites"
 meson test -C build --print-errorlogs --suite unit --suite accuracy --suite install
 count build
 
-echo "== [${SECONDS} s] unit suites under AddressSanitizer and UndefinedBehaviorSanitizer"
+echo "== [${SECONDS} s] unit suites and allocation-failure injection under AddressSanitizer and UndefinedBehaviorSanitizer"
 if [ ! -f build-asan/build.ninja ]; then
     meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbenchmarks=false >/dev/null
 fi
 if ninja -C build-asan >/dev/null; then
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
-        meson test -C build-asan --print-errorlogs --suite unit
+        meson test -C build-asan --print-errorlogs --suite unit --suite injection
     count build-asan
 else
     echo "sanitizer build failed"
