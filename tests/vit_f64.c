@@ -25,12 +25,22 @@ static const double *as_double(const params64 *p, const float *f)
 
 /* ---- quantizers, in double ---- */
 
-static double uniform_level(const repq_quant_params *q, double x)
+/* nearbyint in the default rounding mode (ties to even), without a call into libm: below
+ * 2^51 in magnitude, adding and subtracting 1.5 * 2^52 leaves exactly the rounded value
+ * (the sum's last bit is the units' bit). Only the sign of a zero result may differ,
+ * which no level below depends on. */
+static inline double round_even(double v)
 {
-    const double qmax = (double)((1 << q->bits) - 1), z = (double)q->zero_point;
-    double c = nearbyint(x / (double)q->scale) + z;
+    if (!(fabs(v) < 0x1p51))
+        return nearbyint(v);
+    return (v + 0x1.8p52) - 0x1.8p52;
+}
+
+static inline double uniform_level(double scale, double z, double qmax, double x)
+{
+    double c = round_even(x / scale) + z;
     c = c < 0.0 ? 0.0 : c > qmax ? qmax : c; /* comparisons: gcc calls libm for fmin/fmax */
-    return (double)q->scale * (c - z);
+    return scale * (c - z);
 }
 
 static double two_region_level(const repq_tworeg_params *q, double x)
@@ -39,10 +49,10 @@ static double two_region_level(const repq_tworeg_params *q, double x)
     const double z = (double)q->zero_point, top = (double)((1 << q->bits) - 1) - z;
     const double v = x / s;
     if (v >= 0.0) {
-        const double c = nearbyint(v);
+        const double c = round_even(v);
         return s * (c < top ? c : top);
     }
-    const double c = nearbyint(v * fine);
+    const double c = round_even(v * fine);
     return s * (c > -z ? c : -z) / fine;
 }
 
@@ -55,11 +65,19 @@ static double log_level(const repq_logq_params *q, double x)
         return 0.0;
     const bool sqrt2 = q->base == REPQ_LOG_SQRT2;
     const double l = log2(x / (double)q->scale);
-    double c = nearbyint(sqrt2 ? -2.0 * l : -l);
+    double c = round_even(sqrt2 ? -2.0 * l : -l);
     if (c >= (double)(1 << q->bits))
         return 0.0;
     c = c < 0.0 ? 0.0 : c;
     return (double)q->scale * exp2(sqrt2 ? -c / 2.0 : -c);
+}
+
+/* x[i] for i < n, every step-th from the first, to the uniform grid q. */
+static void uniform_levels(const repq_quant_params *q, double *x, size_t n, size_t step)
+{
+    const double scale = (double)q->scale, z = (double)q->zero_point, qmax = (double)((1 << q->bits) - 1);
+    for (size_t i = 0; i < n; i += step)
+        x[i] = uniform_level(scale, z, qmax, x[i]);
 }
 
 bool vit_f64_fake_quantize(const repq_act_quant *aq, double *x, size_t rows, size_t cols)
@@ -69,14 +87,13 @@ bool vit_f64_fake_quantize(const repq_act_quant *aq, double *x, size_t rows, siz
     case REPQ_AQ_NONE:
         return true;
     case REPQ_AQ_UNIFORM:
-        for (size_t i = 0; i < n; i++)
-            x[i] = uniform_level(&aq->uniform, x[i]);
+        uniform_levels(&aq->uniform, x, n, 1);
         return true;
     case REPQ_AQ_UNIFORM_CHANNEL:
         if ((size_t)aq->channels != cols)
             return false;
-        for (size_t i = 0; i < n; i++)
-            x[i] = uniform_level(&aq->per_channel[i % cols], x[i]);
+        for (size_t j = 0; j < cols; j++)
+            uniform_levels(&aq->per_channel[j], x + j, n - j, cols);
         return true;
     case REPQ_AQ_TWO_REGION:
         for (size_t i = 0; i < n; i++)
@@ -164,7 +181,8 @@ static double gelu_quartic(double y)
     if (y >= 8.0)
         return y;
     const double yc = y < -8.0 ? -8.0 : y;
-    const int piece = (int)fmin(2.0 * yc + 16.0, 31.5);
+    const double at = 2.0 * yc + 16.0;
+    const int piece = (int)(at < 31.5 ? at : 31.5); /* a comparison: gcc calls libm for fmin */
     const double u = yc - (0.5 * piece - 7.75);
     double g = repq_gelu_quartic_coef[4][piece];
     for (int k = 3; k >= 0; k--)
