@@ -165,7 +165,7 @@ static void session_logits(const repq_qmodel *q, int threads, repq_kernel_level 
  * 98.3% with sgemm's rounding). See docs/inference.md. */
 static void agreement(fixture *f, const repq_qmodel *q, const char *name, double max_rms)
 {
-    /* REPQ_TEST_QUICK skips the 1000-image comparison (sanitizer builds). */
+    /* REPQ_TEST_QUICK skips the 1000-image comparison (sanitizer builds: tests/meson.build). */
     if (getenv("REPQ_TEST_QUICK"))
         skip();
     static float a[N_AGREE * CLASSES], b[N_AGREE * CLASSES];
@@ -242,6 +242,33 @@ static void two_region_sums_are_bounded_by_the_fine_grid(void **state)
     }
 }
 
+/* A session's level decides how the qmodel's shared weights hold 4-bit layers when it
+ * builds them: unpacked to bytes at AMX, two per byte below. A W4A4 session at AMX gives
+ * the scalar session's logits (ref) from either form: here from the packed one (the
+ * AMX kernel unpacking on every call), built by a scalar session held open; the caller's
+ * loop checks the unpacked one. */
+static void amx_sessions_read_either_form(const repq_qmodel *q, repq_tensor *images, const float *ref, float *got,
+                                          size_t bytes)
+{
+    repq_options *o;
+    repq_session *held;
+    assert_int_equal(repq_options_new(&o), REPQ_OK);
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_KERNELS, (int64_t)REPQ_LEVEL_SCALAR + 1), REPQ_OK);
+    assert_int_equal(repq_session_new(NULL, q, o, 1, &held), REPQ_OK);
+    assert_false(q->shared->nibbles_unpacked);
+    assert_true(q->shared->nibble_k > 0);
+    session_logits(q, 1, REPQ_LEVEL_AMX, images, got);
+    if (memcmp(ref, got, bytes))
+        fail_msg("amx with 4-bit layers packed two per byte differs from scalar");
+    repq_session_free(held);
+    assert_int_equal(repq_options_set_int(o, REPQ_OPT_KERNELS, (int64_t)REPQ_LEVEL_AMX + 1), REPQ_OK);
+    assert_int_equal(repq_session_new(NULL, q, o, 1, &held), REPQ_OK);
+    assert_true(q->shared->nibbles_unpacked);
+    assert_int_equal(q->shared->nibble_k, 0);
+    repq_session_free(held);
+    repq_options_free(o);
+}
+
 /* Meson runs this one as "infer avx2", "infer amx" and so on (tests/kernel_levels.h),
  * each recomputing the scalar reference, which is most of the time: on 3 images, whose
  * 195 token rows make two of the AMX GEMM's 96-row blocks and a tail of 3. */
@@ -261,6 +288,8 @@ static void every_level_gives_the_same_bits(void **state)
             session_logits(qs[m], 1, (repq_kernel_level)lv, images, got);
             if (memcmp(ref, got, sizeof ref))
                 fail_msg("level %s differs from scalar", repq_kernel_level_name((repq_kernel_level)lv));
+            if (lv == REPQ_LEVEL_AMX && qs[m] == f->w4a4)
+                amx_sessions_read_either_form(qs[m], images, ref, got, sizeof ref);
         }
     }
     repq_tensor_free(images);

@@ -375,7 +375,10 @@ REPQ_API repq_status repq_session_new(repq_context *ctx, const repq_qmodel *q, c
     s->pd = (size_t)repq_vit_patch_dim(a);
     s->classes = (size_t)a->num_classes;
 
-    repq_status st = repq_shared_weights_acquire(err, q, &s->w);
+    /* AMX multiplies bytes only: a 4-bit layer unpacked on every call (gemm_u4.h) cost a
+     * quarter of its GEMM at 96 rows and left W4A4 behind W8A8 at batch 1. Unpacked once
+     * here, it runs the 8-bit kernels, and holds as many bytes as at W8A8. */
+    repq_status st = repq_shared_weights_acquire(err, q, s->level == REPQ_LEVEL_AMX, &s->w);
     if (!st)
         st = scratch_init(s, err);
     if (!st)

@@ -85,8 +85,8 @@ static repq_status qlin_init(repq_shared_weights *s, repq_object *err, int32_t i
     out->n = n;
     out->k = k;
     out->bias = bias;
-    out->nibbles = true;
-    for (size_t j = 0; j < n; j++)
+    out->nibbles = !s->nibbles_unpacked;
+    for (size_t j = 0; j < n && out->nibbles; j++)
         out->nibbles = out->nibbles && l->wq[row0 + j].bits <= 4;
     if (out->nibbles && k > s->nibble_k)
         s->nibble_k = k;
@@ -318,7 +318,8 @@ static repq_status build(repq_object *err, repq_shared_weights *s)
 
 /* The qmodel is immutable to its users; its shared-weights slot is the one field
  * written after creation, always under its lock. */
-repq_status repq_shared_weights_acquire(repq_object *err, const repq_qmodel *q, const repq_shared_weights **out)
+repq_status repq_shared_weights_acquire(repq_object *err, const repq_qmodel *q, bool unpack_nibbles,
+                                        const repq_shared_weights **out)
 {
     repq_qmodel *mq = (repq_qmodel *)q;
     *out = NULL;
@@ -334,6 +335,7 @@ repq_status repq_shared_weights_acquire(repq_object *err, const repq_qmodel *q, 
             memset(s, 0, sizeof *s);
             s->q = q;
             s->al = al;
+            s->nibbles_unpacked = unpack_nibbles;
             if ((st = build(err, s)))
                 free_all(s);
             else

@@ -61,6 +61,9 @@ typedef struct repq_shared_weights {
     repq_allocator al;
     repq_mem_chain mem; /* every allocation but this struct */
     int32_t users;
+    /* Layers of <= 4-bit weights held in the 8-bit packed layout instead of two per byte:
+     * chosen for AMX sessions, whose tiles multiply bytes only (shared_weights.c). */
+    bool nibbles_unpacked;
     size_t nibble_k; /* largest input count of a layer with 4-bit packed weights (0: none) */
     size_t nibble_unpacked; /* largest 8-bit packed size of such a layer */
     aq patch_in, head_in;
@@ -74,10 +77,13 @@ typedef struct repq_shared_weights {
     uint8_t *pixel_codes; /* [C][256]: U8 pixel -> PATCH_IN code */
 } repq_shared_weights;
 
-/* The qmodel's shared weights, built on first use (thread-safe: the qmodel's lock).
- * Each successful call must be paired with repq_shared_weights_release. Errors as
- * repq_session_new's, recorded on err. */
-repq_status repq_shared_weights_acquire(repq_object *err, const repq_qmodel *q, const repq_shared_weights **out);
+/* The qmodel's shared weights, built on first use (thread-safe: the qmodel's lock), with
+ * 4-bit layers unpacked when unpack_nibbles is set (the first session decides; every
+ * session computes the same sums from either form). Each successful call must be
+ * paired with repq_shared_weights_release. Errors as repq_session_new's, recorded on
+ * err. */
+repq_status repq_shared_weights_acquire(repq_object *err, const repq_qmodel *q, bool unpack_nibbles,
+                                        const repq_shared_weights **out);
 /* Bytes they take. */
 size_t repq_shared_weights_bytes(const repq_shared_weights *w);
 /* Drop one use; the last one frees them. NULL is ignored. */
