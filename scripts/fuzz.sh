@@ -35,9 +35,12 @@ ninja -C "$build" $(for t in $targets; do printf 'tests/fuzz/fuzz_%s ' "$t"; don
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export ASAN_OPTIONS=detect_leaks=1
 work=$(mktemp -d /tmp/repq_fuzz.XXXXXX)
-# Targets run side by side, FUZZ_JOBS at a time (default: one per core); each libFuzzer
-# process is single-threaded. Results print in the targets' order.
+# Targets run side by side, FUZZ_JOBS at a time (default: one per core), each on one
+# thread (OpenBLAS too, for the qmodel target's forward). Results print in the targets'
+# order.
 jobs=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
+case $jobs in '' | *[!0-9]* | 0) echo "FUZZ_JOBS must be a positive number, not '$jobs'" >&2; exit 2 ;; esac
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 
 # One target: its result line in $work/$t.line, "1" in $work/$t.crashed if it crashed.
 run_target() {
@@ -82,8 +85,15 @@ wait
 status=0
 printf '%-12s %10s %8s %6s %6s  %s\n' target execs seconds cov ft result
 for t in $targets; do
-    cat "$work/$t.line"
-    [ -f "$work/$t.crashed" ] && status=1
+    if [ -f "$work/$t.line" ]; then
+        cat "$work/$t.line"
+    else # the job died before it could report
+        printf '%-12s %10s %8s %6s %6s  %s\n' "$t" '?' '?' '?' '?' "CRASH (no result; see $work/$t.log)"
+        status=1
+    fi
+    if [ -f "$work/$t.crashed" ]; then
+        status=1
+    fi
 done
 if [ $status -eq 0 ]; then
     rm -rf "$work"

@@ -805,8 +805,9 @@ static void calibration_sets_study(void **state)
 }
 
 /* Which of meson's accuracy groups (REPQ_TEST_GROUP=1, 2, 3) runs a test: meson runs
- * the groups side by side, so each test is in exactly one of them, and their lengths are
- * balanced. Group 0 runs only when named (a study, not a test). */
+ * the groups side by side, so each test is in exactly one of them. Group 0 is in none
+ * (a study, not a test, which skips itself unless asked for); without REPQ_TEST_GROUP
+ * every test runs. */
 typedef struct grouped_test {
     int group;
     struct CMUnitTest test;

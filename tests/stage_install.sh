@@ -7,8 +7,9 @@
 stage_install() {
     stage=$(mktemp -d)
     trap 'rm -rf "$stage"' EXIT
-    # meson test has built everything; --no-rebuild keeps this from starting ninja in a
-    # build folder whose other tests are running, so the install tests run side by side.
+    # meson test has built what is installed (the tests' depends); --no-rebuild keeps
+    # this from starting ninja in a build folder whose other tests are running, so the
+    # install tests run side by side.
     meson install -C "$1" --no-rebuild --destdir "$stage" --quiet >/dev/null
     local pc
     pc=$(find "$stage" -name repq.pc | head -n 1)

@@ -5,6 +5,7 @@
 #include "model/float_ops.h"
 
 #include <cblas.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,9 +32,13 @@ static const double *as_double(const params64 *p, const float *f)
  * which no level below depends on. */
 static inline double round_even(double v)
 {
+#if FLT_EVAL_METHOD != 0
+    return nearbyint(v); /* the sum could be kept wider than double (x87) */
+#else
     if (!(fabs(v) < 0x1p51))
         return nearbyint(v);
     return (v + 0x1.8p52) - 0x1.8p52;
+#endif
 }
 
 static inline double uniform_level(double scale, double z, double qmax, double x)
@@ -72,11 +77,11 @@ static double log_level(const repq_logq_params *q, double x)
     return (double)q->scale * exp2(sqrt2 ? -c / 2.0 : -c);
 }
 
-/* x[i] for i < n, every step-th from the first, to the uniform grid q. */
-static void uniform_levels(const repq_quant_params *q, double *x, size_t n, size_t step)
+/* x[i] for first <= i < n, every step-th, to the uniform grid q. */
+static void uniform_levels(const repq_quant_params *q, double *x, size_t first, size_t n, size_t step)
 {
     const double scale = (double)q->scale, z = (double)q->zero_point, qmax = (double)((1 << q->bits) - 1);
-    for (size_t i = 0; i < n; i += step)
+    for (size_t i = first; i < n; i += step)
         x[i] = uniform_level(scale, z, qmax, x[i]);
 }
 
@@ -87,13 +92,13 @@ bool vit_f64_fake_quantize(const repq_act_quant *aq, double *x, size_t rows, siz
     case REPQ_AQ_NONE:
         return true;
     case REPQ_AQ_UNIFORM:
-        uniform_levels(&aq->uniform, x, n, 1);
+        uniform_levels(&aq->uniform, x, 0, n, 1);
         return true;
     case REPQ_AQ_UNIFORM_CHANNEL:
         if ((size_t)aq->channels != cols)
             return false;
         for (size_t j = 0; j < cols; j++)
-            uniform_levels(&aq->per_channel[j], x + j, n - j, cols);
+            uniform_levels(&aq->per_channel[j], x, j, n, cols);
         return true;
     case REPQ_AQ_TWO_REGION:
         for (size_t i = 0; i < n; i++)
