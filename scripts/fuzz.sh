@@ -71,14 +71,20 @@ run_target() {
     printf '%-12s %10s %8s %6s %6s  %s\n' "$t" "${execs:-?}" "$took" "${cov:-?}" "${ft:-?}" "$result" >"$work/$t.line"
 }
 
-running=0
-for t in $targets; do
-    run_target "$t" &
-    running=$((running + 1))
-    if [ "$running" -ge "$jobs" ]; then
-        wait
-        running=0
-    fi
+# Lane l runs targets l, l + jobs, l + 2 jobs, ... one after another, so that a long
+# target (qmodel, jpeg) holds up only its own lane.
+lane=0
+while [ "$lane" -lt "$jobs" ]; do
+    (
+        i=0
+        for t in $targets; do
+            if [ $((i % jobs)) -eq "$lane" ]; then
+                run_target "$t"
+            fi
+            i=$((i + 1))
+        done
+    ) &
+    lane=$((lane + 1))
 done
 wait
 
