@@ -87,13 +87,13 @@ static repq_status qlin_init(repq_shared_weights *s, repq_object *err, int32_t i
     out->bias = bias;
     out->nibbles = !s->nibbles_unpacked;
     for (size_t j = 0; j < n && out->nibbles; j++)
-        out->nibbles = out->nibbles && l->wq[row0 + j].bits <= 4;
+        out->nibbles = l->wq[row0 + j].bits <= 4;
     if (out->nibbles && k > s->nibble_k)
         s->nibble_k = k;
     const size_t unpacked = repq_gemm_u8s8_packed_size(n, k);
     if (out->nibbles && unpacked > s->nibble_unpacked)
         s->nibble_unpacked = unpacked;
-    out->packed = salloc(s, out->nibbles ? repq_gemm_u8u4_packed_size(n, k) : repq_gemm_u8s8_packed_size(n, k), 1);
+    out->packed = salloc(s, out->nibbles ? repq_gemm_u8u4_packed_size(n, k) : unpacked, 1);
     out->colmul = salloc(s, n, sizeof(int32_t));
     out->colconst = salloc(s, n, sizeof(int32_t));
     out->scale = salloc(s, n, sizeof(float));
