@@ -22,6 +22,9 @@
 # missing; onnxruntime-node is fetched from npm into $LIBREPQ_ORT_DIR (default
 # ~/.cache/librepq-ort, never the source tree) on first use, and a failed fetch (no network)
 # is a skip too. LIBREPQ_ORT_VERSION picks the onnxruntime-node version (default 1.31.1).
+# LIBREPQ_ORT_NO_AMX=1 runs ONNX Runtime as on a CPU without AMX: a small preloaded library
+# (no_amx.c, built with cc into $LIBREPQ_ORT_DIR on first use) refuses it the AMX tile state,
+# so its MLAS kernels stay at AVX-512 VNNI; pair it with `repq bench --kernels avx512vnni`.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -79,7 +82,26 @@ ensure_tools() {
 }
 
 vit_onnx() { "$python" "$here/vit_onnx.py" "$@"; }
-ort_run() { NODE_PATH="$ort_dir/node_modules" node "$here/ort_run.js" "$@"; }
+
+# The preload of LIBREPQ_ORT_NO_AMX=1, rebuilt when its source is newer than the build.
+no_amx_preload() {
+    local so=$ort_dir/no_amx.so
+    if [ ! -f "$so" ] || [ "$here/no_amx.c" -nt "$so" ]; then
+        mkdir -p "$ort_dir"
+        "${CC:-cc}" -O2 -shared -fPIC -o "$so" "$here/no_amx.c" -ldl ||
+            { echo "ort.sh: could not build $here/no_amx.c (LIBREPQ_ORT_NO_AMX=1 needs a C compiler)" >&2; exit 1; }
+    fi
+    echo "$so"
+}
+
+ort_run() {
+    local preload=() so
+    if [ "${LIBREPQ_ORT_NO_AMX:-0}" = 1 ]; then
+        so=$(no_amx_preload) || exit 1
+        preload=(env "LD_PRELOAD=$so")
+    fi
+    "${preload[@]}" env NODE_PATH="$ort_dir/node_modules" node "$here/ort_run.js" "$@"
+}
 
 check() {
     local model=${1:-$root/data/vit_tiny_cifar10.safetensors} cifar=${2:-$root/data/cifar10_test_dev.bin}

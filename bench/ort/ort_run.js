@@ -42,7 +42,8 @@ async function time(file, batch, img, threads, label, rounds) {
   }
   const version = require('onnxruntime-node/package.json').version;
   console.log(JSON.stringify({runtime: 'onnxruntime', model: label, batch, threads,
-    precision: /int8\.onnx$/.test(file) ? 'int8' : 'fp32', images_per_s: +best.toFixed(3), ort_version: version}));
+    precision: /int8\.onnx$/.test(file) ? 'int8' : 'fp32', images_per_s: +best.toFixed(3), ort_version: version,
+    amx: process.env.LIBREPQ_ORT_NO_AMX === '1' ? 'refused' : 'allowed'}));
 }
 
 async function logits(file, batch, img, inputs, out) {

@@ -5,9 +5,11 @@
 # then a Markdown table with the CPU and the date.
 #
 #   bench/ort/side_by_side.sh [--repq PATH] [--models tiny,small,base] [--batches 1,8]
-#                             [--threads 1,2] [--install]
+#                             [--threads 1,2] [--no-amx] [--install]
 #
 # --repq defaults to build/tools/repq; --install lets ort.sh install its tools (see ort.sh).
+# --no-amx compares the two as on a CPU without AMX: librepq at `--kernels avx512vnni`, and
+# ONNX Runtime refused AMX's tile state (LIBREPQ_ORT_NO_AMX=1, see ort.sh).
 # The environment variables LIBREPQ_ORT_MODELS, LIBREPQ_ORT_BATCHES and LIBREPQ_ORT_THREADS
 # set the defaults of the three lists (e.g. for `meson test --benchmark --suite ort`).
 # Each figure is the best of 3 rounds of at least a second, round k of every runtime run
@@ -21,6 +23,7 @@ models=${LIBREPQ_ORT_MODELS:-tiny,small,base}
 batches=${LIBREPQ_ORT_BATCHES:-1,8}
 threads=${LIBREPQ_ORT_THREADS:-1,2}
 install=()
+kernels=()
 while [ $# -gt 0 ]; do
     case $1 in
     --repq) repq=$2; shift 2 ;;
@@ -28,6 +31,7 @@ while [ $# -gt 0 ]; do
     --batches) batches=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --install) install=(--install); shift ;;
+    --no-amx) kernels=(--kernels avx512vnni); export LIBREPQ_ORT_NO_AMX=1; shift ;;
     *) sed -n '7,8p' "$0" | sed 's/^# //' >&2; exit 2 ;;
     esac
 done
@@ -63,7 +67,7 @@ for m in "${model_list[@]}"; do
             for round in 1 2 3; do
                 echo "== $preset batch $b threads $t, round $round: librepq W8A8, W4A4; ONNX Runtime fp32, int8"
                 for bits in 8 4; do
-                    "$repq" bench --model "$model" --batch "$b" --threads "$t" --wbits $bits --abits $bits --json |
+                    "$repq" bench --model "$model" --batch "$b" --threads "$t" --wbits $bits --abits $bits "${kernels[@]}" --json |
                         grep '^{' | sed "s|\"model\": \"[^\"]*\"|\"runtime\": \"librepq\", \"model\": \"$preset\"|" |
                         tee -a "$runs"
                 done
@@ -85,7 +89,7 @@ echo "CPU: $cpu (family $family, model $cpu_model), $(nproc) logical CPUs; AVX-5
     "AVX-VNNI: $(has avx_vnni), AMX: $(has amx_int8); $(date -u '+%Y-%m-%d %H:%M UTC'); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 /usr/bin/python3 - "$runs" <<'EOF'
 import json, sys
-rows, kernels, ort_version = {}, set(), "?"
+rows, kernels, ort_version, ort_amx = {}, set(), "?", set()
 
 
 def best(row, key, value):
@@ -102,9 +106,11 @@ for line in open(sys.argv[1]):
         best(row, "fp32", r["fp32_images_per_s"])
     else:
         ort_version = r["ort_version"]
+        ort_amx.add(r.get("amx", "allowed"))
         best(row, "ort_" + r["precision"], r["images_per_s"])
 print(f"librepq kernels: {', '.join(sorted(kernels))}; ONNX Runtime {ort_version} (onnxruntime-node, "
-      "dynamic int8: u8 activations, s8 per-tensor weights); images/s, each the best of 3 rounds of >= 1 s\n")
+      f"dynamic int8: u8 activations, s8 per-tensor weights; AMX {', '.join(sorted(ort_amx))}); "
+      "images/s, each the best of 3 rounds of >= 1 s\n")
 print("| model | batch | threads | librepq W8A8 | librepq W4A4 | librepq fp32 | ORT int8 | ORT fp32 | W8A8 / ORT int8 |")
 print("|---|---|---|---|---|---|---|---|---|")
 fmt = lambda v: f"{v:.1f}" if v is not None else "-"
