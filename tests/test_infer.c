@@ -307,6 +307,49 @@ static void threads_give_the_same_bits(void **state)
     assert_memory_equal(one, three, sizeof one);
 }
 
+/* The last block's class-token shortcut (one query row per head, the row-wise rest on
+ * the class rows alone) against every row through it, at each checked level, batches
+ * of one and of three images (195 rows: AMX's row blocks and a tail), one and two
+ * threads. */
+static void class_token_shortcut_gives_the_same_bits(void **state)
+{
+    fixture *f = *state;
+    enum { N_SHORT = 3 };
+    static float full[N_SHORT * CLASSES], cut[N_SHORT * CLASSES];
+    const repq_qmodel *qs[2] = {f->w8a8, f->w4a4};
+    repq_tensor *images = slice(f->small, 0, N_SHORT);
+    for (int m = 0; m < 2; m++)
+        for (int lv = REPQ_LEVEL_SCALAR; lv <= REPQ_LEVEL_AMX; lv++) {
+            if (!kernel_level_checked((repq_kernel_level)lv))
+                continue;
+            for (int threads = 1; threads <= 2; threads++) {
+                repq_options *o;
+                repq_session *s;
+                assert_int_equal(repq_options_new(&o), REPQ_OK);
+                assert_int_equal(repq_options_set_int(o, REPQ_OPT_THREADS, threads), REPQ_OK);
+                assert_int_equal(repq_options_set_int(o, REPQ_OPT_KERNELS, (int64_t)lv + 1), REPQ_OK);
+                assert_int_equal(repq_session_new(NULL, qs[m], o, N_SHORT, &s), REPQ_OK);
+                for (size_t n = 1; n <= N_SHORT; n += 2) {
+                    repq_tensor *x = slice(images, 0, n), *y = logits_new(n);
+                    repq_session_run_all_rows(s, true);
+                    assert_int_equal(repq_session_run(s, x, y), REPQ_OK);
+                    assert_int_equal(repq_tensor_read(y, full, n * CLASSES * sizeof(float)), REPQ_OK);
+                    repq_session_run_all_rows(s, false);
+                    assert_int_equal(repq_session_run(s, x, y), REPQ_OK);
+                    assert_int_equal(repq_tensor_read(y, cut, n * CLASSES * sizeof(float)), REPQ_OK);
+                    if (memcmp(full, cut, n * CLASSES * sizeof(float)))
+                        fail_msg("W%dA%d, level %s, %d threads, %zu images: the shortcut changes the logits",
+                                 m ? 4 : 8, m ? 4 : 8, repq_kernel_level_name((repq_kernel_level)lv), threads, n);
+                    repq_tensor_free(x);
+                    repq_tensor_free(y);
+                }
+                repq_session_free(s);
+                repq_options_free(o);
+            }
+        }
+    repq_tensor_free(images);
+}
+
 /* F32 preprocessed images give the same logits as the U8 pixels they come from. */
 static void float_images_match_pixels(void **state)
 {
@@ -480,6 +523,7 @@ int main(void)
         cmocka_unit_test(two_region_sums_are_bounded_by_the_fine_grid),
         cmocka_unit_test(every_level_gives_the_same_bits),
         cmocka_unit_test(threads_give_the_same_bits),
+        cmocka_unit_test(class_token_shortcut_gives_the_same_bits),
         cmocka_unit_test(float_images_match_pixels),
         cmocka_unit_test(sessions_share_one_qmodel),
         cmocka_unit_test(sessions_share_packed_weights),

@@ -99,6 +99,7 @@ struct repq_session {
     float *logits;
     bool profiling;
     double prof[REPQ_STAGE_COUNT];
+    bool all_rows; /* no class-token shortcut in the last block (repq_session_run_all_rows) */
 };
 
 /* ---- memory ---------------------------------------------------------------------- */
@@ -430,6 +431,8 @@ void repq_session_profile(repq_session *s, bool enable)
         s->prof[i] = 0;
 }
 
+void repq_session_run_all_rows(repq_session *s, bool full) { s->all_rows = full; }
+
 void repq_session_memory(const repq_session *s, size_t *out_shared, size_t *out_own)
 {
     *out_shared = repq_shared_weights_bytes(s->w);
@@ -597,15 +600,15 @@ static void post_attention(repq_session *s, int worker, const qblock *b, size_t 
 typedef struct rows_arg {
     int32_t post_block; /* -1: none */
     int32_t pre_block;  /* -1: none */
+    size_t rows;        /* token rows, of the batch or only its class tokens (run_cls_only) */
 } rows_arg;
 
 static void rows_task(repq_session *s, int worker, int workers, const void *arg)
 {
     const rows_arg *ra = arg;
     wscratch *w = &s->ws[worker];
-    const int32_t any = ra->post_block >= 0 ? ra->post_block : ra->pre_block;
     size_t lo, hi;
-    split(s->n * s->w->blocks[any].t, worker, workers, &lo, &hi);
+    split(ra->rows, worker, workers, &lo, &hi);
     double t0 = tick(s, worker);
     for (size_t r0 = lo; r0 < hi; r0 += ROW_BLOCK) {
         const size_t m = hi - r0 < ROW_BLOCK ? hi - r0 : ROW_BLOCK;
@@ -666,10 +669,17 @@ VECTORIZED static void window_scores(const qblock *b, size_t h, size_t window, i
 
 /* Attention of (image, head, window) triples: exact integer scores, log2 softmax codes,
  * shifts times v, quantized to the proj input's codes. */
+typedef struct attn_arg {
+    const qblock *b;
+    bool cls_only; /* only the class token's query row, its output at the image's row of oc */
+} attn_arg;
+
 static void attn_task(repq_session *s, int worker, int workers, const void *arg)
 {
-    const qblock *b = arg;
+    const attn_arg *aa = arg;
+    const qblock *b = aa->b;
     const size_t t = b->area, tokens = b->t, d = b->d, hd = b->hd, heads = b->heads, windows = b->windows;
+    const size_t query_rows = aa->cls_only ? 1 : t;
     const repq_kernel_level lv = s->level;
     wscratch *w = &s->ws[worker];
     size_t lo, hi;
@@ -679,7 +689,7 @@ static void attn_task(repq_session *s, int worker, int workers, const void *arg)
     /* At AMX q k^T runs over whole 16 x 16 tiles: rows past t read q's slack (or the
      * next window's gathered rows), columns past t meet k's zero packing; the scores
      * of real rows and columns are the same sums, and the rest is not read. */
-    const size_t ldsc = score_stride(t), tt = lv >= REPQ_LEVEL_AMX ? ldsc : t;
+    const size_t ldsc = score_stride(t), tt = lv >= REPQ_LEVEL_AMX ? ldsc : t, qk_rows = aa->cls_only ? 1 : tt;
     for (size_t item = lo; item < hi; item++) {
         const size_t img = item / (heads * windows), h = item / windows % heads, win = item % windows;
         const size_t base = img * tokens * d + h * hd;
@@ -702,21 +712,21 @@ static void attn_task(repq_session *s, int worker, int workers, const void *arg)
         repq_row_sums_u8(lv, t, hd, kh, ld, w->colconst);
         for (size_t j = 0; j < t; j++)
             w->colconst[j] = -b->q.z * (w->colconst[j] - b->koff * (int32_t)hd);
-        repq_gemm_u8s8(lv, tt, tt, hd, qh, ld, w->kpack, w->sc, ldsc);
+        repq_gemm_u8s8(lv, qk_rows, tt, hd, qh, ld, w->kpack, w->sc, ldsc);
         if (b->windowed)
             window_scores(b, h, win, w->sc, ldsc, w->colconst);
-        repq_log2softmax_rows_bias(lv, &b->sm, t, t, w->sc, ldsc, w->colconst, w->codes, t);
-        repq_attn_v_accumulate_gemm(lv, t, t, hd, w->codes, t, b->sm.sentinel, vh, ld, b->v.z, b->frac_bits, w->e,
+        repq_log2softmax_rows_bias(lv, &b->sm, query_rows, t, w->sc, ldsc, w->colconst, w->codes, t);
+        repq_attn_v_accumulate_gemm(lv, query_rows, t, hd, w->codes, t, b->sm.sentinel, vh, ld, b->v.z, b->frac_bits, w->e,
                                     w->d, hd, w->avs);
         /* Probabilities below s_attn 2^-F (ceil(c/2) > F, only codes past 2F) do not
          * fit the accumulators' fraction bits; their terms, down to s_attn 2^-2F, go
          * through the same accumulators on the codes c - 2F (same parity, weights
          * 2^(2F - ceil(c/2))). Few or none at 65 tokens; skipped when none. */
-        const bool tail = repq_attn_v_tail_codes(t * t, w->codes, sentinel, b->frac_bits, w->tail);
+        const bool tail = repq_attn_v_tail_codes(query_rows * t, w->codes, sentinel, b->frac_bits, w->tail);
         if (tail)
-            repq_attn_v_accumulate(lv, t, t, hd, w->tail, t, sentinel, vh, ld, b->v.z, b->frac_bits, w->e2, w->d2, hd);
-        uint8_t *out = b->windowed ? w->og : s->oc + base;
-        repq_attn_v_finish(lv, t, hd, w->e, w->d, tail ? w->e2 : NULL, tail ? w->d2 : NULL, hd, b->frac_bits,
+            repq_attn_v_accumulate(lv, query_rows, t, hd, w->tail, t, sentinel, vh, ld, b->v.z, b->frac_bits, w->e2, w->d2, hd);
+        uint8_t *out = b->windowed ? w->og : aa->cls_only ? s->oc + img * d + h * hd : s->oc + base;
+        repq_attn_v_finish(lv, query_rows, hd, w->e, w->d, tail ? w->e2 : NULL, tail ? w->d2 : NULL, hd, b->frac_bits,
                            b->av_even, b->av_odd, b->proj_in.s, b->proj_in.z, b->proj_in.bits, out,
                            b->windowed ? hd : d);
         if (b->windowed)
@@ -759,8 +769,8 @@ static void merge_task(repq_session *s, int worker, int workers, const void *arg
 }
 
 /* Final LayerNorm, pooling (the class token's row, or the mean of every token's),
- * head codes, logits (on the calling thread). */
-static void head_stage(repq_session *s)
+ * head codes, logits (on the calling thread). Image i's rows start at x + i x_stride. */
+static void head_stage(repq_session *s, size_t x_stride)
 {
     const repq_net *net = s->q->net;
     const repq_net_node *node = &net->nodes[net->num_nodes - 1];
@@ -771,7 +781,7 @@ static void head_stage(repq_session *s)
     for (size_t i0 = 0; i0 < s->n; i0 += ROW_BLOCK) {
         const size_t m = s->n - i0 < ROW_BLOCK ? s->n - i0 : ROW_BLOCK;
         for (size_t i = 0; i < m; i++) {
-            const float *x = s->x + (i0 + i) * t * d;
+            const float *x = s->x + (i0 + i) * x_stride;
             if (node->avg_pool) {
                 repq_float_layer_norm(x, t, d, p->norm_w, p->norm_b, s->arch.norm_eps, s->pooled);
                 repq_float_mean_rows(s->pooled, t, d, w->f + i * d);
@@ -815,6 +825,12 @@ REPQ_API repq_status repq_session_run(repq_session *s, repq_tensor *images, repq
     const repq_net *net = s->q->net;
     float *const x0 = s->x, *const x1 = s->x2;
     bool pending_pre = true; /* the next block's q, k, v are not computed yet */
+    /* With the class token pooled, the last block's output matters at that token only:
+     * its attention runs one query row per image and head, and its row-wise rest runs
+     * on the class tokens' rows alone, moved to the front of x. Rows do not mix outside
+     * attention, so the logits are the same bits for a 197th of that work. */
+    const bool cls_pooled = p->cls_token && !net->nodes[net->num_nodes - 1].avg_pool && !s->all_rows;
+    size_t x_stride = t * d;
     for (int32_t i = 1; i < net->num_nodes - 1; i++) {
         const repq_net_node *node = &net->nodes[i];
         if (node->op == REPQ_OP_MERGE) {
@@ -827,17 +843,25 @@ REPQ_API repq_status repq_session_run(repq_session *s, repq_tensor *images, repq
             continue;
         }
         const int32_t bi = node->unit;
+        const size_t rows = n * s->w->blocks[bi].t;
         if (pending_pre) {
-            rows_arg ra = {-1, bi};
+            rows_arg ra = {-1, bi, rows};
             parallel(s, rows_task, &ra);
         }
-        parallel(s, attn_task, &s->w->blocks[bi]);
         const repq_net_node *next = &net->nodes[i + 1];
-        rows_arg rb = {bi, next->op == REPQ_OP_BLOCK ? next->unit : -1};
+        const attn_arg aa = {&s->w->blocks[bi], cls_pooled && next->op == REPQ_OP_HEAD};
+        parallel(s, attn_task, &aa);
+        rows_arg rb = {bi, next->op == REPQ_OP_BLOCK ? next->unit : -1, rows};
+        if (aa.cls_only) {
+            for (size_t img = 1; img < n; img++) /* ascending: a row is read before it is written */
+                memcpy(s->x + img * d, s->x + img * t * d, d * sizeof(float));
+            rb.rows = n;
+            x_stride = d;
+        }
         parallel(s, rows_task, &rb);
         pending_pre = rb.pre_block < 0;
     }
-    head_stage(s);
+    head_stage(s, x_stride);
     s->x = x0;
     s->x2 = x1;
     return REPQ_OK;

@@ -25,4 +25,8 @@ void repq_session_profile_read(const repq_session *s, double out_seconds[REPQ_ST
  * this session's own memory (activations, scratch, thread pool). */
 void repq_session_memory(const repq_session *s, size_t *out_shared, size_t *out_own);
 
+/* With `full`, every token's row goes through the last block even where the head reads
+ * only the class token's (the run's shortcut, which gives the same bits: for tests). */
+void repq_session_run_all_rows(repq_session *s, bool full);
+
 #endif
