@@ -600,7 +600,7 @@ static void post_attention(repq_session *s, int worker, const qblock *b, size_t 
 typedef struct rows_arg {
     int32_t post_block; /* -1: none */
     int32_t pre_block;  /* -1: none */
-    size_t rows;        /* token rows, of the batch or only its class tokens (run_cls_only) */
+    size_t rows;        /* token rows: the batch's, or its class tokens' alone (see repq_session_run) */
 } rows_arg;
 
 static void rows_task(repq_session *s, int worker, int workers, const void *arg)
@@ -667,13 +667,13 @@ VECTORIZED static void window_scores(const qblock *b, size_t h, size_t window, i
         colconst[j] = (int32_t)((uint32_t)colconst[j] << shift);
 }
 
-/* Attention of (image, head, window) triples: exact integer scores, log2 softmax codes,
- * shifts times v, quantized to the proj input's codes. */
 typedef struct attn_arg {
     const qblock *b;
     bool cls_only; /* only the class token's query row, its output at the image's row of oc */
 } attn_arg;
 
+/* Attention of (image, head, window) triples: exact integer scores, log2 softmax codes,
+ * shifts times v, quantized to the proj input's codes. */
 static void attn_task(repq_session *s, int worker, int workers, const void *arg)
 {
     const attn_arg *aa = arg;
@@ -716,18 +716,19 @@ static void attn_task(repq_session *s, int worker, int workers, const void *arg)
         if (b->windowed)
             window_scores(b, h, win, w->sc, ldsc, w->colconst);
         repq_log2softmax_rows_bias(lv, &b->sm, query_rows, t, w->sc, ldsc, w->colconst, w->codes, t);
-        repq_attn_v_accumulate_gemm(lv, query_rows, t, hd, w->codes, t, b->sm.sentinel, vh, ld, b->v.z, b->frac_bits, w->e,
-                                    w->d, hd, w->avs);
+        repq_attn_v_accumulate_gemm(lv, query_rows, t, hd, w->codes, t, b->sm.sentinel, vh, ld, b->v.z,
+                                    b->frac_bits, w->e, w->d, hd, w->avs);
         /* Probabilities below s_attn 2^-F (ceil(c/2) > F, only codes past 2F) do not
          * fit the accumulators' fraction bits; their terms, down to s_attn 2^-2F, go
          * through the same accumulators on the codes c - 2F (same parity, weights
          * 2^(2F - ceil(c/2))). Few or none at 65 tokens; skipped when none. */
         const bool tail = repq_attn_v_tail_codes(query_rows * t, w->codes, sentinel, b->frac_bits, w->tail);
         if (tail)
-            repq_attn_v_accumulate(lv, query_rows, t, hd, w->tail, t, sentinel, vh, ld, b->v.z, b->frac_bits, w->e2, w->d2, hd);
+            repq_attn_v_accumulate(lv, query_rows, t, hd, w->tail, t, sentinel, vh, ld, b->v.z, b->frac_bits, w->e2,
+                                   w->d2, hd);
         uint8_t *out = b->windowed ? w->og : aa->cls_only ? s->oc + img * d + h * hd : s->oc + base;
-        repq_attn_v_finish(lv, query_rows, hd, w->e, w->d, tail ? w->e2 : NULL, tail ? w->d2 : NULL, hd, b->frac_bits,
-                           b->av_even, b->av_odd, b->proj_in.s, b->proj_in.z, b->proj_in.bits, out,
+        repq_attn_v_finish(lv, query_rows, hd, w->e, w->d, tail ? w->e2 : NULL, tail ? w->d2 : NULL, hd,
+                           b->frac_bits, b->av_even, b->av_odd, b->proj_in.s, b->proj_in.z, b->proj_in.bits, out,
                            b->windowed ? hd : d);
         if (b->windowed)
             scatter_head(w->og, b->rows + win * t, t, hd, d, s->oc + base);
@@ -828,7 +829,7 @@ REPQ_API repq_status repq_session_run(repq_session *s, repq_tensor *images, repq
     /* With the class token pooled, the last block's output matters at that token only:
      * its attention runs one query row per image and head, and its row-wise rest runs
      * on the class tokens' rows alone, moved to the front of x. Rows do not mix outside
-     * attention, so the logits are the same bits for a 197th of that work. */
+     * attention, so the logits are the same bits for 1/T of that work (T tokens). */
     const bool cls_pooled = p->cls_token && !net->nodes[net->num_nodes - 1].avg_pool && !s->all_rows;
     size_t x_stride = t * d;
     for (int32_t i = 1; i < net->num_nodes - 1; i++) {
