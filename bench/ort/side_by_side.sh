@@ -9,7 +9,8 @@
 #
 # --repq defaults to build/tools/repq; --install lets ort.sh install its tools (see ort.sh).
 # --no-amx compares the two as on a CPU without AMX: librepq at `--kernels avx512vnni`, and
-# ONNX Runtime refused AMX's tile state (LIBREPQ_ORT_NO_AMX=1, see ort.sh).
+# ONNX Runtime refused AMX's tile state (LIBREPQ_ORT_NO_AMX=1, see ort.sh); that variable set
+# to 1 in the environment means --no-amx too (for `meson test --benchmark --suite ort`).
 # The environment variables LIBREPQ_ORT_MODELS, LIBREPQ_ORT_BATCHES and LIBREPQ_ORT_THREADS
 # set the defaults of the three lists (e.g. for `meson test --benchmark --suite ort`).
 # Each figure is the best of 3 rounds of at least a second, round k of every runtime run
@@ -24,6 +25,7 @@ batches=${LIBREPQ_ORT_BATCHES:-1,8}
 threads=${LIBREPQ_ORT_THREADS:-1,2}
 install=()
 kernels=()
+[ "${LIBREPQ_ORT_NO_AMX:-0}" = 1 ] && kernels=(--kernels avx512vnni)
 while [ $# -gt 0 ]; do
     case $1 in
     --repq) repq=$2; shift 2 ;;
