@@ -770,8 +770,9 @@ static void merge_task(repq_session *s, int worker, int workers, const void *arg
 }
 
 /* Final LayerNorm, pooling (the class token's row, or the mean of every token's),
- * head codes, logits (on the calling thread). Image i's rows start at x + i x_stride. */
-static void head_stage(repq_session *s, size_t x_stride)
+ * head codes, logits (on the calling thread). With cls_compact, image i's class-token
+ * row is row i of x (the last block's shortcut in repq_session_run). */
+static void head_stage(repq_session *s, bool cls_compact)
 {
     const repq_net *net = s->q->net;
     const repq_net_node *node = &net->nodes[net->num_nodes - 1];
@@ -782,7 +783,7 @@ static void head_stage(repq_session *s, size_t x_stride)
     for (size_t i0 = 0; i0 < s->n; i0 += ROW_BLOCK) {
         const size_t m = s->n - i0 < ROW_BLOCK ? s->n - i0 : ROW_BLOCK;
         for (size_t i = 0; i < m; i++) {
-            const float *x = s->x + (i0 + i) * x_stride;
+            const float *x = s->x + (i0 + i) * (cls_compact ? d : t * d);
             if (node->avg_pool) {
                 repq_float_layer_norm(x, t, d, p->norm_w, p->norm_b, s->arch.norm_eps, s->pooled);
                 repq_float_mean_rows(s->pooled, t, d, w->f + i * d);
@@ -831,7 +832,7 @@ REPQ_API repq_status repq_session_run(repq_session *s, repq_tensor *images, repq
      * on the class tokens' rows alone, moved to the front of x. Rows do not mix outside
      * attention, so the logits are the same bits for 1/T of that work (T tokens). */
     const bool cls_pooled = p->cls_token && !net->nodes[net->num_nodes - 1].avg_pool && !s->all_rows;
-    size_t x_stride = t * d;
+    bool cls_compact = false;
     for (int32_t i = 1; i < net->num_nodes - 1; i++) {
         const repq_net_node *node = &net->nodes[i];
         if (node->op == REPQ_OP_MERGE) {
@@ -857,12 +858,12 @@ REPQ_API repq_status repq_session_run(repq_session *s, repq_tensor *images, repq
             for (size_t img = 1; img < n; img++) /* ascending: a row is read before it is written */
                 memcpy(s->x + img * d, s->x + img * t * d, d * sizeof(float));
             rb.rows = n;
-            x_stride = d;
+            cls_compact = true;
         }
         parallel(s, rows_task, &rb);
         pending_pre = rb.pre_block < 0;
     }
-    head_stage(s, x_stride);
+    head_stage(s, cls_compact);
     s->x = x0;
     s->x2 = x1;
     return REPQ_OK;
