@@ -855,8 +855,9 @@ REPQ_API repq_status repq_session_run(repq_session *s, repq_tensor *images, repq
         parallel(s, attn_task, &aa);
         rows_arg rb = {bi, next->op == REPQ_OP_BLOCK ? next->unit : -1, rows};
         if (aa.cls_only) {
+            const size_t bt = s->w->blocks[bi].t, bd = s->w->blocks[bi].d;
             for (size_t img = 1; img < n; img++) /* ascending: a row is read before it is written */
-                memcpy(s->x + img * d, s->x + img * t * d, d * sizeof(float));
+                memcpy(s->x + img * bd, s->x + img * bt * bd, bd * sizeof(float));
             rb.rows = n;
             cls_compact = true;
         }
