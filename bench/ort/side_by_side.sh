@@ -24,8 +24,6 @@ models=${LIBREPQ_ORT_MODELS:-tiny,small,base}
 batches=${LIBREPQ_ORT_BATCHES:-1,8}
 threads=${LIBREPQ_ORT_THREADS:-1,2}
 install=()
-kernels=()
-[ "${LIBREPQ_ORT_NO_AMX:-0}" = 1 ] && kernels=(--kernels avx512vnni)
 while [ $# -gt 0 ]; do
     case $1 in
     --repq) repq=$2; shift 2 ;;
@@ -33,10 +31,12 @@ while [ $# -gt 0 ]; do
     --batches) batches=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --install) install=(--install); shift ;;
-    --no-amx) kernels=(--kernels avx512vnni); export LIBREPQ_ORT_NO_AMX=1; shift ;;
+    --no-amx) export LIBREPQ_ORT_NO_AMX=1; shift ;;
     *) sed -n '7,8p' "$0" | sed 's/^# //' >&2; exit 2 ;;
     esac
 done
+kernels=()
+[ "${LIBREPQ_ORT_NO_AMX:-0}" = 1 ] && kernels=(--kernels avx512vnni)
 [ -x "$repq" ] || { echo "side_by_side.sh: no repq tool at $repq (build first, or pass --repq)" >&2; exit 1; }
 IFS=, read -r -a model_list <<<"$models"
 IFS=, read -r -a batch_list <<<"$batches"

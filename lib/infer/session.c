@@ -845,19 +845,19 @@ REPQ_API repq_status repq_session_run(repq_session *s, repq_tensor *images, repq
             continue;
         }
         const int32_t bi = node->unit;
-        const size_t rows = n * s->w->blocks[bi].t;
+        const qblock *blk = &s->w->blocks[bi];
+        const size_t rows = n * blk->t;
         if (pending_pre) {
             rows_arg ra = {-1, bi, rows};
             parallel(s, rows_task, &ra);
         }
         const repq_net_node *next = &net->nodes[i + 1];
-        const attn_arg aa = {&s->w->blocks[bi], cls_pooled && next->op == REPQ_OP_HEAD};
+        const attn_arg aa = {blk, cls_pooled && next->op == REPQ_OP_HEAD};
         parallel(s, attn_task, &aa);
         rows_arg rb = {bi, next->op == REPQ_OP_BLOCK ? next->unit : -1, rows};
         if (aa.cls_only) {
-            const size_t bt = s->w->blocks[bi].t, bd = s->w->blocks[bi].d;
             for (size_t img = 1; img < n; img++) /* ascending: a row is read before it is written */
-                memcpy(s->x + img * bd, s->x + img * bt * bd, bd * sizeof(float));
+                memcpy(s->x + img * blk->d, s->x + img * blk->t * blk->d, blk->d * sizeof(float));
             rb.rows = n;
             cls_compact = true;
         }
