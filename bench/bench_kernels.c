@@ -142,7 +142,7 @@ static double time_gemm(repq_kernel_level level, size_t m, size_t n, size_t k, c
 /* 4-bit weights (two per byte, unpacked panel by panel) against 8-bit ones, per level.
  * The weights here are 0..15 in both forms, so the AVX2 rows show its vpmaddubsw form
  * (the first table's uniform 8-bit weights take the vpmaddwd form). */
-static void bench_u4(repq_kernel_level best)
+static void bench_u4(uint32_t mask, repq_kernel_level best)
 {
     const size_t shapes[][3] = {{96, 1152, 384}, {96, 384, 1536}, {8, 1536, 384}, {1, 1536, 384}};
     printf("\n4-bit weights: | m | n | k | level | s8 GOPS | u4 GOPS | u4 / s8 |\n|---|---|---|---|---|---|---|\n");
@@ -165,6 +165,8 @@ static void bench_u4(repq_kernel_level best)
         repq_gemm_u8s8_pack(n, k, b, k, p8);
         repq_gemm_u8u4_pack(n, k, b, k, p4);
         for (int lv = REPQ_LEVEL_AVX2; lv <= (int)best; lv++) {
+            if (repq_kernel_level_clamp(mask, (repq_kernel_level)lv) != (repq_kernel_level)lv)
+                continue; /* AVX-512 VNNI CPUs may lack AVX-VNNI (AMD Zen 4) */
             const double g8 = time_gemm((repq_kernel_level)lv, m, n, k, a, p8, c, NULL);
             const double g4 = time_gemm((repq_kernel_level)lv, m, n, k, a, p4, c, scratch);
             printf("| %zu | %zu | %zu | %s | %.1f | %.1f | %.2f |\n", m, n, k,
@@ -355,7 +357,7 @@ int main(void)
         free(a); free(b); free(c); free(packed); free(af); free(bf); free(cf);
     }
     if (best >= REPQ_LEVEL_AVX2)
-        bench_u4(best);
+        bench_u4(mask, best);
     bench_quantize(best);
     bench_gelu_epilogue(best);
     return 0;
