@@ -340,6 +340,14 @@ AVX512_TARGET static inline __m512 y_vec(const int32_t *acc, __m512i rs, const i
     return _mm512_add_ps(p, bias ? _mm512_maskz_loadu_ps(mk, bias) : _mm512_setzero_ps());
 }
 
+/* y_vec of columns j .. j + 15 of a row. */
+AVX512_TARGET static inline __m512 y_at(const int32_t *row, __m512i rs, const int32_t *colmul,
+                                        const int32_t *colconst, const float *scale, const float *bias, size_t j,
+                                        __mmask16 mk)
+{
+    return y_vec(row + j, rs, colmul + j, colconst + j, scale + j, bias ? bias + j : NULL, mk);
+}
+
 AVX512_TARGET static void out_f32_avx512(size_t m, size_t n, const int32_t *acc, size_t ldacc,
                                          const int32_t *rowsum, const int32_t *colmul,
                                          const int32_t *colconst, const float *scale, const float *bias,
@@ -369,12 +377,22 @@ AVX512_TARGET static void out_u8_avx512(size_t m, size_t n, const int32_t *acc, 
     const quant_recip rc = quant_recip_of(qs, zf, qmax);
     for (size_t i = 0; i < m; i++) {
         const __m512i rs = _mm512_set1_epi32(rowsum[i]);
-        for (size_t j = 0; j < n; j += 16) {
+        const int32_t *a = acc + i * ldacc;
+        uint8_t *o = out + i * ldout;
+        size_t j = 0;
+        /* Two vectors per step, as in out_gelu_rows_avx512. */
+        for (; j + 32 <= n; j += 32) {
+            const __m512 y0 = y_at(a, rs, colmul, colconst, scale, bias, j, 0xffff);
+            const __m512 y1 = y_at(a, rs, colmul, colconst, scale, bias, j + 16, 0xffff);
+            const __m512i c0 = quant_vec_recip(_mm512_mul_ps(y0, vpost), &rc, vs, vz, vq);
+            const __m512i c1 = quant_vec_recip(_mm512_mul_ps(y1, vpost), &rc, vs, vz, vq);
+            _mm512_mask_cvtepi32_storeu_epi8(o + j, 0xffff, c0);
+            _mm512_mask_cvtepi32_storeu_epi8(o + j + 16, 0xffff, c1);
+        }
+        for (; j < n; j += 16) {
             const __mmask16 mk = tail_mask(n - j);
-            const __m512 y = y_vec(acc + i * ldacc + j, rs, colmul + j, colconst + j, scale + j,
-                                   bias ? bias + j : NULL, mk);
-            _mm512_mask_cvtepi32_storeu_epi8(out + i * ldout + j, mk,
-                                             quant_vec_recip(_mm512_mul_ps(y, vpost), &rc, vs, vz, vq));
+            const __m512 y = y_at(a, rs, colmul, colconst, scale, bias, j, mk);
+            _mm512_mask_cvtepi32_storeu_epi8(o + j, mk, quant_vec_recip(_mm512_mul_ps(y, vpost), &rc, vs, vz, vq));
         }
     }
 }
@@ -407,40 +425,66 @@ AVX512_TARGET static inline __m512 gelu_fast_vec(__m512 y, const __m512 lo[5], c
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(y, _mm512_set1_ps(8.0f), _CMP_GE_OQ), p, y);
 }
 
+/* What out_gelu_rows_avx512 needs of the quantizer, as vectors. */
+typedef struct gelu_vecs {
+    __m512 inv_pos, inv_neg, wlim, nwlim;
+    __m512i vz, vnz, vtop, vqmax, shift;
+    __m512 lo[5], hi[5];
+} gelu_vecs;
+
 /* gelu_code_of_value (repq_gelu_quartic_one(y)) on 16 lanes, two_region fixed per
  * instantiation. */
+AVX512_TARGET static inline __attribute__((always_inline)) __m512i gelu_code_vec(__m512 y, const gelu_vecs *v,
+                                                                                 bool two_region)
+{
+    const __m512 g = gelu_fast_vec(y, v->lo, v->hi);
+    const __mmask16 neg = two_region ? _mm512_cmp_ps_mask(g, _mm512_setzero_ps(), _CMP_LT_OQ) : 0;
+    __m512 w = _mm512_mul_ps(g, two_region ? _mm512_mask_blend_ps(neg, v->inv_pos, v->inv_neg) : v->inv_pos);
+    w = _mm512_max_ps(_mm512_min_ps(w, v->wlim), v->nwlim);
+    const __m512i c = _mm512_cvt_roundps_epi32(w, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    if (two_region)
+        return _mm512_add_epi32(_mm512_mask_blend_epi32(neg, _mm512_sllv_epi32(_mm512_min_epi32(c, v->vtop), v->shift),
+                                                        _mm512_max_epi32(c, v->vnz)),
+                                v->vz);
+    return _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(c, v->vz), _mm512_setzero_si512()), v->vqmax);
+}
+
+/* Two vectors per step where the row has them: one vector's chain of dependent
+ * operations (about 90 cycles from load to store) is longer than the core's window
+ * holds of the next ones, so two chains side by side keep more of it busy. */
 AVX512_TARGET static inline __attribute__((always_inline)) void
 out_gelu_rows_avx512(size_t m, size_t n, const int32_t *acc, size_t ldacc, const int32_t *rowsum,
                      const int32_t *colmul, const int32_t *colconst, const float *scale, const float *bias,
                      const repq_gelu_codes *q, bool two_region, uint8_t *out, size_t ldout)
 {
     const gelu_recip r = gelu_recip_of(q);
-    const __m512 inv_pos = _mm512_set1_ps(r.pos), inv_neg = _mm512_set1_ps(r.neg);
-    const __m512 wlim = _mm512_set1_ps(r.limit), nwlim = _mm512_set1_ps(-r.limit);
-    const __m512i vz = _mm512_set1_epi32(q->zero_point), vnz = _mm512_set1_epi32(-q->zero_point);
-    const __m512i vtop = _mm512_set1_epi32(q->top), vqmax = _mm512_set1_epi32((1 << q->bits) - 1);
-    const __m512i shift = _mm512_set1_epi32(q->shift);
-    __m512 lo[5], hi[5];
-    load_fast_coef(lo, hi);
+    gelu_vecs v;
+    v.inv_pos = _mm512_set1_ps(r.pos);
+    v.inv_neg = _mm512_set1_ps(r.neg);
+    v.wlim = _mm512_set1_ps(r.limit);
+    v.nwlim = _mm512_set1_ps(-r.limit);
+    v.vz = _mm512_set1_epi32(q->zero_point);
+    v.vnz = _mm512_set1_epi32(-q->zero_point);
+    v.vtop = _mm512_set1_epi32(q->top);
+    v.vqmax = _mm512_set1_epi32((1 << q->bits) - 1);
+    v.shift = _mm512_set1_epi32(q->shift);
+    load_fast_coef(v.lo, v.hi);
     for (size_t i = 0; i < m; i++) {
         const __m512i rs = _mm512_set1_epi32(rowsum[i]);
-        for (size_t j = 0; j < n; j += 16) {
+        const int32_t *a = acc + i * ldacc;
+        uint8_t *o = out + i * ldout;
+        size_t j = 0;
+        for (; j + 32 <= n; j += 32) {
+            const __m512 y0 = y_at(a, rs, colmul, colconst, scale, bias, j, 0xffff);
+            const __m512 y1 = y_at(a, rs, colmul, colconst, scale, bias, j + 16, 0xffff);
+            const __m512i c0 = gelu_code_vec(y0, &v, two_region), c1 = gelu_code_vec(y1, &v, two_region);
+            _mm512_mask_cvtepi32_storeu_epi8(o + j, 0xffff, c0);
+            _mm512_mask_cvtepi32_storeu_epi8(o + j + 16, 0xffff, c1);
+        }
+        for (; j < n; j += 16) {
             const __mmask16 mk = tail_mask(n - j);
-            const __m512 y = y_vec(acc + i * ldacc + j, rs, colmul + j, colconst + j, scale + j,
-                                   bias ? bias + j : NULL, mk);
-            const __m512 g = gelu_fast_vec(y, lo, hi);
-            const __mmask16 neg = two_region ? _mm512_cmp_ps_mask(g, _mm512_setzero_ps(), _CMP_LT_OQ) : 0;
-            __m512 w = _mm512_mul_ps(g, two_region ? _mm512_mask_blend_ps(neg, inv_pos, inv_neg) : inv_pos);
-            w = _mm512_max_ps(_mm512_min_ps(w, wlim), nwlim);
-            const __m512i c = _mm512_cvt_roundps_epi32(w, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            __m512i code;
-            if (two_region)
-                code = _mm512_add_epi32(_mm512_mask_blend_epi32(neg, _mm512_sllv_epi32(_mm512_min_epi32(c, vtop), shift),
-                                                                _mm512_max_epi32(c, vnz)),
-                                        vz);
-            else
-                code = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(c, vz), _mm512_setzero_si512()), vqmax);
-            _mm512_mask_cvtepi32_storeu_epi8(out + i * ldout + j, mk, code);
+            const __m512 y = y_at(a, rs, colmul, colconst, scale, bias, j, mk);
+            _mm512_mask_cvtepi32_storeu_epi8(o + j, mk, gelu_code_vec(y, &v, two_region));
         }
     }
 }

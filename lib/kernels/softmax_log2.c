@@ -190,6 +190,26 @@ AVX512_TARGET static int32_t row_max_avx512(size_t n, const int32_t *x, const in
     return _mm512_reduce_max_epi32(vmax);
 }
 
+/* The constants of exp2_neg_q30_vec. */
+typedef struct exp2_vecs {
+    __m512 tab_lo, tab_hi;
+    __m512i fmask, rmask;
+    __m512 ln2, one_f, c3, c2, c1;
+} exp2_vecs;
+
+/* exp2_neg_q30 of 16 t (lanes outside mk give 0). */
+AVX512_TARGET static inline __attribute__((always_inline)) __m512i exp2_neg_q30_vec(__m512i t, const exp2_vecs *c,
+                                                                                    __mmask16 mk)
+{
+    const __m512i f = _mm512_and_si512(t, c->fmask);
+    const __m512 u = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(f, c->rmask)), c->ln2);
+    const __m512 poly = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_fmadd_ps(c->c3, u, c->c2), u, c->c1), u, c->one_f);
+    const __m512 tab = _mm512_permutex2var_ps(c->tab_lo, _mm512_srli_epi32(f, 17), c->tab_hi);
+    const __m512i e = _mm512_cvttps_epi32(_mm512_mul_ps(tab, poly));
+    /* vpsrlvd gives 0 for counts >= 32, exactly the scalar's cut-off. */
+    return _mm512_maskz_srlv_epi32(mk, e, _mm512_srli_epi32(t, T_FRAC));
+}
+
 /* The row's sum S of 2^-t in Q30; t kept in `kept` unless it is NULL. */
 AVX512_TARGET static uint64_t row_sum_avx512(const repq_log2softmax_params *p, size_t n, const int32_t *x,
                                              const int32_t *bias, int32_t row_max, uint32_t *kept)
@@ -198,26 +218,41 @@ AVX512_TARGET static uint64_t row_sum_avx512(const repq_log2softmax_params *p, s
     const __m512i dcap = _mm512_set1_epi32((int32_t)p->dcap), cm = _mm512_set1_epi64(p->cm);
     const __m512i tcap32 = _mm512_set1_epi32((int32_t)T_CAP);
     const __m128i cs = _mm_cvtsi32_si128((int)p->cs);
-    const __m512 tab_lo = _mm512_loadu_ps(exp2_tabf), tab_hi = _mm512_loadu_ps(exp2_tabf + 16);
-    const __m512i fmask = _mm512_set1_epi32((int32_t)(T_ONE - 1)), rmask = _mm512_set1_epi32(0x1ffff);
-    const __m512 ln2 = _mm512_set1_ps(LN2_2M22), one_f = _mm512_set1_ps(1.0f);
-    const __m512 c3 = _mm512_set1_ps(-1.0f / 6.0f), c2 = _mm512_set1_ps(0.5f), c1 = _mm512_set1_ps(-1.0f);
+    const exp2_vecs c = {_mm512_loadu_ps(exp2_tabf),          _mm512_loadu_ps(exp2_tabf + 16),
+                         _mm512_set1_epi32((int32_t)(T_ONE - 1)), _mm512_set1_epi32(0x1ffff),
+                         _mm512_set1_ps(LN2_2M22),                _mm512_set1_ps(1.0f),
+                         _mm512_set1_ps(-1.0f / 6.0f),            _mm512_set1_ps(0.5f),
+                         _mm512_set1_ps(-1.0f)};
+    /* Two vectors per step with their own sums (integer, so the order does not change
+     * the total): one vector's chain of dependent operations is longer than the
+     * core's window holds of the next ones. */
     __m512i sum_lo = _mm512_setzero_si512(), sum_hi = _mm512_setzero_si512();
-    for (size_t j = 0; j < n; j += 16) {
+    __m512i sum_lo1 = _mm512_setzero_si512(), sum_hi1 = _mm512_setzero_si512();
+    size_t j = 0;
+    for (; j + 32 <= n; j += 32) {
+        const __m512i t0 = t_q22_avx512(xmax, load_scores(x, bias, j, 0xffff), dcap, cm, cs, tcap32);
+        const __m512i t1 = t_q22_avx512(xmax, load_scores(x, bias, j + 16, 0xffff), dcap, cm, cs, tcap32);
+        if (kept) {
+            _mm512_storeu_si512(kept + j, t0);
+            _mm512_storeu_si512(kept + j + 16, t1);
+        }
+        const __m512i v0 = exp2_neg_q30_vec(t0, &c, 0xffff), v1 = exp2_neg_q30_vec(t1, &c, 0xffff);
+        sum_lo = _mm512_add_epi64(sum_lo, _mm512_cvtepu32_epi64(_mm512_castsi512_si256(v0)));
+        sum_hi = _mm512_add_epi64(sum_hi, _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(v0, 1)));
+        sum_lo1 = _mm512_add_epi64(sum_lo1, _mm512_cvtepu32_epi64(_mm512_castsi512_si256(v1)));
+        sum_hi1 = _mm512_add_epi64(sum_hi1, _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(v1, 1)));
+    }
+    for (; j < n; j += 16) {
         const __mmask16 mk = tail_mask(n - j);
         const __m512i t = t_q22_avx512(xmax, load_scores(x, bias, j, mk), dcap, cm, cs, tcap32);
         if (kept)
             _mm512_mask_storeu_epi32(kept + j, mk, t);
-        const __m512i f = _mm512_and_si512(t, fmask);
-        const __m512 u = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(f, rmask)), ln2);
-        const __m512 poly = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_fmadd_ps(c3, u, c2), u, c1), u, one_f);
-        const __m512 tab = _mm512_permutex2var_ps(tab_lo, _mm512_srli_epi32(f, 17), tab_hi);
-        const __m512i e = _mm512_cvttps_epi32(_mm512_mul_ps(tab, poly));
-        /* vpsrlvd gives 0 for counts >= 32, exactly the scalar's cut-off. */
-        const __m512i v = _mm512_maskz_srlv_epi32(mk, e, _mm512_srli_epi32(t, T_FRAC));
+        const __m512i v = exp2_neg_q30_vec(t, &c, mk);
         sum_lo = _mm512_add_epi64(sum_lo, _mm512_cvtepu32_epi64(_mm512_castsi512_si256(v)));
         sum_hi = _mm512_add_epi64(sum_hi, _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(v, 1)));
     }
+    sum_lo = _mm512_add_epi64(sum_lo, sum_lo1);
+    sum_hi = _mm512_add_epi64(sum_hi, sum_hi1);
     return (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(sum_lo, sum_hi));
 }
 
