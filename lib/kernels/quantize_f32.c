@@ -617,38 +617,54 @@ AVX2_FMA_TARGET static inline __m256 gelu_fast_vec8(__m256 y)
     return _mm256_blendv_ps(p, y, _mm256_cmp_ps(y, _mm256_set1_ps(8.0f), _CMP_GE_OQ));
 }
 
+/* gelu_code_of_value on 8 lanes. */
+AVX2_FMA_TARGET static inline __attribute__((always_inline)) __m256i gelu_code_vec8(__m256 y, const repq_gelu_codes *q,
+                                                                                    const gelu_recip *r)
+{
+    const __m256 g = gelu_fast_vec8(y);
+    const __m256 neg = _mm256_cmp_ps(g, _mm256_setzero_ps(), _CMP_LT_OQ);
+    const __m256 inv_pos = _mm256_set1_ps(r->pos);
+    __m256 w = _mm256_mul_ps(g, q->two_region ? _mm256_blendv_ps(inv_pos, _mm256_set1_ps(r->neg), neg) : inv_pos);
+    w = _mm256_max_ps(_mm256_min_ps(w, _mm256_set1_ps(r->limit)), _mm256_set1_ps(-r->limit));
+    const __m256i c = _mm256_cvttps_epi32(_mm256_round_ps(w, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    const __m256i vz = _mm256_set1_epi32(q->zero_point);
+    if (q->two_region)
+        return _mm256_add_epi32(_mm256_blendv_epi8(_mm256_sllv_epi32(_mm256_min_epi32(c, _mm256_set1_epi32(q->top)),
+                                                                     _mm256_set1_epi32(q->shift)),
+                                                   _mm256_max_epi32(c, _mm256_set1_epi32(-q->zero_point)),
+                                                   _mm256_castps_si256(neg)),
+                                vz);
+    return _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(c, vz), _mm256_setzero_si256()),
+                            _mm256_set1_epi32((1 << q->bits) - 1));
+}
+
+/* Two vectors per step where the row has them, as in out_gelu_rows_avx512. */
 AVX2_FMA_TARGET static void out_gelu_avx2(size_t m, size_t n, const int32_t *acc, size_t ldacc,
                                           const int32_t *rowsum, const int32_t *colmul, const int32_t *colconst,
                                           const float *scale, const float *bias, const repq_gelu_codes *q,
                                           uint8_t *out, size_t ldout)
 {
     const gelu_recip r = gelu_recip_of(q);
-    const __m256 inv_pos = _mm256_set1_ps(r.pos), inv_neg = _mm256_set1_ps(r.neg);
-    const __m256 wlim = _mm256_set1_ps(r.limit), nwlim = _mm256_set1_ps(-r.limit);
-    const __m256i vz = _mm256_set1_epi32(q->zero_point), vnz = _mm256_set1_epi32(-q->zero_point);
-    const __m256i vtop = _mm256_set1_epi32(q->top), vqmax = _mm256_set1_epi32((1 << q->bits) - 1);
-    const __m256i shift = _mm256_set1_epi32(q->shift);
     const size_t n8 = n / 8 * 8;
     for (size_t i = 0; i < m; i++) {
         const __m256i rs = _mm256_set1_epi32(rowsum[i]);
-        for (size_t j = 0; j < n8; j += 8) {
-            const __m256 g = gelu_fast_vec8(
-                y_vec8(acc + i * ldacc + j, rs, colmul + j, colconst + j, scale + j, bias ? bias + j : NULL));
-            const __m256 neg = _mm256_cmp_ps(g, _mm256_setzero_ps(), _CMP_LT_OQ);
-            __m256 w = _mm256_mul_ps(g, q->two_region ? _mm256_blendv_ps(inv_pos, inv_neg, neg) : inv_pos);
-            w = _mm256_max_ps(_mm256_min_ps(w, wlim), nwlim);
-            const __m256i c = _mm256_cvttps_epi32(_mm256_round_ps(w, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-            __m256i code;
-            if (q->two_region)
-                code = _mm256_add_epi32(_mm256_blendv_epi8(_mm256_sllv_epi32(_mm256_min_epi32(c, vtop), shift),
-                                                           _mm256_max_epi32(c, vnz), _mm256_castps_si256(neg)),
-                                        vz);
-            else
-                code = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(c, vz), _mm256_setzero_si256()), vqmax);
-            store_codes8(out + i * ldout + j, code);
+        const int32_t *a = acc + i * ldacc;
+        uint8_t *o = out + i * ldout;
+        size_t j = 0;
+        for (; j + 16 <= n8; j += 16) {
+            const __m256 y0 = y_vec8(a + j, rs, colmul + j, colconst + j, scale + j, bias ? bias + j : NULL);
+            const __m256 y1 =
+                y_vec8(a + j + 8, rs, colmul + j + 8, colconst + j + 8, scale + j + 8, bias ? bias + j + 8 : NULL);
+            const __m256i c0 = gelu_code_vec8(y0, q, &r), c1 = gelu_code_vec8(y1, q, &r);
+            store_codes8(o + j, c0);
+            store_codes8(o + j + 8, c1);
         }
-        out_gelu_scalar(1, n - n8, acc + i * ldacc + n8, ldacc, rowsum + i, colmul + n8, colconst + n8, scale + n8,
-                        bias ? bias + n8 : NULL, q, out + i * ldout + n8, ldout);
+        for (; j < n8; j += 8)
+            store_codes8(o + j, gelu_code_vec8(y_vec8(a + j, rs, colmul + j, colconst + j, scale + j,
+                                                      bias ? bias + j : NULL),
+                                               q, &r));
+        out_gelu_scalar(1, n - n8, a + n8, ldacc, rowsum + i, colmul + n8, colconst + n8, scale + n8,
+                        bias ? bias + n8 : NULL, q, o + n8, ldout);
     }
 }
 
