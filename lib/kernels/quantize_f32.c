@@ -617,25 +617,27 @@ AVX2_FMA_TARGET static inline __m256 gelu_fast_vec8(__m256 y)
     return _mm256_blendv_ps(p, y, _mm256_cmp_ps(y, _mm256_set1_ps(8.0f), _CMP_GE_OQ));
 }
 
+/* What out_gelu_avx2 needs of the quantizer, as vectors set up once (read through q
+ * per vector, they would be reloaded: the code stores might alias *q). */
+typedef struct gelu_vecs8 {
+    bool two_region;
+    __m256 inv_pos, inv_neg, wlim, nwlim;
+    __m256i vz, vnz, vtop, vqmax, shift;
+} gelu_vecs8;
+
 /* gelu_code_of_value on 8 lanes. */
-AVX2_FMA_TARGET static inline __attribute__((always_inline)) __m256i gelu_code_vec8(__m256 y, const repq_gelu_codes *q,
-                                                                                    const gelu_recip *r)
+AVX2_FMA_TARGET static inline __attribute__((always_inline)) __m256i gelu_code_vec8(__m256 y, const gelu_vecs8 *v)
 {
     const __m256 g = gelu_fast_vec8(y);
     const __m256 neg = _mm256_cmp_ps(g, _mm256_setzero_ps(), _CMP_LT_OQ);
-    const __m256 inv_pos = _mm256_set1_ps(r->pos);
-    __m256 w = _mm256_mul_ps(g, q->two_region ? _mm256_blendv_ps(inv_pos, _mm256_set1_ps(r->neg), neg) : inv_pos);
-    w = _mm256_max_ps(_mm256_min_ps(w, _mm256_set1_ps(r->limit)), _mm256_set1_ps(-r->limit));
+    __m256 w = _mm256_mul_ps(g, v->two_region ? _mm256_blendv_ps(v->inv_pos, v->inv_neg, neg) : v->inv_pos);
+    w = _mm256_max_ps(_mm256_min_ps(w, v->wlim), v->nwlim);
     const __m256i c = _mm256_cvttps_epi32(_mm256_round_ps(w, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    const __m256i vz = _mm256_set1_epi32(q->zero_point);
-    if (q->two_region)
-        return _mm256_add_epi32(_mm256_blendv_epi8(_mm256_sllv_epi32(_mm256_min_epi32(c, _mm256_set1_epi32(q->top)),
-                                                                     _mm256_set1_epi32(q->shift)),
-                                                   _mm256_max_epi32(c, _mm256_set1_epi32(-q->zero_point)),
-                                                   _mm256_castps_si256(neg)),
-                                vz);
-    return _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(c, vz), _mm256_setzero_si256()),
-                            _mm256_set1_epi32((1 << q->bits) - 1));
+    if (v->two_region)
+        return _mm256_add_epi32(_mm256_blendv_epi8(_mm256_sllv_epi32(_mm256_min_epi32(c, v->vtop), v->shift),
+                                                   _mm256_max_epi32(c, v->vnz), _mm256_castps_si256(neg)),
+                                v->vz);
+    return _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(c, v->vz), _mm256_setzero_si256()), v->vqmax);
 }
 
 /* Two vectors per step where the row has them, as in out_gelu_rows_avx512. */
@@ -645,6 +647,16 @@ AVX2_FMA_TARGET static void out_gelu_avx2(size_t m, size_t n, const int32_t *acc
                                           uint8_t *out, size_t ldout)
 {
     const gelu_recip r = gelu_recip_of(q);
+    const gelu_vecs8 v = {q->two_region,
+                          _mm256_set1_ps(r.pos),
+                          _mm256_set1_ps(r.neg),
+                          _mm256_set1_ps(r.limit),
+                          _mm256_set1_ps(-r.limit),
+                          _mm256_set1_epi32(q->zero_point),
+                          _mm256_set1_epi32(-q->zero_point),
+                          _mm256_set1_epi32(q->top),
+                          _mm256_set1_epi32((1 << q->bits) - 1),
+                          _mm256_set1_epi32(q->shift)};
     const size_t n8 = n / 8 * 8;
     for (size_t i = 0; i < m; i++) {
         const __m256i rs = _mm256_set1_epi32(rowsum[i]);
@@ -655,14 +667,14 @@ AVX2_FMA_TARGET static void out_gelu_avx2(size_t m, size_t n, const int32_t *acc
             const __m256 y0 = y_vec8(a + j, rs, colmul + j, colconst + j, scale + j, bias ? bias + j : NULL);
             const __m256 y1 =
                 y_vec8(a + j + 8, rs, colmul + j + 8, colconst + j + 8, scale + j + 8, bias ? bias + j + 8 : NULL);
-            const __m256i c0 = gelu_code_vec8(y0, q, &r), c1 = gelu_code_vec8(y1, q, &r);
+            const __m256i c0 = gelu_code_vec8(y0, &v), c1 = gelu_code_vec8(y1, &v);
             store_codes8(o + j, c0);
             store_codes8(o + j + 8, c1);
         }
         for (; j < n8; j += 8)
             store_codes8(o + j, gelu_code_vec8(y_vec8(a + j, rs, colmul + j, colconst + j, scale + j,
                                                       bias ? bias + j : NULL),
-                                               q, &r));
+                                               &v));
         out_gelu_scalar(1, n - n8, a + n8, ldacc, rowsum + i, colmul + n8, colconst + n8, scale + n8,
                         bias ? bias + n8 : NULL, q, o + n8, ldout);
     }
