@@ -367,34 +367,58 @@ AVX512_TARGET static void out_f32_avx512(size_t m, size_t n, const int32_t *acc,
     }
 }
 
-AVX512_TARGET static void out_u8_avx512(size_t m, size_t n, const int32_t *acc, size_t ldacc,
-                                        const int32_t *rowsum, const int32_t *colmul,
-                                        const int32_t *colconst, const float *scale, const float *bias,
-                                        float post, float qs, float zf, float qmax, uint8_t *out, size_t ldout)
+/* A vector's codes from its 16 values y; ctx holds the quantizer's vectors. */
+typedef __m512i (*codes_of_fn)(__m512 y, const void *ctx);
+
+/* codes_of(y) of every row's y_vec values, as bytes. Two vectors per step where the row
+ * has them: one vector's chain of dependent operations (about 90 cycles from load to
+ * store for the GELU) is longer than the core's window holds of the next ones, so two
+ * chains side by side keep more of it busy. Inlined with a constant codes_of, whose
+ * call is inlined too. */
+AVX512_TARGET static inline __attribute__((always_inline)) void
+codes_rows_avx512(size_t m, size_t n, const int32_t *acc, size_t ldacc, const int32_t *rowsum,
+                  const int32_t *colmul, const int32_t *colconst, const float *scale, const float *bias,
+                  codes_of_fn codes_of, const void *ctx, uint8_t *out, size_t ldout)
 {
-    const __m512 vs = _mm512_set1_ps(qs), vz = _mm512_set1_ps(zf), vq = _mm512_set1_ps(qmax);
-    const __m512 vpost = _mm512_set1_ps(post);
-    const quant_recip rc = quant_recip_of(qs, zf, qmax);
     for (size_t i = 0; i < m; i++) {
         const __m512i rs = _mm512_set1_epi32(rowsum[i]);
         const int32_t *a = acc + i * ldacc;
         uint8_t *o = out + i * ldout;
         size_t j = 0;
-        /* Two vectors per step, as in out_gelu_rows_avx512. */
         for (; j + 32 <= n; j += 32) {
             const __m512 y0 = y_at(a, rs, colmul, colconst, scale, bias, j, 0xffff);
             const __m512 y1 = y_at(a, rs, colmul, colconst, scale, bias, j + 16, 0xffff);
-            const __m512i c0 = quant_vec_recip(_mm512_mul_ps(y0, vpost), &rc, vs, vz, vq);
-            const __m512i c1 = quant_vec_recip(_mm512_mul_ps(y1, vpost), &rc, vs, vz, vq);
+            const __m512i c0 = codes_of(y0, ctx), c1 = codes_of(y1, ctx);
             _mm512_mask_cvtepi32_storeu_epi8(o + j, 0xffff, c0);
             _mm512_mask_cvtepi32_storeu_epi8(o + j + 16, 0xffff, c1);
         }
         for (; j < n; j += 16) {
             const __mmask16 mk = tail_mask(n - j);
-            const __m512 y = y_at(a, rs, colmul, colconst, scale, bias, j, mk);
-            _mm512_mask_cvtepi32_storeu_epi8(o + j, mk, quant_vec_recip(_mm512_mul_ps(y, vpost), &rc, vs, vz, vq));
+            _mm512_mask_cvtepi32_storeu_epi8(o + j, mk, codes_of(y_at(a, rs, colmul, colconst, scale, bias, j, mk), ctx));
         }
     }
+}
+
+/* What out_u8_avx512's codes need, as vectors. */
+typedef struct scaled_codes {
+    quant_recip rc;
+    __m512 vs, vz, vq, vpost;
+} scaled_codes;
+
+AVX512_TARGET static inline __attribute__((always_inline)) __m512i scaled_code_vec(__m512 y, const void *ctx)
+{
+    const scaled_codes *c = ctx;
+    return quant_vec_recip(_mm512_mul_ps(y, c->vpost), &c->rc, c->vs, c->vz, c->vq);
+}
+
+AVX512_TARGET static void out_u8_avx512(size_t m, size_t n, const int32_t *acc, size_t ldacc,
+                                        const int32_t *rowsum, const int32_t *colmul,
+                                        const int32_t *colconst, const float *scale, const float *bias,
+                                        float post, float qs, float zf, float qmax, uint8_t *out, size_t ldout)
+{
+    const scaled_codes c = {quant_recip_of(qs, zf, qmax), _mm512_set1_ps(qs), _mm512_set1_ps(zf),
+                            _mm512_set1_ps(qmax), _mm512_set1_ps(post)};
+    codes_rows_avx512(m, n, acc, ldacc, rowsum, colmul, colconst, scale, bias, scaled_code_vec, &c, out, ldout);
 }
 
 /* The table as the permutes take it: pieces 0-15 and 16-31 of each coefficient. */
@@ -425,7 +449,7 @@ AVX512_TARGET static inline __m512 gelu_fast_vec(__m512 y, const __m512 lo[5], c
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(y, _mm512_set1_ps(8.0f), _CMP_GE_OQ), p, y);
 }
 
-/* What out_gelu_rows_avx512 needs of the quantizer, as vectors. */
+/* What out_gelu_avx512 needs of the quantizer, as vectors. */
 typedef struct gelu_vecs {
     __m512 inv_pos, inv_neg, wlim, nwlim;
     __m512i vz, vnz, vtop, vqmax, shift;
@@ -449,13 +473,20 @@ AVX512_TARGET static inline __attribute__((always_inline)) __m512i gelu_code_vec
     return _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(c, v->vz), _mm512_setzero_si512()), v->vqmax);
 }
 
-/* Two vectors per step where the row has them: one vector's chain of dependent
- * operations (about 90 cycles from load to store) is longer than the core's window
- * holds of the next ones, so two chains side by side keep more of it busy. */
-AVX512_TARGET static inline __attribute__((always_inline)) void
-out_gelu_rows_avx512(size_t m, size_t n, const int32_t *acc, size_t ldacc, const int32_t *rowsum,
-                     const int32_t *colmul, const int32_t *colconst, const float *scale, const float *bias,
-                     const repq_gelu_codes *q, bool two_region, uint8_t *out, size_t ldout)
+AVX512_TARGET static inline __attribute__((always_inline)) __m512i gelu_two_region_vec(__m512 y, const void *v)
+{
+    return gelu_code_vec(y, v, true);
+}
+
+AVX512_TARGET static inline __attribute__((always_inline)) __m512i gelu_one_grid_vec(__m512 y, const void *v)
+{
+    return gelu_code_vec(y, v, false);
+}
+
+AVX512_TARGET static void out_gelu_avx512(size_t m, size_t n, const int32_t *acc, size_t ldacc,
+                                          const int32_t *rowsum, const int32_t *colmul, const int32_t *colconst,
+                                          const float *scale, const float *bias, const repq_gelu_codes *q,
+                                          uint8_t *out, size_t ldout)
 {
     const gelu_recip r = gelu_recip_of(q);
     gelu_vecs v;
@@ -469,35 +500,12 @@ out_gelu_rows_avx512(size_t m, size_t n, const int32_t *acc, size_t ldacc, const
     v.vqmax = _mm512_set1_epi32((1 << q->bits) - 1);
     v.shift = _mm512_set1_epi32(q->shift);
     load_fast_coef(v.lo, v.hi);
-    for (size_t i = 0; i < m; i++) {
-        const __m512i rs = _mm512_set1_epi32(rowsum[i]);
-        const int32_t *a = acc + i * ldacc;
-        uint8_t *o = out + i * ldout;
-        size_t j = 0;
-        for (; j + 32 <= n; j += 32) {
-            const __m512 y0 = y_at(a, rs, colmul, colconst, scale, bias, j, 0xffff);
-            const __m512 y1 = y_at(a, rs, colmul, colconst, scale, bias, j + 16, 0xffff);
-            const __m512i c0 = gelu_code_vec(y0, &v, two_region), c1 = gelu_code_vec(y1, &v, two_region);
-            _mm512_mask_cvtepi32_storeu_epi8(o + j, 0xffff, c0);
-            _mm512_mask_cvtepi32_storeu_epi8(o + j + 16, 0xffff, c1);
-        }
-        for (; j < n; j += 16) {
-            const __mmask16 mk = tail_mask(n - j);
-            const __m512 y = y_at(a, rs, colmul, colconst, scale, bias, j, mk);
-            _mm512_mask_cvtepi32_storeu_epi8(o + j, mk, gelu_code_vec(y, &v, two_region));
-        }
-    }
-}
-
-AVX512_TARGET static void out_gelu_avx512(size_t m, size_t n, const int32_t *acc, size_t ldacc,
-                                          const int32_t *rowsum, const int32_t *colmul, const int32_t *colconst,
-                                          const float *scale, const float *bias, const repq_gelu_codes *q,
-                                          uint8_t *out, size_t ldout)
-{
     if (q->two_region)
-        out_gelu_rows_avx512(m, n, acc, ldacc, rowsum, colmul, colconst, scale, bias, q, true, out, ldout);
+        codes_rows_avx512(m, n, acc, ldacc, rowsum, colmul, colconst, scale, bias, gelu_two_region_vec, &v, out,
+                          ldout);
     else
-        out_gelu_rows_avx512(m, n, acc, ldacc, rowsum, colmul, colconst, scale, bias, q, false, out, ldout);
+        codes_rows_avx512(m, n, acc, ldacc, rowsum, colmul, colconst, scale, bias, gelu_one_grid_vec, &v, out,
+                          ldout);
 }
 
 /* ---- AVX2: 8 lanes, the last n % 8 columns through the scalar formulas ---------- */
@@ -640,7 +648,7 @@ AVX2_FMA_TARGET static inline __attribute__((always_inline)) __m256i gelu_code_v
     return _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(c, v->vz), _mm256_setzero_si256()), v->vqmax);
 }
 
-/* Two vectors per step where the row has them, as in out_gelu_rows_avx512. */
+/* Two vectors per step where the row has them, as in codes_rows_avx512. */
 AVX2_FMA_TARGET static void out_gelu_avx2(size_t m, size_t n, const int32_t *acc, size_t ldacc,
                                           const int32_t *rowsum, const int32_t *colmul, const int32_t *colconst,
                                           const float *scale, const float *bias, const repq_gelu_codes *q,
